@@ -1,0 +1,5 @@
+import sys
+
+from gui_approver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""The approval interface and the policies around it. Qt-free.
+
+An :class:`Approver` is asked before every signature of a mutation. It is called from a
+worker thread and blocks until a decision or its timeout. Anything but an explicit
+approval -- an exception, a timeout, a closed dialog, the app quitting -- is a denial.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from gui_approver.keys import KeyRecord
+from gui_approver.protocol import CredentialRequest, Provenance
+
+log = logging.getLogger(__name__)
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    request: CredentialRequest
+    provenance: Provenance
+    key: KeyRecord | None
+    action: str = "sign"  # "sign" | "logout"
+    timeout: float = 120.0
+    received: float = field(default_factory=time.monotonic)
+    id: int = field(default_factory=lambda: next(_ids))
+
+    def summary(self) -> str:
+        if self.action == "logout":
+            return f"delete the key for registry {self.request.registry.label()}"
+        return self.request.describe()
+
+
+@dataclass(frozen=True)
+class Decision:
+    approved: bool
+    reason: str
+
+    @classmethod
+    def approve(cls, reason: str = "approved") -> Decision:
+        return cls(True, reason)
+
+    @classmethod
+    def deny(cls, reason: str) -> Decision:
+        return cls(False, reason)
+
+
+class Approver(Protocol):
+    def decide(self, request: ApprovalRequest) -> Decision:
+        """Block until the user decides or ``request.timeout`` passes. Called off the GUI
+        thread. Must never approve without a human (or an explicit policy) saying so."""
+        ...
+
+
+def decide_safely(approver: Approver, request: ApprovalRequest) -> Decision:
+    """Ask ``approver``; anything but a well-formed approval is a denial."""
+    try:
+        decision = approver.decide(request)
+    except Exception as exc:  # noqa: BLE001 - fail closed on any error
+        log.warning("approver failed (%s); denying request %d", type(exc).__name__, request.id)
+        return Decision.deny(f"the approval failed ({type(exc).__name__})")
+    if not isinstance(decision, Decision) or decision.approved is not True:
+        if isinstance(decision, Decision):
+            return decision
+        return Decision.deny("the approval gave no decision")
+    return decision
+
+
+class DenyAll:
+    """An approver that denies everything (used when no UI is available)."""
+
+    def __init__(self, reason: str = "no approval dialog is available") -> None:
+        self.reason = reason
+
+    def decide(self, request: ApprovalRequest) -> Decision:
+        return Decision.deny(self.reason)
+
+
+def registry_host(index_url: str) -> str | None:
+    url = index_url
+    for prefix in ("sparse+", "registry+"):
+        if url.startswith(prefix):
+            url = url[len(prefix):]
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host
+
+
+def is_loopback_index(index_url: str) -> bool:
+    """True only when the index URL's host is a loopback address or ``localhost``."""
+    host = registry_host(index_url)
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

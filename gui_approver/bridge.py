@@ -1,0 +1,253 @@
+"""``cargo-credential-gui-approver``: the tiny credential provider cargo launches.
+
+It speaks cargo's protocol on stdin/stdout (hello, one request, one answer, exit 0) and
+forwards the request to the running gui-approver app over its private Unix socket. It
+imports only the standard library and :mod:`gui_approver.protocol` so that it starts fast;
+it never holds a key. stdout carries the protocol only; diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from typing import Any, BinaryIO, TextIO
+
+from gui_approver import __version__, protocol
+
+#: How long to wait for cargo's request line.
+STDIN_TIMEOUT = 30.0
+#: How long an auto-started app may take to open its socket.
+STARTUP_TIMEOUT = 8.0
+#: How long the app may take to acknowledge a request.
+ACK_TIMEOUT = 10.0
+#: Extra time on top of the app's own approval deadline before we give up on it.
+DEADLINE_MARGIN = 10.0
+_START_HINT = (
+    "start it with `gui-approver` (or from your desktop's application menu) and run the "
+    "cargo command again"
+)
+
+
+class BridgeError(Exception):
+    """A failure to report to cargo as ``Err other``."""
+
+
+def _err_line(message: str, caused_by: list[str] | None = None) -> str:
+    return protocol.encode(protocol.err_other(message, caused_by))
+
+
+def _read_request_line(stdin: BinaryIO, timeout: float) -> bytes:
+    fileno: int | None
+    try:
+        fileno = stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        fileno = None
+    if fileno is not None:
+        ready, _, _ = select.select([fileno], [], [], timeout)
+        if not ready:
+            raise protocol.ProtocolError(f"cargo sent no request within {timeout:.0f} s")
+    line = stdin.readline(protocol.MAX_REQUEST_BYTES + 1)
+    if len(line) > protocol.MAX_REQUEST_BYTES:
+        raise protocol.ProtocolError("the request from cargo is too large")
+    if not line:
+        raise protocol.ProtocolError("cargo closed stdin without sending a request")
+    return line
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    so_peercred = getattr(socket, "SO_PEERCRED", None)
+    if so_peercred is None:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return int(uid)
+
+
+def _connect(path: str) -> socket.socket | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(2.0)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        return None
+    uid = _peer_uid(sock)
+    if uid is not None and uid != os.getuid():
+        sock.close()
+        raise BridgeError(f"the socket {path} belongs to another user (uid {uid}); refusing it")
+    return sock
+
+
+def _app_command() -> list[str]:
+    override = os.environ.get("GUI_APPROVER_APP_COMMAND")
+    if override:
+        import shlex
+
+        return shlex.split(override)
+    here = os.path.dirname(os.path.abspath(sys.argv[0] or ""))
+    sibling = os.path.join(here, "gui-approver")
+    if os.path.isfile(sibling) and os.access(sibling, os.X_OK):
+        return [sibling, "app", "--started-by-bridge"]
+    return [sys.executable, "-m", "gui_approver", "app", "--started-by-bridge"]
+
+
+def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
+    if os.environ.get("GUI_APPROVER_NO_AUTOSTART"):
+        raise BridgeError("gui-approver is not running; " + _START_HINT)
+    import subprocess
+
+    cmd = _app_command()
+    err.write("gui-approver: the app is not running; starting it\n")
+    err.flush()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise BridgeError(
+            f"gui-approver is not running and could not be started ({exc.strerror}); "
+            + _START_HINT
+        ) from None
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        sock = _connect(path)
+        if sock is not None:
+            return sock
+        code = proc.poll()
+        if code is not None:
+            raise BridgeError(
+                f"gui-approver is not running and exited with code {code} when started; "
+                + _START_HINT
+            )
+        time.sleep(0.02)
+    raise BridgeError(
+        f"gui-approver did not open its socket within {STARTUP_TIMEOUT:.0f} s; " + _START_HINT
+    )
+
+
+def _recv_line(sock: socket.socket, buf: bytearray, timeout: float) -> bytes:
+    """Read one line, honouring an overall deadline and the size bound."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nl = buf.find(b"\n")
+        if nl >= 0:
+            line = bytes(buf[: nl + 1])
+            del buf[: nl + 1]
+            return line
+        if len(buf) > protocol.MAX_IPC_BYTES:
+            raise BridgeError("the app sent an oversized reply")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BridgeError("the app did not answer in time; nothing was signed")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise BridgeError("the app did not answer in time; nothing was signed") from None
+        except OSError as exc:
+            raise BridgeError(f"lost the connection to the app ({exc.strerror})") from None
+        if not chunk:
+            raise BridgeError(
+                "the gui-approver app closed the connection before answering (did it quit "
+                "or crash?); nothing was signed"
+            )
+        buf += chunk
+
+
+def exchange(raw_request: dict[str, Any], err: TextIO) -> dict[str, Any]:
+    """Send one credential request to the app and return its reply message."""
+    directory = protocol.socket_dir()
+    path = os.path.join(directory, protocol.SOCKET_NAME)
+    if os.path.exists(directory):
+        problem = protocol.check_private_dir(directory)
+        if problem:
+            raise BridgeError(f"refusing to use the socket directory: {problem}")
+    sock = _connect(path)
+    if sock is None:
+        sock = _start_app_and_connect(path, err)
+    provenance = protocol.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=_cwd())
+    with sock:
+        sock.settimeout(5.0)
+        try:
+            sock.sendall(protocol.credential_ipc_message(raw_request, provenance))
+        except OSError as exc:
+            raise BridgeError(f"could not talk to the app ({exc.strerror})") from None
+        buf = bytearray()
+        timeout = ACK_TIMEOUT
+        while True:
+            try:
+                reply = protocol.parse_ipc_reply(_recv_line(sock, buf, timeout))
+            except protocol.ProtocolError as exc:
+                raise BridgeError(f"the app's reply was not understood: {exc}") from None
+            if reply["type"] == "ack":
+                timeout = float(reply["timeout"]) + DEADLINE_MARGIN
+                continue
+            if reply["type"] != "response":
+                raise BridgeError("the app sent an unexpected reply")
+            return reply
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
+    """One protocol exchange. Always writes exactly one answer line; returns 0."""
+    stdout.write(protocol.HELLO + "\n")
+    stdout.flush()
+    try:
+        line = _read_request_line(stdin, STDIN_TIMEOUT)
+        request = protocol.parse_request(line)
+        raw = request.to_json()
+        # login tokens travel to the app (it may import a k3.secret given by the user).
+        if request.token is not None:
+            raw["token"] = request.token.expose()
+        reply = exchange(raw, stderr)
+        notice = reply.get("notice")
+        if notice:
+            stderr.write(notice.rstrip("\n") + "\n")
+            stderr.flush()
+        answer = protocol.encode(reply["response"])
+    except protocol.ProtocolError as exc:
+        answer = _err_line(f"gui-approver: {exc}")
+    except BridgeError as exc:
+        answer = _err_line(f"gui-approver: {exc}")
+    except Exception as exc:  # noqa: BLE001 - cargo must always get one answer
+        answer = _err_line(f"gui-approver: internal error in the bridge ({type(exc).__name__})")
+    stdout.write(answer + "\n")
+    stdout.flush()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--version" in args:
+        print(f"cargo-credential-gui-approver {__version__}")
+        return 0
+    if "--cargo-plugin" not in args:
+        sys.stderr.write(
+            "cargo-credential-gui-approver is a cargo credential provider; cargo runs it.\n"
+            "Configure it with:  gui-approver configure-cargo --registry NAME --index URL\n"
+        )
+        return 2
+    try:
+        return run(sys.stdin.buffer, sys.stdout, sys.stderr)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,225 @@
+"""The signing service: turns one cargo request into one cargo answer. Qt-free.
+
+Every mutation goes through the injected :class:`~gui_approver.approval.Approver` (or the
+explicit ``--auto-approve-loopback`` policy) before the key is touched; any doubt denies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gui_approver import protocol, tokens
+from gui_approver.approval import (
+    ApprovalRequest,
+    Approver,
+    Decision,
+    decide_safely,
+    is_loopback_index,
+)
+from gui_approver.errors import GuiApproverError, KeyExists
+from gui_approver.keys import KeyRecord, KeyStore, SigningKey
+from gui_approver.protocol import CredentialRequest, IpcRequest, Provenance
+from gui_approver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the app answers to one request."""
+
+    response: dict[str, Any]
+    notice: str | None = None
+
+
+@dataclass(frozen=True)
+class SignEvent:
+    """Reported after each decision (for notifications and the audit log). No secrets."""
+
+    request: CredentialRequest
+    provenance: Provenance
+    decision: str  # "signed" | "denied" | "error"
+    reason: str
+    kip: str | None
+
+
+class SigningService:
+    def __init__(
+        self,
+        store: KeyStore,
+        approver: Approver,
+        settings: Settings | None = None,
+        *,
+        auto_approve_loopback: bool = False,
+        on_event: Callable[[SignEvent], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.approver = approver
+        self.settings = settings or Settings()
+        self.auto_approve_loopback = auto_approve_loopback
+        self.on_event = on_event
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------
+    def handle(self, request: CredentialRequest, provenance: Provenance) -> Outcome:
+        try:
+            if request.kind == "get":
+                return self._get(request, provenance)
+            if request.kind == "login":
+                return self._login(request)
+            if request.kind == "logout":
+                return self._logout(request, provenance)
+            return Outcome(protocol.err_operation_not_supported())
+        except GuiApproverError as exc:
+            log.warning("%s failed: %s", request.describe(), exc)
+            self._emit(request, provenance, "error", str(exc), None)
+            return Outcome(protocol.err_other(f"gui-approver: {exc}", _hint(exc)))
+        except Exception as exc:
+            log.exception("internal error handling %s", request.describe())
+            return Outcome(
+                protocol.err_other(f"gui-approver: internal error ({type(exc).__name__})")
+            )
+
+    # ------------------------------------------------------------------------------------
+    def _emit(
+        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        kip: str | None,
+    ) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(SignEvent(request, prov, decision, reason, kip))
+        except Exception:
+            log.exception("event handler failed")
+
+    def _approve(self, approval: ApprovalRequest) -> Decision:
+        with self._lock:
+            if self._pending >= self.settings.max_pending:
+                return Decision.deny(
+                    f"too many requests are waiting for approval ({self.settings.max_pending}); "
+                    "this one was denied to stop prompt flooding"
+                )
+            self._pending += 1
+        try:
+            return decide_safely(self.approver, approval)
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def _get(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+        record = self.store.find(request.registry.index_url)
+        if record is None:
+            log.info("no key for %s: not-found", request.registry.index_url)
+            return Outcome(protocol.err_not_found())
+        mutation = request.is_mutation
+        needs_approval = mutation or self.settings.reads_need_approval
+        if needs_approval:
+            if mutation and self.auto_approve_loopback and is_loopback_index(
+                request.registry.index_url
+            ):
+                decision = Decision.approve("auto-approved (--auto-approve-loopback)")
+            else:
+                decision = self._approve(
+                    ApprovalRequest(request=request, provenance=prov, key=record,
+                                    timeout=self.settings.approval_timeout)
+                )
+            if not decision.approved:
+                message = (
+                    f"{request.describe()} was denied in gui-approver ({decision.reason})"
+                )
+                log.info("%s", message)
+                self._emit(request, prov, "denied", decision.reason, record.kip)
+                return Outcome(protocol.err_other(message))
+        key = self.store.signing_key(record)
+        token = tokens.sign_request(key, request, subject=record.subject)
+        cache = "never" if mutation else "session"
+        log.info("signed %s for %s with %s", request.describe(), request.registry.label(),
+                 record.kip)
+        self._emit(request, prov, "signed", "approved" if needs_approval else "read", record.kip)
+        return Outcome(protocol.ok_get(token, cache))
+
+    def _login(self, request: CredentialRequest) -> Outcome:
+        index_url = request.registry.index_url
+        registry = request.registry.name or index_url
+        existing = self.store.find(index_url)
+        given: SigningKey | None = None
+        if request.token is not None:
+            try:
+                given = SigningKey.from_paserk(request.token)
+            except ValueError as exc:
+                return Outcome(protocol.err_other(
+                    f"gui-approver: the token given to `cargo login` is not a usable key ({exc})",
+                    ["gui-approver keeps asymmetric keys; run `cargo login` without a token "
+                     "to generate one"],
+                ))
+        if existing is not None:
+            if given is not None and given.kip != existing.kip:
+                raise KeyExists(
+                    f"registry {existing.registry} already has a different key ({existing.kip})",
+                    hint=f"delete it first: gui-approver key delete --registry {existing.registry}",
+                )
+            record = existing
+            note = "already has a key"
+        else:
+            subject = _subject_from_args(request.args)
+            key = given or SigningKey.generate()
+            record = self.store.add(key, registry=registry, index_url=index_url, subject=subject)
+            note = "imported the given key" if given else "generated a new key"
+        notice = (
+            f"gui-approver: registry {registry} {note}; its public key is\n{record.public}\n"
+            f"(key id {record.kip}). Register this public key with the registry."
+        )
+        return Outcome(protocol.ok_login(), notice)
+
+    def _logout(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+        record = self.store.find(request.registry.index_url)
+        if record is None:
+            return Outcome(protocol.err_not_found())
+        decision = self._approve(
+            ApprovalRequest(request=request, provenance=prov, key=record, action="logout",
+                            timeout=self.settings.approval_timeout)
+        )
+        if not decision.approved:
+            return Outcome(protocol.err_other(
+                f"deleting the key for {record.registry} was denied in gui-approver "
+                f"({decision.reason})"
+            ))
+        self.store.delete(record)
+        return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")
+
+
+def ipc_handler(
+    service: SigningService,
+) -> Callable[[IpcRequest, Callable[[float], None]], tuple[dict[str, Any], str | None]]:
+    """Adapt the service to :class:`gui_approver.ipc.UnixSocketServer`."""
+
+    def handle(
+        message: IpcRequest, send_ack: Callable[[float], None]
+    ) -> tuple[dict[str, Any], str | None]:
+        assert message.request is not None
+        send_ack(service.settings.approval_timeout + 5.0)
+        outcome = service.handle(message.request, message.provenance)
+        return outcome.response, outcome.notice
+
+    return handle
+
+
+def _subject_from_args(args: tuple[str, ...]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--key-subject" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--key-subject="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _hint(exc: GuiApproverError) -> list[str] | None:
+    return [exc.hint] if exc.hint else None
+
+
+__all__ = ["KeyRecord", "Outcome", "SignEvent", "SigningService"]

@@ -1,0 +1,80 @@
+"""User settings (TOML in the user config dir). Qt-free.
+
+An invalid file never stops the app: it starts with defaults and reports what was wrong.
+The file is never rewritten behind the user's back.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    approval_timeout: float = 120.0
+    reads_need_approval: bool = False
+    arming_delay: float = 1.0
+    paranoid_accessibility: bool = False
+    idle_lock_minutes: float = 15.0
+    history_size_mb: float = 50.0
+    max_pending: int = 10
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not 5 <= self.approval_timeout <= 3600:
+            problems.append("approval_timeout must be between 5 and 3600 seconds")
+        if not 1.0 <= self.arming_delay <= 10:
+            problems.append("arming_delay must be between 1 and 10 seconds")
+        if not 1 <= self.max_pending <= 100:
+            problems.append("max_pending must be between 1 and 100")
+        if self.idle_lock_minutes < 0 or self.history_size_mb < 0:
+            problems.append("idle_lock_minutes and history_size_mb must not be negative")
+        return problems
+
+
+def default_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("gui-approver")) / "settings.toml"
+
+
+def load(path: Path | None = None) -> tuple[Settings, list[str]]:
+    """Return the settings and a list of problems (empty when the file is fine or absent)."""
+    path = path or default_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Settings(), []
+    except OSError as exc:
+        return Settings(), [f"{path}: cannot read ({exc.strerror}); using defaults"]
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return Settings(), [f"{path}: {exc}; using defaults"]
+    known = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    problems = []
+    for key, value in data.items():
+        f = known.get(key)
+        if f is None:
+            problems.append(f"{path}: unknown setting {key!r} ignored")
+            continue
+        default = getattr(Settings(), key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = type(value) is int
+        else:
+            ok = type(value) in (int, float)
+        if not ok:
+            problems.append(f"{path}: {key} has the wrong type; using the default")
+            continue
+        values[key] = float(value) if isinstance(default, float) else value
+    settings = replace(Settings(), **values)
+    bad = settings.validate()
+    if bad:
+        return Settings(), [f"{path}: {p}; using defaults" for p in bad]
+    return settings, problems

@@ -1,0 +1,356 @@
+"""The Qt app: tray icon (or a status window), the approval queue, the IPC server."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections import deque
+
+from PySide6.QtCore import QObject, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSystemTrayIcon,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui_approver import __version__, ipc
+from gui_approver.approval import ApprovalRequest, Decision
+from gui_approver.keys import KeyringKeychain, KeyStore
+from gui_approver.service import SignEvent, SigningService, ipc_handler
+from gui_approver.settings import Settings
+from gui_approver.settings import load as load_settings
+from gui_approver.ui.dialog import ApprovalDialog
+
+log = logging.getLogger(__name__)
+
+
+class Pending:
+    """One request waiting for a human. The first decision wins; later ones are ignored."""
+
+    def __init__(self, approval: ApprovalRequest) -> None:
+        self.approval = approval
+        self.event = threading.Event()
+        self.decision: Decision | None = None
+        self._lock = threading.Lock()
+
+    def resolve(self, decision: Decision) -> bool:
+        with self._lock:
+            if self.decision is not None:
+                return False
+            self.decision = decision
+        self.event.set()
+        return True
+
+
+class QtApprover(QObject):
+    """Implements :class:`gui_approver.approval.Approver` with one dialog at a time."""
+
+    _submit = Signal(object)
+    _cancel = Signal(object)
+    queue_changed = Signal(int)
+    dialog_shown = Signal(object)
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.queue: deque[Pending] = deque()
+        self.current: Pending | None = None
+        self.dialog: ApprovalDialog | None = None
+        self._closed = False
+        self._submit.connect(self._on_submit, Qt.ConnectionType.QueuedConnection)
+        self._cancel.connect(self._on_cancel, Qt.ConnectionType.QueuedConnection)
+
+    # worker threads ----------------------------------------------------------------------
+    def decide(self, request: ApprovalRequest) -> Decision:
+        pending = Pending(request)
+        if self._closed:
+            return Decision.deny("gui-approver is quitting")
+        self._submit.emit(pending)
+        if not pending.event.wait(request.timeout):
+            pending.resolve(Decision.deny(f"no decision within {request.timeout:.0f} s"))
+            self._cancel.emit(pending)
+        assert pending.decision is not None
+        return pending.decision
+
+    # GUI thread --------------------------------------------------------------------------
+    def pending_count(self) -> int:
+        return len(self.queue) + (1 if self.current else 0)
+
+    def _on_submit(self, pending: Pending) -> None:
+        if self._closed:
+            pending.resolve(Decision.deny("gui-approver is quitting"))
+            return
+        self.queue.append(pending)
+        self._show_next()
+        self._update_waiting()
+
+    def _on_cancel(self, pending: Pending) -> None:
+        if self.current is pending:
+            if self.dialog is not None:
+                self.dialog.dismiss()
+                self.dialog.deleteLater()
+            self.dialog = None
+            self.current = None
+            self._show_next()
+        elif pending in self.queue:
+            self.queue.remove(pending)
+        self._update_waiting()
+
+    def _show_next(self) -> None:
+        while self.current is None and self.queue:
+            pending = self.queue.popleft()
+            if pending.decision is not None:
+                continue
+            self.current = pending
+            dialog = ApprovalDialog(
+                pending.approval, arming_delay=self.settings.arming_delay,
+                waiting=len(self.queue),
+            )
+            dialog.decided.connect(lambda ok, p=pending: self._on_decided(p, ok))
+            self.dialog = dialog
+            dialog.show()
+            dialog.raise_()
+            dialog.activateWindow()
+            self.dialog_shown.emit(dialog)
+
+    def _on_decided(self, pending: Pending, approved: bool) -> None:
+        pending.resolve(
+            Decision.approve("approved in the dialog") if approved
+            else Decision.deny("denied in the dialog")
+        )
+        if self.current is pending:
+            if self.dialog is not None:
+                self.dialog.deleteLater()
+            self.dialog = None
+            self.current = None
+        self._show_next()
+        self._update_waiting()
+
+    def _update_waiting(self) -> None:
+        if self.dialog is not None:
+            self.dialog.set_waiting(len(self.queue))
+        self.queue_changed.emit(self.pending_count())
+
+    def show_current(self) -> None:
+        """Bring the pending dialog forward (the only thing the tray can do with it)."""
+        if self.dialog is not None:
+            self.dialog.show()
+            self.dialog.raise_()
+            self.dialog.activateWindow()
+
+    def shutdown(self) -> None:
+        self._closed = True
+        for p in [*self.queue, *([self.current] if self.current else [])]:
+            p.resolve(Decision.deny("gui-approver quit"))
+        self.queue.clear()
+        if self.dialog is not None:
+            self.dialog.dismiss()
+        self.dialog = None
+        self.current = None
+
+
+def make_icon(state: str = "idle") -> QIcon:
+    """A shield; a dot when a request is pending, a bar when auto-approve is on."""
+    pm = QPixmap(64, 64)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    path = QPainterPath()
+    path.moveTo(32, 4)
+    path.lineTo(56, 14)
+    path.cubicTo(QPointF(56, 40), QPointF(44, 54), QPointF(32, 60))
+    path.cubicTo(QPointF(20, 54), QPointF(8, 40), QPointF(8, 14))
+    path.closeSubpath()
+    p.setPen(QPen(QColor("#ffffff"), 4))
+    p.setBrush(QColor("#2b5797"))
+    p.drawPath(path)
+    if state == "pending":
+        p.setBrush(QColor("#ffffff"))
+        p.drawEllipse(QPointF(32, 32), 9, 9)
+    elif state == "auto":
+        p.fillRect(18, 28, 28, 8, QColor("#ffffff"))
+    p.end()
+    return QIcon(pm)
+
+
+class StatusWindow(QWidget):
+    """Shown where no tray host exists."""
+
+    def __init__(self, controller: GuiApp) -> None:
+        super().__init__()
+        self.setWindowTitle("gui-approver")
+        self.setObjectName("statusWindow")
+        layout = QVBoxLayout(self)
+        self.state = QLabel()
+        self.state.setTextFormat(Qt.TextFormat.PlainText)
+        self.state.setWordWrap(True)
+        layout.addWidget(self.state)
+        row = QHBoxLayout()
+        self.show_pending = QPushButton("Show pending request")
+        self.show_pending.clicked.connect(controller.approver.show_current)
+        quit_button = QPushButton("Quit")
+        quit_button.clicked.connect(controller.quit)
+        row.addWidget(self.show_pending)
+        row.addWidget(quit_button)
+        layout.addLayout(row)
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        # Keep running: without a tray this window is the only way back in; minimise it.
+        e.ignore()
+        self.showMinimized()
+
+
+class GuiApp(QObject):
+    """Owns the approver, the signing service and the IPC server. Testable in-process."""
+
+    _event = Signal(object)
+
+    def __init__(
+        self,
+        store: KeyStore,
+        settings: Settings,
+        *,
+        auto_approve_loopback: bool = False,
+        socket_dir: str | None = None,
+        problems: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store
+        self.auto_approve_loopback = auto_approve_loopback
+        self.approver = QtApprover(settings)
+        self.service = SigningService(
+            store, self.approver, settings, auto_approve_loopback=auto_approve_loopback,
+            on_event=self._event.emit,
+        )
+        self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir)
+        self.problems = problems or []
+        self.tray: QSystemTrayIcon | None = None
+        self.status_window: StatusWindow | None = None
+        self._status_action: QAction | None = None
+        self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
+        self.approver.queue_changed.connect(lambda _n: self._refresh())
+
+    def start(self) -> None:
+        self.server.start()
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self._make_tray()
+        else:
+            self.status_window = StatusWindow(self)
+            self.status_window.show()
+        self._refresh()
+        for p in self.problems:
+            self.notify("Settings problem", p)
+        if self.auto_approve_loopback:
+            self.notify("Auto-approve is on",
+                        "Mutations for loopback registries are signed without a dialog.")
+
+    def _make_tray(self) -> None:
+        tray = QSystemTrayIcon(make_icon(), self)
+        menu = QMenu()
+        self._status_action = menu.addAction("gui-approver")
+        self._status_action.setEnabled(False)
+        menu.addSeparator()
+        show = menu.addAction("Show pending request")
+        show.triggered.connect(self.approver.show_current)
+        menu.addSeparator()
+        quit_action = menu.addAction("Quit")
+        quit_action.triggered.connect(self.quit)
+        tray.setContextMenu(menu)
+        self._menu = menu
+        tray.show()
+        self.tray = tray
+
+    def status_text(self) -> str:
+        n = self.approver.pending_count()
+        parts = [f"gui-approver {__version__} is running."]
+        parts.append(f"{n} request(s) waiting for you." if n else "No requests waiting.")
+        try:
+            keys = self.store.list()
+            parts.append(f"Keys: {', '.join(r.registry for r in keys) or 'none yet'}.")
+        except Exception as exc:  # noqa: BLE001
+            parts.append(f"Keys unavailable: {exc}")
+        if self.auto_approve_loopback:
+            parts.append("AUTO-APPROVE is ON for loopback registries.")
+        return "\n".join(parts)
+
+    def _refresh(self) -> None:
+        text = self.status_text()
+        n = self.approver.pending_count()
+        state = "pending" if n else ("auto" if self.auto_approve_loopback else "idle")
+        if self.tray is not None:
+            self.tray.setToolTip(text)
+            self.tray.setIcon(make_icon(state))
+            if self._status_action is not None:
+                self._status_action.setText(text.splitlines()[1])
+        if self.status_window is not None:
+            self.status_window.state.setText(text)
+            self.status_window.show_pending.setEnabled(bool(n))
+            self.status_window.setWindowIcon(make_icon(state))
+
+    def notify(self, title: str, message: str) -> None:
+        log.info("%s: %s", title, message)
+        if self.tray is not None and QSystemTrayIcon.supportsMessages():
+            self.tray.showMessage(title, message, QSystemTrayIcon.MessageIcon.Information, 5000)
+
+    def _on_event(self, event: SignEvent) -> None:
+        if event.decision == "signed" and event.request.is_mutation:
+            self.notify(
+                "Signed",
+                f"Signed {event.request.describe()} for registry "
+                f"{event.request.registry.label()}",
+            )
+        self._refresh()
+
+    def quit(self) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+    def stop(self) -> None:
+        self.approver.shutdown()
+        self.server.stop()
+        if self.tray is not None:
+            self.tray.hide()
+        if self.status_window is not None:
+            self.status_window.hide()
+            self.status_window.deleteLater()
+
+
+def run_app(*, auto_approve_loopback: bool = False) -> int:
+    app = QApplication(sys.argv[:1])
+    app.setApplicationName("gui-approver")
+    app.setApplicationDisplayName("gui-approver")
+    app.setQuitOnLastWindowClosed(False)
+    settings, problems = load_settings()
+    for p in problems:
+        log.warning("%s", p)
+    gui = GuiApp(KeyStore(KeyringKeychain()), settings,
+                 auto_approve_loopback=auto_approve_loopback, problems=problems)
+    try:
+        gui.start()
+    except ipc.AlreadyRunning as exc:
+        print(f"gui-approver: {exc}; use its tray icon or window.", file=sys.stderr)
+        return 0
+    except ipc.UnsafeDirectory as exc:
+        print(f"gui-approver: {exc}", file=sys.stderr)
+        return 1
+    # Let Python see SIGINT/SIGTERM while Qt's loop runs.
+    signal.signal(signal.SIGTERM, lambda *_: app.quit())
+    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    pulse = QTimer()
+    pulse.start(250)
+    pulse.timeout.connect(lambda: None)
+    print(f"gui-approver: listening on {gui.server.path}", file=sys.stderr, flush=True)
+    try:
+        return app.exec()
+    finally:
+        gui.stop()
