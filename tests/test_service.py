@@ -92,7 +92,7 @@ def test_mutations_are_signed_only_after_approval(store, op):
     assert claims["mutation"] == op and claims["name"] == "foo"
     assert ("vers" in claims) == (op != "owners")
     assert ("cksum" in claims) == (op == "publish")
-    assert list(claims)[0] == "iat"
+    assert next(iter(claims)) == "iat"
     (seen,) = approver.seen
     assert seen.provenance.cwd == "/x" and seen.request.operation == op
 
@@ -187,8 +187,8 @@ def test_pending_cap_denies_the_surplus(store):
 def test_login_generates_key_and_prints_public(tmp_path):
     store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
     svc = SigningService(store, Recorder(Decision.deny("x")))
-    login = parse_request('{"v":1,"registry":{"index-url":"%s","name":"new"},"kind":"login",'
-                          '"args":["--key-subject","sub1"]}' % LOCAL)
+    login = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "new"},
+                                      "kind": "login", "args": ["--key-subject", "sub1"]}))
     out = svc.handle(login, Provenance())
     assert out.response == protocol.ok_login()
     rec = store.find(LOCAL)
@@ -218,7 +218,7 @@ def test_login_imports_a_given_secret(tmp_path):
 
 def test_logout_needs_confirmation(store):
     svc = SigningService(store, Recorder(Decision.deny("no")))
-    logout = parse_request('{"v":1,"registry":{"index-url":"%s"},"kind":"logout"}' % LOCAL)
+    logout = parse_request(f'{{"v":1,"registry":{{"index-url":"{LOCAL}"}},"kind":"logout"}}')
     assert "Err" in svc.handle(logout, Provenance()).response
     assert store.find(LOCAL) is not None
     svc.approver = Recorder(Decision.approve())

@@ -1,0 +1,849 @@
+"""A small but real sparse-HTTP cargo registry that verifies RFC 3231 asymmetric tokens.
+
+It exists to demonstrate (and test, with the real ``cargo``) that the tokens this app signs
+are accepted by a registry doing every check cargo's own test registry does. It stores its
+state in a data directory (survives restarts)::
+
+    keys.json                       registered public keys, {"keys": [{"public", "subject"}]}
+    index/<cargo index path>        sparse index files, one JSON entry per line
+    crates/<lowercase name>/<vers>.crate
+    owners.json                     {"<lowercase name>": ["login", ...]}
+
+``keys.json`` is re-read whenever it changes, so ``gui-approver demo-registry-key`` can
+register keys while the server runs. Any registered key may publish any crate: this is a demo,
+not crates.io. Qt-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .verify import Expected, RegisteredKey, VerificationError, verify_token_detailed
+
+__all__ = [
+    "DemoRegistry",
+    "add_key_to_file",
+    "add_registry_parsers",
+    "index_path",
+    "is_loopback",
+    "load_keys_file",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_PUBLISH_BODY = 10 * 1024 * 1024
+MAX_SMALL_BODY = 64 * 1024
+KEYS_FILE = "keys.json"
+OWNERS_FILE = "owners.json"
+
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_IDENT = r"[0-9A-Za-z-]+"
+_VERS_RE = re.compile(
+    r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)"
+    rf"(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+{_IDENT}(?:\.{_IDENT})*)?"
+)
+_MAX_VERS_LEN = 128
+_DEP_KINDS = frozenset({"normal", "dev", "build"})
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and _NAME_RE.fullmatch(name) is not None
+
+
+def valid_vers(vers: object) -> bool:
+    return (
+        isinstance(vers, str)
+        and len(vers) <= _MAX_VERS_LEN
+        and _VERS_RE.fullmatch(vers) is not None
+    )
+
+
+def index_path(name: str) -> str:
+    """The path of a crate's file in a sparse index, relative to the index root."""
+    n = name.lower()
+    if len(n) == 1:
+        return f"1/{n}"
+    if len(n) == 2:
+        return f"2/{n}"
+    if len(n) == 3:
+        return f"3/{n[0]}/{n}"
+    return f"{n[0:2]}/{n[2:4]}/{n}"
+
+
+def _semver_core(vers: str) -> str:
+    """The version without build metadata: ``1.0.0+a`` and ``1.0.0+b`` are the same version."""
+    return vers.split("+", 1)[0]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_keys_file(path: Path) -> list[RegisteredKey]:
+    """Read ``keys.json``; a missing file means no keys. Raises ValueError when malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    items = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise ValueError(f'{path} must be an object with a "keys" list')
+    keys = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("public"), str):
+            raise ValueError(f'{path}: every key needs a "public" string')
+        subject = item.get("subject")
+        if subject is not None and not isinstance(subject, str):
+            raise ValueError(f'{path}: "subject" must be a string or null')
+        keys.append(RegisteredKey(public=item["public"], subject=subject))
+    return keys
+
+
+try:  # cross-process lock for keys.json writers (POSIX); readers never need it
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+_keys_file_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with _keys_file_lock:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+b") as f:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            yield
+
+
+def add_key_to_file(data_dir: Path, key: RegisteredKey) -> None:
+    """Register ``key`` in ``data_dir/keys.json`` (replacing an entry with the same kip)."""
+    data_dir = Path(data_dir)
+    path = data_dir / KEYS_FILE
+    with _locked(data_dir / ".keys.lock"):
+        keys = [k for k in load_keys_file(path) if k.kip != key.kip]
+        keys.append(key)
+        doc = {"keys": [{"public": k.public, "subject": k.subject, "kip": k.kip} for k in keys]}
+        _atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_response(obj: Any, status: int = 200) -> _Response:
+    return _Response(status, json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _str_list(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _HTTPError(400, f"{what} must be a list of strings")
+    return list(value)
+
+
+def _opt_str(value: object, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _HTTPError(400, f"{what} must be a string")
+    return value
+
+
+def _index_dep(dep: object) -> dict[str, Any]:
+    """Convert a dependency of cargo's publish metadata into a sparse-index dependency."""
+    if not isinstance(dep, dict):
+        raise _HTTPError(400, "every dependency must be an object")
+    name = dep.get("name")
+    if not valid_name(name):
+        raise _HTTPError(400, f"invalid dependency name {name!r}")
+    assert isinstance(name, str)
+    req = dep.get("version_req")
+    if not isinstance(req, str) or not req:
+        raise _HTTPError(400, f"dependency {name} has no version requirement")
+    explicit = _opt_str(dep.get("explicit_name_in_toml"), "explicit_name_in_toml")
+    if explicit is not None and not valid_name(explicit):
+        raise _HTTPError(400, f"invalid dependency rename {explicit!r}")
+    kind = dep.get("kind", "normal") or "normal"
+    if kind not in _DEP_KINDS:
+        raise _HTTPError(400, f"dependency {name} has unknown kind {kind!r}")
+    out: dict[str, Any] = {
+        "name": explicit or name,
+        "req": req,
+        "features": _str_list(dep.get("features", []), f"features of dependency {name}"),
+        "optional": bool(dep.get("optional", False)),
+        "default_features": bool(dep.get("default_features", True)),
+        "target": _opt_str(dep.get("target"), "target"),
+        "kind": kind,
+        "registry": _opt_str(dep.get("registry"), "registry"),
+        "package": name if explicit else None,
+    }
+    for extra in ("artifact", "bindep_target", "lib"):
+        if dep.get(extra) is not None:
+            out[extra] = dep[extra]
+    return out
+
+
+def _index_entry(meta: dict[str, Any], name: str, vers: str, cksum: str) -> dict[str, Any]:
+    deps_raw = meta.get("deps", [])
+    if not isinstance(deps_raw, list):
+        raise _HTTPError(400, "deps must be a list")
+    deps = [_index_dep(d) for d in deps_raw]
+    features_raw = meta.get("features", {})
+    if not isinstance(features_raw, dict):
+        raise _HTTPError(400, "features must be an object")
+    features: dict[str, list[str]] = {}
+    features2: dict[str, list[str]] = {}
+    for fname, values in features_raw.items():
+        vals = _str_list(values, f"feature {fname}")
+        # Newer feature syntax goes to features2 so that old cargos skip only those.
+        new_syntax = any(v.startswith("dep:") or "?/" in v for v in vals)
+        (features2 if new_syntax else features)[fname] = vals
+    entry: dict[str, Any] = {
+        "name": name,
+        "vers": vers,
+        "deps": deps,
+        "cksum": cksum,
+        "features": features,
+        "yanked": False,
+        "links": _opt_str(meta.get("links"), "links"),
+    }
+    if features2:
+        entry["features2"] = features2
+        entry["v"] = 2
+    else:
+        entry["v"] = 1
+    rust_version = _opt_str(meta.get("rust_version"), "rust_version")
+    if rust_version is not None:
+        entry["rust_version"] = rust_version
+    return entry
+
+
+def _parse_publish_body(body: bytes) -> tuple[dict[str, Any], bytes]:
+    if len(body) < 4:
+        raise _HTTPError(400, "the publish request body is too short")
+    json_len = int.from_bytes(body[0:4], "little")
+    json_end = 4 + json_len
+    if json_end + 4 > len(body):
+        raise _HTTPError(400, "the publish request body is truncated (metadata)")
+    crate_len = int.from_bytes(body[json_end : json_end + 4], "little")
+    crate_end = json_end + 4 + crate_len
+    if crate_end != len(body):
+        raise _HTTPError(400, "the publish request body's .crate length does not match")
+    try:
+        meta = json.loads(body[4:json_end].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise _HTTPError(400, f"the publish metadata is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise _HTTPError(400, "the publish metadata must be a JSON object")
+    return meta, body[json_end + 4 : crate_end]
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    registry: DemoRegistry
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints tracebacks to stderr; clients hanging up are routine here.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.debug("connection from %s ended: %s", client_address, exc)
+        else:
+            logger.exception("error serving %s", client_address)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "gui-approver-demo-registry/1"
+    sys_version = ""
+    timeout = 30
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _read_body(self, limit: int) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise _HTTPError(411, "chunked request bodies are not supported; send Content-Length")
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        try:
+            length = int(raw)
+        except ValueError:
+            self.close_connection = True
+            raise _HTTPError(400, "invalid Content-Length") from None
+        if length < 0:
+            self.close_connection = True
+            raise _HTTPError(400, "invalid Content-Length")
+        if length > limit:
+            self.close_connection = True
+            raise _HTTPError(413, f"request body of {length} bytes exceeds the {limit} byte limit")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self.close_connection = True
+            raise _HTTPError(400, "request body ended early")
+        return body
+
+    def _dispatch(self, method: str) -> None:
+        registry = self.server.registry
+        try:
+            path = urllib.parse.urlsplit(self.path).path
+            segments = [urllib.parse.unquote(s) for s in path.split("/")[1:]]
+            is_publish = method == "PUT" and segments == ["api", "v1", "crates", "new"]
+            body = self._read_body(MAX_PUBLISH_BODY if is_publish else MAX_SMALL_BODY)
+            response = registry._route(method, segments, self.headers, body)
+        except _HTTPError as err:
+            response = _json_response({"errors": [{"detail": err.detail}]}, err.status)
+            response.headers.update(err.headers)
+            if err.status >= 500:
+                logger.error("%s %s: %s", method, self.path, err.detail)
+            else:
+                logger.info("%s %s -> %d: %s", method, self.path, err.status, err.detail)
+        except Exception:
+            logger.exception("internal error handling %s %s", method, self.path)
+            response = _json_response({"errors": [{"detail": "internal server error"}]}, 500)
+        self._send(response)
+
+    def _send(self, response: _Response) -> None:
+        self.send_response(response.status)
+        if response.status != 304:
+            self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if response.status != 304:
+            self.wfile.write(response.body)
+
+
+class DemoRegistry:
+    """A sparse-HTTP cargo registry that only accepts valid RFC 3231 asymmetric tokens."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        keys: Iterable[RegisteredKey] = (),
+        max_age: float = 60.0,
+        *,
+        allow_remote: bool = False,
+        max_skew: float = 5.0,
+    ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise ValueError(
+                f"refusing to serve on non-loopback host {host!r}: "
+                "the demo registry is for local testing (pass allow_remote/--allow-remote)"
+            )
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.max_age = max_age
+        self.max_skew = max_skew
+        self._static_keys = list(keys)
+        self._file_keys: list[RegisteredKey] = []
+        self._keys_sig: tuple[int, int, int] | None = None
+        self._keys_lock = threading.Lock()
+        self._lock = threading.RLock()  # serialises every change to the stored data
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- lifecycle
+
+    @property
+    def index_url(self) -> str:
+        return f"sparse+{self.api_url}/index/"
+
+    @property
+    def api_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the registry has not been started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("the registry is already running")
+        cls = _Server6 if ":" in self.host else _Server
+        server = cls((self.host.strip("[]"), self.port), _Handler)
+        server.registry = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how quickly stop() takes effect
+            name="demo-registry",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("demo registry serving %s from %s", self.index_url, self.data_dir)
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> DemoRegistry:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- keys
+
+    def add_key(self, key: RegisteredKey) -> None:
+        """Register ``key`` persistently (in ``keys.json``)."""
+        add_key_to_file(self.data_dir, key)
+
+    def registered_keys(self) -> list[RegisteredKey]:
+        """Keys given to the constructor, then those in ``keys.json`` (re-read on change)."""
+        path = self.data_dir / KEYS_FILE
+        try:
+            st = path.stat()
+            sig: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            sig = None
+        with self._keys_lock:
+            if sig != self._keys_sig:
+                try:
+                    self._file_keys = load_keys_file(path)
+                except (OSError, ValueError) as err:
+                    logger.error("ignoring broken %s (keeping the previous keys): %s", path, err)
+                self._keys_sig = sig
+            return [*self._static_keys, *self._file_keys]
+
+    # ---- storage
+
+    def _index_file(self, name: str) -> Path:
+        return self.data_dir / "index" / index_path(name)
+
+    def _crate_file(self, name: str, vers: str) -> Path:
+        return self.data_dir / "crates" / name.lower() / f"{vers}.crate"
+
+    def _read_entries(self, name: str) -> list[dict[str, Any]]:
+        try:
+            text = self._index_file(name).read_text("utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def _write_entries(self, name: str, entries: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
+        _atomic_write(self._index_file(name), text.encode("utf-8"))
+
+    def _read_owners(self) -> dict[str, list[str]]:
+        try:
+            doc = json.loads((self.data_dir / OWNERS_FILE).read_bytes())
+        except FileNotFoundError:
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def _write_owners(self, owners: dict[str, list[str]]) -> None:
+        data = json.dumps(owners, indent=2, sort_keys=True) + "\n"
+        _atomic_write(self.data_dir / OWNERS_FILE, data.encode())
+
+    def crates(self) -> dict[str, list[dict[str, Any]]]:
+        """Every crate in the index: name -> its index entries, oldest first."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        root = self.data_dir / "index"
+        with self._lock:
+            for path in sorted(root.rglob("*")) if root.is_dir() else []:
+                if not path.is_file() or path.name.startswith("."):
+                    continue
+                lines = path.read_text("utf-8").splitlines()
+                entries = [json.loads(line) for line in lines if line.strip()]
+                if entries:
+                    out[entries[0]["name"]] = entries
+        return out
+
+    def owners(self, name: str) -> list[str]:
+        with self._lock:
+            return list(self._read_owners().get(name.lower(), []))
+
+    # ---- auth
+
+    def _unauthorized(self, detail: str) -> _HTTPError:
+        return _HTTPError(401, detail, {"WWW-Authenticate": f'Cargo login_url="{self.api_url}/me"'})
+
+    def _authorize(self, headers: Any, expected: Expected) -> RegisteredKey | None:
+        token = headers.get("Authorization")
+        if token is None:
+            if expected.mutation is None:
+                return None  # anonymous reads are fine
+            raise self._unauthorized(
+                f"the {expected.mutation} operation needs an asymmetric token (RFC 3231) "
+                "in the Authorization header"
+            )
+        try:
+            verified = verify_token_detailed(
+                token.strip(),
+                index_url=self.index_url,
+                keys=self.registered_keys(),
+                expected=expected,
+                max_age=self.max_age,
+                max_skew=self.max_skew,
+            )
+        except VerificationError as err:
+            logger.warning("rejected token (%s): %s", err.reason, err)
+            raise self._unauthorized(str(err)) from None
+        return verified.key
+
+    # ---- routing
+
+    def _route(self, method: str, seg: list[str], headers: Any, body: bytes) -> _Response:
+        if seg and seg[0] == "index":
+            self._allow(method, "GET")
+            self._authorize(headers, Expected(None))
+            if seg == ["index", "config.json"]:
+                return _json_response({"dl": f"{self.api_url}/api/v1/crates", "api": self.api_url})
+            return self._serve_index(seg[1:], headers)
+        if seg == ["me"]:
+            self._allow(method, "GET")
+            text = (
+                "This demo registry accepts cargo asymmetric tokens (RFC 3231).\n"
+                "Register your k3.public key with:\n"
+                "  gui-approver demo-registry-key --data DIR --key k3.public... [--subject S]\n"
+            )
+            return _Response(200, text.encode(), "text/plain; charset=utf-8")
+        if seg[:3] != ["api", "v1", "crates"]:
+            raise _HTTPError(404, f"no such endpoint: /{'/'.join(seg)}")
+        rest = seg[3:]
+        if rest == ["new"]:
+            self._allow(method, "PUT")
+            return self._publish(headers, body)
+        if len(rest) == 2 and rest[1] == "owners":
+            self._allow(method, "GET", "PUT", "DELETE")
+            return self._owners(method, self._check_name(rest[0]), headers, body)
+        if len(rest) == 3 and rest[2] in ("download", "yank", "unyank"):
+            name = self._check_name(rest[0])
+            vers = self._check_vers(rest[1])
+            if rest[2] == "download":
+                self._allow(method, "GET")
+                self._authorize(headers, Expected(None))
+                return self._download(name, vers)
+            if rest[2] == "yank":
+                self._allow(method, "DELETE")
+            else:
+                self._allow(method, "PUT")
+            return self._set_yanked(name, vers, rest[2] == "yank", headers)
+        raise _HTTPError(404, f"no such endpoint: /{'/'.join(seg)}")
+
+    @staticmethod
+    def _allow(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise _HTTPError(
+                405, f"method {method} is not allowed here", {"Allow": ", ".join(allowed)}
+            )
+
+    @staticmethod
+    def _check_name(name: str) -> str:
+        if not valid_name(name):
+            raise _HTTPError(404, f"invalid crate name {name!r}")
+        return name
+
+    @staticmethod
+    def _check_vers(vers: str) -> str:
+        if not valid_vers(vers):
+            raise _HTTPError(404, f"invalid version {vers!r}")
+        return vers
+
+    def _serve_index(self, rel: list[str], headers: Any) -> _Response:
+        name = rel[-1] if rel else ""
+        if not valid_name(name) or "/".join(rel) != index_path(name):
+            raise _HTTPError(404, f"not in the index: {'/'.join(rel)}")
+        try:
+            data = self._index_file(name).read_bytes()
+        except FileNotFoundError:
+            raise _HTTPError(404, f"crate {name} is not in this registry") from None
+        etag = '"' + hashlib.sha256(data).hexdigest() + '"'
+        if headers.get("If-None-Match") == etag:
+            return _Response(304, headers={"ETag": etag})
+        return _Response(200, data, "text/plain; charset=utf-8", {"ETag": etag})
+
+    def _download(self, name: str, vers: str) -> _Response:
+        try:
+            data = self._crate_file(name, vers).read_bytes()
+        except FileNotFoundError:
+            raise _HTTPError(404, f"crate {name} has no version {vers}") from None
+        return _Response(200, data, "application/gzip")
+
+    def _publish(self, headers: Any, body: bytes) -> _Response:
+        meta, crate = _parse_publish_body(body)
+        name, vers = meta.get("name"), meta.get("vers")
+        if not valid_name(name):
+            raise _HTTPError(400, f"invalid crate name {name!r}")
+        if not valid_vers(vers):
+            raise _HTTPError(400, f"invalid version {vers!r}")
+        assert isinstance(name, str)
+        assert isinstance(vers, str)
+        cksum = hashlib.sha256(crate).hexdigest()
+        entry = _index_entry(meta, name, vers, cksum)  # 400 on bad metadata, before auth
+        key = self._authorize(headers, Expected("publish", name, vers, cksum))
+        assert key is not None
+        with self._lock:
+            entries = self._read_entries(name)
+            if entries and entries[0]["name"] != name:
+                raise _HTTPError(
+                    409, f"crate {name} conflicts with the existing crate {entries[0]['name']}"
+                )
+            if any(_semver_core(e["vers"]) == _semver_core(vers) for e in entries):
+                raise _HTTPError(409, f"crate version `{name}@{vers}` is already uploaded")
+            _atomic_write(self._crate_file(name, vers), crate)
+            self._write_entries(name, [*entries, entry])
+            if not entries:
+                owners = self._read_owners()
+                owners[name.lower()] = [key.subject or key.kip]
+                self._write_owners(owners)
+        logger.info("published %s@%s (%d bytes) with key %s", name, vers, len(crate), key.kip)
+        warnings: dict[str, list[str]] = {
+            "invalid_categories": [],
+            "invalid_badges": [],
+            "other": [],
+        }
+        return _json_response({"warnings": warnings})
+
+    def _set_yanked(self, name: str, vers: str, yanked: bool, headers: Any) -> _Response:
+        op = "yank" if yanked else "unyank"
+        self._authorize(headers, Expected(op, name, vers))
+        with self._lock:
+            entries = self._read_entries(name)
+            matches = [e for e in entries if e["vers"] == vers]
+            if not matches:
+                raise _HTTPError(404, f"crate {name} has no version {vers}")
+            for e in matches:
+                e["yanked"] = yanked
+            self._write_entries(name, entries)
+        logger.info("%sed %s@%s", op, name, vers)
+        return _json_response({"ok": True})
+
+    def _owners(self, method: str, name: str, headers: Any, body: bytes) -> _Response:
+        self._authorize(headers, Expected("owners", name))
+        with self._lock:
+            if not self._read_entries(name):
+                raise _HTTPError(404, f"crate {name} is not in this registry")
+            owners = self._read_owners()
+            current = owners.get(name.lower(), [])
+            if method == "GET":
+                users = [
+                    {"id": i, "login": login, "name": None} for i, login in enumerate(current, 1)
+                ]
+                return _json_response({"users": users})
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                raise _HTTPError(400, 'expected a JSON body {"users": [...]}') from None
+            users_in = _str_list(doc.get("users") if isinstance(doc, dict) else None, "users")
+            if method == "PUT":
+                updated = current + [u for u in users_in if u not in current]
+                msg = f"user(s) {', '.join(users_in)} added as owner(s) of crate {name}"
+            else:
+                updated = [u for u in current if u not in users_in]
+                if not updated:
+                    raise _HTTPError(400, f"cannot remove every owner of crate {name}")
+                msg = f"user(s) {', '.join(users_in)} removed as owner(s) of crate {name}"
+            owners[name.lower()] = updated
+            self._write_owners(owners)
+        return _json_response({"ok": True, "msg": msg})
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("gui-approver")) / "demo-registry"
+
+
+def _run_demo_registry(args: argparse.Namespace) -> int:
+    try:
+        keys = [RegisteredKey(public=k, subject=args.subject) for k in args.key or ()]
+        registry = DemoRegistry(
+            Path(args.data) if args.data else _default_data_dir(),
+            host=args.host,
+            port=args.port,
+            keys=keys,
+            max_age=args.max_age,
+            allow_remote=args.allow_remote,
+        )
+        registry.start()
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread: rely on the caller
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        print(f"index: {registry.index_url}", flush=True)
+        print(f"api: {registry.api_url}", flush=True)
+        print(f"data: {registry.data_dir}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        registry.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def _run_demo_registry_key(args: argparse.Namespace) -> int:
+    try:
+        key = RegisteredKey(public=args.key, subject=args.subject)
+        add_key_to_file(Path(args.data), key)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    subject = f" with subject {key.subject!r}" if key.subject is not None else ""
+    print(f"registered {key.kip}{subject} in {Path(args.data) / KEYS_FILE}")
+    return 0
+
+
+def add_registry_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``demo-registry`` and ``demo-registry-key``; each sets ``func`` (returns exit code)."""
+    p = subparsers.add_parser(
+        "demo-registry",
+        help="serve a local sparse cargo registry that verifies asymmetric tokens",
+        description=(
+            "Serve a sparse-HTTP cargo registry that requires RFC 3231 asymmetric tokens. "
+            "The first line on stdout is 'index: <index URL>'. Stops on SIGINT/SIGTERM."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    p.add_argument("--data", default=None, metavar="DIR", help="data directory")
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="K3_PUBLIC",
+        help="accept this k3.public... key (repeatable; not written to keys.json)",
+    )
+    p.add_argument("--subject", default=None, help="the subject of the --key key(s)")
+    p.add_argument(
+        "--max-age", type=float, default=60.0, metavar="SECONDS", help="oldest token accepted"
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding a non-loopback address (tokens and crates travel over plain HTTP)",
+    )
+    p.set_defaults(func=_run_demo_registry)
+
+    k = subparsers.add_parser(
+        "demo-registry-key",
+        help="register a public key with a demo registry's data directory",
+        description="Add a k3.public key to DIR/keys.json; a running demo registry picks it up.",
+    )
+    k.add_argument("--data", required=True, metavar="DIR", help="the registry's data directory")
+    k.add_argument("--key", required=True, metavar="K3_PUBLIC", help="the k3.public... key")
+    k.add_argument("--subject", default=None, help="the key's subject, if cargo sends one")
+    k.set_defaults(func=_run_demo_registry_key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gui_approver.registry demo-registry ...`` (the real CLI is gui_approver.cli)."""
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(prog="gui-approver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_registry_parsers(sub)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
