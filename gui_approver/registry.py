@@ -428,6 +428,10 @@ class DemoRegistry:
         self._lock = threading.RLock()  # serialises every change to the stored data
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: Tokens that passed verification and reasons of those that did not, in arrival
+        #: order (in memory only; for tests and the benchmark).
+        self.accepted_tokens: list[str] = []
+        self.rejections: list[str] = []
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- lifecycle
@@ -573,7 +577,9 @@ class DemoRegistry:
             )
         except VerificationError as err:
             logger.warning("rejected token (%s): %s", err.reason, err)
+            self.rejections.append(err.reason)
             raise self._unauthorized(str(err)) from None
+        self.accepted_tokens.append(token.strip())
         return verified.key
 
     # ---- routing
