@@ -177,7 +177,7 @@ def test_yank_unyank_owner(harness):
                              crate, decide=["approve"])
     assert rc == 0, err
     assert harness.registry.crates()["gamma"][0]["yanked"] is False
-    rc, out, err = harness.run(["owner", "--list", "--registry", "local"], crate,
+    rc, _out, err = harness.run(["owner", "--list", "--registry", "local"], crate,
                                decide=["approve"])
     assert rc == 0, err
     assert [d["Operation"] for d in harness.dialogs] == ["publish", "yank", "unyank", "owners"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections import deque
 
-from PySide6.QtCore import QObject, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QPointF, QSocketNotifier, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -313,7 +315,7 @@ class GuiApp(QObject):
     def quit(self) -> None:
         app = QApplication.instance()
         if app is not None:
-            app.quit()
+            app.exit(0)  # not quit(): see _quit_on_signals
 
     def stop(self) -> None:
         self.approver.shutdown()
@@ -323,6 +325,28 @@ class GuiApp(QObject):
         if self.status_window is not None:
             self.status_window.hide()
             self.status_window.deleteLater()
+
+
+def _quit_on_signals(app: QApplication) -> QSocketNotifier:
+    rsock, wsock = socket.socketpair()
+    rsock.setblocking(False)
+    wsock.setblocking(False)
+    signal.set_wakeup_fd(wsock.fileno())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    notifier = QSocketNotifier(rsock.fileno(), QSocketNotifier.Type.Read, app)
+
+    def _drain() -> None:
+        with contextlib.suppress(OSError):
+            rsock.recv(64)
+        log.info("quitting on a signal")
+        # exit(), not quit(): Qt 6's quit() first closes windows, and the status window
+        # refuses to close (it minimises), which would cancel the quit.
+        app.exit(0)
+
+    notifier.activated.connect(_drain)
+    notifier._socks = (rsock, wsock)  # type: ignore[attr-defined]  # keep them alive
+    return notifier
 
 
 def run_app(*, auto_approve_loopback: bool = False) -> int:
@@ -343,12 +367,8 @@ def run_app(*, auto_approve_loopback: bool = False) -> int:
     except ipc.UnsafeDirectory as exc:
         print(f"gui-approver: {exc}", file=sys.stderr)
         return 1
-    # Let Python see SIGINT/SIGTERM while Qt's loop runs.
-    signal.signal(signal.SIGTERM, lambda *_: app.quit())
-    signal.signal(signal.SIGINT, lambda *_: app.quit())
-    pulse = QTimer()
-    pulse.start(250)
-    pulse.timeout.connect(lambda: None)
+    # SIGTERM/SIGINT: Python's handler only sets a flag, so wake Qt's loop through a socket.
+    notifier = _quit_on_signals(app)
     print(f"gui-approver: listening on {gui.server.path}", file=sys.stderr, flush=True)
     try:
         return app.exec()
