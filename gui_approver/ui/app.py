@@ -368,7 +368,7 @@ def run_app(*, auto_approve_loopback: bool = False) -> int:
         print(f"gui-approver: {exc}", file=sys.stderr)
         return 1
     # SIGTERM/SIGINT: Python's handler only sets a flag, so wake Qt's loop through a socket.
-    notifier = _quit_on_signals(app)
+    _notifier = _quit_on_signals(app)  # must stay referenced while the loop runs
     print(f"gui-approver: listening on {gui.server.path}", file=sys.stderr, flush=True)
     try:
         return app.exec()
