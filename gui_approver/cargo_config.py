@@ -19,6 +19,7 @@ import tomlkit
 import tomlkit.items
 
 from gui_approver.errors import ConfigError
+from gui_approver.protocol import Secret
 
 CRATES_IO = "crates-io"
 CRATES_IO_INDEX = "https://github.com/rust-lang/crates.io-index"
@@ -206,3 +207,71 @@ def apply(change: ConfigChange) -> Path | None:
         shutil.copymode(change.path, tmp)
     os.replace(tmp, change.path)
     return backup
+
+
+# -- importing keys that cargo:paseto left in plaintext ----------------------------------------
+
+_SECRET_FIELDS = ("secret-key", "secret-key-subject")
+
+
+@dataclass(frozen=True)
+class CargoSecret:
+    """A ``secret-key`` found in a cargo file. ``secret`` never prints."""
+
+    registry: str
+    path: Path
+    secret: Secret
+    subject: str | None
+
+
+def _secret_table(doc: Any, registry: str) -> Any:
+    if registry == CRATES_IO:
+        table = doc.get("registry")
+    else:
+        regs = doc.get("registries")
+        table = regs.get(registry) if isinstance(regs, dict) else None
+    return table if isinstance(table, dict) else None
+
+
+def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
+    """Every ``secret-key`` in ``credentials.toml`` and ``config.toml`` under CARGO_HOME."""
+    home = home or cargo_home()
+    found: list[CargoSecret] = []
+    for path in (home / "credentials.toml", home / "credentials", config_path(home)):
+        if not path.exists():
+            continue
+        _, doc = _load(path)
+        names = [CRATES_IO] if isinstance(doc.get("registry"), dict) else []
+        regs = doc.get("registries")
+        if isinstance(regs, dict):
+            names += [str(n) for n in regs]
+        for name in names:
+            table = _secret_table(doc, name)
+            if table is None or not isinstance(table.get("secret-key"), str):
+                continue
+            sub = table.get("secret-key-subject")
+            found.append(CargoSecret(
+                registry=name, path=path, secret=Secret(str(table["secret-key"])),
+                subject=str(sub) if isinstance(sub, str) else None,
+            ))
+    return found
+
+
+def remove_cargo_secret(found: CargoSecret) -> None:
+    """Remove ``secret-key`` (and its subject) from the file it was found in; the rest of the
+    file stays byte-identical and its mode is kept."""
+    _, doc = _load(found.path)
+    table = _secret_table(doc, found.registry)
+    if table is None:
+        return
+    for field in _SECRET_FIELDS:
+        if field in table:
+            del table[field]
+    tmp = found.path.with_name(f".{found.path.name}.gui-approver-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(tomlkit.dumps(doc))
+        fh.flush()
+        os.fsync(fh.fileno())
+    shutil.copymode(found.path, tmp)
+    os.replace(tmp, found.path)

@@ -73,6 +73,72 @@ def _record_json(rec: Any) -> dict[str, Any]:
     return dict(rec.to_json())
 
 
+def _expiry(value: str | None) -> str | None:
+    """``none``, ``90d``, ``1y`` or a date -> ISO date (UTC) or None."""
+    from datetime import UTC, date, datetime, timedelta
+
+    if value is None or value == "none":
+        return None
+    now = datetime.now(UTC).date()
+    if value.endswith("d") and value[:-1].isdigit():
+        return (now + timedelta(days=int(value[:-1]))).isoformat()
+    if value.endswith("y") and value[:-1].isdigit():
+        return (now + timedelta(days=365 * int(value[:-1]))).isoformat()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise GuiApproverError(
+            f"invalid --expires {value!r}: use none, 90d, 1y or a date YYYY-MM-DD"
+        ) from None
+    if day <= now:
+        raise GuiApproverError(f"--expires {value} is not in the future")
+    return day.isoformat()
+
+
+def _passphrase(args: argparse.Namespace, *, confirm: bool) -> Any:
+    """The passphrase from --passphrase-file (``-`` = stdin) or a tty prompt, else None."""
+    from pathlib import Path
+
+    from gui_approver.protocol import Secret
+
+    source = getattr(args, "passphrase_file", None)
+    if source:
+        try:
+            text = sys.stdin.readline() if source == "-" else Path(source).read_text("utf-8")
+        except OSError as exc:
+            raise GuiApproverError(f"cannot read the passphrase file ({exc.strerror})") from None
+        first = text.splitlines()[0] if text.strip() else ""
+        if not first:
+            raise GuiApproverError("the passphrase file is empty")
+        return Secret(first)
+    if not getattr(args, "passphrase", False):
+        return None
+    if not sys.stdin.isatty():
+        raise GuiApproverError(
+            "no terminal to ask for a passphrase; pass --passphrase-file FILE (or - for stdin)"
+        )
+    import getpass
+
+    first = getpass.getpass("Passphrase for the key: ")
+    if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+        raise GuiApproverError("the passphrases differ; nothing was created")
+    if not first:
+        raise GuiApproverError("an empty passphrase protects nothing")
+    return Secret(first)
+
+
+def _print_new_key(rec: Any, heading: str) -> None:
+    print(heading)
+    print("Register this public key with the registry (paste it on its key page):")
+    print(f"  {rec.public}")
+    print(f"key id: {rec.kip}")
+    if rec.subject:
+        print(f"subject: {rec.subject}")
+    if rec.expires:
+        print(f"expires: {rec.expires}")
+    print(f"protection: {rec.protection}")
+
+
 def cmd_key_new(args: argparse.Namespace) -> int:
     from gui_approver import cargo_config
 
@@ -81,17 +147,15 @@ def cmd_key_new(args: argparse.Namespace) -> int:
         raise GuiApproverError(
             f"registry {args.registry} is not in {cargo_config.config_path()}; pass --index URL"
         )
+    expires = _expiry(args.expires)
+    passphrase = _passphrase(args, confirm=True)
     store = _store()
-    rec = store.create(registry=args.registry, index_url=index, subject=args.subject)
+    rec = store.create(registry=args.registry, index_url=index, subject=args.subject,
+                       expires=expires, passphrase=passphrase)
     if args.json:
         _print_json(_record_json(rec))
     else:
-        print(f"Created a key for registry {rec.registry} ({rec.index_url}).")
-        print("Register this public key with the registry:")
-        print(f"  {rec.public}")
-        print(f"key id: {rec.kip}")
-        if rec.subject:
-            print(f"subject: {rec.subject}")
+        _print_new_key(rec, f"Created a key for registry {rec.registry} ({rec.index_url}).")
     return 0
 
 
@@ -126,15 +190,121 @@ def cmd_key_show(args: argparse.Namespace) -> int:
 
 
 def cmd_key_list(args: argparse.Namespace) -> int:
-    records = _store().list()
+    store = _store()
+    records = store.list()
+    used = store.last_used()
     if args.json:
-        _print_json([_record_json(r) for r in records])
+        _print_json([{**_record_json(r), "last_used": used.get(r.kip)} for r in records])
         return 0
     if not records:
         print("No keys yet. Create one: gui-approver key new --registry NAME [--index URL]")
         return 0
+    print("REGISTRY\tKEY ID\tSUBJECT\tCREATED\tEXPIRES\tPROTECTION\tLAST USED\tSTATUS")
     for r in records:
-        print(f"{r.registry}\t{r.kip}\t{r.index_url}\t{r.subject or '-'}\t{r.created}")
+        print("\t".join([
+            r.registry, r.kip, r.subject or "-", r.created, r.expires or "never", r.protection,
+            used.get(r.kip, "never"), r.status,
+        ]))
+    return 0
+
+
+def cmd_key_export(args: argparse.Namespace) -> int:
+    """Print the PUBLIC key (the secret never leaves the keychain)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from gui_approver.keys import parse_public_paserk
+
+    store = _store()
+    rec = store.find_pending(args.registry) if args.pending else _find(store, args.registry)
+    if rec is None:
+        raise GuiApproverError(f"registry {args.registry} has no pending successor key")
+    if args.format == "pem":
+        print(parse_public_paserk(rec.public).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode().rstrip())
+    elif args.format == "json":
+        _print_json({"registry": rec.registry, "index_url": rec.index_url,
+                     "public": rec.public, "kip": rec.kip, "subject": rec.subject})
+    else:
+        print(rec.public)
+    return 0
+
+
+def cmd_key_rotate(args: argparse.Namespace) -> int:
+    store = _store()
+    if args.confirm:
+        new = store.finish_rotation(args.registry)
+        if args.json:
+            _print_json(_record_json(new))
+        else:
+            print(f"Registry {new.registry} now signs with {new.kip}; the old key was deleted.")
+        return 0
+    old = _find(store, args.registry)
+    pending = store.find_pending(args.registry)
+    if pending is None:
+        pending = store.start_rotation(old, expires=_expiry(args.expires),
+                                       passphrase=_passphrase(args, confirm=True))
+    if args.json:
+        _print_json({"old": _record_json(old), "new": _record_json(pending)})
+        return 0
+    _print_new_key(pending, f"Created the successor key for registry {old.registry}.")
+    print(f"The old key ({old.kip}) keeps signing until you confirm the new one is registered:")
+    print(f"  gui-approver key rotate --registry {old.registry} --confirm")
+    return 0
+
+
+def cmd_key_import_cargo(args: argparse.Namespace) -> int:
+    from gui_approver import cargo_config
+    from gui_approver.keys import SigningKey
+
+    found = [f for f in cargo_config.find_cargo_secrets()
+             if args.registry is None or f.registry == args.registry]
+    if not found:
+        where = cargo_config.cargo_home()
+        raise GuiApproverError(f"no cargo:paseto secret-key found in {where}/credentials.toml"
+                               f" or config.toml"
+                               + (f" for registry {args.registry}" if args.registry else ""))
+    store = _store()
+    results = []
+    for item in found:
+        try:
+            key = SigningKey.from_paserk(item.secret)
+        except ValueError as exc:
+            raise GuiApproverError(
+                f"the secret-key for {item.registry} in {item.path} is not usable ({exc})"
+            ) from None
+        index = cargo_config.registry_index(item.registry)
+        if not index:
+            raise GuiApproverError(f"registry {item.registry} has no index in "
+                                   f"{cargo_config.config_path()}; nothing was imported")
+        if args.dry_run:
+            results.append({"registry": item.registry, "file": str(item.path),
+                            "public": key.public_paserk, "kip": key.kip, "imported": False})
+            continue
+        existing = store.find(index)
+        if existing is None:
+            store.add(key, registry=item.registry, index_url=index, subject=item.subject)
+        elif existing.kip != key.kip:
+            raise GuiApproverError(
+                f"registry {item.registry} already has a different key ({existing.kip}); "
+                "nothing was imported"
+            )
+        # The key is safely in the keychain: now take it off the disk.
+        cargo_config.remove_cargo_secret(item)
+        change = cargo_config.plan_configure(item.registry, index)
+        cargo_config.apply(change)
+        results.append({"registry": item.registry, "file": str(item.path),
+                        "public": key.public_paserk, "kip": key.kip, "imported": True})
+    if args.json:
+        _print_json(results)
+        return 0
+    for r in results:
+        verb = "Would import" if args.dry_run else "Imported"
+        print(f"{verb} the key of registry {r['registry']} from {r['file']}.")
+        print(f"  public key (unchanged, nothing to re-register): {r['public']}")
+        print(f"  key id (unchanged): {r['kip']}")
+        if not args.dry_run:
+            print("  The secret is now only in the keychain; cargo uses gui-approver for it.")
     return 0
 
 
@@ -222,10 +392,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = sub.add_parser("key", help="manage signing keys")
     ksub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+
+    def passphrase_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--passphrase", action="store_true",
+                       help="protect the key with a passphrase (asked on the terminal)")
+        p.add_argument("--passphrase-file", metavar="FILE",
+                       help="read the passphrase from the first line of FILE (- for stdin)")
+
     new = ksub.add_parser("new", help="create a key for a registry")
     new.add_argument("--registry", required=True)
     new.add_argument("--index", help="index URL (default: from $CARGO_HOME/config.toml)")
     new.add_argument("--subject", help="key subject, if the registry asks for one")
+    new.add_argument("--expires", help="none (default), 90d, 1y, or a date YYYY-MM-DD")
+    passphrase_opts(new)
     new.add_argument("--json", action="store_true")
     new.set_defaults(func=cmd_key_new)
     show = ksub.add_parser("show", help="show a registry's public key")
@@ -236,6 +415,26 @@ def build_parser() -> argparse.ArgumentParser:
     lst = ksub.add_parser("list", help="list keys")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_key_list)
+    export = ksub.add_parser("export", help="print a registry's public key")
+    export.add_argument("--registry", required=True)
+    export.add_argument("--format", choices=("paserk", "pem", "json"), default="paserk")
+    export.add_argument("--pending", action="store_true", help="the pending successor key")
+    export.set_defaults(func=cmd_key_export)
+    rotate = ksub.add_parser("rotate", help="create a successor key; --confirm switches to it")
+    rotate.add_argument("--registry", required=True)
+    rotate.add_argument("--confirm", action="store_true",
+                        help="the new key is registered: use it and delete the old one")
+    rotate.add_argument("--expires", help="expiry of the new key (none, 90d, 1y, YYYY-MM-DD)")
+    passphrase_opts(rotate)
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=cmd_key_rotate)
+    imp = ksub.add_parser("import-cargo",
+                          help="move cargo:paseto secret keys from credentials.toml into the "
+                               "keychain and switch cargo to gui-approver")
+    imp.add_argument("--registry", help="only this registry")
+    imp.add_argument("--dry-run", action="store_true", help="show what would be imported")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_key_import_cargo)
     delete = ksub.add_parser("delete", help="delete a registry's key")
     delete.add_argument("--registry", required=True)
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -41,6 +41,18 @@ class KeyExists(GuiApproverError):
     """A key already exists where a new one was to be created."""
 
 
+class WrongPassphrase(GuiApproverError):
+    """The passphrase did not unwrap the key."""
+
+
+class KeyLocked(GuiApproverError):
+    """A passphrase-protected key is locked and was not unlocked."""
+
+
+class KeyExpired(GuiApproverError):
+    """The key is past its expiry date."""
+
+
 class ConfigError(GuiApproverError):
     """A configuration file or argument is invalid."""
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,12 +30,20 @@ from gui_approver.errors import (
     KeychainLocked,
     KeychainUnavailable,
     KeyExists,
+    KeyExpired,
+    KeyLocked,
     KeyNotFound,
+    WrongPassphrase,
 )
 from gui_approver.protocol import Secret
 
+log = logging.getLogger(__name__)
+
 KEYCHAIN_SERVICE = "gui-approver"
 _SECRET_PREFIX = "k3.secret."  # noqa: S105 - a PASERK header, not a secret
+_WRAPPED_PREFIX = "k3.secret-pw."
+#: Wrong passphrases: the n-th consecutive failure blocks further attempts for 2**n s (max 5 min).
+_MAX_BACKOFF = 300.0
 _PUBLIC_PREFIX = "k3.public."
 
 
@@ -109,6 +119,24 @@ class SigningKey:
             return cls(ec.derive_private_key(scalar, ec.SECP384R1()))
         except ValueError:
             raise ValueError("the secret key is not a valid P-384 scalar") from None
+
+    @classmethod
+    def from_wrapped(cls, wrapped: Secret, passphrase: Secret) -> SigningKey:
+        """Unwrap a ``k3.secret-pw`` PASERK; raises WrongPassphrase."""
+        import pyseto
+
+        try:
+            key = pyseto.Key.from_paserk(wrapped.expose(), password=passphrase.expose())
+        except Exception:  # noqa: BLE001 - pyseto raises DecryptError and friends
+            raise WrongPassphrase("wrong passphrase") from None
+        return cls.from_paserk(Secret(key.to_paserk()))
+
+    def wrap(self, passphrase: Secret) -> Secret:
+        """This key as a password-wrapped ``k3.secret-pw`` PASERK."""
+        import pyseto
+
+        key = pyseto.Key.from_paserk(self.secret_paserk().expose())
+        return Secret(key.to_paserk(password=passphrase.expose()))
 
     def secret_paserk(self) -> Secret:
         scalar = self._private.private_numbers().private_value.to_bytes(48, "big")
@@ -273,9 +301,33 @@ class KeyRecord:
     kip: str
     subject: str | None
     created: str
+    #: UTC date (``YYYY-MM-DD``) after which the key is not used, chosen by the user.
+    expires: str | None = None
+    #: ``keychain`` (a ``k3.secret`` item) or ``passphrase`` (a ``k3.secret-pw`` item).
+    protection: str = "keychain"
+    #: ``active``, or ``pending`` for a rotation successor not yet confirmed as registered.
+    status: str = "active"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def expiry(self) -> datetime | None:
+        if not self.expires:
+            return None
+        day = datetime.fromisoformat(self.expires)
+        if day.tzinfo is None:
+            day = day.replace(tzinfo=UTC)
+        return day
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        exp = self.expiry()
+        return exp is not None and (now or datetime.now(UTC)) >= exp
+
+    def days_left(self, now: datetime | None = None) -> float | None:
+        exp = self.expiry()
+        if exp is None:
+            return None
+        return (exp - (now or datetime.now(UTC))).total_seconds() / 86400
 
     @classmethod
     def from_json(cls, obj: Any) -> KeyRecord:
@@ -288,9 +340,21 @@ class KeyRecord:
         sub = obj.get("subject")
         if sub is not None and not isinstance(sub, str):
             raise ValueError("key record field 'subject' must be a string")
+        expires = obj.get("expires")
+        if expires is not None:
+            if not isinstance(expires, str):
+                raise ValueError("key record field 'expires' must be a date string")
+            datetime.fromisoformat(expires)
+        protection = obj.get("protection", "keychain")
+        if protection not in ("keychain", "passphrase"):
+            raise ValueError(f"unknown protection {protection!r}")
+        status = obj.get("status", "active")
+        if status not in ("active", "pending"):
+            raise ValueError(f"unknown status {status!r}")
         return cls(
             registry=obj["registry"], index_url=obj["index_url"], public=obj["public"],
-            kip=obj["kip"], subject=sub, created=obj["created"],
+            kip=obj["kip"], subject=sub, created=obj["created"], expires=expires,
+            protection=protection, status=status,
         )
 
 
@@ -300,14 +364,28 @@ def default_index_path() -> Path:
     return Path(platformdirs.user_config_dir("gui-approver")) / "keys.json"
 
 
+#: Asked for a passphrase: (record, why) -> the passphrase, or None when the user cancels.
+Unlocker = Callable[[KeyRecord, str], Secret | None]
+
+
 class KeyStore:
     """Keys per registry: public metadata in ``keys.json``, secrets in the keychain."""
 
-    def __init__(self, keychain: Keychain, index_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        keychain: Keychain,
+        index_path: Path | None = None,
+        *,
+        unlocker: Unlocker | None = None,
+    ) -> None:
         self.keychain = keychain
         self.index_path = index_path or default_index_path()
+        self.usage_path = self.index_path.with_name("usage.json")
+        self.unlocker = unlocker
         self._lock = threading.RLock()
         self._cache: dict[str, SigningKey] = {}
+        self._unlocked_at: dict[str, float] = {}
+        self._failures: dict[str, tuple[int, float]] = {}
 
     # -- index file ------------------------------------------------------------------------
     def _read(self) -> list[KeyRecord]:
@@ -324,61 +402,84 @@ class KeyStore:
             raise ConfigError(f"the key index {self.index_path} is damaged ({exc})") from None
 
     def _write(self, records: list[KeyRecord]) -> None:
-        self.index_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = json.dumps(
             {"version": 1, "keys": [r.to_json() for r in records]}, indent=2
         ).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.index_path.parent, prefix=".keys-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data + b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.index_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_write(self.index_path, data + b"\n")
 
     # -- queries ---------------------------------------------------------------------------
-    def list(self) -> list[KeyRecord]:
+    def list(self, *, include_pending: bool = True) -> list[KeyRecord]:
         with self._lock:
-            return self._read()
+            records = self._read()
+        return [r for r in records if include_pending or r.status == "active"]
 
     def __iter__(self) -> Iterator[KeyRecord]:
         return iter(self.list())
 
     def find(self, index_url: str) -> KeyRecord | None:
+        """The active key for ``index_url`` (trailing slashes ignored)."""
         want = normalize_index_url(index_url)
-        for rec in self.list():
+        for rec in self.list(include_pending=False):
             if normalize_index_url(rec.index_url) == want:
                 return rec
         return None
 
     def find_by_registry(self, registry: str) -> KeyRecord | None:
-        for rec in self.list():
+        for rec in self.list(include_pending=False):
             if rec.registry == registry:
                 return rec
         return None
 
+    def find_pending(self, registry: str) -> KeyRecord | None:
+        for rec in self.list():
+            if rec.registry == registry and rec.status == "pending":
+                return rec
+        return None
+
+    def last_used(self) -> dict[str, str]:
+        try:
+            obj = json.loads(self.usage_path.read_text("utf-8"))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in obj.items()} if isinstance(obj, dict) else {}
+
     # -- mutations -------------------------------------------------------------------------
     def add(
-        self, key: SigningKey, *, registry: str, index_url: str, subject: str | None
+        self,
+        key: SigningKey,
+        *,
+        registry: str,
+        index_url: str,
+        subject: str | None,
+        expires: str | None = None,
+        passphrase: Secret | None = None,
+        status: str = "active",
     ) -> KeyRecord:
         if not registry or not index_url:
             raise ConfigError("a key needs a registry name and an index URL")
+        if expires is not None:
+            try:
+                datetime.fromisoformat(expires)
+            except ValueError:
+                raise ConfigError(f"invalid expiry date {expires!r} (use YYYY-MM-DD)") from None
+        if passphrase is not None and not passphrase.expose():
+            raise ConfigError("an empty passphrase protects nothing")
         with self._lock:
             records = self._read()
             for rec in records:
-                if rec.registry == registry or normalize_index_url(
+                same = rec.registry == registry or normalize_index_url(
                     rec.index_url
-                ) == normalize_index_url(index_url):
+                ) == normalize_index_url(index_url)
+                if same and rec.status == status:
                     raise KeyExists(
-                        f"registry {rec.registry} ({rec.index_url}) already has a key "
+                        f"registry {rec.registry} ({rec.index_url}) already has "
+                        f"{'a pending successor key' if status == 'pending' else 'a key'} "
                         f"({rec.kip})",
                         hint=f"delete it first: gui-approver key delete --registry {rec.registry}",
                     )
+            secret = key.wrap(passphrase) if passphrase is not None else key.secret_paserk()
             # Keychain first: if it fails, nothing is recorded.
-            self.keychain.set(key.kip, key.secret_paserk())
+            self.keychain.set(key.kip, secret)
             record = KeyRecord(
                 registry=registry,
                 index_url=index_url,
@@ -386,18 +487,57 @@ class KeyStore:
                 kip=key.kip,
                 subject=subject,
                 created=datetime.now(UTC).replace(microsecond=0).isoformat(),
+                expires=expires,
+                protection="passphrase" if passphrase is not None else "keychain",
+                status=status,
             )
             try:
                 self._write([*records, record])
             except BaseException:
                 self.keychain.delete(key.kip)
                 raise
-            self._cache[key.kip] = key
+            if passphrase is None:
+                self._cache[key.kip] = key
             return record
 
-    def create(self, *, registry: str, index_url: str, subject: str | None = None) -> KeyRecord:
+    def create(
+        self,
+        *,
+        registry: str,
+        index_url: str,
+        subject: str | None = None,
+        expires: str | None = None,
+        passphrase: Secret | None = None,
+    ) -> KeyRecord:
         return self.add(SigningKey.generate(), registry=registry, index_url=index_url,
-                        subject=subject)
+                        subject=subject, expires=expires, passphrase=passphrase)
+
+    def start_rotation(
+        self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None
+    ) -> KeyRecord:
+        """Create the successor of ``record`` (pending until :meth:`finish_rotation`)."""
+        return self.add(
+            SigningKey.generate(), registry=record.registry, index_url=record.index_url,
+            subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
+        )
+
+    def finish_rotation(self, registry: str) -> KeyRecord:
+        """The user confirmed the successor is registered: make it active, delete the old."""
+        with self._lock:
+            pending = self.find_pending(registry)
+            if pending is None:
+                raise KeyNotFound(f"registry {registry} has no pending successor key",
+                                  hint=f"start one: gui-approver key rotate --registry {registry}")
+            old = self.find_by_registry(registry)
+            records = [r for r in self._read() if r.kip not in (pending.kip,) and
+                       (old is None or r.kip != old.kip)]
+            promoted = KeyRecord(**{**pending.to_json(), "status": "active"})
+            self._write([*records, promoted])
+            if old is not None:
+                with contextlib.suppress(KeyNotFound):
+                    self.keychain.delete(old.kip)
+                self._forget(old.kip)
+            return promoted
 
     def delete(self, record: KeyRecord) -> None:
         with self._lock:
@@ -406,14 +546,30 @@ class KeyStore:
             with contextlib.suppress(KeyNotFound):
                 self.keychain.delete(record.kip)
             self._write(records)
-            self._cache.pop(record.kip, None)
+            self._forget(record.kip)
+
+    # -- secrets ---------------------------------------------------------------------------
+    def _forget(self, kip: str) -> None:
+        self._cache.pop(kip, None)
+        self._unlocked_at.pop(kip, None)
 
     def signing_key(self, record: KeyRecord) -> SigningKey:
-        """Load (once) the secret for ``record`` from the keychain."""
+        """The key to sign with now: checks expiry, loads the secret from the keychain once,
+        asks for the passphrase of a protected key, and records the use."""
+        if record.is_expired():
+            raise KeyExpired(
+                f"the key for registry {record.registry} expired on {record.expires}; "
+                "nothing was signed",
+                hint=f"rotate it: gui-approver key rotate --registry {record.registry}",
+            )
         with self._lock:
-            cached = self._cache.get(record.kip)
-            if cached is not None:
-                return cached
+            key = self._cache.get(record.kip)
+        if key is None:
+            key = self._load(record)
+        self._note_used(record)
+        return key
+
+    def _load(self, record: KeyRecord) -> SigningKey:
         secret = self.keychain.get(record.kip)
         if secret is None:
             raise KeyNotFound(
@@ -421,19 +577,118 @@ class KeyStore:
                 f"({record.kip})",
                 hint="the keychain item was removed; create a new key and register it",
             )
-        try:
-            key = SigningKey.from_paserk(secret)
-        except ValueError as exc:
-            raise KeyNotFound(f"the keychain item for {record.registry} is not a key ({exc})") \
-                from None
+        if secret.expose().startswith(_WRAPPED_PREFIX):
+            key = self._unlock(record, secret)
+        else:
+            try:
+                key = SigningKey.from_paserk(secret)
+            except ValueError as exc:
+                raise KeyNotFound(
+                    f"the keychain item for {record.registry} is not a key ({exc})"
+                ) from None
         if key.kip != record.kip:
             raise KeyNotFound(
                 f"the keychain item for {record.registry} does not match its recorded key id"
             )
         with self._lock:
             self._cache[record.kip] = key
+            if record.protection == "passphrase":
+                self._unlocked_at[record.kip] = time.monotonic()
         return key
+
+    def _unlock(self, record: KeyRecord, wrapped: Secret) -> SigningKey:
+        now = time.monotonic()
+        with self._lock:
+            count, until = self._failures.get(record.kip, (0, 0.0))
+        if now < until:
+            raise KeyLocked(
+                f"too many wrong passphrases for the key of {record.registry}; try again in "
+                f"{until - now:.0f} s. Nothing was signed."
+            )
+        if self.unlocker is None:
+            raise KeyLocked(
+                f"the key for registry {record.registry} is protected by a passphrase and is "
+                "locked; unlock it in the gui-approver app. Nothing was signed."
+            )
+        why = "wrong passphrase, try again" if count else "unlock the key to sign"
+        passphrase = self.unlocker(record, why)
+        if passphrase is None:
+            raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
+                            "nothing was signed")
+        try:
+            key = SigningKey.from_wrapped(wrapped, passphrase)
+        except WrongPassphrase:
+            count += 1
+            with self._lock:
+                self._failures[record.kip] = (count, time.monotonic() + min(2.0**count,
+                                                                            _MAX_BACKOFF))
+            raise WrongPassphrase(
+                f"wrong passphrase for the key of registry {record.registry}; nothing was "
+                "signed"
+            ) from None
+        with self._lock:
+            self._failures.pop(record.kip, None)
+        return key
+
+    def unlock(self, record: KeyRecord, passphrase: Secret) -> None:
+        """Unlock a passphrase-protected key ahead of use (CLI, tests)."""
+        saved = self.unlocker
+        self.unlocker = lambda _r, _w: passphrase
+        try:
+            with self._lock:
+                self._forget(record.kip)
+            self._load(record)
+        finally:
+            self.unlocker = saved
+
+    def is_unlocked(self, record: KeyRecord) -> bool:
+        with self._lock:
+            return record.kip in self._cache
+
+    def lock(self) -> int:
+        """Forget every unwrapped passphrase-protected key. Returns how many were locked."""
+        with self._lock:
+            kips = list(self._unlocked_at)
+            for kip in kips:
+                self._forget(kip)
+            return len(kips)
+
+    def lock_if_idle(self, idle_seconds: float) -> int:
+        now = time.monotonic()
+        with self._lock:
+            idle = [k for k, t in self._unlocked_at.items() if now - t >= idle_seconds]
+            for kip in idle:
+                self._forget(kip)
+            return len(idle)
+
+    def _note_used(self, record: KeyRecord) -> None:
+        with self._lock:
+            if record.kip in self._unlocked_at:
+                self._unlocked_at[record.kip] = time.monotonic()
+            usage = self.last_used()
+            usage[record.kip] = datetime.now(UTC).replace(microsecond=0).isoformat()
+            try:
+                _atomic_write(self.usage_path, json.dumps(usage, indent=1).encode(),
+                              fsync=False)
+            except OSError:
+                log.warning("could not record the key's last use in %s", self.usage_path)
 
     def forget_cached(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._unlocked_at.clear()
+
+
+def _atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
