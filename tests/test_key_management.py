@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from envtools import wait_for
+
 from gui_approver import ipc
 from gui_approver.approval import Decision
 from gui_approver.keys import KeyringKeychain, KeyStore
