@@ -1,0 +1,1498 @@
+"""The key manager: a window listing the keys, the new-key wizard, and the rotate, delete and
+import-from-cargo flows. They mirror ``gui-approver key ...`` (gui_approver/cli.py): same
+steps, same wording.
+
+Every string that comes from a file, a registry or the user (registry names, URLs, subjects,
+paths) is rendered as plain text: labels through ``_plain``, table cells and combo entries
+(always plain), and read-only plain-text editors. No tooltips carry such strings (Qt may
+render tooltips as rich text).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import urllib.parse
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from PySide6.QtCore import QDate, QEvent, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QFont, QFontDatabase, QGuiApplication, QTextOption
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QRadioButton,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from gui_approver import cargo_config
+from gui_approver.approval import is_loopback_index
+from gui_approver.errors import GuiApproverError
+from gui_approver.keys import KeyRecord, KeyStore, SigningKey, parse_public_paserk
+from gui_approver.protocol import Secret
+from gui_approver.ui.dialog import _plain, elide_middle
+
+#: Columns of the key table, in order.
+COLUMNS = ("Registry", "Key id", "Subject", "Created", "Expires", "Protection", "Last used",
+           "Status")
+_KIP_ROLE = Qt.ItemDataRole.UserRole
+_REGISTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_INDEX_SCHEMES = ("http", "https", "file", "ssh", "git")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def mono_font() -> QFont:
+    f = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    f.setStyleHint(QFont.StyleHint.TypeWriter)
+    return f
+
+
+def public_pem(public: str) -> str:
+    """The ``k3.public`` key as PEM (SubjectPublicKeyInfo), as ``key show --pem`` prints it."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = parse_public_paserk(public).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode("ascii").rstrip()
+
+
+def short_kip(kip: str) -> str:
+    """``k3.pid.AbCdEfGh…uvWxYz``: enough to tell keys apart in a table cell."""
+    return kip if len(kip) <= 24 else kip[:15] + "…" + kip[-6:]
+
+
+def format_when(iso: str | None, *, with_time: bool = True) -> str:
+    """An ISO timestamp from the key index as ``YYYY-MM-DD HH:MM UTC`` (or just the date)."""
+    if not iso:
+        return "never"
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
+
+
+def expiry_text(rec: KeyRecord, now: datetime | None = None) -> str:
+    if not rec.expires:
+        return "never"
+    left = rec.days_left(now)
+    if left is None:
+        return rec.expires
+    if left <= 0:
+        return f"{rec.expires} (expired)"
+    if left < 1:
+        return f"{rec.expires} (today)"
+    return f"{rec.expires} (in {int(left)} days)"
+
+
+def default_demo_data_dir() -> Path:
+    """Where ``gui-approver demo-registry`` keeps its data when not given ``--data``."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("gui-approver")) / "demo-registry"
+
+
+def _bold(label: QLabel, scale: float = 1.0) -> QLabel:
+    f = label.font()
+    f.setBold(True)
+    if scale != 1.0:
+        f.setPointSizeF(f.pointSizeF() * scale)
+    label.setFont(f)
+    return label
+
+
+def _error_label() -> QLabel:
+    label = _plain("")
+    label.setObjectName("error")
+    label.setStyleSheet("color: #b00020;")
+    label.setVisible(False)
+    return label
+
+
+def _show_error(label: QLabel, text: str | None) -> None:
+    label.setText(text or "")
+    label.setVisible(bool(text))
+
+
+def _err_text(exc: BaseException) -> str:
+    return exc.full() if isinstance(exc, GuiApproverError) else f"{type(exc).__name__}: {exc}"
+
+
+def _copy(text: str) -> None:
+    QGuiApplication.clipboard().setText(text)
+
+
+def _key_label(text: str = "") -> QLabel:
+    """A selectable monospace label that never wraps (keys have no spaces to wrap at)."""
+    label = _plain(text, mono=True)
+    label.setFont(mono_font())
+    label.setWordWrap(False)
+    return label
+
+
+def _hline() -> QFrame:
+    line = QFrame()
+    line.setFrameShape(QFrame.Shape.HLine)
+    line.setFrameShadow(QFrame.Shadow.Sunken)
+    return line
+
+
+def parse_index_url(url: str) -> str | None:
+    """None if ``url`` looks like a cargo index URL, else why not."""
+    url = url.strip()
+    if not url:
+        return "enter the registry's index URL"
+    parsed = urllib.parse.urlsplit(url.removeprefix("sparse+"))
+    if parsed.scheme not in _INDEX_SCHEMES or not (parsed.netloc or parsed.scheme == "file"):
+        return ("the index URL must look like sparse+https://host/index/ (or a git "
+                "https:// URL)")
+    return None
+
+
+class CopyRow(QWidget):
+    """A value in a monospace label and a Copy button that copies the whole value."""
+
+    def __init__(self, value: str = "", *, name: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.label = _key_label()
+        self.label.setAccessibleName(name)
+        self.button = QPushButton("Copy")
+        self.button.setAutoDefault(False)
+        self.button.setAccessibleName(f"Copy {name}".strip())
+        self.button.clicked.connect(self.copy)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignTop)
+        self._restore = QTimer(self)
+        self._restore.setSingleShot(True)
+        self._restore.setInterval(1500)
+        self._restore.timeout.connect(self._restore_text)
+        self._value = ""
+        self.set_value(value)
+
+    def _restore_text(self) -> None:
+        self.button.setText("Copy")
+
+    def set_value(self, value: str) -> None:
+        self._value = value
+        self.label.setText(value)
+        self.button.setEnabled(bool(value))
+
+    def value(self) -> str:
+        return self._value
+
+    def copy(self) -> None:
+        _copy(self._value)
+        self.button.setText("Copied")
+        self._restore.start()
+
+
+class ExpiryPicker(QWidget):
+    """Never / in 90 days / in 1 year / on a date: ``value()`` is an ISO date (UTC) or None,
+    computed as ``--expires 90d``/``1y`` do."""
+
+    CHOICES = (("Never", "none"), ("In 90 days", "90d"), ("In 1 year", "1y"),
+               ("On a date…", "date"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.combo = QComboBox()
+        for text, data in self.CHOICES:
+            self.combo.addItem(text, data)
+        self.combo.setAccessibleName("Expiry")
+        today = datetime.now(UTC).date()
+        self.date = QDateEdit()
+        self.date.setCalendarPopup(True)
+        self.date.setDisplayFormat("yyyy-MM-dd")
+        self.date.setMinimumDate(_qdate(today + timedelta(days=1)))
+        self.date.setDate(_qdate(today + timedelta(days=365)))
+        self.date.setAccessibleName("Expiry date")
+        self.combo.currentIndexChanged.connect(self._update)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.date)
+        layout.addStretch(1)
+        self._update()
+
+    def _update(self) -> None:
+        self.date.setVisible(self.combo.currentData() == "date")
+
+    def choose(self, data: str) -> None:
+        self.combo.setCurrentIndex(self.combo.findData(data))
+
+    def value(self) -> str | None:
+        choice = self.combo.currentData()
+        today = datetime.now(UTC).date()
+        if choice == "90d":
+            return (today + timedelta(days=90)).isoformat()
+        if choice == "1y":
+            return (today + timedelta(days=365)).isoformat()
+        if choice == "date":
+            qd = self.date.date()
+            return date(qd.year(), qd.month(), qd.day()).isoformat()
+        return None
+
+
+def _qdate(d: date) -> QDate:
+    return QDate(d.year, d.month, d.day)
+
+
+class PassphraseFields(QWidget):
+    """Passphrase twice. Both empty = keychain only."""
+
+    NOTE = ("Optional. With a passphrase the keychain holds only the key encrypted with it, "
+            "and gui-approver asks for it before signing. Leave both empty to protect the "
+            "key with the keychain only.")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.first = QLineEdit()
+        self.first.setEchoMode(QLineEdit.EchoMode.Password)
+        self.first.setAccessibleName("Passphrase")
+        self.first.setObjectName("passphrase")
+        self.second = QLineEdit()
+        self.second.setEchoMode(QLineEdit.EchoMode.Password)
+        self.second.setAccessibleName("Repeat the passphrase")
+        self.second.setObjectName("passphrase2")
+        form.addRow(_plain("Passphrase:", selectable=False), self.first)
+        form.addRow(_plain("Repeat:", selectable=False), self.second)
+        note = _plain(self.NOTE, selectable=False)
+        form.addRow(note)
+
+    def result(self) -> tuple[Secret | None, str | None]:
+        """(passphrase or None, error or None)."""
+        a, b = self.first.text(), self.second.text()
+        if not a and not b:
+            return None, None
+        if a != b:
+            return None, "The passphrases differ; nothing was created."
+        return Secret(a), None
+
+    def clear(self) -> None:
+        self.first.clear()
+        self.second.clear()
+
+
+class PublicKeyView(QWidget):
+    """A key's public halves: ``k3.public`` and ``k3.pid`` with Copy, and the same as PEM."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.public = CopyRow(name="public key")
+        self.public.setObjectName("publicKey")
+        self.kip = CopyRow(name="key id")
+        self.kip.setObjectName("keyId")
+        self.pem = CopyRow(name="PEM")
+        self.pem.setObjectName("pem")
+        pem_note = _plain("The same key as PEM (SubjectPublicKeyInfo), for registries that "
+                          "want a standard public key:", selectable=False)
+        rows: list[tuple[str, QWidget]] = [("Public key:", self.public), ("Key id:", self.kip)]
+        for r, (name, widget) in enumerate(rows):
+            label = _plain(name, selectable=False)
+            label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(label, r, 0)
+            grid.addWidget(widget, r, 1)
+        grid.addWidget(pem_note, 2, 0, 1, 2)
+        grid.addWidget(self.pem, 3, 1)
+        grid.setColumnStretch(1, 1)
+
+    def set_record(self, rec: KeyRecord) -> None:
+        self.public.set_value(rec.public)
+        self.kip.set_value(rec.kip)
+        self.pem.set_value(public_pem(rec.public))
+
+
+class DemoRegistryBox(QGroupBox):
+    """For a loopback index: register the public key in a demo registry's data directory
+    (``registry.add_key_to_file``, what ``gui-approver demo-registry-key`` does)."""
+
+    registered = Signal(object)
+
+    def __init__(self, data_dir: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Local demo registry", parent)
+        self.setObjectName("demoRegistry")
+        layout = QVBoxLayout(self)
+        layout.addWidget(_plain(
+            "This index URL is on this computer. If it is a gui-approver demo registry "
+            "(gui-approver demo-registry --data DIR), register the key in its data directory "
+            "now; the running registry accepts it at once.", selectable=False))
+        row = QHBoxLayout()
+        self.dir_edit = QLineEdit(str(data_dir or default_demo_data_dir()))
+        self.dir_edit.setAccessibleName("Demo registry data directory")
+        choose = QPushButton("Choose…")
+        choose.setAutoDefault(False)
+        choose.clicked.connect(self._choose)
+        self.register_button = QPushButton("Register with the demo registry")
+        self.register_button.setAutoDefault(False)
+        self.register_button.clicked.connect(self.register)
+        row.addWidget(_plain("Data directory:", selectable=False))
+        row.addWidget(self.dir_edit, 1)
+        row.addWidget(choose)
+        layout.addLayout(row)
+        bottom = QHBoxLayout()
+        bottom.addStretch(1)
+        bottom.addWidget(self.register_button)
+        layout.addLayout(bottom)
+        self.status = _plain("")
+        self.status.setObjectName("demoStatus")
+        layout.addWidget(self.status)
+        self._public = ""
+        self._subject: str | None = None
+
+    def set_key(self, public: str, subject: str | None) -> None:
+        self._public = public
+        self._subject = subject
+        self.status.setText("")
+
+    def _choose(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(
+            self, "The demo registry's data directory", self.dir_edit.text()
+        )
+        if chosen:
+            self.dir_edit.setText(chosen)
+
+    def register(self) -> bool:
+        from gui_approver.registry import KEYS_FILE, add_key_to_file
+        from gui_approver.verify import RegisteredKey
+
+        text = self.dir_edit.text().strip()
+        if not text or not self._public:
+            self.status.setText("Choose the demo registry's data directory first.")
+            return False
+        data_dir = Path(text).expanduser()
+        if not data_dir.is_dir():
+            self.status.setText(
+                f"{data_dir} is not a directory. Choose the directory the demo registry was "
+                "started with (--data DIR); nothing was registered.")
+            return False
+        try:
+            key = RegisteredKey(public=self._public, subject=self._subject)
+            add_key_to_file(data_dir, key)
+        except (ValueError, OSError) as exc:
+            self.status.setText(f"Could not register the key in {data_dir}: {exc}")
+            return False
+        self.status.setText(f"Registered {key.kip} in {data_dir / KEYS_FILE}.")
+        self.registered.emit(data_dir)
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# the new-key wizard
+
+
+class RegistryPage(QWizardPage):
+    def __init__(self, store: KeyStore, home: Path | None) -> None:
+        super().__init__()
+        self.store = store
+        self.home = home
+        self.setTitle("Registry")
+        self.setSubTitle("Which registry is the key for?")
+        layout = QVBoxLayout(self)
+        self.group = QButtonGroup(self)
+
+        try:
+            configured = cargo_config.configured_registries(home)
+            config_problem = None
+        except GuiApproverError as exc:
+            configured, config_problem = {}, str(exc)
+        self.from_config = QRadioButton("A registry from cargo's configuration")
+        self.combo = QComboBox()
+        self.combo.setAccessibleName("Configured registry")
+        first_free = -1
+        for name, entry in sorted(configured.items()):
+            index = entry.get("index")
+            if isinstance(index, str) and name != cargo_config.CRATES_IO:
+                try:
+                    has_key = store.find_by_registry(name) is not None
+                except GuiApproverError:
+                    has_key = False
+                if not has_key and first_free < 0:
+                    first_free = self.combo.count()
+                self.combo.addItem(f"{name}  ({index})" + ("  — has a key" if has_key else ""),
+                                   name)
+        if first_free >= 0:
+            self.combo.setCurrentIndex(first_free)
+        where = cargo_config.config_path(home)
+        note = f"from {where}" if self.combo.count() else f"{where} names no registries"
+        self.config_note = _plain(config_problem or note, selectable=False)
+        self.crates_io = QRadioButton("crates.io")
+        self.other = QRadioButton("Another registry:")
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("name, as in cargo --registry NAME")
+        self.name_edit.setAccessibleName("Registry name")
+        self.index_edit = QLineEdit()
+        self.index_edit.setPlaceholderText("sparse+https://my.registry/index/")
+        self.index_edit.setAccessibleName("Index URL")
+        for i, b in enumerate((self.from_config, self.crates_io, self.other)):
+            self.group.addButton(b, i)
+
+        layout.addWidget(self.from_config)
+        indent = QVBoxLayout()
+        indent.setContentsMargins(24, 0, 0, 8)
+        indent.addWidget(self.combo)
+        indent.addWidget(self.config_note)
+        layout.addLayout(indent)
+        layout.addWidget(self.crates_io)
+        layout.addWidget(self.other)
+        form = QFormLayout()
+        form.setContentsMargins(24, 0, 0, 0)
+        form.addRow(_plain("Name:", selectable=False), self.name_edit)
+        form.addRow(_plain("Index URL:", selectable=False), self.index_edit)
+        layout.addLayout(form)
+        layout.addStretch(1)
+        self.error = _error_label()
+        layout.addWidget(self.error)
+
+        if self.combo.count():
+            self.from_config.setChecked(True)
+        else:
+            self.from_config.setEnabled(False)
+            self.combo.setEnabled(False)
+            self.other.setChecked(True)
+        self.group.idToggled.connect(self._update)
+        self.name_edit.textChanged.connect(self._update)
+        self.index_edit.textChanged.connect(self._update)
+        self.name_edit.textEdited.connect(self._typed)
+        self.index_edit.textEdited.connect(self._typed)
+        self._update()
+
+    def _typed(self, _text: str) -> None:
+        self.other.setChecked(True)
+
+    def _update(self) -> None:
+        self.combo.setEnabled(self.from_config.isChecked())
+        _show_error(self.error, None)
+        self.completeChanged.emit()
+
+    def selection(self) -> tuple[str, str | None]:
+        """(registry name, index URL or None if unknown)."""
+        if self.crates_io.isChecked():
+            return cargo_config.CRATES_IO, cargo_config.CRATES_IO_INDEX
+        if self.from_config.isChecked():
+            name = str(self.combo.currentData() or "")
+            return name, cargo_config.registry_index(name, self.home) if name else None
+        return self.name_edit.text().strip(), self.index_edit.text().strip() or None
+
+    def isComplete(self) -> bool:
+        if self.other.isChecked():
+            return bool(self.name_edit.text().strip() and self.index_edit.text().strip())
+        if self.from_config.isChecked():
+            return self.combo.currentIndex() >= 0
+        return self.crates_io.isChecked()
+
+    def validatePage(self) -> bool:
+        try:
+            name, index = self.selection()
+        except GuiApproverError as exc:
+            _show_error(self.error, str(exc))
+            return False
+        problem = None
+        if not _REGISTRY_NAME.fullmatch(name):
+            problem = ("A registry name may contain only letters, digits, - and _ (as in "
+                       "cargo --registry NAME).")
+        elif not index:
+            problem = (f"Registry {name} is not in {cargo_config.config_path(self.home)}; "
+                       "enter its index URL.")
+        elif self.other.isChecked():
+            why = parse_index_url(index)
+            problem = f"Invalid index URL: {why}." if why else None
+        if problem is None and index:
+            try:
+                existing = self.store.find_by_registry(name) or self.store.find(index)
+            except GuiApproverError as exc:
+                existing, problem = None, str(exc)
+            if existing is not None:
+                problem = (f"Registry {existing.registry} ({existing.index_url}) already has a "
+                           f"key ({existing.kip}). Rotate it, or delete it first.")
+        _show_error(self.error, problem)
+        return problem is None
+
+
+class OptionsPage(QWizardPage):
+    def __init__(self, wizard: NewKeyWizard) -> None:
+        super().__init__()
+        self._wizard = wizard
+        self.setTitle("Options")
+        self.setSubTitle("All optional. The key is created when you press Create key.")
+        layout = QVBoxLayout(self)
+        self.summary = _plain("")
+        layout.addWidget(self.summary)
+        form = QFormLayout()
+        self.subject = QLineEdit()
+        self.subject.setPlaceholderText("only if the registry asks for one")
+        self.subject.setAccessibleName("Subject")
+        self.expiry = ExpiryPicker()
+        form.addRow(_plain("Subject:", selectable=False), self.subject)
+        form.addRow(_plain("Expires:", selectable=False), self.expiry)
+        layout.addLayout(form)
+        layout.addWidget(_hline())
+        self.passphrase = PassphraseFields()
+        layout.addWidget(self.passphrase)
+        layout.addStretch(1)
+        self.error = _error_label()
+        layout.addWidget(self.error)
+        self.setCommitPage(True)
+        self.setButtonText(QWizard.WizardButton.CommitButton, "Create key")
+
+    def initializePage(self) -> None:
+        name, index = self._wizard.registry_page.selection()
+        self.summary.setText(f"A new P-384 key for registry {name} ({index}).")
+        _show_error(self.error, None)
+
+    def validatePage(self) -> bool:
+        passphrase, problem = self.passphrase.result()
+        if problem:
+            _show_error(self.error, problem)
+            return False
+        try:
+            name, index = self._wizard.registry_page.selection()
+        except GuiApproverError as exc:
+            name, index = "", None
+            _show_error(self.error, str(exc))
+        if not index:
+            if not self.error.isVisible():
+                _show_error(self.error, f"Registry {name} has no index URL any more; go back "
+                                        "and choose the registry again.")
+            return False
+        subject = self.subject.text().strip() or None
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            rec = self._wizard.store.create(registry=name, index_url=index, subject=subject,
+                                            expires=self.expiry.value(), passphrase=passphrase)
+        except GuiApproverError as exc:
+            _show_error(self.error, exc.full())
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.passphrase.clear()
+        self._wizard.set_created(rec)
+        return True
+
+
+class ResultPage(QWizardPage):
+    def __init__(self, wizard: NewKeyWizard, demo_data_dir: Path | None) -> None:
+        super().__init__()
+        self._wizard = wizard
+        self.setTitle("Your new key")
+        self.setSubTitle("The secret half is in the keychain. Register the public half with the "
+                         "registry.")
+        layout = QVBoxLayout(self)
+        self.heading = _bold(_plain(""))
+        layout.addWidget(self.heading)
+        layout.addWidget(_plain("Register this public key with the registry (paste it on its "
+                                "key page):", selectable=False))
+        self.keys = PublicKeyView()
+        layout.addWidget(self.keys)
+        self.details = _plain("")
+        self.details.setObjectName("details")
+        layout.addWidget(self.details)
+        self.demo = DemoRegistryBox(demo_data_dir)
+        layout.addWidget(self.demo)
+        self.next_steps = _plain("")
+        self.next_steps.setObjectName("nextSteps")
+        layout.addWidget(self.next_steps)
+        layout.addStretch(1)
+
+    def initializePage(self) -> None:
+        rec = self._wizard.record
+        if rec is None:
+            return
+        self.heading.setText(f"Created a key for registry {rec.registry} ({rec.index_url}).")
+        self.keys.set_record(rec)
+        bits = [f"Subject: {rec.subject}"] if rec.subject else []
+        bits.append(f"Expires: {rec.expires or 'never'}")
+        bits.append("Protection: " + ("passphrase (asked before signing)"
+                                      if rec.protection == "passphrase" else "keychain"))
+        self.details.setText(" · ".join(bits))
+        local = is_loopback_index(rec.index_url)
+        self.demo.setVisible(local)
+        self.demo.set_key(rec.public, rec.subject)
+        step = ("Next: paste the k3.public key on your registry's key page"
+                + (", or register it with the local demo registry above" if local else "")
+                + ". Then press Next to let gui-approver configure cargo for this registry.")
+        self.next_steps.setText(step)
+
+
+class CargoConfigView(QWidget):
+    """The ``configure-cargo`` diff as a preview, its warnings, and Apply."""
+
+    applied = Signal(object)
+
+    def __init__(self, home: Path | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.home = home
+        self.registry = ""
+        self.index: str | None = None
+        self.change: cargo_config.ConfigChange | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.intro = _plain("")
+        layout.addWidget(self.intro)
+        self.diff = QPlainTextEdit()
+        self.diff.setObjectName("diff")
+        self.diff.setReadOnly(True)
+        self.diff.setFont(mono_font())
+        self.diff.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.diff.setAccessibleName("Changes to cargo's configuration")
+        layout.addWidget(self.diff, 1)
+        self.warnings = _plain("")
+        self.warnings.setObjectName("warnings")
+        self.warnings.setStyleSheet("color: #8a5300;")
+        layout.addWidget(self.warnings)
+        row = QHBoxLayout()
+        self.status = _plain("")
+        self.status.setObjectName("configStatus")
+        row.addWidget(self.status, 1)
+        self.apply_button = QPushButton("Apply this change")
+        self.apply_button.setAutoDefault(False)
+        self.apply_button.clicked.connect(self.apply)
+        row.addWidget(self.apply_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(row)
+
+    def plan(self, registry: str, index: str | None) -> None:
+        self.registry, self.index = registry, index
+        self.status.setText("")
+        try:
+            change = cargo_config.plan_configure(registry, index, home=self.home)
+        except GuiApproverError as exc:
+            self.change = None
+            self.intro.setText(f"Cannot configure cargo for registry {registry}.")
+            self.diff.setPlainText("")
+            self.warnings.setText("")
+            self.status.setText(exc.full())
+            self.apply_button.setEnabled(False)
+            return
+        self._show(change)
+
+    def _show(self, change: cargo_config.ConfigChange) -> None:
+        self.change = change
+        self.warnings.setText("\n".join(f"warning: {w}" for w in change.warnings))
+        self.warnings.setVisible(bool(change.warnings))
+        if not change.changed:
+            self.intro.setText(f"{change.path} already uses gui-approver for registry "
+                               f"{self.registry}.")
+            self.diff.setPlainText("")
+            self.diff.setVisible(False)
+            self.apply_button.setEnabled(False)
+            return
+        self.intro.setText(f"To use gui-approver for registry {self.registry}, cargo's "
+                           f"configuration {change.path} changes like this (a backup of the "
+                           "current file is written first):")
+        self.diff.setVisible(True)
+        self.diff.setPlainText(change.diff())
+        self.apply_button.setEnabled(True)
+
+    def apply(self) -> bool:
+        if self.change is None or not self.change.changed:
+            return False
+        try:
+            fresh = cargo_config.plan_configure(self.registry, self.index, home=self.home)
+            if fresh.before != self.change.before or fresh.after != self.change.after:
+                self._show(fresh)
+                self.status.setText(f"{fresh.path} changed since the preview; review the new "
+                                    "change above and apply again.")
+                return False
+            backup = cargo_config.apply(fresh)
+        except (GuiApproverError, OSError) as exc:
+            self.status.setText(f"Nothing was written: {_err_text(exc)}")
+            return False
+        text = f"Configured registry {self.registry} in {fresh.path} to use gui-approver."
+        if backup:
+            text += f"\nBackup of the previous file: {backup}"
+        self.status.setText(text)
+        self.apply_button.setEnabled(False)
+        self.applied.emit(backup)
+        return True
+
+
+class CargoPage(QWizardPage):
+    def __init__(self, wizard: NewKeyWizard, home: Path | None) -> None:
+        super().__init__()
+        self._wizard = wizard
+        self.setTitle("Configure cargo")
+        self.setSubTitle("Point cargo at gui-approver for this registry (optional).")
+        layout = QVBoxLayout(self)
+        self.view = CargoConfigView(home)
+        layout.addWidget(self.view)
+
+    def initializePage(self) -> None:
+        rec = self._wizard.record
+        if rec is not None:
+            index = None if rec.registry == cargo_config.CRATES_IO else rec.index_url
+            self.view.plan(rec.registry, index)
+
+
+class NewKeyWizard(QWizard):
+    """Registry → options (creates the key) → the public key → configure cargo."""
+
+    created = Signal(object)
+
+    PAGE_REGISTRY, PAGE_OPTIONS, PAGE_RESULT, PAGE_CARGO = range(4)
+
+    def __init__(
+        self,
+        store: KeyStore,
+        parent: QWidget | None = None,
+        *,
+        cargo_home: Path | None = None,
+        demo_data_dir: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.record: KeyRecord | None = None
+        self.setObjectName("newKeyWizard")
+        self.setWindowTitle("gui-approver: new key")
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setTitleFormat(Qt.TextFormat.PlainText)
+        self.setSubTitleFormat(Qt.TextFormat.PlainText)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
+        self.registry_page = RegistryPage(store, cargo_home)
+        self.options_page = OptionsPage(self)
+        self.result_page = ResultPage(self, demo_data_dir)
+        self.cargo_page = CargoPage(self, cargo_home)
+        self.setPage(self.PAGE_REGISTRY, self.registry_page)
+        self.setPage(self.PAGE_OPTIONS, self.options_page)
+        self.setPage(self.PAGE_RESULT, self.result_page)
+        self.setPage(self.PAGE_CARGO, self.cargo_page)
+        self.setMinimumSize(760, 560)
+
+    def set_created(self, rec: KeyRecord) -> None:
+        self.record = rec
+        # The key exists now: leaving the wizard no longer "cancels" anything.
+        self.setButtonText(QWizard.WizardButton.CancelButton, "Close")
+        self.created.emit(rec)
+
+
+# ---------------------------------------------------------------------------------------------
+# rotate, delete, import
+
+
+class RotateDialog(QDialog):
+    """Rotation in two steps, as ``key rotate``: create the successor (pending), then, once the
+    user confirms it is registered, switch to it (``finish_rotation`` deletes the old key)."""
+
+    rotated = Signal(object)
+    started = Signal(object)
+
+    def __init__(
+        self,
+        store: KeyStore,
+        registry: str,
+        parent: QWidget | None = None,
+        *,
+        demo_data_dir: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.registry = registry
+        self.setObjectName("rotateDialog")
+        self.setWindowTitle(f"gui-approver: rotate the key for {elide_middle(registry, 60)}")
+        self.old = store.find_by_registry(registry)
+        self.pending = store.find_pending(registry)
+        layout = QVBoxLayout(self)
+        self.stack = QStackedWidget()
+        layout.addWidget(self.stack)
+
+        # step 1: create the successor
+        start = QWidget()
+        s = QVBoxLayout(start)
+        s.setContentsMargins(0, 0, 0, 0)
+        s.addWidget(_bold(_plain(f"Rotate the key for registry {registry}"), 1.2))
+        old_kip = self.old.kip if self.old else "(none)"
+        s.addWidget(_plain(
+            "This creates a successor key. The current key keeps signing until you confirm "
+            "that the new one is registered with the registry; then the current key is "
+            "deleted."))
+        s.addWidget(_plain(f"Current key: {old_kip}", mono=True))
+        form = QFormLayout()
+        self.expiry = ExpiryPicker()
+        form.addRow(_plain("New key expires:", selectable=False), self.expiry)
+        s.addLayout(form)
+        self.passphrase = PassphraseFields()
+        s.addWidget(self.passphrase)
+        s.addStretch(1)
+        self.start_error = _error_label()
+        s.addWidget(self.start_error)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        cancel = QPushButton("Cancel")
+        cancel.setDefault(True)
+        cancel.clicked.connect(self.reject)
+        self.create_button = QPushButton("Create successor key")
+        self.create_button.setAutoDefault(False)
+        self.create_button.clicked.connect(self.create_successor)
+        row.addWidget(cancel)
+        row.addWidget(self.create_button)
+        s.addLayout(row)
+        self.stack.addWidget(start)
+
+        # step 2: register it, then confirm
+        confirm = QWidget()
+        c = QVBoxLayout(confirm)
+        c.setContentsMargins(0, 0, 0, 0)
+        c.addWidget(_bold(_plain(f"Successor key for registry {registry}"), 1.2))
+        c.addWidget(_plain("Register this public key with the registry (paste it on its key "
+                           "page):", selectable=False))
+        self.keys = PublicKeyView()
+        c.addWidget(self.keys)
+        self.demo = DemoRegistryBox(demo_data_dir)
+        c.addWidget(self.demo)
+        self.old_note = _plain("")
+        c.addWidget(self.old_note)
+        self.registered_box = QCheckBox(
+            f"The new key is registered with {elide_middle(registry)}")
+        c.addWidget(self.registered_box)
+        c.addStretch(1)
+        self.confirm_error = _error_label()
+        c.addWidget(self.confirm_error)
+        row2 = QHBoxLayout()
+        row2.addStretch(1)
+        self.later_button = QPushButton("Close (keep the current key for now)")
+        self.later_button.setDefault(True)
+        self.later_button.clicked.connect(self.reject)
+        self.switch_button = QPushButton("Switch to the new key")
+        self.switch_button.setAutoDefault(False)
+        self.switch_button.setEnabled(False)
+        self.switch_button.clicked.connect(self.finish)
+        self.registered_box.toggled.connect(self.switch_button.setEnabled)
+        row2.addWidget(self.later_button)
+        row2.addWidget(self.switch_button)
+        c.addLayout(row2)
+        self.stack.addWidget(confirm)
+
+        if self.pending is not None:
+            self._show_pending(self.pending)
+        self.setMinimumWidth(760)
+
+    def _show_pending(self, pending: KeyRecord) -> None:
+        self.pending = pending
+        self.keys.set_record(pending)
+        local = is_loopback_index(pending.index_url)
+        self.demo.setVisible(local)
+        self.demo.set_key(pending.public, pending.subject)
+        old = f"The current key ({self.old.kip})" if self.old else "No current key"
+        self.old_note.setText(f"{old} keeps signing until you confirm that the new key is "
+                              "registered. Switching deletes the current key.")
+        self.stack.setCurrentIndex(1)
+
+    def create_successor(self) -> KeyRecord | None:
+        passphrase, problem = self.passphrase.result()
+        if problem:
+            _show_error(self.start_error, problem)
+            return None
+        if self.old is None:
+            _show_error(self.start_error, f"No key for registry {self.registry}.")
+            return None
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            pending = self.store.start_rotation(self.old, expires=self.expiry.value(),
+                                                passphrase=passphrase)
+        except GuiApproverError as exc:
+            _show_error(self.start_error, exc.full())
+            return None
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.passphrase.clear()
+        self._show_pending(pending)
+        self.started.emit(pending)
+        return pending
+
+    def finish(self) -> KeyRecord | None:
+        if not self.registered_box.isChecked():
+            return None
+        try:
+            new = self.store.finish_rotation(self.registry)
+        except GuiApproverError as exc:
+            _show_error(self.confirm_error, exc.full())
+            return None
+        self.rotated.emit(new)
+        self.accept()
+        return new
+
+
+class DeleteKeyDialog(QDialog):
+    """Delete one key after the user types the registry's name (as ``key delete`` asks).
+    Cancel is the default button; Return never deletes."""
+
+    deleted = Signal(object)
+
+    def __init__(self, store: KeyStore, record: KeyRecord, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.store = store
+        self.record = record
+        self.setObjectName("deleteDialog")
+        self.setWindowTitle(f"gui-approver: delete the key for {elide_middle(record.registry)}")
+        layout = QVBoxLayout(self)
+        what = "pending successor key" if record.status == "pending" else "key"
+        layout.addWidget(_bold(_plain(f"Delete the {what} for registry {record.registry}?"),
+                               1.2))
+        layout.addWidget(_plain(f"Key id: {record.kip}", mono=True))
+        layout.addWidget(_plain(f"Index URL: {record.index_url}"))
+        if record.status == "pending":
+            consequence = ("The current key stays and keeps signing; the rotation is "
+                           "abandoned. The secret of the successor is removed from the "
+                           "keychain.")
+        else:
+            consequence = ("The secret is removed from the keychain and cannot be recovered. "
+                           f"Publishing to {record.registry} then needs a new key registered "
+                           "with the registry.")
+        layout.addWidget(_plain(consequence))
+        layout.addWidget(_plain("Type the registry name to confirm:", selectable=False))
+        self.confirm_edit = QLineEdit()
+        self.confirm_edit.setAccessibleName("Registry name")
+        self.confirm_edit.setPlaceholderText(record.registry)
+        self.confirm_edit.textChanged.connect(self._update)
+        layout.addWidget(self.confirm_edit)
+        self.error = _error_label()
+        layout.addWidget(self.error)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setDefault(True)
+        self.cancel_button.clicked.connect(self.reject)
+        self.delete_button = QPushButton("Delete key")
+        self.delete_button.setAutoDefault(False)
+        self.delete_button.clicked.connect(self.delete)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.delete_button)
+        layout.addLayout(row)
+        self._update()
+        self.setMinimumWidth(560)
+
+    def _update(self) -> None:
+        self.delete_button.setEnabled(self.confirm_edit.text().strip() == self.record.registry)
+
+    def delete(self) -> bool:
+        if self.confirm_edit.text().strip() != self.record.registry:
+            return False
+        try:
+            self.store.delete(self.record)
+        except GuiApproverError as exc:
+            _show_error(self.error, exc.full())
+            return False
+        self.deleted.emit(self.record)
+        self.accept()
+        return True
+
+
+class _Found:
+    """One secret-key found on disk, with what importing it would do (never the secret)."""
+
+    def __init__(self, item: cargo_config.CargoSecret, store: KeyStore, home: Path | None):
+        self.item = item
+        self.key: SigningKey | None = None
+        self.index: str | None = None
+        self.problem: str | None = None
+        self.note = ""
+        try:
+            self.key = SigningKey.from_paserk(item.secret)
+        except ValueError as exc:
+            self.problem = (f"the secret-key for {item.registry} in {item.path} is not usable "
+                            f"({exc})")
+            return
+        try:
+            self.index = cargo_config.registry_index(item.registry, home)
+        except GuiApproverError as exc:
+            self.problem = str(exc)
+            return
+        if not self.index:
+            self.problem = (f"registry {item.registry} has no index in "
+                            f"{cargo_config.config_path(home)}; nothing can be imported")
+            return
+        try:
+            existing = store.find(self.index)
+        except GuiApproverError as exc:
+            self.problem = str(exc)
+            return
+        if existing is not None and existing.kip != self.key.kip:
+            self.problem = (f"registry {item.registry} already has a different key "
+                            f"({existing.kip}); nothing can be imported")
+        elif existing is not None:
+            self.note = "already in the keychain; only the copy on disk is removed"
+        else:
+            self.note = "ready to import"
+
+
+class ImportCargoDialog(QDialog):
+    """``key import-cargo``: move cargo:paseto ``secret-key`` entries into the keychain."""
+
+    imported = Signal(object)
+
+    def __init__(
+        self, store: KeyStore, parent: QWidget | None = None, *, cargo_home: Path | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.home = cargo_home
+        self.found: list[_Found] = []
+        self.setObjectName("importDialog")
+        self.setWindowTitle("gui-approver: import keys from cargo")
+        layout = QVBoxLayout(self)
+        layout.addWidget(_bold(_plain("Import cargo:paseto keys", selectable=False), 1.2))
+        layout.addWidget(_plain(
+            "cargo:paseto keeps secret keys in plain text in cargo's files. Importing moves "
+            "each selected key into the keychain, removes it from the file, and points cargo "
+            "at gui-approver for that registry. The public key and key id stay the same, so "
+            "there is nothing to register again.", selectable=False))
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("found")
+        self.table.setHorizontalHeaderLabels(["Registry", "File", "Key id", "Note"])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.table, 1)
+        self.empty = _plain("")
+        layout.addWidget(self.empty)
+        self.results = QPlainTextEdit()
+        self.results.setObjectName("results")
+        self.results.setReadOnly(True)
+        self.results.setFont(mono_font())
+        # keys have no spaces: wrap anywhere rather than hide their ends off to the right
+        self.results.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        self.results.setVisible(False)
+        layout.addWidget(self.results, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        self.close_button = QPushButton("Close")
+        self.close_button.setDefault(True)
+        self.close_button.clicked.connect(self.accept)
+        self.import_button = QPushButton("Import selected")
+        self.import_button.setAutoDefault(False)
+        self.import_button.clicked.connect(self.import_selected)
+        row.addWidget(self.close_button)
+        row.addWidget(self.import_button)
+        layout.addLayout(row)
+        self.setMinimumSize(820, 420)
+        self.scan()
+
+    def scan(self) -> None:
+        self.table.setRowCount(0)
+        self.found = []
+        try:
+            items = cargo_config.find_cargo_secrets(self.home)
+        except GuiApproverError as exc:
+            self.empty.setText(str(exc))
+            self.import_button.setEnabled(False)
+            return
+        self.found = [_Found(item, self.store, self.home) for item in items]
+        self.table.setRowCount(len(self.found))
+        for row, f in enumerate(self.found):
+            reg = QTableWidgetItem(f.item.registry)
+            reg.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+            reg.setCheckState(Qt.CheckState.Unchecked if f.problem else Qt.CheckState.Checked)
+            if f.problem:
+                reg.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.table.setItem(row, 0, reg)
+            self.table.setItem(row, 1, QTableWidgetItem(str(f.item.path)))
+            kip = QTableWidgetItem(short_kip(f.key.kip) if f.key else "-")
+            kip.setFont(mono_font())
+            self.table.setItem(row, 2, kip)
+            self.table.setItem(row, 3, QTableWidgetItem(f.problem or f.note))
+        self.table.resizeColumnsToContents()
+        if not self.found:
+            where = self.home or cargo_config.cargo_home()
+            self.empty.setText(f"No cargo:paseto secret-key found in {where}/credentials.toml "
+                               "or config.toml.")
+        else:
+            self.empty.setText("")
+        self.empty.setVisible(not self.found)
+        self.table.setVisible(bool(self.found))
+        self.import_button.setEnabled(any(f.problem is None for f in self.found))
+
+    def selected(self) -> list[_Found]:
+        out = []
+        for row, f in enumerate(self.found):
+            item = self.table.item(row, 0)
+            if f.problem is None and item is not None and \
+                    item.checkState() == Qt.CheckState.Checked:
+                out.append(f)
+        return out
+
+    def import_selected(self) -> list[str]:
+        """Import the checked entries exactly as ``key import-cargo`` does; returns the report
+        lines (also shown in the dialog)."""
+        lines: list[str] = []
+        done = []
+        for f in self.selected():
+            item, key, index = f.item, f.key, f.index
+            assert key is not None and index is not None
+            try:
+                existing = self.store.find(index)
+                if existing is None:
+                    self.store.add(key, registry=item.registry, index_url=index,
+                                   subject=item.subject)
+                elif existing.kip != key.kip:
+                    lines.append(f"Not imported: registry {item.registry} already has a "
+                                 f"different key ({existing.kip}).")
+                    continue
+                # The key is safely in the keychain: now take it off the disk.
+                cargo_config.remove_cargo_secret(item)
+                change = cargo_config.plan_configure(item.registry, index, home=self.home)
+                cargo_config.apply(change)
+            except (GuiApproverError, OSError) as exc:
+                lines.append(f"Importing the key of registry {item.registry} from {item.path} "
+                             f"failed: {_err_text(exc)}")
+                continue
+            done.append(item.registry)
+            lines += [
+                f"Imported the key of registry {item.registry} from {item.path}.",
+                f"  public key (unchanged, nothing to re-register): {key.public_paserk}",
+                f"  key id (unchanged): {key.kip}",
+                "  The secret is now only in the keychain; cargo uses gui-approver for it.",
+            ]
+        if not lines:
+            lines.append("Nothing selected; nothing was imported.")
+        self.results.setPlainText("\n".join(lines))
+        self.results.setVisible(True)
+        self.scan()
+        if done:
+            self.imported.emit(done)
+        return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# the window
+
+
+class KeyManagerWindow(QWidget):
+    """Lists the keys (plain text), with New key…, Rotate…, Delete…, Import from cargo… and
+    Refresh. ``refresh()`` re-reads the key index and the last-used file."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        parent: QWidget | None = None,
+        *,
+        cargo_home: Path | None = None,
+        demo_data_dir: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.cargo_home = cargo_home
+        self.demo_data_dir = demo_data_dir
+        self.records: list[KeyRecord] = []
+        self.dialog: QDialog | None = None
+        self.setObjectName("keyManager")
+        self.setWindowTitle("gui-approver: keys")
+        layout = QVBoxLayout(self)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("keys")
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        layout.addWidget(self.table, 1)
+        self.empty_hint = _plain("No keys yet. Create one with New key…, or import the keys "
+                                 "cargo:paseto left in credentials.toml with Import from "
+                                 "cargo….", selectable=False)
+        self.empty_hint.setVisible(False)
+        layout.addWidget(self.empty_hint)
+
+        box = QGroupBox("Selected key")
+        self.details_box = box
+        grid = QGridLayout(box)
+        self.detail_registry = _plain("")
+        self.detail_index = _plain("")
+        self.detail_public = CopyRow(name="public key")
+        self.detail_kip = CopyRow(name="key id")
+        self.copy_pem_button = QPushButton("Copy as PEM")
+        self.copy_pem_button.setAutoDefault(False)
+        self.copy_pem_button.clicked.connect(self.copy_pem)
+        rows: list[tuple[str, QWidget]] = [
+            ("Registry:", self.detail_registry), ("Index URL:", self.detail_index),
+            ("Public key:", self.detail_public), ("Key id:", self.detail_kip)]
+        for r, (name, widget) in enumerate(rows):
+            label = _plain(name, selectable=False)
+            label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(label, r, 0)
+            grid.addWidget(widget, r, 1)
+        grid.addWidget(self.copy_pem_button, 2, 2)
+        grid.setColumnStretch(1, 1)
+        layout.addWidget(box)
+
+        buttons = QHBoxLayout()
+        self.new_button = QPushButton("New key…")
+        self.rotate_button = QPushButton("Rotate…")
+        self.delete_button = QPushButton("Delete…")
+        self.import_button = QPushButton("Import from cargo…")
+        self.refresh_button = QPushButton("Refresh")
+        self.new_button.clicked.connect(self.new_key)
+        self.rotate_button.clicked.connect(self.rotate_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.import_button.clicked.connect(self.import_from_cargo)
+        self.refresh_button.clicked.connect(self.refresh)
+        for b in (self.new_button, self.rotate_button, self.delete_button, self.import_button):
+            b.setAutoDefault(False)
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        self.refresh_button.setAutoDefault(False)
+        buttons.addWidget(self.refresh_button)
+        layout.addLayout(buttons)
+        self.status = _plain("")
+        self.status.setObjectName("status")
+        layout.addWidget(self.status)
+        self.resize(1000, 440)
+        self.refresh()
+
+    # -- data -----------------------------------------------------------------------------
+    def refresh(self) -> None:
+        keep = self.selected_record()
+        try:
+            records = self.store.list()
+            used = self.store.last_used()
+        except GuiApproverError as exc:
+            self.records = []
+            self.table.setRowCount(0)
+            self._set_status(f"Cannot read the keys: {exc.full()}")
+            self._selection_changed()
+            return
+        order = {r.registry: i for i, r in enumerate(records) if r.status == "active"}
+        records.sort(key=lambda r: (order.get(r.registry, len(order)), r.registry,
+                                    r.status != "active"))
+        self.records = records
+        pending_for = {r.registry for r in records if r.status == "pending"}
+        self.table.setRowCount(len(records))
+        mono = mono_font()
+        for row, rec in enumerate(records):
+            if rec.status == "pending":
+                status = "pending successor (confirm when registered)"
+            elif rec.is_expired():
+                status = "expired"
+            elif rec.registry in pending_for:
+                status = "active (successor pending)"
+            else:
+                status = "active"
+            cells = [rec.registry, short_kip(rec.kip), rec.subject or "-",
+                     format_when(rec.created, with_time=False), expiry_text(rec),
+                     rec.protection, format_when(used.get(rec.kip)), status]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(_KIP_ROLE, rec.kip)
+                if COLUMNS[col] == "Key id":
+                    item.setFont(mono)
+                self.table.setItem(row, col, item)
+        self.empty_hint.setVisible(not records)
+        if keep is not None:
+            self.select(keep.kip)
+        elif records:
+            self.table.selectRow(0)
+        self._selection_changed()
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def cell_text(self, row: int, column: str) -> str:
+        item = self.table.item(row, COLUMNS.index(column))
+        return item.text() if item is not None else ""
+
+    def row_of(self, kip: str) -> int:
+        for row, rec in enumerate(self.records):
+            if rec.kip == kip:
+                return row
+        return -1
+
+    def select(self, kip: str) -> bool:
+        row = self.row_of(kip)
+        if row < 0:
+            return False
+        self.table.selectRow(row)
+        return True
+
+    def selected_record(self) -> KeyRecord | None:
+        rows = {i.row() for i in self.table.selectedItems()}
+        if len(rows) != 1:
+            return None
+        row = rows.pop()
+        return self.records[row] if 0 <= row < len(self.records) else None
+
+    def _selection_changed(self) -> None:
+        rec = self.selected_record()
+        self.rotate_button.setEnabled(rec is not None)
+        self.delete_button.setEnabled(rec is not None)
+        self.copy_pem_button.setEnabled(rec is not None)
+        self.details_box.setEnabled(rec is not None)
+        self.detail_registry.setText(rec.registry if rec else "")
+        self.detail_index.setText(rec.index_url if rec else "")
+        self.detail_public.set_value(rec.public if rec else "")
+        self.detail_kip.set_value(rec.kip if rec else "")
+
+    def copy_kip(self) -> None:
+        rec = self.selected_record()
+        if rec is not None:
+            _copy(rec.kip)
+
+    def copy_public(self) -> None:
+        rec = self.selected_record()
+        if rec is not None:
+            _copy(rec.public)
+
+    def copy_pem(self) -> None:
+        rec = self.selected_record()
+        if rec is not None:
+            _copy(public_pem(rec.public) + "\n")
+
+    def _context_menu(self, pos: QPoint) -> None:
+        if self.selected_record() is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Copy key id", self.copy_kip)
+        menu.addAction("Copy public key", self.copy_public)
+        menu.addAction("Copy public key as PEM", self.copy_pem)
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    # -- flows ----------------------------------------------------------------------------
+    # (Signals go to bound methods, never to lambdas holding a dialog: a lambda that keeps
+    # its own sender alive can be the last reference to it while Qt deletes it.)
+    def _open(self, dialog: QDialog) -> QDialog:
+        if self.dialog is not None:
+            self.dialog.close()
+        self.dialog = dialog
+        dialog.finished.connect(self._dialog_finished)
+        dialog.open()
+        return dialog
+
+    def _dialog_finished(self, _result: int) -> None:
+        dialog, self.dialog = self.dialog, None
+        if dialog is not None:
+            dialog.deleteLater()
+        self.refresh()
+
+    def new_key(self) -> NewKeyWizard:
+        wizard = NewKeyWizard(self.store, self, cargo_home=self.cargo_home,
+                              demo_data_dir=self.demo_data_dir)
+        wizard.created.connect(self._created)
+        self._open(wizard)
+        return wizard
+
+    def _created(self, rec: KeyRecord) -> None:
+        self.refresh()
+        self.select(rec.kip)
+        self._set_status(f"Created a key for registry {rec.registry} ({rec.kip}).")
+
+    def rotate_selected(self) -> RotateDialog | None:
+        rec = self.selected_record()
+        if rec is None:
+            return None
+        dialog = RotateDialog(self.store, rec.registry, self, demo_data_dir=self.demo_data_dir)
+        dialog.started.connect(self._rotation_started)
+        dialog.rotated.connect(self._rotated)
+        self._open(dialog)
+        return dialog
+
+    def _rotation_started(self, p: KeyRecord) -> None:
+        self.refresh()
+        self._set_status(
+            f"Created the successor key for registry {p.registry} ({p.kip}); the current key "
+            "keeps signing until you confirm the new one is registered.")
+
+    def _rotated(self, n: KeyRecord) -> None:
+        self._set_status(f"Registry {n.registry} now signs with {n.kip}; the old key was "
+                         "deleted.")
+
+    def delete_selected(self) -> DeleteKeyDialog | None:
+        rec = self.selected_record()
+        if rec is None:
+            return None
+        dialog = DeleteKeyDialog(self.store, rec, self)
+        dialog.deleted.connect(self._deleted)
+        self._open(dialog)
+        return dialog
+
+    def _deleted(self, r: KeyRecord) -> None:
+        self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
+
+    def import_from_cargo(self) -> ImportCargoDialog:
+        dialog = ImportCargoDialog(self.store, self, cargo_home=self.cargo_home)
+        dialog.imported.connect(self._imported)
+        self._open(dialog)
+        return dialog
+
+    def _imported(self, names: list[str]) -> None:
+        self.refresh()
+        self._set_status(f"Imported the key(s) of {', '.join(names)} from cargo; public keys "
+                         "unchanged.")
+
+    # -- events ---------------------------------------------------------------------------
+    def changeEvent(self, e: QEvent) -> None:
+        # Coming back to the window: last-used times may have changed meanwhile.
+        if e.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and \
+                self.dialog is None:
+            self.refresh()
+        super().changeEvent(e)
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        if self.dialog is not None:
+            self.dialog.close()
+        super().closeEvent(e)
+
+
+def run_keys_window() -> int:
+    """``gui-approver keys``: the key manager on its own (its own process and KeyStore)."""
+    import signal
+
+    from gui_approver.keys import KeyringKeychain
+    from gui_approver.settings import load as load_settings
+
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        app = existing
+    else:
+        from gui_approver.ui.a11y import prepare_accessibility
+
+        settings, _problems = load_settings()
+        prepare_accessibility(settings.paranoid_accessibility)  # before the QApplication
+        app = QApplication(sys.argv[:1])
+    # Nothing here is half-done on Ctrl-C (every file write is atomic): let it end the window.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    app.setApplicationName("gui-approver")
+    app.setApplicationDisplayName("gui-approver")
+    window = KeyManagerWindow(KeyStore(KeyringKeychain()))
+    window.show()
+    return app.exec()

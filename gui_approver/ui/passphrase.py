@@ -1,0 +1,333 @@
+"""The passphrase prompt for passphrase-protected keys, and :class:`QtUnlocker`.
+
+``QtUnlocker`` implements :data:`gui_approver.keys.Unlocker` (``(record, why) -> Secret |
+None``). The signing service calls it from a worker thread; like ``QtApprover`` it hands the
+question to the GUI thread through a queued signal and waits on a ``threading.Event`` with a
+timeout (no answer = None = nothing is signed). Called on the GUI thread itself it runs a
+local event loop instead of blocking it.
+
+The passphrase is never logged, never put in a window title or a label, and the line edit is
+cleared as soon as it has been read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui_approver.keys import KeyRecord
+from gui_approver.protocol import Secret
+from gui_approver.ui.dialog import _plain, elide_middle
+
+#: How long a worker waits for the passphrase before giving up (the bridge's own limit).
+DEFAULT_TIMEOUT = 120.0
+
+
+class PassphraseDialog(QDialog):
+    """Asks for one key's passphrase. ``answered(Secret | None)`` fires exactly once."""
+
+    answered = Signal(object)
+
+    def __init__(
+        self,
+        record: KeyRecord,
+        why: str,
+        *,
+        deadline: float | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.record = record
+        self.deadline = deadline
+        self._done = False
+        self.setObjectName("passphraseDialog")
+        self.setWindowTitle(f"gui-approver: unlock the key for {elide_middle(record.registry, 60)}")
+        self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
+        self.setModal(False)
+
+        layout = QVBoxLayout(self)
+        title = _plain(f"Unlock the key for registry {elide_middle(record.registry, 80)}",
+                       selectable=False)
+        f = title.font()
+        f.setPointSizeF(f.pointSizeF() * 1.2)
+        f.setBold(True)
+        title.setFont(f)
+        layout.addWidget(title)
+
+        grid = QGridLayout()
+        rows = [("Registry", elide_middle(record.registry, 80), False),
+                ("Index URL", elide_middle(record.index_url), True),
+                ("Key id", record.kip, True)]
+        if record.subject:
+            rows.append(("Subject", elide_middle(record.subject, 80), True))
+        self.field_labels: dict[str, QLabel] = {}
+        for r, (name, value, mono) in enumerate(rows):
+            key = _plain(name + ":", selectable=False)
+            key.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+            val = _plain(value, mono=mono)
+            val.setAccessibleName(name)
+            grid.addWidget(key, r, 0)
+            grid.addWidget(val, r, 1)
+            self.field_labels[name] = val
+        layout.addLayout(grid)
+
+        why = why.strip().rstrip(".")
+        self.why_label = _plain(why[:1].upper() + why[1:] + "." if why else "",
+                                selectable=False)
+        self.why_label.setObjectName("why")
+        self.why_label.setVisible(bool(why))
+        if "wrong" in why.lower():
+            wf = self.why_label.font()
+            wf.setBold(True)
+            self.why_label.setFont(wf)
+        layout.addWidget(self.why_label)
+
+        self.edit = QLineEdit()
+        self.edit.setObjectName("passphrase")
+        self.edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.edit.setPlaceholderText("Passphrase")
+        self.edit.setAccessibleName("Passphrase")
+        self.edit.textChanged.connect(self._update_buttons)
+        layout.addWidget(self.edit)
+
+        self.status_label = _plain("", selectable=False)
+        layout.addWidget(self.status_label)
+
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAutoDefault(False)
+        self.cancel_button.clicked.connect(self.reject)
+        self.unlock_button = QPushButton("Unlock")
+        self.unlock_button.setDefault(True)
+        self.unlock_button.clicked.connect(self._unlock)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.unlock_button)
+        layout.addLayout(buttons)
+        self._update_buttons()
+
+        self._tick = QTimer(self)
+        self._tick.setInterval(1000)
+        self._tick.timeout.connect(self._update_status)
+        self._tick.start()
+        self._update_status()
+        self.edit.setFocus()
+
+    def _update_buttons(self) -> None:
+        self.unlock_button.setEnabled(bool(self.edit.text()))
+
+    def _update_status(self) -> None:
+        if self.deadline is None:
+            self.status_label.setVisible(False)
+            return
+        left = max(0.0, self.deadline - time.monotonic())
+        self.status_label.setText(f"Cancels automatically in {left:.0f} s; nothing is signed "
+                                  "without the passphrase.")
+
+    def _unlock(self) -> None:
+        text = self.edit.text()
+        if not text:
+            return
+        self.edit.clear()
+        self._finish(Secret(text))
+
+    def _finish(self, answer: Secret | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._tick.stop()
+        self.edit.clear()
+        self.answered.emit(answer)
+        self.hide()
+
+    def dismiss(self) -> None:
+        """Close without an answer (the question was settled elsewhere, e.g. timed out)."""
+        self._done = True
+        self._tick.stop()
+        self.edit.clear()
+        self.hide()
+
+    def reject(self) -> None:
+        self._finish(None)
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        self._finish(None)
+        super().closeEvent(e)
+
+    def showEvent(self, e: QShowEvent) -> None:
+        super().showEvent(e)
+        self.raise_()
+        self.activateWindow()
+        self.edit.setFocus()
+
+
+class _Ask:
+    """One question waiting for a person. The first answer wins."""
+
+    def __init__(self, record: KeyRecord, why: str, timeout: float) -> None:
+        self.record = record
+        self.why = why
+        self.deadline = time.monotonic() + timeout
+        self.event = threading.Event()
+        self.answer: Secret | None = None
+        self._answered = False
+        self._lock = threading.Lock()
+
+    @property
+    def done(self) -> bool:
+        with self._lock:
+            return self._answered
+
+    def resolve(self, answer: Secret | None) -> bool:
+        with self._lock:
+            if self._answered:
+                return False
+            self._answered = True
+            self.answer = answer
+        self.event.set()
+        return True
+
+
+class QtUnlocker(QObject):
+    """A :data:`gui_approver.keys.Unlocker` that asks in a dialog; create it on the GUI thread.
+
+    Install it with ``store.unlocker = QtUnlocker()`` (or ``KeyStore(..., unlocker=...)``).
+    One dialog at a time; further questions queue. Cancel, closing the dialog, the timeout
+    and :meth:`shutdown` all answer None.
+    """
+
+    _submit = Signal(object)
+    _cancel = Signal(object)
+    _resolved = Signal(object)
+    #: The dialog that was just shown (tests, and the app if it wants to raise it).
+    dialog_shown = Signal(object)
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.timeout = timeout
+        self.dialog: PassphraseDialog | None = None
+        self._queue: deque[_Ask] = deque()
+        self._current: _Ask | None = None
+        self._closed = False
+        self._gui_thread = threading.get_ident()
+        self._submit.connect(self._on_submit, Qt.ConnectionType.QueuedConnection)
+        self._cancel.connect(self._on_cancel, Qt.ConnectionType.QueuedConnection)
+
+    # any thread ------------------------------------------------------------------------------
+    def __call__(self, record: KeyRecord, why: str) -> Secret | None:
+        if self._closed:
+            return None
+        ask = _Ask(record, why, self.timeout)
+        if threading.get_ident() == self._gui_thread:
+            return self._ask_on_gui_thread(ask)
+        self._submit.emit(ask)
+        if not ask.event.wait(self.timeout):
+            ask.resolve(None)
+            self._cancel.emit(ask)
+        return ask.answer
+
+    # GUI thread --------------------------------------------------------------------------
+    def _ask_on_gui_thread(self, ask: _Ask) -> Secret | None:
+        loop = QEventLoop()
+
+        def finished(done: _Ask) -> None:
+            if done is ask:
+                loop.quit()
+
+        def expire() -> None:
+            if ask.resolve(None):
+                self._on_cancel(ask)
+            loop.quit()
+
+        self._resolved.connect(finished)
+        timer = QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(expire)
+        timer.start(int(self.timeout * 1000))
+        try:
+            self._on_submit(ask)
+            if not ask.done:
+                loop.exec()
+        finally:
+            timer.stop()
+            self._resolved.disconnect(finished)
+        return ask.answer
+
+    def pending_count(self) -> int:
+        return len(self._queue) + (1 if self._current is not None else 0)
+
+    def _on_submit(self, ask: _Ask) -> None:
+        if self._closed:
+            ask.resolve(None)
+            self._resolved.emit(ask)
+            return
+        self._queue.append(ask)
+        self._show_next()
+
+    def _on_cancel(self, ask: _Ask) -> None:
+        if self._current is ask:
+            self._drop_dialog(dismiss=True)
+            self._show_next()
+        elif ask in self._queue:
+            self._queue.remove(ask)
+
+    def _drop_dialog(self, *, dismiss: bool) -> None:
+        if self.dialog is not None:
+            if dismiss:
+                self.dialog.dismiss()
+            self.dialog.deleteLater()
+        self.dialog = None
+        self._current = None
+
+    def _show_next(self) -> None:
+        while self._current is None and self._queue:
+            ask = self._queue.popleft()
+            if ask.done:
+                continue
+            dialog = PassphraseDialog(ask.record, ask.why, deadline=ask.deadline)
+            dialog.answered.connect(self._on_answered)
+            self._current = ask
+            self.dialog = dialog
+            dialog.show()
+            dialog.raise_()
+            dialog.activateWindow()
+            self.dialog_shown.emit(dialog)
+
+    def _on_answered(self, answer: Secret | None) -> None:
+        # Only the current dialog can answer: the others were dismissed (they never emit).
+        ask = self._current
+        if ask is None:
+            return
+        ask.resolve(answer)
+        self._drop_dialog(dismiss=False)
+        self._resolved.emit(ask)
+        self._show_next()
+
+    def show_current(self) -> None:
+        if self.dialog is not None:
+            self.dialog.show()
+            self.dialog.raise_()
+            self.dialog.activateWindow()
+
+    def shutdown(self) -> None:
+        """Answer None to everything waiting (the app is quitting)."""
+        self._closed = True
+        for ask in [*self._queue, *([self._current] if self._current else [])]:
+            ask.resolve(None)
+            self._resolved.emit(ask)
+        self._queue.clear()
+        self._drop_dialog(dismiss=True)
