@@ -1,0 +1,908 @@
+"""What is inside the ``.crate`` that cargo asks us to sign. Qt-free, no psutil.
+
+A publish request carries only a sha256 (``cksum``). This module finds the ``.crate`` cargo
+has just packaged, hashes it itself and, only when the hash equals the request's ``cksum``,
+lists what is inside: every file with its size and sha256, and the manifest's description,
+license and repository. The approval stays bound to exact bytes: a listing is produced from
+the very bytes that were hashed, and nothing is listed for a file whose hash differs.
+
+Measured with cargo 1.95 while the publish request is pending (see tests/test_contents.py):
+cargo packages into ``<target>/package/tmp-crate/<name>-<vers>.crate`` (plus a copy in
+``<target>/package/tmp-registry/``), keeps that file **open** until the upload, and for
+``cargo publish --workspace`` keeps every packaged ``.crate`` of the run open. ``cargo
+package`` writes ``<target>/package/<name>-<vers>.crate``. ``<target>`` is ``--target-dir``,
+``CARGO_TARGET_DIR``/``CARGO_BUILD_TARGET_DIR``, ``[build] target-dir`` in a
+``.cargo/config.toml``, or ``<workspace root>/target``.
+
+Reading is safe against hostile archives: the ``.crate`` is opened non-blocking and must be a
+regular file; compressed and uncompressed sizes, the number of entries, each name's length
+and the time spent are bounded; nothing is extracted to disk and no link is followed; links,
+devices, absolute paths, ``..`` components, entries outside ``<name>-<vers>/``, duplicates,
+invalid gzip or tar data and extreme compression ratios are reported. Names are returned as
+plain strings with control and formatting characters escaped. Nothing here raises for bad
+input: every problem ends up in the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tarfile
+import time
+import tomllib
+import unicodedata
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+MiB: Final = 1024 * 1024
+#: problems listed per archive (the rest are counted)
+MAX_PROBLEMS: Final = 50
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds for reading one ``.crate`` (crates.io accepts at most 10 MB compressed)."""
+
+    max_crate_bytes: int = 64 * MiB
+    max_uncompressed_bytes: int = 64 * MiB
+    max_members: int = 20_000
+    max_manifest_bytes: int = 1 * MiB
+    max_name_chars: int = 1024
+    #: PAX / GNU long-name headers larger than this stop the listing
+    max_extended_header: int = 16 * 1024
+    #: a ratio above this (with more than ``ratio_min_bytes`` uncompressed) is reported
+    suspicious_ratio: float = 100.0
+    ratio_min_bytes: int = 1 * MiB
+    #: candidate files hashed per lookup
+    max_candidates: int = 32
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+# --------------------------------------------------------------------------------------------
+# Text that is safe to show
+
+
+_ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def escape_text(text: str, limit: int = 4096) -> str:
+    """``text`` with control, formatting (bidi overrides, zero-width), private-use,
+    unassigned, line-separator and non-ASCII space characters escaped as ``\\xNN`` /
+    ``\\uNNNN``; backslashes doubled; bytes smuggled in by ``surrogateescape`` shown as
+    ``\\xNN``. At most ``limit`` characters of input are kept (``…`` marks a cut)."""
+    cut = len(text) > limit
+    out: list[str] = []
+    for ch in text[:limit]:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif not _hidden(ch):
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    if cut:
+        out.append("…")
+    return "".join(out)
+
+
+def _hidden(ch: str) -> bool:
+    if ch.isascii():
+        return not ch.isprintable()
+    cat = unicodedata.category(ch)
+    return cat in _ESCAPED_CATEGORIES or cat == "Zs"  # Zs: no-break and other odd spaces
+
+
+def has_hidden_chars(text: str) -> bool:
+    """True when :func:`escape_text` would escape something other than a backslash."""
+    return any(_hidden(ch) for ch in text)
+
+
+def human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < MiB:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / MiB:.1f} MiB"
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One archive entry. ``path`` is relative to ``<name>-<vers>/`` when the entry lies
+    inside it (as ``cargo package --list`` shows it), else the whole escaped name."""
+
+    path: str
+    size: int
+    kind: str  # "file" | "dir" | "symlink" | "hardlink" | "device" | "fifo" | "sparse" | "other"
+    sha256: str | None = None  # regular files whose bytes were read
+    note: str | None = None  # why this entry is suspicious, if it is
+
+    def describe(self) -> str:
+        text = f"{self.path}  ({human_size(self.size)})"
+        if self.kind not in ("file", "dir"):
+            text += f"  [{self.kind}]"
+        if self.note:
+            text += f"  ! {self.note}"
+        return text
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """Fields of the normalized ``Cargo.toml`` inside the archive (escaped for display)."""
+
+    name: str | None = None
+    version: str | None = None
+    description: str | None = None
+    license: str | None = None
+    license_file: str | None = None
+    repository: str | None = None
+    homepage: str | None = None
+    documentation: str | None = None
+    #: ``package.build``: a path, or None when there is no build script (``build = false``)
+    build: str | None = None
+    proc_macro: bool = False
+    links: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveListing:
+    files: tuple[FileEntry, ...]
+    total_size: int  # sum of the entries' sizes (uncompressed)
+    compressed_size: int
+    uncompressed_read: int  # bytes actually decompressed
+    manifest: ManifestInfo | None
+    problems: tuple[str, ...]
+    complete: bool  # False when a limit, an error or the deadline stopped the listing
+
+    @property
+    def has_build_script(self) -> bool:
+        if self.manifest is not None and self.manifest.build:
+            return True
+        return any(f.path == "build.rs" for f in self.files)
+
+    @property
+    def file_hashes(self) -> dict[str, str]:
+        return {f.path: f.sha256 for f in self.files if f.sha256 is not None}
+
+
+@dataclass(frozen=True)
+class CrateContents:
+    """What the dialog can say about the bytes behind a publish request's ``cksum``.
+
+    ``verified`` is True only when a file whose sha256 equals ``cksum`` was found; then
+    ``listing`` describes exactly those bytes. Otherwise ``reason`` says why and there is no
+    listing at all.
+    """
+
+    name: str
+    vers: str
+    cksum: str
+    verified: bool
+    reason: str
+    path: str | None = None  # the file that matched (or, unverified, the closest candidate)
+    actual_sha256: str | None = None  # of ``path`` when one was read
+    listing: ArchiveListing | None = None
+    searched: tuple[str, ...] = ()
+    elapsed: float = 0.0
+    #: the verified bytes (for history and diffs); never shown, never compared
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def files(self) -> tuple[FileEntry, ...]:
+        return self.listing.files if self.verified and self.listing else ()
+
+    @property
+    def manifest(self) -> ManifestInfo | None:
+        return self.listing.manifest if self.verified and self.listing else None
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self.listing.problems if self.verified and self.listing else ()
+
+    @property
+    def clean(self) -> bool:
+        """Verified, completely listed, and nothing suspicious found."""
+        return bool(self.verified and self.listing and self.listing.complete
+                    and not self.listing.problems)
+
+    def summary(self) -> str:
+        if not self.verified:
+            return f"contents could not be verified: {self.reason}"
+        assert self.listing is not None
+        lst = self.listing
+        if not lst.files and lst.problems:
+            return f"sha256 matches, but the archive could not be read: {lst.problems[0]}"
+        n = len(lst.files)
+        text = (
+            f"verified: {n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
+            f"({human_size(lst.compressed_size)} compressed), sha256 matches"
+        )
+        if lst.problems:
+            text += f"; {len(lst.problems)} problem(s) found in the archive"
+        if not lst.complete:
+            text += "; the listing is incomplete"
+        return text
+
+    def lines(self) -> list[str]:
+        """Everything the dialog would show, as plain text lines."""
+        out = [self.summary()]
+        if self.path:
+            out.append(f"file: {escape_text(self.path)}")
+        if not self.verified:
+            if self.actual_sha256:
+                out.append(f"its sha256: {self.actual_sha256}")
+            out.append(f"cargo asks to sign: {self.cksum}")
+            return out
+        m = self.manifest
+        if m is not None:
+            for label, value in (
+                ("description", m.description), ("license", m.license or m.license_file),
+                ("repository", m.repository), ("homepage", m.homepage),
+            ):
+                if value:
+                    out.append(f"{label}: {value}")
+            if m.build:
+                out.append(f"build script: {m.build}")
+            if m.proc_macro:
+                out.append("proc-macro crate")
+            if m.error:
+                out.append(f"manifest: {m.error}")
+        out.extend(f"! {p}" for p in self.problems)
+        out.extend("  " + f.describe() for f in self.files)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Decompression and tar parsing, bounded
+
+
+def _gunzip(
+    data: bytes, limit: int, deadline: float, problems: list[str], lim: Limits
+) -> tuple[bytes, bool]:
+    """Decompress gzip ``data`` (several members allowed) into at most ``limit`` bytes."""
+    out = bytearray()
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    buf = data  # always a suffix of ``data``
+    complete = True
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                problems.append("reading the archive took too long; the listing is incomplete")
+                complete = False
+                break
+            chunk = d.decompress(buf, min(limit + 1 - len(out), MiB))
+            out += chunk
+            buf = d.unconsumed_tail
+            if len(out) > limit:
+                del out[limit:]
+                problems.append(
+                    f"the uncompressed contents exceed the {human_size(limit)} limit "
+                    f"(reached after {human_size(len(data) - len(buf))} of compressed data); "
+                    "the listing stops there"
+                )
+                complete = False
+                break
+            if d.eof:
+                rest = d.unused_data
+                if rest[:2] == b"\x1f\x8b":
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    buf = rest
+                    continue
+                buf = b""
+                if rest.strip(b"\0"):
+                    problems.append(f"{len(rest)} bytes of unexpected data after the gzip stream")
+                break
+            if not buf and not chunk:
+                problems.append("the gzip data is truncated")
+                complete = False
+                break
+    except zlib.error as exc:
+        problems.append(f"not valid gzip data ({escape_text(str(exc), 200)})")
+        complete = False
+    consumed = len(data) - len(buf)
+    if len(out) >= lim.ratio_min_bytes and consumed > 0:
+        ratio = len(out) / consumed
+        if ratio > lim.suspicious_ratio:
+            problems.append(
+                f"compression ratio {ratio:.0f}:1 is far above any source code "
+                "(a possible decompression bomb)"
+            )
+    return bytes(out), complete
+
+
+def _kind(m: tarfile.TarInfo) -> str:
+    if m.issparse():
+        return "sparse"
+    if m.isreg():
+        return "file"
+    if m.isdir():
+        return "dir"
+    if m.issym():
+        return "symlink"
+    if m.islnk():
+        return "hardlink"
+    if m.ischr() or m.isblk():
+        return "device"
+    if m.isfifo():
+        return "fifo"
+    return "other"
+
+
+def _name_notes(raw: str, prefix: str | None) -> tuple[str, list[str]]:
+    """Display path and notes for an archive member name."""
+    notes: list[str] = []
+    if raw.startswith("/"):
+        notes.append("absolute path")
+    parts = raw.split("/")
+    if ".." in parts:
+        notes.append("contains '..'")
+    if "\\" in raw:
+        notes.append("contains a backslash")
+    display = raw
+    if prefix is not None:
+        if raw.startswith(prefix + "/") and len(raw) > len(prefix) + 1:
+            display = raw[len(prefix) + 1 :]
+        elif raw.rstrip("/") != prefix:
+            notes.append(f"outside the crate directory {prefix}/")
+    return display, notes
+
+
+def _member_data(raw: bytes, m: tarfile.TarInfo) -> memoryview | None:
+    """The data of regular file ``m`` inside the decompressed tar ``raw`` (no copy), or None
+    when the archive ends before the member does."""
+    start, size = m.offset_data, max(0, int(m.size))
+    if start < 0 or start + size > len(raw):
+        return None
+    return memoryview(raw)[start : start + size]
+
+
+def _tar_size(field: bytes) -> int | None:
+    if field[:1] and field[0] & 0x80:  # base-256 (GNU) for large sizes
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        return None
+
+
+def _extended_header_limit(raw: bytes, limit: int, problems: list[str]) -> int:
+    """Walk the tar headers (no data) and return where to stop so that no extended header
+    (PAX ``x``/``g``, GNU long name ``L``/``K``) larger than ``limit`` reaches tarfile, whose
+    parsing of such headers can be slow on some Python versions."""
+    off = 0
+    while off + 512 <= len(raw):
+        header = raw[off : off + 512]
+        if not header.strip(b"\0"):
+            break
+        size = _tar_size(header[124:136])
+        typeflag = header[156:157]
+        if size is None or typeflag == b"S":
+            break  # let tarfile judge (and report) it
+        if typeflag in (b"x", b"g", b"L", b"K") and size > limit:
+            problems.append(
+                f"an extended tar header of {human_size(size)} (limit {human_size(limit)}); "
+                "the listing stops there"
+            )
+            return off
+        off += 512 + (size + 511) // 512 * 512
+    return len(raw)
+
+
+def list_archive(
+    data: bytes,
+    *,
+    name: str | None = None,
+    vers: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    deadline: float | None = None,
+) -> ArchiveListing:
+    """List the ``.crate`` in ``data`` (gzip'd tar) without extracting anything. Never raises."""
+    if deadline is None:
+        deadline = time.monotonic() + 5.0
+    problems: list[str] = []
+    raw, complete = _gunzip(data, limits.max_uncompressed_bytes, deadline, problems, limits)
+    files: list[FileEntry] = []
+    manifest_bytes: bytes | None = None
+    prefix = f"{name}-{vers}" if name and vers else None
+    total = 0
+    seen: set[str] = set()
+    entry_problems: list[str] = []
+    if not raw and not complete:
+        return ArchiveListing((), 0, len(data), 0, None, tuple(problems), False)
+    cut = _extended_header_limit(raw, limits.max_extended_header, problems)
+    if cut < len(raw):
+        raw = raw[:cut] + b"\0" * 1024
+        complete = False
+    try:
+        tf = tarfile.open(  # noqa: SIM115 - closed in the finally below
+            fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8", errors="surrogateescape"
+        )
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        problems.append(f"not a valid tar archive ({escape_text(str(exc), 200)})")
+        return ArchiveListing((), 0, len(data), len(raw), None, tuple(problems), False)
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                problems.append("reading the archive took too long; the listing is incomplete")
+                complete = False
+                break
+            if len(files) >= limits.max_members:
+                problems.append(
+                    f"more than {limits.max_members} entries; the listing stops there"
+                )
+                complete = False
+                break
+            try:
+                m = tf.next()
+            except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                problems.append(f"invalid tar data ({escape_text(str(exc), 200)})")
+                complete = False
+                break
+            if m is None:
+                break
+            raw_name = m.name
+            if len(raw_name) > limits.max_name_chars:
+                problems.append(f"an entry name is {len(raw_name)} characters long (cut)")
+            display, notes = _name_notes(raw_name, prefix)
+            if has_hidden_chars(display):
+                notes.append("the name contains control, invisible or undecodable characters")
+            display = escape_text(display, limits.max_name_chars)
+            kind = _kind(m)
+            if kind in ("symlink", "hardlink"):
+                link = escape_text(m.linkname, limits.max_name_chars)
+                notes.append(f"{'symbolic' if kind == 'symlink' else 'hard'} link to {link} "
+                             "(not followed)")
+            elif kind == "device":
+                notes.append(f"device file {m.devmajor}:{m.devminor}")
+            elif kind == "fifo":
+                notes.append("named pipe")
+            elif kind == "sparse":
+                notes.append("sparse file (contents not read)")
+            elif kind == "other":
+                notes.append(f"unusual entry type {escape_text(m.type.decode('latin-1'))}")
+            if m.mode & (stat.S_ISUID | stat.S_ISGID):
+                notes.append("setuid/setgid bit")
+            if raw_name in seen:
+                notes.append("duplicate entry")
+            seen.add(raw_name)
+            size = max(0, int(m.size))
+            digest: str | None = None
+            if kind == "file":
+                total += size
+                content = _member_data(raw, m)
+                if content is not None:
+                    digest = hashlib.sha256(content).hexdigest()
+                    if prefix and raw_name == f"{prefix}/Cargo.toml":
+                        manifest_bytes = bytes(content[: limits.max_manifest_bytes + 1])
+                else:
+                    notes.append("truncated: the archive ends inside this file")
+                    complete = False
+            note = "; ".join(notes) if notes else None
+            if note:
+                entry_problems.append(f"{display}: {note}")
+            files.append(FileEntry(display, size, kind, digest, note))
+    finally:
+        tf.close()
+    tail = raw[tf.offset:] if tf.offset < len(raw) else b""
+    if complete and tail.strip(b"\0"):
+        problems.append(f"{len(tail)} bytes of unreadable tar data after the last entry")
+        complete = False
+    if prefix is None:
+        problems.append("the crate name and version are unknown; entries were not checked "
+                        "against <name>-<vers>/")
+    manifest: ManifestInfo | None = None
+    if manifest_bytes is not None:
+        manifest = parse_manifest(manifest_bytes, limits)
+    elif prefix is not None:
+        problems.append(f"no {prefix}/Cargo.toml in the archive")
+    if manifest is not None and prefix is not None and manifest.error is None and (
+        manifest.name != name or manifest.version != vers
+    ):
+        problems.append(
+            f"the manifest says {manifest.name} {manifest.version}, "
+            f"the request says {name} {vers}"
+        )
+    if len(entry_problems) > MAX_PROBLEMS:
+        extra = len(entry_problems) - MAX_PROBLEMS
+        entry_problems[MAX_PROBLEMS:] = [f"… and {extra} more suspicious entries"]
+    problems.extend(entry_problems)
+    return ArchiveListing(
+        tuple(files), total, len(data), len(raw), manifest, tuple(problems), complete
+    )
+
+
+def _str_or_none(value: object, limit: int = 2000) -> str | None:
+    return escape_text(value, limit) if isinstance(value, str) else None
+
+
+def parse_manifest(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ManifestInfo:
+    """The display fields of a (normalized) Cargo.toml. Never raises."""
+    if len(data) > limits.max_manifest_bytes:
+        return ManifestInfo(error=f"Cargo.toml is larger than {human_size(len(data))}; not read")
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        return ManifestInfo(error=f"Cargo.toml could not be parsed ({escape_text(str(exc), 200)})")
+    pkg = doc.get("package")
+    if not isinstance(pkg, dict):
+        return ManifestInfo(error="Cargo.toml has no [package] table")
+    build = pkg.get("build")
+    if build is True:
+        build_s: str | None = "build.rs"
+    elif isinstance(build, str):
+        build_s = escape_text(build, 400)
+    else:
+        build_s = None
+    lib = doc.get("lib")
+    proc_macro = False
+    if isinstance(lib, dict):
+        proc_macro = lib.get("proc-macro") is True or lib.get("proc_macro") is True
+    return ManifestInfo(
+        name=_str_or_none(pkg.get("name"), 200),
+        version=_str_or_none(pkg.get("version"), 200),
+        description=_str_or_none(pkg.get("description")),
+        license=_str_or_none(pkg.get("license"), 400),
+        license_file=_str_or_none(pkg.get("license-file"), 400),
+        repository=_str_or_none(pkg.get("repository"), 400),
+        homepage=_str_or_none(pkg.get("homepage"), 400),
+        documentation=_str_or_none(pkg.get("documentation"), 400),
+        build=build_s,
+        proc_macro=proc_macro,
+        links=_str_or_none(pkg.get("links"), 200),
+    )
+
+
+def read_member(
+    data: bytes,
+    path: str,
+    *,
+    name: str | None = None,
+    vers: str | None = None,
+    max_bytes: int = 1 * MiB,
+    limits: Limits = DEFAULT_LIMITS,
+    deadline: float | None = None,
+) -> bytes | None:
+    """The bytes of the regular file shown as ``path`` in :func:`list_archive` (relative to
+    ``<name>-<vers>/``), or None when it is absent, not a regular file or over ``max_bytes``."""
+    if deadline is None:
+        deadline = time.monotonic() + 5.0
+    problems: list[str] = []
+    raw, _ = _gunzip(data, limits.max_uncompressed_bytes, deadline, problems, limits)
+    prefix = f"{name}-{vers}" if name and vers else None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8",
+                          errors="surrogateescape") as tf:
+            for _ in range(limits.max_members):
+                m = tf.next()
+                if m is None:
+                    return None
+                display, _notes = _name_notes(m.name, prefix)
+                if escape_text(display, limits.max_name_chars) != path:
+                    continue
+                if not m.isreg() or m.issparse() or m.size > max_bytes:
+                    return None
+                content = _member_data(raw, m)
+                return bytes(content) if content is not None else None
+    except (tarfile.TarError, EOFError, OSError, ValueError):
+        return None
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the packaged file
+
+
+@dataclass(frozen=True)
+class CargoContext:
+    """What is known about the requesting cargo process (from
+    :mod:`gui_approver.provenance`; plain data so this module needs no psutil)."""
+
+    cwd: str | None = None
+    cmdline: tuple[str, ...] = ()
+    #: CARGO_TARGET_DIR / CARGO_BUILD_TARGET_DIR / CARGO_HOME from cargo's environment
+    env: tuple[tuple[str, str], ...] = ()
+    #: ``.crate`` files cargo holds open right now (absolute paths)
+    open_crates: tuple[str, ...] = ()
+
+    def getenv(self, key: str) -> str | None:
+        for k, v in self.env:
+            if k == key:
+                return v
+        return None
+
+
+def _option(cmdline: Sequence[str], *names: str) -> list[str]:
+    """Values of ``--opt VALUE`` / ``--opt=VALUE`` in a cargo command line (all of them)."""
+    out: list[str] = []
+    args = list(cmdline[1:])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            break
+        for n in names:
+            if arg == n and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+                break
+            if arg.startswith(n + "="):
+                out.append(arg[len(n) + 1 :])
+                break
+        i += 1
+    return out
+
+
+def safe_read(path: str, max_bytes: int) -> bytes | None:
+    """Read a regular file without following it into a FIFO or device; None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(max_bytes + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _toml_file(path: str) -> dict[str, Any] | None:
+    data = safe_read(path, DEFAULT_LIMITS.max_manifest_bytes)
+    if data is None:
+        return None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
+        return None
+
+
+def _ancestors(start: str, depth: int = 64) -> list[str]:
+    out = []
+    cur = os.path.abspath(start)
+    for _ in range(depth):
+        out.append(cur)
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            break
+        cur = parent
+    return out
+
+
+def find_workspace_root(start: str) -> str | None:
+    """The nearest directory at or above ``start`` whose Cargo.toml has ``[workspace]``
+    (or the one a package's ``package.workspace`` points to)."""
+    for d in _ancestors(start):
+        doc = _toml_file(os.path.join(d, "Cargo.toml"))
+        if doc is None:
+            continue
+        if isinstance(doc.get("workspace"), dict):
+            return d
+        pkg = doc.get("package")
+        if isinstance(pkg, dict) and isinstance(pkg.get("workspace"), str):
+            return os.path.normpath(os.path.join(d, pkg["workspace"]))
+    return None
+
+
+def _config_target_dirs(start: str, cargo_home: str | None) -> list[str]:
+    """``[build] target-dir`` from .cargo/config(.toml) files cargo would read."""
+    out: list[str] = []
+    dirs = _ancestors(start)
+    for d in dirs:
+        for fname in ("config.toml", "config"):
+            doc = _toml_file(os.path.join(d, ".cargo", fname))
+            if doc is None:
+                continue
+            build = doc.get("build")
+            if isinstance(build, dict) and isinstance(build.get("target-dir"), str):
+                out.append(os.path.join(d, build["target-dir"]))
+    if cargo_home:
+        for fname in ("config.toml", "config"):
+            doc = _toml_file(os.path.join(cargo_home, fname))
+            build = doc.get("build") if doc else None
+            if isinstance(build, dict) and isinstance(build.get("target-dir"), str):
+                out.append(os.path.join(os.path.dirname(cargo_home), build["target-dir"]))
+    return out
+
+
+def target_dirs(ctx: CargoContext) -> list[str]:
+    """Every target directory cargo may be using, most specific first."""
+    cwd = ctx.cwd
+    out: list[str] = []
+
+    def add(p: str | None, base: str | None = cwd) -> None:
+        if not p:
+            return
+        if not os.path.isabs(p):
+            if base is None:
+                return
+            p = os.path.join(base, p)
+        p = os.path.normpath(p)
+        if p not in out:
+            out.append(p)
+
+    for value in _option(ctx.cmdline, "--target-dir"):
+        add(value)
+    add(ctx.getenv("CARGO_TARGET_DIR"))
+    add(ctx.getenv("CARGO_BUILD_TARGET_DIR"))
+    manifest_dirs: list[str] = []
+    for mp in _option(ctx.cmdline, "--manifest-path"):
+        full = mp if os.path.isabs(mp) or cwd is None else os.path.join(cwd, mp)
+        manifest_dirs.append(os.path.dirname(os.path.normpath(full)))
+    if cwd:
+        manifest_dirs.append(cwd)
+    for d in manifest_dirs:
+        for t in _config_target_dirs(d, ctx.getenv("CARGO_HOME")):
+            add(t)
+    for d in manifest_dirs:
+        root = find_workspace_root(d)
+        if root:
+            add(os.path.join(root, "target"))
+        add(os.path.join(d, "target"))
+    return out
+
+
+def candidate_paths(name: str, vers: str, ctx: CargoContext) -> list[str]:
+    """Where the ``.crate`` for ``name`` ``vers`` may be, best first: the files cargo holds
+    open, then ``<target>/package/tmp-crate/``, ``<target>/package/`` and
+    ``<target>/package/tmp-registry/`` of every plausible target directory."""
+    fname = f"{name}-{vers}.crate"
+    out: list[str] = [p for p in ctx.open_crates if os.path.basename(p) == fname]
+    for t in target_dirs(ctx):
+        for sub in ("package/tmp-crate", "package", "package/tmp-registry"):
+            p = os.path.join(t, sub, fname)
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def inspect_crate_bytes(
+    data: bytes,
+    *,
+    name: str,
+    vers: str,
+    cksum: str,
+    path: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    deadline: float | None = None,
+) -> CrateContents:
+    """Verify ``data`` against ``cksum`` and, only if it matches, list it."""
+    t0 = time.monotonic()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != cksum:
+        return CrateContents(
+            name, vers, cksum, False,
+            f"the packaged file's sha256 ({actual[:16]}…) differs from the checksum cargo "
+            "asks to sign: the .crate was changed after packaging, or this is not it",
+            path=path, actual_sha256=actual, elapsed=time.monotonic() - t0,
+        )
+    listing = list_archive(data, name=name, vers=vers, limits=limits, deadline=deadline)
+    return CrateContents(
+        name, vers, cksum, True, "the sha256 of the packaged file equals the checksum",
+        path=path, actual_sha256=actual, listing=listing, elapsed=time.monotonic() - t0,
+        data=data,
+    )
+
+
+def inspect_publish(
+    name: str,
+    vers: str,
+    cksum: str,
+    ctx: CargoContext,
+    *,
+    extra_paths: Iterable[str] = (),
+    limits: Limits = DEFAULT_LIMITS,
+    timeout: float = 2.0,
+) -> CrateContents:
+    """Find the ``.crate`` for a publish request, verify and list it. Never raises."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    searched: list[str] = []
+    mismatch: tuple[str, str] | None = None
+    too_big: str | None = None
+    try:
+        paths = [*extra_paths, *candidate_paths(name, vers, ctx)]
+        seen: set[tuple[int, int]] = set()
+        for p in paths[: limits.max_candidates]:
+            if time.monotonic() > deadline:
+                break
+            searched.append(p)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            if stat.S_ISREG(st.st_mode) and st.st_size > limits.max_crate_bytes:
+                too_big = p
+                continue
+            data = safe_read(p, limits.max_crate_bytes)
+            if data is None:
+                continue
+            if len(data) > limits.max_crate_bytes:
+                too_big = p
+                continue
+            actual = hashlib.sha256(data).hexdigest()
+            if actual == cksum:
+                result = inspect_crate_bytes(
+                    data, name=name, vers=vers, cksum=cksum, path=p, limits=limits,
+                    deadline=deadline,
+                )
+                return _with(result, searched, t0)
+            if mismatch is None:
+                mismatch = (p, actual)
+    except Exception as exc:  # noqa: BLE001 - never let inspection break the signing path
+        return CrateContents(
+            name, vers, cksum, False, f"inspection failed ({type(exc).__name__})",
+            searched=tuple(searched), elapsed=time.monotonic() - t0,
+        )
+    if mismatch is not None:
+        p, actual = mismatch
+        reason = (
+            f"the packaged file's sha256 ({actual[:16]}…) differs from the checksum cargo asks "
+            "to sign: the .crate was changed after packaging, or the upload is not this file"
+        )
+        return CrateContents(name, vers, cksum, False, reason, path=p, actual_sha256=actual,
+                             searched=tuple(searched), elapsed=time.monotonic() - t0)
+    if too_big is not None:
+        reason = f"the packaged file is larger than {human_size(limits.max_crate_bytes)}"
+        return CrateContents(name, vers, cksum, False, reason, path=too_big,
+                             searched=tuple(searched), elapsed=time.monotonic() - t0)
+    if time.monotonic() > deadline:
+        reason = "looking for the packaged file took too long"
+    elif not ctx.cwd and not ctx.open_crates:
+        reason = "cargo's working directory is unknown, so the packaged file cannot be found"
+    else:
+        reason = f"no packaged {name}-{vers}.crate was found (looked in {len(searched)} places)"
+    return CrateContents(name, vers, cksum, False, reason, searched=tuple(searched),
+                         elapsed=time.monotonic() - t0)
+
+
+def _with(result: CrateContents, searched: list[str], t0: float) -> CrateContents:
+    return replace(result, searched=tuple(searched), elapsed=time.monotonic() - t0)
+
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ArchiveListing",
+    "CargoContext",
+    "CrateContents",
+    "FileEntry",
+    "Limits",
+    "ManifestInfo",
+    "candidate_paths",
+    "escape_text",
+    "find_workspace_root",
+    "has_hidden_chars",
+    "inspect_crate_bytes",
+    "inspect_publish",
+    "list_archive",
+    "parse_manifest",
+    "read_member",
+    "safe_read",
+    "target_dirs",
+]
+

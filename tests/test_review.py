@@ -1,0 +1,539 @@
+"""gui_approver.review: the bounded inspection, the workspace batch, and the whole issue end
+to end with the real cargo 1.95.
+
+The end-to-end tests run the app's real IPC server and SigningService in-process with an
+approver that does what the dialog will do: while cargo's publish request is pending it calls
+the Inspector with the real cargo's provenance, records the review (the text the dialog would
+show), then approves or denies; approved publishes go to the history. A request that matches
+a workspace batch is approved without a review, as the service will do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import hostile_archives as h
+import pyseto
+import pytest
+
+from gui_approver.approval import ApprovalRequest, Decision
+from gui_approver.contents import CrateContents, inspect_crate_bytes
+from gui_approver.history import History
+from gui_approver.ipc import UnixSocketServer
+from gui_approver.keys import KeyStore, MemoryKeychain
+from gui_approver.protocol import Provenance, parse_request
+from gui_approver.provenance import resolve_requester
+from gui_approver.registry import DemoRegistry
+from gui_approver.review import (
+    OWNERS_NOTE,
+    BatchApproval,
+    Candidate,
+    Inspector,
+    RequestReview,
+    WorkspaceReview,
+    run_key,
+    run_key_for_pid,
+    split_crate_filename,
+)
+from gui_approver.service import SigningService, ipc_handler
+from gui_approver.settings import Settings
+from gui_approver.verify import RegisteredKey
+
+REG = "sparse+http://127.0.0.1:8765/index/"
+BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def publish_req(name="foo", vers="0.1.0", cksum="a" * 64, url=REG):
+    return parse_request(json.dumps({
+        "v": 1, "registry": {"index-url": url, "name": "local"}, "kind": "get",
+        "operation": "publish", "name": name, "vers": vers, "cksum": cksum,
+    }))
+
+
+def req(op, name="foo"):
+    obj = {"v": 1, "registry": {"index-url": REG}, "kind": "get", "operation": op,
+           "name": name}
+    if op in ("yank", "unyank"):
+        obj["vers"] = "0.1.0"
+    return parse_request(json.dumps(obj))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- BatchApproval ---------------------------------------------------------------------------
+
+
+def test_batch_matches_exact_tuples_once():
+    clock = FakeClock()
+    batch = BatchApproval(window=300, clock=clock)
+    batch.approve(REG, [("foo", "0.1.0", "a" * 64), ("bar", "0.2.0", "b" * 64)])
+    assert not batch.matches(publish_req("foo", "0.1.0", "c" * 64))  # other cksum
+    assert not batch.matches(publish_req("foo", "0.1.1", "a" * 64))  # other version
+    assert not batch.matches(publish_req("baz", "0.1.0", "a" * 64))  # other crate
+    assert not batch.matches(publish_req("foo", "0.1.0", "a" * 64,
+                                         url="sparse+https://x.example/index/"))
+    assert not batch.matches(req("yank"))
+    assert len(batch.pending()) == 2  # misses consume nothing
+    assert batch.matches(publish_req("foo", "0.1.0", "a" * 64))
+    assert not batch.matches(publish_req("foo", "0.1.0", "a" * 64))  # consumed
+    assert [k.name for k in batch.pending()] == ["bar"]
+
+
+def test_batch_expires_on_the_monotonic_clock_and_ends():
+    clock = FakeClock()
+    batch = BatchApproval(window=300, clock=clock)
+    batch.approve(REG, [("foo", "0.1.0", "a" * 64), ("bar", "0.2.0", "b" * 64)])
+    clock.now += 299.9
+    assert batch.matches(publish_req("foo", "0.1.0", "a" * 64))
+    clock.now += 0.2
+    assert not batch.matches(publish_req("bar", "0.2.0", "b" * 64))
+    batch.approve(REG, [("foo", "0.1.0", "a" * 64)])
+    batch.end()
+    assert batch.pending() == () and not batch.matches(publish_req("foo", "0.1.0", "a" * 64))
+
+
+def test_batch_bound_to_a_cargo_run():
+    batch = BatchApproval()
+    batch.approve(REG, [("foo", "0.1.0", "a" * 64)], run=(123, 5.0))
+    assert not batch.matches(publish_req(), run=None)
+    assert not batch.matches(publish_req(), run=(123, 6.0))  # same pid, another process
+    assert batch.matches(publish_req(), run=(123, 5.0))
+
+
+def test_batch_is_bounded():
+    batch = BatchApproval(max_items=3)
+    batch.approve(REG, [(f"c{i}", "0.1.0", "a" * 64) for i in range(10)])
+    assert len(batch.pending()) == 3
+
+
+def test_split_crate_filename():
+    assert split_crate_filename("foo-0.1.0.crate") == ("foo", "0.1.0")
+    assert split_crate_filename("foo-bar-1.2.3-rc.1.crate") == ("foo-bar", "1.2.3-rc.1")
+    assert split_crate_filename("x2-2d-10.0.0+b.crate") == ("x2-2d", "10.0.0+b")
+    assert split_crate_filename("foo.crate") is None
+    assert split_crate_filename("foo-0.1.0.tar.gz") is None
+
+
+# -- WorkspaceReview on files -------------------------------------------------------------------
+
+
+def packaged(tmp_path: Path, names, *, old=()):
+    d = tmp_path / "target" / "package"
+    d.mkdir(parents=True)
+    out = {}
+    for n in names:
+        data = h.crate(n, "0.1.0", {"src/lib.rs": f"// {n}\n".encode()})
+        p = d / f"{n}-0.1.0.crate"
+        p.write_bytes(data)
+        if n in old:
+            t = time.time() - 3600
+            os.utime(p, (t, t))
+        out[n] = (p, data)
+    return out
+
+
+def first_contents(path: Path, data: bytes, name: str) -> CrateContents:
+    return inspect_crate_bytes(data, name=name, vers="0.1.0", cksum=sha(data), path=str(path))
+
+
+def test_workspace_review_lists_fresh_crates_once_per_run(tmp_path):
+    files = packaged(tmp_path, ["one", "two", "three", "stale"], old=("stale",))
+    (files["two"][0].parent / "liar-0.1.0.crate").write_bytes(h.crate("other", "9.9.9"))
+    ws = WorkspaceReview()
+    p, data = files["one"]
+    cands = ws.candidates(publish_req("one", "0.1.0", sha(data)), None,
+                          first_contents(p, data, "one"))
+    assert [c.name for c in cands] == ["one", "three", "two"]
+    for c in cands:
+        assert c.cksum == sha(files[c.name][1]) and c.contents.verified
+        assert [f.path for f in c.contents.files] == ["Cargo.toml", "Cargo.toml.orig",
+                                                       "src/lib.rs"]
+    # unverified first crate: no batch
+    bad = inspect_crate_bytes(data, name="one", vers="0.1.0", cksum="0" * 64, path=str(p))
+    assert ws.candidates(publish_req("one", "0.1.0", "0" * 64), None, bad) == ()
+
+
+def test_workspace_review_prefers_the_files_cargo_holds_open(tmp_path):
+    from gui_approver.contents import CargoContext
+    from gui_approver.provenance import ProcessInfo, RequesterInfo
+
+    files = packaged(tmp_path, ["one", "two", "three"])
+    ctx = CargoContext(cwd=str(tmp_path), open_crates=(str(files["one"][0]),
+                                                       str(files["two"][0])))
+    cargo = ProcessInfo(pid=4242, name="cargo", role="cargo", started=77.0)
+    requester = RequesterInfo(True, "cargo publish", 4243, "kernel", cargo=cargo, context=ctx)
+    ws = WorkspaceReview()
+    p, data = files["one"]
+    request = publish_req("one", "0.1.0", sha(data))
+    cands = ws.candidates(request, requester, first_contents(p, data, "one"))
+    assert [c.name for c in cands] == ["one", "two"]
+    # the second request of the same run gets no new review
+    assert ws.candidates(request, requester, first_contents(p, data, "one")) == ()
+    keys = ws.approve_all(request, cands, requester)
+    assert [(k.name, k.cksum) for k in keys] == [("two", sha(files["two"][1]))]
+    assert not ws.batch.matches(publish_req("two", "0.1.0", sha(files["two"][1])))  # no run
+    assert ws.batch.matches(publish_req("two", "0.1.0", sha(files["two"][1])),
+                            run=run_key(requester))
+
+
+# -- Inspector ---------------------------------------------------------------------------------
+
+
+def crate_in(tmp_path, name="foo"):
+    d = tmp_path / name
+    (d / "target" / "package").mkdir(parents=True)
+    data = h.crate(name)
+    (d / "target" / "package" / f"{name}-0.1.0.crate").write_bytes(data)
+    return d, data
+
+
+def test_inspection_is_bounded_and_a_timeout_is_could_not_verify(tmp_path, monkeypatch):
+    import gui_approver.review as review_mod
+
+    d, data = crate_in(tmp_path)
+    release, entered = threading.Event(), threading.Event()
+    real = review_mod.resolve_requester
+
+    def stuck(*args, **kw):  # a /proc read stuck in the kernel, say
+        entered.set()
+        release.wait(30)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(review_mod, "resolve_requester", stuck)
+    insp = Inspector(History(tmp_path / "h"), timeout=0.3, max_concurrent=1)
+    prov = Provenance(pid=os.getpid(), cwd=str(d))
+    try:
+        t0 = time.monotonic()
+        review = insp.review(publish_req("foo", "0.1.0", sha(data)), prov, os.getpid())
+        assert time.monotonic() - t0 < 2.0
+        assert entered.is_set() and review.timed_out
+        assert not review.verified and review.contents is not None
+        assert not review.contents.verified and review.contents.files == ()
+        assert "did not finish within 300 ms" in review.contents.reason
+        assert review.requester.summary.startswith("requester could not be verified")
+        # the stuck worker holds the only slot: the next review answers at once
+        busy = insp.review(publish_req("foo", "0.1.0", sha(data)), prov, os.getpid())
+        assert "too many inspections" in busy.contents.reason
+    finally:
+        release.set()
+
+
+def test_inspection_errors_are_could_not_verify(tmp_path, monkeypatch):
+    import gui_approver.review as review_mod
+
+    def broken(*args, **kw):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(review_mod, "inspect_publish", broken)
+    _d, data = crate_in(tmp_path)
+    insp = Inspector(History(tmp_path / "h"))
+    review = insp.review(publish_req("foo", "0.1.0", sha(data)), Provenance(), None)
+    assert not review.verified and not review.timed_out
+    assert review.contents is not None and not review.contents.verified
+    assert review.contents.reason == "internal error (RuntimeError)"
+
+
+def test_non_publish_reviews(tmp_path):
+    insp = Inspector(History(tmp_path / "h"))
+    prov = Provenance(pid=os.getpid())
+    yank = insp.review(req("yank"), prov, os.getpid())
+    assert yank.contents is None and yank.notes == ()
+    owners = insp.review(req("owners"), prov, os.getpid())
+    assert owners.notes == (OWNERS_NOTE,)
+    assert OWNERS_NOTE in owners.text()
+
+
+# -- end to end with the real cargo ------------------------------------------------------------
+
+
+def make_crate(root: Path, name: str, vers: str = "0.1.0", body: str = "42") -> Path:
+    d = root / name
+    (d / "src").mkdir(parents=True, exist_ok=True)
+    write_manifest(d, name, vers)
+    (d / "src" / "lib.rs").write_text(f"pub fn {name}() -> u32 {{\n    {body}\n}}\n")
+    return d
+
+
+def write_manifest(d: Path, name: str, vers: str) -> None:
+    (d / "Cargo.toml").write_text(
+        f'[package]\nname = "{name}"\nversion = "{vers}"\nedition = "2021"\n'
+        f'description = "test crate {name}"\nlicense = "MIT"\n'
+        'repository = "https://example.com/repo"\n'
+    )
+
+
+class ReviewingApprover:
+    """What the dialog will do: review while cargo waits, then decide."""
+
+    def __init__(self, inspector: Inspector, workspace: WorkspaceReview) -> None:
+        self.inspector = inspector
+        self.workspace = workspace
+        self.reviews: list[RequestReview] = []
+        self.batched: list[tuple[str, str, str]] = []
+        self.answers: list[str] = []
+        self.before_review = None
+        self.on_review = None
+        self.errors: list[BaseException] = []
+
+    def decide(self, approval: ApprovalRequest) -> Decision:
+        try:
+            return self._decide(approval)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def _decide(self, approval: ApprovalRequest) -> Decision:
+        request, prov = approval.request, approval.provenance
+        # ipc.py has already put the kernel's SO_PEERCRED pid into the provenance.
+        peer_pid = prov.pid
+        if request.operation == "publish":
+            run = run_key_for_pid(peer_pid)
+            assert run == run_key(resolve_requester(prov, peer_pid))
+            taken = self.workspace.batch.take(request, run=run)
+            if taken is not None:
+                self.batched.append((request.name, request.vers, request.cksum))
+                self.inspector.record_candidate(request, taken[1])
+                return Decision.approve("approved with the workspace list")
+        if self.before_review is not None:
+            self.before_review(request, prov)
+        review = self.inspector.review(request, prov, peer_pid)
+        self.reviews.append(review)
+        if self.on_review is not None:
+            self.on_review(review)
+        answer = self.answers.pop(0) if self.answers else "approve"
+        if answer == "deny":
+            return Decision.deny("denied by the test")
+        if answer == "approve-all" and review.batch:
+            self.workspace.approve_all(request, review.batch, review.requester)
+        self.inspector.record_approved(review)
+        return Decision.approve()
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.registry = DemoRegistry(tmp_path / "registry")
+        self.registry.start()
+        self.store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+        self.record = self.store.create(registry="local", index_url=self.registry.index_url)
+        self.registry.add_key(RegisteredKey(public=self.record.public))
+        self.history = History(tmp_path / "history")
+        self.workspace = WorkspaceReview()
+        # generous here: a loaded CI machine must not turn a review into a timeout; the
+        # measured times are asserted separately
+        self.inspector = Inspector(self.history, self.workspace, timeout=10.0)
+        self.approver = ReviewingApprover(self.inspector, self.workspace)
+        self.service = SigningService(self.store, self.approver, Settings())
+        self.server = UnixSocketServer(ipc_handler(self.service))
+        self.server.start()
+        home = tmp_path / "cargo-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'[registries.local]\nindex = "{self.registry.index_url}"\n'
+            f'credential-provider = ["{BRIDGE}"]\n'
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
+        self.env.update(CARGO_HOME=str(home), CARGO_TERM_COLOR="never")
+
+    def publish(self, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            ["cargo", "publish", "--registry", "local", "--no-verify", "--allow-dirty", *extra],
+            cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert not self.approver.errors, self.approver.errors
+        return proc
+
+    def token_cksums(self) -> list[str]:
+        pub = pyseto.Key.from_paserk(self.record.public)
+        out = []
+        for t in self.registry.accepted_tokens:
+            claims = json.loads(pyseto.decode(pub, t).payload)
+            if claims.get("mutation") == "publish":
+                out.append(claims["cksum"])
+        return out
+
+    def close(self) -> None:
+        self.server.stop()
+        self.registry.stop()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+@pytest.mark.e2e
+def test_real_cargo_publish_review_history_diff_and_build_script(rig):
+    crate = make_crate(rig.tmp, "alpha")
+    proc = rig.publish(crate)
+    assert proc.returncode == 0, proc.stderr
+    (review,) = rig.approver.reviews
+    cksum = rig.registry.crates()["alpha"][0]["cksum"]
+    assert review.request.cksum == cksum
+
+    # who asked: the real cargo of this test
+    who = review.requester
+    assert who.verified, who.lines()
+    assert who.cargo is not None and who.cargo.name == "cargo"
+    assert os.path.basename(who.cargo.exe) == "cargo"
+    assert "publish" in who.cargo.cmdline
+    assert who.cargo.cwd == str(crate)
+    assert who.summary.startswith(f"cargo publish in {crate}".replace(os.path.expanduser("~"),
+                                                                      "~", 1))
+    assert who.bridge is not None and "--cargo-plugin" in who.bridge.cmdline
+
+    # what: verified, listed; found where cargo 1.95 keeps it while the request is pending
+    c = review.contents
+    assert c is not None and c.verified, c.reason
+    assert c.path == str(crate / "target/package/tmp-crate/alpha-0.1.0.crate")
+    assert who.context is not None and c.path in who.context.open_crates
+    assert sorted(f.path for f in c.files) == [
+        "Cargo.lock", "Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]
+    lib = (crate / "src/lib.rs").read_bytes()
+    assert {f.path: f.sha256 for f in c.files}["src/lib.rs"] == sha(lib)
+    assert c.manifest.description == "test crate alpha" and c.manifest.license == "MIT"
+    assert c.manifest.repository == "https://example.com/repo"
+    assert c.problems == () and c.listing.complete
+    assert review.changes is None
+    assert "no earlier approved version of this crate is on record" in review.lines()
+    assert rig.history.previous(rig.registry.index_url, "alpha").cksum == cksum
+
+    # one file changed + version bump: exactly that file, with its diff
+    write_manifest(crate, "alpha", "0.2.0")
+    (crate / "src/lib.rs").write_text("pub fn alpha() -> u32 {\n    43\n}\n")
+    proc = rig.publish(crate)
+    assert proc.returncode == 0, proc.stderr
+    review = rig.approver.reviews[-1]
+    ch = review.changes
+    assert ch is not None and ch.previous_vers == "0.1.0"
+    assert ch.changed_paths == ("src/lib.rs",) and ch.added == () and ch.removed == ()
+    assert set(ch.version_only) == {"Cargo.toml", "Cargo.toml.orig", "Cargo.lock"}
+    assert ch.flags == ()
+    (path, diff), = review.diffs
+    assert path == "src/lib.rs"
+    assert "-    42" in diff.splitlines() and "+    43" in diff.splitlines()
+
+    # a new build script: flagged
+    write_manifest(crate, "alpha", "0.3.0")
+    (crate / "build.rs").write_text('fn main() { println!("cargo:rerun-if-changed=x"); }\n')
+    proc = rig.publish(crate)
+    assert proc.returncode == 0, proc.stderr
+    review = rig.approver.reviews[-1]
+    ch = review.changes
+    assert ch.new_build_script and ch.flags[0].startswith("NEW build script")
+    assert [f.path for f in ch.added] == ["build.rs"]
+    assert review.diffs[0][0] == "build.rs" and "+fn main()" in review.diffs[0][1]
+    assert review.contents.manifest.build == "build.rs"
+    assert [e["vers"] for e in rig.registry.crates()["alpha"]] == ["0.1.0", "0.2.0", "0.3.0"]
+    # bounded: the measured times of the real reviews
+    assert max(r.elapsed for r in rig.approver.reviews) < 2.0
+    print("review times (ms):", [round(r.elapsed * 1000, 1) for r in rig.approver.reviews])
+    print("\n".join(review.lines()))
+
+
+@pytest.mark.e2e
+def test_real_cargo_tampered_crate_shows_mismatch_and_no_files(rig):
+    crate = make_crate(rig.tmp, "beta")
+    evil = h.crate("beta", "0.1.0", {"src/lib.rs": b"pub fn beta() { steal() }\n"})
+
+    def tamper(request, prov):
+        pkg = crate / "target" / "package"
+        for sub in ("tmp-crate", "tmp-registry", "."):
+            p = pkg / sub / "beta-0.1.0.crate"
+            if p.exists():
+                with open(p, "r+b") as fh:  # in place: cargo holds this file open
+                    fh.write(evil)
+                    fh.truncate()
+
+    rig.approver.before_review = tamper
+    rig.approver.answers = ["deny"]
+    proc = rig.publish(crate)
+    assert proc.returncode != 0
+    assert "was denied in gui-approver" in proc.stderr
+    (review,) = rig.approver.reviews
+    c = review.contents
+    assert not c.verified and c.files == () and c.listing is None and c.manifest is None
+    assert c.actual_sha256 == sha(evil) and c.actual_sha256 != review.request.cksum
+    assert "differs from the checksum" in c.reason
+    text = review.text()
+    assert "contents: contents could not be verified" in text
+    assert f"cargo asks to sign: {review.request.cksum}" in text
+    assert "steal" not in text and "src/lib.rs" not in text
+    assert "beta" not in rig.registry.crates()
+    assert rig.history.previous(rig.registry.index_url, "beta") is None
+
+
+@pytest.mark.e2e
+def test_real_cargo_workspace_batch(rig):
+    ws = rig.tmp / "ws"
+    ws.mkdir()
+    names = ["wsone", "wstwo", "wsthree"]
+    (ws / "Cargo.toml").write_text(
+        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    for n in names:
+        make_crate(ws, n)
+    checks = {}
+
+    def on_review(review):
+        # While the first request is pending: a forged fourth request is never matched.
+        forged = publish_req("wstwo", "0.1.0", "0" * 64, url=rig.registry.index_url)
+        checks["forged_before"] = rig.workspace.batch.matches(forged)
+
+    rig.approver.on_review = on_review
+    rig.approver.answers = ["approve-all"]
+    proc = rig.publish(ws, "--workspace")
+    assert proc.returncode == 0, proc.stderr
+    (review,) = rig.approver.reviews  # one review for the whole run
+    assert sorted(c.name for c in review.batch) == sorted(names)
+    assert review.batch[0].name == review.request.name
+    assert all(c.contents.verified for c in review.batch)
+    published = {n: rig.registry.crates()[n][0]["cksum"] for n in names}
+    assert {c.name: c.cksum for c in review.batch} == published
+    assert sorted(n for n, _v, _c in rig.approver.batched) == sorted(
+        n for n in names if n != review.request.name)
+    # three tokens, each bound to its own crate's checksum
+    assert sorted(rig.token_cksums()) == sorted(published.values())
+    # nothing left over, and a fourth request with another checksum is not matched
+    assert checks["forged_before"] is False
+    assert rig.workspace.batch.pending() == ()
+    forged = publish_req("wstwo", "0.1.0", "0" * 64, url=rig.registry.index_url)
+    assert not rig.workspace.batch.matches(forged)
+    # the batch-approved crates are in the history too
+    for n in names:
+        assert rig.history.previous(rig.registry.index_url, n).cksum == published[n]
+    print("\n".join(review.lines()))
+
+
+def test_candidate_describe():
+    data = h.crate()
+    c = inspect_crate_bytes(data, name="foo", vers="0.1.0", cksum=sha(data))
+    cand = Candidate("foo", "0.1.0", sha(data), "/x", c)
+    assert cand.describe().startswith(f"foo 0.1.0  sha256 {sha(data)}  — verified: 3 files")
+
+
+def test_run_key_for_pid_needs_a_cargo_parent():
+    assert run_key_for_pid(os.getpid()) is None  # pytest was not started by cargo
+    assert run_key_for_pid(None) is None and run_key_for_pid(0) is None
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert run_key_for_pid(p.pid) is None
