@@ -23,3 +23,32 @@ bootstrap-test:
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info tests/node/node_modules
+
+# -- packaging (issue #7) ---------------------------------------------------------------------
+# `make bundle`: the one-folder PyInstaller bundle in $(BUNDLE_DIST)/gui-approver/ with both
+# executables side by side. Installs the `bundle` extra's requirements (only those: the
+# project's own install is left alone) the first time and whenever pyproject.toml changes.
+BUNDLE_DIST ?= dist
+BUNDLE_WORK ?= build/pyinstaller
+
+.PHONY: bundle icons wheel
+
+bundle: $(VENV)/.bundle-deps
+	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath $(BUNDLE_DIST) \
+	    --workpath $(BUNDLE_WORK) packaging/pyinstaller/gui-approver.spec
+	@du -sh $(BUNDLE_DIST)/gui-approver
+
+$(VENV)/.bundle-deps: pyproject.toml
+	@[ -x $(PY) ] || bash packaging/bootstrap.sh run
+	$(PY) -c 'import tomllib; d = tomllib.load(open("pyproject.toml", "rb")); \
+	    print("\n".join(d["project"]["optional-dependencies"]["bundle"]))' > $@.req
+	$(PY) -m pip install -q -r $@.req
+	@rm -f $@.req && touch $@
+
+# Re-render the icons (SVG masters -> PNGs) after editing packaging/make_icons.py.
+icons: bootstrap-run
+	$(PY) packaging/make_icons.py
+
+# The wheel and sdist (pipx-installable) in dist/.
+wheel: bootstrap-test
+	$(PY) -m build --outdir dist .

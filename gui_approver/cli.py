@@ -324,6 +324,12 @@ def cmd_key_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from gui_approver.ui.keys import run_keys_window
+
+    return run_keys_window()
+
+
 def cmd_configure_cargo(args: argparse.Namespace) -> int:
     from gui_approver import cargo_config
 
@@ -451,9 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
-    from gui_approver import registry, verify
+    kw = sub.add_parser("keys", help="open the key manager window")
+    kw.set_defaults(func=cmd_keys)
+
+    from gui_approver import demo, desktop, registry, verify
 
     verify.add_verify_parser(sub)
+    desktop.add_parsers(sub)
+    demo.add_parsers(sub)
     registry.add_registry_parsers(sub)
     return p
 
