@@ -1,9 +1,14 @@
-"""The approval dialog and queue on the offscreen platform (pytest-qt drives real events)."""
+"""The approval dialog and queue on the offscreen platform (pytest-qt drives real events),
+and the X11 input guard's event parsing fed real xcb event layouts (no X server needed).
+
+The same dialog under real attack on Xvfb is tests/test_attacks.py."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import struct
 import threading
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -15,6 +20,7 @@ from PySide6.QtWidgets import QLabel
 from gui_approver.approval import ApprovalRequest, Decision
 from gui_approver.protocol import Provenance, parse_request
 from gui_approver.settings import Settings
+from gui_approver.ui import x11guard as xg
 from gui_approver.ui.app import QtApprover
 from gui_approver.ui.dialog import OWNERS_NOTE, ApprovalDialog
 
@@ -84,9 +90,19 @@ def test_genuine_click_approves(dialog, qtbot):
 
 def test_space_on_focused_approve_approves(dialog, qtbot):
     armed(dialog, qtbot)
-    dialog.approve_button.setFocus()
+    assert dialog.deny_button.hasFocus()
+    qtbot.keyClick(dialog, Qt.Key.Key_Tab)  # a person moves focus with Tab
+    assert dialog.approve_button.hasFocus()
     qtbot.keyClick(dialog.approve_button, Qt.Key.Key_Space)
     assert dialog.decisions == [True]
+
+
+def test_space_after_programmatic_focus_is_ignored(dialog, qtbot):
+    """setFocus() from code or an accessibility GrabFocus is not a person's Tab."""
+    armed(dialog, qtbot)
+    dialog.approve_button.setFocus()
+    qtbot.keyClick(dialog.approve_button, Qt.Key.Key_Space)
+    assert dialog.decisions == []
 
 
 @pytest.mark.parametrize("key", [Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape])
@@ -168,3 +184,266 @@ def test_timeout_denies_and_closes_the_dialog(qtbot):
     qtbot.waitUntil(lambda: bool(out), timeout=5000)
     assert not out[0].approved and "no decision within" in out[0].reason
     qtbot.waitUntil(lambda: approver.dialog is None, timeout=3000)
+
+
+def test_shortcut_events_never_press_approve(dialog, qtbot):
+    """Even if something (KDE's automatic accelerators) gives Approve a mnemonic."""
+    from PySide6.QtGui import QKeySequence
+
+    armed(dialog, qtbot)
+    pressed = []
+    dialog.approve_button.pressed.connect(lambda: pressed.append(1))
+    dialog.approve_button.setShortcut(QKeySequence("Alt+A"))
+    qtbot.keyClick(dialog, Qt.Key.Key_A, Qt.KeyboardModifier.AltModifier)
+    assert pressed == []  # a shortcut would have started animateClick() (pressed at once)
+    assert dialog.decisions == []
+
+
+def test_press_before_armed_release_after_does_not_approve(qtbot):
+    d = ApprovalDialog(approval())
+    qtbot.addWidget(d)
+    decisions: list[bool] = []
+    d.decided.connect(decisions.append)
+    d.show()
+    d.activateWindow()
+    qtbot.mousePress(d.approve_button, Qt.MouseButton.LeftButton)  # disarmed: ignored
+    qtbot.waitUntil(d.approve_button.isEnabled, timeout=3000)
+    qtbot.mouseRelease(d.approve_button, Qt.MouseButton.LeftButton)
+    assert decisions == []
+
+
+def test_non_spontaneous_events_do_not_approve(dialog, qtbot):
+    """What an input method's forwarded key or any sendEvent() looks like."""
+    from PySide6.QtCore import QCoreApplication, QEvent, QPointF
+    from PySide6.QtGui import QKeyEvent, QMouseEvent
+
+    armed(dialog, qtbot)
+    b = dialog.approve_button
+    qtbot.keyClick(dialog, Qt.Key.Key_Tab)
+    assert b.hasFocus()
+    for t in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+        QCoreApplication.sendEvent(b, QKeyEvent(t, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier,
+                                                " "))
+    centre = QPointF(b.rect().center())
+    for t in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease):
+        QCoreApplication.sendEvent(b, QMouseEvent(
+            t, centre, b.mapToGlobal(centre), Qt.MouseButton.LeftButton,
+            Qt.MouseButton.LeftButton if t == QEvent.Type.MouseButtonPress
+            else Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+    assert dialog.decisions == []
+
+
+def test_guard_without_provenance_refuses_and_says_why(qtbot):
+    from gui_approver.ui.guard import RefusingGuard
+
+    d = ApprovalDialog(approval(), guard=RefusingGuard("Approving is disabled: no XInput2."))
+    qtbot.addWidget(d)
+    decisions: list[bool] = []
+    d.decided.connect(decisions.append)
+    d.show()
+    d.activateWindow()
+    qtbot.waitUntil(d.isActiveWindow, timeout=3000)
+    assert "Approving is disabled: no XInput2." in d.status_label.text()
+    assert d.approve_button.text() == "Approve (unavailable)"
+    assert not d._arm_timer.isActive()  # active, yet nothing will ever arm it
+    assert not d.approve_button.isEnabled()
+    qtbot.mouseClick(d.approve_button, Qt.MouseButton.LeftButton)
+    assert decisions == []
+
+
+def test_approve_accessible_has_no_actions_but_a_name(dialog):
+    from PySide6.QtGui import QAccessible
+
+    from gui_approver.ui.a11y import accessible_actions, install_accessibility_factory
+
+    install_accessibility_factory()
+    fresh = ApprovalDialog(approval())  # interfaces are made on first use
+    try:
+        assert accessible_actions(fresh.approve_button) == []
+        iface = QAccessible.queryAccessibleInterface(fresh.approve_button)
+        assert iface.text(QAccessible.Text.Name).startswith("Approve")
+        assert "Press" in accessible_actions(fresh.deny_button)
+    finally:
+        fresh.deleteLater()
+
+
+def test_paranoid_accessibility_points_qt_at_no_bus():
+    import subprocess
+    import sys
+
+    code = ("import os; from gui_approver.ui.a11y import prepare_accessibility as p; "
+            "p(False); print(os.environ.get('AT_SPI_BUS_ADDRESS')); p(True); "
+            "print(os.environ['AT_SPI_BUS_ADDRESS'])")
+    env = {k: v for k, v in os.environ.items() if k != "AT_SPI_BUS_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out == ["None", "unix:path=/dev/null"]
+
+
+# -- the X11 guard's event parsing (fed real xcb event layouts, no X server needed) --------
+
+XI = 131
+REAL_MOUSE, REAL_KBD, XTEST_MOUSE, XTEST_KBD, MASTER = 6, 7, 4, 5, 2
+
+
+def xi_event(evtype, time, source, *, detail=1, window=0x400001, synthetic=False,
+             device=MASTER):
+    head = struct.pack("=BBHIHHIIIII", 35 | (0x80 if synthetic else 0), XI, 0, 12, evtype,
+                       device, time, detail, 0x1, window, 0)
+    body = bytearray(4 + 48)  # full_sequence, then the rest of the XI2 device event
+    if evtype in xg.XI_CROSSING_EVENTS:
+        head = struct.pack("=BBHIHHIHBBIII", 35 | (0x80 if synthetic else 0), XI, 0, 12,
+                           evtype, device, time, source, 0, 0, 0x1, window, 0)
+    else:
+        struct.pack_into("=H", body, 56 - 32, source)
+    return head + bytes(body)
+
+
+def raw_event(evtype, time, source, detail=1):
+    head = struct.pack("=BBHIHHIIHHI4x", 35, XI, 0, 2, evtype, MASTER, time, detail, source,
+                       0, 0)
+    return head + bytes(12)
+
+
+def core_event(code, time, detail, *, synthetic=False, window=0x400001):
+    return struct.pack("=BBHIIIIhhhhHB1x", code | (0x80 if synthetic else 0), detail, 0,
+                       time, 0x1, window, 0, 0, 0, 0, 0, 0, 1)
+
+
+@pytest.fixture
+def guard(qtbot):
+    g = xg.X11InputGuard(None)
+    g.xi_opcode = XI
+    g.devices = {
+        MASTER: xg.Device(MASTER, xg.XI_MASTER_POINTER, "Virtual core pointer", False, True),
+        XTEST_MOUSE: xg.Device(XTEST_MOUSE, xg.XI_SLAVE_POINTER, "Virtual core XTEST pointer",
+                               True, True),
+        XTEST_KBD: xg.Device(XTEST_KBD, xg.XI_SLAVE_KEYBOARD, "Virtual core XTEST keyboard",
+                             True, True),
+        REAL_MOUSE: xg.Device(REAL_MOUSE, xg.XI_SLAVE_POINTER, "Xvfb mouse", False, True),
+        REAL_KBD: xg.Device(REAL_KBD, xg.XI_SLAVE_KEYBOARD, "Xvfb keyboard", False, True),
+    }
+    g._devices_dirty = False
+    w = QLabel("protected")
+    qtbot.addWidget(w)
+    g.protect(w)
+    return g
+
+
+def feed(guard, data: bytes) -> bool:
+    buf = ctypes.create_string_buffer(data, len(data))
+    return guard.filter_event(ctypes.addressof(buf))
+
+
+def mouse_release(time):
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+
+    e = QMouseEvent(QEvent.Type.MouseButtonRelease, QPointF(1, 1), QPointF(1, 1),
+                    Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton,
+                    Qt.KeyboardModifier.NoModifier)
+    e.setTimestamp(time)
+    return e
+
+
+def key_release(time):
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QKeyEvent
+
+    e = QKeyEvent(QEvent.Type.KeyRelease, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ")
+    e.setTimestamp(time)
+    return e
+
+
+def real_move(guard, time):
+    assert not feed(guard, raw_event(xg.XI_RAW_MOTION, time, REAL_MOUSE))
+    assert not feed(guard, xi_event(xg.XI_MOTION, time, REAL_MOUSE, detail=0))
+
+
+def test_guard_passes_a_real_click_and_vouches_for_it(guard):
+    real_move(guard, 100)
+    assert guard.pointer_trusted
+    for evtype, raw, t in ((xg.XI_BUTTON_PRESS, 15, 101), (xg.XI_BUTTON_RELEASE, 16, 102)):
+        assert not feed(guard, raw_event(raw, t, REAL_MOUSE))
+        assert not feed(guard, xi_event(evtype, t, REAL_MOUSE))
+    assert guard.accept_approval_event(mouse_release(102))
+    assert not guard.accept_approval_event(mouse_release(103))  # not an event it passed
+
+
+def test_guard_drops_xtest_and_synthetic_pointer_events(guard):
+    real_move(guard, 100)
+    assert feed(guard, raw_event(16, 101, XTEST_MOUSE)) is False
+    assert feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 101, XTEST_MOUSE))
+    assert feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 102, REAL_MOUSE, synthetic=True))
+    assert feed(guard, core_event(xg.BUTTON_RELEASE, 0, 1, synthetic=True))
+    assert feed(guard, xi_event(xg.XI_MOTION, 103, XTEST_MOUSE, detail=0))
+    assert not guard.pointer_trusted
+    assert not guard.accept_approval_event(mouse_release(101))
+    assert guard.stats()
+
+
+def test_guard_treats_a_move_without_raw_twin_as_a_warp(guard):
+    """XWarpPointer's motion reports the last real slave as its source, but has no raw event."""
+    real_move(guard, 100)
+    assert feed(guard, xi_event(xg.XI_MOTION, 150, REAL_MOUSE, detail=0))  # the warp
+    assert not guard.pointer_trusted
+    assert not feed(guard, raw_event(16, 151, REAL_MOUSE))
+    assert not feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 151, REAL_MOUSE))  # a real click...
+    assert not guard.accept_approval_event(mouse_release(151))  # ...where it did not aim
+    assert not feed(guard, xi_event(xg.XI_ENTER, 152, REAL_MOUSE, detail=0))  # no raw: warp
+    assert not guard.pointer_trusted
+    real_move(guard, 160)
+    assert guard.pointer_trusted
+
+
+def test_guard_matches_core_keys_to_raw_key_events(guard):
+    space = 65
+    assert feed(guard, core_event(xg.KEY_RELEASE, 200, space))  # no raw twin at all
+    feed(guard, raw_event(xg.XI_RAW_KEY_RELEASE, 201, XTEST_KBD, detail=space))
+    assert feed(guard, core_event(xg.KEY_RELEASE, 201, space))  # XTEST
+    feed(guard, raw_event(xg.XI_RAW_KEY_RELEASE, 202, REAL_KBD, detail=space + 1))
+    assert feed(guard, core_event(xg.KEY_RELEASE, 202, space))  # another key's raw event
+    assert feed(guard, core_event(xg.KEY_RELEASE, 203, space, synthetic=True))
+    feed(guard, raw_event(xg.XI_RAW_KEY_RELEASE, 204, REAL_KBD, detail=space))
+    assert not feed(guard, core_event(xg.KEY_RELEASE, 204, space))
+    assert guard.accept_approval_event(key_release(204))
+    assert not guard.accept_approval_event(key_release(201))
+
+
+def test_guard_refuses_when_qt_reads_the_mouse_without_xinput2(guard):
+    assert guard.available
+    changed = []
+    guard.changed.connect(lambda: changed.append(1))
+    assert feed(guard, core_event(xg.BUTTON_PRESS, 300, 1))
+    assert not guard.available and "XInput2" in (guard.problem or "")
+    assert changed
+    assert not guard.accept_approval_event(mouse_release(300))
+
+
+def test_guard_passes_everything_when_no_dialog_is_open(guard, qtbot):
+    w = QLabel("other")
+    qtbot.addWidget(w)
+    guard.unprotect(next(iter(guard._protected.values())))
+    assert not guard.engaged
+    assert not feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 400, XTEST_MOUSE))
+    assert not feed(guard, core_event(xg.KEY_PRESS, 401, 65, synthetic=True))
+
+
+def test_typing_into_the_dialog_restarts_arming(dialog, qtbot):
+    """Someone typing elsewhere when the dialog took the focus: letters disarm Approve, so
+    only a pause and then a deliberate Tab + Space can approve."""
+    armed(dialog, qtbot)
+    qtbot.keyClick(dialog.deny_button, Qt.Key.Key_A)
+    assert not dialog.approve_button.isEnabled()
+    assert dialog._arm_timer.isActive()
+    qtbot.keyClick(dialog.deny_button, Qt.Key.Key_Tab)  # Approve is disabled: focus stays
+    assert dialog.deny_button.hasFocus()
+    armed(dialog, qtbot)
+    assert dialog.decisions == []
+
+
+def test_guard_input_reset_restarts_arming(dialog, qtbot):
+    armed(dialog, qtbot)
+    dialog.guard.input_reset.emit("the keyboard or pointer mapping changed")
+    assert not dialog.approve_button.isEnabled() and dialog._arm_timer.isActive()
+    armed(dialog, qtbot)

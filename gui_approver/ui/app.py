@@ -29,7 +29,9 @@ from gui_approver.keys import KeyringKeychain, KeyStore
 from gui_approver.service import SignEvent, SigningService, ipc_handler
 from gui_approver.settings import Settings
 from gui_approver.settings import load as load_settings
+from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.dialog import ApprovalDialog
+from gui_approver.ui.guard import InputGuard, default_guard
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,10 @@ class QtApprover(QObject):
     queue_changed = Signal(int)
     dialog_shown = Signal(object)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, guard: InputGuard | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self._guard = guard
         self.queue: deque[Pending] = deque()
         self.current: Pending | None = None
         self.dialog: ApprovalDialog | None = None
@@ -83,6 +86,12 @@ class QtApprover(QObject):
         return pending.decision
 
     # GUI thread --------------------------------------------------------------------------
+    @property
+    def guard(self) -> InputGuard:
+        if self._guard is None:
+            self._guard = default_guard()
+        return self._guard
+
     def pending_count(self) -> int:
         return len(self.queue) + (1 if self.current else 0)
 
@@ -114,14 +123,22 @@ class QtApprover(QObject):
             self.current = pending
             dialog = ApprovalDialog(
                 pending.approval, arming_delay=self.settings.arming_delay,
-                waiting=len(self.queue),
+                waiting=len(self.queue), guard=self.guard,
             )
-            dialog.decided.connect(lambda ok, p=pending: self._on_decided(p, ok))
+            log.info("dialog %d: showing %s (%d more waiting)", pending.approval.id,
+                     pending.approval.summary(), len(self.queue))
+            dialog.pending = pending  # type: ignore[attr-defined]
+            dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
             self.dialog = dialog
             dialog.show()
             dialog.raise_()
             dialog.activateWindow()
             self.dialog_shown.emit(dialog)
+
+    def _on_dialog_decided(self, approved: bool) -> None:
+        pending = getattr(self.sender(), "pending", None)
+        if isinstance(pending, Pending):
+            self._on_decided(pending, approved)
 
     def _on_decided(self, pending: Pending, approved: bool) -> None:
         pending.resolve(
@@ -155,6 +172,7 @@ class QtApprover(QObject):
         self.queue.clear()
         if self.dialog is not None:
             self.dialog.dismiss()
+            self.dialog.deleteLater()
         self.dialog = None
         self.current = None
 
@@ -225,13 +243,14 @@ class GuiApp(QObject):
         problems: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self._stopped = False
         self.settings = settings
         self.store = store
         self.auto_approve_loopback = auto_approve_loopback
         self.approver = QtApprover(settings)
         self.service = SigningService(
             store, self.approver, settings, auto_approve_loopback=auto_approve_loopback,
-            on_event=self._event.emit,
+            on_event=self._emit_event,
         )
         self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir)
         self.problems = problems or []
@@ -239,9 +258,11 @@ class GuiApp(QObject):
         self.status_window: StatusWindow | None = None
         self._status_action: QAction | None = None
         self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
-        self.approver.queue_changed.connect(lambda _n: self._refresh())
+        self.approver.queue_changed.connect(self._on_queue_changed)
+        install_accessibility_factory()
 
     def start(self) -> None:
+        _ = self.approver.guard  # create it now, so a problem is logged at start-up
         self.server.start()
         if QSystemTrayIcon.isSystemTrayAvailable():
             self._make_tray()
@@ -267,9 +288,18 @@ class GuiApp(QObject):
         quit_action = menu.addAction("Quit")
         quit_action.triggered.connect(self.quit)
         tray.setContextMenu(menu)
+        # Any same-user process can trigger tray actions over D-Bus (StatusNotifierItem):
+        # the tray can only *show* the pending dialog, never decide anything.
+        tray.activated.connect(self._on_tray_activated)
         self._menu = menu
         tray.show()
         self.tray = tray
+
+    def _on_queue_changed(self, _n: int) -> None:
+        self._refresh()
+
+    def _on_tray_activated(self, _reason: QSystemTrayIcon.ActivationReason) -> None:
+        self.approver.show_current()
 
     def status_text(self) -> str:
         n = self.approver.pending_count()
@@ -317,7 +347,17 @@ class GuiApp(QObject):
         if app is not None:
             app.exit(0)  # not quit(): see _quit_on_signals
 
+    def _emit_event(self, event: SignEvent) -> None:
+        """Called from worker threads; after stop() the Qt side may already be gone."""
+        if self._stopped:
+            return
+        try:
+            self._event.emit(event)
+        except RuntimeError:  # the QObject was deleted while a worker finished
+            log.debug("event after shutdown dropped")
+
     def stop(self) -> None:
+        self._stopped = True
         self.approver.shutdown()
         self.server.stop()
         if self.tray is not None:
@@ -350,13 +390,14 @@ def _quit_on_signals(app: QApplication) -> QSocketNotifier:
 
 
 def run_app(*, auto_approve_loopback: bool = False) -> int:
+    settings, problems = load_settings()
+    for p in problems:
+        log.warning("%s", p)
+    prepare_accessibility(settings.paranoid_accessibility)  # must precede the QApplication
     app = QApplication(sys.argv[:1])
     app.setApplicationName("gui-approver")
     app.setApplicationDisplayName("gui-approver")
     app.setQuitOnLastWindowClosed(False)
-    settings, problems = load_settings()
-    for p in problems:
-        log.warning("%s", p)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,
                  auto_approve_loopback=auto_approve_loopback, problems=problems)
     try:

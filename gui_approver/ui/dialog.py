@@ -1,21 +1,45 @@
 """The approval dialog: shows exactly what would be signed; Deny is the default.
 
-Hardening built in here (the full attack suite is a separate piece of work):
-- Approve is disarmed until the dialog has been the active window for ``arming_delay``
-  seconds (a precise timer), and disarmed again whenever it loses activation.
-- Approve has no mnemonic, is never the default/auto-default button; Return and Escape deny.
-- Approve acts only while a real mouse release on it, or a Space release while it has focus,
-  is being handled; ``clicked()`` from anywhere else (accessibility, ``click()``,
-  ``animateClick()``) is ignored.
+The dialog is the product's security boundary against a same-user program that answers the
+prompt itself (tests/test_attacks.py attacks it for real). Hardening:
+
+- Approve is disarmed until the dialog has been the active, unobscured window for
+  ``arming_delay`` (>= 1 s, a precise timer) and says so; it is disarmed again whenever the
+  dialog loses activation or another window covers it (the dialog then raises itself),
+  whenever a key other than Tab/Space/Return/Escape/modifiers is typed into it (someone
+  typing elsewhere when it took the focus), and when the keyboard or pointer mapping or the
+  input devices change. While disarmed it is disabled, so Tab cannot even reach it.
+- Approve has no mnemonic, is never the default/auto-default button, ignores shortcut
+  events; Return, Enter and Escape deny.
+- Approve acts only while a real mouse release on it (after a press on it while armed), or a
+  Space release while it has focus that it got from Tab or a click, is being handled, and
+  only if the :class:`~gui_approver.ui.guard.InputGuard` vouches for that exact event (on
+  X11: not XTEST, not XSendEvent, pointer not warped there). ``clicked()`` from anywhere
+  else (accessibility, ``click()``, ``animateClick()``, shortcuts) is ignored; its
+  accessible has no actions (:mod:`gui_approver.ui.a11y`).
+- Where the guard cannot tell (X11 without XInput2, unknown platforms) Approve stays
+  disabled and the dialog says why: refuse, never guess.
 - Every untrusted string is shown as plain text.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QKeyEvent, QMouseEvent, QShowEvent
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QCloseEvent,
+    QFocusEvent,
+    QFont,
+    QHideEvent,
+    QInputEvent,
+    QKeyEvent,
+    QMouseEvent,
+    QPaintEvent,
+    QPalette,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QDialog,
     QFrame,
@@ -28,6 +52,9 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.approval import ApprovalRequest
+from gui_approver.ui.guard import InputGuard, default_guard
+
+log = logging.getLogger(__name__)
 
 OWNERS_NOTE = (
     "Cargo does not tell gui-approver who is being added or removed, or whether this is only "
@@ -49,6 +76,25 @@ def _plain(text: str, *, mono: bool = False, selectable: bool = True) -> QLabel:
     return label
 
 
+def _heading(approval: ApprovalRequest) -> str:
+    req = approval.request
+    where = elide_middle(req.registry.label(), 60)
+    if approval.action == "logout":
+        return f"Delete the key for registry {where}?"
+    what = f"{req.name} {req.vers}" if req.name and req.vers else (req.name or "")
+    verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
+             "unyank": f"Unyank {what} on {where}?",
+             "owners": f"Change the owners of {what} on {where}?"}
+    return verbs.get(req.operation or "", f"Sign a token for this {req.operation or req.kind}?")
+
+
+def _intro(approval: ApprovalRequest) -> str:
+    if approval.action == "logout":
+        return "cargo logout asked gui-approver to delete this registry's signing key."
+    return ("A program asked gui-approver to sign a registry token for exactly this request. "
+            "Approve only if you started it yourself and every field is what you expect.")
+
+
 def elide_middle(text: str, limit: int = 120) -> str:
     if len(text) <= limit:
         return text
@@ -62,51 +108,90 @@ def format_cksum(cksum: str) -> str:
     return " ".join(groups[:4]) + "\n" + " ".join(groups[4:])
 
 
+#: Keys that do not count as "typing": what a person uses to answer the dialog.
+_ANSWER_KEYS = frozenset({
+    Qt.Key.Key_Tab, Qt.Key.Key_Backtab, Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter,
+    Qt.Key.Key_Escape, Qt.Key.Key_Shift, Qt.Key.Key_Control, Qt.Key.Key_Alt, Qt.Key.Key_AltGr,
+    Qt.Key.Key_Meta, Qt.Key.Key_Super_L, Qt.Key.Key_Super_R,
+})
+
+#: Focus reasons that only a person's Tab or click produce (not setFocus()/accessibility).
+_GENUINE_FOCUS = (
+    Qt.FocusReason.TabFocusReason,
+    Qt.FocusReason.BacktabFocusReason,
+    Qt.FocusReason.MouseFocusReason,
+)
+
+
 class ApproveButton(QPushButton):
     """A push button that reports ``approved`` only for a genuine release on it."""
 
     approved = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, guard: InputGuard | None = None) -> None:
         super().__init__("Approve", parent)
+        self.setObjectName("approveButton")
         self.setAutoDefault(False)
         self.setDefault(False)
+        self.guard = guard
         self._armed = False
+        self._unavailable = False
         self._genuine = False
+        self._press_ok = False
+        self._focus_ok = False
         self.clicked.connect(self._on_clicked)
 
     # arming ------------------------------------------------------------------------------
     def set_armed(self, armed: bool) -> None:
+        armed = armed and not self._unavailable
         self._armed = armed
+        if not armed:
+            self._press_ok = False
         self.setEnabled(armed)
-        self.setText("Approve" if armed else "Approve (arming…)")
+        if self._unavailable:
+            self.setText("Approve (unavailable)")
+        else:
+            self.setText("Approve" if armed else "Approve (arming…)")
+
+    def set_unavailable(self) -> None:
+        self._unavailable = True
+        self.set_armed(False)
 
     @property
     def armed(self) -> bool:
         return self._armed
 
     # genuine input only -------------------------------------------------------------------
+    def event(self, e: QEvent) -> bool:
+        if e.type() == QEvent.Type.Shortcut:
+            e.ignore()  # no mnemonic or shortcut may ever press Approve
+            return True
+        return super().event(e)
+
+    def focusInEvent(self, e: QFocusEvent) -> None:
+        if e.reason() in _GENUINE_FOCUS:
+            self._focus_ok = True
+        elif e.reason() != Qt.FocusReason.ActiveWindowFocusReason:
+            self._focus_ok = False  # setFocus() from code or accessibility
+        super().focusInEvent(e)
+
+    def mousePressEvent(self, e: QMouseEvent) -> None:
+        self._press_ok = (self._armed and e.button() == Qt.MouseButton.LeftButton
+                          and e.spontaneous())
+        super().mousePressEvent(e)
+
     def mouseReleaseEvent(self, e: QMouseEvent) -> None:
         genuine = (
             self._armed
+            and self._press_ok
             and e.button() == Qt.MouseButton.LeftButton
             and self.rect().contains(e.position().toPoint())
             and self.accept_input_event(e)
         )
+        self._press_ok = False
         self._genuine = genuine
         try:
             super().mouseReleaseEvent(e)
-        finally:
-            self._genuine = False
-
-    def keyReleaseEvent(self, e: QKeyEvent) -> None:
-        genuine = (
-            self._armed and e.key() == Qt.Key.Key_Space and not e.isAutoRepeat()
-            and self.accept_input_event(e)
-        )
-        self._genuine = genuine
-        try:
-            super().keyReleaseEvent(e)
         finally:
             self._genuine = False
 
@@ -115,16 +200,40 @@ class ApproveButton(QPushButton):
         if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             e.ignore()
             return
+        if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
+            self._press_ok = self._armed and self._focus_ok and e.spontaneous()
         super().keyPressEvent(e)
 
-    def accept_input_event(self, e: QEvent) -> bool:
-        """Hook for the input-provenance guard; plain Qt input is accepted."""
-        return True
+    def keyReleaseEvent(self, e: QKeyEvent) -> None:
+        genuine = (
+            self._armed and self._press_ok and self._focus_ok
+            and e.key() == Qt.Key.Key_Space and not e.isAutoRepeat()
+            and self.accept_input_event(e)
+        )
+        if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
+            self._press_ok = False
+        self._genuine = genuine
+        try:
+            super().keyReleaseEvent(e)
+        finally:
+            self._genuine = False
+
+    def accept_input_event(self, e: QInputEvent) -> bool:
+        """The input-provenance guard's verdict on the release being handled.
+
+        Events made inside the process (``sendEvent``, an input method's forwarded keys)
+        are not spontaneous; the guard then judges where the platform event came from."""
+        if not e.spontaneous():
+            log.info("Approve: ignored a non-spontaneous %s", type(e).__name__)
+            return False
+        return self.guard.accept_approval_event(e) if self.guard is not None else True
 
     def _on_clicked(self) -> None:
         if self._genuine and self._armed:
             self._genuine = False
             self.approved.emit()
+        else:
+            log.info("Approve: ignored a click that was not a genuine release on it")
 
 
 class ApprovalDialog(QDialog):
@@ -139,31 +248,50 @@ class ApprovalDialog(QDialog):
         arming_delay: float = 1.0,
         waiting: int = 0,
         parent: QWidget | None = None,
+        guard: InputGuard | None = None,
     ) -> None:
         super().__init__(parent)
         self.approval = approval
         self.arming_delay = max(1.0, arming_delay)
+        self.guard = guard if guard is not None else default_guard()
         self._done = False
+        self._protected = False
         self.shown_at: float | None = None
+        self.visible_at: float | None = None
         req = approval.request
         self.setWindowTitle(f"gui-approver: {approval.summary()}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
         self.setObjectName("approvalDialog")
+        self.setMinimumWidth(560)
+        # KDE's platform theme adds mnemonics to buttons automatically unless told not to.
+        self.setProperty("_kde_no_accelerators", True)
+        self.setAccessibleName(self.windowTitle())
 
         layout = QVBoxLayout(self)
-        if approval.action == "logout":
-            heading = f"Delete the key for registry {req.registry.label()}?"
-        else:
-            heading = f"Sign a token for this {req.operation or req.kind}?"
-        title = _plain(heading, selectable=False)
+        layout.setContentsMargins(18, 16, 18, 14)
+        layout.setSpacing(10)
+        title = _plain(_heading(approval), selectable=False)
+        title.setObjectName("heading")
         f = title.font()
-        f.setPointSizeF(f.pointSizeF() * 1.3)
+        f.setPointSizeF(f.pointSizeF() * 1.35)
         f.setBold(True)
         title.setFont(f)
         layout.addWidget(title)
+        intro = _plain(_intro(approval), selectable=False)
+        intro.setObjectName("intro")
+        intro.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        layout.addWidget(intro)
 
-        grid = QGridLayout()
+        box = QFrame()
+        box.setObjectName("fields")
+        box.setFrameShape(QFrame.Shape.StyledPanel)
+        box.setAutoFillBackground(True)
+        box.setBackgroundRole(QPalette.ColorRole.Base)
+        grid = QGridLayout(box)
+        grid.setContentsMargins(12, 10, 12, 10)
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(6)
         rows: list[tuple[str, str, bool]] = [
             ("Operation", req.operation or req.kind, False),
             ("Registry", elide_middle(req.registry.name or "(unnamed)", 80), False),
@@ -188,38 +316,53 @@ class ApprovalDialog(QDialog):
         rows.append(("Requested by", ", ".join(who) or "unknown (not reported)", False))
         self.field_labels: dict[str, QLabel] = {}
         for r, (name, value, mono) in enumerate(rows):
-            key = _plain(name + ":", selectable=False)
+            key = _plain(name, selectable=False)
             key.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+            key.setForegroundRole(QPalette.ColorRole.PlaceholderText)
             val = _plain(value, mono=mono)
-            val.setAccessibleName(name)
+            val.setAccessibleDescription(name)  # the name stays the value: readers read it
+            if name in ("Crate", "Version"):
+                bold = val.font()
+                bold.setBold(True)
+                val.setFont(bold)
             grid.addWidget(key, r, 0)
             grid.addWidget(val, r, 1)
             self.field_labels[name] = val
-        layout.addLayout(grid)
+        grid.setColumnStretch(1, 1)
+        layout.addWidget(box)
 
         if req.operation == "owners":
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
             layout.addWidget(note)
 
-        line = QFrame()
-        line.setFrameShape(QFrame.Shape.HLine)
-        layout.addWidget(line)
         self.status_label = _plain("", selectable=False)
+        self.status_label.setObjectName("statusLabel")
+        self.status_label.setAccessibleDescription("Status")
+        self.status_label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.waiting_label = _plain("", selectable=False)
+        self.waiting_label.setObjectName("waitingLabel")
+        bold = self.waiting_label.font()
+        bold.setBold(True)
+        self.waiting_label.setFont(bold)
         layout.addWidget(self.status_label)
         layout.addWidget(self.waiting_label)
         self.set_waiting(waiting)
+        layout.addStretch(1)
 
         buttons = QHBoxLayout()
+        buttons.setSpacing(8)
         buttons.addStretch(1)
         self.deny_button = QPushButton("Deny")
+        self.deny_button.setObjectName("denyButton")
+        self.deny_button.setMinimumWidth(104)
         self.deny_button.setDefault(True)
         self.deny_button.setAutoDefault(True)
-        self.deny_button.clicked.connect(lambda: self._finish(False))
-        self.approve_button = ApproveButton()
+        self.deny_button.clicked.connect(self._deny)
+        self.approve_button = ApproveButton(guard=self.guard)
+        self.approve_button.setMinimumWidth(104)
         self.approve_button.set_armed(False)
-        self.approve_button.approved.connect(lambda: self._finish(True))
+        self.approve_button.approved.connect(self._approve)
         buttons.addWidget(self.deny_button)
         buttons.addWidget(self.approve_button)
         layout.addLayout(buttons)
@@ -229,50 +372,132 @@ class ApprovalDialog(QDialog):
         self._arm_timer.setSingleShot(True)
         self._arm_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._arm_timer.timeout.connect(self._arm)
+        self._raise_timer = QTimer(self)
+        self._raise_timer.setSingleShot(True)
+        self._raise_timer.setInterval(200)
+        self._raise_timer.timeout.connect(self._reassert_on_top)
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
         self._tick.timeout.connect(self._update_status)
         self._tick.start()
+        self.guard.changed.connect(self._on_guard_changed)
+        self.guard.input_reset.connect(self._restart_arming)
+        # Keys typed into the dialog (someone typing elsewhere when it took the focus)
+        # restart the arming delay: see eventFilter.
+        for w in (self, *self.findChildren(QWidget)):
+            w.installEventFilter(self)
+        if not self.guard.available:
+            self.approve_button.set_unavailable()
         self._update_status()
 
     # state -------------------------------------------------------------------------------
     def set_waiting(self, n: int) -> None:
-        self.waiting_label.setText(f"{n} more request(s) waiting" if n else "")
+        self.waiting_label.setText(
+            f"{n} more request{'' if n == 1 else 's'} waiting (each gets its own dialog)"
+            if n else "")
         self.waiting_label.setVisible(bool(n))
 
     def _remaining(self) -> float:
         return max(0.0, self.approval.timeout - (time.monotonic() - self.approval.received))
 
+    def _obscured(self) -> bool:
+        return self._protected and self.guard.is_obscured(self)
+
     def _update_status(self) -> None:
-        armed = self.approve_button.armed
-        state = "" if armed else "Approve is arming; it works once this window has been " \
-            "active for a moment. "
+        self.status_label.setForegroundRole(
+            QPalette.ColorRole.WindowText if not self.guard.available
+            else QPalette.ColorRole.PlaceholderText)
+        if not self.guard.available:
+            state = f"{self.guard.problem} "
+        elif self.approve_button.armed:
+            state = ""
+        elif self._obscured():
+            state = "Approve is disarmed: another window covers this dialog. "
+        elif not self.isActiveWindow():
+            state = "Approve is disarmed while this window is not the active window. "
+        else:
+            state = ("Approve is arming; it works once this window has been active for "
+                     f"{self.arming_delay:g} s. ")
         self.status_label.setText(f"{state}Denies automatically in {self._remaining():.0f} s.")
 
+    def _can_arm(self) -> bool:
+        return (not self._done and self.guard.available and self.isVisible()
+                and self.isActiveWindow() and not self._obscured())
+
+    def _rearm_or_disarm(self, why: str) -> None:
+        if self._can_arm():
+            if not self.approve_button.armed and not self._arm_timer.isActive():
+                self._arm_timer.start(int(self.arming_delay * 1000))
+        else:
+            self._disarm(why)
+        self._update_status()
+
     def _arm(self) -> None:
-        if self.isActiveWindow() and not self._done:
+        if self._can_arm():
             self.approve_button.set_armed(True)
+            log.info("dialog %d: Approve armed", self.approval.id)
             self._update_status()
 
-    def _disarm(self) -> None:
+    def _disarm(self, why: str) -> None:
         self._arm_timer.stop()
+        if self.approve_button.armed:
+            log.info("dialog %d: Approve disarmed (%s)", self.approval.id, why)
         self.approve_button.set_armed(False)
         self._update_status()
 
+    def _restart_arming(self, why: str) -> None:
+        if self._done:
+            return
+        if self.approve_button.armed or self._arm_timer.isActive():
+            self._disarm(why)
+        self._rearm_or_disarm(why)
+
+    def eventFilter(self, watched: QObject, e: QEvent) -> bool:
+        if (e.type() == QEvent.Type.KeyPress and isinstance(e, QKeyEvent)
+                and (e.key() not in _ANSWER_KEYS or e.isAutoRepeat())):
+            self._restart_arming("typing")
+        return False
+
+    def _on_guard_changed(self) -> None:
+        if self._done:
+            return
+        if not self.guard.available:
+            self.approve_button.set_unavailable()
+        if self._obscured() and self.isVisible() and not self._raise_timer.isActive():
+            self._raise_timer.start()
+        self._rearm_or_disarm("covered by another window" if self._obscured()
+                              else "input provenance unavailable")
+
+    def _reassert_on_top(self) -> None:
+        if not self._done and self.isVisible():
+            self.raise_()
+            self.activateWindow()
+
     def changeEvent(self, e: QEvent) -> None:
         if e.type() == QEvent.Type.ActivationChange:
-            if self.isActiveWindow():
-                self._arm_timer.start(int(self.arming_delay * 1000))
-            else:
-                self._disarm()
+            self._rearm_or_disarm("the window lost activation")
         super().changeEvent(e)
 
     def showEvent(self, e: QShowEvent) -> None:
         if self.shown_at is None:
             self.shown_at = time.monotonic()
+        if not self._protected and not self._done:
+            self.guard.protect(self)  # before the window is mapped
+            self._protected = True
         super().showEvent(e)
         self.raise_()
         self.activateWindow()
+
+    def hideEvent(self, e: QHideEvent) -> None:
+        self._disarm("the window was hidden")
+        super().hideEvent(e)
+
+    def paintEvent(self, e: QPaintEvent) -> None:
+        super().paintEvent(e)
+        if self.visible_at is None:
+            self.visible_at = time.monotonic()
+            log.info("dialog %d: visible %.1f ms after the request arrived",
+                     self.approval.id, (self.visible_at - self.approval.received) * 1000)
 
     def keyPressEvent(self, e: QKeyEvent) -> None:
         if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape):
@@ -280,14 +505,30 @@ class ApprovalDialog(QDialog):
             return
         super().keyPressEvent(e)
 
+    def _unprotect(self) -> None:
+        if self._protected:
+            self._protected = False
+            self.guard.unprotect(self)
+
+    # Bound methods, not lambdas: a lambda capturing ``self`` in a connection is a reference
+    # cycle through C++ that keeps the dialog alive until exit (and PySide then crashes
+    # deleting it at interpreter shutdown).
+    def _deny(self) -> None:
+        self._finish(False)
+
+    def _approve(self) -> None:
+        self._finish(True)
+
     def _finish(self, approved: bool) -> None:
         if self._done:
             return
         self._done = True
         self._arm_timer.stop()
         self._tick.stop()
+        log.info("dialog %d: %s", self.approval.id, "approved" if approved else "denied")
         self.decided.emit(approved)
         self.hide()
+        self._unprotect()
 
     def dismiss(self) -> None:
         """Close without a decision (the request was decided elsewhere, e.g. timed out)."""
@@ -295,6 +536,7 @@ class ApprovalDialog(QDialog):
         self._arm_timer.stop()
         self._tick.stop()
         self.hide()
+        self._unprotect()
 
     def reject(self) -> None:
         self._finish(False)
@@ -302,4 +544,3 @@ class ApprovalDialog(QDialog):
     def closeEvent(self, e: QCloseEvent) -> None:
         self._finish(False)
         super().closeEvent(e)
-
