@@ -10,8 +10,8 @@ import sys
 import threading
 from collections import deque
 
-from PySide6.QtCore import QObject, QPointF, QSocketNotifier, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QIcon, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtCore import QObject, QSize, QSocketNotifier, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -32,6 +32,8 @@ from gui_approver.settings import load as load_settings
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.guard import InputGuard, default_guard
+from gui_approver.ui.keys import KeyManagerWindow
+from gui_approver.ui.passphrase import QtUnlocker
 
 log = logging.getLogger(__name__)
 
@@ -178,27 +180,17 @@ class QtApprover(QObject):
 
 
 def make_icon(state: str = "idle") -> QIcon:
-    """A shield; a dot when a request is pending, a bar when auto-approve is on."""
-    pm = QPixmap(64, 64)
-    pm.fill(Qt.GlobalColor.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    path = QPainterPath()
-    path.moveTo(32, 4)
-    path.lineTo(56, 14)
-    path.cubicTo(QPointF(56, 40), QPointF(44, 54), QPointF(32, 60))
-    path.cubicTo(QPointF(20, 54), QPointF(8, 40), QPointF(8, 14))
-    path.closeSubpath()
-    p.setPen(QPen(QColor("#ffffff"), 4))
-    p.setBrush(QColor("#2b5797"))
-    p.drawPath(path)
-    if state == "pending":
-        p.setBrush(QColor("#ffffff"))
-        p.drawEllipse(QPointF(32, 32), 9, 9)
-    elif state == "auto":
-        p.fillRect(18, 28, 28, 8, QColor("#ffffff"))
-    p.end()
-    return QIcon(pm)
+    """The tray icon for ``state`` (idle, pending, locked, auto): distinct shapes, not colours."""
+    from gui_approver.desktop import icon_path
+
+    icon = QIcon()
+    for size in (16, 22, 24, 32, 48, 64):
+        path = icon_path(state, size)
+        if path.exists():
+            icon.addFile(str(path), QSize(size, size))
+    if icon.isNull():
+        icon = QIcon(str(icon_path(state)))
+    return icon
 
 
 class StatusWindow(QWidget):
@@ -216,9 +208,15 @@ class StatusWindow(QWidget):
         row = QHBoxLayout()
         self.show_pending = QPushButton("Show pending request")
         self.show_pending.clicked.connect(controller.approver.show_current)
+        keys_button = QPushButton("Keys…")
+        keys_button.clicked.connect(controller.show_keys)
+        lock_button = QPushButton("Lock now")
+        lock_button.clicked.connect(controller.lock_now)
         quit_button = QPushButton("Quit")
         quit_button.clicked.connect(controller.quit)
         row.addWidget(self.show_pending)
+        row.addWidget(keys_button)
+        row.addWidget(lock_button)
         row.addWidget(quit_button)
         layout.addLayout(row)
 
@@ -246,6 +244,13 @@ class GuiApp(QObject):
         self._stopped = False
         self.settings = settings
         self.store = store
+        # Passphrase-protected keys are unlocked through a dialog of their own.
+        self.unlocker = QtUnlocker(parent=self)
+        store.unlocker = self.unlocker
+        self.keys_window: KeyManagerWindow | None = None
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setInterval(30_000)
+        self._idle_timer.timeout.connect(self._lock_if_idle)
         self.auto_approve_loopback = auto_approve_loopback
         self.approver = QtApprover(settings)
         self.service = SigningService(
@@ -264,6 +269,8 @@ class GuiApp(QObject):
     def start(self) -> None:
         _ = self.approver.guard  # create it now, so a problem is logged at start-up
         self.server.start()
+        if self.settings.idle_lock_minutes > 0:
+            self._idle_timer.start()
         if QSystemTrayIcon.isSystemTrayAvailable():
             self._make_tray()
         else:
@@ -285,6 +292,11 @@ class GuiApp(QObject):
         show = menu.addAction("Show pending request")
         show.triggered.connect(self.approver.show_current)
         menu.addSeparator()
+        keys_action = menu.addAction("Keys…")
+        keys_action.triggered.connect(self.show_keys)
+        lock_action = menu.addAction("Lock now")
+        lock_action.triggered.connect(self.lock_now)
+        menu.addSeparator()
         quit_action = menu.addAction("Quit")
         quit_action.triggered.connect(self.quit)
         tray.setContextMenu(menu)
@@ -294,6 +306,26 @@ class GuiApp(QObject):
         self._menu = menu
         tray.show()
         self.tray = tray
+
+    def show_keys(self) -> None:
+        if self.keys_window is None:
+            self.keys_window = KeyManagerWindow(self.store)  # the app's store: shared cache
+        self.keys_window.refresh()
+        self.keys_window.show()
+        self.keys_window.raise_()
+        self.keys_window.activateWindow()
+
+    def lock_now(self) -> None:
+        n = self.store.lock()
+        log.info("locked %d unlocked key(s) on request", n)
+        self._refresh()
+
+    def _lock_if_idle(self) -> None:
+        n = self.store.lock_if_idle(self.settings.idle_lock_minutes * 60)
+        if n:
+            log.info("locked %d key(s) after %.0f idle minutes", n,
+                     self.settings.idle_lock_minutes)
+            self._refresh()
 
     def _on_queue_changed(self, _n: int) -> None:
         self._refresh()
@@ -317,7 +349,8 @@ class GuiApp(QObject):
     def _refresh(self) -> None:
         text = self.status_text()
         n = self.approver.pending_count()
-        state = "pending" if n else ("auto" if self.auto_approve_loopback else "idle")
+        state = "pending" if n else ("auto" if self.auto_approve_loopback else (
+            "locked" if self._all_locked() else "idle"))
         if self.tray is not None:
             self.tray.setToolTip(text)
             self.tray.setIcon(make_icon(state))
@@ -327,6 +360,16 @@ class GuiApp(QObject):
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
             self.status_window.setWindowIcon(make_icon(state))
+
+    def _all_locked(self) -> bool:
+        """True when every key needs a passphrase and none is unlocked."""
+        try:
+            records = self.store.list()
+        except Exception:  # noqa: BLE001 - a damaged index shows as idle, logged elsewhere
+            return False
+        return bool(records) and all(
+            r.protection == "passphrase" and not self.store.is_unlocked(r) for r in records
+        )
 
     def notify(self, title: str, message: str) -> None:
         log.info("%s: %s", title, message)
@@ -340,6 +383,8 @@ class GuiApp(QObject):
                 f"Signed {event.request.describe()} for registry "
                 f"{event.request.registry.label()}",
             )
+        if self.keys_window is not None and self.keys_window.isVisible():
+            self.keys_window.refresh()
         self._refresh()
 
     def quit(self) -> None:
@@ -358,6 +403,11 @@ class GuiApp(QObject):
 
     def stop(self) -> None:
         self._stopped = True
+        self._idle_timer.stop()
+        self.unlocker.shutdown()
+        if self.keys_window is not None:
+            self.keys_window.close()
+        self.store.lock()
         self.approver.shutdown()
         self.server.stop()
         if self.tray is not None:

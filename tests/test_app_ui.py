@@ -1,0 +1,71 @@
+"""The app shell: status window where no tray exists, the tray menu, Lock now (offscreen)."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
+
+from gui_approver.keys import KeyStore, MemoryKeychain
+from gui_approver.protocol import Secret
+from gui_approver.settings import Settings
+from gui_approver.ui.app import GuiApp
+
+LOCAL = "sparse+http://127.0.0.1:8765/index/"
+
+
+def make_app(tmp_path, **kw):
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+    gui = GuiApp(store, Settings(), **kw)
+    gui.start()
+    return gui, store
+
+
+def test_status_window_replaces_a_missing_tray(qtbot, tmp_path):
+    assert not QSystemTrayIcon.isSystemTrayAvailable()  # offscreen has no tray host
+    gui, _ = make_app(tmp_path, auto_approve_loopback=True)
+    try:
+        assert gui.tray is None and gui.status_window is not None
+        assert gui.status_window.isVisible()
+        labels = [b.text() for b in gui.status_window.findChildren(QPushButton)]
+        assert labels == ["Show pending request", "Keys…", "Lock now", "Quit"]
+        assert not any("approve" in t.lower() for t in labels)
+        assert "AUTO-APPROVE is ON" in gui.status_window.state.text()
+        assert not gui.status_window.show_pending.isEnabled()
+    finally:
+        gui.stop()
+
+
+def test_tray_menu_can_only_show_the_dialog(qtbot, tmp_path):
+    gui, _ = make_app(tmp_path)
+    try:
+        gui._make_tray()
+        gui._refresh()
+        texts = [a.text() for a in gui._menu.actions() if not a.isSeparator()]
+        assert texts[1:] == ["Show pending request", "Keys…", "Lock now", "Quit"]
+        assert texts[0] == "No requests waiting."  # the (disabled) status line
+        assert not any("approve" in t.lower() or "allow" in t.lower() for t in texts[1:])
+    finally:
+        gui.stop()
+
+
+def test_lock_now_forgets_unlocked_passphrase_keys(qtbot, tmp_path):
+    gui, store = make_app(tmp_path)
+    try:
+        rec = store.create(registry="local", index_url=LOCAL, passphrase=Secret("pw"))
+        store.unlock(rec, Secret("pw"))
+        assert store.is_unlocked(rec)
+        assert not gui._all_locked()
+        gui.lock_now()
+        assert not store.is_unlocked(rec)
+        assert gui._all_locked()
+    finally:
+        gui.stop()
+
+
+def test_keys_window_opens_from_the_app(qtbot, tmp_path):
+    gui, store = make_app(tmp_path)
+    try:
+        store.create(registry="local", index_url=LOCAL)
+        gui.show_keys()
+        assert gui.keys_window is not None and gui.keys_window.isVisible()
+    finally:
+        gui.stop()
