@@ -52,3 +52,10 @@ icons: bootstrap-run
 # The wheel and sdist (pipx-installable) in dist/.
 wheel: bootstrap-test
 	$(PY) -m build --outdir dist .
+
+# -- benchmark (issue #6) ----------------------------------------------------------------------
+# `make bench`: bridge round trip, cargo with our provider vs cargo:token / cargo:paseto, dialog
+# latency, cold start and RSS, 200 concurrent requests. Medians with min/max; prints the table
+# and writes bench-results.txt and bench-results.md. A script, not a test. BENCH_ARGS=--runs 20
+bench: bootstrap-test
+	$(PY) tests/benchmarks/bench.py $(BENCH_ARGS)

@@ -6,12 +6,21 @@ without being acted on. The parsing is :func:`gui_approver.protocol.parse_ipc_re
 pure function. A ``flock`` on ``app.lock`` makes the app a single instance and lets the
 lock holder replace a stale socket without ever unlinking a live one.
 
+The socket directory is created 0700 and checked at every start: it must be a real
+directory (not a symlink) owned by us with no group/other access, inside a parent that
+nobody else can rename it out of. The requester's pid, parent pid and working directory in
+each request are replaced by what the kernel says about the connected peer (``SO_PEERCRED``
+and ``/proc``) where it can tell. At most :data:`MAX_CONNECTIONS` requests are served at
+once; more wait in the listen backlog, and one that waits too long gets a clear "busy"
+answer rather than silence.
+
 The transport sits behind :class:`Transport` so a named pipe can replace it elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -29,6 +38,9 @@ log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 5.0
 MAX_CONNECTIONS = 128
+#: How long a new connection may wait for a free slot before it is told the app is busy.
+BUSY_WAIT = 5.0
+LISTEN_BACKLOG = 512
 
 
 class AlreadyRunning(Exception):
@@ -58,14 +70,35 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 
 
 def prepare_private_dir(path: str) -> None:
-    """Create ``path`` 0700 or check an existing one; raise UnsafeDirectory if it is not ours."""
+    """Create ``path`` 0700 or check an existing one; raise UnsafeDirectory if it is not ours.
+
+    Refused: a path that is not a directory (a symlink included), one owned by another user,
+    one with any group/other permission bits, or one whose parent lets another user replace
+    it (group/world-writable without the sticky bit, or owned by someone but us or root).
+    """
+    path = os.path.abspath(path)
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    problem = protocol.check_private_dir(path)
+    problem = protocol.check_private_dir(path) or _parent_problem(parent)
     if problem:
         raise UnsafeDirectory(f"refusing to use the socket directory: {problem}")
+
+
+def _parent_problem(parent: str) -> str | None:
+    try:
+        st = os.stat(parent)
+    except OSError as exc:
+        return f"cannot inspect {parent} ({exc.strerror})"
+    if st.st_uid not in (os.getuid(), 0):
+        return f"its parent {parent} is owned by uid {st.st_uid}, not by you or root"
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        return (
+            f"its parent {parent} is writable by other users without the sticky bit "
+            f"(mode {stat.S_IMODE(st.st_mode):o}), so they could replace it"
+        )
+    return None
 
 
 class UnixSocketServer:
@@ -95,7 +128,9 @@ class UnixSocketServer:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
-        # We hold the lock, so any socket file here belongs to a dead instance.
+        # We hold the lock, so any socket file here should belong to a dead instance. Make
+        # sure: a socket that still accepts connections is live (an instance that does not
+        # take the lock, e.g. an older version) and is never unlinked.
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -104,15 +139,22 @@ class UnixSocketServer:
             if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
                 self._release_lock()
                 raise UnsafeDirectory(f"{self.path} exists and is not our socket; not touching it")
+            if _socket_is_live(self.path):
+                self._release_lock()
+                raise AlreadyRunning(None)
             log.info("replacing the stale socket of a previous instance")
             os.unlink(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
             sock.bind(self.path)
+        except BaseException:
+            sock.close()
+            self._release_lock()
+            raise
         finally:
             os.umask(old_umask)
-        sock.listen(64)
+        sock.listen(LISTEN_BACKLOG)
         self._sock = sock
         self._thread = threading.Thread(target=self._accept_loop, name="ipc-accept", daemon=True)
         self._thread.start()
@@ -151,9 +193,12 @@ class UnixSocketServer:
                 if self._stopping.is_set():
                     return
                 continue
-            if not self._slots.acquire(blocking=False):
-                log.warning("too many connections; dropping one")
-                conn.close()
+            if not self._slots.acquire(timeout=BUSY_WAIT):
+                if self._stopping.is_set():
+                    conn.close()
+                    return
+                log.warning("too many connections; telling one that the app is busy")
+                _answer_busy(conn)
                 continue
             threading.Thread(
                 target=self._serve, args=(conn,), name="ipc-conn", daemon=True
@@ -173,9 +218,9 @@ class UnixSocketServer:
             self._slots.release()
 
     def _serve_one(self, conn: socket.socket) -> None:
-        _pid, uid, _gid = peer_credentials(conn)
+        peer_pid, uid, _gid = peer_credentials(conn)
         if uid != os.getuid():
-            log.warning("refused a connection from uid %d", uid)
+            log.warning("refused a connection from uid %d (pid %d)", uid, peer_pid)
             return
         conn.settimeout(READ_TIMEOUT)
         line = _read_line(conn)
@@ -192,6 +237,8 @@ class UnixSocketServer:
                 {"type": "pong", "pid": os.getpid(), "version": __version__}
             ))
             return
+
+        message = _with_kernel_provenance(message, peer_pid)
 
         def send_ack(timeout: float) -> None:
             conn.sendall(protocol.encode_ipc({"type": "ack", "timeout": timeout}))
@@ -219,6 +266,58 @@ def _read_line(conn: socket.socket) -> bytes | None:
         if not chunk:
             return None
         buf += chunk
+
+
+def _answer_busy(conn: socket.socket) -> None:
+    reply = protocol.encode_ipc({
+        "type": "response",
+        "response": protocol.err_other(
+            f"gui-approver is busy ({MAX_CONNECTIONS} requests are in progress); nothing was "
+            "signed; run the cargo command again in a moment"
+        ),
+    })
+    with contextlib.suppress(OSError), conn:
+        conn.settimeout(1.0)
+        conn.sendall(reply)
+
+
+def _socket_is_live(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            # ECONNREFUSED: nobody listens (stale). Anything else: do not guess "stale".
+            return exc.errno not in (errno.ECONNREFUSED, errno.ENOENT)
+        return True
+
+
+def _proc_ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _with_kernel_provenance(message: IpcRequest, peer_pid: int) -> IpcRequest:
+    """Replace what the bridge says about itself by what the kernel says, where it can."""
+    if message.type != "credential" or peer_pid <= 0:
+        return message
+    claimed = message.provenance
+    if claimed.pid is not None and claimed.pid != peer_pid:
+        log.warning("a requester claimed pid %s but is pid %d", claimed.pid, peer_pid)
+    ppid = _proc_ppid(peer_pid)
+    try:
+        cwd: str | None = os.readlink(f"/proc/{peer_pid}/cwd")
+    except OSError:
+        cwd = claimed.cwd
+    provenance = claimed.replace(
+        pid=peer_pid, ppid=ppid if ppid is not None else claimed.ppid, cwd=cwd
+    )
+    return message.replace(provenance=provenance)
 
 
 def _read_pid(fd: int) -> int | None:

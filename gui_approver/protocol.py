@@ -6,16 +6,26 @@ function of its input; nothing touches a socket or a file except the path helper
 Cargo's messages are modelled literally (see docs: cargo's ``credential`` crate and
 ``../shared/docs/cargo-facts.md``): one JSON object per line, requests with ``v``, ``registry``,
 ``kind`` and kind-specific fields; answers wrapped in ``{"Ok": ...}`` / ``{"Err": ...}``.
+
+Start-up cost matters here: cargo starts the bridge for every request, and the bridge's
+imports were most of its run time. So this module imports neither ``typing`` nor
+``dataclasses`` (the value classes are small hand-written immutable records,
+:class:`_Record`, with what ``@dataclass(frozen=True)`` gave them), nor ``json`` and ``re``
+(which pull in ``enum``): JSON goes through the C accelerator ``_json`` that ``json`` itself
+uses, with identical results, and the few field checks are plain string tests.
 """
 
 from __future__ import annotations
 
-import json
+import _json as _cjson
 import os
-import re
 import stat
-from dataclasses import dataclass, field
-from typing import Any, Final
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any, Final, NoReturn, TypeVar
+
+    _R = TypeVar("_R", bound="_Record")
 
 PROTOCOL_VERSION: Final = 1
 HELLO: Final = '{"v":[1]}'
@@ -30,11 +40,101 @@ MUTATIONS: Final = ("publish", "yank", "unyank", "owners")
 OPERATIONS: Final = ("read", *MUTATIONS)
 KINDS: Final = ("get", "login", "logout")
 
-_CRATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_CKSUM = re.compile(r"^[0-9a-f]{64}$")
-# semver with optional pre-release and build metadata; cargo has already validated it.
-_VERS = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 _MAX_FIELD = 4096
+
+# Field checks (whole-string, ASCII only; they replace the regular expressions
+#   crate name  [A-Za-z0-9][A-Za-z0-9_-]{0,63}
+#   cksum       [0-9a-f]{64}
+#   version     [0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?  (semver-shaped;
+#               cargo has already validated it)
+# without the trailing newline their ``$`` used to let through).
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _ALNUM | {"_", "-"}
+_IDENT_CHARS = _ALNUM | {".", "-"}
+_HEX = frozenset("0123456789abcdef")
+_DIGITS = frozenset("0123456789")
+
+
+def valid_crate_name(text: str) -> bool:
+    return 0 < len(text) <= 64 and text[0] in _ALNUM and set(text) <= _NAME_CHARS
+
+
+def valid_cksum(text: str) -> bool:
+    return len(text) == 64 and set(text) <= _HEX
+
+
+def valid_vers(text: str) -> bool:
+    if len(text) > 128:
+        return False
+    rest, plus, build = text.partition("+")
+    if plus and not (build and set(build) <= _IDENT_CHARS):
+        return False
+    core, dash, pre = rest.partition("-")
+    if dash and not (pre and set(pre) <= _IDENT_CHARS):
+        return False
+    numbers = core.split(".")
+    return len(numbers) == 3 and all(n and set(n) <= _DIGITS for n in numbers)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON through ``_json`` (the C half of the ``json`` module): the same scanner and encoder
+# ``json.loads``/``json.dumps`` use, without importing ``json`` (and ``re``, ``enum``).
+
+
+class _ScanContext:
+    """The settings ``json.JSONDecoder()`` passes its C scanner (all defaults)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {
+        "NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf"),
+    }.__getitem__
+
+
+_scan = _cjson.make_scanner(_ScanContext())  # type: ignore[arg-type]
+_JSON_WS = " \t\n\r"
+
+
+class _JSONError(ValueError):
+    """Like ``json.JSONDecodeError`` (``.msg``), for the errors raised here."""
+
+    def __init__(self, msg: str, pos: int) -> None:
+        super().__init__(f"{msg}: char {pos}")
+        self.msg = msg
+        self.pos = pos
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads(text)`` for a str. The C scanner raises ``json.JSONDecodeError`` itself
+    for most malformed input (importing ``json.decoder`` then: errors only)."""
+    if text.startswith("\ufeff"):
+        raise _JSONError("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0)
+    start = len(text) - len(text.lstrip(_JSON_WS))
+    try:
+        obj, end = _scan(text, start)
+    except StopIteration as err:
+        raise _JSONError("Expecting value", err.value) from None
+    end = len(text) - len(text[end:].lstrip(_JSON_WS))
+    if end != len(text):
+        raise _JSONError("Extra data", end)
+    return obj
+
+
+def _not_serializable(obj: object) -> NoReturn:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _json_dumps(obj: Any, *, ensure_ascii: bool) -> str:
+    """``json.dumps(obj, separators=(",", ":"), ensure_ascii=ensure_ascii)``."""
+    encode_str = _cjson.encode_basestring_ascii if ensure_ascii else _cjson.encode_basestring
+    if isinstance(obj, str):
+        return encode_str(obj)
+    encoder = _cjson.make_encoder({}, _not_serializable, encode_str, None, ":", ",", False,
+                                  False, True)
+    return "".join(encoder(obj, 0))
 
 
 class ProtocolError(ValueError):
@@ -64,11 +164,63 @@ class Secret:
         return hash(("Secret", self._value))
 
 
-@dataclass(frozen=True)
-class RegistryInfo:
+class _Record:
+    """An immutable value object: fields are the ``__slots__``, in order; compared, hashed,
+    copied and shown by value (fields named in ``_hidden`` are left out of ``repr``)."""
+
+    __slots__: tuple[str, ...] = ()  # in subclasses: the fields, in order (not sorted)
+    _hidden: tuple[str, ...] = ()
+
+    def _init(self, *values: object) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def replace(self: _R, **changes: Any) -> _R:
+        """A copy with some fields changed (like ``dataclasses.replace``)."""
+        unknown = set(changes) - set(self.__slots__)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
+        values = [changes.get(n, v) for n, v in zip(self.__slots__, self._values(), strict=True)]
+        return type(self)(*values)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, _Record)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n not in self._hidden
+        )
+        return f"{type(self).__name__}({shown})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a frozen {type(self).__name__}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of a frozen {type(self).__name__}")
+
+    def __reduce__(self) -> tuple[Any, tuple[object, ...]]:
+        return type(self), self._values()
+
+
+class RegistryInfo(_Record):
+    __slots__ = ("index_url", "name", "headers")  # noqa: RUF023 - field order
     index_url: str
-    name: str | None = None
-    headers: tuple[str, ...] = ()
+    name: str | None
+    headers: tuple[str, ...]
+
+    def __init__(
+        self, index_url: str, name: str | None = None, headers: tuple[str, ...] = ()
+    ) -> None:
+        self._init(index_url, name, headers)
 
     def label(self) -> str:
         return self.name if self.name else self.index_url
@@ -82,19 +234,35 @@ class RegistryInfo:
         return out
 
 
-@dataclass(frozen=True)
-class CredentialRequest:
+class CredentialRequest(_Record):
     """One request from cargo. ``token`` (login only) is a :class:`Secret`."""
 
+    __slots__ = ("registry", "kind", "operation", "name", "vers", "cksum", "args",  # noqa: RUF023
+                 "token", "login_url")
+    _hidden = ("token",)
     registry: RegistryInfo
     kind: str
-    operation: str | None = None
-    name: str | None = None
-    vers: str | None = None
-    cksum: str | None = None
-    args: tuple[str, ...] = ()
-    token: Secret | None = field(default=None, repr=False)
-    login_url: str | None = None
+    operation: str | None
+    name: str | None
+    vers: str | None
+    cksum: str | None
+    args: tuple[str, ...]
+    token: Secret | None
+    login_url: str | None
+
+    def __init__(  # noqa: PLR0917 - positional like the dataclass it replaces
+        self,
+        registry: RegistryInfo,
+        kind: str,
+        operation: str | None = None,
+        name: str | None = None,
+        vers: str | None = None,
+        cksum: str | None = None,
+        args: tuple[str, ...] = (),
+        token: Secret | None = None,
+        login_url: str | None = None,
+    ) -> None:
+        self._init(registry, kind, operation, name, vers, cksum, args, token, login_url)
 
     @property
     def is_mutation(self) -> bool:
@@ -155,13 +323,13 @@ def _loads_object(data: bytes | str, limit: int, what: str) -> dict[str, Any]:
     if not text:
         raise ProtocolError(f"{what} is empty")
     try:
-        obj = json.loads(text)
+        obj = _json_loads(text)
     except RecursionError:
         raise ProtocolError(f"{what} is nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"{what} is not valid JSON ({exc.msg})") from None
-    except ValueError:
-        raise ProtocolError(f"{what} is not valid JSON") from None
+    except ValueError as exc:  # json.JSONDecodeError, _JSONError, int() over 4300 digits
+        msg = getattr(exc, "msg", None)
+        detail = f" ({msg})" if isinstance(msg, str) else ""
+        raise ProtocolError(f"{what} is not valid JSON{detail}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what} must be a JSON object")
     return obj
@@ -214,17 +382,17 @@ def request_from_json(obj: dict[str, Any]) -> CredentialRequest:
         if operation in MUTATIONS:
             crate = _str_field(obj, "name", required=True, where=f"the {operation} request")
             assert crate is not None
-            if not _CRATE_NAME.match(crate):
+            if not valid_crate_name(crate):
                 raise ProtocolError(f"invalid crate name {crate[:80]!r}")
             if operation != "owners":
                 vers = _str_field(obj, "vers", required=True, where=f"the {operation} request")
                 assert vers is not None
-                if not _VERS.match(vers) or len(vers) > 128:
+                if not valid_vers(vers):
                     raise ProtocolError(f"invalid version {vers[:80]!r}")
             if operation == "publish":
                 cksum = _str_field(obj, "cksum", required=True, where="the publish request")
                 assert cksum is not None
-                if not _CKSUM.match(cksum):
+                if not valid_cksum(cksum):
                     raise ProtocolError("invalid cksum: expected 64 lowercase hex digits")
         return CredentialRequest(
             registry=registry, kind=kind, operation=operation, name=crate, vers=vers,
@@ -287,7 +455,7 @@ def err_other(message: str, caused_by: list[str] | None = None) -> dict[str, Any
 
 def encode(obj: dict[str, Any]) -> str:
     """Compact one-line JSON, as cargo writes it."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _json_dumps(obj, ensure_ascii=False)
 
 
 def validate_response(obj: Any) -> dict[str, Any]:
@@ -333,25 +501,38 @@ def validate_response(obj: Any) -> dict[str, Any]:
 #                   {"ipc":1,"type":"pong","pid":N,"version":"..."}
 
 
-@dataclass(frozen=True)
-class Provenance:
-    pid: int | None = None
-    ppid: int | None = None
-    cwd: str | None = None
+class Provenance(_Record):
+    __slots__ = ("pid", "ppid", "cwd")  # noqa: RUF023 - field order
+    pid: int | None
+    ppid: int | None
+    cwd: str | None
+
+    def __init__(
+        self, pid: int | None = None, ppid: int | None = None, cwd: str | None = None
+    ) -> None:
+        self._init(pid, ppid, cwd)
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "ppid": self.ppid, "cwd": self.cwd}
 
 
-@dataclass(frozen=True)
-class IpcRequest:
+class IpcRequest(_Record):
+    __slots__ = ("type", "request", "provenance")  # noqa: RUF023 - field order
     type: str  # "credential" | "ping"
-    request: CredentialRequest | None = None
-    provenance: Provenance = Provenance()
+    request: CredentialRequest | None
+    provenance: Provenance
+
+    def __init__(
+        self,
+        type: str,
+        request: CredentialRequest | None = None,
+        provenance: Provenance | None = None,
+    ) -> None:
+        self._init(type, request, provenance if provenance is not None else Provenance())
 
 
 def encode_ipc(obj: dict[str, Any]) -> bytes:
-    line = json.dumps({"ipc": IPC_VERSION, **obj}, separators=(",", ":")).encode() + b"\n"
+    line = _json_dumps({"ipc": IPC_VERSION, **obj}, ensure_ascii=True).encode() + b"\n"
     if len(line) > MAX_IPC_BYTES:
         raise ProtocolError("IPC message too large")
     return line

@@ -2,6 +2,10 @@
 
 Every mutation goes through the injected :class:`~gui_approver.approval.Approver` (or the
 explicit ``--auto-approve-loopback`` policy) before the key is touched; any doubt denies.
+
+Every decision is recorded in the :class:`~gui_approver.audit.AuditLog` (fsync-ed) before a
+token leaves the service; a token whose record cannot be written is thrown away and the
+request denied.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from gui_approver import protocol, tokens
 from gui_approver.approval import (
@@ -20,6 +24,7 @@ from gui_approver.approval import (
     decide_safely,
     is_loopback_index,
 )
+from gui_approver.audit import AuditError, AuditLog, token_fingerprint
 from gui_approver.errors import GuiApproverError, KeyExists
 from gui_approver.keys import KeyRecord, KeyStore, SigningKey
 from gui_approver.protocol import CredentialRequest, IpcRequest, Provenance
@@ -56,12 +61,19 @@ class SigningService:
         *,
         auto_approve_loopback: bool = False,
         on_event: Callable[[SignEvent], None] | None = None,
+        audit: AuditLog | Literal["default"] | None = "default",
     ) -> None:
+        """``audit``: where decisions are recorded; ``"default"`` is the user's audit log
+        (``audit.jsonl`` in the state dir); ``None`` records nothing (unit tests of code above
+        the service only)."""
         self.store = store
         self.approver = approver
         self.settings = settings or Settings()
         self.auto_approve_loopback = auto_approve_loopback
         self.on_event = on_event
+        if audit == "default":
+            audit = AuditLog()
+        self.audit: AuditLog | None = audit
         self._pending = 0
         self._lock = threading.Lock()
 
@@ -71,19 +83,55 @@ class SigningService:
             if request.kind == "get":
                 return self._get(request, provenance)
             if request.kind == "login":
-                return self._login(request)
+                return self._login(request, provenance)
             if request.kind == "logout":
                 return self._logout(request, provenance)
             return Outcome(protocol.err_operation_not_supported())
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
+            self._record_quietly(request, provenance, "error", str(exc), None)
             self._emit(request, provenance, "error", str(exc), None)
             return Outcome(protocol.err_other(f"gui-approver: {exc}", _hint(exc)))
         except Exception as exc:
             log.exception("internal error handling %s", request.describe())
-            return Outcome(
-                protocol.err_other(f"gui-approver: internal error ({type(exc).__name__})")
-            )
+            reason = f"internal error ({type(exc).__name__})"
+            self._record_quietly(request, provenance, "error", reason, None)
+            return Outcome(protocol.err_other(f"gui-approver: {reason}"))
+
+    # ------------------------------------------------------------------------------------
+    def _record(
+        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        kip: str | None, *, token: str | None = None,
+    ) -> None:
+        """Append one audit record (fsync-ed); raise AuditError when it cannot be written."""
+        if self.audit is None:
+            return
+        self.audit.record(
+            event=request.kind,
+            registry=request.registry.name,
+            index_url=request.registry.index_url,
+            operation=request.operation,
+            crate=request.name,
+            version=request.vers,
+            cksum=request.cksum,
+            decision=decision,
+            reason=reason,
+            requester=prov.to_json(),
+            key_id=kip,
+            token_sha256=token_fingerprint(token) if token is not None else None,
+        )
+
+    def _record_quietly(
+        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        kip: str | None,
+    ) -> None:
+        """Record a decision that releases nothing (a denial, an error): best effort."""
+        try:
+            self._record(request, prov, decision, reason, kip)
+        except AuditError as exc:
+            log.warning("could not record a %s decision: %s", decision, exc)
+        except Exception:
+            log.exception("could not record a %s decision", decision)
 
     # ------------------------------------------------------------------------------------
     def _emit(
@@ -133,17 +181,33 @@ class SigningService:
                     f"{request.describe()} was denied in gui-approver ({decision.reason})"
                 )
                 log.info("%s", message)
+                self._record_quietly(request, prov, "denied", decision.reason, record.kip)
                 self._emit(request, prov, "denied", decision.reason, record.kip)
                 return Outcome(protocol.err_other(message))
+            reason = decision.reason
+        else:
+            reason = "read (signed without asking)"
         key = self.store.signing_key(record)
         token = tokens.sign_request(key, request, subject=record.subject)
+        try:
+            # Durable before the token leaves: a token that is not on record is never released.
+            self._record(request, prov, "signed", reason, record.kip, token=token)
+        except AuditError as exc:
+            del token
+            log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
+            self._emit(request, prov, "error", str(exc), record.kip)
+            return Outcome(protocol.err_other(
+                f"gui-approver: {request.describe()} was denied because the decision could not "
+                f"be recorded: {exc}",
+                _hint(exc),
+            ))
         cache = "never" if mutation else "session"
         log.info("signed %s for %s with %s", request.describe(), request.registry.label(),
                  record.kip)
         self._emit(request, prov, "signed", "approved" if needs_approval else "read", record.kip)
         return Outcome(protocol.ok_get(token, cache))
 
-    def _login(self, request: CredentialRequest) -> Outcome:
+    def _login(self, request: CredentialRequest, prov: Provenance) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
         existing = self.store.find(index_url)
@@ -170,6 +234,7 @@ class SigningService:
             key = given or SigningKey.generate()
             record = self.store.add(key, registry=registry, index_url=index_url, subject=subject)
             note = "imported the given key" if given else "generated a new key"
+            self._record_quietly(request, prov, "key-created", note, record.kip)
         notice = (
             f"gui-approver: registry {registry} {note}; its public key is\n{record.public}\n"
             f"(key id {record.kip}). Register this public key with the registry."
@@ -185,9 +250,18 @@ class SigningService:
                             timeout=self.settings.approval_timeout)
         )
         if not decision.approved:
+            self._record_quietly(request, prov, "denied", decision.reason, record.kip)
             return Outcome(protocol.err_other(
                 f"deleting the key for {record.registry} was denied in gui-approver "
                 f"({decision.reason})"
+            ))
+        try:
+            self._record(request, prov, "key-deleted", decision.reason, record.kip)
+        except AuditError as exc:
+            return Outcome(protocol.err_other(
+                f"gui-approver: the key for {record.registry} was not deleted because the "
+                f"decision could not be recorded: {exc}",
+                _hint(exc),
             ))
         self.store.delete(record)
         return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")

@@ -501,3 +501,78 @@ def test_cli_bad_key(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["verify", "--index-url", URL, "--key", "k3.public.nope", "v3.public.x.y"]
     assert run_cli(argv) == 2
     assert "k3.public" in capsys.readouterr().err
+
+
+# ------------------------------------------------- issue #6: every negative has its own reason
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [Expected("publish", "foo", "1.0.0", CKSUM), Expected("yank", "foo", "1.0.0"),
+     Expected("unyank", "foo", "1.0.0"), Expected("owners", "foo")],
+    ids=["publish", "yank", "unyank", "owners"],
+)
+def test_read_token_used_for_any_mutation(kp: KeyPair, expected: Expected) -> None:
+    assert rejected(kp, make_token(kp, claims()), expected) == "mutation-mismatch"
+
+
+def test_mutation_token_replayed_for_another_mutation(kp: KeyPair) -> None:
+    publish = make_token(kp, claims(mutation="publish", name="foo", vers="1.0.0", cksum=CKSUM))
+    assert rejected(kp, publish, Expected("yank", "foo", "1.0.0")) == "mutation-mismatch"
+    assert rejected(kp, publish, READ) == "unexpected-mutation-claims"
+
+
+def test_each_kind_of_forgery_has_its_own_reason(kp: KeyPair, other: KeyPair) -> None:
+    """One row per negative the issue lists, each with the reason that names its cause (a
+    registry's log and the user's error say what was wrong, not just "401")."""
+    pub = Expected("publish", "foo", "1.0.0", CKSUM)
+    good = claims(mutation="publish", name="foo", vers="1.0.0", cksum=CKSUM)
+    token = make_token(kp, good)
+    head, purpose, body, footer = token.split(".")
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    tampered_body = base64.urlsafe_b64encode(raw.replace(b'"foo"', b'"bar"')).rstrip(b"=")
+    other_footer = json.dumps({"url": "sparse+http://evil/index/", "kip": kp.kip},
+                              separators=(",", ":")).encode()
+    cases = {
+        "tampered payload": (".".join([head, purpose, tampered_body.decode(), footer]),
+                             Expected("publish", "bar", "1.0.0", CKSUM)),
+        "tampered footer": (".".join([head, purpose, body,
+                                      base64.urlsafe_b64encode(other_footer).decode().rstrip("=")]),
+                            pub),
+        "wrong key": (make_token(other, good), pub),
+        "wrong registry URL": (make_token(kp, good, url="sparse+http://elsewhere/index/"), pub),
+        "old iat": (make_token(kp, {**good, "iat": rfc3339(NOW - timedelta(minutes=5))}), pub),
+        "future iat": (make_token(kp, {**good, "iat": rfc3339(NOW + timedelta(minutes=5))}),
+                       pub),
+        "bad iat": (make_token(kp, {**good, "iat": "yesterday"}), pub),
+        "wrong cksum": (token, Expected("publish", "foo", "1.0.0", "0" * 64)),
+        "wrong name": (token, Expected("publish", "bar", "1.0.0", CKSUM)),
+        "wrong vers": (token, Expected("publish", "foo", "1.0.1", CKSUM)),
+        "wrong mutation": (token, Expected("yank", "foo", "1.0.0")),
+        "read token for a mutation": (make_token(kp, claims()), pub),
+        "mutation token for a read": (token, READ),
+        "v is not 1": (make_token(kp, {**good, "v": 2}), pub),
+        "subject differs": (make_token(kp, {**good, "sub": "mallory"}), pub),
+        "not v3.public": ("v4.public.abc.def", pub),
+        "garbage": ("v3.public.!!!.???", pub),
+    }
+    reasons = {what: rejected(kp, t, exp) for what, (t, exp) in cases.items()}
+    assert reasons == {
+        "tampered payload": "bad-signature",
+        "tampered footer": "bad-signature",
+        "wrong key": "unknown-key",
+        "wrong registry URL": "wrong-url",
+        "old iat": "iat-too-old",
+        "future iat": "iat-in-future",
+        "bad iat": "bad-iat",
+        "wrong cksum": "cksum-mismatch",
+        "wrong name": "name-mismatch",
+        "wrong vers": "vers-mismatch",
+        "wrong mutation": "mutation-mismatch",
+        "read token for a mutation": "mutation-mismatch",
+        "mutation token for a read": "unexpected-mutation-claims",
+        "v is not 1": "bad-v",
+        "subject differs": "sub-mismatch",
+        "not v3.public": "not-v3-public",
+        "garbage": "malformed",
+    }

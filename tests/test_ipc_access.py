@@ -1,0 +1,276 @@
+"""Who may talk to the app: only our own uid, through a private 0700 directory.
+
+The cross-user tests create a second user (``useradd``; CI runs as root) and run a client
+as that user with ``setpriv --reuid``; without root they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from envtools import make_runtime_dir
+
+from gui_approver import ipc, protocol
+
+OTHER_USER = "gat-ipc-other"
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
+BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
+READ = {"v": 1, "registry": {"index-url": "sparse+http://127.0.0.1:1/index/"}, "kind": "get",
+        "operation": "read"}
+
+CLIENT = textwrap.dedent("""
+    import json, socket, sys
+    out = {}
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(sys.argv[1])
+    except OSError as exc:
+        out["connect"] = type(exc).__name__
+    else:
+        out["connect"] = "ok"
+        data = b""
+        try:
+            s.sendall(sys.argv[2].encode())
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:  # the server may hang up before we finish sending
+            out["error"] = type(exc).__name__
+        out["received"] = data.decode()
+    print(json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def other_user() -> Iterator[pwd.struct_passwd]:
+    if os.geteuid() != 0:
+        pytest.skip("creating a second user (useradd) and switching to it needs root")
+    for tool in ("useradd", "userdel", "setpriv"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    if SYSTEM_PYTHON is None:
+        pytest.skip("no python3 outside /root that another user could run")
+    created = False
+    try:
+        pw = pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
+                        "--shell", "/usr/sbin/nologin", OTHER_USER], check=True,
+                       capture_output=True)
+        created = True
+        pw = pwd.getpwnam(OTHER_USER)
+    try:
+        yield pw
+    finally:
+        if created:
+            subprocess.run(["userdel", OTHER_USER], check=False, capture_output=True)
+
+
+def as_user(pw: pwd.struct_passwd, *argv: str, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
+        capture_output=True, text=True, timeout=30, check=False, cwd="/", **kw)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, message, send_ack):
+        self.calls += 1
+        return protocol.err_not_found(), None
+
+
+@pytest.fixture
+def shared_tmp() -> Iterator[Path]:
+    """A short /tmp dir (reachable by another user once we open it up)."""
+    d = make_runtime_dir("gat-acc-")
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def server(shared_tmp) -> Iterator[tuple[ipc.UnixSocketServer, Recorder]]:
+    handler = Recorder()
+    srv = ipc.UnixSocketServer(handler, str(shared_tmp / "gui-approver"))
+    srv.start()
+    try:
+        yield srv, handler
+    finally:
+        srv.stop()
+
+
+def credential_line() -> str:
+    return protocol.credential_ipc_message(READ, protocol.Provenance()).decode()
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def test_socket_dir_is_0700_and_socket_0600_whatever_the_umask(shared_tmp):
+    old = os.umask(0)
+    try:
+        srv = ipc.UnixSocketServer(Recorder(), str(shared_tmp / "gui-approver"))
+        srv.start()
+    finally:
+        os.umask(old)
+    try:
+        assert stat.S_IMODE(os.stat(srv.directory).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(srv.path).st_mode) == 0o600
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o750, 0o707, 0o705, 0o711, 0o777])
+def test_startup_refuses_a_dir_others_can_use(shared_tmp, mode):
+    d = shared_tmp / "gui-approver"
+    d.mkdir()
+    d.chmod(mode)
+    srv = ipc.UnixSocketServer(Recorder(), str(d))
+    with pytest.raises(ipc.UnsafeDirectory, match="accessible by other users"):
+        srv.start()
+    assert list(d.iterdir()) == []  # not even the lock file
+
+
+def test_startup_refuses_a_symlink(shared_tmp):
+    real = shared_tmp / "real"
+    real.mkdir(mode=0o700)
+    (shared_tmp / "gui-approver").symlink_to(real)
+    with pytest.raises(ipc.UnsafeDirectory, match="not a directory"):
+        ipc.UnixSocketServer(Recorder(), str(shared_tmp / "gui-approver")).start()
+
+
+def test_startup_refuses_a_replaceable_parent(shared_tmp):
+    parent = shared_tmp / "open"
+    parent.mkdir()
+    parent.chmod(0o777)  # writable by all, no sticky bit: anyone could swap our dir
+    with pytest.raises(ipc.UnsafeDirectory, match="without the sticky bit"):
+        ipc.UnixSocketServer(Recorder(), str(parent / "gui-approver")).start()
+    parent.chmod(0o1777)  # like /tmp: fine
+    srv = ipc.UnixSocketServer(Recorder(), str(parent / "gui-approver"))
+    srv.start()
+    srv.stop()
+
+
+def test_startup_refuses_a_dir_owned_by_someone_else(shared_tmp, other_user):
+    d = shared_tmp / "gui-approver"
+    d.mkdir(mode=0o700)
+    os.chown(d, other_user.pw_uid, other_user.pw_gid)
+    with pytest.raises(ipc.UnsafeDirectory, match=f"owned by uid {other_user.pw_uid}"):
+        ipc.UnixSocketServer(Recorder(), str(d)).start()
+    # the bridge refuses it too, before connecting
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
+    env.update(GUI_APPROVER_RUNTIME_DIR=str(d), GUI_APPROVER_NO_AUTOSTART="1")
+    out = subprocess.run([BRIDGE, "--cargo-plugin"], input=json.dumps(READ) + "\n",
+                         capture_output=True, text=True, env=env, timeout=30).stdout
+    assert f"owned by uid {other_user.pw_uid}" in json.loads(out.splitlines()[1])["Err"][
+        "message"]
+
+
+def test_the_app_refuses_an_unsafe_dir_at_startup(app_env, tmp_path):
+    d = Path(protocol.socket_dir(app_env))
+    d.mkdir(mode=0o700, exist_ok=True)
+    d.chmod(0o755)
+    proc = subprocess.run([str(Path(sys.executable).parent / "gui-approver"), "app",
+                           "--no-gui"], env=app_env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "refusing to use the socket directory" in proc.stderr
+    assert "accessible by other users (mode 755)" in proc.stderr
+    assert not (d / protocol.SOCKET_NAME).exists()
+
+
+# ------------------------------------------------------------------------------ other uid
+
+
+def test_another_user_cannot_reach_the_socket(server, other_user):
+    srv, handler = server
+    result = as_user(other_user, SYSTEM_PYTHON, "-I", "-c", CLIENT, srv.path, credential_line())
+    assert json.loads(result.stdout) == {"connect": "PermissionError"}, result.stderr
+    assert handler.calls == 0
+    assert ipc.ping(srv.directory) is not None  # we still can
+
+
+def test_another_user_is_refused_even_if_the_permissions_break(server, other_user, shared_tmp,
+                                                               caplog):
+    """Defense in depth: with the directory and socket opened up (a broken permission layer),
+    the SO_PEERCRED check still refuses the other uid without acting on its request."""
+    srv, handler = server
+    shared_tmp.chmod(0o711)
+    os.chmod(srv.directory, 0o711)
+    os.chmod(srv.path, 0o666)
+    caplog.set_level(logging.WARNING, logger="gui_approver.ipc")
+    result = as_user(other_user, SYSTEM_PYTHON, "-I", "-c", CLIENT, srv.path, credential_line())
+    got = json.loads(result.stdout)
+    assert got["connect"] == "ok" and got["received"] == "", (got, result.stderr)
+    assert got.get("error") in (None, "BrokenPipeError", "ConnectionResetError")
+    assert handler.calls == 0
+    assert f"refused a connection from uid {other_user.pw_uid}" in caplog.text
+    # our own uid is still served
+    assert ipc.ping(srv.directory) is not None
+
+
+LISTENER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(fileno=int(sys.argv[1]))
+    s.listen(1)                      # SO_PEERCRED of clients now names this (other) user
+    print("listening", flush=True)
+    s.settimeout(20)
+    conn, _ = s.accept()
+    conn.settimeout(5)
+    data = b""
+    try:
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    print(len(data), flush=True)
+""")
+
+
+def test_the_bridge_refuses_an_app_run_by_another_user(shared_tmp, other_user):
+    d = shared_tmp / "gui-approver"
+    d.mkdir(mode=0o700)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(d / protocol.SOCKET_NAME))  # our dir, our socket file ...
+    fd = sock.fileno()
+    os.set_inheritable(fd, True)
+    listener = subprocess.Popen(  # ... but the listening process is another user
+        ["setpriv", f"--reuid={other_user.pw_uid}", f"--regid={other_user.pw_gid}",
+         "--clear-groups", SYSTEM_PYTHON, "-I", "-c", LISTENER, str(fd)],
+        pass_fds=(fd,), stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert listener.stdout is not None
+        assert listener.stdout.readline().strip() == "listening"
+        sock.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
+        env.update(GUI_APPROVER_RUNTIME_DIR=str(d), GUI_APPROVER_NO_AUTOSTART="1")
+        out = subprocess.run([BRIDGE, "--cargo-plugin"], input=json.dumps(READ) + "\n",
+                             capture_output=True, text=True, env=env, timeout=30).stdout
+        message = json.loads(out.splitlines()[1])["Err"]["message"]
+        assert f"belongs to another user (uid {other_user.pw_uid}); refusing it" in message
+        assert listener.stdout.readline().strip() == "0"  # the request was never sent
+        assert listener.wait(10) == 0
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
