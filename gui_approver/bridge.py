@@ -100,6 +100,23 @@ def _app_command() -> list[str]:
     return [sys.executable, "-m", "gui_approver", "app", "--started-by-bridge"]
 
 
+#: Variables cargo's environment may carry that would change what code the app runs.
+_UNSAFE_ENV_PREFIXES = ("LD_", "PYTHON", "QT_PLUGIN", "QT_QPA_PLATFORM_PLUGIN", "QML", "GCONV_")
+_UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "GUI_APPROVER_TEST_HOLD_SECONDS", "MALLOC_CHECK_",
+                         "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH"})
+
+
+def app_environment(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The environment for an app started by the bridge: cargo's, minus anything that
+    would load other code into the process that holds the keys (LD_PRELOAD, PYTHONPATH,
+    Qt plugin paths, ...). The display variables stay: the dialog must reach the user."""
+    return {
+        k: v for k, v in env.items()
+        if k not in _UNSAFE_ENV and not k.startswith(_UNSAFE_ENV_PREFIXES)
+        and k != "PYTHONUNBUFFERED"
+    }
+
+
 def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
     if os.environ.get("GUI_APPROVER_NO_AUTOSTART"):
         raise BridgeError("gui-approver is not running; " + _START_HINT)
@@ -116,6 +133,7 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            env=app_environment(os.environ),
         )
     except OSError as exc:
         raise BridgeError(

@@ -211,3 +211,17 @@ def test_stale_socket_is_replaced(runtime, tmp_path):
         assert (os.stat(d / protocol.SOCKET_NAME).st_mode & 0o777) == 0o600
     finally:
         server.stop()
+
+
+def test_auto_started_app_does_not_inherit_code_loading_variables():
+    from gui_approver.bridge import app_environment
+
+    env = app_environment({
+        "DISPLAY": ":5", "WAYLAND_DISPLAY": "w", "XDG_RUNTIME_DIR": "/run/u",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:x", "QT_QPA_PLATFORM": "xcb", "HOME": "/h",
+        "LD_PRELOAD": "/tmp/evil.so", "LD_LIBRARY_PATH": "/tmp", "PYTHONPATH": "/tmp/evil",
+        "PYTHONSTARTUP": "/tmp/x.py", "QT_PLUGIN_PATH": "/tmp/plugins",
+        "QT_QPA_PLATFORM_PLUGIN_PATH": "/tmp/p", "GTK_MODULES": "evil",
+    })
+    assert env == {"DISPLAY": ":5", "WAYLAND_DISPLAY": "w", "XDG_RUNTIME_DIR": "/run/u",
+                   "DBUS_SESSION_BUS_ADDRESS": "unix:x", "QT_QPA_PLATFORM": "xcb", "HOME": "/h"}
