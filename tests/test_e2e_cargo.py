@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyseto
 import pytest
+from leakscan import scan
 from PySide6.QtCore import Qt
 
 from gui_approver import tokens
@@ -112,6 +113,15 @@ def harness(qtbot, app_env, tmp_path):
     yield h
     gui.stop()
     registry.stop()
+    # Leak scan: every file the app, the bridge and cargo wrote (XDG dirs incl. logs, audit
+    # and history, the runtime dir, CARGO_HOME, the registry) plus everything cargo printed
+    # (which includes the bridge's stderr) must be free of the secret key in any encoding.
+    secret = KeyringKeychain().get(rec.kip)
+    if secret is not None:  # a test may have deleted the key on purpose
+        hits = scan(secret, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
+                                   Path(app_env["CARGO_HOME"]), tmp_path],
+                    texts=h.outputs)
+        assert hits == [], hits
 
 
 PUBLISH = ["publish", "--registry", "local", "--no-verify", "--allow-dirty"]
