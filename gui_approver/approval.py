@@ -12,11 +12,14 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from gui_approver.keys import KeyRecord
 from gui_approver.protocol import CredentialRequest, Provenance
+
+if TYPE_CHECKING:
+    from gui_approver.review import RequestReview
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
@@ -31,6 +34,9 @@ class ApprovalRequest:
     timeout: float = 120.0
     received: float = field(default_factory=time.monotonic)
     id: int = field(default_factory=lambda: next(_ids))
+    #: what the dialog can show about the request (who asked, the verified contents, the
+    #: changes since the last approved version, the workspace list); None: not inspected
+    review: RequestReview | None = None
 
     def summary(self) -> str:
         if self.action == "logout":
@@ -42,6 +48,9 @@ class ApprovalRequest:
 class Decision:
     approved: bool
     reason: str
+    #: the user chose "Approve all listed" (the review's workspace list); only meaningful
+    #: together with ``approved``
+    approve_all: bool = False
 
     @classmethod
     def approve(cls, reason: str = "approved") -> Decision:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gui_approver import protocol, tokens
@@ -25,9 +25,20 @@ from gui_approver.approval import (
     is_loopback_index,
 )
 from gui_approver.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.contents import CrateContents
 from gui_approver.errors import GuiApproverError, KeyExists
+from gui_approver.history import History
 from gui_approver.keys import KeyRecord, KeyStore, SigningKey
 from gui_approver.protocol import CredentialRequest, IpcRequest, Provenance
+from gui_approver.provenance import RequesterInfo
+from gui_approver.review import (
+    BatchApproval,
+    Candidate,
+    Inspector,
+    RequestReview,
+    WorkspaceReview,
+    run_key_for_pid,
+)
 from gui_approver.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,10 +73,16 @@ class SigningService:
         auto_approve_loopback: bool = False,
         on_event: Callable[[SignEvent], None] | None = None,
         audit: AuditLog | Literal["default"] | None = "default",
+        inspector: Inspector | Literal["default"] | None = "default",
     ) -> None:
         """``audit``: where decisions are recorded; ``"default"`` is the user's audit log
         (``audit.jsonl`` in the state dir); ``None`` records nothing (unit tests of code above
-        the service only)."""
+        the service only).
+
+        ``inspector``: builds the review the approver shows for each mutation that needs a
+        human (never for reads or auto-approved requests), keeps the history of approved
+        publishes and the workspace batch; ``"default"`` uses the user's history
+        (``Settings.history_size_mb``); ``None`` disables all of that."""
         self.store = store
         self.approver = approver
         self.settings = settings or Settings()
@@ -74,6 +91,12 @@ class SigningService:
         if audit == "default":
             audit = AuditLog()
         self.audit: AuditLog | None = audit
+        if inspector == "default":
+            inspector = Inspector(
+                History.from_settings(self.settings.history_size_mb),
+                WorkspaceReview(BatchApproval(300)),
+            )
+        self.inspector: Inspector | None = inspector
         self._pending = 0
         self._lock = threading.Lock()
 
@@ -145,19 +168,107 @@ class SigningService:
         except Exception:
             log.exception("event handler failed")
 
-    def _approve(self, approval: ApprovalRequest) -> Decision:
+    def _approve(
+        self, approval: ApprovalRequest, *, inspect: bool = False
+    ) -> tuple[Decision, ApprovalRequest]:
+        """Ask the approver (after inspecting the request, when ``inspect``); returns the
+        decision and the approval request as asked (with its review)."""
         with self._lock:
             if self._pending >= self.settings.max_pending:
                 return Decision.deny(
                     f"too many requests are waiting for approval ({self.settings.max_pending}); "
                     "this one was denied to stop prompt flooding"
-                )
+                ), approval
             self._pending += 1
         try:
-            return decide_safely(self.approver, approval)
+            if inspect and self.inspector is not None:
+                approval = replace(approval, review=self._review(approval.request,
+                                                                 approval.provenance))
+            return decide_safely(self.approver, approval), approval
         finally:
             with self._lock:
                 self._pending -= 1
+
+    def _review(self, request: CredentialRequest, prov: Provenance) -> RequestReview:
+        """The inspector's review (bounded, never raises); any failure: "could not verify".
+        ``prov.pid`` is the kernel's SO_PEERCRED pid (ipc.py replaces the claimed one)."""
+        assert self.inspector is not None
+        try:
+            return self.inspector.review(request, prov, prov.pid)
+        except Exception as exc:  # Inspector.review never raises; be sure
+            log.exception("inspecting %s failed", request.describe())
+            reason = f"internal error ({type(exc).__name__})"
+            contents = None
+            if request.operation == "publish":
+                contents = CrateContents(request.name or "?", request.vers or "?",
+                                         request.cksum or "", False, reason)
+            return RequestReview(
+                request,
+                RequesterInfo(verified=False,
+                              summary=f"requester could not be verified: {reason}",
+                              pid=prov.pid, pid_source="kernel" if prov.pid else "none"),
+                contents,
+            )
+
+    def _take_batch(
+        self, request: CredentialRequest, prov: Provenance
+    ) -> tuple[bool, Candidate | None]:
+        """Consume this publish's entry of a workspace list the user approved, if any."""
+        inspector = self.inspector
+        if (inspector is None or inspector.workspace is None
+                or request.operation != "publish"):
+            return False, None
+        try:
+            taken = inspector.workspace.batch.take(request, run=run_key_for_pid(prov.pid))
+        except Exception:  # no match: the normal dialog
+            log.exception("workspace batch lookup failed")
+            return False, None
+        if taken is None:
+            return False, None
+        return True, taken[1]
+
+    def _approve_all(self, request: CredentialRequest, review: RequestReview | None) -> None:
+        inspector = self.inspector
+        if (review is None or not review.batch or inspector is None
+                or inspector.workspace is None):
+            return
+        try:
+            keys = inspector.workspace.approve_all(request, review.batch, review.requester)
+            log.info("approved %d more crate(s) of the workspace list of %s", len(keys),
+                     request.describe())
+        except Exception:  # without the list: one dialog each
+            log.exception("could not remember the approved workspace list")
+
+    def _record_history_later(
+        self, request: CredentialRequest, review: RequestReview | None,
+        candidate: Candidate | None, batched: bool,
+    ) -> None:
+        """Add a signed publish to the history, off the signing path."""
+        inspector = self.inspector
+        if inspector is None or request.operation != "publish":
+            return
+        if batched:
+            if candidate is None:
+                return
+
+            def work() -> None:
+                inspector.record_candidate(request, candidate)
+        else:
+            if review is None:
+                return
+            reviewed = review
+
+            def work() -> None:
+                inspector.record_approved(reviewed)
+        try:
+            threading.Thread(target=work, name="gui-approver-history", daemon=True).start()
+        except Exception:  # a missing history entry loses a comparison only
+            log.exception("could not record the history")
+
+    def end_batches(self) -> None:
+        """Forget every approved workspace list (screen locked, app quitting)."""
+        if self.inspector is not None and self.inspector.workspace is not None:
+            self.inspector.workspace.end()
 
     def _get(self, request: CredentialRequest, prov: Provenance) -> Outcome:
         record = self.store.find(request.registry.index_url)
@@ -166,16 +277,28 @@ class SigningService:
             return Outcome(protocol.err_not_found())
         mutation = request.is_mutation
         needs_approval = mutation or self.settings.reads_need_approval
+        review: RequestReview | None = None
+        batched, candidate = False, None
         if needs_approval:
             if mutation and self.auto_approve_loopback and is_loopback_index(
                 request.registry.index_url
             ):
                 decision = Decision.approve("auto-approved (--auto-approve-loopback)")
             else:
-                decision = self._approve(
-                    ApprovalRequest(request=request, provenance=prov, key=record,
-                                    timeout=self.settings.approval_timeout)
-                )
+                if mutation:
+                    batched, candidate = self._take_batch(request, prov)
+                if batched:
+                    decision = Decision.approve(
+                        "approved as part of the reviewed workspace list")
+                else:
+                    decision, asked = self._approve(
+                        ApprovalRequest(request=request, provenance=prov, key=record,
+                                        timeout=self.settings.approval_timeout),
+                        inspect=mutation,
+                    )
+                    review = asked.review
+                    if decision.approved and decision.approve_all:
+                        self._approve_all(request, review)
             if not decision.approved:
                 message = (
                     f"{request.describe()} was denied in gui-approver ({decision.reason})"
@@ -205,6 +328,8 @@ class SigningService:
         log.info("signed %s for %s with %s", request.describe(), request.registry.label(),
                  record.kip)
         self._emit(request, prov, "signed", "approved" if needs_approval else "read", record.kip)
+        if mutation:
+            self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
     def _login(self, request: CredentialRequest, prov: Provenance) -> Outcome:
@@ -245,7 +370,7 @@ class SigningService:
         record = self.store.find(request.registry.index_url)
         if record is None:
             return Outcome(protocol.err_not_found())
-        decision = self._approve(
+        decision, _asked = self._approve(
             ApprovalRequest(request=request, provenance=prov, key=record, action="logout",
                             timeout=self.settings.approval_timeout)
         )

@@ -138,15 +138,21 @@ class QtApprover(QObject):
             self.dialog_shown.emit(dialog)
 
     def _on_dialog_decided(self, approved: bool) -> None:
-        pending = getattr(self.sender(), "pending", None)
+        sender = self.sender()
+        pending = getattr(sender, "pending", None)
         if isinstance(pending, Pending):
-            self._on_decided(pending, approved)
+            all_listed = approved and getattr(sender, "approve_all_chosen", False) is True
+            self._on_decided(pending, approved, approve_all=all_listed)
 
-    def _on_decided(self, pending: Pending, approved: bool) -> None:
-        pending.resolve(
-            Decision.approve("approved in the dialog") if approved
-            else Decision.deny("denied in the dialog")
-        )
+    def _on_decided(self, pending: Pending, approved: bool, *, approve_all: bool = False) -> None:
+        if approved and approve_all:
+            decision = Decision(True, "approved in the dialog, with all listed crates",
+                                approve_all=True)
+        elif approved:
+            decision = Decision.approve("approved in the dialog")
+        else:
+            decision = Decision.deny("denied in the dialog")
+        pending.resolve(decision)
         if self.current is pending:
             if self.dialog is not None:
                 self.dialog.deleteLater()
@@ -316,6 +322,7 @@ class GuiApp(QObject):
         self.keys_window.activateWindow()
 
     def lock_now(self) -> None:
+        self.service.end_batches()
         n = self.store.lock()
         log.info("locked %d unlocked key(s) on request", n)
         self._refresh()
@@ -408,6 +415,7 @@ class GuiApp(QObject):
         if self.keys_window is not None:
             self.keys_window.close()
         self.store.lock()
+        self.service.end_batches()
         self.approver.shutdown()
         self.server.stop()
         if self.tray is not None:

@@ -41,17 +41,25 @@ from PySide6.QtGui import (
     QShowEvent,
 )
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
+    QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from gui_approver.approval import ApprovalRequest
+from gui_approver.contents import human_size
+from gui_approver.review import RequestReview
 from gui_approver.ui.guard import InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,61 @@ def format_cksum(cksum: str) -> str:
     return " ".join(groups[:4]) + "\n" + " ".join(groups[4:])
 
 
+def _requester_text(review: RequestReview) -> str:
+    """"cargo publish in ~/src/foo, started from bash in xterm" plus how the pid is known."""
+    r = review.requester
+    text = elide_middle(r.summary, 240)
+    if r.pid is not None:
+        source = {"kernel": "verified by the kernel", "self-reported": "self-reported"}.get(
+            r.pid_source, r.pid_source)
+        text += f"\n(bridge pid {r.pid}, {source})"
+    return text
+
+
+class ChangesWindow(QDialog):
+    """The unified diffs since the last approved version: read-only, plain text."""
+
+    closed = Signal()
+
+    def __init__(self, review: RequestReview, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("changesWindow")
+        self.setModal(False)
+        self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
+        req = review.request
+        prev = review.previous.vers if review.previous is not None else "?"
+        self.setWindowTitle(f"gui-approver: changes in {elide_middle(req.name or '?', 60)} "
+                            f"{elide_middle(req.vers or '?', 30)} since {elide_middle(prev, 30)}")
+        layout = QVBoxLayout(self)
+        summary = review.changes.summary() if review.changes is not None else ""
+        layout.addWidget(_plain(elide_middle(summary, 300)))
+        self.text = QPlainTextEdit()
+        self.text.setObjectName("diffText")
+        self.text.setReadOnly(True)
+        self.text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        f = QFont("monospace")
+        f.setStyleHint(QFont.StyleHint.TypeWriter)
+        self.text.setFont(f)
+        parts = []
+        for path, diff in review.diffs:
+            binary = " [binary: not shown]" if diff.startswith("Binary files ") else ""
+            parts.append(f"=== {elide_middle(path, 200)}{binary} ===\n{diff.rstrip()}\n")
+        self.text.setPlainText("\n".join(parts) or "(no diffs)")
+        layout.addWidget(self.text, 1)
+        close = QPushButton("Close")
+        close.setAutoDefault(False)
+        close.clicked.connect(self.close)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(close)
+        layout.addLayout(row)
+        self.resize(820, 560)
+
+    def hideEvent(self, e: QHideEvent) -> None:
+        super().hideEvent(e)
+        self.closed.emit()
+
+
 #: Keys that do not count as "typing": what a person uses to answer the dialog.
 _ANSWER_KEYS = frozenset({
     Qt.Key.Key_Tab, Qt.Key.Key_Backtab, Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter,
@@ -128,9 +191,13 @@ class ApproveButton(QPushButton):
 
     approved = Signal()
 
-    def __init__(self, parent: QWidget | None = None, guard: InputGuard | None = None) -> None:
-        super().__init__("Approve", parent)
-        self.setObjectName("approveButton")
+    def __init__(
+        self, parent: QWidget | None = None, guard: InputGuard | None = None, *,
+        label: str = "Approve", name: str = "approveButton",
+    ) -> None:
+        super().__init__(label, parent)
+        self._label = label
+        self.setObjectName(name)
         self.setAutoDefault(False)
         self.setDefault(False)
         self.guard = guard
@@ -149,9 +216,9 @@ class ApproveButton(QPushButton):
             self._press_ok = False
         self.setEnabled(armed)
         if self._unavailable:
-            self.setText("Approve (unavailable)")
+            self.setText(f"{self._label} (unavailable)")
         else:
-            self.setText("Approve" if armed else "Approve (arming…)")
+            self.setText(self._label if armed else f"{self._label} (arming…)")
 
     def set_unavailable(self) -> None:
         self._unavailable = True
@@ -305,15 +372,19 @@ class ApprovalDialog(QDialog):
             rows.append(("Checksum (sha256)", format_cksum(req.cksum), True))
         if approval.key is not None:
             rows.append(("Signing key", approval.key.kip, True))
-        prov = approval.provenance
-        who = []
-        if prov.pid is not None:
-            who.append(f"bridge pid {prov.pid}")
-        if prov.ppid is not None:
-            who.append(f"started by pid {prov.ppid}")
-        if prov.cwd:
-            who.append(f"in {elide_middle(prov.cwd, 100)}")
-        rows.append(("Requested by", ", ".join(who) or "unknown (not reported)", False))
+        review = approval.review
+        if review is not None:
+            rows.append(("Requested by", _requester_text(review), False))
+        else:
+            prov = approval.provenance
+            who = []
+            if prov.pid is not None:
+                who.append(f"bridge pid {prov.pid}")
+            if prov.ppid is not None:
+                who.append(f"started by pid {prov.ppid}")
+            if prov.cwd:
+                who.append(f"in {elide_middle(prov.cwd, 100)}")
+            rows.append(("Requested by", ", ".join(who) or "unknown (not reported)", False))
         self.field_labels: dict[str, QLabel] = {}
         for r, (name, value, mono) in enumerate(rows):
             key = _plain(name, selectable=False)
@@ -329,12 +400,43 @@ class ApprovalDialog(QDialog):
             grid.addWidget(val, r, 1)
             self.field_labels[name] = val
         grid.setColumnStretch(1, 1)
-        layout.addWidget(box)
+
+        # The review (issue #4): flags first, then the fields, the contents, the changes and
+        # the workspace list, all in a scroll area so the dialog fits small screens.
+        self.review = review
+        self.approve_all_chosen = False
+        self.review_labels: dict[str, QLabel] = {}
+        self.file_list: QTreeWidget | None = None
+        self.batch_list: QTreeWidget | None = None
+        self.view_changes_button: QPushButton | None = None
+        self.changes_window: ChangesWindow | None = None
+        self.approve_all_button: ApproveButton | None = None
+        body: QVBoxLayout = layout
+        scroll: QScrollArea | None = None
+        content: QWidget | None = None
+        if review is not None:
+            scroll = QScrollArea()
+            scroll.setObjectName("reviewScroll")
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            content = QWidget()
+            content.setObjectName("reviewContent")
+            body = QVBoxLayout(content)
+            body.setContentsMargins(0, 0, 4, 0)
+            body.setSpacing(10)
+            self._add_flags(body, review)
+        body.addWidget(box)
 
         if req.operation == "owners":
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
-            layout.addWidget(note)
+            body.addWidget(note)
+        if review is not None and scroll is not None and content is not None:
+            self._add_review(body, review)
+            body.addStretch(1)
+            scroll.setWidget(content)
+            layout.addWidget(scroll, 1)
 
         self.status_label = _plain("", selectable=False)
         self.status_label.setObjectName("statusLabel")
@@ -364,6 +466,14 @@ class ApprovalDialog(QDialog):
         self.approve_button.set_armed(False)
         self.approve_button.approved.connect(self._approve)
         buttons.addWidget(self.deny_button)
+        if review is not None and len(review.batch) > 1:
+            # Exactly the same genuine-input and arming rules as Approve (same class).
+            self.approve_all_button = ApproveButton(
+                guard=self.guard, label="Approve all listed", name="approveAllButton")
+            self.approve_all_button.setMinimumWidth(104)
+            self.approve_all_button.set_armed(False)
+            self.approve_all_button.approved.connect(self._approve_all)
+            buttons.addWidget(self.approve_all_button)
         buttons.addWidget(self.approve_button)
         layout.addLayout(buttons)
         self.deny_button.setFocus()
@@ -387,8 +497,200 @@ class ApprovalDialog(QDialog):
         for w in (self, *self.findChildren(QWidget)):
             w.installEventFilter(self)
         if not self.guard.available:
-            self.approve_button.set_unavailable()
+            for b in self._approve_buttons():
+                b.set_unavailable()
+        if scroll is not None and content is not None:
+            self._fit(scroll, content)
         self._update_status()
+
+    # review ------------------------------------------------------------------------------
+    def _approve_buttons(self) -> list[ApproveButton]:
+        out = [self.approve_button]
+        if self.approve_all_button is not None:
+            out.append(self.approve_all_button)
+        return out
+
+    def _review_label(self, body: QVBoxLayout, name: str, text: str, *, bold: bool = False,
+                      mono: bool = False, warn: bool = False) -> QLabel:
+        label = _plain(text, mono=mono)
+        label.setObjectName(name)
+        if bold:
+            f = label.font()
+            f.setBold(True)
+            label.setFont(f)
+        if warn:
+            label.setAutoFillBackground(True)
+            label.setBackgroundRole(QPalette.ColorRole.AlternateBase)
+            label.setFrameShape(QFrame.Shape.Box)
+            label.setMargin(6)
+        body.addWidget(label)
+        self.review_labels[name] = label
+        return label
+
+    def _add_flags(self, body: QVBoxLayout, review: RequestReview) -> None:
+        flags = list(review.flags)
+        if review.contents is not None and review.contents.verified:
+            flags += [f"problem in the archive: {p}" for p in review.contents.problems[:5]]
+        flags += list(review.requester.warnings[:3])
+        if flags:
+            text = "\n".join("⚠ " + elide_middle(f, 200) for f in flags[:10])
+            self._review_label(body, "flags", text, bold=True, warn=True)
+
+    def _add_review(self, body: QVBoxLayout, review: RequestReview) -> None:
+        contents = review.contents
+        if contents is not None:
+            self._add_contents(body, review)
+        for n in review.notes:
+            if n != OWNERS_NOTE:
+                self._review_label(body, "note", elide_middle(n, 400))
+        if len(review.batch) > 1:
+            self._add_batch(body, review)
+
+    def _add_contents(self, body: QVBoxLayout, review: RequestReview) -> None:
+        contents = review.contents
+        assert contents is not None
+        if not contents.verified or contents.listing is None:
+            self._review_label(
+                body, "contentsWarning",
+                "⚠ CONTENTS NOT VERIFIED: "
+                + elide_middle(contents.reason or "the .crate file was not found", 300)
+                + "\ngui-approver could not find the exact file cargo asks to sign, so it "
+                "cannot show what will be published. Approving signs the checksum above "
+                "whatever that archive contains.",
+                bold=True, warn=True)
+            return
+        lst = contents.listing
+        self._review_label(body, "contentsVerified",
+                           "Contents verified: this is exactly what will be published",
+                           bold=True)
+        n = len(lst.files)
+        size = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
+                f"({human_size(lst.compressed_size)} compressed)")
+        if not lst.complete:
+            size += "; the listing is incomplete"
+        details = [size]
+        m = contents.manifest
+        if m is not None:
+            for label, value in (("Description", m.description),
+                                 ("License", m.license or m.license_file),
+                                 ("Repository", m.repository)):
+                if value:
+                    details.append(f"{label}: {elide_middle(' '.join(value.split()), 160)}")
+            if m.build:
+                details.append(f"Build script: {elide_middle(m.build, 120)}")
+            if m.proc_macro:
+                details.append("Proc-macro crate (runs code at compile time)")
+        self._review_label(body, "contentsDetails", "\n".join(details))
+        self._add_changes(body, review)
+        files = QTreeWidget()
+        files.setObjectName("fileList")
+        files.setColumnCount(2)
+        files.setHeaderLabels(["File", "Size"])
+        files.setRootIsDecorated(False)
+        files.setUniformRowHeights(True)
+        files.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        files.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        files.setAccessibleName("Files in the crate")
+        header = files.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        for f in lst.files:
+            text = elide_middle(f.path, 160)
+            if f.kind not in ("file", "dir"):
+                text += f"  [{f.kind}]"
+            if f.note:
+                text += f"  ! {elide_middle(f.note, 80)}"
+            item = QTreeWidgetItem([text, human_size(f.size)])
+            item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            files.addTopLevelItem(item)
+        rows = max(2, min(len(lst.files), 8))
+        files.setFixedHeight(files.sizeHintForRow(0) * rows + header.sizeHint().height() + 6
+                             if lst.files else 60)
+        body.addWidget(files)
+        self.file_list = files
+
+    def _add_changes(self, body: QVBoxLayout, review: RequestReview) -> None:
+        ch = review.changes
+        if ch is None:
+            self._review_label(body, "changes",
+                               "No earlier approved version of this crate is on record.")
+            return
+        lines = [elide_middle(ch.summary(), 300)]
+        listed = ([f"changed  {c.describe()}" for c in ch.changed]
+                  + [f"added    {f.describe()}" for f in ch.added]
+                  + [f"removed  {f.describe()}" for f in ch.removed])
+        lines += ["  " + elide_middle(t, 150) for t in listed[:12]]
+        if len(listed) > 12:
+            lines.append(f"  … and {len(listed) - 12} more")
+        self._review_label(body, "changes", "\n".join(lines), mono=True)
+        if review.diffs:
+            row = QHBoxLayout()
+            button = QPushButton("View changes…")
+            button.setObjectName("viewChangesButton")
+            button.setAutoDefault(False)
+            button.setDefault(False)
+            button.clicked.connect(self.show_changes)
+            row.addWidget(button)
+            row.addStretch(1)
+            body.addLayout(row)
+            self.view_changes_button = button
+
+    def _add_batch(self, body: QVBoxLayout, review: RequestReview) -> None:
+        n = len(review.batch)
+        self._review_label(
+            body, "batchHeading",
+            f"This cargo run packaged {n} crates. \"Approve all listed\" also approves the "
+            "others, each only with exactly this checksum, for 5 minutes; anything else gets "
+            "its own dialog.", bold=True)
+        lst = QTreeWidget()
+        lst.setObjectName("batchList")
+        lst.setColumnCount(4)
+        lst.setHeaderLabels(["Crate", "Version", "sha256", "Contents"])
+        lst.setRootIsDecorated(False)
+        lst.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        lst.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        lst.setAccessibleName("Crates of this cargo run")
+        for i, c in enumerate(review.batch):
+            state = "verified" if c.contents.verified else "NOT verified"
+            name = elide_middle(c.name, 64) + ("  (this request)" if i == 0 else "")
+            lst.addTopLevelItem(QTreeWidgetItem(
+                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state]))
+        for col in range(4):
+            lst.resizeColumnToContents(col)
+        rows = min(n, 6)
+        lst.setFixedHeight(lst.sizeHintForRow(0) * rows + lst.header().sizeHint().height() + 6)
+        body.addWidget(lst)
+        self.batch_list = lst
+
+    def _fit(self, scroll: QScrollArea, content: QWidget) -> None:
+        screen = self.screen()
+        avail = screen.availableGeometry() if screen is not None else None
+        max_h = (avail.height() if avail is not None else 800) - 60
+        width = min(760, (avail.width() if avail is not None else 1280) - 40)
+        others = self.sizeHint().height() - scroll.sizeHint().height()
+        want = content.sizeHint().height() + 8
+        scroll.setMinimumHeight(max(120, min(want, max_h - others)))
+        self.resize(max(self.minimumWidth(), width), min(self.sizeHint().height(), max_h))
+
+    def show_changes(self) -> None:
+        """Open the unified diffs in a read-only window (plain text)."""
+        if self.review is None or self._done:
+            return
+        if self.changes_window is None:
+            self.changes_window = ChangesWindow(self.review, self)
+            self.changes_window.closed.connect(self._changes_closed)
+        self.changes_window.show()
+        self.changes_window.raise_()
+        self.changes_window.activateWindow()
+
+    def _changes_closed(self) -> None:
+        if not self._done and self.isVisible():
+            self.raise_()
+            self.activateWindow()
+
+    def _changes_open(self) -> bool:
+        return self.changes_window is not None and self.changes_window.isVisible()
 
     # state -------------------------------------------------------------------------------
     def set_waiting(self, n: int) -> None:
@@ -434,7 +736,8 @@ class ApprovalDialog(QDialog):
 
     def _arm(self) -> None:
         if self._can_arm():
-            self.approve_button.set_armed(True)
+            for b in self._approve_buttons():
+                b.set_armed(True)
             log.info("dialog %d: Approve armed", self.approval.id)
             self._update_status()
 
@@ -442,7 +745,8 @@ class ApprovalDialog(QDialog):
         self._arm_timer.stop()
         if self.approve_button.armed:
             log.info("dialog %d: Approve disarmed (%s)", self.approval.id, why)
-        self.approve_button.set_armed(False)
+        for b in self._approve_buttons():
+            b.set_armed(False)
         self._update_status()
 
     def _restart_arming(self, why: str) -> None:
@@ -462,14 +766,17 @@ class ApprovalDialog(QDialog):
         if self._done:
             return
         if not self.guard.available:
-            self.approve_button.set_unavailable()
-        if self._obscured() and self.isVisible() and not self._raise_timer.isActive():
+            for b in self._approve_buttons():
+                b.set_unavailable()
+        # Covered by our own "View changes" window: stay disarmed, but do not jump over it.
+        if (self._obscured() and self.isVisible() and not self._raise_timer.isActive()
+                and not self._changes_open()):
             self._raise_timer.start()
         self._rearm_or_disarm("covered by another window" if self._obscured()
                               else "input provenance unavailable")
 
     def _reassert_on_top(self) -> None:
-        if not self._done and self.isVisible():
+        if not self._done and self.isVisible() and not self._changes_open():
             self.raise_()
             self.activateWindow()
 
@@ -519,20 +826,32 @@ class ApprovalDialog(QDialog):
     def _approve(self) -> None:
         self._finish(True)
 
+    def _approve_all(self) -> None:
+        self.approve_all_chosen = True
+        self._finish(True)
+
     def _finish(self, approved: bool) -> None:
         if self._done:
             return
         self._done = True
         self._arm_timer.stop()
         self._tick.stop()
-        log.info("dialog %d: %s", self.approval.id, "approved" if approved else "denied")
+        log.info("dialog %d: %s", self.approval.id,
+                 ("approved (all listed)" if self.approve_all_chosen else "approved")
+                 if approved else "denied")
+        self._close_changes()
         self.decided.emit(approved)
         self.hide()
         self._unprotect()
 
+    def _close_changes(self) -> None:
+        if self.changes_window is not None:
+            self.changes_window.hide()
+
     def dismiss(self) -> None:
         """Close without a decision (the request was decided elsewhere, e.g. timed out)."""
         self._done = True
+        self._close_changes()
         self._arm_timer.stop()
         self._tick.stop()
         self.hide()

@@ -1,12 +1,14 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
-    .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming]
+    .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
 
-Default output: resources/screenshots/dialog.png. The dialog is the real
-:class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb window with the real X11 input
-guard, showing a publish of a sample crate with one more request waiting; by default the
-shot is taken once Approve has armed (``--arming``: right after it appeared). The window is
-grabbed with ``QScreen.grabWindow`` (no window manager, so no title bar).
+Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
+with the requester, verified contents and the changes since the last approved version).
+The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
+window with the real X11 input guard, showing a publish of a sample crate with one more
+request waiting; by default the shot is taken once Approve has armed (``--arming``: right
+after it appeared). The window is grabbed with ``QScreen.grabWindow`` (no window manager,
+so no title bar).
 """
 
 from __future__ import annotations
@@ -21,10 +23,55 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
+REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
-def child(out: Path, arming: bool) -> int:
+def sample_review(request: object, tmp: Path) -> object:
+    """A review like the inspector makes: kernel-verified requester, verified contents, and
+    0.14.1 approved earlier (so there is a change summary, with a new build script)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import hostile_archives as h
+
+    from gui_approver.contents import inspect_crate_bytes
+    from gui_approver.history import History, compare, unified_diff
+    from gui_approver.provenance import RequesterInfo
+    from gui_approver.review import RequestReview
+
+    files = {
+        "src/lib.rs": b"//! Frobnicate tokio streams.\npub mod frob;\npub use frob::frobnicate;\n",
+        "src/frob.rs": b"pub fn frobnicate(x: u32) -> u32 {\n    x.rotate_left(3)\n}\n",
+        "README.md": b"# tokio-frobnicate\n\nFrobnicates streams.\n" * 20,
+        "LICENSE-MIT": b"MIT License\n" * 40,
+        "Cargo.lock": b"# lock\n" * 300,
+    }
+    old = h.crate("tokio-frobnicate", "1.4.1", files,
+                  description="Frobnicate tokio streams",
+                  repository="https://github.com/alex/tokio-frobnicate")
+    new_files = dict(files)
+    new_files["src/frob.rs"] = (b"pub fn frobnicate(x: u32) -> u32 {\n"
+                                b"    x.rotate_left(5) ^ 0x5a\n}\n")
+    new_files["build.rs"] = b"fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n}\n"
+    new = h.crate("tokio-frobnicate", "1.4.2", new_files, build="build.rs",
+                  description="Frobnicate tokio streams",
+                  repository="https://github.com/alex/tokio-frobnicate")
+    path = "/home/alex/src/tokio-frobnicate/target/package/tokio-frobnicate-1.4.2.crate"
+    c_old = inspect_crate_bytes(old, name="tokio-frobnicate", vers="1.4.1",
+                                cksum=hashlib.sha256(old).hexdigest(), path=path)
+    c_new = inspect_crate_bytes(new, name="tokio-frobnicate", vers="1.4.2",
+                                cksum=hashlib.sha256(new).hexdigest(), path=path)
+    prev = History(tmp / "history").record_approved(
+        "sparse+https://index.crates.io/", c_old, registry_name="crates-io")
+    assert prev is not None
+    changes = compare(prev, c_new)
+    diffs = tuple((p, unified_diff(prev, c_new, p)) for p in ("build.rs", "src/frob.rs"))
+    requester = RequesterInfo(
+        verified=True, pid=48213, pid_source="kernel",
+        summary="cargo publish in ~/src/tokio-frobnicate, started from bash in xterm")
+    return RequestReview(request, requester, c_new, prev, changes, diffs)  # type: ignore[arg-type]
+
+
+def child(out: Path, arming: bool, review: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -38,16 +85,26 @@ def child(out: Path, arming: bool) -> int:
     app.setApplicationDisplayName("gui-approver")
     install_accessibility_factory()
     index = "sparse+https://index.crates.io/"
+    rev = None
+    cksum = hashlib.sha256(b"tokio-frobnicate-1.4.2.crate").hexdigest()
+    if review:
+        tmp = Path(tempfile.mkdtemp(prefix="gui-approver-shot-review-"))
+        rev = sample_review(None, tmp)
+        cksum = rev.contents.cksum  # type: ignore[attr-defined]
     request = parse_request(json.dumps({
         "v": 1, "registry": {"index-url": index, "name": "crates-io"}, "kind": "get",
         "operation": "publish", "name": "tokio-frobnicate", "vers": "1.4.2",
-        "cksum": hashlib.sha256(b"tokio-frobnicate-1.4.2.crate").hexdigest(),
+        "cksum": cksum,
     }))
+    if rev is not None:
+        import dataclasses
+
+        rev = dataclasses.replace(rev, request=request)  # type: ignore[type-var]
     key = KeyRecord(registry="crates-io", index_url=index, public="k3.public.sample",
                     kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
                     subject=None, created="2026-01-05")
     approval = ApprovalRequest(
-        request=request, key=key,
+        request=request, key=key, review=rev,  # type: ignore[arg-type]
         provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate"))
     dialog = ApprovalDialog(approval, waiting=1)
     dialog.show()
@@ -71,9 +128,10 @@ def child(out: Path, arming: bool) -> int:
 def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     arming = "--arming" in argv
-    out = Path(args[0]).resolve() if args else DEFAULT_OUT
+    review = "--review" in argv
+    out = Path(args[0]).resolve() if args else (REVIEW_OUT if review else DEFAULT_OUT)
     if os.environ.get(CHILD):
-        return child(out, arming)
+        return child(out, arming, review)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 

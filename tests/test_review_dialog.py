@@ -1,0 +1,351 @@
+"""The approval dialog showing a :class:`~gui_approver.review.RequestReview` (issue #4: "show
+exactly what is being signed"), offscreen with pytest-qt; and the whole path with the real
+cargo (``cargo publish --workspace`` approved once with "Approve all listed")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import hostile_archives as h
+import pyseto
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
+from test_e2e_cargo import PUBLISH, cargo, harness, make_crate  # noqa: F401 - harness: fixture
+
+from gui_approver.approval import ApprovalRequest, Decision
+from gui_approver.contents import CrateContents, inspect_crate_bytes
+from gui_approver.history import History, compare, unified_diff
+from gui_approver.keys import KeyStore, MemoryKeychain
+from gui_approver.protocol import Provenance, parse_request
+from gui_approver.provenance import RequesterInfo
+from gui_approver.review import Candidate, Inspector, RequestReview, WorkspaceReview
+from gui_approver.service import SigningService
+from gui_approver.settings import Settings
+from gui_approver.ui.app import QtApprover
+from gui_approver.ui.dialog import ApprovalDialog
+
+LOCAL = "sparse+http://127.0.0.1:8765/index/"
+WHO = "cargo publish in ~/src/foo, started from bash in xterm"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def contents(name="foo", vers="0.2.0", files=None, **kw) -> CrateContents:
+    data = h.crate(name, vers, files, **kw)
+    return inspect_crate_bytes(data, name=name, vers=vers, cksum=sha(data),
+                               path=f"/tmp/target/package/{name}-{vers}.crate")
+
+
+def request(c: CrateContents):
+    return parse_request(json.dumps({
+        "v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
+        "operation": "publish", "name": c.name, "vers": c.vers, "cksum": c.cksum}))
+
+
+def requester() -> RequesterInfo:
+    return RequesterInfo(verified=True, summary=WHO, pid=4242, pid_source="kernel")
+
+
+def review_for(c: CrateContents, **kw) -> RequestReview:
+    return RequestReview(request(c), requester(), c, **kw)
+
+
+def changed_review(tmp_path: Path) -> RequestReview:
+    """0.1.0 approved earlier; 0.2.0 changes lib.rs and adds a build script."""
+    old = contents(vers="0.1.0", files={"src/lib.rs": b"pub fn answer() -> u32 { 42 }\n"})
+    prev = History(tmp_path / "h").record_approved(LOCAL, old, registry_name="local")
+    assert prev is not None
+    new = contents(files={"src/lib.rs": b"pub fn answer() -> u32 { 43 }\n",
+                          "build.rs": b"fn main() { /* fetches things */ }\n"},
+                   build="build.rs")
+    ch = compare(prev, new)
+    diffs = tuple((p, unified_diff(prev, new, p)) for p in ("build.rs", "src/lib.rs"))
+    return review_for(new, previous=prev, changes=ch, diffs=diffs)
+
+
+def show(qtbot, review: RequestReview) -> ApprovalDialog:
+    d = ApprovalDialog(ApprovalRequest(request=review.request, key=None, review=review,
+                                       provenance=Provenance(pid=4242, ppid=4241)))
+    qtbot.addWidget(d)
+    d.decisions = []  # type: ignore[attr-defined]
+    d.decided.connect(d.decisions.append)  # type: ignore[attr-defined]
+    d.show()
+    d.activateWindow()
+    qtbot.waitUntil(d.isActiveWindow, timeout=3000)
+    return d
+
+
+def all_text(d: ApprovalDialog) -> str:
+    return "\n".join(lbl.text() for lbl in d.findChildren(QLabel))
+
+
+def test_verified_contents_show_the_file_list(qtbot):
+    c = contents()
+    d = show(qtbot, review_for(c))
+    assert WHO in d.field_labels["Requested by"].text()
+    assert "verified by the kernel" in d.field_labels["Requested by"].text()
+    assert d.review_labels["contentsVerified"].text() == (
+        "Contents verified: this is exactly what will be published")
+    details = d.review_labels["contentsDetails"].text()
+    assert "3 files" in details and "License: MIT" in details
+    assert "Description: a test crate" in details and "https://example.com/repo" in details
+    assert d.file_list is not None
+    rows = [d.file_list.topLevelItem(i).text(0) for i in range(d.file_list.topLevelItemCount())]
+    assert sorted(rows) == ["Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]
+    assert "No earlier approved version" in d.review_labels["changes"].text()
+    assert "contentsWarning" not in d.review_labels
+    for label in d.findChildren(QLabel):
+        assert label.textFormat() == Qt.TextFormat.PlainText
+    # fits a 1280x800 screen
+    assert d.height() <= 800 and d.width() <= 1280
+
+
+def test_unverified_contents_warn_and_list_nothing(qtbot):
+    c0 = contents()
+    c = CrateContents(c0.name, c0.vers, c0.cksum, False,
+                      "no .crate file with this sha256 was found")
+    d = show(qtbot, review_for(c))
+    warning = d.review_labels["contentsWarning"].text()
+    assert "CONTENTS NOT VERIFIED" in warning and "no .crate file with this sha256" in warning
+    assert "cannot show what will be published" in warning
+    assert d.file_list is None and d.findChild(QTreeWidget, "fileList") is None
+    assert "Contents verified" not in all_text(d)
+    qtbot.waitUntil(d.approve_button.isEnabled, timeout=3000)  # approving is still possible
+    qtbot.mouseClick(d.approve_button, Qt.MouseButton.LeftButton)
+    assert d.decisions == [True] and not d.approve_all_chosen
+
+
+def test_flags_changes_and_view_changes(qtbot, tmp_path):
+    d = show(qtbot, changed_review(tmp_path))
+    flags = d.review_labels["flags"]
+    assert flags.font().bold() and "build" in flags.text().lower()
+    changes = d.review_labels["changes"].text()
+    assert "since 0.1.0" in changes and "src/lib.rs" in changes and "build.rs" in changes
+    assert d.view_changes_button is not None
+    assert not d.view_changes_button.autoDefault()
+    qtbot.mouseClick(d.view_changes_button, Qt.MouseButton.LeftButton)
+    w = d.changes_window
+    assert w is not None and w.isVisible()
+    text = w.findChild(QPlainTextEdit, "diffText")
+    assert text.isReadOnly()
+    body = text.toPlainText()
+    assert "=== src/lib.rs ===" in body and "+pub fn answer() -> u32 { 43 }" in body
+    assert "-pub fn answer() -> u32 { 42 }" in body and "=== build.rs ===" in body
+    d.reject()
+    assert d.decisions == [False] and not w.isVisible()
+
+
+def batch_review() -> RequestReview:
+    cs = [contents(n, "0.1.0", {"src/lib.rs": f"// {n}\n".encode()}) for n in ("a", "b", "c")]
+    batch = tuple(Candidate(c.name, c.vers, c.cksum, c.path or "", c) for c in cs)
+    return review_for(cs[0], batch=batch)
+
+
+def test_approve_all_listed_needs_a_genuine_click(qtbot):
+    d = show(qtbot, batch_review())
+    b = d.approve_all_button
+    assert b is not None and b.objectName() == "approveAllButton"
+    assert not b.isDefault() and not b.autoDefault() and "&" not in b.text()
+    assert d.batch_list is not None and d.batch_list.topLevelItemCount() == 3
+    assert [d.batch_list.topLevelItem(i).text(3) for i in range(3)] == ["verified"] * 3
+    assert not b.isEnabled()  # arming, like Approve
+    qtbot.waitUntil(b.isEnabled, timeout=3000)
+    assert b.text() == "Approve all listed"
+    b.click()  # programmatic: ignored
+    b.animateClick()
+    qtbot.wait(300)
+    assert d.decisions == []
+    qtbot.mouseClick(b, Qt.MouseButton.LeftButton)
+    assert d.decisions == [True] and d.approve_all_chosen
+
+
+def test_no_approve_all_without_a_batch(qtbot):
+    d = show(qtbot, review_for(contents()))
+    assert d.approve_all_button is None and d.batch_list is None
+
+
+def test_approver_resolves_approve_all(qtbot):
+    approver = QtApprover(Settings(arming_delay=1.0))
+    review = batch_review()
+    out: list[Decision] = []
+    t = threading.Thread(target=lambda: out.append(approver.decide(ApprovalRequest(
+        request=review.request, key=None, review=review, provenance=Provenance(),
+        timeout=30.0))))
+    t.start()
+    try:
+        qtbot.waitUntil(lambda: approver.dialog is not None, timeout=5000)
+        d = approver.dialog
+        d.activateWindow()
+        qtbot.waitUntil(lambda: d.approve_all_button.isEnabled(), timeout=3000)
+        qtbot.mouseClick(d.approve_all_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: bool(out), timeout=3000)
+    finally:
+        approver.shutdown()
+        t.join(5)
+    assert out[0].approved and out[0].approve_all
+
+
+# -- real cargo --------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_real_cargo_workspace_approve_all_and_changes(harness):  # noqa: F811
+    qtbot, gui, registry = harness.qtbot, harness.gui, harness.registry
+    ws = harness.tmp / "ws"
+    ws.mkdir()
+    names = ["base", "mid", "top"]
+    (ws / "Cargo.toml").write_text(
+        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    for n in names:
+        make_crate(ws, n)
+    seen: list[dict[str, object]] = []
+
+    def answer(proc, click: str) -> dict[str, object]:
+        qtbot.waitUntil(lambda: gui.approver.dialog is not None or proc.poll() is not None,
+                        timeout=60_000)
+        d = gui.approver.dialog
+        assert d is not None, proc.communicate()
+        shown = {"review": d.approval.review,
+                 "labels": {k: v.text() for k, v in d.review_labels.items()},
+                 "batch": [d.batch_list.topLevelItem(i).text(0)
+                           for i in range(d.batch_list.topLevelItemCount())]
+                 if d.batch_list is not None else []}
+        seen.append(shown)
+        d.activateWindow()
+        button = getattr(d, click)
+        qtbot.waitUntil(button.isEnabled, timeout=5000)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        return shown
+
+    def dialogs_shown() -> int:
+        return len(seen)
+
+    proc = cargo(["publish", "--workspace", *PUBLISH[1:]], ws, harness.env)
+    first = answer(proc, "approve_all_button")
+    review = first["review"]
+    assert isinstance(review, RequestReview) and review.contents is not None
+    assert review.contents.verified, review.contents.reason
+    assert sorted(c.name for c in review.batch) == names
+    assert sorted(str(t).split()[0] for t in first["batch"]) == names  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: proc.poll() is not None or gui.approver.dialog is not None,
+                    timeout=120_000)
+    assert gui.approver.dialog is None, "a second dialog appeared"
+    _out, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert dialogs_shown() == 1  # the other two were signed without a dialog
+    crates = registry.crates()
+    assert sorted(crates) == names
+    pub = pyseto.Key.from_paserk(harness.record.public)
+    signed = [json.loads(pyseto.decode(pub, t).payload) for t in registry.accepted_tokens]
+    by_name = {c["name"]: c["cksum"] for c in signed if c.get("mutation") == "publish"}
+    assert by_name == {n: crates[n][0]["cksum"] for n in names}
+    inspector = gui.service.inspector
+    assert inspector is not None and inspector.workspace is not None
+    assert inspector.workspace.batch.pending() == ()
+
+    # A changed release of one crate: the dialog shows what changed since 0.1.0.
+    crate = ws / "mid"
+    toml = (crate / "Cargo.toml").read_text().replace('version = "0.1.0"', 'version = "0.2.0"')
+    (crate / "Cargo.toml").write_text(toml)
+    (crate / "src" / "lib.rs").write_text("pub fn mid() -> u32 { 43 }\n")
+    assert inspector.history is not None
+    qtbot.waitUntil(lambda: inspector.history.previous(registry.index_url, "mid") is not None,
+                    timeout=5000)
+    proc = cargo(PUBLISH, crate, harness.env)
+    shown = answer(proc, "approve_button")
+    qtbot.waitUntil(lambda: proc.poll() is not None, timeout=60_000)
+    assert proc.returncode == 0, proc.communicate()[1].decode()
+    r = shown["review"]
+    assert isinstance(r, RequestReview) and r.changes is not None
+    assert "src/lib.rs" in r.changes.changed_paths
+    assert "src/lib.rs" in shown["labels"]["changes"]  # type: ignore[index]
+    assert any(p == "src/lib.rs" and "+pub fn mid() -> u32 { 43 }" in diff
+               for p, diff in r.diffs)
+
+
+# -- the service: who gets inspected, the batch ------------------------------------------------
+
+
+class SpyInspector(Inspector):
+    def __init__(self, review: RequestReview | None = None) -> None:
+        super().__init__(None, WorkspaceReview())
+        self.fixed = review
+        self.calls: list[str] = []
+
+    def review(self, request, provenance, peer_pid=None, *, timeout=None):  # type: ignore[override]
+        self.calls.append(request.operation or request.kind)
+        if self.fixed is not None and request.cksum == self.fixed.request.cksum:
+            return self.fixed
+        return super().review(request, provenance, peer_pid, timeout=timeout)
+
+
+class Asked:
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.seen: list[ApprovalRequest] = []
+
+    def decide(self, approval: ApprovalRequest) -> Decision:
+        self.seen.append(approval)
+        return self.decision
+
+
+def service_with(tmp_path: Path, inspector, decision: Decision, **kw):
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+    store.create(registry="local", index_url=LOCAL)
+    approver = Asked(decision)
+    return SigningService(store, approver, audit=None, inspector=inspector, **kw), approver
+
+
+def test_service_inspects_only_mutations_for_the_approver(tmp_path):
+    spy = SpyInspector()
+    svc, approver = service_with(tmp_path, spy, Decision.approve())
+    read = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL}, "kind": "get",
+                                     "operation": "read"}))
+    assert "Ok" in svc.handle(read, Provenance()).response
+    assert spy.calls == [] and approver.seen == []
+    yank = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL}, "kind": "get",
+                                     "operation": "yank", "name": "foo", "vers": "1.0.0"}))
+    assert "Ok" in svc.handle(yank, Provenance()).response
+    assert spy.calls == ["yank"] and approver.seen[0].review is not None
+    # auto-approved loopback mutations: no inspection either
+    spy2 = SpyInspector()
+    svc2, approver2 = service_with(tmp_path / "2", spy2, Decision.deny("x"),
+                                   auto_approve_loopback=True)
+    assert "Ok" in svc2.handle(yank, Provenance()).response
+    assert spy2.calls == [] and approver2.seen == []
+    # no inspector: the approver gets no review
+    svc3, approver3 = service_with(tmp_path / "3", None, Decision.approve())
+    assert "Ok" in svc3.handle(yank, Provenance()).response
+    assert approver3.seen[0].review is None
+
+
+def test_service_approve_all_signs_the_listed_crates_once(tmp_path):
+    review = batch_review()
+    spy = SpyInspector(review)
+    svc, approver = service_with(tmp_path, spy, Decision(True, "all", approve_all=True))
+    _first, *others = review.batch
+    assert "Ok" in svc.handle(review.request, Provenance()).response
+    assert len(approver.seen) == 1 and approver.seen[0].review is review
+    approver.decision = Decision.deny("a dialog was shown")
+    for c in others:
+        assert "Ok" in svc.handle(request(c.contents), Provenance()).response
+    assert len(approver.seen) == 1  # no dialog for the listed ones
+    # each entry is consumed: the same request again needs a dialog (denied here)
+    assert "Ok" not in svc.handle(request(others[0].contents), Provenance()).response
+    assert len(approver.seen) == 2
+    # approve all again, then lock: the list is forgotten
+    approver.decision = Decision(True, "all", approve_all=True)
+    assert "Ok" in svc.handle(review.request, Provenance()).response
+    svc.end_batches()
+    approver.decision = Decision.deny("dialog")
+    assert "Ok" not in svc.handle(request(others[1].contents), Provenance()).response
+    assert len(approver.seen) == 4
