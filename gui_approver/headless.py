@@ -72,6 +72,7 @@ def run_headless(*, auto_approve_loopback: bool) -> int:
         approver,
         settings,
         auto_approve_loopback=auto_approve_loopback,
+        inspector=None,  # nobody sees a dialog here: inspecting would only delay the denial
     )
     server = ipc.UnixSocketServer(ipc_handler(service))
     try:

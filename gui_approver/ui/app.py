@@ -30,6 +30,7 @@ from gui_approver.service import SignEvent, SigningService, ipc_handler
 from gui_approver.settings import Settings
 from gui_approver.settings import load as load_settings
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
+from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
@@ -216,12 +217,15 @@ class StatusWindow(QWidget):
         self.show_pending.clicked.connect(controller.approver.show_current)
         keys_button = QPushButton("Keys…")
         keys_button.clicked.connect(controller.show_keys)
+        activity_button = QPushButton("Recent activity…")
+        activity_button.clicked.connect(controller.show_activity)
         lock_button = QPushButton("Lock now")
         lock_button.clicked.connect(controller.lock_now)
         quit_button = QPushButton("Quit")
         quit_button.clicked.connect(controller.quit)
         row.addWidget(self.show_pending)
         row.addWidget(keys_button)
+        row.addWidget(activity_button)
         row.addWidget(lock_button)
         row.addWidget(quit_button)
         layout.addLayout(row)
@@ -254,6 +258,7 @@ class GuiApp(QObject):
         self.unlocker = QtUnlocker(parent=self)
         store.unlocker = self.unlocker
         self.keys_window: KeyManagerWindow | None = None
+        self.activity_window: ActivityWindow | None = None
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(30_000)
         self._idle_timer.timeout.connect(self._lock_if_idle)
@@ -300,6 +305,8 @@ class GuiApp(QObject):
         menu.addSeparator()
         keys_action = menu.addAction("Keys…")
         keys_action.triggered.connect(self.show_keys)
+        activity_action = menu.addAction("Recent activity…")
+        activity_action.triggered.connect(self.show_activity)
         lock_action = menu.addAction("Lock now")
         lock_action.triggered.connect(self.lock_now)
         menu.addSeparator()
@@ -320,6 +327,14 @@ class GuiApp(QObject):
         self.keys_window.show()
         self.keys_window.raise_()
         self.keys_window.activateWindow()
+
+    def show_activity(self) -> None:
+        if self.activity_window is None:
+            self.activity_window = ActivityWindow()
+        self.activity_window.refresh()
+        self.activity_window.show()
+        self.activity_window.raise_()
+        self.activity_window.activateWindow()
 
     def lock_now(self) -> None:
         self.service.end_batches()
@@ -392,6 +407,8 @@ class GuiApp(QObject):
             )
         if self.keys_window is not None and self.keys_window.isVisible():
             self.keys_window.refresh()
+        if self.activity_window is not None and self.activity_window.isVisible():
+            self.activity_window.refresh()
         self._refresh()
 
     def quit(self) -> None:
@@ -414,6 +431,8 @@ class GuiApp(QObject):
         self.unlocker.shutdown()
         if self.keys_window is not None:
             self.keys_window.close()
+        if self.activity_window is not None:
+            self.activity_window.close()
         self.store.lock()
         self.service.end_batches()
         self.approver.shutdown()
