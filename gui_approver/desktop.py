@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from gui_approver.errors import GuiApproverError
+from gui_approver.fsutil import atomic_write
 
 #: Reverse-DNS application id: AppStream component id, icon name, metainfo file name.
 APP_ID = "io.github.gui_approver"
@@ -144,20 +145,13 @@ def autostart_path() -> Path:
     return _xdg_home("XDG_CONFIG_HOME", ".config") / "autostart" / DESKTOP_FILE
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
-
-
 def enable_autostart(exec_path: Path | None = None) -> Path:
     """Write the autostart entry; returns its path."""
     exe = Path(exec_path).absolute() if exec_path else app_executable()
     icon = icon_path("app")
     text = desktop_entry(str(exe), icon=str(icon), autostart=True)
     path = autostart_path()
-    _write_atomic(path, text)
+    atomic_write(path, text.encode(), mode=0o644)
     return path
 
 
@@ -265,9 +259,9 @@ def install_desktop_files(exec_path: Path | None = None) -> list[Path]:
     written = []
     for path in _installed_files():
         if path.suffix == ".desktop":
-            _write_atomic(path, desktop_entry(str(exe)))
+            atomic_write(path, desktop_entry(str(exe)).encode(), mode=0o644)
         elif path.name.endswith(".metainfo.xml"):
-            _write_atomic(path, metainfo_xml())
+            atomic_write(path, metainfo_xml().encode(), mode=0o644)
         else:
             size = None if path.suffix == ".svg" else int(path.parent.parent.name.split("x")[0])
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ import contextlib
 import difflib
 import hashlib
 import json
-import os
 import re
 import threading
 import time
@@ -43,6 +42,7 @@ from gui_approver.contents import (
     read_member,
     safe_read,
 )
+from gui_approver.fsutil import atomic_write as _atomic_write
 
 FORMAT: Final = 1
 DEFAULT_MAX_BYTES: Final = 50 * 1_000_000
@@ -152,21 +152,6 @@ class Changes:
 
 def _registry_key(index_url: str) -> str:
     return hashlib.sha256(index_url.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _entry_to_json(e: HistoryEntry) -> dict[str, Any]:

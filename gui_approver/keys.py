@@ -12,8 +12,6 @@ import base64
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ from gui_approver.errors import (
     KeyNotFound,
     WrongPassphrase,
 )
+from gui_approver.fsutil import atomic_write as _atomic_write
 from gui_approver.protocol import Secret
 
 log = logging.getLogger(__name__)
@@ -677,18 +676,3 @@ class KeyStore:
         with self._lock:
             self._cache.clear()
             self._unlocked_at.clear()
-
-
-def _atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

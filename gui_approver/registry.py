@@ -22,12 +22,10 @@ import hashlib
 import ipaddress
 import json
 import logging
-import os
 import re
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -38,6 +36,7 @@ from typing import Any
 
 import platformdirs
 
+from .fsutil import atomic_write as _atomic_write
 from .verify import Expected, RegisteredKey, VerificationError, verify_token_detailed
 
 __all__ = [
@@ -106,21 +105,6 @@ def index_path(name: str) -> str:
 def _semver_core(vers: str) -> str:
     """The version without build metadata: ``1.0.0+a`` and ``1.0.0+b`` are the same version."""
     return vers.split("+", 1)[0]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def load_keys_file(path: Path) -> list[RegisteredKey]:
