@@ -308,6 +308,23 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_lock(args: argparse.Namespace) -> int:
+    from gui_approver import ipc
+
+    reply = ipc.request_lock()
+    if reply is None:
+        info: dict[str, Any] = {"running": False, "locked": 0}
+        text = "gui-approver is not running, so no key is unlocked."
+    else:
+        info = {"running": True, "locked": reply.get("count", 0)}
+        text = f"Locked {info['locked']} unlocked key(s); the next use asks for the passphrase."
+    if args.json:
+        _print_json(info)
+    else:
+        print(text)
+    return 0
+
+
 def cmd_key_delete(args: argparse.Namespace) -> int:
     store = _store()
     rec = _find(store, args.registry)
@@ -441,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="show what would be imported")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_key_import_cargo)
+    lock = ksub.add_parser("lock", help="make the running app forget unlocked passphrase keys")
+    lock.add_argument("--json", action="store_true")
+    lock.set_defaults(func=cmd_key_lock)
     delete = ksub.add_parser("delete", help="delete a registry's key")
     delete.add_argument("--registry", required=True)
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")

@@ -74,7 +74,7 @@ def run_headless(*, auto_approve_loopback: bool) -> int:
         auto_approve_loopback=auto_approve_loopback,
         inspector=None,  # nobody sees a dialog here: inspecting would only delay the denial
     )
-    server = ipc.UnixSocketServer(ipc_handler(service))
+    server = ipc.UnixSocketServer(ipc_handler(service), on_lock=service.store.lock)
     try:
         server.start()
     except ipc.AlreadyRunning as exc:

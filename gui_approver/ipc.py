@@ -102,8 +102,15 @@ def _parent_problem(parent: str) -> str | None:
 
 
 class UnixSocketServer:
-    def __init__(self, handler: Handler, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        directory: str | None = None,
+        *,
+        on_lock: Callable[[], int] | None = None,
+    ) -> None:
         self.handler = handler
+        self.on_lock = on_lock
         self.directory = directory or protocol.socket_dir()
         self.path = os.path.join(self.directory, protocol.SOCKET_NAME)
         self._lock_fd: int | None = None
@@ -237,6 +244,10 @@ class UnixSocketServer:
                 {"type": "pong", "pid": os.getpid(), "version": __version__}
             ))
             return
+        if message.type == "lock":
+            count = self.on_lock() if self.on_lock is not None else 0
+            conn.sendall(protocol.encode_ipc({"type": "locked", "count": count}))
+            return
 
         message = _with_kernel_provenance(message, peer_pid)
 
@@ -330,12 +341,23 @@ def _read_pid(fd: int) -> int | None:
 
 def ping(directory: str | None = None, timeout: float = 2.0) -> dict[str, object] | None:
     """Ask a running app for its pid; None when none answers."""
+    return _simple_request("ping", directory, timeout)
+
+
+def request_lock(directory: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:
+    """Ask a running app to lock its unlocked keys; None when no app answers."""
+    return _simple_request("lock", directory, timeout)
+
+
+def _simple_request(
+    typ: str, directory: str | None, timeout: float
+) -> dict[str, object] | None:
     path = os.path.join(directory or protocol.socket_dir(), protocol.SOCKET_NAME)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
-            sock.sendall(protocol.encode_ipc({"type": "ping"}))
+            sock.sendall(protocol.encode_ipc({"type": typ}))
             line = _read_line(sock)
     except OSError:
         return None

@@ -496,6 +496,7 @@ def validate_response(obj: Any) -> dict[str, Any]:
 #   bridge -> app   {"ipc":1,"type":"credential","request":{...cargo request...},
 #                    "provenance":{"pid":N,"ppid":N,"cwd":"..."}}
 #                   {"ipc":1,"type":"ping"}
+#                   {"ipc":1,"type":"lock"}       (forget unlocked keys; never approves)
 #   app -> bridge   {"ipc":1,"type":"ack","timeout":120}     (request queued; deadline in s)
 #                   {"ipc":1,"type":"response","response":{...cargo response...},"notice":"..."}
 #                   {"ipc":1,"type":"pong","pid":N,"version":"..."}
@@ -556,6 +557,8 @@ def parse_ipc_request(data: bytes) -> IpcRequest:
     typ = obj.get("type")
     if typ == "ping":
         return IpcRequest(type="ping")
+    if typ == "lock":  # only ever reduces what the app can do: forget unlocked keys
+        return IpcRequest(type="lock")
     if typ != "credential":
         raise ProtocolError(f"unknown IPC message type {typ!r}")
     raw = obj.get("request")
@@ -593,7 +596,7 @@ def parse_ipc_reply(data: bytes) -> dict[str, Any]:
         if notice is not None and not isinstance(notice, str):
             raise ProtocolError("the app's notice is malformed")
         return obj
-    if typ == "pong":
+    if typ in ("pong", "locked"):
         return obj
     raise ProtocolError(f"unknown reply type {typ!r} from the app")
 

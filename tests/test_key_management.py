@@ -204,3 +204,20 @@ def test_import_from_real_cargo_login_then_publish_through_the_bridge(app_env, t
             app.send_signal(signal.SIGTERM)
             app.wait(10)
         registry.stop()
+
+
+def test_key_lock_cli_locks_the_running_app(app_env, tmp_path):
+    none = cli(app_env, "key", "lock", "--json")
+    assert none.returncode == 0 and json.loads(none.stdout) == {"running": False, "locked": 0}
+    server_store = KeyStore(KeyringKeychain())
+    rec = server_store.create(registry="local", index_url=LOCAL, passphrase=Secret("pw"))
+    server_store.unlock(rec, Secret("pw"))
+    server = ipc.UnixSocketServer(lambda m, a: ({}, None), on_lock=server_store.lock)
+    server.start()
+    try:
+        r = cli(app_env, "key", "lock", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"running": True, "locked": 1}
+        assert not server_store.is_unlocked(rec)
+    finally:
+        server.stop()
