@@ -63,7 +63,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         return run_headless(auto_approve_loopback=args.auto_approve_loopback)
     from gui_approver.ui.app import run_app
 
-    return run_app(auto_approve_loopback=args.auto_approve_loopback)
+    return run_app(auto_approve_loopback=args.auto_approve_loopback,
+                   first_run=not args.started_by_bridge)
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -399,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"gui-approver {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log more (never secrets)")
-    p.set_defaults(func=cmd_app, auto_approve_loopback=False, no_gui=False)
+    p.set_defaults(func=cmd_app, auto_approve_loopback=False, no_gui=False,
+                   started_by_bridge=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     app = sub.add_parser("app", help="run the tray app (the default)")

@@ -6,6 +6,7 @@ The file is never rewritten behind the user's back.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -52,8 +53,12 @@ def load(path: Path | None = None) -> tuple[Settings, list[str]]:
         return Settings(), [f"{path}: cannot read ({exc.strerror}); using defaults"]
     try:
         data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return Settings(), [f"{path}: {exc}; using defaults"]
+    except UnicodeDecodeError as exc:
+        return Settings(), [f"{path}: not UTF-8 ({exc.reason} at byte {exc.start}); "
+                            "using defaults"]
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line N, column M)": keep it, it says where.
+        return Settings(), [f"{path}: invalid TOML: {exc}; using defaults"]
     known = {f.name: f for f in fields(Settings)}
     values: dict[str, Any] = {}
     problems = []
@@ -78,3 +83,42 @@ def load(path: Path | None = None) -> tuple[Settings, list[str]]:
     if bad:
         return Settings(), [f"{path}: {p}; using defaults" for p in bad]
     return settings, problems
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    raise TypeError(f"cannot write {type(value).__name__} to the settings file")
+
+
+def dumps(settings: Settings) -> str:
+    """The settings file's text: every setting, one ``key = value`` line each."""
+    lines = ["# gui-approver settings (written by its Settings window)"]
+    lines += [f"{f.name} = {_toml_value(getattr(settings, f.name))}" for f in fields(Settings)]
+    return "\n".join(lines) + "\n"
+
+
+def save(settings: Settings, path: Path | None = None) -> Path:
+    """Write ``settings`` (all of them) to ``path`` atomically and return the path.
+
+    Only called when the user presses Save. Raises ValueError for settings that do not
+    validate (nothing is written) and OSError when the file cannot be written.
+    """
+    bad = settings.validate()
+    if bad:
+        raise ValueError("; ".join(bad))
+    path = path or default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(dumps(settings))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

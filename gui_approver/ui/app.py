@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
 import sys
 import threading
 from collections import deque
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QSize, QSocketNotifier, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon
@@ -28,15 +30,25 @@ from gui_approver.approval import ApprovalRequest, Decision
 from gui_approver.keys import KeyringKeychain, KeyStore
 from gui_approver.service import SignEvent, SigningService, ipc_handler
 from gui_approver.settings import Settings
+from gui_approver.settings import default_path as default_settings_path
 from gui_approver.settings import load as load_settings
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.dialog import ApprovalDialog
+from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
 from gui_approver.ui.passphrase import QtUnlocker
+from gui_approver.ui.settings_window import SettingsWindow
 
 log = logging.getLogger(__name__)
+
+#: How often the app looks for a tray host when it started without one (ms).
+TRAY_RECHECK_MS = 5_000
+#: How often key expiry is checked again after start-up (ms): once a day.
+EXPIRY_CHECK_MS = 24 * 60 * 60 * 1000
+#: Keys expiring within this many days get a warning.
+EXPIRY_WARN_DAYS = 14
 
 
 class Pending:
@@ -212,6 +224,26 @@ class StatusWindow(QWidget):
         self.state.setTextFormat(Qt.TextFormat.PlainText)
         self.state.setWordWrap(True)
         layout.addWidget(self.state)
+        # Problems found in the settings file at start-up (the file was not used).
+        self.problems = QLabel()
+        self.problems.setObjectName("settingsProblems")
+        self.problems.setTextFormat(Qt.TextFormat.PlainText)
+        self.problems.setWordWrap(True)
+        self.problems.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems.setStyleSheet("color: #8a5300;")
+        if controller.problems:
+            self.problems.setText(
+                "Settings problems (gui-approver started with the default settings):\n"
+                + "\n".join(f"• {p}" for p in controller.problems))
+            layout.addWidget(self.problems)
+            fix = QHBoxLayout()
+            fix.addStretch(1)
+            settings_button = QPushButton("Settings…")
+            settings_button.clicked.connect(controller.show_settings)
+            fix.addWidget(settings_button)
+            layout.addLayout(fix)
+        else:
+            self.problems.hide()
         row = QHBoxLayout()
         self.show_pending = QPushButton("Show pending request")
         self.show_pending.clicked.connect(controller.approver.show_current)
@@ -219,6 +251,8 @@ class StatusWindow(QWidget):
         keys_button.clicked.connect(controller.show_keys)
         activity_button = QPushButton("Recent activity…")
         activity_button.clicked.connect(controller.show_activity)
+        main_settings_button = QPushButton("Settings…")
+        main_settings_button.clicked.connect(controller.show_settings)
         lock_button = QPushButton("Lock now")
         lock_button.clicked.connect(controller.lock_now)
         quit_button = QPushButton("Quit")
@@ -226,9 +260,22 @@ class StatusWindow(QWidget):
         row.addWidget(self.show_pending)
         row.addWidget(keys_button)
         row.addWidget(activity_button)
+        row.addWidget(main_settings_button)
         row.addWidget(lock_button)
         row.addWidget(quit_button)
         layout.addLayout(row)
+        self.setMinimumWidth(560)
+
+    def fit(self) -> None:
+        """Grow (never shrink) to show every wrapped line of the status and the problems."""
+        layout = self.layout()
+        if layout is None:
+            return
+        layout.activate()
+        need = layout.heightForWidth(self.width()) if layout.hasHeightForWidth() else -1
+        need = max(need, layout.minimumSize().height())
+        if need > self.height():
+            self.resize(self.width(), need)
 
     def closeEvent(self, e: QCloseEvent) -> None:
         # Keep running: without a tray this window is the only way back in; minimise it.
@@ -249,10 +296,24 @@ class GuiApp(QObject):
         auto_approve_loopback: bool = False,
         socket_dir: str | None = None,
         problems: list[str] | None = None,
+        first_run: bool = True,
+        settings_path: Path | None = None,
+        cargo_home: Path | None = None,
     ) -> None:
         super().__init__()
         self._stopped = False
         self.settings = settings
+        self.first_run = first_run
+        self.settings_path = settings_path
+        self.cargo_home = cargo_home
+        self.first_run_window: FirstRunWindow | None = None
+        self.settings_window: SettingsWindow | None = None
+        self._tray_timer = QTimer(self)
+        self._tray_timer.setInterval(TRAY_RECHECK_MS)
+        self._tray_timer.timeout.connect(self._recheck_tray)
+        self._expiry_timer = QTimer(self)
+        self._expiry_timer.setInterval(EXPIRY_CHECK_MS)
+        self._expiry_timer.timeout.connect(self.check_expiry)
         self.store = store
         # Passphrase-protected keys are unlocked through a dialog of their own.
         self.unlocker = QtUnlocker(parent=self)
@@ -268,12 +329,14 @@ class GuiApp(QObject):
             store, self.approver, settings, auto_approve_loopback=auto_approve_loopback,
             on_event=self._emit_event,
         )
-        self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir)
+        self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
+                                           on_lock=self._lock_from_ipc)
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
         self.status_window: StatusWindow | None = None
         self._status_action: QAction | None = None
         self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
+        self._locked.connect(self._refresh, Qt.ConnectionType.QueuedConnection)
         self.approver.queue_changed.connect(self._on_queue_changed)
         install_accessibility_factory()
 
@@ -287,12 +350,67 @@ class GuiApp(QObject):
         else:
             self.status_window = StatusWindow(self)
             self.status_window.show()
+            self._tray_timer.start()  # a tray host may still appear (panel started later)
         self._refresh()
         for p in self.problems:
-            self.notify("Settings problem", p)
+            self.notify("Settings problem", p, warning=True)
         if self.auto_approve_loopback:
             self.notify("Auto-approve is on",
                         "Mutations for loopback registries are signed without a dialog.")
+        self.check_expiry()
+        self._expiry_timer.start()
+        if self.first_run:
+            self._maybe_first_run()
+
+    def _maybe_first_run(self) -> None:
+        """The welcome window, when no key exists yet. Non-modal: start-up goes on."""
+        try:
+            if self.store.list():
+                return
+        except Exception as exc:  # noqa: BLE001 - a damaged index is reported elsewhere
+            log.warning("not showing the welcome window: %s", exc)
+            return
+        self.first_run_window = FirstRunWindow(self.store, cargo_home=self.cargo_home)
+        self.first_run_window.show()
+
+    def _recheck_tray(self) -> None:
+        """Started without a tray host: switch to the tray once one appears."""
+        if self._stopped or self.tray is not None:
+            self._tray_timer.stop()
+            return
+        if not QSystemTrayIcon.isSystemTrayAvailable():
+            return
+        log.info("a system tray appeared; moving from the status window to the tray")
+        self._tray_timer.stop()
+        self._make_tray()
+        if self.status_window is not None:
+            self.status_window.hide()
+            self.status_window.deleteLater()
+            self.status_window = None
+        self._refresh()
+
+    def check_expiry(self) -> list[str]:
+        """Warn about keys that expired or expire within EXPIRY_WARN_DAYS; returns the texts."""
+        try:
+            records = self.store.list(include_pending=False)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot check key expiry: %s", exc)
+            return []
+        texts = []
+        for rec in records:
+            left = rec.days_left()
+            if left is None:
+                continue
+            if rec.is_expired():
+                texts.append(f"The key for {rec.registry} expired on {rec.expires}; it is no "
+                             "longer used. Rotate it (Keys…) to keep publishing.")
+            elif left <= EXPIRY_WARN_DAYS:
+                days = max(1, math.ceil(left))
+                texts.append(f"The key for {rec.registry} expires in {days} "
+                             f"day{'s' if days != 1 else ''}; rotate it.")
+        for text in texts:
+            self.notify("Key expiry", text, warning=True)
+        return texts
 
     def _make_tray(self) -> None:
         tray = QSystemTrayIcon(make_icon(), self)
@@ -307,6 +425,8 @@ class GuiApp(QObject):
         keys_action.triggered.connect(self.show_keys)
         activity_action = menu.addAction("Recent activity…")
         activity_action.triggered.connect(self.show_activity)
+        settings_action = menu.addAction("Settings…")
+        settings_action.triggered.connect(self.show_settings)
         lock_action = menu.addAction("Lock now")
         lock_action.triggered.connect(self.lock_now)
         menu.addSeparator()
@@ -328,6 +448,26 @@ class GuiApp(QObject):
         self.keys_window.raise_()
         self.keys_window.activateWindow()
 
+    def show_settings(self) -> None:
+        if self.settings_window is None:
+            self.settings_window = SettingsWindow(self.settings, self.settings_path)
+            self.settings_window.saved.connect(self.apply_settings)
+        self.settings_window.show()
+        self.settings_window.raise_()
+        self.settings_window.activateWindow()
+
+    def apply_settings(self, new: Settings) -> None:
+        """Use saved settings from now on (those read only at start-up wait for a restart)."""
+        self.settings = new
+        self.approver.settings = new
+        self.service.settings = new
+        if new.idle_lock_minutes > 0:
+            if not self._idle_timer.isActive():
+                self._idle_timer.start()
+        else:
+            self._idle_timer.stop()
+        self._refresh()
+
     def show_activity(self) -> None:
         if self.activity_window is None:
             self.activity_window = ActivityWindow()
@@ -335,6 +475,16 @@ class GuiApp(QObject):
         self.activity_window.show()
         self.activity_window.raise_()
         self.activity_window.activateWindow()
+
+    _locked = Signal()
+
+    def _lock_from_ipc(self) -> int:
+        """`gui-approver key lock` (an IPC thread): forget keys; the tray refreshes later."""
+        n = self.store.lock()
+        self.service.end_batches()
+        if not self._stopped:
+            self._locked.emit()
+        return n
 
     def lock_now(self) -> None:
         self.service.end_batches()
@@ -382,6 +532,7 @@ class GuiApp(QObject):
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
             self.status_window.setWindowIcon(make_icon(state))
+            self.status_window.fit()
 
     def _all_locked(self) -> bool:
         """True when every key needs a passphrase and none is unlocked."""
@@ -393,10 +544,12 @@ class GuiApp(QObject):
             r.protection == "passphrase" and not self.store.is_unlocked(r) for r in records
         )
 
-    def notify(self, title: str, message: str) -> None:
-        log.info("%s: %s", title, message)
+    def notify(self, title: str, message: str, *, warning: bool = False) -> None:
+        (log.warning if warning else log.info)("%s: %s", title, message)
         if self.tray is not None and QSystemTrayIcon.supportsMessages():
-            self.tray.showMessage(title, message, QSystemTrayIcon.MessageIcon.Information, 5000)
+            icon = (QSystemTrayIcon.MessageIcon.Warning if warning
+                    else QSystemTrayIcon.MessageIcon.Information)
+            self.tray.showMessage(title, message, icon, 10000 if warning else 5000)
 
     def _on_event(self, event: SignEvent) -> None:
         if event.decision == "signed" and event.request.is_mutation:
@@ -428,9 +581,23 @@ class GuiApp(QObject):
     def stop(self) -> None:
         self._stopped = True
         self._idle_timer.stop()
+        self._tray_timer.stop()
+        self._expiry_timer.stop()
         self.unlocker.shutdown()
         if self.keys_window is not None:
             self.keys_window.close()
+        if self.first_run_window is not None:
+            if self.first_run_window.wizard is not None:
+                self.first_run_window.wizard.close()
+                self.first_run_window.wizard.deleteLater()
+                self.first_run_window.wizard = None
+            self.first_run_window.close()
+            self.first_run_window.deleteLater()
+            self.first_run_window = None
+        if self.settings_window is not None:
+            self.settings_window.close()
+            self.settings_window.deleteLater()
+            self.settings_window = None
         if self.activity_window is not None:
             self.activity_window.close()
         self.store.lock()
@@ -466,7 +633,8 @@ def _quit_on_signals(app: QApplication) -> QSocketNotifier:
     return notifier
 
 
-def run_app(*, auto_approve_loopback: bool = False) -> int:
+def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> int:
+    """Run the app. ``first_run=False`` (started by the bridge) skips the welcome window."""
     settings, problems = load_settings()
     for p in problems:
         log.warning("%s", p)
@@ -476,7 +644,8 @@ def run_app(*, auto_approve_loopback: bool = False) -> int:
     app.setApplicationDisplayName("gui-approver")
     app.setQuitOnLastWindowClosed(False)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,
-                 auto_approve_loopback=auto_approve_loopback, problems=problems)
+                 auto_approve_loopback=auto_approve_loopback, problems=problems,
+                 first_run=first_run, settings_path=default_settings_path())
     try:
         gui.start()
     except ipc.AlreadyRunning as exc:
