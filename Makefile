@@ -5,8 +5,16 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint bench screenshots bootstrap-run bootstrap-test clean
 
+# With no key yet, `make run` shows the self-contained demo (throwaway registry, keychain and
+# CARGO_HOME; the real dialog; a real `cargo publish`); afterwards it runs the app itself.
 run: bootstrap-run
-	$(VENV)/bin/gui-approver $(ARGS)
+	@if [ -n "$(ARGS)" ] || $(VENV)/bin/gui-approver key list --json 2>/dev/null | grep -q '"kip"'; then \
+	    exec $(VENV)/bin/gui-approver $(ARGS); \
+	else \
+	    echo "No key yet: running the demo first (gui-approver demo); then starting the app."; \
+	    $(VENV)/bin/gui-approver demo; \
+	    exec $(VENV)/bin/gui-approver; \
+	fi
 
 test: bootstrap-test lint
 	$(PY) -m pytest $(PYTEST_ARGS)
