@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -37,6 +38,8 @@ class ApprovalRequest:
     #: what the dialog can show about the request (who asked, the verified contents, the
     #: changes since the last approved version, the workspace list); None: not inspected
     review: RequestReview | None = None
+    #: set when the requester went away (cargo interrupted): the approver stops asking
+    gone: threading.Event | None = None
 
     def summary(self) -> str:
         if self.action == "logout":

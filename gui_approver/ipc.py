@@ -250,16 +250,51 @@ class UnixSocketServer:
             return
 
         message = _with_kernel_provenance(message, peer_pid)
-
-        def send_ack(timeout: float) -> None:
-            conn.sendall(protocol.encode_ipc({"type": "ack", "timeout": timeout}))
-
-        response, notice = self.handler(message, send_ack)
+        send_ack = _Ack(conn)
+        watcher = threading.Thread(target=_watch_hangup, args=(conn, send_ack),
+                                   name="ipc-hangup", daemon=True)
+        watcher.start()
+        try:
+            response, notice = self.handler(message, send_ack)
+        finally:
+            send_ack.done.set()
         payload: dict[str, object] = {"type": "response", "response": response}
         if notice:
             payload["notice"] = notice
         conn.settimeout(READ_TIMEOUT)
         conn.sendall(protocol.encode_ipc(payload))
+
+
+class _Ack:
+    """Sends the acknowledgement; ``gone`` is set if the bridge hangs up while waiting
+    (cargo interrupted), so a pending dialog can be withdrawn."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.gone = threading.Event()
+        self.done = threading.Event()
+
+    def __call__(self, timeout: float) -> None:
+        self.conn.sendall(protocol.encode_ipc({"type": "ack", "timeout": timeout}))
+
+
+def _watch_hangup(conn: socket.socket, ack: _Ack) -> None:
+    """The bridge sends nothing after its request: EOF means it is gone."""
+    while not ack.done.is_set():
+        try:
+            data = conn.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            if not ack.done.is_set():
+                log.info("the requester hung up before a decision")
+                ack.gone.set()
+            return
+        # Unexpected extra bytes: ignore them (never acted on) and keep watching.
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
 
 
 def _read_line(conn: socket.socket) -> bytes | None:

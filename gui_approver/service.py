@@ -75,6 +75,7 @@ class SigningService:
         audit: AuditLog | Literal["default"] | None = "default",
         inspector: Inspector | Literal["default"] | None = "default",
     ) -> None:
+        self._gone = threading.local()  # per worker thread: the request's 'gone' event
         """``audit``: where decisions are recorded; ``"default"`` is the user's audit log
         (``audit.jsonl`` in the state dir); ``None`` records nothing (unit tests of code above
         the service only).
@@ -101,7 +102,15 @@ class SigningService:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------
-    def handle(self, request: CredentialRequest, provenance: Provenance) -> Outcome:
+    def handle(
+        self,
+        request: CredentialRequest,
+        provenance: Provenance,
+        *,
+        gone: threading.Event | None = None,
+    ) -> Outcome:
+        """``gone`` is set by the transport when the requester disconnects while waiting."""
+        self._gone.value = gone
         try:
             if request.kind == "get":
                 return self._get(request, provenance)
@@ -293,7 +302,8 @@ class SigningService:
                 else:
                     decision, asked = self._approve(
                         ApprovalRequest(request=request, provenance=prov, key=record,
-                                        timeout=self.settings.approval_timeout),
+                                        timeout=self.settings.approval_timeout,
+                                        gone=getattr(self._gone, "value", None)),
                         inspect=mutation,
                     )
                     review = asked.review
@@ -372,7 +382,8 @@ class SigningService:
             return Outcome(protocol.err_not_found())
         decision, _asked = self._approve(
             ApprovalRequest(request=request, provenance=prov, key=record, action="logout",
-                            timeout=self.settings.approval_timeout)
+                            timeout=self.settings.approval_timeout,
+                            gone=getattr(self._gone, "value", None))
         )
         if not decision.approved:
             self._record_quietly(request, prov, "denied", decision.reason, record.kip)
@@ -402,7 +413,8 @@ def ipc_handler(
     ) -> tuple[dict[str, Any], str | None]:
         assert message.request is not None
         send_ack(service.settings.approval_timeout + 5.0)
-        outcome = service.handle(message.request, message.provenance)
+        outcome = service.handle(message.request, message.provenance,
+                                 gone=getattr(send_ack, "gone", None))
         return outcome.response, outcome.notice
 
     return handle

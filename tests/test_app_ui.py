@@ -80,3 +80,33 @@ def test_recent_activity_opens_from_the_app(qtbot, tmp_path):
         assert gui.activity_window is not None and gui.activity_window.isVisible()
     finally:
         gui.stop()
+
+
+def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    events = []
+    gui, store = make_app(tmp_path)
+    try:
+        gui.service.on_event = events.append
+        store.create(registry="local", index_url=LOCAL)
+        bridge = Path(sys.executable).parent / "cargo-credential-gui-approver"
+        request = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
+                              "kind": "get", "operation": "yank", "name": "foo",
+                              "vers": "1.0.0"})
+        proc = subprocess.Popen([str(bridge), "--cargo-plugin"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdin.write(request.encode() + b"\n")
+        proc.stdin.flush()
+        qtbot.waitUntil(lambda: gui.approver.dialog is not None, timeout=10000)
+        proc.kill()  # cargo interrupted with Ctrl-C takes its provider with it
+        proc.wait(5)
+        qtbot.waitUntil(lambda: gui.approver.dialog is None, timeout=10000)
+        qtbot.waitUntil(lambda: any(e.decision == "denied" for e in events), timeout=5000)
+        denied = next(e for e in events if e.decision == "denied")
+        assert "cargo stopped waiting" in denied.reason
+    finally:
+        gui.stop()

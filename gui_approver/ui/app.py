@@ -94,11 +94,24 @@ class QtApprover(QObject):
         if self._closed:
             return Decision.deny("gui-approver is quitting")
         self._submit.emit(pending)
+        if request.gone is not None:
+            threading.Thread(target=self._withdraw_when_gone, args=(pending,),
+                             name="approval-gone", daemon=True).start()
         if not pending.event.wait(request.timeout):
             pending.resolve(Decision.deny(f"no decision within {request.timeout:.0f} s"))
             self._cancel.emit(pending)
         assert pending.decision is not None
         return pending.decision
+
+    def _withdraw_when_gone(self, pending: Pending) -> None:
+        gone = pending.approval.gone
+        assert gone is not None
+        while not pending.event.is_set():
+            if gone.wait(0.5) and pending.resolve(
+                Decision.deny("cargo stopped waiting (interrupted?) before a decision")
+            ):
+                self._cancel.emit(pending)
+                return
 
     # GUI thread --------------------------------------------------------------------------
     @property
