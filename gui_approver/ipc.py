@@ -251,9 +251,6 @@ class UnixSocketServer:
 
         message = _with_kernel_provenance(message, peer_pid)
         send_ack = _Ack(conn)
-        watcher = threading.Thread(target=_watch_hangup, args=(conn, send_ack),
-                                   name="ipc-hangup", daemon=True)
-        watcher.start()
         try:
             response, notice = self.handler(message, send_ack)
         finally:
@@ -266,16 +263,25 @@ class UnixSocketServer:
 
 
 class _Ack:
-    """Sends the acknowledgement; ``gone`` is set if the bridge hangs up while waiting
-    (cargo interrupted), so a pending dialog can be withdrawn."""
+    """Sends the acknowledgement. ``watch()`` (called only for requests that wait for a
+    human, so reads never pay for a thread) returns an event set if the bridge hangs up
+    while waiting (cargo interrupted), so a pending dialog can be withdrawn."""
 
     def __init__(self, conn: socket.socket) -> None:
         self.conn = conn
         self.gone = threading.Event()
         self.done = threading.Event()
+        self._watching = False
 
     def __call__(self, timeout: float) -> None:
         self.conn.sendall(protocol.encode_ipc({"type": "ack", "timeout": timeout}))
+
+    def watch(self) -> threading.Event:
+        if not self._watching:
+            self._watching = True
+            threading.Thread(target=_watch_hangup, args=(self.conn, self),
+                             name="ipc-hangup", daemon=True).start()
+        return self.gone
 
 
 def _watch_hangup(conn: socket.socket, ack: _Ack) -> None:

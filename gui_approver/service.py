@@ -75,7 +75,7 @@ class SigningService:
         audit: AuditLog | Literal["default"] | None = "default",
         inspector: Inspector | Literal["default"] | None = "default",
     ) -> None:
-        self._gone = threading.local()  # per worker thread: the request's 'gone' event
+        self._watch = threading.local()  # per worker thread: how to watch for a hang-up
         """``audit``: where decisions are recorded; ``"default"`` is the user's audit log
         (``audit.jsonl`` in the state dir); ``None`` records nothing (unit tests of code above
         the service only).
@@ -107,10 +107,11 @@ class SigningService:
         request: CredentialRequest,
         provenance: Provenance,
         *,
-        gone: threading.Event | None = None,
+        watch: Callable[[], threading.Event] | None = None,
     ) -> Outcome:
-        """``gone`` is set by the transport when the requester disconnects while waiting."""
-        self._gone.value = gone
+        """``watch()``, called only before asking a human, returns an event the transport
+        sets when the requester disconnects while waiting."""
+        self._watch.value = watch
         try:
             if request.kind == "get":
                 return self._get(request, provenance)
@@ -279,6 +280,10 @@ class SigningService:
         if self.inspector is not None and self.inspector.workspace is not None:
             self.inspector.workspace.end()
 
+    def _hangup(self) -> threading.Event | None:
+        watch = getattr(self._watch, "value", None)
+        return watch() if watch is not None else None
+
     def _get(self, request: CredentialRequest, prov: Provenance) -> Outcome:
         record = self.store.find(request.registry.index_url)
         if record is None:
@@ -303,7 +308,7 @@ class SigningService:
                     decision, asked = self._approve(
                         ApprovalRequest(request=request, provenance=prov, key=record,
                                         timeout=self.settings.approval_timeout,
-                                        gone=getattr(self._gone, "value", None)),
+                                        gone=self._hangup()),
                         inspect=mutation,
                     )
                     review = asked.review
@@ -383,7 +388,7 @@ class SigningService:
         decision, _asked = self._approve(
             ApprovalRequest(request=request, provenance=prov, key=record, action="logout",
                             timeout=self.settings.approval_timeout,
-                            gone=getattr(self._gone, "value", None))
+                            gone=self._hangup())
         )
         if not decision.approved:
             self._record_quietly(request, prov, "denied", decision.reason, record.kip)
@@ -414,7 +419,7 @@ def ipc_handler(
         assert message.request is not None
         send_ack(service.settings.approval_timeout + 5.0)
         outcome = service.handle(message.request, message.provenance,
-                                 gone=getattr(send_ack, "gone", None))
+                                 watch=getattr(send_ack, "watch", None))
         return outcome.response, outcome.notice
 
     return handle

@@ -30,9 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pyseto
-from pyseto import Key
-
 __all__ = [
     "MUTATIONS",
     "Expected",
@@ -82,6 +79,8 @@ def _public_key(paserk: str) -> Any:
     """Parse a ``k3.public.`` PASERK into a pyseto key (cached: decompressing is not free)."""
     if not isinstance(paserk, str) or not paserk.startswith(PUBLIC_PREFIX):
         raise ValueError(f"not a k3.public PASERK: {paserk!r}")
+    from pyseto import Key  # imported here: building the CLI parser must not pay for it
+
     try:
         return Key.from_paserk(paserk)
     except Exception as err:  # pyseto raises ValueError, but also others for odd input
@@ -283,6 +282,8 @@ def _verify(
         raise VerificationError(
             "unknown-key", f"The token was signed by key {kip}, which is not registered here."
         )
+
+    import pyseto
 
     try:
         decoded = pyseto.decode(_public_key(key.public), token)

@@ -107,10 +107,13 @@ class QtApprover(QObject):
         gone = pending.approval.gone
         assert gone is not None
         while not pending.event.is_set():
+            if self._closed:
+                return  # shutdown() resolves every pending request itself
             if gone.wait(0.5) and pending.resolve(
                 Decision.deny("cargo stopped waiting (interrupted?) before a decision")
             ):
-                self._cancel.emit(pending)
+                with contextlib.suppress(RuntimeError):  # the approver is being deleted
+                    self._cancel.emit(pending)
                 return
 
     # GUI thread --------------------------------------------------------------------------
