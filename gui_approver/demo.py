@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,6 +399,8 @@ def _run_cli(args: list[str], env: Mapping[str, str], what: str, timeout: float 
 def _fetch(url: str, timeout: float = 10.0) -> bytes:
     if not url.startswith("http://127.0.0.1:"):
         raise DemoError(f"refusing to fetch {url}: the demo registry is on 127.0.0.1")
+    import urllib.request  # only the demo needs it: keep the CLI's start light
+
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback http
         data: bytes = resp.read()
         return data
