@@ -1,5 +1,5 @@
 import sys
 
-from gui_approver.cli import main
+from gui_approver.cli.main import main
 
 sys.exit(main())

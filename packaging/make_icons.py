@@ -9,8 +9,8 @@ Outputs (all committed):
 * ``resources/icons/<name>.svg``: the masters (``app`` and the four tray states);
 * ``resources/icons/hicolor/{N}x{N}/apps/<APP_ID>.png`` and ``hicolor/scalable/apps/<APP_ID>.svg``:
   the application icon laid out like an icon theme, ready to copy into ``share/icons``;
-* ``gui_approver/icons/<name>.svg`` and ``<name>-<N>.png``: the runtime copies shipped in the
-  Python package (``gui_approver.desktop.icon_path(state, size)`` finds them).
+* ``gui_approver/desktop/icons/<name>.svg`` and ``<name>-<N>.png``: the runtime copies shipped in the
+  Python package (``gui_approver.desktop.integration.icon_path(state, size)`` finds them).
 
 Design rules for the tray states (they must read on light *and* dark panels, and must not rely
 on colour alone): every shape has a dark outer outline and a white inner outline around a
@@ -158,7 +158,7 @@ def render_png(svg_text: str, size: int, out: Path) -> None:
 def outputs(repo: Path = REPO) -> dict[Path, str | tuple[str, int]]:
     """Every output path -> SVG text, or (SVG text, size) for a PNG."""
     res = repo / "resources" / "icons"
-    pkg = repo / "gui_approver" / "icons"
+    pkg = repo / "gui_approver" / "desktop" / "icons"
     out: dict[Path, str | tuple[str, int]] = {}
     for name in NAMES:
         text = svg(name)

@@ -40,9 +40,9 @@ class Hit:
 
 
 def _paserk_of(secret: Any) -> str:
-    if hasattr(secret, "secret_paserk"):  # gui_approver.keys.SigningKey
+    if hasattr(secret, "secret_paserk"):  # gui_approver.core.keys.store.SigningKey
         secret = secret.secret_paserk()
-    if hasattr(secret, "expose"):  # gui_approver.protocol.Secret
+    if hasattr(secret, "expose"):  # gui_approver.secret.Secret
         secret = secret.expose()
     if not isinstance(secret, str) or not secret.startswith("k3.secret."):
         raise ValueError("expected a k3.secret PASERK, a Secret or a SigningKey")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gui_approver.audit import AuditLog
+from gui_approver.core.audit import AuditLog
 from gui_approver.ui.activity import ActivityWindow
 
 

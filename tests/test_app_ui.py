@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
-from gui_approver.keys import KeyStore, MemoryKeychain
-from gui_approver.protocol import Secret
-from gui_approver.settings import Settings
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.settings import Settings
+from gui_approver.secret import Secret
 from gui_approver.ui.app import GuiApp
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"

@@ -16,12 +16,12 @@ import pytest
 import tinyfs
 from leakscan import scan
 
-from gui_approver import audit
-from gui_approver.approval import Decision
-from gui_approver.audit import AuditError, AuditLog, read_recent
-from gui_approver.keys import KeyStore, MemoryKeychain, SigningKey
-from gui_approver.protocol import Provenance, parse_request
-from gui_approver.service import SigningService
+from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.core import audit
+from gui_approver.core.approval import Decision
+from gui_approver.core.audit import AuditError, AuditLog, read_recent
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+from gui_approver.core.service import SigningService
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 CKSUM = "ef" * 32
@@ -120,7 +120,7 @@ def test_garbage_lines_anywhere_are_skipped(tmp_path):
 
 _KILLED_WRITER = r"""
 import os, sys
-from gui_approver.audit import AuditLog, make_record, _encode
+from gui_approver.core.audit import AuditLog, make_record, _encode
 log = AuditLog(sys.argv[1])
 for i in range(100):
     log.record(decision="signed", reason=str(i))
@@ -154,7 +154,7 @@ def test_a_writer_killed_mid_record_loses_only_that_record(tmp_path):
 
 _LOOPING_WRITER = r"""
 import sys
-from gui_approver.audit import AuditLog
+from gui_approver.core.audit import AuditLog
 log = AuditLog(sys.argv[1])
 i = 0
 while True:
@@ -233,7 +233,7 @@ def test_an_unwritable_log_raises_a_clear_error(tmp_path):
 
 _FSIZE_WRITER = r"""
 import resource, signal, sys
-from gui_approver.audit import AuditLog, AuditError
+from gui_approver.core.audit import AuditLog, AuditError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 log = AuditLog(sys.argv[1])
 log.record(decision="signed", reason="before")

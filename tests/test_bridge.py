@@ -14,10 +14,11 @@ from pathlib import Path
 import pyseto
 import pytest
 
-from gui_approver import ipc, protocol
-from gui_approver.approval import Decision
-from gui_approver.keys import KeyStore, MemoryKeychain
-from gui_approver.service import SigningService, ipc_handler
+from gui_approver.client import protocol
+from gui_approver.core import ipc
+from gui_approver.core.approval import Decision
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.service import SigningService, ipc_handler
 
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
@@ -214,7 +215,7 @@ def test_stale_socket_is_replaced(runtime, tmp_path):
 
 
 def test_auto_started_app_does_not_inherit_code_loading_variables():
-    from gui_approver.bridge import app_environment
+    from gui_approver.client.bridge import app_environment
 
     env = app_environment({
         "DISPLAY": ":5", "WAYLAND_DISPLAY": "w", "XDG_RUNTIME_DIR": "/run/u",

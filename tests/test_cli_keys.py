@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver import cargo_config, ipc, protocol
+from gui_approver.client import protocol
+from gui_approver.core import cargo_config, ipc
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore
 from gui_approver.errors import KeychainLocked, KeychainUnavailable
-from gui_approver.keys import KeyringKeychain, KeyStore
-from gui_approver.verify import Expected, RegisteredKey, verify_token
+from gui_approver.registry.verify import Expected, RegisteredKey, verify_token
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "gui-approver")

@@ -22,11 +22,11 @@ import pytest
 from envtools import wait_for
 from leakscan import scan
 
-from gui_approver import audit, ipc
-from gui_approver.approval import ApprovalRequest, Decision
-from gui_approver.keys import KeyringKeychain, KeyStore, SigningKey
-from gui_approver.service import SigningService, ipc_handler
-from gui_approver.settings import Settings
+from gui_approver.core import audit, ipc
+from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
+from gui_approver.core.service import SigningService, ipc_handler
+from gui_approver.core.settings import Settings
 
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
@@ -263,7 +263,7 @@ def test_two_hundred_reads_in_process_all_answered(app_env, keyed_store):
     rest wait in the backlog; every one is answered (in-process clients: fast)."""
     import socket as socketlib
 
-    from gui_approver import protocol
+    from gui_approver.client import protocol
 
     store, _key = keyed_store
     _service, server = start_app(store, BarrierApprover(0), Settings())

@@ -1,4 +1,4 @@
-"""gui_approver.contents: finding, verifying and listing the .crate, safely.
+"""gui_approver.review.contents: finding, verifying and listing the .crate, safely.
 
 Hostile archives are built in memory (tests/hostile_archives.py); nothing is extracted. The
 real cargo's behaviour (where the .crate is while the publish request is pending) is checked
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gui_approver.contents import (
+from gui_approver.review.contents import (
     CargoContext,
     Limits,
     candidate_paths,

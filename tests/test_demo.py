@@ -16,7 +16,7 @@ from pathlib import Path
 import envtools
 import pytest
 
-from gui_approver import demo
+from gui_approver.demo import run as demo
 
 CLI = str(Path(sys.executable).parent / "gui-approver")
 # Where the real toolchain lives, read before any fixture swaps HOME or XDG dirs.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver import desktop
+from gui_approver.desktop import integration as desktop
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).parent / "gui-approver")

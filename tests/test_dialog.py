@@ -17,9 +17,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
-from gui_approver.approval import ApprovalRequest, Decision
-from gui_approver.protocol import Provenance, parse_request
-from gui_approver.settings import Settings
+from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.settings import Settings
 from gui_approver.ui import x11guard as xg
 from gui_approver.ui.app import QtApprover
 from gui_approver.ui.dialog import OWNERS_NOTE, ApprovalDialog

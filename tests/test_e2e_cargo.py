@@ -17,12 +17,12 @@ import pytest
 from leakscan import scan
 from PySide6.QtCore import Qt
 
-from gui_approver import tokens
-from gui_approver.keys import KeyringKeychain, KeyStore, SigningKey
-from gui_approver.registry import DemoRegistry
-from gui_approver.settings import Settings
+from gui_approver.core import tokens
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
+from gui_approver.core.settings import Settings
+from gui_approver.registry.server import DemoRegistry
+from gui_approver.registry.verify import RegisteredKey
 from gui_approver.ui.app import GuiApp
-from gui_approver.verify import RegisteredKey
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,7 @@ def test_publish_approved_lands_and_tokens_verify(harness, node_verifier):
 def harness_pem(harness) -> str:
     from cryptography.hazmat.primitives import serialization
 
-    from gui_approver.keys import parse_public_paserk
+    from gui_approver.core.keys.store import parse_public_paserk
 
     return parse_public_paserk(harness.record.public).public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

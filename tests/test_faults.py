@@ -25,8 +25,9 @@ import tinyfs
 from envtools import spawn, stop_process, wait_for
 from leakscan import scan
 
-from gui_approver import audit, ipc, protocol
-from gui_approver.keys import KeyringKeychain, KeyStore, MemoryKeychain, SigningKey
+from gui_approver.client import protocol
+from gui_approver.core import audit, ipc
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, MemoryKeychain, SigningKey
 
 VENV_BIN = Path(sys.executable).parent
 BRIDGE = str(VENV_BIN / "cargo-credential-gui-approver")

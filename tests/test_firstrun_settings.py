@@ -8,9 +8,9 @@ import pytest
 import shiboken6
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
-from gui_approver import settings as settings_mod
-from gui_approver.keys import KeyStore, MemoryKeychain
-from gui_approver.settings import Settings
+from gui_approver.core import settings as settings_mod
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.settings import Settings
 from gui_approver.ui import app as app_mod
 from gui_approver.ui.app import GuiApp, StatusWindow
 from gui_approver.ui.firstrun import FirstRunWindow, cargo_uses_bridge
@@ -93,7 +93,7 @@ def test_crates_io_registry_provider_counts_as_configured(cargo_home):
 def test_first_run_cargo_preview_writes_only_on_apply(qtbot, tmp_path, cargo_home,
                                                       monkeypatch):
     bridge = tmp_path / "bin" / "cargo-credential-gui-approver"
-    monkeypatch.setattr("gui_approver.cargo_config.bridge_path", lambda: str(bridge))
+    monkeypatch.setattr("gui_approver.core.cargo_config.bridge_path", lambda: str(bridge))
     win = FirstRunWindow(KeyStore(MemoryKeychain(), tmp_path / "k.json"),
                          cargo_home=cargo_home)
     qtbot.addWidget(win)

@@ -43,8 +43,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gui_approver import bridge, protocol
-from gui_approver.protocol import CredentialRequest, ProtocolError
+from gui_approver.client import bridge, protocol
+from gui_approver.client.protocol import CredentialRequest, ProtocolError
 
 #: Generated inputs per parser in a normal test run (plus RICH_EXAMPLES each).
 FUZZ_EXAMPLES = 10_000
@@ -467,7 +467,7 @@ def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
 
 def test_protocol_and_bridge_import_no_heavy_modules() -> None:
     """What keeps the bridge fast: no json/re/enum/typing/dataclasses/socket.py at start."""
-    code = ("import sys; before = set(sys.modules); import gui_approver.bridge; "
+    code = ("import sys; before = set(sys.modules); import gui_approver.client.bridge; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          check=True, cwd=str(Path(__file__).parent.parent)).stdout.split()

@@ -1,4 +1,4 @@
-"""gui_approver.history: the approved-publish history, comparisons and diffs."""
+"""gui_approver.review.history: the approved-publish history, comparisons and diffs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import hostile_archives as h
 import pytest
 
-from gui_approver.contents import inspect_crate_bytes
-from gui_approver.history import History, compare, default_root, unified_diff
+from gui_approver.review.contents import inspect_crate_bytes
+from gui_approver.review.history import History, compare, default_root, unified_diff
 
 REG = "sparse+http://127.0.0.1:8765/index/"
 OTHER = "sparse+https://other.example/index/"

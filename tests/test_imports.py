@@ -11,7 +11,9 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "gui_approver"
 CORE = sorted(
-    "gui_approver." + p.stem for p in PKG.glob("*.py") if p.stem not in ("__main__",)
+    "gui_approver." + ".".join(p.relative_to(PKG).with_suffix("").parts)
+    for p in PKG.rglob("*.py")
+    if p.stem not in ("__main__", "__init__") and p.relative_to(PKG).parts[0] != "ui"
 )
 
 
@@ -32,9 +34,10 @@ def test_core_modules_never_import_qt(module):
 
 
 def test_bridge_imports_only_stdlib_and_protocol():
-    loaded = imported_after("gui_approver.bridge")
+    loaded = imported_after("gui_approver.client.bridge")
     ours = {m for m in loaded if m.startswith("gui_approver")}
-    assert ours == {"gui_approver", "gui_approver.bridge", "gui_approver.protocol"}
+    assert ours == {"gui_approver", "gui_approver.client", "gui_approver.client.bridge",
+                    "gui_approver.client.protocol", "gui_approver.secret"}
     stdlib = set(sys.stdlib_module_names)
     third_party = {m for m in loaded if m.split(".")[0] not in stdlib and
                    not m.startswith("gui_approver") and not m.startswith("_")}

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from envtools import make_runtime_dir
 
-from gui_approver import ipc, protocol
+from gui_approver.client import protocol
+from gui_approver.core import ipc
 
 OTHER_USER = "gat-ipc-other"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
@@ -215,7 +216,7 @@ def test_another_user_is_refused_even_if_the_permissions_break(server, other_use
     shared_tmp.chmod(0o711)
     os.chmod(srv.directory, 0o711)
     os.chmod(srv.path, 0o666)
-    caplog.set_level(logging.WARNING, logger="gui_approver.ipc")
+    caplog.set_level(logging.WARNING, logger="gui_approver.core.ipc")
     result = as_user(other_user, SYSTEM_PYTHON, "-I", "-c", CLIENT, srv.path, credential_line())
     got = json.loads(result.stdout)
     assert got["connect"] == "ok" and got["received"] == "", (got, result.stderr)

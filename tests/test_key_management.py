@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from envtools import wait_for
 
-from gui_approver import ipc
-from gui_approver.approval import Decision
-from gui_approver.keys import KeyringKeychain, KeyStore
-from gui_approver.protocol import Provenance, Secret, parse_request
-from gui_approver.registry import DemoRegistry
-from gui_approver.service import SigningService
-from gui_approver.verify import Expected, RegisteredKey, verify_token
+from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.core import ipc
+from gui_approver.core.approval import Decision
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.service import SigningService
+from gui_approver.registry.server import DemoRegistry
+from gui_approver.registry.verify import Expected, RegisteredKey, verify_token
+from gui_approver.secret import Secret
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "gui-approver")
@@ -105,7 +106,7 @@ def test_idle_lock(app_env):
 
 def test_expired_key_never_signs(app_env):
     store = KeyStore(KeyringKeychain())
-    from gui_approver.keys import SigningKey
+    from gui_approver.core.keys.store import SigningKey
 
     store.add(SigningKey.generate(), registry="local", index_url=LOCAL, subject=None,
               expires="2000-01-01")

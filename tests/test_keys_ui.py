@@ -16,11 +16,11 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QWizard
 
-from gui_approver import cargo_config
+from gui_approver.core import cargo_config
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey, parse_public_paserk
 from gui_approver.errors import WrongPassphrase
-from gui_approver.keys import KeyringKeychain, KeyStore, SigningKey, parse_public_paserk
-from gui_approver.protocol import Secret
-from gui_approver.registry import DemoRegistry
+from gui_approver.registry.server import DemoRegistry
+from gui_approver.secret import Secret
 from gui_approver.ui.keys import (
     COLUMNS,
     KeyManagerWindow,

@@ -7,7 +7,7 @@ import base64
 import pytest
 from leakscan import scan, secret_forms
 
-from gui_approver.keys import SigningKey
+from gui_approver.core.keys.store import SigningKey
 
 
 @pytest.mark.parametrize("form", ["paserk", "raw", "hex", "HEX", "b64", "b64url"])

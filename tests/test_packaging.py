@@ -17,8 +17,9 @@ from pathlib import Path
 import envtools
 import pytest
 
-from gui_approver import __version__, protocol
-from gui_approver.cli import build_parser
+from gui_approver import __version__
+from gui_approver.cli.main import build_parser
+from gui_approver.client import protocol
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -97,10 +98,11 @@ def test_wheel_and_sdist_install_with_pipx(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = zf.read(f"gui_approver-{__version__}.dist-info/entry_points.txt")
-    assert "gui_approver/desktop.py" in names and "gui_approver/demo.py" in names
-    assert "gui_approver/icons/idle-22.png" in names and "gui_approver/icons/app.svg" in names
-    assert b"gui-approver = gui_approver.cli:main" in entry_points
-    assert b"cargo-credential-gui-approver = gui_approver.bridge:main" in entry_points
+    assert "gui_approver/desktop/integration.py" in names and "gui_approver/demo/run.py" in names
+    assert "gui_approver/desktop/icons/idle-22.png" in names
+    assert "gui_approver/desktop/icons/app.svg" in names
+    assert b"gui-approver = gui_approver.cli.main:main" in entry_points
+    assert b"cargo-credential-gui-approver = gui_approver.client.bridge:main" in entry_points
 
     pipx_env = dict(env, PIPX_HOME=str(tmp_path / "pipx"), PIPX_BIN_DIR=str(tmp_path / "bin"),
                     PIPX_MAN_DIR=str(tmp_path / "man"))
@@ -129,7 +131,7 @@ def test_wheel_and_sdist_install_with_pipx(tmp_path):
     entry = (Path(os.environ["XDG_CONFIG_HOME"]) / "autostart" / "gui-approver.desktop")
     assert f"Exec={venv_bin / 'gui-approver'} app" in entry.read_text()
     icon = subprocess.run([str(venv_bin / "python"), "-c",
-                           "from gui_approver.desktop import icon_path; "
+                           "from gui_approver.desktop.integration import icon_path; "
                            "print(icon_path('pending', 22))"], capture_output=True, text=True)
     assert icon.returncode == 0 and Path(icon.stdout.strip()).is_file(), icon.stderr
 
@@ -195,7 +197,7 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
              ("PySide6", "shiboken6", "cryptography", "keyring", "pyseto", "jeepney")}
     assert heavy == set()
     assert {n for n in pyz.toc if n.startswith("gui_approver")} == {
-        "gui_approver", "gui_approver.protocol"}
+        "gui_approver", "gui_approver.client.protocol"}
 
     env = dict(app_env)
     env["PATH"] = "/usr/bin:/bin"  # nothing from the venv: the bundle must stand alone
@@ -240,7 +242,7 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
     try:
         assert answer["Ok"]["token"].startswith("v3.public."), answer
     finally:
-        from gui_approver import ipc
+        from gui_approver.core import ipc
 
         pong = ipc.ping(sock_dir)
         assert pong is not None, "the auto-started app is not answering"
@@ -291,7 +293,7 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
 
 
 def _no_answer(sock_dir: str) -> bool:
-    from gui_approver import ipc
+    from gui_approver.core import ipc
 
     return ipc.ping(sock_dir, timeout=0.5) is None
 
@@ -309,7 +311,7 @@ def _proc_state(pid: int) -> bytes:
 def test_macos_launch_agent_plist():
     import plistlib
 
-    from gui_approver.desktop import APP_ID
+    from gui_approver.desktop.integration import APP_ID
 
     with open(REPO / "packaging" / "macos" / f"{APP_ID}.plist", "rb") as fh:
         plist = plistlib.load(fh)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver import protocol
-from gui_approver.protocol import ProtocolError, parse_request
+from gui_approver.client import protocol
+from gui_approver.client.protocol import ProtocolError, parse_request
 
 GOLDEN = Path(__file__).parent / "golden"
 REQUESTS = (GOLDEN / "requests.jsonl").read_text().splitlines()

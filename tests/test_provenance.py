@@ -1,4 +1,4 @@
-"""gui_approver.provenance against real process trees.
+"""gui_approver.review.requester against real process trees.
 
 A stand-in for cargo is the Python interpreter reached through a symlink named ``cargo``
 (so the kernel calls the process ``cargo``) reading its program from stdin (so its command
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver.protocol import Provenance
-from gui_approver.provenance import cargo_subcommand, resolve_requester
+from gui_approver.client.protocol import Provenance
+from gui_approver.review.requester import cargo_subcommand, resolve_requester
 
 BRIDGE = (
     "import os, sys\n"

@@ -1,4 +1,4 @@
-"""Tests for gui_approver.registry: the demo sparse registry, over HTTP and with the real cargo."""
+"""Tests for gui_approver.registry.server: the demo sparse registry, over HTTP and with cargo."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gui_approver.registry import (
+from gui_approver.registry.server import (
     DemoRegistry,
     add_key_to_file,
     add_registry_parsers,
     index_path,
     is_loopback,
 )
-from gui_approver.verify import RegisteredKey
+from gui_approver.registry.verify import RegisteredKey
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -570,7 +570,7 @@ def test_cli_demo_registry_serves_until_sigterm(tmp_path: Path, kp: KeyPair) -> 
     other = KeyPair()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "gui_approver.registry", "demo-registry"),
+            *(sys.executable, "-m", "gui_approver.registry.server", "demo-registry"),
             *("--data", str(data), "--port", "0", "--key", other.public, "--subject", "o"),
         ],
         stdout=subprocess.PIPE,

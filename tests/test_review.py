@@ -1,4 +1,4 @@
-"""gui_approver.review: the bounded inspection, the workspace batch, and the whole issue end
+"""gui_approver.review.request: the bounded inspection, the workspace batch, and the whole issue end
 to end with the real cargo 1.95.
 
 The end-to-end tests run the app's real IPC server and SigningService in-process with an
@@ -23,15 +23,17 @@ import hostile_archives as h
 import pyseto
 import pytest
 
-from gui_approver.approval import ApprovalRequest, Decision
-from gui_approver.contents import CrateContents, inspect_crate_bytes
-from gui_approver.history import History
-from gui_approver.ipc import UnixSocketServer
-from gui_approver.keys import KeyStore, MemoryKeychain
-from gui_approver.protocol import Provenance, parse_request
-from gui_approver.provenance import resolve_requester
-from gui_approver.registry import DemoRegistry
-from gui_approver.review import (
+from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.ipc import UnixSocketServer
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.service import SigningService, ipc_handler
+from gui_approver.core.settings import Settings
+from gui_approver.registry.server import DemoRegistry
+from gui_approver.registry.verify import RegisteredKey
+from gui_approver.review.contents import CrateContents, inspect_crate_bytes
+from gui_approver.review.history import History
+from gui_approver.review.request import (
     OWNERS_NOTE,
     BatchApproval,
     Candidate,
@@ -42,9 +44,7 @@ from gui_approver.review import (
     run_key_for_pid,
     split_crate_filename,
 )
-from gui_approver.service import SigningService, ipc_handler
-from gui_approver.settings import Settings
-from gui_approver.verify import RegisteredKey
+from gui_approver.review.requester import resolve_requester
 
 REG = "sparse+http://127.0.0.1:8765/index/"
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
@@ -171,8 +171,8 @@ def test_workspace_review_lists_fresh_crates_once_per_run(tmp_path):
 
 
 def test_workspace_review_prefers_the_files_cargo_holds_open(tmp_path):
-    from gui_approver.contents import CargoContext
-    from gui_approver.provenance import ProcessInfo, RequesterInfo
+    from gui_approver.review.contents import CargoContext
+    from gui_approver.review.requester import ProcessInfo, RequesterInfo
 
     files = packaged(tmp_path, ["one", "two", "three"])
     ctx = CargoContext(cwd=str(tmp_path), open_crates=(str(files["one"][0]),
@@ -205,7 +205,7 @@ def crate_in(tmp_path, name="foo"):
 
 
 def test_inspection_is_bounded_and_a_timeout_is_could_not_verify(tmp_path, monkeypatch):
-    import gui_approver.review as review_mod
+    import gui_approver.review.request as review_mod
 
     d, data = crate_in(tmp_path)
     release, entered = threading.Event(), threading.Event()
@@ -236,7 +236,7 @@ def test_inspection_is_bounded_and_a_timeout_is_could_not_verify(tmp_path, monke
 
 
 def test_inspection_errors_are_could_not_verify(tmp_path, monkeypatch):
-    import gui_approver.review as review_mod
+    import gui_approver.review.request as review_mod
 
     def broken(*args, **kw):
         raise RuntimeError("boom")

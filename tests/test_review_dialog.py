@@ -1,4 +1,4 @@
-"""The approval dialog showing a :class:`~gui_approver.review.RequestReview` (issue #4: "show
+"""The approval dialog showing a RequestReview (issue #4: "show
 exactly what is being signed"), offscreen with pytest-qt; and the whole path with the real
 cargo (``cargo publish --workspace`` approved once with "Approve all listed")."""
 
@@ -19,15 +19,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
 from test_e2e_cargo import PUBLISH, cargo, harness, make_crate  # noqa: F401 - harness: fixture
 
-from gui_approver.approval import ApprovalRequest, Decision
-from gui_approver.contents import CrateContents, inspect_crate_bytes
-from gui_approver.history import History, compare, unified_diff
-from gui_approver.keys import KeyStore, MemoryKeychain
-from gui_approver.protocol import Provenance, parse_request
-from gui_approver.provenance import RequesterInfo
-from gui_approver.review import Candidate, Inspector, RequestReview, WorkspaceReview
-from gui_approver.service import SigningService
-from gui_approver.settings import Settings
+from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.service import SigningService
+from gui_approver.core.settings import Settings
+from gui_approver.review.contents import CrateContents, inspect_crate_bytes
+from gui_approver.review.history import History, compare, unified_diff
+from gui_approver.review.request import Candidate, Inspector, RequestReview, WorkspaceReview
+from gui_approver.review.requester import RequesterInfo
 from gui_approver.ui.app import QtApprover
 from gui_approver.ui.dialog import ApprovalDialog
 

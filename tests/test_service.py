@@ -9,12 +9,12 @@ import threading
 import pyseto
 import pytest
 
-from gui_approver import protocol
-from gui_approver.approval import ApprovalRequest, Decision, is_loopback_index
-from gui_approver.keys import KeyStore, MemoryKeychain, SigningKey
-from gui_approver.protocol import Provenance, parse_request
-from gui_approver.service import SigningService
-from gui_approver.settings import Settings
+from gui_approver.client import protocol
+from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.core.approval import ApprovalRequest, Decision, is_loopback_index
+from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+from gui_approver.core.service import SigningService
+from gui_approver.core.settings import Settings
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 REMOTE = "sparse+https://registry.example.com/index/"

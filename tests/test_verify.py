@@ -1,4 +1,4 @@
-"""Tests for gui_approver.verify: the registry side of RFC 3231.
+"""Tests for gui_approver.registry.verify: the registry side of RFC 3231.
 
 Tokens are built here with pyseto directly, shaped exactly like cargo's ``cargo:paseto``
 provider makes them (compact JSON payload in the order iat, sub, mutation, name, vers, cksum;
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gui_approver.verify import (
+from gui_approver.registry.verify import (
     Expected,
     RegisteredKey,
     VerificationError,

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver import audit
+from gui_approver.core import audit
 
 COLUMNS = ("Time", "Decision", "Operation", "Crate", "Version", "Registry", "Requester",
            "Reason")

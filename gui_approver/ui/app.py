@@ -25,13 +25,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver import __version__, ipc
-from gui_approver.approval import ApprovalRequest, Decision
-from gui_approver.keys import KeyringKeychain, KeyStore
-from gui_approver.service import SignEvent, SigningService, ipc_handler
-from gui_approver.settings import Settings
-from gui_approver.settings import default_path as default_settings_path
-from gui_approver.settings import load as load_settings
+from gui_approver import __version__
+from gui_approver.core import ipc
+from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.service import SignEvent, SigningService, ipc_handler
+from gui_approver.core.settings import Settings
+from gui_approver.core.settings import default_path as default_settings_path
+from gui_approver.core.settings import load as load_settings
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.dialog import ApprovalDialog
@@ -70,7 +71,7 @@ class Pending:
 
 
 class QtApprover(QObject):
-    """Implements :class:`gui_approver.approval.Approver` with one dialog at a time."""
+    """Implements :class:`gui_approver.core.approval.Approver` with one dialog at a time."""
 
     _submit = Signal(object)
     _cancel = Signal(object)
@@ -216,7 +217,7 @@ class QtApprover(QObject):
 
 def make_icon(state: str = "idle") -> QIcon:
     """The tray icon for ``state`` (idle, pending, locked, auto): distinct shapes, not colours."""
-    from gui_approver.desktop import icon_path
+    from gui_approver.desktop.integration import icon_path
 
     icon = QIcon()
     for size in (16, 22, 24, 32, 48, 64):

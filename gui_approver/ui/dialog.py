@@ -57,9 +57,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.approval import ApprovalRequest
-from gui_approver.contents import human_size
-from gui_approver.review import RequestReview
+from gui_approver.core.approval import ApprovalRequest
+from gui_approver.review.contents import human_size
+from gui_approver.review.request import RequestReview
 from gui_approver.ui.guard import InputGuard, default_guard
 
 log = logging.getLogger(__name__)

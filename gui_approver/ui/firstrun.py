@@ -10,8 +10,8 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from gui_approver import cargo_config
-from gui_approver.keys import KeyStore
+from gui_approver.core import cargo_config
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.ui.keys import CargoConfigView, NewKeyWizard
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The key manager: a window listing the keys, the new-key wizard, and the rotate, delete and
-import-from-cargo flows. They mirror ``gui-approver key ...`` (gui_approver/cli.py): same
+import-from-cargo flows. They mirror ``gui-approver key ...`` (gui_approver/cli/main.py): same
 steps, same wording.
 
 Every string that comes from a file, a registry or the user (registry names, URLs, subjects,
@@ -48,11 +48,11 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from gui_approver import cargo_config
-from gui_approver.approval import is_loopback_index
+from gui_approver.core import cargo_config
+from gui_approver.core.approval import is_loopback_index
+from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey, parse_public_paserk
 from gui_approver.errors import GuiApproverError
-from gui_approver.keys import KeyRecord, KeyStore, SigningKey, parse_public_paserk
-from gui_approver.protocol import Secret
+from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
 
 #: Columns of the key table, in order.
@@ -388,8 +388,8 @@ class DemoRegistryBox(QGroupBox):
             self.dir_edit.setText(chosen)
 
     def register(self) -> bool:
-        from gui_approver.registry import KEYS_FILE, add_key_to_file
-        from gui_approver.verify import RegisteredKey
+        from gui_approver.registry.server import KEYS_FILE, add_key_to_file
+        from gui_approver.registry.verify import RegisteredKey
 
         text = self.dir_edit.text().strip()
         if not text or not self._public:
@@ -1477,8 +1477,8 @@ def run_keys_window() -> int:
     """``gui-approver keys``: the key manager on its own (its own process and KeyStore)."""
     import signal
 
-    from gui_approver.keys import KeyringKeychain
-    from gui_approver.settings import load as load_settings
+    from gui_approver.core.keys.store import KeyringKeychain
+    from gui_approver.core.settings import load as load_settings
 
     existing = QApplication.instance()
     if isinstance(existing, QApplication):

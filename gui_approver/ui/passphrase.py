@@ -1,6 +1,6 @@
 """The passphrase prompt for passphrase-protected keys, and :class:`QtUnlocker`.
 
-``QtUnlocker`` implements :data:`gui_approver.keys.Unlocker` (``(record, why) -> Secret |
+``QtUnlocker`` implements :data:`gui_approver.core.keys.store.Unlocker` (``(record, why) -> Secret |
 None``). The signing service calls it from a worker thread; like ``QtApprover`` it hands the
 question to the GUI thread through a queued signal and waits on a ``threading.Event`` with a
 timeout (no answer = None = nothing is signed). Called on the GUI thread itself it runs a
@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.keys import KeyRecord
-from gui_approver.protocol import Secret
+from gui_approver.core.keys.store import KeyRecord
+from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
 
 #: How long a worker waits for the passphrase before giving up (the bridge's own limit).
@@ -203,7 +203,7 @@ class _Ask:
 
 
 class QtUnlocker(QObject):
-    """A :data:`gui_approver.keys.Unlocker` that asks in a dialog; create it on the GUI thread.
+    """A :data:`~gui_approver.core.keys.store.Unlocker` asking in a dialog (GUI thread only).
 
     Install it with ``store.unlocker = QtUnlocker()`` (or ``KeyStore(..., unlocker=...)``).
     One dialog at a time; further questions queue. Cancel, closing the dialog, the timeout

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver import settings as settings_mod
-from gui_approver.settings import Settings
+from gui_approver.core import settings as settings_mod
+from gui_approver.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from gui_approver.cli import main
+from gui_approver.cli.main import main
 
 sys.exit(main())

@@ -29,8 +29,8 @@ def child(out: Path) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QWidget
 
-    from gui_approver import settings as settings_mod
-    from gui_approver.keys import KeyStore, MemoryKeychain
+    from gui_approver.core import settings as settings_mod
+    from gui_approver.core.keys.store import KeyStore, MemoryKeychain
     from gui_approver.ui.app import GuiApp
     from gui_approver.ui.settings_window import SettingsWindow
 

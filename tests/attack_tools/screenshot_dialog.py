@@ -33,10 +33,10 @@ def sample_review(request: object, tmp: Path) -> object:
     sys.path.insert(0, str(REPO / "tests"))
     import hostile_archives as h
 
-    from gui_approver.contents import inspect_crate_bytes
-    from gui_approver.history import History, compare, unified_diff
-    from gui_approver.provenance import RequesterInfo
-    from gui_approver.review import RequestReview
+    from gui_approver.review.contents import inspect_crate_bytes
+    from gui_approver.review.history import History, compare, unified_diff
+    from gui_approver.review.request import RequestReview
+    from gui_approver.review.requester import RequesterInfo
 
     files = {
         "src/lib.rs": b"//! Frobnicate tokio streams.\npub mod frob;\npub use frob::frobnicate;\n",
@@ -75,9 +75,9 @@ def child(out: Path, arming: bool, review: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui_approver.approval import ApprovalRequest
-    from gui_approver.keys import KeyRecord
-    from gui_approver.protocol import Provenance, parse_request
+    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.core.approval import ApprovalRequest
+    from gui_approver.core.keys.store import KeyRecord
     from gui_approver.ui.a11y import install_accessibility_factory
     from gui_approver.ui.dialog import ApprovalDialog
 

@@ -37,8 +37,8 @@ def render(out: Path, tmp: Path) -> list[Path]:
     # Imported only now: the environment (keychain bus, XDG dirs, platform) is in place.
     from PySide6.QtWidgets import QApplication
 
-    from gui_approver.keys import KeyringKeychain, KeyStore
-    from gui_approver.protocol import Secret
+    from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+    from gui_approver.secret import Secret
     from gui_approver.ui.keys import KeyManagerWindow, NewKeyWizard
 
     app = QApplication.instance() or QApplication(["gui-approver"])

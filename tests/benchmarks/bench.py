@@ -157,7 +157,7 @@ def rss_mb(pid: int) -> float:
 
 
 def ping(socket_dir: str) -> dict[str, Any] | None:
-    from gui_approver import ipc
+    from gui_approver.core import ipc
 
     return ipc.ping(socket_dir, timeout=0.5)
 
@@ -177,7 +177,7 @@ def publish_request(index: str, n: int) -> dict[str, Any]:
 #: credential-provider array configure-cargo could write instead of the console script.
 LAUNCHER = [PY, "-I", "-S", "-c",
             f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "from gui_approver.bridge import main; main()"]
+            "from gui_approver.client.bridge import main; main()"]
 
 
 def bridge_once(env: dict[str, str], request: dict[str, Any], bridge: str | list[str] = BRIDGE
@@ -197,7 +197,7 @@ def bridge_once(env: dict[str, str], request: dict[str, Any], bridge: str | list
 
 CONSOLE_SCRIPT = """#!{python}
 import sys
-from gui_approver.bridge import main
+from gui_approver.client.bridge import main
 if __name__ == '__main__':
     sys.argv[0] = sys.argv[0].removesuffix('.exe')
     sys.exit(main())
@@ -224,7 +224,7 @@ class App:
     """``gui-approver app ...`` as a subprocess."""
 
     def __init__(self, env: dict[str, str], *args: str, log: Path) -> None:
-        from gui_approver import protocol
+        from gui_approver.client import protocol
 
         self.socket_dir = protocol.socket_dir(env)
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
@@ -262,9 +262,9 @@ class App:
 
 def serve_registry(args: argparse.Namespace) -> int:
     """The demo registry, plus one accepted plain token (bench-only, for row 2)."""
-    from gui_approver.keys import SigningKey
-    from gui_approver.registry import DemoRegistry
-    from gui_approver.verify import RegisteredKey
+    from gui_approver.core.keys.store import SigningKey
+    from gui_approver.registry.server import DemoRegistry
+    from gui_approver.registry.verify import RegisteredKey
 
     plain_user = RegisteredKey(public=SigningKey.generate().public_paserk,
                                subject="plain-token-user")
@@ -339,9 +339,9 @@ class Bench:
         self.app.wait_ready()
 
     def setup_keys_and_cargo(self) -> None:
-        from gui_approver.keys import SigningKey
-        from gui_approver.registry import add_key_to_file
-        from gui_approver.verify import RegisteredKey
+        from gui_approver.core.keys.store import SigningKey
+        from gui_approver.registry.server import add_key_to_file
+        from gui_approver.registry.verify import RegisteredKey
 
         out = subprocess.run([CLI, "key", "new", "--registry", "local", "--index", self.index,
                               "--json"], env=self.env, capture_output=True, text=True,
@@ -497,9 +497,9 @@ def _dialog_latencies(b: Bench) -> list[float]:
     from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui_approver import protocol
-    from gui_approver.keys import KeyStore, MemoryKeychain
-    from gui_approver.settings import Settings
+    from gui_approver.client import protocol
+    from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+    from gui_approver.core.settings import Settings
     from gui_approver.ui.app import GuiApp
 
     app = QApplication.instance() or QApplication([])
@@ -640,7 +640,7 @@ def _ipc_burst(path: str, message: bytes, n: int) -> tuple[float, int]:
 
 
 def bench_concurrent(b: Bench, n: int = 200) -> list[Row]:
-    from gui_approver import protocol
+    from gui_approver.client import protocol
 
     procs_row = Row("6", f"{n} concurrent reads: {n} bridge processes", target="<= 2 s")
     ipc_row = Row("6", f"{n} concurrent reads: {n} IPC clients (app only)", target="<= 2 s")

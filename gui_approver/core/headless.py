@@ -17,11 +17,11 @@ import signal
 import sys
 import threading
 
-from gui_approver import ipc
-from gui_approver.approval import ApprovalRequest, Approver, Decision, DenyAll
-from gui_approver.keys import KeyringKeychain, KeyStore
-from gui_approver.service import SigningService, ipc_handler
-from gui_approver.settings import load as load_settings
+from gui_approver.core import ipc
+from gui_approver.core.approval import ApprovalRequest, Approver, Decision, DenyAll
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.service import SigningService, ipc_handler
+from gui_approver.core.settings import load as load_settings
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def _setup_logging(verbose: bool, to_file: bool = False) -> None:
 
 
 def _store() -> Any:
-    from gui_approver.keys import KeyringKeychain, KeyStore
+    from gui_approver.core.keys.store import KeyringKeychain, KeyStore
 
     return KeyStore(KeyringKeychain())
 
@@ -58,7 +58,7 @@ def _print_json(obj: Any) -> None:
 def cmd_app(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, to_file=True)
     if args.no_gui:
-        from gui_approver.headless import run_headless
+        from gui_approver.core.headless import run_headless
 
         return run_headless(auto_approve_loopback=args.auto_approve_loopback)
     from gui_approver.ui.app import run_app
@@ -100,7 +100,7 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> Any:
     """The passphrase from --passphrase-file (``-`` = stdin) or a tty prompt, else None."""
     from pathlib import Path
 
-    from gui_approver.protocol import Secret
+    from gui_approver.secret import Secret
 
     source = getattr(args, "passphrase_file", None)
     if source:
@@ -141,7 +141,7 @@ def _print_new_key(rec: Any, heading: str) -> None:
 
 
 def cmd_key_new(args: argparse.Namespace) -> int:
-    from gui_approver import cargo_config
+    from gui_approver.core import cargo_config
 
     index = args.index or cargo_config.registry_index(args.registry)
     if not index:
@@ -171,7 +171,7 @@ def _find(store: Any, registry: str) -> Any:
 
 
 def cmd_key_show(args: argparse.Namespace) -> int:
-    from gui_approver.keys import parse_public_paserk
+    from gui_approver.core.keys.store import parse_public_paserk
 
     rec = _find(_store(), args.registry)
     if args.pem:
@@ -213,7 +213,7 @@ def cmd_key_export(args: argparse.Namespace) -> int:
     """Print the PUBLIC key (the secret never leaves the keychain)."""
     from cryptography.hazmat.primitives import serialization
 
-    from gui_approver.keys import parse_public_paserk
+    from gui_approver.core.keys.store import parse_public_paserk
 
     store = _store()
     rec = store.find_pending(args.registry) if args.pending else _find(store, args.registry)
@@ -255,8 +255,8 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_key_import_cargo(args: argparse.Namespace) -> int:
-    from gui_approver import cargo_config
-    from gui_approver.keys import SigningKey
+    from gui_approver.core import cargo_config
+    from gui_approver.core.keys.store import SigningKey
 
     found = [f for f in cargo_config.find_cargo_secrets()
              if args.registry is None or f.registry == args.registry]
@@ -310,7 +310,7 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
 
 
 def cmd_key_lock(args: argparse.Namespace) -> int:
-    from gui_approver import ipc
+    from gui_approver.core import ipc
 
     reply = ipc.request_lock()
     if reply is None:
@@ -349,7 +349,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_configure_cargo(args: argparse.Namespace) -> int:
-    from gui_approver import cargo_config
+    from gui_approver.core import cargo_config
 
     index = args.index or cargo_config.registry_index(args.registry)
     change = cargo_config.plan_configure(args.registry, index, bridge=args.bridge)
@@ -369,7 +369,8 @@ def cmd_configure_cargo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gui_approver import ipc, protocol
+    from gui_approver.client import protocol
+    from gui_approver.core import ipc
 
     pong = ipc.ping()
     info: dict[str, Any] = {
@@ -482,7 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     kw = sub.add_parser("keys", help="open the key manager window")
     kw.set_defaults(func=cmd_keys)
 
-    from gui_approver import demo, desktop, registry, verify
+    from gui_approver.demo import run as demo
+    from gui_approver.desktop import integration as desktop
+    from gui_approver.registry import server as registry
+    from gui_approver.registry import verify
 
     verify.add_verify_parser(sub)
     desktop.add_parsers(sub)

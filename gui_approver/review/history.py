@@ -15,7 +15,7 @@ number (``Cargo.toml``, ``Cargo.toml.orig``, ``Cargo.lock``) are listed apart, s
 bump plus one edited file shows exactly that file. :func:`unified_diff` shows a changed text
 file (bounded; binary files are marked as such).
 
-All inputs are data (:class:`~gui_approver.contents.CrateContents` of a verified crate,
+All inputs are data (:class:`~gui_approver.review.contents.CrateContents` of a verified crate,
 :class:`HistoryEntry`); nothing here shows anything.
 """
 
@@ -33,7 +33,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from gui_approver.contents import (
+from gui_approver.fsutil import atomic_write as _atomic_write
+from gui_approver.review.contents import (
     CrateContents,
     FileEntry,
     MiB,
@@ -42,7 +43,6 @@ from gui_approver.contents import (
     read_member,
     safe_read,
 )
-from gui_approver.fsutil import atomic_write as _atomic_write
 
 FORMAT: Final = 1
 DEFAULT_MAX_BYTES: Final = 50 * 1_000_000

@@ -614,7 +614,7 @@ def read_member(
 @dataclass(frozen=True)
 class CargoContext:
     """What is known about the requesting cargo process (from
-    :mod:`gui_approver.provenance`; plain data so this module needs no psutil)."""
+    :mod:`gui_approver.review.requester`; plain data so this module needs no psutil)."""
 
     cwd: str | None = None
     cmdline: tuple[str, ...] = ()

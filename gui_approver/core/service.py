@@ -1,9 +1,9 @@
 """The signing service: turns one cargo request into one cargo answer. Qt-free.
 
-Every mutation goes through the injected :class:`~gui_approver.approval.Approver` (or the
+Every mutation goes through the injected :class:`~gui_approver.core.approval.Approver` (or the
 explicit ``--auto-approve-loopback`` policy) before the key is touched; any doubt denies.
 
-Every decision is recorded in the :class:`~gui_approver.audit.AuditLog` (fsync-ed) before a
+Every decision is recorded in the :class:`~gui_approver.core.audit.AuditLog` (fsync-ed) before a
 token leaves the service; a token whose record cannot be written is thrown away and the
 request denied.
 """
@@ -16,22 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from gui_approver import protocol, tokens
-from gui_approver.approval import (
+from gui_approver.client import protocol
+from gui_approver.client.protocol import CredentialRequest, IpcRequest, Provenance
+from gui_approver.core import tokens
+from gui_approver.core.approval import (
     ApprovalRequest,
     Approver,
     Decision,
     decide_safely,
     is_loopback_index,
 )
-from gui_approver.audit import AuditError, AuditLog, token_fingerprint
-from gui_approver.contents import CrateContents
+from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey
+from gui_approver.core.settings import Settings
 from gui_approver.errors import GuiApproverError, KeyExists
-from gui_approver.history import History
-from gui_approver.keys import KeyRecord, KeyStore, SigningKey
-from gui_approver.protocol import CredentialRequest, IpcRequest, Provenance
-from gui_approver.provenance import RequesterInfo
-from gui_approver.review import (
+from gui_approver.review.contents import CrateContents
+from gui_approver.review.history import History
+from gui_approver.review.request import (
     BatchApproval,
     Candidate,
     Inspector,
@@ -39,7 +40,7 @@ from gui_approver.review import (
     WorkspaceReview,
     run_key_for_pid,
 )
-from gui_approver.settings import Settings
+from gui_approver.review.requester import RequesterInfo
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +412,7 @@ class SigningService:
 def ipc_handler(
     service: SigningService,
 ) -> Callable[[IpcRequest, Callable[[float], None]], tuple[dict[str, Any], str | None]]:
-    """Adapt the service to :class:`gui_approver.ipc.UnixSocketServer`."""
+    """Adapt the service to :class:`gui_approver.core.ipc.UnixSocketServer`."""
 
     def handle(
         message: IpcRequest, send_ack: Callable[[float], None]

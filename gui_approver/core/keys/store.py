@@ -34,7 +34,7 @@ from gui_approver.errors import (
     WrongPassphrase,
 )
 from gui_approver.fsutil import atomic_write as _atomic_write
-from gui_approver.protocol import Secret
+from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 

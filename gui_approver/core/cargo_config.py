@@ -19,7 +19,7 @@ import tomlkit
 import tomlkit.items
 
 from gui_approver.errors import ConfigError
-from gui_approver.protocol import Secret
+from gui_approver.secret import Secret
 
 CRATES_IO = "crates-io"
 CRATES_IO_INDEX = "https://github.com/rust-lang/crates.io-index"

@@ -12,10 +12,10 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gui_approver.protocol import MUTATIONS, CredentialRequest
+from gui_approver.client.protocol import MUTATIONS, CredentialRequest
 
 if TYPE_CHECKING:
-    from gui_approver.keys import SigningKey
+    from gui_approver.core.keys.store import SigningKey
 
 
 def format_iat(now_ns: int | None = None) -> str:

@@ -2,7 +2,7 @@
 
 Only connections from our own uid (``SO_PEERCRED``) are served. One JSON message per line,
 bounded in size, with a timeout on every read; anything malformed is logged and dropped
-without being acted on. The parsing is :func:`gui_approver.protocol.parse_ipc_request`, a
+without being acted on. The parsing is :func:`gui_approver.client.protocol.parse_ipc_request`, a
 pure function. A ``flock`` on ``app.lock`` makes the app a single instance and lets the
 lock holder replace a stale socket without ever unlinking a live one.
 
@@ -31,8 +31,9 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from gui_approver import __version__, protocol
-from gui_approver.protocol import IpcRequest
+from gui_approver import __version__
+from gui_approver.client import protocol
+from gui_approver.client.protocol import IpcRequest
 
 log = logging.getLogger(__name__)
 

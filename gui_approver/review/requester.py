@@ -28,8 +28,8 @@ from typing import Final
 
 import psutil
 
-from gui_approver.contents import CargoContext, escape_text
-from gui_approver.protocol import Provenance
+from gui_approver.client.protocol import Provenance
+from gui_approver.review.contents import CargoContext, escape_text
 
 MAX_DEPTH: Final = 8
 MAX_ARGS: Final = 64

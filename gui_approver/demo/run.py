@@ -8,7 +8,7 @@ at the end (also on Ctrl-C or SIGTERM):
 * its own XDG config/data/state/cache dirs and XDG_RUNTIME_DIR (so its app instance, socket
   and key index are separate from a gui-approver you may be running), and its own CARGO_HOME
   (so your ``~/.cargo/config.toml`` and credentials are never read or written);
-* the demo registry (``gui_approver.registry.DemoRegistry``) on 127.0.0.1, which verifies
+* the demo registry (``gui_approver.registry.server.DemoRegistry``) on 127.0.0.1, which verifies
   every token;
 * a small generated crate, published with the real ``cargo publish``.
 
@@ -419,9 +419,10 @@ def _has_display(env: Mapping[str, str]) -> bool:
 
 def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> dict[str, Any]:
     """Run the whole demo; returns what was published. Cleans up everything it made."""
-    from gui_approver import ipc, protocol
-    from gui_approver.registry import DemoRegistry, index_path
-    from gui_approver.verify import RegisteredKey
+    from gui_approver.client import protocol
+    from gui_approver.core import ipc
+    from gui_approver.registry.server import DemoRegistry, index_path
+    from gui_approver.registry.verify import RegisteredKey
 
     started = time.monotonic()
     cargo = find_cargo()

@@ -21,6 +21,8 @@ import _json as _cjson
 import os
 import stat
 
+from gui_approver.secret import Secret
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any, Final, NoReturn, TypeVar
@@ -139,29 +141,6 @@ def _json_dumps(obj: Any, *, ensure_ascii: bool) -> str:
 
 class ProtocolError(ValueError):
     """Input that does not follow the protocol. ``str()`` is a sentence for the user."""
-
-
-class Secret:
-    """A string that never shows itself in ``repr``/``str``/logs; ``.expose()`` to use it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def expose(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(REDACTED)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
 
 
 class _Record:

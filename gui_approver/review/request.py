@@ -32,7 +32,8 @@ from typing import Final, NamedTuple
 
 import psutil
 
-from gui_approver.contents import (
+from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.review.contents import (
     DEFAULT_LIMITS,
     CargoContext,
     CrateContents,
@@ -41,9 +42,8 @@ from gui_approver.contents import (
     inspect_publish,
     safe_read,
 )
-from gui_approver.history import Changes, History, HistoryEntry, compare, unified_diff
-from gui_approver.protocol import CredentialRequest, Provenance
-from gui_approver.provenance import RequesterInfo, resolve_requester
+from gui_approver.review.history import Changes, History, HistoryEntry, compare, unified_diff
+from gui_approver.review.requester import RequesterInfo, resolve_requester
 
 #: The owners operation carries no details (cargo's protocol does not say who or what).
 OWNERS_NOTE: Final = (

@@ -2,7 +2,7 @@
 
 It speaks cargo's protocol on stdin/stdout (hello, one request, one answer, exit 0) and
 forwards the request to the running gui-approver app over its private Unix socket. It
-imports only the standard library and :mod:`gui_approver.protocol` so that it starts fast;
+imports only the standard library and :mod:`gui_approver.client.protocol` so that it starts fast;
 it never holds a key. stdout carries the protocol only; diagnostics go to stderr.
 """
 
@@ -17,7 +17,8 @@ import struct
 import sys
 import time
 
-from gui_approver import __version__, protocol
+from gui_approver import __version__
+from gui_approver.client import protocol
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from gui_approver.keys import KeyRecord
-from gui_approver.protocol import CredentialRequest, Provenance
+from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.core.keys.store import KeyRecord
 
 if TYPE_CHECKING:
-    from gui_approver.review import RequestReview
+    from gui_approver.review.request import RequestReview
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)

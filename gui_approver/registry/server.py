@@ -36,8 +36,13 @@ from typing import Any
 
 import platformdirs
 
-from .fsutil import atomic_write as _atomic_write
-from .verify import Expected, RegisteredKey, VerificationError, verify_token_detailed
+from gui_approver.fsutil import atomic_write as _atomic_write
+from gui_approver.registry.verify import (
+    Expected,
+    RegisteredKey,
+    VerificationError,
+    verify_token_detailed,
+)
 
 __all__ = [
     "DemoRegistry",
@@ -825,7 +830,7 @@ def add_registry_parsers(subparsers: argparse._SubParsersAction) -> None:  # typ
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gui_approver.registry demo-registry ...`` (the real CLI is gui_approver.cli)."""
+    """``python -m gui_approver.registry.server demo-registry ...`` (the CLI: gui_approver.cli)."""
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(prog="gui-approver")
     sub = parser.add_subparsers(dest="command", required=True)
