@@ -483,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     kw = sub.add_parser("keys", help="open the key manager window")
     kw.set_defaults(func=cmd_keys)
 
+    from gui_approver.cli import watch_cmd
     from gui_approver.demo import run as demo
     from gui_approver.desktop import integration as desktop
     from gui_approver.registry import server as registry
@@ -492,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_parsers(sub)
     demo.add_parsers(sub)
     registry.add_registry_parsers(sub)
+    watch_cmd.add_parsers(sub)
     return p
 
 
