@@ -174,8 +174,8 @@ class AlertCard(QFrame):
         self.details = _plain(" · ".join(details))
         self.details.setStyleSheet("color: #555;")
         layout.addWidget(self.details)
-        self.elsewhere = QCheckBox(f"New versions of {alert.crate} are published elsewhere "
-                                   "(CI): do not alert for this crate")
+        self.elsewhere = QCheckBox(f"{alert.crate} is also published from elsewhere (e.g. CI): "
+                                   "no more alerts for this crate")
         layout.addWidget(self.elsewhere)
         row = QHBoxLayout()
         self.expected_button = QPushButton("It was me / my CI")
@@ -186,6 +186,9 @@ class AlertCard(QFrame):
             f"Run cargo yank --version {alert.version} {alert.crate}; gui-approver asks you "
             "to approve the yank as usual.")
         self.yank_button.clicked.connect(lambda: window.yank(self))
+        if alert.yanked:
+            self.yank_button.setEnabled(False)
+            self.yank_button.setToolTip(f"{alert.crate} {alert.version} is already yanked.")
         self.revoke_button = QPushButton("Revoke this token")
         has_token = window.token_for(alert.index_url) is not None
         self.revoke_button.setEnabled(has_token)
@@ -202,8 +205,8 @@ class AlertCard(QFrame):
         layout.addLayout(row)
 
     def set_busy(self, busy: bool) -> None:
-        for b in (self.expected_button, self.yank_button):
-            b.setEnabled(not busy)
+        self.expected_button.setEnabled(not busy)
+        self.yank_button.setEnabled(not busy and not self.alert.yanked)
 
 
 class AlertsWindow(QWidget):
