@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_registry import call
@@ -454,3 +455,76 @@ def test_crates_io_is_read_from_its_sparse_index(world: World) -> None:
     (alert,) = watch.run_once().new_alerts
     assert alert.message.startswith("wa-cio 0.2.0 appeared on crates-io at")
     assert watch.yank_command(alert)[2:4] == ["--registry", "crates-io"]
+
+
+# ------------------------------------------------ the real service writes the approvals
+
+
+@needs_cargo
+@pytest.mark.e2e
+def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
+    app_env: Any, tmp_path: Path
+) -> None:
+    """The audit records come from the real app (headless, --auto-approve-loopback) signing
+    for the real cargo through the bridge; the out-of-band publish from another CARGO_HOME
+    with its own key (cargo:paseto) is the only alert."""
+    from envtools import wait_for
+    from test_registry import KeyPair, make_cargo_env
+
+    from gui_approver.core import ipc
+    from gui_approver.registry.verify import RegisteredKey
+
+    with DemoRegistry(tmp_path / "registry") as reg:
+        key = run_cli(app_env, "key", "new", "--registry", "local", "--index", reg.index_url,
+                      "--json")
+        assert key.returncode == 0, key.stderr
+        reg.add_key(RegisteredKey(public=json.loads(key.stdout)["public"]))
+        cc = run_cli(app_env, "configure-cargo", "--registry", "local", "--index",
+                     reg.index_url)
+        assert cc.returncode == 0, cc.stderr
+        app = subprocess.Popen([CLI, "app", "--no-gui", "--auto-approve-loopback"],
+                               env=app_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: ipc.ping() is not None, timeout=10, what="the headless app")
+            crate = tmp_path / "ours"
+            (crate / "src").mkdir(parents=True)
+            (crate / "src" / "lib.rs").write_text("")
+
+            def publish_here(vers: str) -> None:
+                (crate / "Cargo.toml").write_text(
+                    f'[package]\nname = "wa-real"\nversion = "{vers}"\nedition = "2021"\n'
+                    'license = "MIT"\ndescription = "x"\n')
+                pub = subprocess.run(
+                    ["cargo", "publish", "--registry", "local", "--no-verify", "--allow-dirty"],
+                    cwd=crate, env=app_env, capture_output=True, text=True, timeout=120,
+                    check=False)
+                assert pub.returncode == 0, pub.stderr
+
+            publish_here("0.1.0")
+            base = run_cli(app_env, "watch", "--once")
+            assert base.returncode == 0, base.stdout + base.stderr
+            assert "1 crate(s) in 1 registry" in base.stdout
+            publish_here("0.2.0")  # approved: no alert
+            approved = run_cli(app_env, "watch", "--once", "--json")
+            assert approved.returncode == 0, approved.stdout + approved.stderr
+            assert json.loads(approved.stdout)["alerts"] == []
+
+            other = KeyPair()
+            reg.add_key(other.registered())
+            elsewhere = make_cargo_env(tmp_path / "elsewhere", reg, other, subject=None)
+            theirs = elsewhere.new_crate("wa-real")
+            manifest = theirs / "Cargo.toml"
+            manifest.write_text(manifest.read_text().replace('version = "0.1.0"',
+                                                             'version = "0.3.0"'))
+            elsewhere.publish(theirs)
+            hit = run_cli(app_env, "watch", "--once", "--json")
+            assert hit.returncode == 1, hit.stdout + hit.stderr
+            alerts = json.loads(hit.stdout)["alerts"]
+            assert [(a["crate"], a["version"], a["kind"]) for a in alerts] == [
+                ("wa-real", "0.3.0", "unapproved-version")
+            ]
+        finally:
+            app.send_signal(15)
+            app.wait(10)
+            if app.stderr:
+                app.stderr.close()
