@@ -268,14 +268,23 @@ def check_request(req: CredentialRequest) -> None:
     """What parse_request accepts is well-formed and round-trips."""
     assert req.kind in protocol.KINDS
     assert isinstance(req.registry.index_url, str) and req.registry.index_url
-    if req.kind == "get":
-        assert req.operation in protocol.OPERATIONS
-        if req.operation in protocol.MUTATIONS:
-            assert req.name is not None and CRATE_NAME_RE.fullmatch(req.name)
-        else:
-            assert req.name is None and req.vers is None and req.cksum is None
-        assert (req.vers is not None) == (req.operation in ("publish", "yank", "unyank"))
-        assert (req.cksum is not None) == (req.operation == "publish")
+    match req:
+        case protocol.Get(operation=op):
+            assert op.op in protocol.OPERATIONS
+            assert op.is_mutation == (op.op in protocol.MUTATIONS)
+            match op:
+                case protocol.Read():
+                    assert req.name is None and req.vers is None and req.cksum is None
+                case protocol.Publish(name, vers, cksum):
+                    assert CRATE_NAME_RE.fullmatch(name) and VERS_RE.fullmatch(vers)
+                    assert CKSUM_RE.fullmatch(cksum)
+                case protocol.Yank(name, vers) | protocol.Unyank(name, vers):
+                    assert CRATE_NAME_RE.fullmatch(name) and VERS_RE.fullmatch(vers)
+                    assert req.cksum is None
+                case protocol.Owners(name):
+                    assert CRATE_NAME_RE.fullmatch(name) and req.vers is None
+        case protocol.Login() | protocol.Logout():
+            pass
     again = protocol.parse_request(protocol.encode(req.to_json()))
     assert again.to_json() == req.to_json()
 
@@ -449,7 +458,7 @@ def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
     same = protocol.parse_request(json.dumps({**REQUESTS[5], "token": "k3.secret.HIDDEN"}))
     assert req == same and hash(req) == hash(same) and req is not same
     assert req != protocol.parse_request(json.dumps(REQUESTS[5]))
-    assert "HIDDEN" not in repr(req) and repr(req).startswith("CredentialRequest(registry=")
+    assert "HIDDEN" not in repr(req) and repr(req).startswith("Login(registry=")
     with pytest.raises(AttributeError, match="frozen"):
         req.kind = "get"  # type: ignore[misc]
     with pytest.raises(AttributeError, match="frozen"):

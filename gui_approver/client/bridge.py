@@ -235,12 +235,9 @@ def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     stdout.flush()
     try:
         line = _read_request_line(stdin, STDIN_TIMEOUT)
-        request = protocol.parse_request(line)
-        raw = request.to_json()
-        # login tokens travel to the app (it may import a k3.secret given by the user).
-        if request.token is not None:
-            raw["token"] = request.token.expose()
-        reply = exchange(raw, stderr)
+        raw = protocol.load_request(line)
+        protocol.request_from_json(raw)  # validate here: cargo gets a clear error at once
+        reply = exchange(raw, stderr)  # the request as cargo sent it (the app validates again)
         notice = reply.get("notice")
         if notice:
             stderr.write(notice.rstrip("\n") + "\n")
