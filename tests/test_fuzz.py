@@ -171,6 +171,8 @@ CARGO_PATHS = [(k,) for k in REQUEST_KEYS] + [("registry", k) for k in REGISTRY_
 
 IPC_REQUESTS = [
     {"ipc": 1, "type": "ping"},
+    {"ipc": 1, "type": "lock"},
+    {"ipc": 1, "type": "show"},
     *({"ipc": 1, "type": "credential", "request": r,
        "provenance": {"pid": 10, "ppid": 9, "cwd": "/src"}} for r in REQUESTS),
 ]
@@ -184,6 +186,8 @@ IPC_REQUEST_PATHS = (
 IPC_REPLIES = [
     {"ipc": 1, "type": "ack", "timeout": 125},
     {"ipc": 1, "type": "pong", "pid": 1, "version": "0.1.0"},
+    {"ipc": 1, "type": "locked", "count": 1},
+    {"ipc": 1, "type": "shown"},
     *({"ipc": 1, "type": "response", "response": r} for r in RESPONSES),
     {"ipc": 1, "type": "response", "response": RESPONSES[0], "notice": "hello"},
 ]
@@ -313,7 +317,10 @@ def _check_parse_ipc_request(data: bytes) -> None:
     msg = refused_clearly(lambda: protocol.parse_ipc_request(data))
     if msg is None:
         return
-    assert msg.type in ("ping", "credential")
+    assert msg.type in ("ping", "lock", "show", "credential")
+    if msg.type != "credential":
+        # The control messages carry nothing: no request, no provenance to trust.
+        assert msg.request is None and msg.provenance == protocol.Provenance()
     if msg.type == "credential":
         assert msg.request is not None
         check_request(msg.request)
@@ -327,7 +334,7 @@ def _check_parse_ipc_reply(data: bytes) -> None:
     reply = refused_clearly(lambda: protocol.parse_ipc_reply(data))
     if reply is None:
         return
-    assert reply["type"] in ("ack", "response", "pong")
+    assert reply["type"] in ("ack", "response", "pong", "locked", "shown")
     if reply["type"] == "response":
         assert protocol.validate_response(reply["response"]) is reply["response"]
         line = protocol.encode(reply["response"])  # what the bridge would print

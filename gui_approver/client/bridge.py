@@ -123,6 +123,13 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
         raise BridgeError("gui-approver is not running; " + _START_HINT)
     import subprocess
 
+    from gui_approver.client.display import display_problem
+
+    env = app_environment(os.environ)
+    problem = display_problem(env)
+    if problem is not None:
+        raise BridgeError(f"gui-approver is not running and cannot start here: {problem}; "
+                          "nothing was signed")
     cmd = _app_command()
     err.write("gui-approver: the app is not running; starting it\n")
     err.flush()
@@ -134,7 +141,7 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
-            env=app_environment(os.environ),
+            env=env,
         )
     except OSError as exc:
         raise BridgeError(

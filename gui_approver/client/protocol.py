@@ -618,6 +618,7 @@ def validate_response(obj: Any) -> dict[str, Any]:
 #                    "provenance":{"pid":N,"ppid":N,"cwd":"..."}}
 #                   {"ipc":1,"type":"ping"}
 #                   {"ipc":1,"type":"lock"}       (forget unlocked keys; never approves)
+#                   {"ipc":1,"type":"show"}       (bring the app's window forward; nothing else)
 #   app -> bridge   {"ipc":1,"type":"ack","timeout":120}     (request queued; deadline in s)
 #                   {"ipc":1,"type":"response","response":{...cargo response...},"notice":"..."}
 #                   {"ipc":1,"type":"pong","pid":N,"version":"..."}
@@ -680,6 +681,8 @@ def parse_ipc_request(data: bytes) -> IpcRequest:
         return IpcRequest(type="ping")
     if typ == "lock":  # only ever reduces what the app can do: forget unlocked keys
         return IpcRequest(type="lock")
+    if typ == "show":  # a second launch: raise the running app's window, decide nothing
+        return IpcRequest(type="show")
     if typ != "credential":
         raise ProtocolError(f"unknown IPC message type {typ!r}")
     raw = obj.get("request")
@@ -717,7 +720,7 @@ def parse_ipc_reply(data: bytes) -> dict[str, Any]:
         if notice is not None and not isinstance(notice, str):
             raise ProtocolError("the app's notice is malformed")
         return obj
-    if typ in ("pong", "locked"):
+    if typ in ("pong", "locked", "shown"):
         return obj
     raise ProtocolError(f"unknown reply type {typ!r} from the app")
 
