@@ -28,11 +28,12 @@ from PySide6.QtWidgets import (
 from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
+from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.dialog import ApprovalDialog
@@ -347,7 +348,8 @@ class GuiApp(QObject):
             on_event=self._emit_event,
         )
         self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
-                                           on_lock=self._lock_from_ipc)
+                                           on_lock=self._lock_from_ipc,
+                                           on_unlock=self._unlock_from_ipc)
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
         self.status_window: StatusWindow | None = None
@@ -502,6 +504,13 @@ class GuiApp(QObject):
         if not self._stopped:
             self._locked.emit()
         return n
+
+    def _unlock_from_ipc(self, registry: str, secret: Secret) -> str:
+        """`gui-approver key unlock` (an IPC thread): unlock one key with what the user typed."""
+        text = unlock_registry(self.store, registry, secret)
+        if not self._stopped:
+            self._locked.emit()
+        return text
 
     def lock_now(self) -> None:
         self.service.end_batches()

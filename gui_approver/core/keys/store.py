@@ -894,3 +894,17 @@ def _same_token(uri_a: str, uri_b: str) -> bool:
 
     a, b = parse_uri(uri_a), parse_uri(uri_b)
     return (a.token, a.serial) == (b.token, b.serial)
+
+
+def unlock_registry(store: KeyStore, registry: str, secret: Secret) -> str:
+    """Unlock ``registry``'s key with a passphrase or token PIN (`gui-approver key unlock`
+    through the running app). Returns a sentence for the user; raises GuiApproverError."""
+    record = store.find_by_registry(registry) or store.find(registry)
+    if record is None:
+        raise KeyNotFound(f"no key for registry {registry}")
+    if record.protection == "keychain":
+        return f"The key for registry {record.registry} needs no unlocking."
+    store.unlock(record, secret)
+    what = "security key is logged in" if record.protection == "hardware" else "key is unlocked"
+    return (f"The {what} for registry {record.registry} ({record.kip}) until it is locked "
+            "(gui-approver key lock, the idle lock, or the screen lock).")
