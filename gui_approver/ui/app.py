@@ -40,7 +40,7 @@ from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
-from gui_approver.ui.passphrase import QtUnlocker
+from gui_approver.ui.passphrase import QtTouchNotifier, QtUnlocker
 from gui_approver.ui.settings_window import SettingsWindow
 
 log = logging.getLogger(__name__)
@@ -336,6 +336,9 @@ class GuiApp(QObject):
         # Passphrase-protected keys are unlocked through a dialog of their own.
         self.unlocker = QtUnlocker(parent=self)
         store.unlocker = self.unlocker
+        # Hardware keys: "Touch your security key now" while the token waits.
+        self.touch = QtTouchNotifier(parent=self)
+        store.touch_notifier = self.touch
         self.keys_window: KeyManagerWindow | None = None
         self.activity_window: ActivityWindow | None = None
         self._idle_timer = QTimer(self)
@@ -567,7 +570,8 @@ class GuiApp(QObject):
         except Exception:  # noqa: BLE001 - a damaged index shows as idle, logged elsewhere
             return False
         return bool(records) and all(
-            r.protection == "passphrase" and not self.store.is_unlocked(r) for r in records
+            r.protection in ("passphrase", "hardware") and not self.store.is_unlocked(r)
+            for r in records
         )
 
     def notify(self, title: str, message: str, *, warning: bool = False) -> None:
@@ -610,6 +614,7 @@ class GuiApp(QObject):
         self._tray_timer.stop()
         self._expiry_timer.stop()
         self.unlocker.shutdown()
+        self.touch.shutdown()
         if self.keys_window is not None:
             self.keys_window.close()
         if self.first_run_window is not None:
