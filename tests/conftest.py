@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import envtools
-import softhsm as softhsm_tools
 import pytest
+import softhsm as softhsm_tools
 
 # Variables removed from the pytest process itself at start-up.
 _PROCESS_LEAKY_VARS = (

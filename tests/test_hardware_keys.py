@@ -20,8 +20,8 @@ from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import (
     KeyStore,
     MemoryKeychain,
-    paserk_pid,
     parse_public_paserk,
+    paserk_pid,
     public_paserk_from_key,
 )
 from gui_approver.errors import GuiApproverError, KeyLocked
@@ -117,7 +117,7 @@ def test_ec_point_der_wrapped_or_raw():
 
 
 def test_generated_key_attributes_and_private_value_unreadable(token, tmp_path):
-    info, store, rec = make_key(token, tmp_path)
+    info, _store, rec = make_key(token, tmp_path)
     assert info.attributes["always_sensitive"] and info.attributes["never_extractable"]
     assert info.attributes["local"] and info.attributes["sensitive"]
     assert not info.attributes["extractable"]
