@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from softhsm import PIN
 
-from gui_approver.client.protocol import CredentialRequest, RegistryInfo
+from gui_approver.client.protocol import Get, Publish, RegistryInfo
 from gui_approver.core import tokens
 from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import (
@@ -30,11 +30,8 @@ from gui_approver.secret import Secret
 INDEX = "sparse+http://127.0.0.1:9/index/"
 
 
-def publish_request() -> CredentialRequest:
-    return CredentialRequest(
-        kind="get", registry=RegistryInfo(index_url=INDEX, name="local"), operation="publish",
-        name="alpha", vers="0.1.0", cksum="ab" * 32,
-    )
+def publish_request() -> Get:
+    return Get(RegistryInfo(index_url=INDEX, name="local"), Publish("alpha", "0.1.0", "ab" * 32))
 
 
 class Asker:

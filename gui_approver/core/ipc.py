@@ -112,12 +112,14 @@ class UnixSocketServer:
         *,
         on_lock: Callable[[], int] | None = None,
         on_unlock: Callable[[str, Secret], str] | None = None,
+        on_show: Callable[[], None] | None = None,
     ) -> None:
         """``on_unlock(registry, secret)`` unlocks one key and returns a short message; it
         raises GuiApproverError (shown to the caller) when it cannot."""
         self.handler = handler
         self.on_lock = on_lock
         self.on_unlock = on_unlock
+        self.on_show = on_show
         self.directory = directory or protocol.socket_dir()
         self.path = os.path.join(self.directory, protocol.SOCKET_NAME)
         self._lock_fd: int | None = None
@@ -257,6 +259,11 @@ class UnixSocketServer:
             return
         if message.type == "unlock":
             conn.sendall(protocol.encode_ipc(self._unlock(message)))
+            return
+        if message.type == "show":
+            if self.on_show is not None:
+                self.on_show()
+            conn.sendall(protocol.encode_ipc({"type": "shown"}))
             return
 
         message = _with_kernel_provenance(message, peer_pid)
@@ -423,6 +430,11 @@ def request_unlock(
     answers. The reply: ``{"ok": bool, "message": str}``."""
     return _simple_request("unlock", directory, timeout,
                            {"registry": registry, "secret": secret.expose()})
+
+
+def request_show(directory: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:
+    """Ask a running app to bring its window forward; None when no app answers."""
+    return _simple_request("show", directory, timeout)
 
 
 def _simple_request(
