@@ -182,3 +182,25 @@ def test_no_watch_pass_when_interval_is_zero(qtbot: Any, tmp_path: Path) -> None
         assert gui.watch_runner._timer.isActive()
     finally:
         gui.stop()
+
+
+def test_settings_window_sets_the_watch_interval(qtbot: Any, tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+    gui = GuiApp(store, Settings(), watch=Watch(tmp_path / "s"), first_run=False,
+                 settings_path=path)
+    gui.start()
+    try:
+        gui.show_settings()
+        win = gui.settings_window
+        assert win is not None
+        assert win.watch_interval_minutes.value() == 15
+        win.watch_interval_minutes.setValue(5000)
+        assert not win.save()
+        assert "watch_interval_minutes" in win.message.text() and not path.exists()
+        win.watch_interval_minutes.setValue(30)
+        assert win.save()
+        assert "watch_interval_minutes = 30.0" in path.read_text()
+        assert gui.watch_runner._timer.interval() == 30 * 60_000
+    finally:
+        gui.stop()
