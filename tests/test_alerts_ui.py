@@ -73,6 +73,11 @@ def test_background_pass_notifies_each_alert_once(qtbot: Any, setup: Setup) -> N
     assert [t for t, _ in setup.notes] == ["Version nobody approved"]
     assert setup.notes[0][1].startswith("ui-one 0.2.0 appeared on local at")
     assert "1 open alert(s)" in setup.gui.status_text()
+    assert setup.gui.status_window is not None  # offscreen: no tray host
+    assert setup.gui.status_window.alerts_button.text() == "Alerts (1)…"
+    setup.gui._make_tray()
+    setup.gui._refresh()
+    assert setup.gui._alerts_action.text() == "Alerts (1)…"
 
     setup.run_pass(qtbot)  # still open, not shown again
     assert len(setup.notes) == 1
