@@ -218,7 +218,8 @@ class History:
         """Record an approved publish of verified ``contents``. Raises ValueError when the
         contents are not verified (nothing unverified is ever recorded) and OSError when the
         history cannot be written."""
-        if not contents.verified or contents.listing is None or contents.data is None:
+        if not contents.listing_verified or contents.listing is None or contents.data is None:
+            # (a listing cargo may unpack differently is no baseline for later comparisons)
             raise ValueError("only verified contents can be recorded")
         if hashlib.sha256(contents.data).hexdigest() != contents.cksum:
             raise ValueError("the contents do not hash to their checksum")

@@ -363,7 +363,7 @@ class RequestReview:
     @property
     def verified(self) -> bool:
         """Contents verified (publish) and requester verified."""
-        contents_ok = self.contents is None or self.contents.verified
+        contents_ok = self.contents is None or self.contents.listing_verified
         return contents_ok and self.requester.verified
 
     @property
