@@ -24,6 +24,7 @@ from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.keys.store import KeyStore, MemoryKeychain
 from gui_approver.core.service import SigningService
 from gui_approver.core.settings import Settings
+from gui_approver.review.archive import UNSUPPORTED_WARNING
 from gui_approver.review.contents import CrateContents, inspect_crate_bytes
 from gui_approver.review.history import History, compare, unified_diff
 from gui_approver.review.request import Candidate, Inspector, RequestReview, WorkspaceReview
@@ -122,6 +123,26 @@ def test_unverified_contents_warn_and_list_nothing(qtbot):
     qtbot.waitUntil(d.approve_button.isEnabled, timeout=3000)  # approving is still possible
     qtbot.mouseClick(d.approve_button, Qt.MouseButton.LeftButton)
     assert d.decisions == [True] and not d.approve_all_chosen
+
+
+def test_archive_outside_cargos_subset_is_never_called_verified(qtbot):
+    """Issue 12 item 1: a PAX path plus a GNU long name (tarfile shows src/unused.rs, cargo
+    unpacks src/lib.rs): the dialog says so prominently and never says verified."""
+    name, vers = "foo", "0.2.0"
+    p = f"{name}-{vers}"
+    data = h.raw_crate(name, vers, h.pax_record({"path": f"{p}/src/unused.rs"})
+                       + h.gnu_longname(f"{p}/src/lib.rs") + h.raw_entry("x", h.EVIL))
+    c = inspect_crate_bytes(data, name=name, vers=vers, cksum=sha(data),
+                            path=f"/tmp/target/package/{p}.crate")
+    d = show(qtbot, review_for(c))
+    assert "contentsVerified" not in d.review_labels
+    warning = d.review_labels["contentsUnsupported"]
+    assert warning.font().bold() and warning.frameShape() != warning.Shape.NoFrame
+    assert UNSUPPORTED_WARNING in warning.text() and "PAX" in warning.text()
+    assert d.review_labels["flags"].text().startswith("⚠ NOT WHAT CARGO UNPACKS")
+    text = all_text(d).replace("verified by the kernel", "")
+    assert "verified" not in text.lower()
+    assert d.file_list is not None  # what was read is still shown, under the warning
 
 
 def test_flags_changes_and_view_changes(qtbot, tmp_path):

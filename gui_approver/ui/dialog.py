@@ -529,6 +529,9 @@ class ApprovalDialog(QDialog):
 
     def _add_flags(self, body: QVBoxLayout, review: RequestReview) -> None:
         flags = list(review.flags)
+        if review.contents is not None and review.contents.unsupported:
+            flags.insert(0, "NOT WHAT CARGO UNPACKS: this archive uses tar features cargo "
+                         "never produces (see below)")
         if review.contents is not None and review.contents.verified:
             flags += [f"problem in the archive: {p}" for p in review.contents.problems[:5]]
         flags += list(review.requester.warnings[:3])
@@ -560,9 +563,25 @@ class ApprovalDialog(QDialog):
                 bold=True, warn=True)
             return
         lst = contents.listing
-        self._review_label(body, "contentsVerified",
-                           "Contents verified: this is exactly what will be published",
-                           bold=True)
+        why = contents.why_not_verified
+        if why is None:
+            self._review_label(body, "contentsVerified",
+                               "Contents verified: this is exactly what will be published",
+                               bold=True)
+        else:
+            reasons = [elide_middle(u, 160) for u in contents.unsupported[:4]]
+            if len(contents.unsupported) > 4:
+                reasons.append(f"… and {len(contents.unsupported) - 4} more")
+            head = ("⚠ CARGO MAY UNPACK SOMETHING ELSE: " if lst.unsupported
+                    else "⚠ INCOMPLETE LISTING: ")
+            label = self._review_label(
+                body, "contentsUnsupported",
+                head + why + "\n" + "".join(f"• {r}\n" for r in reasons)
+                + "The list below is what gui-approver read; approving signs the checksum "
+                "above, whatever cargo makes of this archive.",
+                bold=True, warn=True)
+            label.setForegroundRole(QPalette.ColorRole.BrightText)
+            label.setBackgroundRole(QPalette.ColorRole.Dark)
         n = len(lst.files)
         size = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
                 f"({human_size(lst.compressed_size)} compressed)")
@@ -652,7 +671,9 @@ class ApprovalDialog(QDialog):
         lst.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         lst.setAccessibleName("Crates of this cargo run")
         for i, c in enumerate(review.batch):
-            state = "verified" if c.contents.verified else "NOT verified"
+            state = ("verified" if c.contents.listing_verified
+                     else "NOT verified" if not c.contents.verified
+                     else "cargo may unpack something else")
             name = elide_middle(c.name, 64) + ("  (this request)" if i == 0 else "")
             lst.addTopLevelItem(QTreeWidgetItem(
                 [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state]))
