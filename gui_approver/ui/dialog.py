@@ -574,14 +574,14 @@ class ApprovalDialog(QDialog):
                 reasons.append(f"… and {len(contents.unsupported) - 4} more")
             head = ("⚠ CARGO MAY UNPACK SOMETHING ELSE: " if lst.unsupported
                     else "⚠ INCOMPLETE LISTING: ")
-            label = self._review_label(
+            box = self._review_label(
                 body, "contentsUnsupported",
                 head + why + "\n" + "".join(f"• {r}\n" for r in reasons)
                 + "The list below is what gui-approver read; approving signs the checksum "
                 "above, whatever cargo makes of this archive.",
                 bold=True, warn=True)
-            label.setForegroundRole(QPalette.ColorRole.BrightText)
-            label.setBackgroundRole(QPalette.ColorRole.Dark)
+            box.setForegroundRole(QPalette.ColorRole.BrightText)
+            box.setBackgroundRole(QPalette.ColorRole.Dark)
         n = len(lst.files)
         size = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
                 f"({human_size(lst.compressed_size)} compressed)")
