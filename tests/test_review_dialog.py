@@ -145,6 +145,15 @@ def test_archive_outside_cargos_subset_is_never_called_verified(qtbot):
     assert d.file_list is not None  # what was read is still shown, under the warning
 
 
+def test_forged_history_entry_note_is_a_flag(qtbot):
+    from gui_approver.review.history import INTEGRITY_NOTE
+
+    d = show(qtbot, review_for(contents(), notes=(INTEGRITY_NOTE,)))
+    flags = d.review_labels["flags"]
+    assert flags.font().bold() and "failed its integrity check and was ignored" in flags.text()
+    assert all_text(d).count("failed its integrity check") == 1
+
+
 def test_flags_changes_and_view_changes(qtbot, tmp_path):
     d = show(qtbot, changed_review(tmp_path))
     flags = d.review_labels["flags"]

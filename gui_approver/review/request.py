@@ -42,7 +42,14 @@ from gui_approver.review.contents import (
     inspect_publish,
     safe_read,
 )
-from gui_approver.review.history import Changes, History, HistoryEntry, compare, unified_diff
+from gui_approver.review.history import (
+    INTEGRITY_NOTE,
+    Changes,
+    History,
+    HistoryEntry,
+    compare,
+    unified_diff,
+)
 from gui_approver.review.requester import RequesterInfo, resolve_requester
 
 #: The owners operation carries no details (cargo's protocol does not say who or what).
@@ -486,8 +493,10 @@ class Inspector:
         changes: Changes | None = None
         diffs: list[tuple[str, str]] = []
         if contents.verified and self.history is not None:
-            previous = self.history.previous(request.registry.index_url, request.name,
-                                             exclude_cksum=request.cksum)
+            previous, rejected = self.history.previous_checked(
+                request.registry.index_url, request.name, exclude_cksum=request.cksum)
+            if rejected:
+                notes.append(INTEGRITY_NOTE)
             if previous is not None:
                 changes = compare(previous, contents)
                 paths = [p for p in ("build.rs",) if any(f.path == p for f in changes.added)]

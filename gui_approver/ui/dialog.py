@@ -59,6 +59,7 @@ from PySide6.QtWidgets import (
 
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import human_size
+from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import RequestReview
 from gui_approver.ui.guard import InputGuard, default_guard
 
@@ -535,6 +536,7 @@ class ApprovalDialog(QDialog):
         if review.contents is not None and review.contents.verified:
             flags += [f"problem in the archive: {p}" for p in review.contents.problems[:5]]
         flags += list(review.requester.warnings[:3])
+        flags += [n for n in review.notes if n == INTEGRITY_NOTE]
         if flags:
             text = "\n".join("⚠ " + elide_middle(f, 200) for f in flags[:10])
             self._review_label(body, "flags", text, bold=True, warn=True)
@@ -544,7 +546,7 @@ class ApprovalDialog(QDialog):
         if contents is not None:
             self._add_contents(body, review)
         for n in review.notes:
-            if n != OWNERS_NOTE:
+            if n not in (OWNERS_NOTE, INTEGRITY_NOTE):  # (the latter is a flag)
                 self._review_label(body, "note", elide_middle(n, 400))
         if len(review.batch) > 1:
             self._add_batch(body, review)
