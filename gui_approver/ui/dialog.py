@@ -60,7 +60,7 @@ from PySide6.QtWidgets import (
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import human_size
 from gui_approver.review.history import INTEGRITY_NOTE
-from gui_approver.review.request import RequestReview
+from gui_approver.review.request import Candidate, RequestReview
 from gui_approver.ui.guard import InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -304,6 +304,11 @@ class ApproveButton(QPushButton):
             log.info("Approve: ignored a click that was not a genuine release on it")
 
 
+def _batch_others(review: RequestReview) -> list[Candidate]:
+    """The crates "Approve all listed" would cover: the unflagged, verified others."""
+    return [c for c in review.batch[1:] if not c.flags and c.contents.listing_verified]
+
+
 class ApprovalDialog(QDialog):
     """``decided(bool)`` fires exactly once: True only for a genuine Approve."""
 
@@ -467,7 +472,7 @@ class ApprovalDialog(QDialog):
         self.approve_button.set_armed(False)
         self.approve_button.approved.connect(self._approve)
         buttons.addWidget(self.deny_button)
-        if review is not None and len(review.batch) > 1:
+        if review is not None and _batch_others(review):
             # Exactly the same genuine-input and arming rules as Approve (same class).
             self.approve_all_button = ApproveButton(
                 guard=self.guard, label="Approve all listed", name="approveAllButton")
@@ -659,15 +664,24 @@ class ApprovalDialog(QDialog):
 
     def _add_batch(self, body: QVBoxLayout, review: RequestReview) -> None:
         n = len(review.batch)
-        self._review_label(
-            body, "batchHeading",
-            f"This cargo run packaged {n} crates. \"Approve all listed\" also approves the "
-            "others, each only with exactly this checksum, for 5 minutes; anything else gets "
-            "its own dialog.", bold=True)
+        others = _batch_others(review)
+        flagged = [c for c in review.batch[1:] if c not in others]
+        if others:
+            text = (f"This cargo run packaged {n} crates. \"Approve all listed\" also "
+                    f"approves the {len(others)} unflagged other"
+                    f"{'' if len(others) == 1 else 's'}, each only with exactly this checksum, "
+                    "for 5 minutes; anything else gets its own dialog.")
+        else:
+            text = (f"This cargo run packaged {n} crates; each of the others is flagged "
+                    "below and gets its own dialog.")
+        if others and flagged:
+            text += (f" The {len(flagged)} flagged crate{'' if len(flagged) == 1 else 's'} "
+                     "(⚠) will each get their own dialog.")
+        self._review_label(body, "batchHeading", text, bold=True)
         lst = QTreeWidget()
         lst.setObjectName("batchList")
-        lst.setColumnCount(4)
-        lst.setHeaderLabels(["Crate", "Version", "sha256", "Contents"])
+        lst.setColumnCount(5)
+        lst.setHeaderLabels(["Crate", "Version", "sha256", "Contents", "Flags"])
         lst.setRootIsDecorated(False)
         lst.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         lst.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -677,14 +691,32 @@ class ApprovalDialog(QDialog):
                      else "NOT verified" if not c.contents.verified
                      else "cargo may unpack something else")
             name = elide_middle(c.name, 64) + ("  (this request)" if i == 0 else "")
-            lst.addTopLevelItem(QTreeWidgetItem(
-                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state]))
-        for col in range(4):
+            if i == 0:
+                flags = "(this dialog)"
+            elif c.flags:
+                flags = "⚠ own dialog: " + elide_middle(c.flags[0], 60)
+            else:
+                flags = "none"
+            item = QTreeWidgetItem(
+                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state, flags])
+            if i and c.flags:
+                item.setToolTip(4, "\n".join(elide_middle(f, 300) for f in c.flags[:10]))
+                font = item.font(4)
+                font.setBold(True)
+                item.setFont(4, font)
+            lst.addTopLevelItem(item)
+        for col in range(5):
             lst.resizeColumnToContents(col)
         rows = min(n, 6)
         lst.setFixedHeight(lst.sizeHintForRow(0) * rows + lst.header().sizeHint().height() + 6)
         body.addWidget(lst)
         self.batch_list = lst
+        if flagged:
+            lines = [f"⚠ {elide_middle(c.name, 64)} {elide_middle(c.vers, 40)}: "
+                     + elide_middle("; ".join(c.flags), 300) for c in flagged[:8]]
+            if len(flagged) > 8:
+                lines.append(f"… and {len(flagged) - 8} more flagged crates")
+            self._review_label(body, "batchFlags", "\n".join(lines), warn=True)
 
     def _fit(self, scroll: QScrollArea, content: QWidget) -> None:
         screen = self.screen()
