@@ -28,19 +28,21 @@ from PySide6.QtWidgets import (
 from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
+from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
-from gui_approver.ui.passphrase import QtUnlocker
+from gui_approver.ui.passphrase import QtTouchNotifier, QtUnlocker
 from gui_approver.ui.settings_window import SettingsWindow
+from gui_approver.ui.winutil import bring_forward
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +201,7 @@ class QtApprover(QObject):
     def show_current(self) -> None:
         """Bring the pending dialog forward (the only thing the tray can do with it)."""
         if self.dialog is not None:
-            self.dialog.show()
-            self.dialog.raise_()
-            self.dialog.activateWindow()
+            bring_forward(self.dialog)
 
     def shutdown(self) -> None:
         self._closed = True
@@ -335,6 +335,9 @@ class GuiApp(QObject):
         # Passphrase-protected keys are unlocked through a dialog of their own.
         self.unlocker = QtUnlocker(parent=self)
         store.unlocker = self.unlocker
+        # Hardware keys: "Touch your security key now" while the token waits.
+        self.touch = QtTouchNotifier(parent=self)
+        store.touch_notifier = self.touch
         self.keys_window: KeyManagerWindow | None = None
         self.activity_window: ActivityWindow | None = None
         self._idle_timer = QTimer(self)
@@ -347,13 +350,17 @@ class GuiApp(QObject):
             on_event=self._emit_event,
         )
         self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
-                                           on_lock=self._lock_from_ipc)
+                                           on_lock=self._lock_from_ipc,
+                                           on_unlock=self._unlock_from_ipc,
+                                           on_show=self._show_from_ipc)
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
         self.status_window: StatusWindow | None = None
         self._status_action: QAction | None = None
+        self._show_action: QAction | None = None
         self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
         self._locked.connect(self._refresh, Qt.ConnectionType.QueuedConnection)
+        self._show_requested.connect(self.show_main, Qt.ConnectionType.QueuedConnection)
         self.approver.queue_changed.connect(self._on_queue_changed)
         install_accessibility_factory()
 
@@ -437,6 +444,8 @@ class GuiApp(QObject):
         menu.addSeparator()
         show = menu.addAction("Show pending request")
         show.triggered.connect(self.approver.show_current)
+        show.setEnabled(self.approver.pending_count() > 0)
+        self._show_action = show
         menu.addSeparator()
         keys_action = menu.addAction("Keys…")
         keys_action.triggered.connect(self.show_keys)
@@ -461,17 +470,13 @@ class GuiApp(QObject):
         if self.keys_window is None:
             self.keys_window = KeyManagerWindow(self.store)  # the app's store: shared cache
         self.keys_window.refresh()
-        self.keys_window.show()
-        self.keys_window.raise_()
-        self.keys_window.activateWindow()
+        bring_forward(self.keys_window)
 
     def show_settings(self) -> None:
         if self.settings_window is None:
             self.settings_window = SettingsWindow(self.settings, self.settings_path)
             self.settings_window.saved.connect(self.apply_settings)
-        self.settings_window.show()
-        self.settings_window.raise_()
-        self.settings_window.activateWindow()
+        bring_forward(self.settings_window)
 
     def apply_settings(self, new: Settings) -> None:
         """Use saved settings from now on (those read only at start-up wait for a restart)."""
@@ -489,11 +494,28 @@ class GuiApp(QObject):
         if self.activity_window is None:
             self.activity_window = ActivityWindow()
         self.activity_window.refresh()
-        self.activity_window.show()
-        self.activity_window.raise_()
-        self.activity_window.activateWindow()
+        bring_forward(self.activity_window)
 
     _locked = Signal()
+    _show_requested = Signal()
+
+    def _show_from_ipc(self) -> None:
+        """A second launch (an IPC thread): bring this app's window forward."""
+        if not self._stopped:
+            self._show_requested.emit()
+
+    def show_main(self) -> None:
+        """The window a second launch brings forward: the pending dialog if there is one
+        (and then nothing that could cover it), else the welcome or status window, else
+        the key manager (with a tray icon there is no main window)."""
+        if self.approver.dialog is not None:
+            self.approver.show_current()
+        elif self.first_run_window is not None and self.first_run_window.isVisible():
+            bring_forward(self.first_run_window)
+        elif self.status_window is not None:
+            bring_forward(self.status_window)
+        else:
+            self.show_keys()
 
     def _lock_from_ipc(self) -> int:
         """`gui-approver key lock` (an IPC thread): forget keys; the tray refreshes later."""
@@ -502,6 +524,13 @@ class GuiApp(QObject):
         if not self._stopped:
             self._locked.emit()
         return n
+
+    def _unlock_from_ipc(self, registry: str, secret: Secret) -> str:
+        """`gui-approver key unlock` (an IPC thread): unlock one key with what the user typed."""
+        text = unlock_registry(self.store, registry, secret)
+        if not self._stopped:
+            self._locked.emit()
+        return text
 
     def lock_now(self) -> None:
         self.service.end_batches()
@@ -545,6 +574,8 @@ class GuiApp(QObject):
             self.tray.setIcon(make_icon(state))
             if self._status_action is not None:
                 self._status_action.setText(text.splitlines()[1])
+            if self._show_action is not None:
+                self._show_action.setEnabled(bool(n))
         if self.status_window is not None:
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
@@ -558,7 +589,8 @@ class GuiApp(QObject):
         except Exception:  # noqa: BLE001 - a damaged index shows as idle, logged elsewhere
             return False
         return bool(records) and all(
-            r.protection == "passphrase" and not self.store.is_unlocked(r) for r in records
+            r.protection in ("passphrase", "hardware") and not self.store.is_unlocked(r)
+            for r in records
         )
 
     def notify(self, title: str, message: str, *, warning: bool = False) -> None:
@@ -601,6 +633,7 @@ class GuiApp(QObject):
         self._tray_timer.stop()
         self._expiry_timer.stop()
         self.unlocker.shutdown()
+        self.touch.shutdown()
         if self.keys_window is not None:
             self.keys_window.close()
         if self.first_run_window is not None:
@@ -666,7 +699,9 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     try:
         gui.start()
     except ipc.AlreadyRunning as exc:
-        print(f"gui-approver: {exc}; use its tray icon or window.", file=sys.stderr)
+        shown = ipc.request_show() is not None
+        print(f"gui-approver: {exc}; " + ("brought its window forward." if shown else
+                                          "use its tray icon or window."), file=sys.stderr)
         return 0
     except ipc.UnsafeDirectory as exc:
         print(f"gui-approver: {exc}", file=sys.stderr)
