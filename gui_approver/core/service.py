@@ -297,7 +297,11 @@ class SigningService:
             log.info("no key for %s: not-found", request.registry.index_url)
             return Outcome(protocol.err_not_found())
         mutation = request.is_mutation
-        needs_approval = mutation or self.settings.reads_need_approval
+        # A hardware key whose token is not logged in asks for its PIN: never for a request
+        # the user has not approved, so such a read shows the dialog first (with nobody to
+        # ask the PIN, signing fails below with how to unlock it).
+        needs_approval = (mutation or self.settings.reads_need_approval
+                          or (self.store.needs_login(record) and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
         if needs_approval:
