@@ -677,6 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     hwl.add_argument("--json", action="store_true")
     hwl.set_defaults(func=cmd_hardware_list)
 
+    from gui_approver.cli import watch_cmd
     from gui_approver.demo import run as demo
     from gui_approver.desktop import integration as desktop
     from gui_approver.registry import server as registry
@@ -686,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_parsers(sub)
     demo.add_parsers(sub)
     registry.add_registry_parsers(sub)
+    watch_cmd.add_parsers(sub)
     return p
 
 
