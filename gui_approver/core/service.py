@@ -35,6 +35,7 @@ from gui_approver.core.approval import (
     is_loopback_index,
 )
 from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.core.keys.history_mac import HistoryMac
 from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey
 from gui_approver.core.settings import Settings
 from gui_approver.errors import GuiApproverError, KeyExists
@@ -103,7 +104,8 @@ class SigningService:
         self.audit: AuditLog | None = audit
         if inspector == "default":
             inspector = Inspector(
-                History.from_settings(self.settings.history_size_mb),
+                History.from_settings(self.settings.history_size_mb,
+                                      mac=HistoryMac(store.keychain)),
                 WorkspaceReview(BatchApproval(300)),
             )
         self.inspector: Inspector | None = inspector
