@@ -720,8 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
-    except GuiApproverError as exc:
+    except GuiApproverError as exc:  # the one place that maps errors to exit codes
         print(f"gui-approver: error: {exc.full()}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
