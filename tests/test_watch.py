@@ -420,7 +420,8 @@ def test_cli_watch_once_exit_codes_and_json(world: World, cli_env: dict[str, str
     assert run_cli(cli_env, "watch", "--once").returncode == 0
     unknown = run_cli(cli_env, "watch", "--once", "--registry", "nope")
     assert unknown.returncode == 2 and "no watched registry is named 'nope'" in unknown.stderr
-    assert run_cli(cli_env, "watch", "expect", "0000").returncode == 1
+    bad = run_cli(cli_env, "watch", "expect", "0000")
+    assert bad.returncode == 2 and "no alert '0000'" in bad.stderr
 
 
 def test_cli_watch_network_error_exit_2(cli_env: dict[str, str]) -> None:

@@ -105,6 +105,8 @@ KINDS = (
 class WatchError(GuiApproverError):
     """A pass could not check something (network, a bad index file); no alert was raised."""
 
+    exit_code = 2
+
 
 def default_state_dir() -> Path:
     return audit.default_path().parent
