@@ -17,7 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gui_approver.client import protocol
-from gui_approver.client.protocol import CredentialRequest, IpcRequest, Provenance
+from gui_approver.client.protocol import (
+    CredentialRequest,
+    Get,
+    IpcRequest,
+    Login,
+    Logout,
+    Provenance,
+    Publish,
+)
 from gui_approver.core import tokens
 from gui_approver.core.approval import (
     ApprovalRequest,
@@ -27,6 +35,7 @@ from gui_approver.core.approval import (
     is_loopback_index,
 )
 from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.core.keys.history_mac import HistoryMac
 from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey
 from gui_approver.core.settings import Settings
 from gui_approver.errors import GuiApproverError, KeyExists
@@ -95,7 +104,8 @@ class SigningService:
         self.audit: AuditLog | None = audit
         if inspector == "default":
             inspector = Inspector(
-                History.from_settings(self.settings.history_size_mb),
+                History.from_settings(self.settings.history_size_mb,
+                                      mac=HistoryMac(store.keychain)),
                 WorkspaceReview(BatchApproval(300)),
             )
         self.inspector: Inspector | None = inspector
@@ -114,18 +124,18 @@ class SigningService:
         sets when the requester disconnects while waiting."""
         self._watch.value = watch
         try:
-            if request.kind == "get":
-                return self._get(request, provenance)
-            if request.kind == "login":
-                return self._login(request, provenance)
-            if request.kind == "logout":
-                return self._logout(request, provenance)
-            return Outcome(protocol.err_operation_not_supported())
+            match request:
+                case Get():
+                    return self._get(request, provenance)
+                case Login():
+                    return self._login(request, provenance)
+                case Logout():
+                    return self._logout(request, provenance)
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
             self._record_quietly(request, provenance, "error", str(exc), None)
             self._emit(request, provenance, "error", str(exc), None)
-            return Outcome(protocol.err_other(f"gui-approver: {exc}", _hint(exc)))
+            return Outcome(protocol.cargo_error(exc))
         except Exception as exc:
             log.exception("internal error handling %s", request.describe())
             reason = f"internal error ({type(exc).__name__})"
@@ -144,10 +154,10 @@ class SigningService:
             event=request.kind,
             registry=request.registry.name,
             index_url=request.registry.index_url,
-            operation=request.operation,
-            crate=request.name,
-            version=request.vers,
-            cksum=request.cksum,
+            operation=request.operation.op if isinstance(request, Get) else None,
+            crate=request.name if isinstance(request, Get) else None,
+            version=request.vers if isinstance(request, Get) else None,
+            cksum=request.cksum if isinstance(request, Get) else None,
             decision=decision,
             reason=reason,
             requester=prov.to_json(),
@@ -210,9 +220,9 @@ class SigningService:
             log.exception("inspecting %s failed", request.describe())
             reason = f"internal error ({type(exc).__name__})"
             contents = None
-            if request.operation == "publish":
-                contents = CrateContents(request.name or "?", request.vers or "?",
-                                         request.cksum or "", False, reason)
+            if isinstance(request, Get) and isinstance(request.operation, Publish):
+                op = request.operation
+                contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
             return RequestReview(
                 request,
                 RequesterInfo(verified=False,
@@ -221,13 +231,11 @@ class SigningService:
                 contents,
             )
 
-    def _take_batch(
-        self, request: CredentialRequest, prov: Provenance
-    ) -> tuple[bool, Candidate | None]:
+    def _take_batch(self, request: Get, prov: Provenance) -> tuple[bool, Candidate | None]:
         """Consume this publish's entry of a workspace list the user approved, if any."""
         inspector = self.inspector
         if (inspector is None or inspector.workspace is None
-                or request.operation != "publish"):
+                or not isinstance(request.operation, Publish)):
             return False, None
         try:
             taken = inspector.workspace.batch.take(request, run=run_key_for_pid(prov.pid))
@@ -238,7 +246,7 @@ class SigningService:
             return False, None
         return True, taken[1]
 
-    def _approve_all(self, request: CredentialRequest, review: RequestReview | None) -> None:
+    def _approve_all(self, request: Get, review: RequestReview | None) -> None:
         inspector = self.inspector
         if (review is None or not review.batch or inspector is None
                 or inspector.workspace is None):
@@ -251,12 +259,12 @@ class SigningService:
             log.exception("could not remember the approved workspace list")
 
     def _record_history_later(
-        self, request: CredentialRequest, review: RequestReview | None,
+        self, request: Get, review: RequestReview | None,
         candidate: Candidate | None, batched: bool,
     ) -> None:
         """Add a signed publish to the history, off the signing path."""
         inspector = self.inspector
-        if inspector is None or request.operation != "publish":
+        if inspector is None or not isinstance(request.operation, Publish):
             return
         if batched:
             if candidate is None:
@@ -285,13 +293,17 @@ class SigningService:
         watch = getattr(self._watch, "value", None)
         return watch() if watch is not None else None
 
-    def _get(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _get(self, request: Get, prov: Provenance) -> Outcome:
         record = self.store.find(request.registry.index_url)
         if record is None:
             log.info("no key for %s: not-found", request.registry.index_url)
             return Outcome(protocol.err_not_found())
         mutation = request.is_mutation
-        needs_approval = mutation or self.settings.reads_need_approval
+        # A hardware key whose token is not logged in asks for its PIN: never for a request
+        # the user has not approved, so such a read shows the dialog first (with nobody to
+        # ask the PIN, signing fails below with how to unlock it).
+        needs_approval = (mutation or self.settings.reads_need_approval
+                          or (self.store.needs_login(record) and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
         if needs_approval:
@@ -335,11 +347,10 @@ class SigningService:
             del token
             log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
             self._emit(request, prov, "error", str(exc), record.kip)
-            return Outcome(protocol.err_other(
-                f"gui-approver: {request.describe()} was denied because the decision could not "
-                f"be recorded: {exc}",
-                _hint(exc),
-            ))
+            return Outcome(protocol.cargo_error(AuditError(
+                f"{request.describe()} was denied because the decision could not be recorded: "
+                f"{exc}", hint=exc.hint,
+            )))
         cache = "never" if mutation else "session"
         log.info("signed %s for %s with %s", request.describe(), request.registry.label(),
                  record.kip)
@@ -348,7 +359,7 @@ class SigningService:
             self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
-    def _login(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _login(self, request: Login, prov: Provenance) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
         existing = self.store.find(index_url)
@@ -382,7 +393,7 @@ class SigningService:
         )
         return Outcome(protocol.ok_login(), notice)
 
-    def _logout(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _logout(self, request: Logout, prov: Provenance) -> Outcome:
         record = self.store.find(request.registry.index_url)
         if record is None:
             return Outcome(protocol.err_not_found())
@@ -400,11 +411,10 @@ class SigningService:
         try:
             self._record(request, prov, "key-deleted", decision.reason, record.kip)
         except AuditError as exc:
-            return Outcome(protocol.err_other(
-                f"gui-approver: the key for {record.registry} was not deleted because the "
-                f"decision could not be recorded: {exc}",
-                _hint(exc),
-            ))
+            return Outcome(protocol.cargo_error(AuditError(
+                f"the key for {record.registry} was not deleted because the decision could "
+                f"not be recorded: {exc}", hint=exc.hint,
+            )))
         self.store.delete(record)
         return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")
 
@@ -433,10 +443,6 @@ def _subject_from_args(args: tuple[str, ...]) -> str | None:
         if arg.startswith("--key-subject="):
             return arg.split("=", 1)[1]
     return None
-
-
-def _hint(exc: GuiApproverError) -> list[str] | None:
-    return [exc.hint] if exc.hint else None
 
 
 __all__ = ["KeyRecord", "Outcome", "SignEvent", "SigningService"]

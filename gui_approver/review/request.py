@@ -32,7 +32,7 @@ from typing import Final, NamedTuple
 
 import psutil
 
-from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.client.protocol import CredentialRequest, Get, Owners, Provenance, Publish
 from gui_approver.review.contents import (
     DEFAULT_LIMITS,
     CargoContext,
@@ -42,7 +42,14 @@ from gui_approver.review.contents import (
     inspect_publish,
     safe_read,
 )
-from gui_approver.review.history import Changes, History, HistoryEntry, compare, unified_diff
+from gui_approver.review.history import (
+    INTEGRITY_NOTE,
+    Changes,
+    History,
+    HistoryEntry,
+    compare,
+    unified_diff,
+)
 from gui_approver.review.requester import RequesterInfo, resolve_requester
 
 #: The owners operation carries no details (cargo's protocol does not say who or what).
@@ -97,9 +104,44 @@ class Candidate:
     cksum: str  # sha256 we computed
     path: str
     contents: CrateContents  # verified against ``cksum`` (i.e. lists exactly these bytes)
+    #: why this crate deserves its own look (set by :meth:`Inspector.review`): not verified,
+    #: a new build script, a proc-macro flip, files changed since its last approved
+    #: version, ... A flagged crate is never covered by "Approve all listed".
+    flags: tuple[str, ...] = ()
+    changes: Changes | None = None  # against its last approved version, when on record
 
     def describe(self) -> str:
-        return f"{self.name} {self.vers}  sha256 {self.cksum}  — {self.contents.summary()}"
+        text = f"{self.name} {self.vers}  sha256 {self.cksum}  — {self.contents.summary()}"
+        if self.flags:
+            text += "  [own dialog: " + "; ".join(self.flags) + "]"
+        return text
+
+
+def candidate_flags(
+    candidate: Candidate, previous: HistoryEntry | None, rejected: int = 0
+) -> Candidate:
+    """``candidate`` with its own flags and changes (against ``previous``, its last approved
+    version, if any; ``rejected``: history entries of it that failed their integrity check).
+    """
+    flags: list[str] = []
+    c = candidate.contents
+    changes: Changes | None = None
+    if not c.listing_verified:
+        flags.append(f"contents not verified: {c.why_not_verified or c.reason}")
+    if rejected:
+        flags.append(INTEGRITY_NOTE)
+    if c.verified and previous is not None:
+        changes = compare(previous, c)
+        flags.extend(changes.flags)
+        if changes.changed or changes.added or changes.removed:
+            flags.append(changes.summary())
+    elif c.verified and c.listing is not None:
+        m = c.listing.manifest
+        if c.listing.has_build_script:
+            flags.append("has a build script, and no approved version of it is on record")
+        if m is not None and m.proc_macro:
+            flags.append("a proc-macro crate, and no approved version of it is on record")
+    return replace(candidate, flags=tuple(dict.fromkeys(flags)), changes=changes)
 
 
 class BatchKey(NamedTuple):
@@ -160,21 +202,20 @@ class BatchApproval:
                 self._items[key] = (expires, run, candidate)
         return tuple(key for key, _ in entries)
 
-    def matches(self, request: CredentialRequest, *, run: RunKey | None = None) -> bool:
+    def matches(self, request: Get, *, run: RunKey | None = None) -> bool:
         """True only for a publish request equal to a remembered tuple (consumed). If the
         tuple was approved for a cargo run, ``run`` must be that run."""
         return self.take(request, run=run) is not None
 
     def take(
-        self, request: CredentialRequest, *, run: RunKey | None = None
+        self, request: Get, *, run: RunKey | None = None
     ) -> tuple[BatchKey, Candidate | None] | None:
         """Like :meth:`matches`, returning the consumed key and its candidate (for the
         history) instead of True."""
-        if request.kind != "get" or request.operation != "publish":
+        if not isinstance(request.operation, Publish):
             return None
-        if request.name is None or request.vers is None or request.cksum is None:
-            return None
-        key = BatchKey(request.registry.index_url, request.name, request.vers, request.cksum)
+        op = request.operation
+        key = BatchKey(request.registry.index_url, op.name, op.vers, op.cksum)
         with self._lock:
             self._expire()
             found = self._items.get(key)
@@ -240,7 +281,7 @@ class WorkspaceReview:
 
     def candidates(
         self,
-        request: CredentialRequest,
+        request: Get,
         requester: RequesterInfo | None,
         contents: CrateContents,
         *,
@@ -256,12 +297,14 @@ class WorkspaceReview:
 
     def _candidates(
         self,
-        request: CredentialRequest,
+        request: Get,
         requester: RequesterInfo | None,
         contents: CrateContents,
         deadline: float | None,
     ) -> tuple[Candidate, ...]:
-        if request.operation != "publish" or not contents.verified or contents.path is None:
+        if not isinstance(request.operation, Publish):
+            return ()
+        if not contents.listing_verified or contents.path is None:
             return ()
         if not self._first_of_run(run_key(requester)):
             return ()
@@ -328,13 +371,15 @@ class WorkspaceReview:
         return out
 
     def approve_all(
-        self, request: CredentialRequest, candidates: Iterable[Candidate],
+        self, request: Get, candidates: Iterable[Candidate],
         requester: RequesterInfo | None = None,
     ) -> tuple[BatchKey, ...]:
         """The user approved every listed crate: remember all but the one being answered
-        (that one is approved by the dialog itself)."""
+        (that one is approved by the dialog itself) and the flagged ones (each of those gets
+        its own dialog)."""
         others = [c for c in candidates
-                  if (c.name, c.vers, c.cksum) != (request.name, request.vers, request.cksum)]
+                  if (c.name, c.vers, c.cksum) != (request.name, request.vers, request.cksum)
+                  and not c.flags and c.contents.listing_verified]
         return self.batch.approve(request.registry.index_url, others, run=run_key(requester))
 
     def end(self) -> None:
@@ -363,7 +408,7 @@ class RequestReview:
     @property
     def verified(self) -> bool:
         """Contents verified (publish) and requester verified."""
-        contents_ok = self.contents is None or self.contents.verified
+        contents_ok = self.contents is None or self.contents.listing_verified
         return contents_ok and self.requester.verified
 
     @property
@@ -455,11 +500,9 @@ class Inspector:
             pid=peer_pid or provenance.pid, pid_source="kernel" if peer_pid else "none",
         )
         contents = None
-        if request.operation == "publish":
-            contents = CrateContents(
-                request.name or "?", request.vers or "?", request.cksum or "", False,
-                reason,
-            )
+        if isinstance(request, Get) and isinstance(request.operation, Publish):
+            op = request.operation
+            contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
         return RequestReview(request, requester, contents, timed_out=timed_out,
                              elapsed=time.monotonic() - t0)
 
@@ -469,25 +512,26 @@ class Inspector:
     ) -> RequestReview:
         requester = resolve_requester(provenance, peer_pid)
         notes: list[str] = []
-        if request.operation == "owners":
+        if isinstance(request, Get) and isinstance(request.operation, Owners):
             notes.append(OWNERS_NOTE)
-        if request.operation != "publish":
+        if not isinstance(request, Get) or not isinstance(request.operation, Publish):
             return RequestReview(request, requester, notes=tuple(notes))
-        assert request.name is not None and request.vers is not None
-        assert request.cksum is not None
+        op = request.operation
         ctx = requester.context
         if ctx is None:
             ctx = CargoContext(cwd=None)
         contents = inspect_publish(
-            request.name, request.vers, request.cksum, ctx, limits=self.limits,
+            op.name, op.vers, op.cksum, ctx, limits=self.limits,
             timeout=max(0.0, deadline - time.monotonic()),
         )
         previous: HistoryEntry | None = None
         changes: Changes | None = None
         diffs: list[tuple[str, str]] = []
         if contents.verified and self.history is not None:
-            previous = self.history.previous(request.registry.index_url, request.name,
-                                             exclude_cksum=request.cksum)
+            previous, rejected = self.history.previous_checked(
+                request.registry.index_url, op.name, exclude_cksum=op.cksum)
+            if rejected:
+                notes.append(INTEGRITY_NOTE)
             if previous is not None:
                 changes = compare(previous, contents)
                 paths = [p for p in ("build.rs",) if any(f.path == p for f in changes.added)]
@@ -499,9 +543,31 @@ class Inspector:
         batch: tuple[Candidate, ...] = ()
         if self.workspace is not None and contents.verified:
             batch = self.workspace.candidates(request, requester, contents, deadline=deadline)
+            batch = self._flag_batch(request, batch, deadline)
         return RequestReview(
             request, requester, contents, previous, changes, tuple(diffs), batch, tuple(notes)
         )
+
+    def _flag_batch(
+        self, request: CredentialRequest, batch: tuple[Candidate, ...], deadline: float
+    ) -> tuple[Candidate, ...]:
+        """Each listed crate with its own flags (the first is this request: its dialog shows
+        its changes). A crate not compared in time is flagged, so it gets its own dialog."""
+        out: list[Candidate] = []
+        for i, c in enumerate(batch):
+            if i == 0:
+                out.append(c)
+                continue
+            if time.monotonic() > deadline:
+                out.append(replace(c, flags=(
+                    "not compared with its last approved version in time",)))
+                continue
+            previous, rejected = None, 0
+            if self.history is not None and c.contents.verified:
+                previous, rejected = self.history.previous_checked(
+                    request.registry.index_url, c.name, exclude_cksum=c.cksum)
+            out.append(candidate_flags(c, previous, rejected))
+        return tuple(out)
 
     def record_approved(self, review: RequestReview) -> HistoryEntry | None:
         """Add an approved, verified publish to the history. Never raises (a history that
@@ -517,7 +583,7 @@ class Inspector:
             return None
 
     def record_candidate(
-        self, request: CredentialRequest, candidate: Candidate | None
+        self, request: Get, candidate: Candidate | None
     ) -> HistoryEntry | None:
         """Add a crate signed through the workspace batch to the history. Never raises."""
         if self.history is None or candidate is None or not candidate.contents.verified:
@@ -543,6 +609,7 @@ __all__ = [
     "Inspector",
     "RequestReview",
     "WorkspaceReview",
+    "candidate_flags",
     "run_key",
     "run_key_for_pid",
     "split_crate_filename",

@@ -46,6 +46,7 @@ from PySide6.QtCore import QAbstractNativeEventFilter, QByteArray, QCoreApplicat
 from PySide6.QtGui import QGuiApplication, QInputEvent, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QWidget
 
+from gui_approver.errors import DisplayError
 from gui_approver.ui.guard import FROM_SOFTWARE, POINTER_MOVED_BY_SOFTWARE, InputGuard
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,8 @@ class Device:
         return f"{kind} {self.name!r} (id {self.id})"
 
 
-class XcbError(RuntimeError):
-    pass
+class XcbError(DisplayError):
+    """libxcb / XInput2 refused a call the input guard needs."""
 
 
 class _Xcb:
