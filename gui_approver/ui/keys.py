@@ -388,26 +388,19 @@ class DemoRegistryBox(QGroupBox):
             self.dir_edit.setText(chosen)
 
     def register(self) -> bool:
-        from gui_approver.registry.server import KEYS_FILE, add_key_to_file
-        from gui_approver.registry.verify import RegisteredKey
+        from gui_approver.core.demo_registry import register_public_key
 
         text = self.dir_edit.text().strip()
         if not text or not self._public:
             self.status.setText("Choose the demo registry's data directory first.")
             return False
         data_dir = Path(text).expanduser()
-        if not data_dir.is_dir():
-            self.status.setText(
-                f"{data_dir} is not a directory. Choose the directory the demo registry was "
-                "started with (--data DIR); nothing was registered.")
-            return False
         try:
-            key = RegisteredKey(public=self._public, subject=self._subject)
-            add_key_to_file(data_dir, key)
-        except (ValueError, OSError) as exc:
-            self.status.setText(f"Could not register the key in {data_dir}: {exc}")
+            kip, path = register_public_key(data_dir, self._public, self._subject)
+        except GuiApproverError as exc:
+            self.status.setText(str(exc))
             return False
-        self.status.setText(f"Registered {key.kip} in {data_dir / KEYS_FILE}.")
+        self.status.setText(f"Registered {kip} in {path}.")
         self.registered.emit(data_dir)
         return True
 
