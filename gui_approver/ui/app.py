@@ -626,9 +626,14 @@ class GuiApp(QObject):
                 self._status_action.setText(text.splitlines()[1])
             if self._show_action is not None:
                 self._show_action.setEnabled(bool(n))
+        alerts = self.open_alert_count()
+        alerts_label = f"Alerts ({alerts})…" if alerts else "Alerts…"
+        if self.tray is not None:
+            self._alerts_action.setText(alerts_label)
         if self.status_window is not None:
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
+            self.status_window.alerts_button.setText(alerts_label)
             self.status_window.setWindowIcon(make_icon(state))
             self.status_window.fit()
 
