@@ -17,7 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gui_approver.client import protocol
-from gui_approver.client.protocol import CredentialRequest, IpcRequest, Provenance
+from gui_approver.client.protocol import (
+    CredentialRequest,
+    Get,
+    IpcRequest,
+    Login,
+    Logout,
+    Provenance,
+    Publish,
+)
 from gui_approver.core import tokens
 from gui_approver.core.approval import (
     ApprovalRequest,
@@ -114,13 +122,13 @@ class SigningService:
         sets when the requester disconnects while waiting."""
         self._watch.value = watch
         try:
-            if request.kind == "get":
-                return self._get(request, provenance)
-            if request.kind == "login":
-                return self._login(request, provenance)
-            if request.kind == "logout":
-                return self._logout(request, provenance)
-            return Outcome(protocol.err_operation_not_supported())
+            match request:
+                case Get():
+                    return self._get(request, provenance)
+                case Login():
+                    return self._login(request, provenance)
+                case Logout():
+                    return self._logout(request, provenance)
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
             self._record_quietly(request, provenance, "error", str(exc), None)
@@ -144,10 +152,10 @@ class SigningService:
             event=request.kind,
             registry=request.registry.name,
             index_url=request.registry.index_url,
-            operation=request.operation,
-            crate=request.name,
-            version=request.vers,
-            cksum=request.cksum,
+            operation=request.operation.op if isinstance(request, Get) else None,
+            crate=request.name if isinstance(request, Get) else None,
+            version=request.vers if isinstance(request, Get) else None,
+            cksum=request.cksum if isinstance(request, Get) else None,
             decision=decision,
             reason=reason,
             requester=prov.to_json(),
@@ -210,9 +218,9 @@ class SigningService:
             log.exception("inspecting %s failed", request.describe())
             reason = f"internal error ({type(exc).__name__})"
             contents = None
-            if request.operation == "publish":
-                contents = CrateContents(request.name or "?", request.vers or "?",
-                                         request.cksum or "", False, reason)
+            if isinstance(request, Get) and isinstance(request.operation, Publish):
+                op = request.operation
+                contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
             return RequestReview(
                 request,
                 RequesterInfo(verified=False,
@@ -221,13 +229,11 @@ class SigningService:
                 contents,
             )
 
-    def _take_batch(
-        self, request: CredentialRequest, prov: Provenance
-    ) -> tuple[bool, Candidate | None]:
+    def _take_batch(self, request: Get, prov: Provenance) -> tuple[bool, Candidate | None]:
         """Consume this publish's entry of a workspace list the user approved, if any."""
         inspector = self.inspector
         if (inspector is None or inspector.workspace is None
-                or request.operation != "publish"):
+                or not isinstance(request.operation, Publish)):
             return False, None
         try:
             taken = inspector.workspace.batch.take(request, run=run_key_for_pid(prov.pid))
@@ -238,7 +244,7 @@ class SigningService:
             return False, None
         return True, taken[1]
 
-    def _approve_all(self, request: CredentialRequest, review: RequestReview | None) -> None:
+    def _approve_all(self, request: Get, review: RequestReview | None) -> None:
         inspector = self.inspector
         if (review is None or not review.batch or inspector is None
                 or inspector.workspace is None):
@@ -251,12 +257,12 @@ class SigningService:
             log.exception("could not remember the approved workspace list")
 
     def _record_history_later(
-        self, request: CredentialRequest, review: RequestReview | None,
+        self, request: Get, review: RequestReview | None,
         candidate: Candidate | None, batched: bool,
     ) -> None:
         """Add a signed publish to the history, off the signing path."""
         inspector = self.inspector
-        if inspector is None or request.operation != "publish":
+        if inspector is None or not isinstance(request.operation, Publish):
             return
         if batched:
             if candidate is None:
@@ -285,13 +291,17 @@ class SigningService:
         watch = getattr(self._watch, "value", None)
         return watch() if watch is not None else None
 
-    def _get(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _get(self, request: Get, prov: Provenance) -> Outcome:
         record = self.store.find(request.registry.index_url)
         if record is None:
             log.info("no key for %s: not-found", request.registry.index_url)
             return Outcome(protocol.err_not_found())
         mutation = request.is_mutation
-        needs_approval = mutation or self.settings.reads_need_approval
+        # A hardware key whose token is not logged in asks for its PIN: never for a request
+        # the user has not approved, so such a read shows the dialog first (with nobody to
+        # ask the PIN, signing fails below with how to unlock it).
+        needs_approval = (mutation or self.settings.reads_need_approval
+                          or (self.store.needs_login(record) and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
         auto = False
@@ -351,7 +361,7 @@ class SigningService:
             self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
-    def _login(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _login(self, request: Login, prov: Provenance) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
         existing = self.store.find(index_url)
@@ -385,7 +395,7 @@ class SigningService:
         )
         return Outcome(protocol.ok_login(), notice)
 
-    def _logout(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _logout(self, request: Logout, prov: Provenance) -> Outcome:
         record = self.store.find(request.registry.index_url)
         if record is None:
             return Outcome(protocol.err_not_found())

@@ -29,19 +29,24 @@ from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.hardening import harden_process
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
+from gui_approver.core.watch import Alert, Watch
+from gui_approver.errors import GuiApproverError
+from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
+from gui_approver.ui.alerts import AlertsWindow, TokenSource, WatchRunner
 from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
-from gui_approver.ui.passphrase import QtUnlocker
+from gui_approver.ui.passphrase import QtTouchNotifier, QtUnlocker
 from gui_approver.ui.settings_window import SettingsWindow
+from gui_approver.ui.winutil import bring_forward
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +205,7 @@ class QtApprover(QObject):
     def show_current(self) -> None:
         """Bring the pending dialog forward (the only thing the tray can do with it)."""
         if self.dialog is not None:
-            self.dialog.show()
-            self.dialog.raise_()
-            self.dialog.activateWindow()
+            bring_forward(self.dialog)
 
     def shutdown(self) -> None:
         self._closed = True
@@ -269,6 +272,8 @@ class StatusWindow(QWidget):
         keys_button.clicked.connect(controller.show_keys)
         activity_button = QPushButton("Recent activity…")
         activity_button.clicked.connect(controller.show_activity)
+        self.alerts_button = QPushButton("Alerts…")
+        self.alerts_button.clicked.connect(controller.show_alerts)
         main_settings_button = QPushButton("Settings…")
         main_settings_button.clicked.connect(controller.show_settings)
         lock_button = QPushButton("Lock now")
@@ -278,6 +283,7 @@ class StatusWindow(QWidget):
         row.addWidget(self.show_pending)
         row.addWidget(keys_button)
         row.addWidget(activity_button)
+        row.addWidget(self.alerts_button)
         row.addWidget(main_settings_button)
         row.addWidget(lock_button)
         row.addWidget(quit_button)
@@ -317,6 +323,7 @@ class GuiApp(QObject):
         first_run: bool = True,
         settings_path: Path | None = None,
         cargo_home: Path | None = None,
+        watch: Watch | None = None,
     ) -> None:
         super().__init__()
         self._stopped = False
@@ -336,8 +343,18 @@ class GuiApp(QObject):
         # Passphrase-protected keys are unlocked through a dialog of their own.
         self.unlocker = QtUnlocker(parent=self)
         store.unlocker = self.unlocker
+        # Hardware keys: "Touch your security key now" while the token waits.
+        self.touch = QtTouchNotifier(parent=self)
+        store.touch_notifier = self.touch
         self.keys_window: KeyManagerWindow | None = None
         self.activity_window: ActivityWindow | None = None
+        # The watch: versions of the user's crates nobody approved here (background passes).
+        self.watch_runner = WatchRunner(watch or Watch(), settings.watch_interval_minutes, self)
+        self.watch_runner.new_alerts.connect(self._on_new_alerts)
+        self.watch_runner.passed.connect(lambda _r: self._refresh())
+        #: index URL -> (bearer token, delete it) for "Revoke this token"; None: no tokens.
+        self.token_source: TokenSource | None = None
+        self.alerts_window: AlertsWindow | None = None
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(30_000)
         self._idle_timer.timeout.connect(self._lock_if_idle)
@@ -348,13 +365,17 @@ class GuiApp(QObject):
             on_event=self._emit_event,
         )
         self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
-                                           on_lock=self._lock_from_ipc)
+                                           on_lock=self._lock_from_ipc,
+                                           on_unlock=self._unlock_from_ipc,
+                                           on_show=self._show_from_ipc)
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
         self.status_window: StatusWindow | None = None
         self._status_action: QAction | None = None
+        self._show_action: QAction | None = None
         self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
         self._locked.connect(self._refresh, Qt.ConnectionType.QueuedConnection)
+        self._show_requested.connect(self.show_main, Qt.ConnectionType.QueuedConnection)
         self.approver.queue_changed.connect(self._on_queue_changed)
         install_accessibility_factory()
 
@@ -377,6 +398,7 @@ class GuiApp(QObject):
                         "Mutations for loopback registries are signed without a dialog.")
         self.check_expiry()
         self._expiry_timer.start()
+        self.watch_runner.start()
         if self.first_run:
             self._maybe_first_run()
 
@@ -438,11 +460,15 @@ class GuiApp(QObject):
         menu.addSeparator()
         show = menu.addAction("Show pending request")
         show.triggered.connect(self.approver.show_current)
+        show.setEnabled(self.approver.pending_count() > 0)
+        self._show_action = show
         menu.addSeparator()
         keys_action = menu.addAction("Keys…")
         keys_action.triggered.connect(self.show_keys)
         activity_action = menu.addAction("Recent activity…")
         activity_action.triggered.connect(self.show_activity)
+        self._alerts_action = menu.addAction("Alerts…")
+        self._alerts_action.triggered.connect(self.show_alerts)
         settings_action = menu.addAction("Settings…")
         settings_action.triggered.connect(self.show_settings)
         lock_action = menu.addAction("Lock now")
@@ -462,23 +488,45 @@ class GuiApp(QObject):
         if self.keys_window is None:
             self.keys_window = KeyManagerWindow(self.store)  # the app's store: shared cache
         self.keys_window.refresh()
-        self.keys_window.show()
-        self.keys_window.raise_()
-        self.keys_window.activateWindow()
+        bring_forward(self.keys_window)
 
     def show_settings(self) -> None:
         if self.settings_window is None:
             self.settings_window = SettingsWindow(self.settings, self.settings_path)
             self.settings_window.saved.connect(self.apply_settings)
-        self.settings_window.show()
-        self.settings_window.raise_()
-        self.settings_window.activateWindow()
+        bring_forward(self.settings_window)
+
+    def show_alerts(self) -> None:
+        if self.alerts_window is None:
+            self.alerts_window = AlertsWindow(self.watch_runner, self.token_source)
+        self.alerts_window.token_source = self.token_source
+        self.alerts_window.refresh()
+        self.alerts_window.show()
+        self.alerts_window.raise_()
+        self.alerts_window.activateWindow()
+
+    def _on_new_alerts(self, alerts: list[Alert]) -> None:
+        """One desktop notification per alert, the first time the app sees it."""
+        for alert in alerts:
+            self.notify("Version nobody approved", alert.message, warning=True)
+        if self.alerts_window is not None and self.alerts_window.isVisible():
+            self.alerts_window.refresh()
+        self._refresh()
+
+    def open_alert_count(self) -> int:
+        try:
+            return len(self.watch_runner.watch.alerts())
+        except GuiApproverError:
+            return 0
 
     def apply_settings(self, new: Settings) -> None:
         """Use saved settings from now on (those read only at start-up wait for a restart)."""
         self.settings = new
         self.approver.settings = new
         self.service.settings = new
+        if new.watch_interval_minutes != self.watch_runner.interval_minutes:
+            self.watch_runner.set_interval(new.watch_interval_minutes)
+            self.watch_runner.start()
         if new.idle_lock_minutes > 0:
             if not self._idle_timer.isActive():
                 self._idle_timer.start()
@@ -490,11 +538,28 @@ class GuiApp(QObject):
         if self.activity_window is None:
             self.activity_window = ActivityWindow()
         self.activity_window.refresh()
-        self.activity_window.show()
-        self.activity_window.raise_()
-        self.activity_window.activateWindow()
+        bring_forward(self.activity_window)
 
     _locked = Signal()
+    _show_requested = Signal()
+
+    def _show_from_ipc(self) -> None:
+        """A second launch (an IPC thread): bring this app's window forward."""
+        if not self._stopped:
+            self._show_requested.emit()
+
+    def show_main(self) -> None:
+        """The window a second launch brings forward: the pending dialog if there is one
+        (and then nothing that could cover it), else the welcome or status window, else
+        the key manager (with a tray icon there is no main window)."""
+        if self.approver.dialog is not None:
+            self.approver.show_current()
+        elif self.first_run_window is not None and self.first_run_window.isVisible():
+            bring_forward(self.first_run_window)
+        elif self.status_window is not None:
+            bring_forward(self.status_window)
+        else:
+            self.show_keys()
 
     def _lock_from_ipc(self) -> int:
         """`gui-approver key lock` (an IPC thread): forget keys; the tray refreshes later."""
@@ -503,6 +568,13 @@ class GuiApp(QObject):
         if not self._stopped:
             self._locked.emit()
         return n
+
+    def _unlock_from_ipc(self, registry: str, secret: Secret) -> str:
+        """`gui-approver key unlock` (an IPC thread): unlock one key with what the user typed."""
+        text = unlock_registry(self.store, registry, secret)
+        if not self._stopped:
+            self._locked.emit()
+        return text
 
     def lock_now(self) -> None:
         self.service.end_batches()
@@ -534,6 +606,9 @@ class GuiApp(QObject):
             parts.append(f"Keys unavailable: {exc}")
         if self.auto_approve_loopback:
             parts.append("AUTO-APPROVE is ON for loopback registries.")
+        alerts = self.open_alert_count()
+        if alerts:
+            parts.append(f"{alerts} open alert(s): versions nobody approved here (Alerts…).")
         return "\n".join(parts)
 
     def _refresh(self) -> None:
@@ -546,6 +621,8 @@ class GuiApp(QObject):
             self.tray.setIcon(make_icon(state))
             if self._status_action is not None:
                 self._status_action.setText(text.splitlines()[1])
+            if self._show_action is not None:
+                self._show_action.setEnabled(bool(n))
         if self.status_window is not None:
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
@@ -559,7 +636,8 @@ class GuiApp(QObject):
         except Exception:  # noqa: BLE001 - a damaged index shows as idle, logged elsewhere
             return False
         return bool(records) and all(
-            r.protection == "passphrase" and not self.store.is_unlocked(r) for r in records
+            r.protection in ("passphrase", "hardware") and not self.store.is_unlocked(r)
+            for r in records
         )
 
     def notify(self, title: str, message: str, *, warning: bool = False) -> None:
@@ -598,10 +676,16 @@ class GuiApp(QObject):
 
     def stop(self) -> None:
         self._stopped = True
+        self.watch_runner.stop()
+        if self.alerts_window is not None:
+            self.alerts_window.close()
+            self.alerts_window.deleteLater()
+            self.alerts_window = None
         self._idle_timer.stop()
         self._tray_timer.stop()
         self._expiry_timer.stop()
         self.unlocker.shutdown()
+        self.touch.shutdown()
         if self.keys_window is not None:
             self.keys_window.close()
         if self.first_run_window is not None:
@@ -668,7 +752,9 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     try:
         gui.start()
     except ipc.AlreadyRunning as exc:
-        print(f"gui-approver: {exc}; use its tray icon or window.", file=sys.stderr)
+        shown = ipc.request_show() is not None
+        print(f"gui-approver: {exc}; " + ("brought its window forward." if shown else
+                                          "use its tray icon or window."), file=sys.stderr)
         return 0
     except ipc.UnsafeDirectory as exc:
         print(f"gui-approver: {exc}", file=sys.stderr)

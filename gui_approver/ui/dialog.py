@@ -57,6 +57,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui_approver.client.protocol import Get, Owners
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import human_size
 from gui_approver.review.request import RequestReview
@@ -89,11 +90,13 @@ def _heading(approval: ApprovalRequest) -> str:
     where = elide_middle(req.registry.label(), 60)
     if approval.action == "logout":
         return f"Delete the key for registry {where}?"
+    if not isinstance(req, Get):
+        return f"Sign a token for this {req.kind}?"
     what = f"{req.name} {req.vers}" if req.name and req.vers else (req.name or "")
     verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
              "unyank": f"Unyank {what} on {where}?",
              "owners": f"Change the owners of {what} on {where}?"}
-    return verbs.get(req.operation or "", f"Sign a token for this {req.operation or req.kind}?")
+    return verbs.get(req.operation.op, f"Sign a token for this {req.operation.op}?")
 
 
 def _intro(approval: ApprovalRequest) -> str:
@@ -138,9 +141,10 @@ class ChangesWindow(QDialog):
         self.setModal(False)
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         req = review.request
+        name, vers = (req.name, req.vers) if isinstance(req, Get) else (None, None)
         prev = review.previous.vers if review.previous is not None else "?"
-        self.setWindowTitle(f"gui-approver: changes in {elide_middle(req.name or '?', 60)} "
-                            f"{elide_middle(req.vers or '?', 30)} since {elide_middle(prev, 30)}")
+        self.setWindowTitle(f"gui-approver: changes in {elide_middle(name or '?', 60)} "
+                            f"{elide_middle(vers or '?', 30)} since {elide_middle(prev, 30)}")
         layout = QVBoxLayout(self)
         summary = review.changes.summary() if review.changes is not None else ""
         layout.addWidget(_plain(elide_middle(summary, 300)))
@@ -360,15 +364,15 @@ class ApprovalDialog(QDialog):
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(6)
         rows: list[tuple[str, str, bool]] = [
-            ("Operation", req.operation or req.kind, False),
+            ("Operation", req.operation.op if isinstance(req, Get) else req.kind, False),
             ("Registry", elide_middle(req.registry.name or "(unnamed)", 80), False),
             ("Index URL", elide_middle(req.registry.index_url), True),
         ]
-        if req.name:
+        if isinstance(req, Get) and req.name:
             rows.append(("Crate", req.name, True))
-        if req.vers:
+        if isinstance(req, Get) and req.vers:
             rows.append(("Version", req.vers, True))
-        if req.cksum:
+        if isinstance(req, Get) and req.cksum:
             rows.append(("Checksum (sha256)", format_cksum(req.cksum), True))
         if approval.key is not None:
             rows.append(("Signing key", approval.key.kip, True))
@@ -428,7 +432,7 @@ class ApprovalDialog(QDialog):
             self._add_flags(body, review)
         body.addWidget(box)
 
-        if req.operation == "owners":
+        if isinstance(req, Get) and isinstance(req.operation, Owners):
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
             body.addWidget(note)
