@@ -112,6 +112,8 @@ def test_index_path_and_fetch_base(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_parse_index_file_is_strict() -> None:
     ok = b'{"name":"Foo","vers":"1.0.0","cksum":"' + b"a" * 64 + b'","yanked":false}\n\n'
     assert parse_index_file(ok, "foo", "u") == {"1.0.0": ("a" * 64, False)}
+    pre = ok.replace(b"1.0.0", b"1.0.0-rc.1+build.5")
+    assert parse_index_file(pre, "foo", "u") == {"1.0.0-rc.1+build.5": ("a" * 64, False)}
     for bad, why in [
         (b"not json\n", "line 1 is not JSON"),
         (b"[1]\n", "not a JSON object"),
@@ -119,6 +121,8 @@ def test_parse_index_file_is_strict() -> None:
         (ok.replace(b"a" * 64, b"zz"), "no valid cksum"),
         (ok.replace(b"false", b'"no"'), "non-boolean yanked"),
         (b"\xff\n", "not UTF-8"),
+        (ok.replace(b"1.0.0", "1.0.0\u202e".encode()), "no valid version"),
+        (ok.replace(b"1.0.0", b"1.0"), "no valid version"),
     ]:
         with pytest.raises(WatchError, match=why):
             parse_index_file(bad, "foo", "u")
@@ -416,7 +420,8 @@ def test_cli_watch_once_exit_codes_and_json(world: World, cli_env: dict[str, str
     assert run_cli(cli_env, "watch", "--once").returncode == 0
     unknown = run_cli(cli_env, "watch", "--once", "--registry", "nope")
     assert unknown.returncode == 2 and "no watched registry is named 'nope'" in unknown.stderr
-    assert run_cli(cli_env, "watch", "expect", "0000").returncode == 1
+    bad = run_cli(cli_env, "watch", "expect", "0000")
+    assert bad.returncode == 2 and "no alert '0000'" in bad.stderr
 
 
 def test_cli_watch_network_error_exit_2(cli_env: dict[str, str]) -> None:

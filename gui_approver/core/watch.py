@@ -86,6 +86,12 @@ LOCK_FILE = ".watch.lock"
 
 _CKSUM_RE = re.compile(r"[0-9a-f]{64}")
 _CRATE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_IDENT = r"[0-9A-Za-z-]+"
+#: SemVer, as cargo requires it: nothing else reaches a notification or the Alerts window.
+_VERS_RE = re.compile(
+    r"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)"
+    rf"(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+{_IDENT}(?:\.{_IDENT})*)?"
+)
 
 KINDS = (
     "unapproved-version",
@@ -98,6 +104,8 @@ KINDS = (
 
 class WatchError(GuiApproverError):
     """A pass could not check something (network, a bad index file); no alert was raised."""
+
+    exit_code = 2
 
 
 def default_state_dir() -> Path:
@@ -423,7 +431,7 @@ def parse_index_file(data: bytes, crate: str, url: str) -> dict[str, tuple[str, 
         cksum, yanked = entry.get("cksum"), entry.get("yanked", False)
         if not isinstance(name, str) or name.lower() != crate.lower():
             raise WatchError(f"bad index file {url}: line {n} is for crate {name!r}")
-        if not isinstance(vers, str) or not vers or len(vers) > 128:
+        if not isinstance(vers, str) or len(vers) > 128 or not _VERS_RE.fullmatch(vers):
             raise WatchError(f"bad index file {url}: line {n} has no valid version")
         if not isinstance(cksum, str) or not _CKSUM_RE.fullmatch(cksum):
             raise WatchError(f"bad index file {url}: line {n} ({vers}) has no valid cksum")
