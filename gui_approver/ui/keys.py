@@ -52,6 +52,7 @@ from PySide6.QtWidgets import (
 from gui_approver.core import cargo_config
 from gui_approver.core.approval import is_loopback_index
 from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey, parse_public_paserk
+from gui_approver.core.keys.strength import passphrase_problem
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
@@ -301,6 +302,9 @@ class PassphraseFields(QWidget):
             return None, None
         if a != b:
             return None, "The passphrases differ; nothing was created."
+        problem = passphrase_problem(Secret(a))
+        if problem is not None:
+            return None, problem + " Nothing was created."
         return Secret(a), None
 
     def clear(self) -> None:
