@@ -139,7 +139,8 @@ def test_import_cargo_moves_both_tokens_and_keeps_every_other_byte(app_env):
     dry = cli(app_env, "token", "import-cargo", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "Would move the token of registry crates-io" in dry.stdout
-    assert creds.read_text() == CREDENTIALS and bearer_store(KeyStore(KeyringKeychain())).list() == []
+    assert creds.read_text() == CREDENTIALS
+    assert bearer_store(KeyStore(KeyringKeychain())).list() == []
     assert config.read_text() == f'# my config\n[registries.local]\nindex = "{LOCAL}"\n'
 
     r = cli(app_env, "token", "import-cargo")
