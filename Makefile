@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint bench screenshots bootstrap-run bootstrap-test clean
 
+# Without a graphical session it says so (and what to do) instead of starting anything.
 # With no key yet, `make run` shows the self-contained demo (throwaway registry, keychain and
 # CARGO_HOME; the real dialog; a real `cargo publish`); afterwards it runs the app itself.
 run: bootstrap-run
-	@if [ -n "$(ARGS)" ] || $(VENV)/bin/gui-approver key list --json 2>/dev/null | grep -q '"kip"'; then \
+	@if [ -z "$(ARGS)" ] && ! $(PY) -m gui_approver.client.display; then exit 1; fi; \
+	if [ -n "$(ARGS)" ] || $(VENV)/bin/gui-approver key list --json 2>/dev/null | grep -q '"kip"'; then \
 	    exec $(VENV)/bin/gui-approver $(ARGS); \
 	else \
 	    echo "No key yet: running the demo first (gui-approver demo); then starting the app."; \

@@ -51,7 +51,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >&2
   if [ "$mode" = test ]; then extra='.[test]'; else extra='.'; fi
   # compat mode: a plain .pth path entry, no import-hook finder (~17 ms off every bridge start)
-  .venv/bin/python -m pip install -q --compile -e "$extra" --config-settings editable_mode=compat >&2
+  # PYTHONWARNINGS: the build backend's "compat editable is transitional" banner is noise here.
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q --compile -e "$extra" \
+    --config-settings editable_mode=compat >&2
   touch "$stamp"
 fi
 # Bytecode for our own package (editable installs do not compile it).

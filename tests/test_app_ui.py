@@ -110,3 +110,90 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, tmp_path):
         assert "cargo stopped waiting" in denied.reason
     finally:
         gui.stop()
+
+
+# -- issue #14: minimized windows come back; a second launch raises the running app ------
+
+
+def test_show_pending_request_unminimizes_the_dialog(qtbot, tmp_path):
+    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.core.approval import ApprovalRequest
+
+    gui, _ = make_app(tmp_path)
+    try:
+        assert not gui.status_window.show_pending.isEnabled()
+        gui._make_tray()
+        gui._refresh()
+        assert not gui._show_action.isEnabled()  # nothing pending: nothing to show
+        import json
+
+        req = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
+                                        "kind": "get", "operation": "yank", "name": "foo",
+                                        "vers": "1.0.0"}))
+        approval = ApprovalRequest(request=req, provenance=Provenance(), key=None,
+                                   timeout=60)
+        import threading
+
+        threading.Thread(target=gui.approver.decide, args=(approval,), daemon=True).start()
+        qtbot.waitUntil(lambda: gui.approver.dialog is not None, timeout=5000)
+        dialog = gui.approver.dialog
+        assert gui._show_action.isEnabled() and gui.status_window.show_pending.isEnabled()
+        dialog.showMinimized()
+        qtbot.waitUntil(dialog.isMinimized, timeout=3000)
+        gui._show_action.trigger()
+        qtbot.waitUntil(lambda: not dialog.isMinimized() and dialog.isVisible(), timeout=3000)
+        dialog.showMinimized()
+        qtbot.waitUntil(dialog.isMinimized, timeout=3000)
+        gui.status_window.show_pending.click()
+        qtbot.waitUntil(lambda: not dialog.isMinimized(), timeout=3000)
+        dialog.reject()
+        qtbot.waitUntil(lambda: gui.approver.dialog is None, timeout=3000)
+        assert not gui._show_action.isEnabled()
+    finally:
+        gui.stop()
+
+
+def test_keys_and_activity_come_back_from_minimized(qtbot, tmp_path):
+    gui, _ = make_app(tmp_path)
+    try:
+        for show, attr in ((gui.show_keys, "keys_window"), (gui.show_activity,
+                                                           "activity_window"),
+                           (gui.show_settings, "settings_window")):
+            show()
+            window = getattr(gui, attr)
+            window.showMinimized()
+            qtbot.waitUntil(window.isMinimized, timeout=3000)
+            show()
+            qtbot.waitUntil(lambda w=window: not w.isMinimized() and w.isVisible(),
+                            timeout=3000)
+    finally:
+        gui.stop()
+
+
+def test_second_launch_raises_the_running_apps_window(qtbot, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gui_approver.core import ipc
+
+    gui, _ = make_app(tmp_path, first_run=False)
+    try:
+        window = gui.status_window
+        window.showMinimized()
+        qtbot.waitUntil(window.isMinimized, timeout=3000)
+        assert ipc.request_show(gui.server.directory) == {"ipc": 1, "type": "shown"}
+        qtbot.waitUntil(lambda: not window.isMinimized(), timeout=3000)
+        # The real second launch (same XDG_RUNTIME_DIR, offscreen): no "use its tray icon".
+        window.showMinimized()
+        qtbot.waitUntil(window.isMinimized, timeout=3000)
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "gui-approver"), "app"],
+                                stderr=subprocess.PIPE, text=True)
+        qtbot.waitUntil(lambda: proc.poll() is not None, timeout=30000)
+        err = proc.stderr.read()
+        proc.stderr.close()
+        assert proc.returncode == 0, err
+        assert "brought its window forward" in err
+        qtbot.waitUntil(lambda: not window.isMinimized(), timeout=3000)
+    finally:
+        gui.stop()

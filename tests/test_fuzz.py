@@ -171,6 +171,8 @@ CARGO_PATHS = [(k,) for k in REQUEST_KEYS] + [("registry", k) for k in REGISTRY_
 
 IPC_REQUESTS = [
     {"ipc": 1, "type": "ping"},
+    {"ipc": 1, "type": "lock"},
+    {"ipc": 1, "type": "show"},
     *({"ipc": 1, "type": "credential", "request": r,
        "provenance": {"pid": 10, "ppid": 9, "cwd": "/src"}} for r in REQUESTS),
 ]
@@ -184,6 +186,8 @@ IPC_REQUEST_PATHS = (
 IPC_REPLIES = [
     {"ipc": 1, "type": "ack", "timeout": 125},
     {"ipc": 1, "type": "pong", "pid": 1, "version": "0.1.0"},
+    {"ipc": 1, "type": "locked", "count": 1},
+    {"ipc": 1, "type": "shown"},
     *({"ipc": 1, "type": "response", "response": r} for r in RESPONSES),
     {"ipc": 1, "type": "response", "response": RESPONSES[0], "notice": "hello"},
 ]
@@ -268,14 +272,23 @@ def check_request(req: CredentialRequest) -> None:
     """What parse_request accepts is well-formed and round-trips."""
     assert req.kind in protocol.KINDS
     assert isinstance(req.registry.index_url, str) and req.registry.index_url
-    if req.kind == "get":
-        assert req.operation in protocol.OPERATIONS
-        if req.operation in protocol.MUTATIONS:
-            assert req.name is not None and CRATE_NAME_RE.fullmatch(req.name)
-        else:
-            assert req.name is None and req.vers is None and req.cksum is None
-        assert (req.vers is not None) == (req.operation in ("publish", "yank", "unyank"))
-        assert (req.cksum is not None) == (req.operation == "publish")
+    match req:
+        case protocol.Get(operation=op):
+            assert op.op in protocol.OPERATIONS
+            assert op.is_mutation == (op.op in protocol.MUTATIONS)
+            match op:
+                case protocol.Read():
+                    assert req.name is None and req.vers is None and req.cksum is None
+                case protocol.Publish(name, vers, cksum):
+                    assert CRATE_NAME_RE.fullmatch(name) and VERS_RE.fullmatch(vers)
+                    assert CKSUM_RE.fullmatch(cksum)
+                case protocol.Yank(name, vers) | protocol.Unyank(name, vers):
+                    assert CRATE_NAME_RE.fullmatch(name) and VERS_RE.fullmatch(vers)
+                    assert req.cksum is None
+                case protocol.Owners(name):
+                    assert CRATE_NAME_RE.fullmatch(name) and req.vers is None
+        case protocol.Login() | protocol.Logout():
+            pass
     again = protocol.parse_request(protocol.encode(req.to_json()))
     assert again.to_json() == req.to_json()
 
@@ -304,7 +317,10 @@ def _check_parse_ipc_request(data: bytes) -> None:
     msg = refused_clearly(lambda: protocol.parse_ipc_request(data))
     if msg is None:
         return
-    assert msg.type in ("ping", "credential")
+    assert msg.type in ("ping", "lock", "show", "credential")
+    if msg.type != "credential":
+        # The control messages carry nothing: no request, no provenance to trust.
+        assert msg.request is None and msg.provenance == protocol.Provenance()
     if msg.type == "credential":
         assert msg.request is not None
         check_request(msg.request)
@@ -318,7 +334,7 @@ def _check_parse_ipc_reply(data: bytes) -> None:
     reply = refused_clearly(lambda: protocol.parse_ipc_reply(data))
     if reply is None:
         return
-    assert reply["type"] in ("ack", "response", "pong")
+    assert reply["type"] in ("ack", "response", "pong", "locked", "shown")
     if reply["type"] == "response":
         assert protocol.validate_response(reply["response"]) is reply["response"]
         line = protocol.encode(reply["response"])  # what the bridge would print
@@ -449,7 +465,7 @@ def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
     same = protocol.parse_request(json.dumps({**REQUESTS[5], "token": "k3.secret.HIDDEN"}))
     assert req == same and hash(req) == hash(same) and req is not same
     assert req != protocol.parse_request(json.dumps(REQUESTS[5]))
-    assert "HIDDEN" not in repr(req) and repr(req).startswith("CredentialRequest(registry=")
+    assert "HIDDEN" not in repr(req) and repr(req).startswith("Login(registry=")
     with pytest.raises(AttributeError, match="frozen"):
         req.kind = "get"  # type: ignore[misc]
     with pytest.raises(AttributeError, match="frozen"):

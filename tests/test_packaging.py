@@ -187,7 +187,7 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
     assert "libqgtk3.so" not in names
     assert not {n for n in names if n.startswith(("libgtk-3", "libgdk-3", "libpango-"))}
     assert "libqxcb.so" in names and "libqoffscreen.so" in names and "libqsvg.so" in names
-    assert (bundle / "_internal" / "gui_approver" / "icons" / "idle-22.png").is_file()
+    assert (bundle / "_internal" / "gui_approver" / "desktop" / "icons" / "idle-22.png").is_file()
 
     # The bridge executable carries no Qt, crypto, keyring or PASETO code.
     from PyInstaller.archive.readers import CArchiveReader

@@ -28,7 +28,8 @@ def test_every_cargo_request_round_trips_byte_for_byte(line):
 
 def test_request_fields():
     req = parse_request(REQUESTS[1])
-    assert (req.kind, req.operation, req.name, req.vers) == ("get", "publish", "foo", "0.6.0")
+    assert req == protocol.Get(req.registry, protocol.Publish("foo", "0.6.0", req.cksum or ""))
+    assert (req.kind, req.operation.op, req.name, req.vers) == ("get", "publish", "foo", "0.6.0")
     assert req.cksum and len(req.cksum) == 64
     assert req.registry.name == "local"
     assert req.is_mutation
@@ -54,7 +55,7 @@ def test_unknown_fields_are_ignored():
     obj["future-field"] = {"x": [1, 2]}
     obj["registry"]["also-new"] = True
     req = parse_request(json.dumps(obj))
-    assert req.operation == "yank" and req.vers == "0.6.0"
+    assert req.operation == protocol.Yank("foo", "0.6.0")
 
 
 @pytest.mark.parametrize("line", RESPONSES)

@@ -23,7 +23,7 @@ import hostile_archives as h
 import pyseto
 import pytest
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.protocol import Provenance, Publish, parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.ipc import UnixSocketServer
 from gui_approver.core.keys.store import KeyStore, MemoryKeychain
@@ -303,7 +303,7 @@ class ReviewingApprover:
         request, prov = approval.request, approval.provenance
         # ipc.py has already put the kernel's SO_PEERCRED pid into the provenance.
         peer_pid = prov.pid
-        if request.operation == "publish":
+        if isinstance(request.operation, Publish):
             run = run_key_for_pid(peer_pid)
             assert run == run_key(resolve_requester(prov, peer_pid))
             taken = self.workspace.batch.take(request, run=run)

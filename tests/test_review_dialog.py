@@ -282,7 +282,7 @@ class SpyInspector(Inspector):
         self.calls: list[str] = []
 
     def review(self, request, provenance, peer_pid=None, *, timeout=None):  # type: ignore[override]
-        self.calls.append(request.operation or request.kind)
+        self.calls.append(request.operation.op)
         if self.fixed is not None and request.cksum == self.fixed.request.cksum:
             return self.fixed
         return super().review(request, provenance, peer_pid, timeout=timeout)

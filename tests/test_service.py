@@ -94,7 +94,7 @@ def test_mutations_are_signed_only_after_approval(store, op):
     assert ("cksum" in claims) == (op == "publish")
     assert next(iter(claims)) == "iat"
     (seen,) = approver.seen
-    assert seen.provenance.cwd == "/x" and seen.request.operation == op
+    assert seen.provenance.cwd == "/x" and seen.request.operation.op == op
 
 
 @pytest.mark.parametrize(
@@ -104,8 +104,10 @@ def test_mutations_are_signed_only_after_approval(store, op):
         Recorder(exc=RuntimeError("boom")),
         Recorder(decision=None),
         Recorder(decision="yes"),
+        Recorder(Decision(1, "truthy but not True")),  # type: ignore[arg-type]
+        Recorder(Decision("yes", "a string")),  # type: ignore[arg-type]
     ],
-    ids=["deny", "exception", "none", "garbage"],
+    ids=["deny", "exception", "none", "garbage", "one", "string"],
 )
 def test_anything_but_approval_denies(store, approver):
     svc = SigningService(store, approver)

@@ -100,7 +100,7 @@ def test_every_mutation_asks_releases_the_token_and_is_never_cached(tmp_path, op
         ok = svc.handle(req(open_index.index_url, op), Provenance()).response["Ok"]
         assert ok == {"kind": "get", "token": TOKEN, "cache": "never",
                       "operation_independent": False}
-    assert [a.request.operation for a in approver.seen] == ["publish", "yank", "unyank",
+    assert [a.request.operation.op for a in approver.seen] == ["publish", "yank", "unyank",
                                                             "owners"]
     shown = approver.seen[0]
     assert shown.bearer is not None and shown.bearer.scopes == "publish-update"

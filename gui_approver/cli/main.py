@@ -61,6 +61,12 @@ def cmd_app(args: argparse.Namespace) -> int:
         from gui_approver.core.headless import run_headless
 
         return run_headless(auto_approve_loopback=args.auto_approve_loopback)
+    from gui_approver.client.display import NO_DISPLAY_HINT, display_problem
+
+    problem = display_problem()
+    if problem is not None:
+        # Before Qt starts: without a display it aborts with a core dump.
+        raise GuiApproverError(problem, hint=NO_DISPLAY_HINT)
     from gui_approver.ui.app import run_app
 
     return run_app(auto_approve_loopback=args.auto_approve_loopback,

@@ -123,6 +123,13 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
         raise BridgeError("gui-approver is not running; " + _START_HINT)
     import subprocess
 
+    from gui_approver.client.display import display_problem
+
+    env = app_environment(os.environ)
+    problem = display_problem(env)
+    if problem is not None:
+        raise BridgeError(f"gui-approver is not running and cannot start here: {problem}; "
+                          "nothing was signed")
     cmd = _app_command()
     err.write("gui-approver: the app is not running; starting it\n")
     err.flush()
@@ -134,7 +141,7 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
-            env=app_environment(os.environ),
+            env=env,
         )
     except OSError as exc:
         raise BridgeError(
@@ -235,12 +242,9 @@ def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     stdout.flush()
     try:
         line = _read_request_line(stdin, STDIN_TIMEOUT)
-        request = protocol.parse_request(line)
-        raw = request.to_json()
-        # login tokens travel to the app (it may import a k3.secret given by the user).
-        if request.token is not None:
-            raw["token"] = request.token.expose()
-        reply = exchange(raw, stderr)
+        raw = protocol.load_request(line)
+        protocol.request_from_json(raw)  # validate here: cargo gets a clear error at once
+        reply = exchange(raw, stderr)  # the request as cargo sent it (the app validates again)
         notice = reply.get("notice")
         if notice:
             stderr.write(notice.rstrip("\n") + "\n")

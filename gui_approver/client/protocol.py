@@ -25,7 +25,7 @@ from gui_approver.secret import Secret
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from typing import Any, Final, NoReturn, TypeVar
+    from typing import Any, ClassVar, Final, NoReturn, TypeVar
 
     _R = TypeVar("_R", bound="_Record")
 
@@ -213,67 +213,194 @@ class RegistryInfo(_Record):
         return out
 
 
-class CredentialRequest(_Record):
-    """One request from cargo. ``token`` (login only) is a :class:`Secret`."""
+class _Operation(_Record):
+    """What a ``get`` asks a token for. One class per operation, so a publish without a
+    checksum or a read with a crate name cannot be built; handle them with ``match``."""
 
-    __slots__ = ("registry", "kind", "operation", "name", "vers", "cksum", "args",  # noqa: RUF023
-                 "token", "login_url")
-    _hidden = ("token",)
-    registry: RegistryInfo
-    kind: str
-    operation: str | None
-    name: str | None
-    vers: str | None
-    cksum: str | None
-    args: tuple[str, ...]
-    token: Secret | None
-    login_url: str | None
-
-    def __init__(  # noqa: PLR0917 - positional like the dataclass it replaces
-        self,
-        registry: RegistryInfo,
-        kind: str,
-        operation: str | None = None,
-        name: str | None = None,
-        vers: str | None = None,
-        cksum: str | None = None,
-        args: tuple[str, ...] = (),
-        token: Secret | None = None,
-        login_url: str | None = None,
-    ) -> None:
-        self._init(registry, kind, operation, name, vers, cksum, args, token, login_url)
-
-    @property
-    def is_mutation(self) -> bool:
-        return self.kind == "get" and self.operation in MUTATIONS
+    #: cargo's name for the operation (``"read"``, ``"publish"``, ...).
+    op: ClassVar[str] = ""
+    is_mutation: ClassVar[bool] = True
 
     def describe(self) -> str:
-        """Short plain-text description, e.g. ``publish of foo 1.2.3``."""
-        if self.kind != "get":
-            return f"{self.kind} for registry {self.registry.label()}"
-        parts = [self.operation or "?"]
-        if self.name:
-            parts.append("of " + self.name)
-            if self.vers:
-                parts.append(self.vers)
+        name = getattr(self, "name", None)
+        vers = getattr(self, "vers", None)
+        parts = [self.op]
+        if name:
+            parts.append("of " + name)
+            if vers:
+                parts.append(vers)
         return " ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
-        """The request as cargo would send it (the login token is left out)."""
+        out: dict[str, Any] = {"operation": self.op}
+        for field in self.__slots__:
+            out[field] = getattr(self, field)
+        return out
+
+
+class Read(_Operation):
+    """A token for reading the index or downloading (asked before every publish, too)."""
+
+    __slots__ = ()
+    op: ClassVar[str] = "read"
+    is_mutation: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self._init()
+
+
+class Publish(_Operation):
+    __slots__ = ("name", "vers", "cksum")  # noqa: RUF023 - field order
+    __match_args__ = ("name", "vers", "cksum")
+    op: ClassVar[str] = "publish"
+    name: str
+    vers: str
+    cksum: str
+
+    def __init__(self, name: str, vers: str, cksum: str) -> None:
+        self._init(name, vers, cksum)
+
+
+class Yank(_Operation):
+    __slots__ = ("name", "vers")
+    __match_args__ = ("name", "vers")
+    op: ClassVar[str] = "yank"
+    name: str
+    vers: str
+
+    def __init__(self, name: str, vers: str) -> None:
+        self._init(name, vers)
+
+
+class Unyank(_Operation):
+    __slots__ = ("name", "vers")
+    __match_args__ = ("name", "vers")
+    op: ClassVar[str] = "unyank"
+    name: str
+    vers: str
+
+    def __init__(self, name: str, vers: str) -> None:
+        self._init(name, vers)
+
+
+class Owners(_Operation):
+    """``cargo owner --list/--add/--remove``: cargo does not say which."""
+
+    __slots__ = ("name",)
+    __match_args__ = ("name",)
+    op: ClassVar[str] = "owners"
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self._init(name)
+
+
+Operation = Read | Publish | Yank | Unyank | Owners
+Mutation = Publish | Yank | Unyank | Owners
+
+
+class Get(_Record):
+    """``kind: get``: a token for one operation."""
+
+    __slots__ = ("registry", "operation", "args")  # noqa: RUF023 - field order
+    kind: ClassVar[str] = "get"
+    registry: RegistryInfo
+    operation: Operation
+    args: tuple[str, ...]
+
+    def __init__(
+        self, registry: RegistryInfo, operation: Operation, args: tuple[str, ...] = ()
+    ) -> None:
+        self._init(registry, operation, args)
+
+    @property
+    def is_mutation(self) -> bool:
+        return self.operation.is_mutation
+
+    # Read-only views of the operation's fields (None where the operation has none).
+    @property
+    def name(self) -> str | None:
+        return getattr(self.operation, "name", None)
+
+    @property
+    def vers(self) -> str | None:
+        return getattr(self.operation, "vers", None)
+
+    @property
+    def cksum(self) -> str | None:
+        return getattr(self.operation, "cksum", None)
+
+    def describe(self) -> str:
+        """Short plain-text description, e.g. ``publish of foo 1.2.3``."""
+        return self.operation.describe()
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as cargo sends it."""
         out: dict[str, Any] = {"v": PROTOCOL_VERSION, "registry": self.registry.to_json()}
         out["kind"] = self.kind
-        for key, value in (
-            ("operation", self.operation),
-            ("name", self.name),
-            ("vers", self.vers),
-            ("cksum", self.cksum),
-            ("login-url", self.login_url),
-        ):
-            if value is not None:
-                out[key] = value
+        out.update(self.operation.to_json())
         if self.args:
             out["args"] = list(self.args)
         return out
+
+
+class Login(_Record):
+    """``kind: login``. ``token`` (only when the user gave one) is a :class:`Secret`."""
+
+    __slots__ = ("registry", "token", "login_url", "args")  # noqa: RUF023 - field order
+    _hidden = ("token",)
+    kind: ClassVar[str] = "login"
+    is_mutation: ClassVar[bool] = False
+    registry: RegistryInfo
+    token: Secret | None
+    login_url: str | None
+    args: tuple[str, ...]
+
+    def __init__(
+        self,
+        registry: RegistryInfo,
+        token: Secret | None = None,
+        login_url: str | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
+        self._init(registry, token, login_url, args)
+
+    def describe(self) -> str:
+        return f"login for registry {self.registry.label()}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The request as cargo sent it, the token left out."""
+        out: dict[str, Any] = {"v": PROTOCOL_VERSION, "registry": self.registry.to_json()}
+        out["kind"] = self.kind
+        if self.login_url is not None:
+            out["login-url"] = self.login_url
+        if self.args:
+            out["args"] = list(self.args)
+        return out
+
+
+class Logout(_Record):
+    __slots__ = ("registry", "args")  # noqa: RUF023 - field order
+    kind: ClassVar[str] = "logout"
+    is_mutation: ClassVar[bool] = False
+    registry: RegistryInfo
+    args: tuple[str, ...]
+
+    def __init__(self, registry: RegistryInfo, args: tuple[str, ...] = ()) -> None:
+        self._init(registry, args)
+
+    def describe(self) -> str:
+        return f"logout for registry {self.registry.label()}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"v": PROTOCOL_VERSION, "registry": self.registry.to_json()}
+        out["kind"] = self.kind
+        if self.args:
+            out["args"] = list(self.args)
+        return out
+
+
+CredentialRequest = Get | Login | Logout
 
 
 def _str_field(obj: dict[str, Any], key: str, *, required: bool, where: str) -> str | None:
@@ -319,8 +446,12 @@ def parse_request(data: bytes | str) -> CredentialRequest:
 
     Raises :class:`ProtocolError` with a user-facing sentence for anything else.
     """
-    obj = _loads_object(data, MAX_REQUEST_BYTES, "the request from cargo")
-    return request_from_json(obj)
+    return request_from_json(load_request(data))
+
+
+def load_request(data: bytes | str) -> dict[str, Any]:
+    """The JSON object of one request line from cargo (size, UTF-8 and JSON checked only)."""
+    return _loads_object(data, MAX_REQUEST_BYTES, "the request from cargo")
 
 
 def request_from_json(obj: dict[str, Any]) -> CredentialRequest:
@@ -351,42 +482,53 @@ def request_from_json(obj: dict[str, Any]) -> CredentialRequest:
         raise ProtocolError(f"{where} field 'args' must be a list of strings")
     args = tuple(args_raw[:64])
 
-    if kind == "get":
-        operation = _str_field(obj, "operation", required=True, where=where)
-        if operation not in OPERATIONS:
-            raise ProtocolError(
-                f"unsupported operation {operation!r}; expected one of {', '.join(OPERATIONS)}"
-            )
-        crate = vers = cksum = None
-        if operation in MUTATIONS:
-            crate = _str_field(obj, "name", required=True, where=f"the {operation} request")
-            assert crate is not None
-            if not valid_crate_name(crate):
-                raise ProtocolError(f"invalid crate name {crate[:80]!r}")
-            if operation != "owners":
-                vers = _str_field(obj, "vers", required=True, where=f"the {operation} request")
-                assert vers is not None
-                if not valid_vers(vers):
-                    raise ProtocolError(f"invalid version {vers[:80]!r}")
-            if operation == "publish":
-                cksum = _str_field(obj, "cksum", required=True, where="the publish request")
-                assert cksum is not None
-                if not valid_cksum(cksum):
-                    raise ProtocolError("invalid cksum: expected 64 lowercase hex digits")
-        return CredentialRequest(
-            registry=registry, kind=kind, operation=operation, name=crate, vers=vers,
-            cksum=cksum, args=args,
-        )
-    if kind == "login":
-        token = _str_field(obj, "token", required=False, where="the login request")
-        login_url = _str_field(obj, "login-url", required=False, where="the login request")
-        return CredentialRequest(
-            registry=registry, kind=kind, args=args,
-            token=Secret(token) if token else None, login_url=login_url,
-        )
-    if kind == "logout":
-        return CredentialRequest(registry=registry, kind=kind, args=args)
+    match kind:
+        case "get":
+            return Get(registry, _operation(obj), args)
+        case "login":
+            token = _str_field(obj, "token", required=False, where="the login request")
+            login_url = _str_field(obj, "login-url", required=False, where="the login request")
+            return Login(registry, Secret(token) if token else None, login_url, args)
+        case "logout":
+            return Logout(registry, args)
     raise ProtocolError(f"unsupported request kind {kind!r}; expected get, login or logout")
+
+
+def _operation(obj: dict[str, Any]) -> Operation:
+    where = "the request from cargo"
+    operation = _str_field(obj, "operation", required=True, where=where)
+    if operation == "read":
+        return Read()
+    if operation not in MUTATIONS:
+        raise ProtocolError(
+            f"unsupported operation {operation!r}; expected one of {', '.join(OPERATIONS)}"
+        )
+    where = f"the {operation} request"
+    crate = _str_field(obj, "name", required=True, where=where)
+    assert crate is not None
+    if not valid_crate_name(crate):
+        raise ProtocolError(_crate_name_problem(crate))
+    if operation == "owners":
+        return Owners(crate)
+    vers = _str_field(obj, "vers", required=True, where=where)
+    assert vers is not None
+    if not valid_vers(vers):
+        raise ProtocolError(f"invalid version {vers[:80]!r}")
+    if operation == "yank":
+        return Yank(crate, vers)
+    if operation == "unyank":
+        return Unyank(crate, vers)
+    cksum = _str_field(obj, "cksum", required=True, where=where)
+    assert cksum is not None
+    if not valid_cksum(cksum):
+        raise ProtocolError("invalid cksum: expected 64 lowercase hex digits")
+    return Publish(crate, vers, cksum)
+
+
+def _crate_name_problem(crate: str) -> str:
+    if len(crate) > 64:
+        return f"invalid crate name {crate[:80]!r}: longer than 64 characters"
+    return f"invalid crate name {crate[:80]!r}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,6 +618,7 @@ def validate_response(obj: Any) -> dict[str, Any]:
 #                    "provenance":{"pid":N,"ppid":N,"cwd":"..."}}
 #                   {"ipc":1,"type":"ping"}
 #                   {"ipc":1,"type":"lock"}       (forget unlocked keys; never approves)
+#                   {"ipc":1,"type":"show"}       (bring the app's window forward; nothing else)
 #   app -> bridge   {"ipc":1,"type":"ack","timeout":120}     (request queued; deadline in s)
 #                   {"ipc":1,"type":"response","response":{...cargo response...},"notice":"..."}
 #                   {"ipc":1,"type":"pong","pid":N,"version":"..."}
@@ -538,6 +681,8 @@ def parse_ipc_request(data: bytes) -> IpcRequest:
         return IpcRequest(type="ping")
     if typ == "lock":  # only ever reduces what the app can do: forget unlocked keys
         return IpcRequest(type="lock")
+    if typ == "show":  # a second launch: raise the running app's window, decide nothing
+        return IpcRequest(type="show")
     if typ != "credential":
         raise ProtocolError(f"unknown IPC message type {typ!r}")
     raw = obj.get("request")
@@ -575,7 +720,7 @@ def parse_ipc_reply(data: bytes) -> dict[str, Any]:
         if notice is not None and not isinstance(notice, str):
             raise ProtocolError("the app's notice is malformed")
         return obj
-    if typ in ("pong", "locked"):
+    if typ in ("pong", "locked", "shown"):
         return obj
     raise ProtocolError(f"unknown reply type {typ!r} from the app")
 

@@ -85,10 +85,11 @@ def decide_safely(approver: Approver, request: ApprovalRequest) -> Decision:
     except Exception as exc:  # noqa: BLE001 - fail closed on any error
         log.warning("approver failed (%s); denying request %d", type(exc).__name__, request.id)
         return Decision.deny(f"the approval failed ({type(exc).__name__})")
-    if not isinstance(decision, Decision) or decision.approved is not True:
-        if isinstance(decision, Decision):
-            return decision
+    if not isinstance(decision, Decision):
         return Decision.deny("the approval gave no decision")
+    if decision.approved is not True:  # only True approves: not 1, not "yes"
+        reason = decision.reason if isinstance(decision.reason, str) else "denied"
+        return Decision.deny(reason)
     return decision
 
 

@@ -109,9 +109,11 @@ class UnixSocketServer:
         directory: str | None = None,
         *,
         on_lock: Callable[[], int] | None = None,
+        on_show: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
         self.on_lock = on_lock
+        self.on_show = on_show
         self.directory = directory or protocol.socket_dir()
         self.path = os.path.join(self.directory, protocol.SOCKET_NAME)
         self._lock_fd: int | None = None
@@ -248,6 +250,11 @@ class UnixSocketServer:
         if message.type == "lock":
             count = self.on_lock() if self.on_lock is not None else 0
             conn.sendall(protocol.encode_ipc({"type": "locked", "count": count}))
+            return
+        if message.type == "show":
+            if self.on_show is not None:
+                self.on_show()
+            conn.sendall(protocol.encode_ipc({"type": "shown"}))
             return
 
         message = _with_kernel_provenance(message, peer_pid)
@@ -389,6 +396,11 @@ def ping(directory: str | None = None, timeout: float = 2.0) -> dict[str, object
 def request_lock(directory: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:
     """Ask a running app to lock its unlocked keys; None when no app answers."""
     return _simple_request("lock", directory, timeout)
+
+
+def request_show(directory: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:
+    """Ask a running app to bring its window forward; None when no app answers."""
+    return _simple_request("show", directory, timeout)
 
 
 def _simple_request(

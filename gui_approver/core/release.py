@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from gui_approver.client.protocol import CredentialRequest
+from gui_approver.client.protocol import Get
 from gui_approver.core import tokens
 from gui_approver.core.keys.bearer import READ_PLACEHOLDER, BearerStore, TokenRecord
 from gui_approver.core.keys.store import KeyRecord, KeyStore, is_crates_io
@@ -47,7 +47,7 @@ class AuthProbe:
         self._cache: dict[str, tuple[float, bool]] = {}
         self._lock = threading.Lock()
 
-    def auth_required(self, request: CredentialRequest) -> bool:
+    def auth_required(self, request: Get) -> bool:
         if request.registry.headers:
             return True
         url = request.registry.index_url
@@ -130,7 +130,7 @@ class ReleasePolicy:
             return Credential("token", bearer=bearer)
         return None
 
-    def placeholder_read(self, cred: Credential, request: CredentialRequest) -> bool:
+    def placeholder_read(self, cred: Credential, request: Get) -> bool:
         """True: answer this read with :data:`READ_PLACEHOLDER` (never the token)."""
         return (cred.kind == "token" and not request.is_mutation
                 and not self.probe.auth_required(request))
@@ -141,7 +141,7 @@ class ReleasePolicy:
             return not cred.bearer.silent_reads
         return settings.reads_need_approval
 
-    def release(self, cred: Credential, request: CredentialRequest, *, approved: bool) -> str:
+    def release(self, cred: Credential, request: Get, *, approved: bool) -> str:
         """The token for cargo. ``approved``: a human (or the explicit policy) said yes."""
         if cred.kind == "token":
             assert cred.bearer is not None

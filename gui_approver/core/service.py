@@ -17,7 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gui_approver.client import protocol
-from gui_approver.client.protocol import CredentialRequest, IpcRequest, Provenance
+from gui_approver.client.protocol import (
+    CredentialRequest,
+    Get,
+    IpcRequest,
+    Login,
+    Logout,
+    Provenance,
+    Publish,
+)
 from gui_approver.core.approval import (
     ApprovalRequest,
     Approver,
@@ -124,13 +132,13 @@ class SigningService:
         sets when the requester disconnects while waiting."""
         self._watch.value = watch
         try:
-            if request.kind == "get":
-                return self._get(request, provenance)
-            if request.kind == "login":
-                return self._login(request, provenance)
-            if request.kind == "logout":
-                return self._logout(request, provenance)
-            return Outcome(protocol.err_operation_not_supported())
+            match request:
+                case Get():
+                    return self._get(request, provenance)
+                case Login():
+                    return self._login(request, provenance)
+                case Logout():
+                    return self._logout(request, provenance)
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
             self._record_quietly(request, provenance, "error", str(exc), None)
@@ -154,10 +162,10 @@ class SigningService:
             event=request.kind,
             registry=request.registry.name,
             index_url=request.registry.index_url,
-            operation=request.operation,
-            crate=request.name,
-            version=request.vers,
-            cksum=request.cksum,
+            operation=request.operation.op if isinstance(request, Get) else None,
+            crate=request.name if isinstance(request, Get) else None,
+            version=request.vers if isinstance(request, Get) else None,
+            cksum=request.cksum if isinstance(request, Get) else None,
             decision=decision,
             reason=reason,
             requester=prov.to_json(),
@@ -220,9 +228,9 @@ class SigningService:
             log.exception("inspecting %s failed", request.describe())
             reason = f"internal error ({type(exc).__name__})"
             contents = None
-            if request.operation == "publish":
-                contents = CrateContents(request.name or "?", request.vers or "?",
-                                         request.cksum or "", False, reason)
+            if isinstance(request, Get) and isinstance(request.operation, Publish):
+                op = request.operation
+                contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
             return RequestReview(
                 request,
                 RequesterInfo(verified=False,
@@ -231,13 +239,11 @@ class SigningService:
                 contents,
             )
 
-    def _take_batch(
-        self, request: CredentialRequest, prov: Provenance
-    ) -> tuple[bool, Candidate | None]:
+    def _take_batch(self, request: Get, prov: Provenance) -> tuple[bool, Candidate | None]:
         """Consume this publish's entry of a workspace list the user approved, if any."""
         inspector = self.inspector
         if (inspector is None or inspector.workspace is None
-                or request.operation != "publish"):
+                or not isinstance(request.operation, Publish)):
             return False, None
         try:
             taken = inspector.workspace.batch.take(request, run=run_key_for_pid(prov.pid))
@@ -248,7 +254,7 @@ class SigningService:
             return False, None
         return True, taken[1]
 
-    def _approve_all(self, request: CredentialRequest, review: RequestReview | None) -> None:
+    def _approve_all(self, request: Get, review: RequestReview | None) -> None:
         inspector = self.inspector
         if (review is None or not review.batch or inspector is None
                 or inspector.workspace is None):
@@ -261,12 +267,12 @@ class SigningService:
             log.exception("could not remember the approved workspace list")
 
     def _record_history_later(
-        self, request: CredentialRequest, review: RequestReview | None,
+        self, request: Get, review: RequestReview | None,
         candidate: Candidate | None, batched: bool,
     ) -> None:
         """Add a signed publish to the history, off the signing path."""
         inspector = self.inspector
-        if inspector is None or request.operation != "publish":
+        if inspector is None or not isinstance(request.operation, Publish):
             return
         if batched:
             if candidate is None:
@@ -295,7 +301,7 @@ class SigningService:
         watch = getattr(self._watch, "value", None)
         return watch() if watch is not None else None
 
-    def _get(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _get(self, request: Get, prov: Provenance) -> Outcome:
         cred = self.release.find(request.registry.index_url)
         if cred is None:
             log.info("no key for %s: not-found", request.registry.index_url)
@@ -372,7 +378,7 @@ class SigningService:
             bearer=bearer, timeout=self.settings.approval_timeout, gone=self._hangup()))
         return decision
 
-    def _login(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _login(self, request: Login, prov: Provenance) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
         crates_io = is_crates_io(request.registry.name, index_url)
@@ -439,7 +445,7 @@ class SigningService:
         return Outcome(protocol.ok_login(), notice)
 
     def _login_existing(
-        self, request: CredentialRequest, existing: Credential, given_key: SigningKey | None,
+        self, request: Login, existing: Credential, given_key: SigningKey | None,
         given_token: Secret | None,
     ) -> Outcome:
         label = existing.record.registry
@@ -485,7 +491,7 @@ class SigningService:
             f"{existing.key.public}\n(key id {existing.key.kip}). Register this public key "
             "with the registry."))
 
-    def _logout(self, request: CredentialRequest, prov: Provenance) -> Outcome:
+    def _logout(self, request: Logout, prov: Provenance) -> Outcome:
         cred = self.release.find(request.registry.index_url)
         if cred is None:
             return Outcome(protocol.err_not_found())

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gui_approver.client.protocol import MUTATIONS, CredentialRequest
+from gui_approver.client.protocol import MUTATIONS, Get, Owners, Publish, Read, Unyank, Yank
 
 if TYPE_CHECKING:
     from gui_approver.core.keys.store import SigningKey
@@ -61,25 +61,25 @@ def build_footer(index_url: str, kip: str) -> bytes:
     return _compact({"url": index_url, "kip": kip})
 
 
-def claims_for_request(
-    request: CredentialRequest, *, subject: str | None, now_ns: int | None = None
-) -> bytes:
-    if request.kind != "get" or request.operation is None:
-        raise ValueError("only 'get' requests are signed")
-    if request.operation == "read":
-        return build_claims(iat=format_iat(now_ns), subject=subject)
-    return build_claims(
-        iat=format_iat(now_ns),
-        subject=subject,
-        mutation=request.operation,
-        name=request.name,
-        vers=request.vers if request.operation != "owners" else None,
-        cksum=request.cksum if request.operation == "publish" else None,
-    )
+def claims_for_request(request: Get, *, subject: str | None, now_ns: int | None = None) -> bytes:
+    iat = format_iat(now_ns)
+    match request.operation:
+        case Read():
+            return build_claims(iat=iat, subject=subject)
+        case Publish(name, vers, cksum):
+            return build_claims(iat=iat, subject=subject, mutation="publish", name=name,
+                                vers=vers, cksum=cksum)
+        case Yank(name, vers) | Unyank(name, vers):
+            return build_claims(iat=iat, subject=subject, mutation=request.operation.op,
+                                name=name, vers=vers)
+        case Owners(name):
+            return build_claims(iat=iat, subject=subject, mutation="owners", name=name)
+    raise ValueError(f"cannot sign {request.describe()}")  # unreachable: the union is closed
+
 
 
 def sign_request(
-    key: SigningKey, request: CredentialRequest, *, subject: str | None, now_ns: int | None = None
+    key: SigningKey, request: Get, *, subject: str | None, now_ns: int | None = None
 ) -> str:
     """The ``v3.public`` token for ``request``, bound to the index URL as cargo sent it."""
     payload = claims_for_request(request, subject=subject, now_ns=now_ns)

@@ -407,11 +407,9 @@ def _fetch(url: str, timeout: float = 10.0) -> bytes:
 
 
 def _has_display(env: Mapping[str, str]) -> bool:
-    if not sys.platform.startswith("linux"):
-        return True
-    if env.get("QT_QPA_PLATFORM", "").startswith(("offscreen", "minimal", "vnc")):
-        return True
-    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    from gui_approver.client.display import display_problem
+
+    return display_problem(env) is None
 
 
 # -- the demo ------------------------------------------------------------------------------
@@ -427,7 +425,9 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
     started = time.monotonic()
     cargo = find_cargo()
     if not unattended and not _has_display(os.environ):
-        raise DemoError("the demo shows the approval dialog, but there is no display",
+        from gui_approver.client.display import NO_DISPLAY
+
+        raise DemoError(f"the demo shows the approval dialog, but there is {NO_DISPLAY}",
                         hint="run it in your desktop session, or pass --unattended")
     root = make_root()
     keychain: PrivateKeychain | None = None

@@ -8,28 +8,46 @@ state in a data directory (survives restarts)::
     index/<cargo index path>        sparse index files, one JSON entry per line
     crates/<lowercase name>/<vers>.crate
     owners.json                     {"<lowercase name>": ["login", ...]}
+    tokens.json                     bearer tokens (token mode), only their SHA-256 (mode 0600)
 
 ``keys.json`` is re-read whenever it changes, so ``gui-approver demo-registry-key`` can
 register keys while the server runs. Any registered key may publish any crate: this is a demo,
-not crates.io. Qt-free.
+not crates.io.
+
+In **token mode** (``token_mode=True``, ``demo-registry --token-mode``) the registry takes
+crates.io-style bearer tokens instead: ``demo-registry-key --token`` issues one (printed once;
+only its SHA-256 is stored), an unknown or revoked token gets 403 with crates.io's error shape
+``{"errors":[{"detail":"..."}]}``, and ``DELETE /api/v1/tokens/current`` revokes the token it is
+sent with. ``auth_required`` makes every read need a valid token too (``config.json`` says
+``"auth-required": true``; an anonymous request gets 401 so cargo retries with a token).
+
+Index files and ``config.json`` carry ``ETag`` and ``Last-Modified`` and answer
+``If-None-Match`` / ``If-Modified-Since`` with 304. Qt-free.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import email.utils
 import hashlib
+import hmac
 import ipaddress
 import json
 import logging
+import os
 import re
+import secrets
 import signal
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -50,7 +68,10 @@ __all__ = [
     "add_registry_parsers",
     "index_path",
     "is_loopback",
+    "issue_token",
     "load_keys_file",
+    "load_tokens_file",
+    "token_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +80,8 @@ MAX_PUBLISH_BODY = 10 * 1024 * 1024
 MAX_SMALL_BODY = 64 * 1024
 KEYS_FILE = "keys.json"
 OWNERS_FILE = "owners.json"
+TOKENS_FILE = "tokens.json"
+TOKEN_PREFIX = "gad_"  # noqa: S105 - not a secret; like crates.io's "cio", so a leaked token is recognisable
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _IDENT = r"[0-9A-Za-z-]+"
@@ -163,6 +186,109 @@ def add_key_to_file(data_dir: Path, key: RegisteredKey) -> None:
         keys.append(key)
         doc = {"keys": [{"public": k.public, "subject": k.subject, "kip": k.kip} for k in keys]}
         _atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) of a bearer token: all the registry ever stores of it."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def load_tokens_file(path: Path) -> list[dict[str, Any]]:
+    """Read ``tokens.json``; a missing file means no tokens. Raises ValueError when malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    try:
+        doc = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    items = doc.get("tokens") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not all(
+        isinstance(i, dict) and isinstance(i.get("sha256"), str) for i in items
+    ):
+        raise ValueError(f'{path} must be an object with a "tokens" list of {{"sha256": ...}}')
+    return items
+
+
+def _write_tokens_file(path: Path, items: list[dict[str, Any]]) -> None:
+    data = json.dumps({"tokens": items}, indent=2) + "\n"
+    _atomic_write(path, data.encode(), mode=0o600)
+
+
+def issue_token(data_dir: Path, login: str = "demo", name: str | None = None) -> str:
+    """Make a fresh bearer token for ``login``; store only its SHA-256; return the token."""
+    data_dir = Path(data_dir)
+    if not login or not valid_name(login):
+        raise ValueError(f"invalid login {login!r} (letters, digits, - and _)")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with _locked(data_dir / ".tokens.lock"):
+        items = load_tokens_file(data_dir / TOKENS_FILE)
+        items.append(
+            {
+                "sha256": token_digest(token),
+                "login": login,
+                "name": name,
+                "created_at": now,
+                "revoked_at": None,
+            }
+        )
+        _write_tokens_file(data_dir / TOKENS_FILE, items)
+    return token
+
+
+def _revoke_token_digest(data_dir: Path, digest: str) -> bool:
+    """Mark the token with this digest revoked; False when no unrevoked token has it."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with _locked(data_dir / ".tokens.lock"):
+        items = load_tokens_file(data_dir / TOKENS_FILE)
+        found = False
+        for item in items:
+            if hmac.compare_digest(item["sha256"], digest) and item.get("revoked_at") is None:
+                item["revoked_at"] = now
+                found = True
+        if found:
+            _write_tokens_file(data_dir / TOKENS_FILE, items)
+        return found
+
+
+def _http_date(ts: float) -> str:
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def _parse_http_date(value: str) -> float | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """``If-None-Match``: ``*`` or a list of (possibly weak) entity tags."""
+    if header.strip() == "*":
+        return True
+    bare = etag.removeprefix("W/")
+    return any(t.strip().removeprefix("W/") == bare for t in header.split(","))
+
+
+def _conditional(headers: Any, body: bytes, mtime: int, content_type: str) -> _Response:
+    """A 200 with ETag and Last-Modified, or a 304 when the client already has it."""
+    etag = '"' + hashlib.sha256(body).hexdigest() + '"'
+    validators = {"ETag": etag, "Last-Modified": _http_date(mtime)}
+    inm = headers.get("If-None-Match")
+    if inm is not None:  # RFC 9110: If-None-Match wins over If-Modified-Since
+        if _etag_matches(inm, etag):
+            return _Response(304, headers=validators)
+    else:
+        ims = headers.get("If-Modified-Since")
+        since = _parse_http_date(ims) if ims is not None else None
+        if since is not None and mtime <= since:
+            return _Response(304, headers=validators)
+    return _Response(200, body, content_type, validators)
 
 
 class _HTTPError(Exception):
@@ -373,21 +499,40 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: _Response) -> None:
+        no_body = response.status in (204, 304)
         self.send_response(response.status)
-        if response.status != 304:
+        if not no_body:
             self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.status != 204:
+            self.send_header("Content-Length", str(len(response.body)))
         for name, value in response.headers.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if response.status != 304:
+        if not no_body:
             self.wfile.write(response.body)
+        path = urllib.parse.urlsplit(self.path).path
+        sent = 0 if no_body else len(response.body)
+        self.server.registry.served.append(
+            Served(self.command, path, response.status, sent, dict(self.headers.items()))
+        )
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered request (kept in memory for tests and the benchmark)."""
+
+    method: str
+    path: str
+    status: int
+    body_bytes: int
+    request_headers: dict[str, str]
 
 
 class DemoRegistry:
-    """A sparse-HTTP cargo registry that only accepts valid RFC 3231 asymmetric tokens."""
+    """A sparse-HTTP cargo registry that accepts valid RFC 3231 asymmetric tokens, or, in
+    token mode, bearer tokens issued by :func:`issue_token`."""
 
     def __init__(
         self,
@@ -399,7 +544,11 @@ class DemoRegistry:
         *,
         allow_remote: bool = False,
         max_skew: float = 5.0,
+        token_mode: bool = False,
+        auth_required: bool = False,
     ) -> None:
+        if auth_required and not token_mode:
+            raise ValueError("auth-required is only supported in token mode (--token-mode)")
         if not allow_remote and not is_loopback(host):
             raise ValueError(
                 f"refusing to serve on non-loopback host {host!r}: "
@@ -421,6 +570,11 @@ class DemoRegistry:
         #: order (in memory only; for tests and the benchmark).
         self.accepted_tokens: list[str] = []
         self.rejections: list[str] = []
+        #: Every answered request, newest last (bounded).
+        self.served: collections.deque[Served] = collections.deque(maxlen=100_000)
+        self.token_mode = token_mode
+        self.auth_required = auth_required
+        self._started_at = int(time.time())
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- lifecycle
@@ -476,6 +630,22 @@ class DemoRegistry:
         """Register ``key`` persistently (in ``keys.json``)."""
         add_key_to_file(self.data_dir, key)
 
+    def issue_token(self, login: str = "demo", name: str | None = None) -> str:
+        """Issue a bearer token (token mode); only its SHA-256 is stored."""
+        return issue_token(self.data_dir, login, name)
+
+    def _token_record(self, token: str) -> dict[str, Any] | None:
+        try:
+            items = load_tokens_file(self.data_dir / TOKENS_FILE)
+        except (OSError, ValueError) as err:
+            logger.error("cannot read the tokens file: %s", err)
+            raise _HTTPError(500, "the registry's token file is unreadable") from None
+        digest = token_digest(token)
+        for item in items:
+            if hmac.compare_digest(item["sha256"], digest):
+                return item
+        return None
+
     def registered_keys(self) -> list[RegisteredKey]:
         """Keys given to the constructor, then those in ``keys.json`` (re-read on change)."""
         path = self.data_dir / KEYS_FILE
@@ -509,8 +679,17 @@ class DemoRegistry:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def _write_entries(self, name: str, entries: list[dict[str, Any]]) -> None:
+        path = self._index_file(name)
+        try:
+            previous = int(path.stat().st_mtime)
+        except FileNotFoundError:
+            previous = 0
         text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
-        _atomic_write(self._index_file(name), text.encode("utf-8"))
+        _atomic_write(path, text.encode("utf-8"))
+        # Last-Modified has one-second resolution: every change moves it to a later second,
+        # so If-Modified-Since never hides a change made in the same second.
+        stamp = max(int(time.time()), previous + 1)
+        os.utime(path, (stamp, stamp))
 
     def _read_owners(self) -> dict[str, list[str]]:
         try:
@@ -546,7 +725,65 @@ class DemoRegistry:
     def _unauthorized(self, detail: str) -> _HTTPError:
         return _HTTPError(401, detail, {"WWW-Authenticate": f'Cargo login_url="{self.api_url}/me"'})
 
-    def _authorize(self, headers: Any, expected: Expected) -> RegisteredKey | None:
+    def _authorize(self, headers: Any, expected: Expected) -> str | None:
+        """Check the request's credential; the login/subject it acts as (None: anonymous)."""
+        if self.token_mode:
+            return self._authorize_bearer(headers, expected)
+        key = self._authorize_asymmetric(headers, expected)
+        return None if key is None else (key.subject or key.kip)
+
+    def _forbidden(self, reason: str, detail: str) -> _HTTPError:
+        logger.warning("rejected bearer token: %s", reason)
+        self.rejections.append(reason)
+        return _HTTPError(403, detail)
+
+    def _presented_token(self, headers: Any) -> str | None:
+        raw = headers.get("Authorization")
+        if raw is None:
+            return None
+        token: str = raw.strip()
+        if token[:7].lower() == "bearer ":  # crates.io takes both forms
+            token = token[7:].strip()
+        return token
+
+    def _authorize_bearer(self, headers: Any, expected: Expected) -> str | None:
+        token = self._presented_token(headers)
+        if token is None:
+            if expected.mutation is None and not self.auth_required:
+                return None  # anonymous reads are fine
+            if expected.mutation is None:
+                raise self._unauthorized(
+                    "this registry requires authentication: send a token in the "
+                    "Authorization header"
+                )
+            raise self._forbidden("missing", "this action requires authentication")
+        return self._bearer_login(token)
+
+    def _bearer_login(self, token: str) -> str:
+        """The login a known, unrevoked token acts as; 403 otherwise."""
+        record = self._token_record(token)
+        if record is None:
+            raise self._forbidden(
+                "unknown", "authentication failed: the token is not known to this registry"
+            )
+        if record.get("revoked_at") is not None:
+            raise self._forbidden("revoked", "authentication failed: the token has been revoked")
+        self.accepted_tokens.append(token)
+        login = record.get("login")
+        return login if isinstance(login, str) else "demo"
+
+    def _revoke_current(self, headers: Any) -> _Response:
+        """crates.io's ``DELETE /api/v1/tokens/current``: revoke the token sent (204)."""
+        token = self._presented_token(headers)
+        if token is None:
+            raise self._forbidden("missing", "this action requires authentication")
+        login = self._bearer_login(token)
+        if not _revoke_token_digest(self.data_dir, token_digest(token)):
+            raise self._forbidden("revoked", "authentication failed: the token has been revoked")
+        logger.info("revoked a token of %s", login)
+        return _Response(204)
+
+    def _authorize_asymmetric(self, headers: Any, expected: Expected) -> RegisteredKey | None:
         token = headers.get("Authorization")
         if token is None:
             if expected.mutation is None:
@@ -578,16 +815,31 @@ class DemoRegistry:
             self._allow(method, "GET")
             self._authorize(headers, Expected(None))
             if seg == ["index", "config.json"]:
-                return _json_response({"dl": f"{self.api_url}/api/v1/crates", "api": self.api_url})
+                api = self.api_url
+                config: dict[str, Any] = {"dl": f"{api}/api/v1/crates", "api": api}
+                if self.auth_required:
+                    config["auth-required"] = True
+                body = json.dumps(config, separators=(",", ":")).encode()
+                return _conditional(headers, body, self._started_at, "application/json")
             return self._serve_index(seg[1:], headers)
         if seg == ["me"]:
             self._allow(method, "GET")
-            text = (
-                "This demo registry accepts cargo asymmetric tokens (RFC 3231).\n"
-                "Register your k3.public key with:\n"
-                "  gui-approver demo-registry-key --data DIR --key k3.public... [--subject S]\n"
-            )
+            if self.token_mode:
+                text = (
+                    "This demo registry takes bearer tokens (like crates.io).\n"
+                    "Issue one with:\n"
+                    "  gui-approver demo-registry-key --data DIR --token [--subject LOGIN]\n"
+                )
+            else:
+                text = (
+                    "This demo registry accepts cargo asymmetric tokens (RFC 3231).\n"
+                    "Register your k3.public key with:\n"
+                    "  gui-approver demo-registry-key --data DIR --key k3.public... [--subject S]\n"
+                )
             return _Response(200, text.encode(), "text/plain; charset=utf-8")
+        if self.token_mode and seg == ["api", "v1", "tokens", "current"]:
+            self._allow(method, "DELETE")
+            return self._revoke_current(headers)
         if seg[:3] != ["api", "v1", "crates"]:
             raise _HTTPError(404, f"no such endpoint: /{'/'.join(seg)}")
         rest = seg[3:]
@@ -634,14 +886,14 @@ class DemoRegistry:
         name = rel[-1] if rel else ""
         if not valid_name(name) or "/".join(rel) != index_path(name):
             raise _HTTPError(404, f"not in the index: {'/'.join(rel)}")
-        try:
-            data = self._index_file(name).read_bytes()
-        except FileNotFoundError:
-            raise _HTTPError(404, f"crate {name} is not in this registry") from None
-        etag = '"' + hashlib.sha256(data).hexdigest() + '"'
-        if headers.get("If-None-Match") == etag:
-            return _Response(304, headers={"ETag": etag})
-        return _Response(200, data, "text/plain; charset=utf-8", {"ETag": etag})
+        path = self._index_file(name)
+        with self._lock:  # content and mtime of the same version of the file
+            try:
+                data = path.read_bytes()
+                mtime = int(path.stat().st_mtime)
+            except FileNotFoundError:
+                raise _HTTPError(404, f"crate {name} is not in this registry") from None
+        return _conditional(headers, data, mtime, "text/plain; charset=utf-8")
 
     def _download(self, name: str, vers: str) -> _Response:
         try:
@@ -661,8 +913,8 @@ class DemoRegistry:
         assert isinstance(vers, str)
         cksum = hashlib.sha256(crate).hexdigest()
         entry = _index_entry(meta, name, vers, cksum)  # 400 on bad metadata, before auth
-        key = self._authorize(headers, Expected("publish", name, vers, cksum))
-        assert key is not None
+        owner = self._authorize(headers, Expected("publish", name, vers, cksum))
+        assert owner is not None
         with self._lock:
             entries = self._read_entries(name)
             if entries and entries[0]["name"] != name:
@@ -675,9 +927,9 @@ class DemoRegistry:
             self._write_entries(name, [*entries, entry])
             if not entries:
                 owners = self._read_owners()
-                owners[name.lower()] = [key.subject or key.kip]
+                owners[name.lower()] = [owner]
                 self._write_owners(owners)
-        logger.info("published %s@%s (%d bytes) with key %s", name, vers, len(crate), key.kip)
+        logger.info("published %s@%s (%d bytes) as %s", name, vers, len(crate), owner)
         warnings: dict[str, list[str]] = {
             "invalid_categories": [],
             "invalid_badges": [],
@@ -746,6 +998,8 @@ def _run_demo_registry(args: argparse.Namespace) -> int:
             keys=keys,
             max_age=args.max_age,
             allow_remote=args.allow_remote,
+            token_mode=args.token_mode,
+            auth_required=args.auth_required,
         )
         registry.start()
     except (ValueError, OSError) as err:
@@ -776,6 +1030,21 @@ def _run_demo_registry(args: argparse.Namespace) -> int:
 
 
 def _run_demo_registry_key(args: argparse.Namespace) -> int:
+    if args.token:
+        data = Path(args.data)
+        try:
+            token = issue_token(data, args.subject or "demo", args.name)
+        except (ValueError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        # The token goes to stdout alone (TOKEN=$(...)); it is shown this once only.
+        print(token, flush=True)
+        print(
+            f"issued a bearer token for {args.subject or 'demo'} (fingerprint "
+            f"{token_digest(token)[:8]}); only its SHA-256 is kept in {data / TOKENS_FILE}",
+            file=sys.stderr,
+        )
+        return 0
     try:
         key = RegisteredKey(public=args.key, subject=args.subject)
         add_key_to_file(Path(args.data), key)
@@ -816,16 +1085,38 @@ def add_registry_parsers(subparsers: argparse._SubParsersAction) -> None:  # typ
         action="store_true",
         help="allow binding a non-loopback address (tokens and crates travel over plain HTTP)",
     )
+    p.add_argument(
+        "--token-mode",
+        action="store_true",
+        help="take crates.io-style bearer tokens (issue them with demo-registry-key --token) "
+        "instead of asymmetric tokens",
+    )
+    p.add_argument(
+        "--auth-required",
+        action="store_true",
+        help="token mode: every request, reads included, needs a valid token",
+    )
     p.set_defaults(func=_run_demo_registry)
 
     k = subparsers.add_parser(
         "demo-registry-key",
-        help="register a public key with a demo registry's data directory",
-        description="Add a k3.public key to DIR/keys.json; a running demo registry picks it up.",
+        help="register a public key, or issue a bearer token, for a demo registry",
+        description=(
+            "Add a k3.public key to DIR/keys.json, or (--token) issue a bearer token for a "
+            "registry in token mode: the token is printed once on stdout and only its SHA-256 "
+            "is stored. A running demo registry picks either up."
+        ),
     )
     k.add_argument("--data", required=True, metavar="DIR", help="the registry's data directory")
-    k.add_argument("--key", required=True, metavar="K3_PUBLIC", help="the k3.public... key")
-    k.add_argument("--subject", default=None, help="the key's subject, if cargo sends one")
+    what = k.add_mutually_exclusive_group(required=True)
+    what.add_argument("--key", metavar="K3_PUBLIC", help="the k3.public... key")
+    what.add_argument("--token", action="store_true", help="issue a fresh bearer token")
+    k.add_argument(
+        "--subject",
+        default=None,
+        help="the key's subject, if cargo sends one; with --token the login (default demo)",
+    )
+    k.add_argument("--name", default=None, help="with --token: a name for the token")
     k.set_defaults(func=_run_demo_registry_key)
 
 

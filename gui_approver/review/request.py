@@ -32,7 +32,7 @@ from typing import Final, NamedTuple
 
 import psutil
 
-from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.client.protocol import CredentialRequest, Get, Owners, Provenance, Publish
 from gui_approver.review.contents import (
     DEFAULT_LIMITS,
     CargoContext,
@@ -160,21 +160,20 @@ class BatchApproval:
                 self._items[key] = (expires, run, candidate)
         return tuple(key for key, _ in entries)
 
-    def matches(self, request: CredentialRequest, *, run: RunKey | None = None) -> bool:
+    def matches(self, request: Get, *, run: RunKey | None = None) -> bool:
         """True only for a publish request equal to a remembered tuple (consumed). If the
         tuple was approved for a cargo run, ``run`` must be that run."""
         return self.take(request, run=run) is not None
 
     def take(
-        self, request: CredentialRequest, *, run: RunKey | None = None
+        self, request: Get, *, run: RunKey | None = None
     ) -> tuple[BatchKey, Candidate | None] | None:
         """Like :meth:`matches`, returning the consumed key and its candidate (for the
         history) instead of True."""
-        if request.kind != "get" or request.operation != "publish":
+        if not isinstance(request.operation, Publish):
             return None
-        if request.name is None or request.vers is None or request.cksum is None:
-            return None
-        key = BatchKey(request.registry.index_url, request.name, request.vers, request.cksum)
+        op = request.operation
+        key = BatchKey(request.registry.index_url, op.name, op.vers, op.cksum)
         with self._lock:
             self._expire()
             found = self._items.get(key)
@@ -240,7 +239,7 @@ class WorkspaceReview:
 
     def candidates(
         self,
-        request: CredentialRequest,
+        request: Get,
         requester: RequesterInfo | None,
         contents: CrateContents,
         *,
@@ -256,12 +255,14 @@ class WorkspaceReview:
 
     def _candidates(
         self,
-        request: CredentialRequest,
+        request: Get,
         requester: RequesterInfo | None,
         contents: CrateContents,
         deadline: float | None,
     ) -> tuple[Candidate, ...]:
-        if request.operation != "publish" or not contents.verified or contents.path is None:
+        if not isinstance(request.operation, Publish):
+            return ()
+        if not contents.verified or contents.path is None:
             return ()
         if not self._first_of_run(run_key(requester)):
             return ()
@@ -328,7 +329,7 @@ class WorkspaceReview:
         return out
 
     def approve_all(
-        self, request: CredentialRequest, candidates: Iterable[Candidate],
+        self, request: Get, candidates: Iterable[Candidate],
         requester: RequesterInfo | None = None,
     ) -> tuple[BatchKey, ...]:
         """The user approved every listed crate: remember all but the one being answered
@@ -455,11 +456,9 @@ class Inspector:
             pid=peer_pid or provenance.pid, pid_source="kernel" if peer_pid else "none",
         )
         contents = None
-        if request.operation == "publish":
-            contents = CrateContents(
-                request.name or "?", request.vers or "?", request.cksum or "", False,
-                reason,
-            )
+        if isinstance(request, Get) and isinstance(request.operation, Publish):
+            op = request.operation
+            contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
         return RequestReview(request, requester, contents, timed_out=timed_out,
                              elapsed=time.monotonic() - t0)
 
@@ -469,25 +468,24 @@ class Inspector:
     ) -> RequestReview:
         requester = resolve_requester(provenance, peer_pid)
         notes: list[str] = []
-        if request.operation == "owners":
+        if isinstance(request, Get) and isinstance(request.operation, Owners):
             notes.append(OWNERS_NOTE)
-        if request.operation != "publish":
+        if not isinstance(request, Get) or not isinstance(request.operation, Publish):
             return RequestReview(request, requester, notes=tuple(notes))
-        assert request.name is not None and request.vers is not None
-        assert request.cksum is not None
+        op = request.operation
         ctx = requester.context
         if ctx is None:
             ctx = CargoContext(cwd=None)
         contents = inspect_publish(
-            request.name, request.vers, request.cksum, ctx, limits=self.limits,
+            op.name, op.vers, op.cksum, ctx, limits=self.limits,
             timeout=max(0.0, deadline - time.monotonic()),
         )
         previous: HistoryEntry | None = None
         changes: Changes | None = None
         diffs: list[tuple[str, str]] = []
         if contents.verified and self.history is not None:
-            previous = self.history.previous(request.registry.index_url, request.name,
-                                             exclude_cksum=request.cksum)
+            previous = self.history.previous(request.registry.index_url, op.name,
+                                             exclude_cksum=op.cksum)
             if previous is not None:
                 changes = compare(previous, contents)
                 paths = [p for p in ("build.rs",) if any(f.path == p for f in changes.added)]
@@ -517,7 +515,7 @@ class Inspector:
             return None
 
     def record_candidate(
-        self, request: CredentialRequest, candidate: Candidate | None
+        self, request: Get, candidate: Candidate | None
     ) -> HistoryEntry | None:
         """Add a crate signed through the workspace batch to the history. Never raises."""
         if self.history is None or candidate is None or not candidate.contents.verified:

@@ -41,6 +41,7 @@ from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
 from gui_approver.ui.passphrase import QtUnlocker
 from gui_approver.ui.settings_window import SettingsWindow
+from gui_approver.ui.winutil import bring_forward
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,7 @@ class QtApprover(QObject):
     def show_current(self) -> None:
         """Bring the pending dialog forward (the only thing the tray can do with it)."""
         if self.dialog is not None:
-            self.dialog.show()
-            self.dialog.raise_()
-            self.dialog.activateWindow()
+            bring_forward(self.dialog)
 
     def shutdown(self) -> None:
         self._closed = True
@@ -347,13 +346,16 @@ class GuiApp(QObject):
             on_event=self._emit_event,
         )
         self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
-                                           on_lock=self._lock_from_ipc)
+                                           on_lock=self._lock_from_ipc,
+                                           on_show=self._show_from_ipc)
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
         self.status_window: StatusWindow | None = None
         self._status_action: QAction | None = None
+        self._show_action: QAction | None = None
         self._event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
         self._locked.connect(self._refresh, Qt.ConnectionType.QueuedConnection)
+        self._show_requested.connect(self.show_main, Qt.ConnectionType.QueuedConnection)
         self.approver.queue_changed.connect(self._on_queue_changed)
         install_accessibility_factory()
 
@@ -437,6 +439,8 @@ class GuiApp(QObject):
         menu.addSeparator()
         show = menu.addAction("Show pending request")
         show.triggered.connect(self.approver.show_current)
+        show.setEnabled(self.approver.pending_count() > 0)
+        self._show_action = show
         menu.addSeparator()
         keys_action = menu.addAction("Keys…")
         keys_action.triggered.connect(self.show_keys)
@@ -461,17 +465,13 @@ class GuiApp(QObject):
         if self.keys_window is None:
             self.keys_window = KeyManagerWindow(self.store)  # the app's store: shared cache
         self.keys_window.refresh()
-        self.keys_window.show()
-        self.keys_window.raise_()
-        self.keys_window.activateWindow()
+        bring_forward(self.keys_window)
 
     def show_settings(self) -> None:
         if self.settings_window is None:
             self.settings_window = SettingsWindow(self.settings, self.settings_path)
             self.settings_window.saved.connect(self.apply_settings)
-        self.settings_window.show()
-        self.settings_window.raise_()
-        self.settings_window.activateWindow()
+        bring_forward(self.settings_window)
 
     def apply_settings(self, new: Settings) -> None:
         """Use saved settings from now on (those read only at start-up wait for a restart)."""
@@ -489,11 +489,28 @@ class GuiApp(QObject):
         if self.activity_window is None:
             self.activity_window = ActivityWindow()
         self.activity_window.refresh()
-        self.activity_window.show()
-        self.activity_window.raise_()
-        self.activity_window.activateWindow()
+        bring_forward(self.activity_window)
 
     _locked = Signal()
+    _show_requested = Signal()
+
+    def _show_from_ipc(self) -> None:
+        """A second launch (an IPC thread): bring this app's window forward."""
+        if not self._stopped:
+            self._show_requested.emit()
+
+    def show_main(self) -> None:
+        """The window a second launch brings forward: the pending dialog if there is one
+        (and then nothing that could cover it), else the welcome or status window, else
+        the key manager (with a tray icon there is no main window)."""
+        if self.approver.dialog is not None:
+            self.approver.show_current()
+        elif self.first_run_window is not None and self.first_run_window.isVisible():
+            bring_forward(self.first_run_window)
+        elif self.status_window is not None:
+            bring_forward(self.status_window)
+        else:
+            self.show_keys()
 
     def _lock_from_ipc(self) -> int:
         """`gui-approver key lock` (an IPC thread): forget keys; the tray refreshes later."""
@@ -545,6 +562,8 @@ class GuiApp(QObject):
             self.tray.setIcon(make_icon(state))
             if self._status_action is not None:
                 self._status_action.setText(text.splitlines()[1])
+            if self._show_action is not None:
+                self._show_action.setEnabled(bool(n))
         if self.status_window is not None:
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
@@ -666,7 +685,9 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     try:
         gui.start()
     except ipc.AlreadyRunning as exc:
-        print(f"gui-approver: {exc}; use its tray icon or window.", file=sys.stderr)
+        shown = ipc.request_show() is not None
+        print(f"gui-approver: {exc}; " + ("brought its window forward." if shown else
+                                          "use its tray icon or window."), file=sys.stderr)
         return 0
     except ipc.UnsafeDirectory as exc:
         print(f"gui-approver: {exc}", file=sys.stderr)

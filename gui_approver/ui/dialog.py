@@ -57,6 +57,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui_approver.client.protocol import Get, Owners
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import human_size
 from gui_approver.review.request import RequestReview
@@ -93,13 +94,15 @@ def _heading(approval: ApprovalRequest) -> str:
         return f"Delete the key for registry {where}?"
     if approval.action == "login":
         return f"cargo login for registry {where}?"
-    if approval.bearer is not None and req.operation == "read":
+    if not isinstance(req, Get):
+        return f"Sign a token for this {req.kind}?"
+    if approval.bearer is not None and req.operation.op == "read":
         return f"Hand the bearer token of {where} to cargo for a read?"
     what = f"{req.name} {req.vers}" if req.name and req.vers else (req.name or "")
     verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
              "unyank": f"Unyank {what} on {where}?",
              "owners": f"Change the owners of {what} on {where}?"}
-    return verbs.get(req.operation or "", f"Sign a token for this {req.operation or req.kind}?")
+    return verbs.get(req.operation.op, f"Sign a token for this {req.operation.op}?")
 
 
 #: The one line the dialog shows for a registry that takes a bearer token.
@@ -117,7 +120,8 @@ def _intro(approval: ApprovalRequest) -> str:
                 "here is one gui-approver will use for this registry.")
     if approval.bearer is not None:
         text = BEARER_LINE
-        if approval.request.operation == "read":
+        req = approval.request
+        if isinstance(req, Get) and not req.is_mutation:
             text += (" This registry requires a token even to read, and this token can also "
                      "publish: approve only if you are running cargo on it now.")
         return text
@@ -160,9 +164,10 @@ class ChangesWindow(QDialog):
         self.setModal(False)
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         req = review.request
+        name, vers = (req.name, req.vers) if isinstance(req, Get) else (None, None)
         prev = review.previous.vers if review.previous is not None else "?"
-        self.setWindowTitle(f"gui-approver: changes in {elide_middle(req.name or '?', 60)} "
-                            f"{elide_middle(req.vers or '?', 30)} since {elide_middle(prev, 30)}")
+        self.setWindowTitle(f"gui-approver: changes in {elide_middle(name or '?', 60)} "
+                            f"{elide_middle(vers or '?', 30)} since {elide_middle(prev, 30)}")
         layout = QVBoxLayout(self)
         summary = review.changes.summary() if review.changes is not None else ""
         layout.addWidget(_plain(elide_middle(summary, 300)))
@@ -382,15 +387,15 @@ class ApprovalDialog(QDialog):
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(6)
         rows: list[tuple[str, str, bool]] = [
-            ("Operation", req.operation or req.kind, False),
+            ("Operation", req.operation.op if isinstance(req, Get) else req.kind, False),
             ("Registry", elide_middle(req.registry.name or "(unnamed)", 80), False),
             ("Index URL", elide_middle(req.registry.index_url), True),
         ]
-        if req.name:
+        if isinstance(req, Get) and req.name:
             rows.append(("Crate", req.name, True))
-        if req.vers:
+        if isinstance(req, Get) and req.vers:
             rows.append(("Version", req.vers, True))
-        if req.cksum:
+        if isinstance(req, Get) and req.cksum:
             rows.append(("Checksum (sha256)", format_cksum(req.cksum), True))
         if approval.bearer is not None:
             tok = approval.bearer
@@ -456,7 +461,7 @@ class ApprovalDialog(QDialog):
             self._add_flags(body, review)
         body.addWidget(box)
 
-        if req.operation == "owners":
+        if isinstance(req, Get) and isinstance(req.operation, Owners):
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
             body.addWidget(note)
