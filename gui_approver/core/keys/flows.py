@@ -219,7 +219,8 @@ def plan_configure(
 
 
 __all__ = [
-    "CRATES_IO_ADVICE", "TokenImport", "add_token", "create_key", "delete_token",
+    "CRATES_IO_ADVICE", "CRATES_IO_HINT", "TokenImport", "add_token", "create_key",
+    "delete_token",
     "expiry_date", "find_token", "import_cargo_tokens", "index_for", "plan_configure",
     "refuse_crates_io_key", "rotate_token",
 ]
