@@ -39,6 +39,7 @@ from pathlib import Path
 
 import envtools
 import pytest
+import softhsm as softhsm_tools
 
 # Variables removed from the pytest process itself at start-up.
 _PROCESS_LEAKY_VARS = (
@@ -195,3 +196,21 @@ def node_verifier() -> Iterator[envtools.NodeVerifier]:
         yield verifier
     finally:
         verifier.close()
+
+
+@pytest.fixture
+def softhsm(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[softhsm_tools.SoftHsm]:
+    """A private SoftHSM2 (own SOFTHSM2_CONF and token dir; no token yet: ``.init_token()``).
+    SOFTHSM2_CONF is set in this process; gui-approver's PKCS#11 backend is reset (module
+    unloaded) before and after, so each test sees only its own tokens."""
+    from gui_approver.core.keys import pkcs11
+
+    hsm = softhsm_tools.make_softhsm(tmp_path_factory.mktemp("softhsm"))
+    pkcs11.reset_backend()
+    monkeypatch.setenv("SOFTHSM2_CONF", str(hsm.conf))
+    try:
+        yield hsm
+    finally:
+        pkcs11.reset_backend()

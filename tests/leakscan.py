@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Hit", "scan", "secret_forms"]
+__all__ = ["Hit", "pin_forms", "scan", "scan_pin", "secret_forms"]
 
 #: Files larger than this are read in overlapping chunks.
 _CHUNK = 4 * 1024 * 1024
@@ -132,7 +132,31 @@ def scan(
 ) -> list[Hit]:
     """Return where any form of ``secret`` occurs in ``paths`` (files or directory trees)
     and ``texts`` (captured stdout/stderr, log strings...). Empty list: no leak."""
-    needles = secret_forms(secret)
+    return _scan(secret_forms(secret), paths, texts)
+
+
+def pin_forms(pin: str) -> dict[str, bytes]:
+    """Encodings of a PIN or passphrase to look for (use a distinctive one in tests)."""
+    raw = pin.encode()
+    return {"pin": raw, "pin-utf16": pin.encode("utf-16-le"), "pin-hex": raw.hex().encode(),
+            "pin-base64": base64.b64encode(raw).rstrip(b"="),
+            "pin-json-escaped": pin.encode("unicode_escape")}
+
+
+def scan_pin(
+    pin: str,
+    paths: Iterable[str | os.PathLike[str]] = (),
+    texts: Iterable[str | bytes | None] = (),
+) -> list[Hit]:
+    """Like :func:`scan`, for a PIN or passphrase."""
+    return _scan(pin_forms(pin), paths, texts)
+
+
+def _scan(
+    needles: dict[str, bytes],
+    paths: Iterable[str | os.PathLike[str]],
+    texts: Iterable[str | bytes | None],
+) -> list[Hit]:
     hits: list[Hit] = []
     seen: set[Path] = set()
     for root in paths:

@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 
 from gui_approver.client import bridge, protocol
 from gui_approver.client.protocol import CredentialRequest, ProtocolError
+from gui_approver.secret import Secret
 
 #: Generated inputs per parser in a normal test run (plus RICH_EXAMPLES each).
 FUZZ_EXAMPLES = 10_000
@@ -169,16 +170,20 @@ arbitrary_json = json_value.map(_dumps)
 
 CARGO_PATHS = [(k,) for k in REQUEST_KEYS] + [("registry", k) for k in REGISTRY_KEYS]
 
+#: The passphrase/PIN in the "unlock" template: it must never show in a parse error or repr.
+UNLOCK_SECRET = "pin-S3cr3t-7731"
+
 IPC_REQUESTS = [
     {"ipc": 1, "type": "ping"},
     {"ipc": 1, "type": "lock"},
     {"ipc": 1, "type": "show"},
     *({"ipc": 1, "type": "credential", "request": r,
        "provenance": {"pid": 10, "ppid": 9, "cwd": "/src"}} for r in REQUESTS),
+    {"ipc": 1, "type": "unlock", "registry": "local", "secret": UNLOCK_SECRET},
 ]
 IPC_REQUEST_PATHS = (
     [("ipc",), ("type",), ("request",), ("provenance",), ("provenance", "pid"),
-     ("provenance", "ppid"), ("provenance", "cwd"), ("unknown",)]
+     ("provenance", "ppid"), ("provenance", "cwd"), ("unknown",), ("registry",), ("secret",)]
     + [("request", k) for k in REQUEST_KEYS]
     + [("request", "registry", k) for k in REGISTRY_KEYS]
 )
@@ -190,9 +195,12 @@ IPC_REPLIES = [
     {"ipc": 1, "type": "shown"},
     *({"ipc": 1, "type": "response", "response": r} for r in RESPONSES),
     {"ipc": 1, "type": "response", "response": RESPONSES[0], "notice": "hello"},
+    {"ipc": 1, "type": "unlocked", "ok": True, "message": "unlocked"},
+    {"ipc": 1, "type": "unlocked", "ok": False, "message": "wrong PIN"},
 ]
 IPC_REPLY_PATHS = [
-    ("ipc",), ("type",), ("timeout",), ("response",), ("notice",), ("unknown",),
+    ("ipc",), ("type",), ("timeout",), ("response",), ("notice",), ("unknown",), ("ok",),
+    ("message",), ("count",),
     ("response", "Ok"), ("response", "Err"),
     *(("response", tag, k) for tag in ("Ok", "Err") for k in
       ("kind", "token", "cache", "expiration", "operation_independent", "message", "caused-by")),
@@ -314,11 +322,22 @@ def _check_parse_request(data: bytes) -> None:
 
 
 def _check_parse_ipc_request(data: bytes) -> None:
-    msg = refused_clearly(lambda: protocol.parse_ipc_request(data))
-    if msg is None:
+    try:
+        msg = protocol.parse_ipc_request(data)
+    except ProtocolError as exc:
+        assert str(exc).strip()
+        assert UNLOCK_SECRET not in str(exc)  # a refused unlock never echoes its secret
         return
-    assert msg.type in ("ping", "lock", "show", "credential")
-    if msg.type != "credential":
+    assert UNLOCK_SECRET not in repr(msg)
+    assert msg.type in ("ping", "lock", "show", "credential", "unlock")
+    if msg.type == "unlock":
+        assert isinstance(msg.registry, str) and 0 < len(msg.registry) <= 4096
+        assert isinstance(msg.secret, Secret)
+        assert 0 < len(msg.secret.expose()) <= protocol.MAX_UNLOCK_SECRET
+        assert msg.request is None and msg.provenance == protocol.Provenance()
+    else:
+        assert msg.registry is None and msg.secret is None
+    if msg.type not in ("credential", "unlock"):
         # The control messages carry nothing: no request, no provenance to trust.
         assert msg.request is None and msg.provenance == protocol.Provenance()
     if msg.type == "credential":
@@ -334,7 +353,10 @@ def _check_parse_ipc_reply(data: bytes) -> None:
     reply = refused_clearly(lambda: protocol.parse_ipc_reply(data))
     if reply is None:
         return
-    assert reply["type"] in ("ack", "response", "pong", "locked", "shown")
+    assert reply["type"] in ("ack", "response", "pong", "locked", "shown", "unlocked")
+    if reply["type"] == "unlocked":
+        assert type(reply["ok"]) is bool
+        assert reply.get("message") is None or isinstance(reply["message"], str)
     if reply["type"] == "response":
         assert protocol.validate_response(reply["response"]) is reply["response"]
         line = protocol.encode(reply["response"])  # what the bridge would print

@@ -131,6 +131,83 @@ def _print_new_key(rec: Any, heading: str) -> None:
     print(f"protection: {rec.protection}")
 
 
+def _read_secret(args: argparse.Namespace, prompt: str, *, what: str = "PIN") -> Any:
+    """A PIN or passphrase: from --pin-file (``-`` = stdin), a no-echo tty prompt, or the
+    first line of stdin when it is not a tty. Never from an argument or the environment."""
+    from pathlib import Path
+
+    from gui_approver.secret import Secret
+
+    source = getattr(args, "pin_file", None)
+    if source:
+        try:
+            text = sys.stdin.readline() if source == "-" else Path(source).read_text("utf-8")
+        except OSError as exc:
+            raise GuiApproverError(f"cannot read the {what} file ({exc.strerror})") from None
+    elif sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass(prompt)
+    else:
+        text = sys.stdin.readline()
+    first = text.splitlines()[0] if text.strip() else ""
+    if not first:
+        raise GuiApproverError(f"no {what} was given; nothing was changed")
+    return Secret(first)
+
+
+def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None) -> int:
+    from gui_approver.core.keys import pkcs11
+
+    if args.passphrase or args.passphrase_file:
+        raise GuiApproverError("a hardware key is protected by its token's PIN; "
+                               "--passphrase does not apply")
+    uri = pkcs11.parse_uri(args.pkcs11)
+    if uri.type == "public":
+        raise GuiApproverError("the --pkcs11 URI names a public key; name the private key "
+                               "(type=private) or leave type out")
+    store = _store()
+    store.check_free(args.registry, index)  # before asking for the PIN
+    from gui_approver.core.keys.bearer import bearer_store
+
+    held = bearer_store(store).find_by_registry(args.registry) or bearer_store(store).find(index)
+    if held is not None:
+        raise GuiApproverError(f"registry {held.registry} already has a bearer token "
+                               f"({held.fingerprint}); a registry takes either a bearer token "
+                               "or an asymmetric key")
+    module = pkcs11.find_module(args.pkcs11, args.module)
+    label = uri.token or "the token"
+    pin = _read_secret(args, f"PIN of {label}: ")
+    b = pkcs11.backend()
+    if args.use_existing:
+        if uri.id is None and uri.object is None:
+            raise GuiApproverError("--use-existing needs the key's id= or object= in the URI",
+                                   hint="`gui-approver hardware list` prints the URI of each "
+                                        "P-384 key")
+        info = b.adopt(module, args.pkcs11, pin)
+    else:
+        info = b.generate(module, args.pkcs11, pin, label=f"gui-approver {args.registry}")
+    rec = store.add_hardware(info, registry=args.registry, index_url=index,
+                             subject=args.subject, expires=expires, origin="cli")
+    b.logout_all()
+    if args.json:
+        _print_json(_record_json(rec))
+        return 0
+    verb = "Adopted" if args.use_existing else "Generated"
+    _print_new_key(rec, f"{verb} a key on token {info.token_label!r} for registry "
+                        f"{rec.registry} ({rec.index_url}).")
+    assert rec.hardware is not None
+    print(f"token key: {rec.hardware.uri}\nmodule: {rec.hardware.module}")
+    attrs = dict(rec.hardware.attributes)
+    print("as read back from the token: " + ", ".join(
+        f"{name.upper()}={'yes' if attrs[name] else 'no'}"
+        for name in ("always_sensitive", "never_extractable", "local", "always_authenticate")
+        if name in attrs))
+    if rec.hardware.touch_policy:
+        print(f"touch policy: {rec.hardware.touch_policy}")
+    return 0
+
+
 def cmd_key_new(args: argparse.Namespace) -> int:
     from gui_approver.core import cargo_config
     from gui_approver.core.keys import flows
@@ -141,9 +218,14 @@ def cmd_key_new(args: argparse.Namespace) -> int:
         raise GuiApproverError(
             f"registry {args.registry} is not in {cargo_config.config_path()}; pass --index URL"
         )
-
     flows.refuse_crates_io_key(args.registry, index)
     expires = _expiry(args.expires)
+    if args.pkcs11:
+        return _hardware_key_new(args, index, expires)
+    for flag, given in (("--module", args.module), ("--pin-file", args.pin_file),
+                        ("--use-existing", args.use_existing)):
+        if given:
+            raise GuiApproverError(f"{flag} needs --pkcs11 URI (a key on a hardware token)")
     passphrase = _passphrase(args, confirm=True)
     store = _store()
     rec = flows.create_key(store, registry=args.registry, index_url=index,
@@ -325,11 +407,93 @@ def cmd_key_lock(args: argparse.Namespace) -> int:
         text = "gui-approver is not running, so no key is unlocked."
     else:
         info = {"running": True, "locked": reply.get("count", 0)}
-        text = f"Locked {info['locked']} unlocked key(s); the next use asks for the passphrase."
+        text = (f"Locked {info['locked']} unlocked key(s) or token login(s); the next use asks "
+                "for the passphrase or PIN.")
     if args.json:
         _print_json(info)
     else:
         print(text)
+    return 0
+
+
+def cmd_key_unlock(args: argparse.Namespace) -> int:
+    from gui_approver.core import ipc
+
+    rec = _find(_store(), args.registry)
+    if rec.protection == "keychain":
+        print(f"The key for registry {rec.registry} is in the keychain and needs no unlocking.")
+        return 0
+    if ipc.ping() is None:
+        raise GuiApproverError("gui-approver is not running, so there is nothing to unlock",
+                               hint="start it (gui-approver app) and run this again")
+    if rec.protection == "hardware":
+        assert rec.hardware is not None
+        secret = _read_secret(args, f"PIN of token {rec.hardware.token or '(hardware key)'} "
+                                    f"for registry {rec.registry}: ")
+    else:
+        secret = _read_secret(args, f"Passphrase of the key for registry {rec.registry}: ",
+                              what="passphrase")
+    reply = ipc.request_unlock(rec.registry, secret)
+    if reply is None:
+        raise GuiApproverError("gui-approver did not answer; nothing was unlocked")
+    message = str(reply.get("message") or "")
+    if not reply.get("ok"):
+        raise GuiApproverError(message or "the app refused to unlock the key")
+    print(message)
+    return 0
+
+
+def cmd_hardware_list(args: argparse.Namespace) -> int:
+    import os
+
+    from gui_approver.core.keys import pkcs11
+    from gui_approver.core.keys.store import _PUBLIC_PREFIX, _b64e, paserk_pid
+
+    modules = [args.module] if args.module else [
+        m for m in pkcs11.default_modules() if os.path.isfile(m)]
+    result: list[dict[str, Any]] = []
+    for module in modules:
+        entry: dict[str, Any] = {"module": module, "tokens": []}
+        try:
+            tokens = pkcs11.backend().list_tokens(module)
+        except GuiApproverError as exc:
+            if args.module:
+                raise
+            entry["error"] = str(exc)
+            tokens = []
+        for t in tokens:
+            keys = []
+            for k in t.keys:
+                public = _PUBLIC_PREFIX + _b64e(k.point)
+                keys.append({"uri": k.uri, "id": k.id, "label": k.label, "curve": "P-384",
+                             "public": public, "kip": paserk_pid(public)})
+            entry["tokens"].append({"label": t.label, "manufacturer": t.manufacturer,
+                                    "model": t.model, "serial": t.serial,
+                                    "slot_id": t.slot_id, "flags": t.flags, "uri": t.uri,
+                                    "keys": keys, "other_keys": t.other_keys})
+        result.append(entry)
+    if args.json:
+        _print_json({"modules": result})
+        return 0
+    if not result:
+        print("No PKCS#11 module found at the default paths ("
+              + ", ".join(pkcs11.default_modules()) + "); name one with --module PATH.")
+        return 0
+    for entry in result:
+        print(f"module {entry['module']}" + (f": {entry['error']}" if "error" in entry else ""))
+        if not entry["tokens"] and "error" not in entry:
+            print("  (no token present)")
+        for t in entry["tokens"]:
+            print(f"  token {t['label']!r} ({t['manufacturer']} {t['model']}, serial "
+                  f"{t['serial'] or '-'})  {t['uri']}")
+            for k in t["keys"]:
+                print(f"    P-384 key id {k['id'] or '-'} {k['label']!r}\n      uri:    {k['uri']}"
+                      f"\n      public: {k['public']}")
+            if not t["keys"]:
+                print("    no P-384 key (create one: gui-approver key new --pkcs11 "
+                      f"'{t['uri']}' …)")
+            if t["other_keys"]:
+                print(f"    ({t['other_keys']} key(s) on other curves/types, not usable)")
     return 0
 
 
@@ -558,11 +722,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         from gui_approver.core.keys.bearer import bearer_store
 
         store = _store()
-        info["keys"] = [r.registry for r in store.list()]
-        info["tokens"] = [t.registry for t in bearer_store(store).list()]
+        records = store.list()
+        tokens = bearer_store(store).list()
+        info["keys"] = [r.registry for r in records]
+        info["key_protection"] = {r.registry: r.protection for r in records}
+        info["tokens"] = [t.registry for t in tokens]
         info["registries"] = (
-            [{"registry": r.registry, "kind": "asymmetric"} for r in store.list()]
-            + [{"registry": t.registry, "kind": "token"} for t in bearer_store(store).list()])
+            [{"registry": r.registry, "kind": "asymmetric"} for r in records]
+            + [{"registry": t.registry, "kind": "token"} for t in tokens])
     except GuiApproverError as exc:
         info["keys_error"] = str(exc)
     if args.json:
@@ -570,7 +737,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         state = f"running (pid {info['pid']})" if info["running"] else "not running"
         print(f"gui-approver {__version__}: {state}\nsocket: {info['socket']}")
-        print(f"keys: {', '.join(info.get('keys', [])) or '(none)'}")
+        prot = info.get("key_protection", {})
+        print("keys: " + (", ".join(f"{k} ({prot.get(k, '?')})" for k in info.get("keys", []))
+                          or "(none)"))
         print(f"bearer tokens: {', '.join(info.get('tokens', [])) or '(none)'}")
     return 0 if info["running"] else 3
 
@@ -615,6 +784,18 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--subject", help="key subject, if the registry asks for one")
     new.add_argument("--expires", help="none (default), 90d, 1y, or a date YYYY-MM-DD")
     passphrase_opts(new)
+    new.add_argument("--pkcs11", metavar="URI",
+                     help="make the key on a hardware token (YubiKey, smart card, TPM) named "
+                          "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'")
+    new.add_argument("--module", metavar="PATH",
+                     help="the token's PKCS#11 module (default: the URI's module-path, else "
+                          "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)")
+    new.add_argument("--pin-file", metavar="FILE",
+                     help="read the token PIN from the first line of FILE (- for stdin); "
+                          "default: a no-echo prompt, or stdin when it is not a terminal")
+    new.add_argument("--use-existing", action="store_true",
+                     help="use the P-384 key already on the token at the URI (e.g. made with "
+                          "ykman in a PIV slot) instead of generating one")
     new.add_argument("--json", action="store_true")
     new.set_defaults(func=cmd_key_new)
     show = ksub.add_parser("show", help="show a registry's public key")
@@ -645,7 +826,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dry-run", action="store_true", help="show what would be imported")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_key_import_cargo)
-    lock = ksub.add_parser("lock", help="make the running app forget unlocked passphrase keys")
+    unlock = ksub.add_parser("unlock", help="give the running app a key's passphrase or "
+                                            "token PIN (asked on the terminal, or stdin)")
+    unlock.add_argument("--registry", required=True)
+    unlock.set_defaults(func=cmd_key_unlock)
+    lock = ksub.add_parser("lock", help="make the running app forget unlocked passphrase keys "
+                                        "and log out of hardware tokens")
     lock.add_argument("--json", action="store_true")
     lock.set_defaults(func=cmd_key_lock)
     delete = ksub.add_parser("delete", help="delete a registry's key")
@@ -711,6 +897,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     kw = sub.add_parser("keys", help="open the key manager window")
     kw.set_defaults(func=cmd_keys)
+
+    hw = sub.add_parser("hardware", help="PKCS#11 tokens (YubiKey, smart card, TPM)")
+    hwsub = hw.add_subparsers(dest="hardware_command", metavar="ACTION", required=True)
+    hwl = hwsub.add_parser("list", help="the tokens and P-384 keys a module exposes (no PIN)")
+    hwl.add_argument("--module", metavar="PATH",
+                     help="this PKCS#11 module only (default: p11-kit proxy, OpenSC, ykcs11, "
+                          "SoftHSM2 at their Debian paths)")
+    hwl.add_argument("--json", action="store_true")
+    hwl.set_defaults(func=cmd_hardware_list)
 
     from gui_approver.demo import run as demo
     from gui_approver.desktop import integration as desktop

@@ -618,10 +618,13 @@ def validate_response(obj: Any) -> dict[str, Any]:
 #                    "provenance":{"pid":N,"ppid":N,"cwd":"..."}}
 #                   {"ipc":1,"type":"ping"}
 #                   {"ipc":1,"type":"lock"}       (forget unlocked keys; never approves)
+#                   {"ipc":1,"type":"unlock","registry":"NAME","secret":"..."}
+#                                 (a passphrase or token PIN for one key; never approves)
 #                   {"ipc":1,"type":"show"}       (bring the app's window forward; nothing else)
 #   app -> bridge   {"ipc":1,"type":"ack","timeout":120}     (request queued; deadline in s)
 #                   {"ipc":1,"type":"response","response":{...cargo response...},"notice":"..."}
 #                   {"ipc":1,"type":"pong","pid":N,"version":"..."}
+#                   {"ipc":1,"type":"unlocked","ok":true|false,"message":"..."}
 
 
 class Provenance(_Record):
@@ -640,18 +643,27 @@ class Provenance(_Record):
 
 
 class IpcRequest(_Record):
-    __slots__ = ("type", "request", "provenance")  # noqa: RUF023 - field order
-    type: str  # "credential" | "ping"
+    __slots__ = ("type", "request", "provenance", "registry", "secret")  # noqa: RUF023
+    type: str  # "credential" | "ping" | "lock" | "unlock"
     request: CredentialRequest | None
     provenance: Provenance
+    registry: str | None  # "unlock": the registry whose key to unlock
+    secret: Secret | None  # "unlock": its passphrase or PIN (never shown by repr)
 
     def __init__(
         self,
         type: str,
         request: CredentialRequest | None = None,
         provenance: Provenance | None = None,
+        registry: str | None = None,
+        secret: Secret | None = None,
     ) -> None:
-        self._init(type, request, provenance if provenance is not None else Provenance())
+        self._init(type, request, provenance if provenance is not None else Provenance(),
+                   registry, secret)
+
+
+#: Longest passphrase or PIN an "unlock" message may carry.
+MAX_UNLOCK_SECRET = 1024
 
 
 def encode_ipc(obj: dict[str, Any]) -> bytes:
@@ -681,6 +693,14 @@ def parse_ipc_request(data: bytes) -> IpcRequest:
         return IpcRequest(type="ping")
     if typ == "lock":  # only ever reduces what the app can do: forget unlocked keys
         return IpcRequest(type="lock")
+    if typ == "unlock":  # a secret for one key; approves nothing
+        registry, secret = obj.get("registry"), obj.get("secret")
+        if not isinstance(registry, str) or not 0 < len(registry) <= _MAX_FIELD:
+            raise ProtocolError("IPC unlock message has no registry name")
+        if not isinstance(secret, str) or not 0 < len(secret) <= MAX_UNLOCK_SECRET:
+            # Never echo the value.
+            raise ProtocolError("IPC unlock message has no usable secret")
+        return IpcRequest(type="unlock", registry=registry, secret=Secret(secret))
     if typ == "show":  # a second launch: raise the running app's window, decide nothing
         return IpcRequest(type="show")
     if typ != "credential":
@@ -721,6 +741,12 @@ def parse_ipc_reply(data: bytes) -> dict[str, Any]:
             raise ProtocolError("the app's notice is malformed")
         return obj
     if typ in ("pong", "locked", "shown"):
+        return obj
+    if typ == "unlocked":
+        message = obj.get("message")
+        if type(obj.get("ok")) is not bool or (message is not None
+                                               and not isinstance(message, str)):
+            raise ProtocolError("the app's unlock answer is malformed")
         return obj
     raise ProtocolError(f"unknown reply type {typ!r} from the app")
 

@@ -19,7 +19,7 @@ import threading
 
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Approver, Decision, DenyAll
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SigningService, ipc_handler
 from gui_approver.core.settings import load as load_settings
 
@@ -74,7 +74,10 @@ def run_headless(*, auto_approve_loopback: bool) -> int:
         auto_approve_loopback=auto_approve_loopback,
         inspector=None,  # nobody sees a dialog here: inspecting would only delay the denial
     )
-    server = ipc.UnixSocketServer(ipc_handler(service), on_lock=service.store.lock)
+    store = service.store
+    server = ipc.UnixSocketServer(
+        ipc_handler(service), on_lock=store.lock,
+        on_unlock=lambda registry, secret: unlock_registry(store, registry, secret))
     try:
         server.start()
     except ipc.AlreadyRunning as exc:

@@ -34,6 +34,8 @@ from typing import Protocol
 from gui_approver import __version__
 from gui_approver.client import protocol
 from gui_approver.client.protocol import IpcRequest
+from gui_approver.errors import GuiApproverError
+from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +111,14 @@ class UnixSocketServer:
         directory: str | None = None,
         *,
         on_lock: Callable[[], int] | None = None,
+        on_unlock: Callable[[str, Secret], str] | None = None,
         on_show: Callable[[], None] | None = None,
     ) -> None:
+        """``on_unlock(registry, secret)`` unlocks one key and returns a short message; it
+        raises GuiApproverError (shown to the caller) when it cannot."""
         self.handler = handler
         self.on_lock = on_lock
+        self.on_unlock = on_unlock
         self.on_show = on_show
         self.directory = directory or protocol.socket_dir()
         self.path = os.path.join(self.directory, protocol.SOCKET_NAME)
@@ -251,6 +257,9 @@ class UnixSocketServer:
             count = self.on_lock() if self.on_lock is not None else 0
             conn.sendall(protocol.encode_ipc({"type": "locked", "count": count}))
             return
+        if message.type == "unlock":
+            conn.sendall(protocol.encode_ipc(self._unlock(message)))
+            return
         if message.type == "show":
             if self.on_show is not None:
                 self.on_show()
@@ -268,6 +277,22 @@ class UnixSocketServer:
             payload["notice"] = notice
         conn.settimeout(READ_TIMEOUT)
         conn.sendall(protocol.encode_ipc(payload))
+
+
+    def _unlock(self, message: IpcRequest) -> dict[str, object]:
+        assert message.registry is not None and message.secret is not None
+        if self.on_unlock is None:
+            return {"type": "unlocked", "ok": False,
+                    "message": "this gui-approver cannot unlock keys"}
+        try:
+            text = self.on_unlock(message.registry, message.secret)
+        except GuiApproverError as exc:
+            return {"type": "unlocked", "ok": False, "message": exc.full()}
+        except Exception as exc:
+            log.exception("unlocking a key failed")
+            return {"type": "unlocked", "ok": False,
+                    "message": f"unlocking failed ({type(exc).__name__})"}
+        return {"type": "unlocked", "ok": True, "message": text}
 
 
 class _Ack:
@@ -398,20 +423,29 @@ def request_lock(directory: str | None = None, timeout: float = 5.0) -> dict[str
     return _simple_request("lock", directory, timeout)
 
 
+def request_unlock(
+    registry: str, secret: Secret, directory: str | None = None, timeout: float = 60.0
+) -> dict[str, object] | None:
+    """Hand a passphrase or PIN for ``registry``'s key to the running app; None when no app
+    answers. The reply: ``{"ok": bool, "message": str}``."""
+    return _simple_request("unlock", directory, timeout,
+                           {"registry": registry, "secret": secret.expose()})
+
+
 def request_show(directory: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:
     """Ask a running app to bring its window forward; None when no app answers."""
     return _simple_request("show", directory, timeout)
 
 
 def _simple_request(
-    typ: str, directory: str | None, timeout: float
+    typ: str, directory: str | None, timeout: float, extra: dict[str, object] | None = None
 ) -> dict[str, object] | None:
     path = os.path.join(directory or protocol.socket_dir(), protocol.SOCKET_NAME)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
-            sock.sendall(protocol.encode_ipc({"type": typ}))
+            sock.sendall(protocol.encode_ipc({"type": typ, **(extra or {})}))
             line = _read_line(sock)
     except OSError:
         return None

@@ -312,7 +312,12 @@ class SigningService:
             # cargo asks for a read before every publish and sends it nowhere: never the token
             log.info("read for %s answered with the placeholder", request.registry.label())
             return Outcome(protocol.ok_get(placeholder(), "session"))
-        needs_approval = mutation or self.release.read_needs_approval(cred, self.settings)
+        # A hardware key whose token is not logged in asks for its PIN: never for a request
+        # the user has not approved, so such a read shows the dialog first (with nobody to
+        # ask the PIN, signing fails below with how to unlock it).
+        needs_approval = (mutation or self.release.read_needs_approval(cred, self.settings)
+                          or (cred.key is not None and self.store.needs_login(cred.key)
+                              and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
         if needs_approval:

@@ -28,18 +28,19 @@ from PySide6.QtWidgets import (
 from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
+from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
-from gui_approver.ui.passphrase import QtUnlocker
+from gui_approver.ui.passphrase import QtTouchNotifier, QtUnlocker
 from gui_approver.ui.settings_window import SettingsWindow
 from gui_approver.ui.winutil import bring_forward
 
@@ -334,6 +335,9 @@ class GuiApp(QObject):
         # Passphrase-protected keys are unlocked through a dialog of their own.
         self.unlocker = QtUnlocker(parent=self)
         store.unlocker = self.unlocker
+        # Hardware keys: "Touch your security key now" while the token waits.
+        self.touch = QtTouchNotifier(parent=self)
+        store.touch_notifier = self.touch
         self.keys_window: KeyManagerWindow | None = None
         self.activity_window: ActivityWindow | None = None
         self._idle_timer = QTimer(self)
@@ -347,6 +351,7 @@ class GuiApp(QObject):
         )
         self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
                                            on_lock=self._lock_from_ipc,
+                                           on_unlock=self._unlock_from_ipc,
                                            on_show=self._show_from_ipc)
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
@@ -520,6 +525,13 @@ class GuiApp(QObject):
             self._locked.emit()
         return n
 
+    def _unlock_from_ipc(self, registry: str, secret: Secret) -> str:
+        """`gui-approver key unlock` (an IPC thread): unlock one key with what the user typed."""
+        text = unlock_registry(self.store, registry, secret)
+        if not self._stopped:
+            self._locked.emit()
+        return text
+
     def lock_now(self) -> None:
         self.service.end_batches()
         n = self.store.lock()
@@ -577,7 +589,8 @@ class GuiApp(QObject):
         except Exception:  # noqa: BLE001 - a damaged index shows as idle, logged elsewhere
             return False
         return bool(records) and all(
-            r.protection == "passphrase" and not self.store.is_unlocked(r) for r in records
+            r.protection in ("passphrase", "hardware") and not self.store.is_unlocked(r)
+            for r in records
         )
 
     def notify(self, title: str, message: str, *, warning: bool = False) -> None:
@@ -620,6 +633,7 @@ class GuiApp(QObject):
         self._tray_timer.stop()
         self._expiry_timer.stop()
         self.unlocker.shutdown()
+        self.touch.shutdown()
         if self.keys_window is not None:
             self.keys_window.close()
         if self.first_run_window is not None:

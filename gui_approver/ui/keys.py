@@ -1344,7 +1344,7 @@ class ImportCargoDialog(QDialog):
                 existing = self.store.find(index)
                 if existing is None:
                     self.store.add(key, registry=item.registry, index_url=index,
-                                   subject=item.subject)
+                                   subject=item.subject, origin="dialog")
                 elif existing.kip != key.kip:
                     lines.append(f"Not imported: registry {item.registry} already has a "
                                  f"different key ({existing.kip}).")

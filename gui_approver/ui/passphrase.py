@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QShowEvent
@@ -55,13 +56,18 @@ class PassphraseDialog(QDialog):
         self.deadline = deadline
         self._done = False
         self.setObjectName("passphraseDialog")
+        hardware = record.protection == "hardware"
+        self.secret_name = "PIN" if hardware else "Passphrase"
         self.setWindowTitle(f"gui-approver: unlock the key for {elide_middle(record.registry, 60)}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
 
         layout = QVBoxLayout(self)
-        title = _plain(f"Unlock the key for registry {elide_middle(record.registry, 80)}",
-                       selectable=False)
+        title = _plain(
+            (f"Enter the PIN of the security key for registry "
+             f"{elide_middle(record.registry, 80)}") if hardware else
+            f"Unlock the key for registry {elide_middle(record.registry, 80)}",
+            selectable=False)
         f = title.font()
         f.setPointSizeF(f.pointSizeF() * 1.2)
         f.setBold(True)
@@ -74,6 +80,8 @@ class PassphraseDialog(QDialog):
                 ("Key id", record.kip, True)]
         if record.subject:
             rows.append(("Subject", elide_middle(record.subject, 80), True))
+        if hardware and record.hardware is not None:
+            rows.append(("Token", elide_middle(record.hardware.token or "?", 80), False))
         self.field_labels: dict[str, QLabel] = {}
         for r, (name, value, mono) in enumerate(rows):
             key = _plain(name + ":", selectable=False)
@@ -99,8 +107,8 @@ class PassphraseDialog(QDialog):
         self.edit = QLineEdit()
         self.edit.setObjectName("passphrase")
         self.edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.edit.setPlaceholderText("Passphrase")
-        self.edit.setAccessibleName("Passphrase")
+        self.edit.setPlaceholderText(self.secret_name)
+        self.edit.setAccessibleName(self.secret_name)
         self.edit.textChanged.connect(self._update_buttons)
         layout.addWidget(self.edit)
 
@@ -136,7 +144,7 @@ class PassphraseDialog(QDialog):
             return
         left = max(0.0, self.deadline - time.monotonic())
         self.status_label.setText(f"Cancels automatically in {left:.0f} s; nothing is signed "
-                                  "without the passphrase.")
+                                  f"without the {self.secret_name.lower()}.")
 
     def _unlock(self) -> None:
         text = self.edit.text()
@@ -331,3 +339,69 @@ class QtUnlocker(QObject):
             self._resolved.emit(ask)
         self._queue.clear()
         self._drop_dialog(dismiss=True)
+
+
+class TouchPrompt(QDialog):
+    """"Touch your security key now": shown while a hardware key may wait for a touch."""
+
+    def __init__(self, record: KeyRecord, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("touchPrompt")
+        self.setWindowTitle("gui-approver: touch your security key")
+        self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
+        self.setModal(False)
+        layout = QVBoxLayout(self)
+        title = _plain("Touch your security key now", selectable=False)
+        f = title.font()
+        f.setPointSizeF(f.pointSizeF() * 1.3)
+        f.setBold(True)
+        title.setFont(f)
+        title.setObjectName("touchTitle")
+        layout.addWidget(title)
+        token = record.hardware.token if record.hardware is not None else ""
+        layout.addWidget(_plain(
+            f"The request for registry {elide_middle(record.registry, 60)} is approved; the "
+            f"security key{' ' + repr(token) if token else ''} signs it when you touch it.",
+            selectable=False))
+
+
+class QtTouchNotifier(QObject):
+    """A :data:`~gui_approver.core.keys.store.TouchNotifier` showing :class:`TouchPrompt`
+    (called from the PKCS#11 waiting thread; the prompt lives on the GUI thread)."""
+
+    _show = Signal(object, object)
+    _hide = Signal(object)
+    #: The prompt that was just shown (tests).
+    shown = Signal(object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.prompts: dict[int, TouchPrompt] = {}
+        self._next = 0
+        self._ids = threading.Lock()
+        self._show.connect(self._on_show, Qt.ConnectionType.QueuedConnection)
+        self._hide.connect(self._on_hide, Qt.ConnectionType.QueuedConnection)
+
+    def __call__(self, record: KeyRecord) -> Callable[[], None]:
+        with self._ids:
+            self._next += 1
+            ident = self._next
+        self._show.emit(ident, record)
+        return lambda: self._hide.emit(ident)
+
+    def _on_show(self, ident: int, record: KeyRecord) -> None:
+        prompt = TouchPrompt(record)
+        self.prompts[ident] = prompt
+        prompt.show()
+        prompt.raise_()
+        self.shown.emit(prompt)
+
+    def _on_hide(self, ident: int) -> None:
+        prompt = self.prompts.pop(ident, None)
+        if prompt is not None:
+            prompt.hide()
+            prompt.deleteLater()
+
+    def shutdown(self) -> None:
+        for ident in list(self.prompts):
+            self._on_hide(ident)

@@ -15,16 +15,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gui_approver.errors import (
     ConfigError,
+    GuiApproverError,
     KeychainLocked,
     KeychainUnavailable,
     KeyExists,
@@ -316,6 +317,52 @@ def is_crates_io(registry: str | None, index_url: str | None) -> bool:
 
 
 @dataclass(frozen=True)
+class HardwareRef:
+    """Where a ``hardware`` key lives: nothing secret (module, URI, what the token said)."""
+
+    module: str
+    uri: str
+    token: str = ""
+    #: Attributes of the private key as read back from the token (sensitive, local, ...).
+    attributes: tuple[tuple[str, bool], ...] = field(default=())
+    #: ``always``/``cached``/``never`` when the token reports a touch policy, else None.
+    touch_policy: str | None = None
+
+    @property
+    def always_authenticate(self) -> bool:
+        return dict(self.attributes).get("always_authenticate", False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"module": self.module, "uri": self.uri, "token": self.token,
+                "attributes": dict(self.attributes), "touch_policy": self.touch_policy}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> HardwareRef:
+        if not isinstance(obj, dict):
+            raise ValueError("key record field 'hardware' must be an object")
+        module, uri = obj.get("module"), obj.get("uri")
+        if not isinstance(module, str) or not isinstance(uri, str):
+            raise ValueError("a hardware key record needs 'module' and 'uri' strings")
+        from gui_approver.core.keys.pkcs11 import parse_uri
+
+        try:
+            parse_uri(uri)
+        except GuiApproverError as exc:
+            raise ValueError(f"bad pkcs11 URI ({exc})") from None
+        attrs = obj.get("attributes") or {}
+        if not isinstance(attrs, dict) or not all(
+            isinstance(k, str) and isinstance(v, bool) for k, v in attrs.items()
+        ):
+            raise ValueError("hardware 'attributes' must map names to booleans")
+        touch = obj.get("touch_policy")
+        if touch not in (None, "always", "cached", "never"):
+            raise ValueError(f"unknown touch policy {touch!r}")
+        token = obj.get("token", "")
+        return cls(module=module, uri=uri, token=token if isinstance(token, str) else "",
+                   attributes=tuple(sorted(attrs.items())), touch_policy=touch)
+
+
+@dataclass(frozen=True)
 class KeyRecord:
     registry: str
     index_url: str
@@ -325,10 +372,12 @@ class KeyRecord:
     created: str
     #: UTC date (``YYYY-MM-DD``) after which the key is not used, chosen by the user.
     expires: str | None = None
-    #: ``keychain`` (a ``k3.secret`` item) or ``passphrase`` (a ``k3.secret-pw`` item).
+    #: ``keychain`` (a ``k3.secret`` item), ``passphrase`` (a ``k3.secret-pw`` item) or
+    #: ``hardware`` (a PKCS#11 token holds it; see :attr:`hardware`).
     protection: str = "keychain"
     #: ``active``, or ``pending`` for a rotation successor not yet confirmed as registered.
     status: str = "active"
+    hardware: HardwareRef | None = None
     #: How the key came to be: ``cli`` (the CLI's own interactive command), ``dialog`` (the
     #: app's wizard or a login the user approved in a dialog); anything else (``unknown``:
     #: keys from before this was recorded) is untrusted and never offered as "already has
@@ -340,7 +389,12 @@ class KeyRecord:
         return self.origin in TRUSTED_ORIGINS
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        obj = asdict(self)
+        if self.hardware is None:
+            obj.pop("hardware")
+        else:
+            obj["hardware"] = self.hardware.to_json()
+        return obj
 
     def expiry(self) -> datetime | None:
         if not self.expires:
@@ -377,8 +431,11 @@ class KeyRecord:
                 raise ValueError("key record field 'expires' must be a date string")
             datetime.fromisoformat(expires)
         protection = obj.get("protection", "keychain")
-        if protection not in ("keychain", "passphrase"):
+        if protection not in ("keychain", "passphrase", "hardware"):
             raise ValueError(f"unknown protection {protection!r}")
+        hardware = None
+        if protection == "hardware":
+            hardware = HardwareRef.from_json(obj.get("hardware"))
         status = obj.get("status", "active")
         if status not in ("active", "pending"):
             raise ValueError(f"unknown status {status!r}")
@@ -388,7 +445,7 @@ class KeyRecord:
         return cls(
             registry=obj["registry"], index_url=obj["index_url"], public=obj["public"],
             kip=obj["kip"], subject=sub, created=obj["created"], expires=expires,
-            protection=protection, status=status, origin=origin,
+            protection=protection, status=status, hardware=hardware, origin=origin,
         )
 
 
@@ -398,8 +455,11 @@ def default_index_path() -> Path:
     return Path(platformdirs.user_config_dir("gui-approver")) / "keys.json"
 
 
-#: Asked for a passphrase: (record, why) -> the passphrase, or None when the user cancels.
+#: Asked for a passphrase (or a hardware key's PIN): (record, why) -> it, or None on cancel.
 Unlocker = Callable[[KeyRecord, str], Secret | None]
+#: Called while a hardware key may wait for a touch: (record) -> a function taking the hint
+#: down (or None).
+TouchNotifier = Callable[[KeyRecord], Callable[[], None] | None]
 
 
 class KeyStore:
@@ -416,7 +476,10 @@ class KeyStore:
         self.index_path = index_path or default_index_path()
         self.usage_path = self.index_path.with_name("usage.json")
         self.unlocker = unlocker
+        self.touch_notifier: TouchNotifier | None = None
         self._lock = threading.RLock()
+        #: hardware keys whose token is logged in: kip -> (last use, module, uri)
+        self._hw_unlocked: dict[str, tuple[float, str, str]] = {}
         self._cache: dict[str, SigningKey] = {}
         self._unlocked_at: dict[str, float] = {}
         self._failures: dict[str, tuple[int, float]] = {}
@@ -505,17 +568,7 @@ class KeyStore:
             raise ConfigError("an empty passphrase protects nothing")
         with self._lock:
             records = self._read()
-            for rec in records:
-                same = rec.registry == registry or normalize_index_url(
-                    rec.index_url
-                ) == normalize_index_url(index_url)
-                if same and rec.status == status:
-                    raise KeyExists(
-                        f"registry {rec.registry} ({rec.index_url}) already has "
-                        f"{'a pending successor key' if status == 'pending' else 'a key'} "
-                        f"({rec.kip})",
-                        hint=f"delete it first: gui-approver key delete --registry {rec.registry}",
-                    )
+            _check_free(records, registry, index_url, status)
             secret = key.wrap(passphrase) if passphrase is not None else key.secret_paserk()
             # Keychain first: if it fails, nothing is recorded.
             self.keychain.set(key.kip, secret)
@@ -538,6 +591,49 @@ class KeyStore:
                 raise
             if passphrase is None:
                 self._cache[key.kip] = key
+            return record
+
+    def check_free(self, registry: str, index_url: str) -> None:
+        """Raise KeyExists when ``registry``/``index_url`` already has an active key."""
+        with self._lock:
+            _check_free(self._read(), registry, index_url, "active")
+
+    def add_hardware(
+        self,
+        info: Any,
+        *,
+        registry: str,
+        index_url: str,
+        subject: str | None,
+        expires: str | None = None,
+        origin: str = "unknown",
+    ) -> KeyRecord:
+        """Record a key held by a PKCS#11 token (``info``: a pkcs11.KeyInfo). Nothing secret
+        is stored anywhere."""
+        if not registry or not index_url:
+            raise ConfigError("a key needs a registry name and an index URL")
+        if is_crates_io(registry, index_url):
+            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was created", hint=CRATES_IO_HINT)
+        if expires is not None:
+            try:
+                datetime.fromisoformat(expires)
+            except ValueError:
+                raise ConfigError(f"invalid expiry date {expires!r} (use YYYY-MM-DD)") from None
+        public = _PUBLIC_PREFIX + _b64e(info.point)
+        with self._lock:
+            records = self._read()
+            _check_free(records, registry, index_url, "active")
+            record = KeyRecord(
+                registry=registry, index_url=index_url, public=public,
+                kip=paserk_pid(public), subject=subject,
+                created=datetime.now(UTC).replace(microsecond=0).isoformat(),
+                expires=expires, protection="hardware",
+                hardware=HardwareRef(module=info.module, uri=info.uri, token=info.token_label,
+                                     attributes=tuple(sorted(info.attributes.items())),
+                                     touch_policy=info.touch_policy),
+                origin=origin,
+            )
+            self._write([*records, record])
             return record
 
     def create(
@@ -573,7 +669,7 @@ class KeyStore:
             old = self.find_by_registry(registry)
             records = [r for r in self._read() if r.kip not in (pending.kip,) and
                        (old is None or r.kip != old.kip)]
-            promoted = KeyRecord(**{**pending.to_json(), "status": "active"})
+            promoted = replace(pending, status="active")
             self._write([*records, promoted])
             if old is not None:
                 with contextlib.suppress(KeyNotFound):
@@ -582,13 +678,17 @@ class KeyStore:
             return promoted
 
     def delete(self, record: KeyRecord) -> None:
+        """Delete the record (and the keychain item). A hardware key stays on its token."""
         with self._lock:
             records = [r for r in self._read() if r.kip != record.kip]
-            # Already gone from the keychain: still drop the record.
-            with contextlib.suppress(KeyNotFound):
-                self.keychain.delete(record.kip)
+            if record.protection != "hardware":
+                # Already gone from the keychain: still drop the record.
+                with contextlib.suppress(KeyNotFound):
+                    self.keychain.delete(record.kip)
             self._write(records)
             self._forget(record.kip)
+        if record.protection == "hardware":
+            self._hw_logout(record.kip)
 
     # -- secrets ---------------------------------------------------------------------------
     def _forget(self, kip: str) -> None:
@@ -606,12 +706,73 @@ class KeyStore:
                 "nothing was signed",
                 hint=f"rotate it: gui-approver key rotate --registry {record.registry}",
             )
+        if record.protection == "hardware":
+            hw = self._hardware_key(record)
+            self._note_used(record)
+            return cast(SigningKey, hw)  # signs like one: kip, public_paserk, sign()
         with self._lock:
             key = self._cache.get(record.kip)
         if key is None:
             key = self._load(record)
         self._note_used(record)
         return key
+
+    # -- hardware keys -----------------------------------------------------------------------
+    def _hardware_key(self, record: KeyRecord) -> Any:
+        """Check the token still holds the recorded key (no PIN needed), log in with the PIN
+        if the token is not logged in (asked now: the request is already approved), and
+        return the signer. A wrong PIN raises WrongPin and is never retried."""
+        from gui_approver.core.keys import pkcs11
+        from gui_approver.core.keys.hardware import HardwareSigningKey
+
+        hw = record.hardware
+        if hw is None:
+            raise ConfigError(f"the hardware key record of {record.registry} is incomplete")
+        point = _b64d(record.public[len(_PUBLIC_PREFIX):])
+        b = pkcs11.backend()
+        if b.read_public(hw.module, hw.uri) != point:
+            raise pkcs11.KeyMismatch(
+                f"the token no longer holds the key recorded for registry {record.registry} "
+                f"({record.kip}); nothing was signed")
+        pin_for_signature: Secret | None = None
+        if not b.is_logged_in(hw.module, hw.uri):
+            pin = self._ask_pin(record, "enter the PIN of the security key to sign")
+            b.login(hw.module, hw.uri, pin)
+            if hw.always_authenticate:
+                pin_for_signature = pin
+        elif hw.always_authenticate:
+            pin_for_signature = self._ask_pin(
+                record, "this key asks for its PIN for every signature")
+        with self._lock:
+            self._hw_unlocked[record.kip] = (time.monotonic(), hw.module, hw.uri)
+        return HardwareSigningKey(record, point, b, pin=pin_for_signature,
+                                  notifier=self.touch_notifier)
+
+    def _ask_pin(self, record: KeyRecord, why: str) -> Secret:
+        if self.unlocker is None:
+            raise KeyLocked(
+                f"the key for registry {record.registry} is on a security key that is not "
+                "unlocked; nothing was signed",
+                hint=f"unlock it: gui-approver key unlock --registry {record.registry}")
+        pin = self.unlocker(record, why)
+        if pin is None or not pin.expose():
+            raise KeyLocked(f"no PIN was given for the key of {record.registry}; nothing "
+                            "was signed")
+        return pin
+
+    def _hw_logout(self, kip: str) -> bool:
+        from gui_approver.core.keys import pkcs11
+
+        with self._lock:
+            entry = self._hw_unlocked.pop(kip, None)
+            if entry is None:
+                return False
+            # Other keys on the same token lose the login too.
+            for other, (_t, mod, uri) in list(self._hw_unlocked.items()):
+                if mod == entry[1] and _same_token(uri, entry[2]):
+                    self._hw_unlocked.pop(other, None)
+        b = pkcs11.backend_if_started()
+        return b.logout(entry[1], entry[2]) if b is not None else False
 
     def _load(self, record: KeyRecord) -> SigningKey:
         secret = self.keychain.get(record.kip)
@@ -675,7 +836,23 @@ class KeyStore:
         return key
 
     def unlock(self, record: KeyRecord, passphrase: Secret) -> None:
-        """Unlock a passphrase-protected key ahead of use (CLI, tests)."""
+        """Unlock a passphrase-protected key, or log in to a hardware key's token with its
+        PIN, ahead of use (`gui-approver key unlock`, tests)."""
+        if record.protection == "hardware":
+            from gui_approver.core.keys import pkcs11
+
+            hw = record.hardware
+            if hw is None:
+                raise ConfigError(f"the hardware key record of {record.registry} is incomplete")
+            b = pkcs11.backend()
+            if b.read_public(hw.module, hw.uri) != _b64d(record.public[len(_PUBLIC_PREFIX):]):
+                raise pkcs11.KeyMismatch(
+                    f"the token no longer holds the key recorded for registry "
+                    f"{record.registry} ({record.kip})")
+            b.login(hw.module, hw.uri, passphrase)
+            with self._lock:
+                self._hw_unlocked[record.kip] = (time.monotonic(), hw.module, hw.uri)
+            return
         saved = self.unlocker
         self.unlocker = lambda _r, _w: passphrase
         try:
@@ -686,16 +863,31 @@ class KeyStore:
             self.unlocker = saved
 
     def is_unlocked(self, record: KeyRecord) -> bool:
+        if record.protection == "hardware":
+            from gui_approver.core.keys import pkcs11
+
+            b = pkcs11.backend_if_started()
+            hw = record.hardware
+            return b is not None and hw is not None and b.is_logged_in(hw.module, hw.uri)
         with self._lock:
             return record.kip in self._cache
 
+    def needs_login(self, record: KeyRecord) -> bool:
+        """A hardware key whose token is not logged in: using it will ask for the PIN."""
+        return record.protection == "hardware" and not self.is_unlocked(record)
+
     def lock(self) -> int:
-        """Forget every unwrapped passphrase-protected key. Returns how many were locked."""
+        """Forget every unwrapped passphrase-protected key and log out of every token.
+        Returns how many keys (or token logins) were locked."""
+        from gui_approver.core.keys import pkcs11
+
         with self._lock:
             kips = list(self._unlocked_at)
             for kip in kips:
                 self._forget(kip)
-            return len(kips)
+            self._hw_unlocked.clear()
+        b = pkcs11.backend_if_started()
+        return len(kips) + (b.logout_all() if b is not None else 0)
 
     def lock_if_idle(self, idle_seconds: float) -> int:
         now = time.monotonic()
@@ -703,12 +895,21 @@ class KeyStore:
             idle = [k for k, t in self._unlocked_at.items() if now - t >= idle_seconds]
             for kip in idle:
                 self._forget(kip)
-            return len(idle)
+            hw_idle = [k for k, (t, _m, _u) in self._hw_unlocked.items()
+                       if now - t >= idle_seconds]
+        locked = len(idle)
+        for kip in hw_idle:
+            if self._hw_logout(kip):
+                locked += 1
+        return locked
 
     def _note_used(self, record: KeyRecord) -> None:
         with self._lock:
             if record.kip in self._unlocked_at:
                 self._unlocked_at[record.kip] = time.monotonic()
+            if record.kip in self._hw_unlocked:
+                _t, mod, uri = self._hw_unlocked[record.kip]
+                self._hw_unlocked[record.kip] = (time.monotonic(), mod, uri)
             usage = self.last_used()
             usage[record.kip] = datetime.now(UTC).replace(microsecond=0).isoformat()
             try:
@@ -724,3 +925,38 @@ class KeyStore:
                 for hook in self.forget_hooks:
                     hook(kip)
             self._unlocked_at.clear()
+
+
+def _check_free(records: list[KeyRecord], registry: str, index_url: str, status: str) -> None:
+    for rec in records:
+        same = rec.registry == registry or normalize_index_url(
+            rec.index_url
+        ) == normalize_index_url(index_url)
+        if same and rec.status == status:
+            raise KeyExists(
+                f"registry {rec.registry} ({rec.index_url}) already has "
+                f"{'a pending successor key' if status == 'pending' else 'a key'} "
+                f"({rec.kip})",
+                hint=f"delete it first: gui-approver key delete --registry {rec.registry}",
+            )
+
+
+def _same_token(uri_a: str, uri_b: str) -> bool:
+    from gui_approver.core.keys.pkcs11 import parse_uri
+
+    a, b = parse_uri(uri_a), parse_uri(uri_b)
+    return (a.token, a.serial) == (b.token, b.serial)
+
+
+def unlock_registry(store: KeyStore, registry: str, secret: Secret) -> str:
+    """Unlock ``registry``'s key with a passphrase or token PIN (`gui-approver key unlock`
+    through the running app). Returns a sentence for the user; raises GuiApproverError."""
+    record = store.find_by_registry(registry) or store.find(registry)
+    if record is None:
+        raise KeyNotFound(f"no key for registry {registry}")
+    if record.protection == "keychain":
+        return f"The key for registry {record.registry} needs no unlocking."
+    store.unlock(record, secret)
+    what = "security key is logged in" if record.protection == "hardware" else "key is unlocked"
+    return (f"The {what} for registry {record.registry} ({record.kip}) until it is locked "
+            "(gui-approver key lock, the idle lock, or the screen lock).")
