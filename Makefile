@@ -24,6 +24,7 @@ test: bootstrap-test lint
 lint:
 	$(VENV)/bin/ruff check gui_approver tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 bootstrap-run:
 	@bash packaging/bootstrap.sh run

@@ -129,3 +129,201 @@ def gzip_of_garbage() -> bytes:
 
 def raw_deflate_not_gzip() -> bytes:
     return zlib.compress(b"hello")
+
+
+# --------------------------------------------------------------------------------------------
+# Raw tar headers (byte for byte, for shapes tarfile will not write)
+
+GNU_MAGIC = b"ustar  \0"
+USTAR_MAGIC = b"ustar\x0000"
+
+
+def _octal(value: int, width: int) -> bytes:
+    return (b"%0*o" % (width - 1, value)) + b"\0"
+
+
+def raw_header(name: bytes | str, size: int, *, type: bytes = b"0", mode: int = 0o644,
+               magic: bytes = GNU_MAGIC, prefix: bytes = b"", linkname: bytes = b"",
+               size_field: bytes | None = None, bad_checksum: bool = False,
+               tail: bytes = b"") -> bytes:
+    """One 512-byte tar header as cargo (tar-rs ``Header::new_gnu``) writes it, with every
+    field overridable. ``tail`` fills bytes 345.. (ustar prefix / GNU atime, ctime, ...)."""
+    if isinstance(name, str):
+        name = name.encode()
+    h = bytearray(512)
+    h[0:100] = name[:100].ljust(100, b"\0")
+    h[100:108] = _octal(mode, 8)
+    h[108:116] = _octal(0, 8)
+    h[116:124] = _octal(0, 8)
+    h[124:136] = (size_field.ljust(12, b"\0")[:12] if size_field is not None
+                  else _octal(size, 12))
+    h[136:148] = _octal(1153704088, 12)
+    h[156:157] = type
+    h[157:257] = linkname[:100].ljust(100, b"\0")
+    h[257:265] = magic
+    if prefix:
+        h[345:500] = prefix[:155].ljust(155, b"\0")
+    if tail:
+        h[345:345 + len(tail)] = tail
+    h[148:156] = b" " * 8
+    total = sum(h) + (1 if bad_checksum else 0)
+    h[148:156] = b"%06o\0 " % total
+    return bytes(h)
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 512)
+
+
+def raw_entry(name: bytes | str, data: bytes = b"", **kw: object) -> bytes:
+    """Header plus padded data; ``size=`` in ``kw`` overrides the header's size."""
+    size = kw.pop("size", len(data))
+    return raw_header(name, size, **kw) + _pad(data)  # type: ignore[arg-type]
+
+
+def gnu_longname(name: bytes | str, *, nul: bool = True, type: bytes = b"L") -> bytes:
+    """A GNU long-name (``L``) record for the next entry, as tar-rs writes it."""
+    if isinstance(name, str):
+        name = name.encode()
+    body = name + (b"\0" if nul else b"")
+    return raw_header(b"././@LongLink", len(body), type=type) + _pad(body)
+
+
+def pax_record(fields: dict[str, str | bytes], *, type: bytes = b"x") -> bytes:
+    """A PAX extended header (``x``, or ``g`` for global) with ``fields``."""
+    body = b""
+    for key, value in fields.items():
+        v = value.encode() if isinstance(value, str) else value
+        rec = b" " + key.encode() + b"=" + v + b"\n"
+        digits = 1
+        while len(str(len(rec) + digits)) != digits:
+            digits += 1
+        body += str(len(rec) + digits).encode() + rec
+    return raw_header(b"PaxHeaders/x", len(body), type=type, magic=USTAR_MAGIC) + _pad(body)
+
+
+END = b"\0" * 1024
+
+
+def raw_crate(name: str, vers: str, *entries: bytes, base: bool = True,
+              end: bytes = END, lib: bytes = b"pub fn f() -> u32 { 1 }\n") -> bytes:
+    """A gzip'd tar of raw ``entries``; with ``base``, cargo's Cargo.toml and src/lib.rs
+    come first (so each archive is a buildable crate)."""
+    prefix = f"{name}-{vers}"
+    head = b""
+    if base:
+        head = (raw_entry(f"{prefix}/Cargo.toml", manifest(name, vers))
+                + raw_entry(f"{prefix}/src/lib.rs", lib))
+    return gz(head + b"".join(entries) + end)
+
+
+# --------------------------------------------------------------------------------------------
+# The differential corpus: archive shapes on which a tar reader may differ from cargo's
+
+BENIGN = b"pub fn f() -> u32 { 1 }\n"
+EVIL = b"pub fn f() -> u32 { 666 } // malicious\n"
+
+
+def _shapes() -> dict[str, object]:
+    """name -> builder(name, vers) -> .crate bytes. ``ok_*`` shapes are what cargo writes."""
+    def P(n: str, v: str) -> str:
+        return f"{n}-{v}"
+
+    def only(*entries: bytes, **kw: object) -> object:
+        return lambda n, v: raw_crate(n, v, *[e if isinstance(e, bytes) else e(n, v)
+                                              for e in entries], **kw)
+
+    def e(path: str, data: bytes = EVIL, **kw: object) -> object:
+        return lambda n, v: raw_entry(f"{P(n, v)}/{path}" if path else P(n, v), data, **kw)
+
+    def lit(fn: object) -> object:
+        return fn
+
+    s: dict[str, object] = {
+        # inside the subset (must be verified and equal to cargo's unpacking)
+        "ok_plain": only(e("README.md", b"# readme\n")),
+        "ok_tarfile": lambda n, v: crate(n, v, {"src/lib.rs": BENIGN, "README.md": b"hi\n"}),
+        "ok_longname": only(lambda n, v: gnu_longname(f"{P(n, v)}/src/" + "a" * 120 + ".rs")
+                            + raw_entry("ignored", b"// long\n")),
+        "ok_dirs": only(lambda n, v: raw_entry(f"{P(n, v)}/", type=b"5", mode=0o755)
+                        + raw_entry(f"{P(n, v)}/src/", type=b"5", mode=0o755)
+                        + raw_entry(f"{P(n, v)}/docs/", type=b"5", mode=0o755)),
+        "ok_ustar_prefix": only(lambda n, v: raw_entry(
+            "extra.rs", b"// extra\n", magic=USTAR_MAGIC, prefix=f"{P(n, v)}/src".encode())),
+        # the three attacks of issue 12
+        "dup_dot": only(e("./src/lib.rs")),
+        "dup_empty": only(e("src//lib.rs")),
+        "pax_then_gnu": only(lambda n, v: pax_record({"path": f"{P(n, v)}/src/unused.rs"})
+                             + gnu_longname(f"{P(n, v)}/src/lib.rs")
+                             + raw_entry("x", EVIL)),
+        # more shapes
+        "gnu_then_pax": only(lambda n, v: gnu_longname(f"{P(n, v)}/src/lib.rs")
+                             + pax_record({"path": f"{P(n, v)}/src/unused.rs"})
+                             + raw_entry("x", EVIL)),
+        "pax_path": only(lambda n, v: pax_record({"path": f"{P(n, v)}/src/lib.rs"})
+                         + raw_entry(f"{P(n, v)}/src/other.rs", EVIL)),
+        "pax_size": only(lambda n, v: pax_record({"size": str(len(EVIL))})
+                         + raw_entry(f"{P(n, v)}/src/extra.rs", EVIL, size=0)),
+        "pax_global": only(lambda n, v: pax_record({"path": f"{P(n, v)}/src/lib.rs"},
+                                                   type=b"g")
+                           + raw_entry(f"{P(n, v)}/src/other.rs", EVIL)),
+        "dup_exact": only(e("src/lib.rs")),
+        "dup_trailing_slash": only(e("src/lib.rs/")),
+        "dotdot": only(e("../escape.rs")),
+        "absolute": only(lambda n, v: raw_entry(f"/{P(n, v)}/src/abs.rs", EVIL)),
+        "outside_prefix": only(lambda n, v: raw_entry("other-9.9.9/src/lib.rs", EVIL)),
+        "leading_dot": only(lambda n, v: raw_entry(f"./{P(n, v)}/src/lib.rs", EVIL)),
+        "symlink": only(e("src/link.rs", b"", type=b"2", linkname=b"lib.rs")),
+        "hardlink": only(lambda n, v: raw_entry(f"{P(n, v)}/src/hard.rs", type=b"1",
+                                                linkname=f"{P(n, v)}/src/lib.rs".encode())),
+        "sparse": only(e("src/sparse.rs", type=b"S")),
+        "unknown_type": only(e("src/odd.rs", type=b"Z")),
+        "fifo": only(e("src/fifo", b"", type=b"6")),
+        "contiguous": only(e("src/cont.rs", type=b"7")),
+        "old_regular": only(e("src/old.rs", type=b"\0")),
+        "longlink_K": only(lambda n, v: gnu_longname("target", type=b"K")
+                           + raw_entry(f"{P(n, v)}/src/k.rs", EVIL)),
+        "two_longnames": only(lambda n, v: gnu_longname(f"{P(n, v)}/src/a.rs")
+                              + gnu_longname(f"{P(n, v)}/src/lib.rs")
+                              + raw_entry("x", EVIL)),
+        "longname_nul": only(lambda n, v: gnu_longname(f"{P(n, v)}/src/lib.rs\0junk")
+                             + raw_entry("x", EVIL)),
+        "longname_no_nul": only(lambda n, v: gnu_longname(f"{P(n, v)}/src/nonul.rs", nul=False)
+                                + raw_entry("x", EVIL)),
+        "longname_at_end": only(lambda n, v: gnu_longname(f"{P(n, v)}/src/lost.rs")),
+        "dir_with_data": only(lambda n, v: raw_entry(
+            f"{P(n, v)}/src/", raw_entry(f"{P(n, v)}/src/lib.rs", EVIL), type=b"5")),
+        "gnu_prefix_field": only(lambda n, v: raw_entry(
+            f"{P(n, v)}/src/lib.rs", EVIL, tail=f"{P(n, v)}/docs".encode())),
+        "v7_longname": only(lambda n, v: raw_entry(b"././@LongLink",
+                                                   f"{P(n, v)}/src/lib.rs".encode() + b"\0",
+                                                   type=b"L", magic=b"\0" * 8)
+                            + raw_entry(f"{P(n, v)}/src/v7.rs", EVIL, magic=b"\0" * 8)),
+        "bad_checksum": only(e("src/extra.rs", bad_checksum=True)),
+        "size_underscore": only(e("src/us.rs", size_field=b"0000000_" + b"%o" % len(EVIL)
+                                  + b"\0")),
+        "size_base256": only(e("src/b256.rs", size_field=b"\x80" + len(EVIL).to_bytes(11, "big"))),
+        "cargo_ok": only(e(".cargo-ok", b"ok")),
+        "file_then_child": only(e("src/lib.rs/inner.rs")),
+        "crate_dir_is_file": only(e("", b"x")),
+        "non_utf8": only(lambda n, v: raw_entry(f"{P(n, v)}/src/".encode() + b"\xff.rs", EVIL)),
+        "garbage_after_end": lit(lambda n, v: raw_crate(
+            n, v, end=END + raw_entry(f"{P(n, v)}/src/hidden.rs", EVIL) + END)),
+        "no_end_marker": only(e("src/extra.rs", b"// x\n"), end=b""),
+        "second_gzip_member": lit(lambda n, v: raw_crate(n, v, end=b"")
+                                  + gz(raw_entry(f"{P(n, v)}/src/second.rs", EVIL) + END)),
+        "bytes_after_gzip": lit(lambda n, v: raw_crate(n, v) + b"trailing garbage"),
+    }
+    return s
+
+
+SHAPES: dict[str, object] = _shapes()
+
+
+def corpus(vers: str = "1.0.0") -> dict[str, tuple[str, bytes]]:
+    """shape -> (crate name, .crate bytes); each crate is named ``hz-<shape>``."""
+    out: dict[str, tuple[str, bytes]] = {}
+    for shape, build in SHAPES.items():
+        name = "hz-" + shape.replace("_", "-").lower()
+        out[shape] = (name, build(name, vers))  # type: ignore[operator]
+    return out

@@ -26,8 +26,8 @@ def test_status_window_replaces_a_missing_tray(qtbot, tmp_path):
         assert gui.tray is None and gui.status_window is not None
         assert gui.status_window.isVisible()
         labels = [b.text() for b in gui.status_window.findChildren(QPushButton)]
-        assert labels == ["Show pending request", "Keys…", "Recent activity…", "Settings…",
-                          "Lock now", "Quit"]
+        assert labels == ["Show pending request", "Keys…", "Recent activity…", "Alerts…",
+                          "Settings…", "Lock now", "Quit"]
         assert not any("approve" in t.lower() for t in labels)
         assert "AUTO-APPROVE is ON" in gui.status_window.state.text()
         assert not gui.status_window.show_pending.isEnabled()
@@ -41,8 +41,8 @@ def test_tray_menu_can_only_show_the_dialog(qtbot, tmp_path):
         gui._make_tray()
         gui._refresh()
         texts = [a.text() for a in gui._menu.actions() if not a.isSeparator()]
-        assert texts[1:] == ["Show pending request", "Keys…", "Recent activity…", "Settings…",
-                             "Lock now", "Quit"]
+        assert texts[1:] == ["Show pending request", "Keys…", "Recent activity…", "Alerts…",
+                             "Settings…", "Lock now", "Quit"]
         assert texts[0] == "No requests waiting."  # the (disabled) status line
         assert not any("approve" in t.lower() or "allow" in t.lower() for t in texts[1:])
     finally:

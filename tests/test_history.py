@@ -230,3 +230,95 @@ def test_invalid_names_are_refused(hist):
 
 def test_from_settings(tmp_path):
     assert History.from_settings(1.5, tmp_path).max_bytes == 1_500_000
+
+
+# -- integrity (issue 12, item 5) ----------------------------------------------------------------
+
+EVIL_LIB = b"pub fn answer() -> u32 {\n    std::process::abort()\n}\n"
+
+
+def forge_previous(root: Path, genuine, fake) -> None:
+    """What a same-user worm does: rewrite the approved 1.0.0 entry so that it already
+    contains the poisoned source (the file list and the kept copy), keeping the format."""
+    path = Path(genuine.entry_path)
+    doc = json.loads(path.read_text())
+    doc["cksum"] = fake.cksum
+    doc["files"] = [[f.path, f.size, f.kind, f.sha256, f.note] for f in fake.files]
+    path.unlink()
+    path.with_suffix(".crate").unlink()
+    new = path.with_name(f"{fake.vers}_{fake.cksum}.json")
+    new.write_text(json.dumps(doc))
+    new.with_suffix(".crate").write_bytes(fake.data)
+
+
+def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
+    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.core.keys.history_mac import HISTORY_MAC_ACCOUNT, HistoryMac
+    from gui_approver.core.keys.store import MemoryKeychain
+    from gui_approver.review import request as review_mod
+    from gui_approver.review.history import INTEGRITY_NOTE
+    from gui_approver.review.request import Inspector
+
+    keychain = MemoryKeychain()
+    root = tmp_path / "history"
+    genuine = History(root, mac=HistoryMac(keychain)).record_approved(
+        REG, contents("1.0.0"), registry_name="local")
+    secret = keychain.get(HISTORY_MAC_ACCOUNT)
+    assert secret is not None and secret.expose() not in Path(genuine.entry_path).read_text()
+    # the app restarted: the same keychain key still vouches for the genuine entry
+    assert History(root, mac=HistoryMac(keychain)).previous(REG, "foo") == genuine
+
+    poisoned = contents("1.0.1", {"src/lib.rs": EVIL_LIB})
+    forge_previous(root, genuine, contents("1.0.0", {"src/lib.rs": EVIL_LIB}))
+    hist = History(root, mac=HistoryMac(keychain))
+    assert hist.previous_checked(REG, "foo", exclude_cksum=poisoned.cksum) == (None, 1)
+    assert hist.entries() == []
+
+    monkeypatch.setattr(review_mod, "inspect_publish", lambda *a, **kw: poisoned)
+    req = parse_request(json.dumps({
+        "v": 1, "registry": {"index-url": REG, "name": "local"}, "kind": "get",
+        "operation": "publish", "name": "foo", "vers": "1.0.1", "cksum": poisoned.cksum}))
+    review = Inspector(hist).review(req, Provenance(), None)
+    assert review.previous is None and review.changes is None
+    assert INTEGRITY_NOTE in review.notes and INTEGRITY_NOTE in review.text()
+    assert "no file changed" not in review.text()
+
+
+def test_edited_or_unsigned_entries_fail_and_other_keys_do_not_verify(tmp_path):
+    from gui_approver.core.keys.history_mac import HistoryMac
+    from gui_approver.core.keys.store import MemoryKeychain
+
+    keychain = MemoryKeychain()
+    root = tmp_path / "history"
+    entry = History(root, mac=HistoryMac(keychain)).record_approved(REG, contents("1.0.0"))
+    path = Path(entry.entry_path)
+    doc = json.loads(path.read_text())
+    # a key in another keychain (another user, or a fresh one) does not vouch for it
+    assert History(root, mac=HistoryMac(MemoryKeychain())).scan() == ([], 1)
+    for edit in ({"build": None, "proc_macro": False, "recorded_at": 1.0}, {"mac": None}):
+        path.write_text(json.dumps({**doc, **edit}))
+        assert History(root, mac=HistoryMac(keychain)).scan() == ([], 1), edit
+    without = {k: v for k, v in doc.items() if k != "mac"}
+    path.write_text(json.dumps(without))
+    assert History(root, mac=HistoryMac(keychain)).scan() == ([], 1)
+    path.write_text(json.dumps(doc))
+    assert len(History(root, mac=HistoryMac(keychain)).entries()) == 1
+
+
+def test_service_keeps_the_history_key_in_the_keychain(tmp_path):
+    from gui_approver.core.approval import Decision
+    from gui_approver.core.keys.history_mac import HISTORY_MAC_ACCOUNT
+    from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+    from gui_approver.core.service import SigningService
+
+    keychain = MemoryKeychain()
+
+    class Yes:
+        def decide(self, approval):
+            return Decision.approve()
+
+    svc = SigningService(KeyStore(keychain, tmp_path / "keys.json"), Yes(), audit=None)
+    assert svc.inspector is not None and svc.inspector.history is not None
+    entry = svc.inspector.history.record_approved(REG, contents("1.0.0"))
+    assert keychain.get(HISTORY_MAC_ACCOUNT) is not None
+    assert "mac" in json.loads(Path(entry.entry_path).read_text())

@@ -24,6 +24,7 @@ from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.keys.store import KeyStore, MemoryKeychain
 from gui_approver.core.service import SigningService
 from gui_approver.core.settings import Settings
+from gui_approver.review.archive import UNSUPPORTED_WARNING
 from gui_approver.review.contents import CrateContents, inspect_crate_bytes
 from gui_approver.review.history import History, compare, unified_diff
 from gui_approver.review.request import Candidate, Inspector, RequestReview, WorkspaceReview
@@ -122,6 +123,35 @@ def test_unverified_contents_warn_and_list_nothing(qtbot):
     qtbot.waitUntil(d.approve_button.isEnabled, timeout=3000)  # approving is still possible
     qtbot.mouseClick(d.approve_button, Qt.MouseButton.LeftButton)
     assert d.decisions == [True] and not d.approve_all_chosen
+
+
+def test_archive_outside_cargos_subset_is_never_called_verified(qtbot):
+    """Issue 12 item 1: a PAX path plus a GNU long name (tarfile shows src/unused.rs, cargo
+    unpacks src/lib.rs): the dialog says so prominently and never says verified."""
+    name, vers = "foo", "0.2.0"
+    p = f"{name}-{vers}"
+    data = h.raw_crate(name, vers, h.pax_record({"path": f"{p}/src/unused.rs"})
+                       + h.gnu_longname(f"{p}/src/lib.rs") + h.raw_entry("x", h.EVIL))
+    c = inspect_crate_bytes(data, name=name, vers=vers, cksum=sha(data),
+                            path=f"/tmp/target/package/{p}.crate")
+    d = show(qtbot, review_for(c))
+    assert "contentsVerified" not in d.review_labels
+    warning = d.review_labels["contentsUnsupported"]
+    assert warning.font().bold() and warning.frameShape() != warning.Shape.NoFrame
+    assert UNSUPPORTED_WARNING in warning.text() and "PAX" in warning.text()
+    assert d.review_labels["flags"].text().startswith("⚠ NOT WHAT CARGO UNPACKS")
+    text = all_text(d).replace("verified by the kernel", "")
+    assert "verified" not in text.lower()
+    assert d.file_list is not None  # what was read is still shown, under the warning
+
+
+def test_forged_history_entry_note_is_a_flag(qtbot):
+    from gui_approver.review.history import INTEGRITY_NOTE
+
+    d = show(qtbot, review_for(contents(), notes=(INTEGRITY_NOTE,)))
+    flags = d.review_labels["flags"]
+    assert flags.font().bold() and "failed its integrity check and was ignored" in flags.text()
+    assert all_text(d).count("failed its integrity check") == 1
 
 
 def test_flags_changes_and_view_changes(qtbot, tmp_path):
@@ -349,3 +379,80 @@ def test_service_approve_all_signs_the_listed_crates_once(tmp_path):
     approver.decision = Decision.deny("dialog")
     assert "Ok" not in svc.handle(request(others[1].contents), Provenance()).response
     assert len(approver.seen) == 4
+
+
+# -- workspace batch: each crate carries its own flags (issue 12, item 7) ------------------------
+
+
+def flagged_batch_review(tmp_path: Path, monkeypatch) -> RequestReview:
+    """A workspace run of a, b, c, d, e: b unchanged since its approved 0.1.0 (version bump
+    only), c changed a file, d gained a build script, e became a proc-macro; built by the real
+    Inspector (the files themselves are given, as the workspace scan would find them)."""
+    import gui_approver.review.request as review_mod
+
+    hist = History(tmp_path / "h")
+    lib = {"src/lib.rs": b"pub fn f() {}\n"}
+    for n in "bcde":
+        hist.record_approved(LOCAL, contents(n, "0.1.0", lib), registry_name="local")
+    first = contents("a", "0.2.0", lib)
+    now = [first,
+           contents("b", "0.2.0", lib),
+           contents("c", "0.2.0", {"src/lib.rs": b"pub fn f() { evil() }\n"}),
+           contents("d", "0.2.0", {**lib, "build.rs": b"fn main() {}\n"}, build="build.rs"),
+           contents("e", "0.2.0", lib, proc_macro=True)]
+    batch = tuple(Candidate(c.name, c.vers, c.cksum, c.path or "", c) for c in now)
+    monkeypatch.setattr(review_mod, "inspect_publish", lambda *a, **kw: first)
+    monkeypatch.setattr(WorkspaceReview, "candidates", lambda self, *a, **kw: batch)
+    review = Inspector(hist, WorkspaceReview()).review(request(first), Provenance(), None)
+    assert [c.name for c in review.batch] == ["a", "b", "c", "d", "e"]
+    return review
+
+
+def test_workspace_crates_carry_their_own_flags(tmp_path, monkeypatch):
+    review = flagged_batch_review(tmp_path, monkeypatch)
+    flags = {c.name: c.flags for c in review.batch}
+    assert flags["a"] == () and flags["b"] == ()  # b: only the version number changed
+    assert any("1 changed" in f and "since 0.1.0" in f for f in flags["c"])
+    assert review.batch[2].changes is not None
+    assert review.batch[2].changes.changed_paths == ("src/lib.rs",)
+    assert any(f.startswith("NEW build script") for f in flags["d"])
+    assert any("BECOMES A PROC-MACRO" in f for f in flags["e"])
+
+
+def test_approve_all_covers_only_unflagged_crates(tmp_path, monkeypatch):
+    review = flagged_batch_review(tmp_path, monkeypatch)
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+    store.create(registry="local", index_url=LOCAL)
+    spy = SpyInspector(review)
+    approver = Asked(Decision(True, "all", approve_all=True))
+    svc = SigningService(store, approver, audit=None, inspector=spy)
+    assert "Ok" in svc.handle(review.request, Provenance()).response
+    assert len(approver.seen) == 1
+    approver.decision = Decision.deny("its own dialog")
+    by_name = {c.name: c for c in review.batch}
+    assert "Ok" in svc.handle(request(by_name["b"].contents), Provenance()).response
+    assert len(approver.seen) == 1  # b: covered by "Approve all listed"
+    for n in "cde":  # each flagged crate gets its own dialog (denied here)
+        assert "Ok" not in svc.handle(request(by_name[n].contents), Provenance()).response
+        assert approver.seen[-1].request.name == n
+    assert len(approver.seen) == 4
+
+
+def test_dialog_shows_each_crates_flags(qtbot, tmp_path, monkeypatch):
+    review = flagged_batch_review(tmp_path, monkeypatch)
+    d = show(qtbot, review)
+    assert d.batch_list is not None and d.approve_all_button is not None
+    rows = {d.batch_list.topLevelItem(i).text(0).split()[0]: d.batch_list.topLevelItem(i)
+            for i in range(d.batch_list.topLevelItemCount())}
+    assert rows["b"].text(4) == "none"
+    for n in "cde":
+        assert rows[n].text(4).startswith("⚠ own dialog: "), n
+    assert "NEW build script" in rows["d"].text(4)
+    heading = d.review_labels["batchHeading"].text()
+    assert "the 1 unflagged other," in heading and "3 flagged crates" in heading
+    # when every other crate is flagged there is nothing to approve "all": no such button
+    only_flagged = RequestReview(review.request, review.requester, review.contents,
+                                 batch=(review.batch[0], *review.batch[2:]))
+    d2 = show(qtbot, only_flagged)
+    assert d2.approve_all_button is None and d2.batch_list is not None
+    assert "gets its own dialog" in d2.review_labels["batchHeading"].text()

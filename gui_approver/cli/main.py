@@ -747,6 +747,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from gui_approver.review.inspect import inspect_file, to_json, to_text
+
+    contents = inspect_file(args.file, name=args.name, vers=args.vers)
+    if args.json:
+        _print_json(to_json(contents))
+    else:
+        print(to_text(contents))
+    return 0 if contents.listing_verified else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gui-approver",
@@ -895,6 +906,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
+    ins = sub.add_parser(
+        "inspect", help="show the review the approval dialog would show for a .crate file",
+        description="Verify and list a .crate exactly as the approval dialog does. Exit "
+        "status 0: verified (the list is exactly what cargo unpacks); 2: not verified.")
+    ins.add_argument("file", metavar="FILE.crate")
+    ins.add_argument("--name", help="crate name (default: from NAME-VERS.crate)")
+    ins.add_argument("--vers", help="crate version (default: from NAME-VERS.crate)")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.set_defaults(func=cmd_inspect)
+
     kw = sub.add_parser("keys", help="open the key manager window")
     kw.set_defaults(func=cmd_keys)
 
@@ -907,6 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     hwl.add_argument("--json", action="store_true")
     hwl.set_defaults(func=cmd_hardware_list)
 
+    from gui_approver.cli import watch_cmd
     from gui_approver.demo import run as demo
     from gui_approver.desktop import integration as desktop
     from gui_approver.registry import server as registry
@@ -916,6 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_parsers(sub)
     demo.add_parsers(sub)
     registry.add_registry_parsers(sub)
+    watch_cmd.add_parsers(sub)
     return p
 
 
@@ -927,8 +950,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc: int = args.func(args)
         return rc
-    except GuiApproverError as exc:
+    except GuiApproverError as exc:  # the one place that maps errors to exit codes
         print(f"gui-approver: error: {exc.full()}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130

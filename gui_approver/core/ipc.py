@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from gui_approver import __version__
+from gui_approver import __version__, errors
 from gui_approver.client import protocol
 from gui_approver.client.protocol import IpcRequest
 from gui_approver.errors import GuiApproverError
@@ -46,15 +46,14 @@ BUSY_WAIT = 5.0
 LISTEN_BACKLOG = 512
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(errors.AlreadyRunning):
     def __init__(self, pid: int | None) -> None:
         super().__init__(f"gui-approver is already running (pid {pid})" if pid else
                          "gui-approver is already running")
         self.pid = pid
 
 
-class UnsafeDirectory(Exception):
-    pass
+UnsafeDirectory = errors.UnsafeDirectory
 
 
 #: handler(request, send_ack) -> (response, notice)

@@ -35,6 +35,7 @@ from gui_approver.core.approval import (
 )
 from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
 from gui_approver.core.keys.bearer import TokenRecord, bearer_store, check_token, fingerprint
+from gui_approver.core.keys.history_mac import HistoryMac
 from gui_approver.core.keys.store import (
     CRATES_IO_REFUSAL,
     KeyRecord,
@@ -111,7 +112,8 @@ class SigningService:
         self.audit: AuditLog | None = audit
         if inspector == "default":
             inspector = Inspector(
-                History.from_settings(self.settings.history_size_mb),
+                History.from_settings(self.settings.history_size_mb,
+                                      mac=HistoryMac(store.keychain)),
                 WorkspaceReview(BatchApproval(300)),
             )
         self.inspector: Inspector | None = inspector
@@ -143,7 +145,7 @@ class SigningService:
             log.warning("%s failed: %s", request.describe(), exc)
             self._record_quietly(request, provenance, "error", str(exc), None)
             self._emit(request, provenance, "error", str(exc), None)
-            return Outcome(protocol.err_other(f"gui-approver: {exc}", _hint(exc)))
+            return Outcome(protocol.cargo_error(exc))
         except Exception as exc:
             log.exception("internal error handling %s", request.describe())
             reason = f"internal error ({type(exc).__name__})"
@@ -362,11 +364,10 @@ class SigningService:
             del token
             log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
             self._emit(request, prov, "error", str(exc), cred.kid)
-            return Outcome(protocol.err_other(
-                f"gui-approver: {request.describe()} was denied because the decision could not "
-                f"be recorded: {exc}",
-                _hint(exc),
-            ))
+            return Outcome(protocol.cargo_error(AuditError(
+                f"{request.describe()} was denied because the decision could not be recorded: "
+                f"{exc}", hint=exc.hint,
+            )))
         cache = self.release.cache(cred, mutation)
         log.info("%s %s for %s with %s", "released" if cred.kind == "token" else "signed",
                  request.describe(), request.registry.label(), cred.kid)
@@ -517,11 +518,10 @@ class SigningService:
         try:
             self._record(request, prov, "key-deleted", decision.reason, cred.kid)
         except AuditError as exc:
-            return Outcome(protocol.err_other(
-                f"gui-approver: the key for {record.registry} was not deleted because the "
-                f"decision could not be recorded: {exc}",
-                _hint(exc),
-            ))
+            return Outcome(protocol.cargo_error(AuditError(
+                f"the key for {record.registry} was not deleted because the decision could "
+                f"not be recorded: {exc}", hint=exc.hint,
+            )))
         if cred.bearer is not None:
             self.release.tokens.delete(cred.bearer)
             return Outcome(protocol.ok_logout(), (
@@ -555,10 +555,6 @@ def _subject_from_args(args: tuple[str, ...]) -> str | None:
         if arg.startswith("--key-subject="):
             return arg.split("=", 1)[1]
     return None
-
-
-def _hint(exc: GuiApproverError) -> list[str] | None:
-    return [exc.hint] if exc.hint else None
 
 
 __all__ = ["KeyRecord", "Outcome", "SignEvent", "SigningService"]

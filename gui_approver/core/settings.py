@@ -22,6 +22,8 @@ class Settings:
     idle_lock_minutes: float = 15.0
     history_size_mb: float = 50.0
     max_pending: int = 10
+    #: Minutes between two passes of the watch while the app runs (0: no watch).
+    watch_interval_minutes: float = 15.0
 
     def validate(self) -> list[str]:
         problems = []
@@ -31,6 +33,8 @@ class Settings:
             problems.append("arming_delay must be between 1 and 10 seconds")
         if not 1 <= self.max_pending <= 100:
             problems.append("max_pending must be between 1 and 100")
+        if self.watch_interval_minutes != 0 and not 1 <= self.watch_interval_minutes <= 1440:
+            problems.append("watch_interval_minutes must be 0 (off) or between 1 and 1440")
         if self.idle_lock_minutes < 0 or self.history_size_mb < 0:
             problems.append("idle_lock_minutes and history_size_mb must not be negative")
         return problems

@@ -500,6 +500,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, response: _Response) -> None:
         no_body = response.status in (204, 304)
+        # Logged before the client can see the answer, so that a test reading the log right
+        # after its request returned finds it there.
+        path = urllib.parse.urlsplit(self.path).path
+        sent = 0 if no_body else len(response.body)
+        self.server.registry.served.append(
+            Served(self.command, path, response.status, sent, dict(self.headers.items()))
+        )
         self.send_response(response.status)
         if not no_body:
             self.send_header("Content-Type", response.content_type)
@@ -512,11 +519,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not no_body:
             self.wfile.write(response.body)
-        path = urllib.parse.urlsplit(self.path).path
-        sent = 0 if no_body else len(response.body)
-        self.server.registry.served.append(
-            Served(self.command, path, response.status, sent, dict(self.headers.items()))
-        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gui_approver import errors
+
 __all__ = [
     "MUTATIONS",
     "Expected",
@@ -58,20 +60,7 @@ _IAT = re.compile(
 )
 
 
-class VerificationError(Exception):
-    """A token was rejected.
-
-    ``reason`` is a short machine-readable code (``"unknown-key"``, ``"bad-signature"``, ...);
-    ``str(error)`` is a sentence for humans.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-    @property
-    def message(self) -> str:
-        return str(self)
+VerificationError = errors.VerificationError
 
 
 @functools.lru_cache(maxsize=256)

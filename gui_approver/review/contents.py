@@ -38,6 +38,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from gui_approver.review.archive import UNSUPPORTED_WARNING, check_subset
+
 MiB: Final = 1024 * 1024
 #: problems listed per archive (the rest are counted)
 MAX_PROBLEMS: Final = 50
@@ -169,6 +171,15 @@ class ArchiveListing:
     manifest: ManifestInfo | None
     problems: tuple[str, ...]
     complete: bool  # False when a limit, an error or the deadline stopped the listing
+    #: departures from the tar subset cargo writes (see :mod:`.archive`); any one of them
+    #: means cargo may unpack something other than this list
+    unsupported: tuple[str, ...] = ()
+
+    @property
+    def faithful(self) -> bool:
+        """The list is complete and the archive inside the subset cargo writes, so it is
+        exactly what cargo unpacks."""
+        return self.complete and not self.unsupported
 
     @property
     def has_build_script(self) -> bool:
@@ -216,27 +227,52 @@ class CrateContents:
         return self.listing.problems if self.verified and self.listing else ()
 
     @property
+    def listing_verified(self) -> bool:
+        """The only state in which the review may say "verified": the sha256 matches AND the
+        listing is complete AND the archive stays inside the tar subset cargo writes, so the
+        list is exactly what cargo unpacks. (``verified`` alone means the sha256 matches.)"""
+        return bool(self.verified and self.listing is not None and self.listing.faithful)
+
+    @property
+    def unsupported(self) -> tuple[str, ...]:
+        """Why cargo may unpack something other than the list (empty when it cannot)."""
+        return self.listing.unsupported if self.verified and self.listing else ()
+
+    @property
     def clean(self) -> bool:
         """Verified, completely listed, and nothing suspicious found."""
-        return bool(self.verified and self.listing and self.listing.complete
-                    and not self.listing.problems)
+        return bool(self.listing_verified and self.listing and not self.listing.problems)
+
+    @property
+    def why_not_verified(self) -> str | None:
+        """None when :attr:`listing_verified`; else the reason, as the review shows it."""
+        if not self.verified:
+            return self.reason
+        assert self.listing is not None
+        if self.listing.unsupported:
+            return UNSUPPORTED_WARNING
+        if not self.listing.complete:
+            return "the archive could not be listed completely"
+        return None
 
     def summary(self) -> str:
         if not self.verified:
             return f"contents could not be verified: {self.reason}"
         assert self.listing is not None
         lst = self.listing
+        n = len(lst.files)
+        counts = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
+                  f"({human_size(lst.compressed_size)} compressed), sha256 matches")
+        if lst.unsupported:
+            return f"UNSAFE LISTING: {UNSUPPORTED_WARNING} ({counts})"
         if not lst.files and lst.problems:
             return f"sha256 matches, but the archive could not be read: {lst.problems[0]}"
-        n = len(lst.files)
-        text = (
-            f"verified: {n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
-            f"({human_size(lst.compressed_size)} compressed), sha256 matches"
-        )
+        if not lst.complete:
+            text = f"the listing is incomplete ({counts})"
+        else:
+            text = f"verified: {counts}"
         if lst.problems:
             text += f"; {len(lst.problems)} problem(s) found in the archive"
-        if not lst.complete:
-            text += "; the listing is incomplete"
         return text
 
     def lines(self) -> list[str]:
@@ -263,6 +299,7 @@ class CrateContents:
                 out.append("proc-macro crate")
             if m.error:
                 out.append(f"manifest: {m.error}")
+        out.extend(f"! unsupported tar feature: {u}" for u in self.unsupported)
         out.extend(f"! {p}" for p in self.problems)
         out.extend("  " + f.describe() for f in self.files)
         return out
@@ -273,9 +310,14 @@ class CrateContents:
 
 
 def _gunzip(
-    data: bytes, limit: int, deadline: float, problems: list[str], lim: Limits
+    data: bytes, limit: int, deadline: float, problems: list[str], lim: Limits,
+    *, gzinfo: list[int] | None = None,
 ) -> tuple[bytes, bool]:
-    """Decompress gzip ``data`` (several members allowed) into at most ``limit`` bytes."""
+    """Decompress gzip ``data`` (several members allowed) into at most ``limit`` bytes.
+    ``gzinfo``, if given, receives ``[members, bytes after the first member]`` (cargo reads
+    only the first member)."""
+    members = 1
+    trailing = 0
     out = bytearray()
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     buf = data  # always a suffix of ``data``
@@ -300,7 +342,10 @@ def _gunzip(
                 break
             if d.eof:
                 rest = d.unused_data
+                if members == 1:
+                    trailing = len(rest)
                 if rest[:2] == b"\x1f\x8b":
+                    members += 1
                     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     buf = rest
                     continue
@@ -315,6 +360,8 @@ def _gunzip(
     except zlib.error as exc:
         problems.append(f"not valid gzip data ({escape_text(str(exc), 200)})")
         complete = False
+    if gzinfo is not None:
+        gzinfo[:] = [members, trailing]
     consumed = len(data) - len(buf)
     if len(out) >= lim.ratio_min_bytes and consumed > 0:
         ratio = len(out) / consumed
@@ -419,7 +466,11 @@ def list_archive(
     if deadline is None:
         deadline = time.monotonic() + 5.0
     problems: list[str] = []
-    raw, complete = _gunzip(data, limits.max_uncompressed_bytes, deadline, problems, limits)
+    gzinfo = [1, 0]
+    raw, complete = _gunzip(data, limits.max_uncompressed_bytes, deadline, problems, limits,
+                            gzinfo=gzinfo)
+    full_raw = raw
+    seen_by_tarfile: list[tuple[str, int, int, str]] = []
     files: list[FileEntry] = []
     manifest_bytes: bytes | None = None
     prefix = f"{name}-{vers}" if name and vers else None
@@ -484,6 +535,7 @@ def list_archive(
             if raw_name in seen:
                 notes.append("duplicate entry")
             seen.add(raw_name)
+            seen_by_tarfile.append((raw_name.rstrip("/"), int(m.size), m.offset_data, kind))
             size = max(0, int(m.size))
             digest: str | None = None
             if kind == "file":
@@ -509,6 +561,7 @@ def list_archive(
     if prefix is None:
         problems.append("the crate name and version are unknown; entries were not checked "
                         "against <name>-<vers>/")
+    unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
     manifest: ManifestInfo | None = None
     if manifest_bytes is not None:
         manifest = parse_manifest(manifest_bytes, limits)
@@ -526,8 +579,32 @@ def list_archive(
         entry_problems[MAX_PROBLEMS:] = [f"… and {extra} more suspicious entries"]
     problems.extend(entry_problems)
     return ArchiveListing(
-        tuple(files), total, len(data), len(raw), manifest, tuple(problems), complete
+        tuple(files), total, len(data), len(raw), manifest, tuple(problems), complete,
+        unsupported,
     )
+
+
+def _unsupported(
+    raw: bytes, prefix: str | None, gzinfo: list[int],
+    by_tarfile: list[tuple[str, int, int, str]], limits: Limits,
+) -> tuple[str, ...]:
+    """Departures from the subset cargo writes, plus any entry on which tarfile and the raw
+    walk (tar-rs's reading) disagree."""
+    members, trailing = gzinfo
+    check = check_subset(raw, prefix, gzip_members=members,
+                         gzip_trailing=trailing if members == 1 else 0,
+                         max_members=limits.max_members, max_name=limits.max_name_chars * 4)
+    out = list(check.violations)
+    if not out:
+        kinds = {b"0": "file", b"5": "dir"}
+        walked = [
+            (m.path.decode("utf-8", "surrogateescape").rstrip("/"), m.size, m.data_offset,
+             kinds.get(m.typeflag, "other"))
+            for m in check.members
+        ]
+        if walked != by_tarfile:
+            out.append("Python's tarfile and cargo's tar reader see different entries")
+    return tuple(out)
 
 
 def _str_or_none(value: object, limit: int = 2000) -> str | None:

@@ -15,6 +15,14 @@ number (``Cargo.toml``, ``Cargo.toml.orig``, ``Cargo.lock``) are listed apart, s
 bump plus one edited file shows exactly that file. :func:`unified_diff` shows a changed text
 file (bounded; binary files are marked as such).
 
+Every entry is authenticated: an HMAC-SHA256 over its canonical JSON, made by the ``mac``
+callable the service injects (its key lives in the keychain, see
+:mod:`gui_approver.core.keys.history_mac`; this module never sees it). An entry whose MAC
+does not verify (forged or edited by a same-user process, or written before entries were
+authenticated) is treated as absent and counted, so the review can say
+:data:`INTEGRITY_NOTE`. Without an injected ``mac`` a random per-instance key is used: the
+history then trusts only what this process recorded.
+
 All inputs are data (:class:`~gui_approver.review.contents.CrateContents` of a verified crate,
 :class:`HistoryEntry`); nothing here shows anything.
 """
@@ -24,11 +32,14 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import hmac
 import json
 import re
+import secrets
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +55,26 @@ from gui_approver.review.contents import (
     safe_read,
 )
 
-FORMAT: Final = 1
+FORMAT: Final = 2  # 2: authenticated with "mac"
+INTEGRITY_NOTE: Final = (
+    "a history entry failed its integrity check and was ignored (it was changed or written "
+    "by something other than gui-approver); the comparison below does not use it"
+)
+_MAC_CONTEXT: Final = b"gui-approver history entry v2\0"
+
+#: ``mac(data) -> bytes``: HMAC with a key the history never sees
+Mac = Callable[[bytes], bytes]
+
+
+def _ephemeral_mac() -> Mac:
+    key = secrets.token_bytes(32)
+    return lambda data: hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _mac_input(doc: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "mac"}
+    return _MAC_CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=True).encode("ascii")
 DEFAULT_MAX_BYTES: Final = 50 * 1_000_000
 MAX_CRATE_COPY: Final = 64 * MiB
 MAX_DIFF_INPUT: Final = 256 * 1024
@@ -193,14 +223,26 @@ def _entry_from_json(doc: Any, entry_path: Path) -> HistoryEntry | None:
 class History:
     """The approved-publish history. Thread-safe; one app instance writes it."""
 
-    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES, *,
+                 mac: Mac | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.max_bytes = max(0, int(max_bytes))
+        self._mac = mac if mac is not None else _ephemeral_mac()
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, history_size_mb: float, root: Path | None = None) -> History:
-        return cls(root, int(history_size_mb * 1_000_000))
+    def from_settings(cls, history_size_mb: float, root: Path | None = None, *,
+                      mac: Mac | None = None) -> History:
+        return cls(root, int(history_size_mb * 1_000_000), mac=mac)
+
+    def _authentic(self, doc: object) -> bool:
+        if not isinstance(doc, dict) or not isinstance(doc.get("mac"), str):
+            return False
+        try:
+            expected = self._mac(_mac_input(doc)).hex()
+        except Exception:  # noqa: BLE001 - no key (keychain unusable): nothing is trusted
+            return False
+        return hmac.compare_digest(expected, doc["mac"])
 
     def _crate_dir(self, index_url: str, name: str) -> Path:
         if not _NAME.match(name):
@@ -218,7 +260,8 @@ class History:
         """Record an approved publish of verified ``contents``. Raises ValueError when the
         contents are not verified (nothing unverified is ever recorded) and OSError when the
         history cannot be written."""
-        if not contents.verified or contents.listing is None or contents.data is None:
+        if not contents.listing_verified or contents.listing is None or contents.data is None:
+            # (a listing cargo may unpack differently is no baseline for later comparisons)
             raise ValueError("only verified contents can be recorded")
         if hashlib.sha256(contents.data).hexdigest() != contents.cksum:
             raise ValueError("the contents do not hash to their checksum")
@@ -249,7 +292,9 @@ class History:
                 repository=m.repository if m else None,
                 crate_path=str(crate_path) if keep_copy else None, entry_path=str(entry_path),
             )
-            data = json.dumps(_entry_to_json(entry), separators=(",", ":")).encode()
+            doc = _entry_to_json(entry)
+            doc["mac"] = self._mac(_mac_input(doc)).hex()
+            data = json.dumps(doc, separators=(",", ":")).encode()
             _atomic_write(entry_path, data)
             self._evict(keep=entry_path)
             if keep_copy and not crate_path.exists():
@@ -257,7 +302,14 @@ class History:
         return entry
 
     def entries(self, registry: str | None = None, name: str | None = None) -> list[HistoryEntry]:
-        """Recorded entries (optionally of one registry/crate), oldest first."""
+        """Recorded, authentic entries (optionally of one registry/crate), oldest first."""
+        return self.scan(registry, name)[0]
+
+    def scan(
+        self, registry: str | None = None, name: str | None = None
+    ) -> tuple[list[HistoryEntry], int]:
+        """:meth:`entries`, and how many entry files failed their integrity check."""
+        rejected = 0
         if registry is not None and name is not None:
             dirs = [self._crate_dir(registry, name)]
         elif registry is not None:
@@ -269,29 +321,43 @@ class History:
             for path in d.glob("*.json"):
                 raw = safe_read(str(path), 16 * MiB)
                 if raw is None:
+                    rejected += 1
                     continue
                 try:
-                    entry = _entry_from_json(json.loads(raw), path)
+                    doc = json.loads(raw)
                 except ValueError:
+                    rejected += 1
                     continue
+                if not self._authentic(doc):
+                    rejected += 1
+                    continue
+                entry = _entry_from_json(doc, path)
                 if entry is None or (registry is not None and entry.registry != registry):
                     continue
                 if name is not None and entry.name.lower() != name.lower():
                     continue
                 out.append(entry)
         out.sort(key=lambda e: e.recorded_at)
-        return out
+        return out, rejected
 
     def previous(
         self, registry: str, name: str, *, exclude_cksum: str | None = None
     ) -> HistoryEntry | None:
         """The most recently approved publish of ``name`` to ``registry`` (optionally not the
         one with ``exclude_cksum``), or None."""
+        return self.previous_checked(registry, name, exclude_cksum=exclude_cksum)[0]
+
+    def previous_checked(
+        self, registry: str, name: str, *, exclude_cksum: str | None = None
+    ) -> tuple[HistoryEntry | None, int]:
+        """:meth:`previous`, and how many entries of this crate failed their integrity
+        check (and were ignored)."""
         try:
-            found = [e for e in self.entries(registry, name) if e.cksum != exclude_cksum]
+            entries, rejected = self.scan(registry, name)
         except (OSError, ValueError):
-            return None
-        return found[-1] if found else None
+            return None, 0
+        found = [e for e in entries if e.cksum != exclude_cksum]
+        return (found[-1] if found else None), rejected
 
     def total_bytes(self) -> int:
         total = 0
@@ -528,6 +594,7 @@ def _unified_diff(
 
 
 __all__ = [
+    "INTEGRITY_NOTE",
     "Changes",
     "FileChange",
     "History",

@@ -42,7 +42,14 @@ from gui_approver.review.contents import (
     inspect_publish,
     safe_read,
 )
-from gui_approver.review.history import Changes, History, HistoryEntry, compare, unified_diff
+from gui_approver.review.history import (
+    INTEGRITY_NOTE,
+    Changes,
+    History,
+    HistoryEntry,
+    compare,
+    unified_diff,
+)
 from gui_approver.review.requester import RequesterInfo, resolve_requester
 
 #: The owners operation carries no details (cargo's protocol does not say who or what).
@@ -97,9 +104,44 @@ class Candidate:
     cksum: str  # sha256 we computed
     path: str
     contents: CrateContents  # verified against ``cksum`` (i.e. lists exactly these bytes)
+    #: why this crate deserves its own look (set by :meth:`Inspector.review`): not verified,
+    #: a new build script, a proc-macro flip, files changed since its last approved
+    #: version, ... A flagged crate is never covered by "Approve all listed".
+    flags: tuple[str, ...] = ()
+    changes: Changes | None = None  # against its last approved version, when on record
 
     def describe(self) -> str:
-        return f"{self.name} {self.vers}  sha256 {self.cksum}  — {self.contents.summary()}"
+        text = f"{self.name} {self.vers}  sha256 {self.cksum}  — {self.contents.summary()}"
+        if self.flags:
+            text += "  [own dialog: " + "; ".join(self.flags) + "]"
+        return text
+
+
+def candidate_flags(
+    candidate: Candidate, previous: HistoryEntry | None, rejected: int = 0
+) -> Candidate:
+    """``candidate`` with its own flags and changes (against ``previous``, its last approved
+    version, if any; ``rejected``: history entries of it that failed their integrity check).
+    """
+    flags: list[str] = []
+    c = candidate.contents
+    changes: Changes | None = None
+    if not c.listing_verified:
+        flags.append(f"contents not verified: {c.why_not_verified or c.reason}")
+    if rejected:
+        flags.append(INTEGRITY_NOTE)
+    if c.verified and previous is not None:
+        changes = compare(previous, c)
+        flags.extend(changes.flags)
+        if changes.changed or changes.added or changes.removed:
+            flags.append(changes.summary())
+    elif c.verified and c.listing is not None:
+        m = c.listing.manifest
+        if c.listing.has_build_script:
+            flags.append("has a build script, and no approved version of it is on record")
+        if m is not None and m.proc_macro:
+            flags.append("a proc-macro crate, and no approved version of it is on record")
+    return replace(candidate, flags=tuple(dict.fromkeys(flags)), changes=changes)
 
 
 class BatchKey(NamedTuple):
@@ -262,7 +304,7 @@ class WorkspaceReview:
     ) -> tuple[Candidate, ...]:
         if not isinstance(request.operation, Publish):
             return ()
-        if not contents.verified or contents.path is None:
+        if not contents.listing_verified or contents.path is None:
             return ()
         if not self._first_of_run(run_key(requester)):
             return ()
@@ -333,9 +375,11 @@ class WorkspaceReview:
         requester: RequesterInfo | None = None,
     ) -> tuple[BatchKey, ...]:
         """The user approved every listed crate: remember all but the one being answered
-        (that one is approved by the dialog itself)."""
+        (that one is approved by the dialog itself) and the flagged ones (each of those gets
+        its own dialog)."""
         others = [c for c in candidates
-                  if (c.name, c.vers, c.cksum) != (request.name, request.vers, request.cksum)]
+                  if (c.name, c.vers, c.cksum) != (request.name, request.vers, request.cksum)
+                  and not c.flags and c.contents.listing_verified]
         return self.batch.approve(request.registry.index_url, others, run=run_key(requester))
 
     def end(self) -> None:
@@ -346,6 +390,29 @@ class WorkspaceReview:
 
 # --------------------------------------------------------------------------------------------
 # The review of one request
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The fields of a request the dialog shows, whatever its kind (``None``: not part of
+    this kind of request). ``op`` is cargo's name: ``publish``, ``owners``, ``login``, ..."""
+
+    op: str
+    name: str | None = None
+    vers: str | None = None
+    cksum: str | None = None
+
+    @property
+    def is_owners(self) -> bool:
+        return self.op == "owners"
+
+
+def shown(request: CredentialRequest) -> Shown:
+    match request:
+        case Get(operation=op):
+            return Shown(op.op, request.name, request.vers, request.cksum)
+        case _:
+            return Shown(request.kind)
 
 
 @dataclass(frozen=True)
@@ -364,7 +431,7 @@ class RequestReview:
     @property
     def verified(self) -> bool:
         """Contents verified (publish) and requester verified."""
-        contents_ok = self.contents is None or self.contents.verified
+        contents_ok = self.contents is None or self.contents.listing_verified
         return contents_ok and self.requester.verified
 
     @property
@@ -484,8 +551,10 @@ class Inspector:
         changes: Changes | None = None
         diffs: list[tuple[str, str]] = []
         if contents.verified and self.history is not None:
-            previous = self.history.previous(request.registry.index_url, op.name,
-                                             exclude_cksum=op.cksum)
+            previous, rejected = self.history.previous_checked(
+                request.registry.index_url, op.name, exclude_cksum=op.cksum)
+            if rejected:
+                notes.append(INTEGRITY_NOTE)
             if previous is not None:
                 changes = compare(previous, contents)
                 paths = [p for p in ("build.rs",) if any(f.path == p for f in changes.added)]
@@ -497,9 +566,31 @@ class Inspector:
         batch: tuple[Candidate, ...] = ()
         if self.workspace is not None and contents.verified:
             batch = self.workspace.candidates(request, requester, contents, deadline=deadline)
+            batch = self._flag_batch(request, batch, deadline)
         return RequestReview(
             request, requester, contents, previous, changes, tuple(diffs), batch, tuple(notes)
         )
+
+    def _flag_batch(
+        self, request: CredentialRequest, batch: tuple[Candidate, ...], deadline: float
+    ) -> tuple[Candidate, ...]:
+        """Each listed crate with its own flags (the first is this request: its dialog shows
+        its changes). A crate not compared in time is flagged, so it gets its own dialog."""
+        out: list[Candidate] = []
+        for i, c in enumerate(batch):
+            if i == 0:
+                out.append(c)
+                continue
+            if time.monotonic() > deadline:
+                out.append(replace(c, flags=(
+                    "not compared with its last approved version in time",)))
+                continue
+            previous, rejected = None, 0
+            if self.history is not None and c.contents.verified:
+                previous, rejected = self.history.previous_checked(
+                    request.registry.index_url, c.name, exclude_cksum=c.cksum)
+            out.append(candidate_flags(c, previous, rejected))
+        return tuple(out)
 
     def record_approved(self, review: RequestReview) -> HistoryEntry | None:
         """Add an approved, verified publish to the history. Never raises (a history that
@@ -541,6 +632,7 @@ __all__ = [
     "Inspector",
     "RequestReview",
     "WorkspaceReview",
+    "candidate_flags",
     "run_key",
     "run_key_for_pid",
     "split_crate_filename",

@@ -30,12 +30,16 @@ from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
+from gui_approver.core.sessionlock import SessionLockWatcher
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
+from gui_approver.core.watch import Alert, Watch
+from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
+from gui_approver.ui.alerts import AlertsWindow, TokenSource, WatchRunner
 from gui_approver.ui.dialog import ApprovalDialog
 from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
@@ -268,6 +272,8 @@ class StatusWindow(QWidget):
         keys_button.clicked.connect(controller.show_keys)
         activity_button = QPushButton("Recent activity…")
         activity_button.clicked.connect(controller.show_activity)
+        self.alerts_button = QPushButton("Alerts…")
+        self.alerts_button.clicked.connect(controller.show_alerts)
         main_settings_button = QPushButton("Settings…")
         main_settings_button.clicked.connect(controller.show_settings)
         lock_button = QPushButton("Lock now")
@@ -277,6 +283,7 @@ class StatusWindow(QWidget):
         row.addWidget(self.show_pending)
         row.addWidget(keys_button)
         row.addWidget(activity_button)
+        row.addWidget(self.alerts_button)
         row.addWidget(main_settings_button)
         row.addWidget(lock_button)
         row.addWidget(quit_button)
@@ -316,6 +323,7 @@ class GuiApp(QObject):
         first_run: bool = True,
         settings_path: Path | None = None,
         cargo_home: Path | None = None,
+        watch: Watch | None = None,
     ) -> None:
         super().__init__()
         self._stopped = False
@@ -338,8 +346,16 @@ class GuiApp(QObject):
         # Hardware keys: "Touch your security key now" while the token waits.
         self.touch = QtTouchNotifier(parent=self)
         store.touch_notifier = self.touch
+        self.session_lock = SessionLockWatcher(lambda _reason: self._lock_from_ipc())
         self.keys_window: KeyManagerWindow | None = None
         self.activity_window: ActivityWindow | None = None
+        # The watch: versions of the user's crates nobody approved here (background passes).
+        self.watch_runner = WatchRunner(watch or Watch(), settings.watch_interval_minutes, self)
+        self.watch_runner.new_alerts.connect(self._on_new_alerts)
+        self.watch_runner.passed.connect(lambda _r: self._refresh())
+        #: index URL -> (bearer token, delete it) for "Revoke this token"; None: no tokens.
+        self.token_source: TokenSource | None = None
+        self.alerts_window: AlertsWindow | None = None
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(30_000)
         self._idle_timer.timeout.connect(self._lock_if_idle)
@@ -367,6 +383,8 @@ class GuiApp(QObject):
     def start(self) -> None:
         _ = self.approver.guard  # create it now, so a problem is logged at start-up
         self.server.start()
+        # Session lock, screen saver, suspend: every unlocked key is locked.
+        self.session_lock.start()
         if self.settings.idle_lock_minutes > 0:
             self._idle_timer.start()
         if QSystemTrayIcon.isSystemTrayAvailable():
@@ -383,6 +401,7 @@ class GuiApp(QObject):
                         "Mutations for loopback registries are signed without a dialog.")
         self.check_expiry()
         self._expiry_timer.start()
+        self.watch_runner.start()
         if self.first_run:
             self._maybe_first_run()
 
@@ -451,6 +470,8 @@ class GuiApp(QObject):
         keys_action.triggered.connect(self.show_keys)
         activity_action = menu.addAction("Recent activity…")
         activity_action.triggered.connect(self.show_activity)
+        self._alerts_action = menu.addAction("Alerts…")
+        self._alerts_action.triggered.connect(self.show_alerts)
         settings_action = menu.addAction("Settings…")
         settings_action.triggered.connect(self.show_settings)
         lock_action = menu.addAction("Lock now")
@@ -478,11 +499,37 @@ class GuiApp(QObject):
             self.settings_window.saved.connect(self.apply_settings)
         bring_forward(self.settings_window)
 
+    def show_alerts(self) -> None:
+        if self.alerts_window is None:
+            self.alerts_window = AlertsWindow(self.watch_runner, self.token_source)
+        self.alerts_window.token_source = self.token_source
+        self.alerts_window.refresh()
+        self.alerts_window.show()
+        self.alerts_window.raise_()
+        self.alerts_window.activateWindow()
+
+    def _on_new_alerts(self, alerts: list[Alert]) -> None:
+        """One desktop notification per alert, the first time the app sees it."""
+        for alert in alerts:
+            self.notify("Version nobody approved", alert.message, warning=True)
+        if self.alerts_window is not None and self.alerts_window.isVisible():
+            self.alerts_window.refresh()
+        self._refresh()
+
+    def open_alert_count(self) -> int:
+        try:
+            return len(self.watch_runner.watch.alerts())
+        except GuiApproverError:
+            return 0
+
     def apply_settings(self, new: Settings) -> None:
         """Use saved settings from now on (those read only at start-up wait for a restart)."""
         self.settings = new
         self.approver.settings = new
         self.service.settings = new
+        if new.watch_interval_minutes != self.watch_runner.interval_minutes:
+            self.watch_runner.set_interval(new.watch_interval_minutes)
+            self.watch_runner.start()
         if new.idle_lock_minutes > 0:
             if not self._idle_timer.isActive():
                 self._idle_timer.start()
@@ -562,6 +609,9 @@ class GuiApp(QObject):
             parts.append(f"Keys unavailable: {exc}")
         if self.auto_approve_loopback:
             parts.append("AUTO-APPROVE is ON for loopback registries.")
+        alerts = self.open_alert_count()
+        if alerts:
+            parts.append(f"{alerts} open alert(s): versions nobody approved here (Alerts…).")
         return "\n".join(parts)
 
     def _refresh(self) -> None:
@@ -576,9 +626,14 @@ class GuiApp(QObject):
                 self._status_action.setText(text.splitlines()[1])
             if self._show_action is not None:
                 self._show_action.setEnabled(bool(n))
+        alerts = self.open_alert_count()
+        alerts_label = f"Alerts ({alerts})…" if alerts else "Alerts…"
+        if self.tray is not None:
+            self._alerts_action.setText(alerts_label)
         if self.status_window is not None:
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
+            self.status_window.alerts_button.setText(alerts_label)
             self.status_window.setWindowIcon(make_icon(state))
             self.status_window.fit()
 
@@ -629,11 +684,17 @@ class GuiApp(QObject):
 
     def stop(self) -> None:
         self._stopped = True
+        self.watch_runner.stop()
+        if self.alerts_window is not None:
+            self.alerts_window.close()
+            self.alerts_window.deleteLater()
+            self.alerts_window = None
         self._idle_timer.stop()
         self._tray_timer.stop()
         self._expiry_timer.stop()
         self.unlocker.shutdown()
         self.touch.shutdown()
+        self.session_lock.stop()
         if self.keys_window is not None:
             self.keys_window.close()
         if self.first_run_window is not None:

@@ -57,10 +57,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.client.protocol import Get, Owners
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import human_size
-from gui_approver.review.request import RequestReview
+from gui_approver.review.history import INTEGRITY_NOTE
+from gui_approver.review.request import Candidate, RequestReview, shown
 from gui_approver.ui.guard import InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,14 @@ def _heading(approval: ApprovalRequest) -> str:
         return f"Delete the key for registry {where}?"
     if approval.action == "login":
         return f"cargo login for registry {where}?"
-    if not isinstance(req, Get):
-        return f"Sign a token for this {req.kind}?"
-    if approval.bearer is not None and req.operation.op == "read":
+    fields = shown(req)
+    if approval.bearer is not None and fields.op == "read":
         return f"Hand the bearer token of {where} to cargo for a read?"
-    what = f"{req.name} {req.vers}" if req.name and req.vers else (req.name or "")
+    what = f"{fields.name} {fields.vers}" if fields.name and fields.vers else (fields.name or "")
     verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
              "unyank": f"Unyank {what} on {where}?",
              "owners": f"Change the owners of {what} on {where}?"}
-    return verbs.get(req.operation.op, f"Sign a token for this {req.operation.op}?")
+    return verbs.get(fields.op, f"Sign a token for this {fields.op}?")
 
 
 #: The one line the dialog shows for a registry that takes a bearer token.
@@ -120,8 +119,7 @@ def _intro(approval: ApprovalRequest) -> str:
                 "here is one gui-approver will use for this registry.")
     if approval.bearer is not None:
         text = BEARER_LINE
-        req = approval.request
-        if isinstance(req, Get) and not req.is_mutation:
+        if shown(approval.request).op == "read":
             text += (" This registry requires a token even to read, and this token can also "
                      "publish: approve only if you are running cargo on it now.")
         return text
@@ -164,7 +162,7 @@ class ChangesWindow(QDialog):
         self.setModal(False)
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         req = review.request
-        name, vers = (req.name, req.vers) if isinstance(req, Get) else (None, None)
+        name, vers = shown(req).name, shown(req).vers
         prev = review.previous.vers if review.previous is not None else "?"
         self.setWindowTitle(f"gui-approver: changes in {elide_middle(name or '?', 60)} "
                             f"{elide_middle(vers or '?', 30)} since {elide_middle(prev, 30)}")
@@ -330,6 +328,11 @@ class ApproveButton(QPushButton):
             log.info("Approve: ignored a click that was not a genuine release on it")
 
 
+def _batch_others(review: RequestReview) -> list[Candidate]:
+    """The crates "Approve all listed" would cover: the unflagged, verified others."""
+    return [c for c in review.batch[1:] if not c.flags and c.contents.listing_verified]
+
+
 class ApprovalDialog(QDialog):
     """``decided(bool)`` fires exactly once: True only for a genuine Approve."""
 
@@ -353,6 +356,7 @@ class ApprovalDialog(QDialog):
         self.shown_at: float | None = None
         self.visible_at: float | None = None
         req = approval.request
+        fields = shown(req)
         self.setWindowTitle(f"gui-approver: {approval.summary()}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
@@ -387,16 +391,16 @@ class ApprovalDialog(QDialog):
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(6)
         rows: list[tuple[str, str, bool]] = [
-            ("Operation", req.operation.op if isinstance(req, Get) else req.kind, False),
+            ("Operation", fields.op, False),
             ("Registry", elide_middle(req.registry.name or "(unnamed)", 80), False),
             ("Index URL", elide_middle(req.registry.index_url), True),
         ]
-        if isinstance(req, Get) and req.name:
-            rows.append(("Crate", req.name, True))
-        if isinstance(req, Get) and req.vers:
-            rows.append(("Version", req.vers, True))
-        if isinstance(req, Get) and req.cksum:
-            rows.append(("Checksum (sha256)", format_cksum(req.cksum), True))
+        if fields.name:
+            rows.append(("Crate", fields.name, True))
+        if fields.vers:
+            rows.append(("Version", fields.vers, True))
+        if fields.cksum:
+            rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
         if approval.bearer is not None:
             tok = approval.bearer
             rows.append(("Credential", f"bearer token sha256:{tok.fingerprint} "
@@ -461,7 +465,7 @@ class ApprovalDialog(QDialog):
             self._add_flags(body, review)
         body.addWidget(box)
 
-        if isinstance(req, Get) and isinstance(req.operation, Owners):
+        if fields.is_owners:
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
             body.addWidget(note)
@@ -499,7 +503,7 @@ class ApprovalDialog(QDialog):
         self.approve_button.set_armed(False)
         self.approve_button.approved.connect(self._approve)
         buttons.addWidget(self.deny_button)
-        if review is not None and len(review.batch) > 1:
+        if review is not None and _batch_others(review):
             # Exactly the same genuine-input and arming rules as Approve (same class).
             self.approve_all_button = ApproveButton(
                 guard=self.guard, label="Approve all listed", name="approveAllButton")
@@ -562,9 +566,13 @@ class ApprovalDialog(QDialog):
 
     def _add_flags(self, body: QVBoxLayout, review: RequestReview) -> None:
         flags = list(review.flags)
+        if review.contents is not None and review.contents.unsupported:
+            flags.insert(0, "NOT WHAT CARGO UNPACKS: this archive uses tar features cargo "
+                         "never produces (see below)")
         if review.contents is not None and review.contents.verified:
             flags += [f"problem in the archive: {p}" for p in review.contents.problems[:5]]
         flags += list(review.requester.warnings[:3])
+        flags += [n for n in review.notes if n == INTEGRITY_NOTE]
         if flags:
             text = "\n".join("⚠ " + elide_middle(f, 200) for f in flags[:10])
             self._review_label(body, "flags", text, bold=True, warn=True)
@@ -574,7 +582,7 @@ class ApprovalDialog(QDialog):
         if contents is not None:
             self._add_contents(body, review)
         for n in review.notes:
-            if n != OWNERS_NOTE:
+            if n not in (OWNERS_NOTE, INTEGRITY_NOTE):  # (the latter is a flag)
                 self._review_label(body, "note", elide_middle(n, 400))
         if len(review.batch) > 1:
             self._add_batch(body, review)
@@ -593,9 +601,25 @@ class ApprovalDialog(QDialog):
                 bold=True, warn=True)
             return
         lst = contents.listing
-        self._review_label(body, "contentsVerified",
-                           "Contents verified: this is exactly what will be published",
-                           bold=True)
+        why = contents.why_not_verified
+        if why is None:
+            self._review_label(body, "contentsVerified",
+                               "Contents verified: this is exactly what will be published",
+                               bold=True)
+        else:
+            reasons = [elide_middle(u, 160) for u in contents.unsupported[:4]]
+            if len(contents.unsupported) > 4:
+                reasons.append(f"… and {len(contents.unsupported) - 4} more")
+            head = ("⚠ CARGO MAY UNPACK SOMETHING ELSE: " if lst.unsupported
+                    else "⚠ INCOMPLETE LISTING: ")
+            box = self._review_label(
+                body, "contentsUnsupported",
+                head + why + "\n" + "".join(f"• {r}\n" for r in reasons)
+                + "The list below is what gui-approver read; approving signs the checksum "
+                "above, whatever cargo makes of this archive.",
+                bold=True, warn=True)
+            box.setForegroundRole(QPalette.ColorRole.BrightText)
+            box.setBackgroundRole(QPalette.ColorRole.Dark)
         n = len(lst.files)
         size = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
                 f"({human_size(lst.compressed_size)} compressed)")
@@ -671,30 +695,59 @@ class ApprovalDialog(QDialog):
 
     def _add_batch(self, body: QVBoxLayout, review: RequestReview) -> None:
         n = len(review.batch)
-        self._review_label(
-            body, "batchHeading",
-            f"This cargo run packaged {n} crates. \"Approve all listed\" also approves the "
-            "others, each only with exactly this checksum, for 5 minutes; anything else gets "
-            "its own dialog.", bold=True)
+        others = _batch_others(review)
+        flagged = [c for c in review.batch[1:] if c not in others]
+        if others:
+            text = (f"This cargo run packaged {n} crates. \"Approve all listed\" also "
+                    f"approves the {len(others)} unflagged other"
+                    f"{'' if len(others) == 1 else 's'}, each only with exactly this checksum, "
+                    "for 5 minutes; anything else gets its own dialog.")
+        else:
+            text = (f"This cargo run packaged {n} crates; each of the others is flagged "
+                    "below and gets its own dialog.")
+        if others and flagged:
+            text += (f" The {len(flagged)} flagged crate{'' if len(flagged) == 1 else 's'} "
+                     "(⚠) will each get their own dialog.")
+        self._review_label(body, "batchHeading", text, bold=True)
         lst = QTreeWidget()
         lst.setObjectName("batchList")
-        lst.setColumnCount(4)
-        lst.setHeaderLabels(["Crate", "Version", "sha256", "Contents"])
+        lst.setColumnCount(5)
+        lst.setHeaderLabels(["Crate", "Version", "sha256", "Contents", "Flags"])
         lst.setRootIsDecorated(False)
         lst.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         lst.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         lst.setAccessibleName("Crates of this cargo run")
         for i, c in enumerate(review.batch):
-            state = "verified" if c.contents.verified else "NOT verified"
+            state = ("verified" if c.contents.listing_verified
+                     else "NOT verified" if not c.contents.verified
+                     else "cargo may unpack something else")
             name = elide_middle(c.name, 64) + ("  (this request)" if i == 0 else "")
-            lst.addTopLevelItem(QTreeWidgetItem(
-                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state]))
-        for col in range(4):
+            if i == 0:
+                flags = "(this dialog)"
+            elif c.flags:
+                flags = "⚠ own dialog: " + elide_middle(c.flags[0], 60)
+            else:
+                flags = "none"
+            item = QTreeWidgetItem(
+                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state, flags])
+            if i and c.flags:
+                item.setToolTip(4, "\n".join(elide_middle(f, 300) for f in c.flags[:10]))
+                font = item.font(4)
+                font.setBold(True)
+                item.setFont(4, font)
+            lst.addTopLevelItem(item)
+        for col in range(5):
             lst.resizeColumnToContents(col)
         rows = min(n, 6)
         lst.setFixedHeight(lst.sizeHintForRow(0) * rows + lst.header().sizeHint().height() + 6)
         body.addWidget(lst)
         self.batch_list = lst
+        if flagged:
+            lines = [f"⚠ {elide_middle(c.name, 64)} {elide_middle(c.vers, 40)}: "
+                     + elide_middle("; ".join(c.flags), 300) for c in flagged[:8]]
+            if len(flagged) > 8:
+                lines.append(f"… and {len(flagged) - 8} more flagged crates")
+            self._review_label(body, "batchFlags", "\n".join(lines), warn=True)
 
     def _fit(self, scroll: QScrollArea, content: QWidget) -> None:
         screen = self.screen()

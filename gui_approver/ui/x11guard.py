@@ -44,6 +44,7 @@ from PySide6.QtCore import QAbstractNativeEventFilter, QByteArray, QCoreApplicat
 from PySide6.QtGui import QGuiApplication, QInputEvent, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QWidget
 
+from gui_approver.errors import DisplayError
 from gui_approver.ui.guard import InputGuard
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,8 @@ class Device:
         return f"{kind} {self.name!r} (id {self.id})"
 
 
-class XcbError(RuntimeError):
-    pass
+class XcbError(DisplayError):
+    """libxcb / XInput2 refused a call the input guard needs."""
 
 
 class _Xcb:

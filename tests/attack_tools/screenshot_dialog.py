@@ -1,9 +1,12 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
     .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
+        [--unsupported]
 
 Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
-with the requester, verified contents and the changes since the last approved version).
+with the requester, verified contents and the changes since the last approved version;
+``--unsupported``: dialog-unsupported.png, the same review for an archive that uses tar
+features cargo never writes, a PAX path plus a GNU long name, so it is not called verified).
 The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
 window with the real X11 input guard, showing a publish of a sample crate with one more
 request waiting; by default the shot is taken once Approve has armed (``--arming``: right
@@ -24,10 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
 REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
+UNSUPPORTED_OUT = REPO / "resources" / "screenshots" / "dialog-unsupported.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
-def sample_review(request: object, tmp: Path) -> object:
+def sample_review(request: object, tmp: Path, unsupported: bool = False) -> object:
     """A review like the inspector makes: kernel-verified requester, verified contents, and
     0.14.1 approved earlier (so there is a change summary, with a new build script)."""
     sys.path.insert(0, str(REPO / "tests"))
@@ -55,6 +59,14 @@ def sample_review(request: object, tmp: Path) -> object:
     new = h.crate("tokio-frobnicate", "1.4.2", new_files, build="build.rs",
                   description="Frobnicate tokio streams",
                   repository="https://github.com/alex/tokio-frobnicate")
+    if unsupported:  # tarfile lists src/unused.rs; cargo would unpack it over src/frob.rs
+        import gzip
+
+        raw = gzip.decompress(new).rstrip(b"\0")
+        raw += b"\0" * (-len(raw) % 512)
+        p = "tokio-frobnicate-1.4.2"
+        new = h.gz(raw + h.pax_record({"path": f"{p}/src/unused.rs"})
+                   + h.gnu_longname(f"{p}/src/frob.rs") + h.raw_entry("x", h.EVIL) + h.END)
     path = "/home/alex/src/tokio-frobnicate/target/package/tokio-frobnicate-1.4.2.crate"
     c_old = inspect_crate_bytes(old, name="tokio-frobnicate", vers="1.4.1",
                                 cksum=hashlib.sha256(old).hexdigest(), path=path)
@@ -71,7 +83,7 @@ def sample_review(request: object, tmp: Path) -> object:
     return RequestReview(request, requester, c_new, prev, changes, diffs)  # type: ignore[arg-type]
 
 
-def child(out: Path, arming: bool, review: bool = False) -> int:
+def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -89,7 +101,7 @@ def child(out: Path, arming: bool, review: bool = False) -> int:
     cksum = hashlib.sha256(b"tokio-frobnicate-1.4.2.crate").hexdigest()
     if review:
         tmp = Path(tempfile.mkdtemp(prefix="gui-approver-shot-review-"))
-        rev = sample_review(None, tmp)
+        rev = sample_review(None, tmp, unsupported)
         cksum = rev.contents.cksum  # type: ignore[attr-defined]
     request = parse_request(json.dumps({
         "v": 1, "registry": {"index-url": index, "name": "crates-io"}, "kind": "get",
@@ -128,10 +140,12 @@ def child(out: Path, arming: bool, review: bool = False) -> int:
 def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     arming = "--arming" in argv
-    review = "--review" in argv
-    out = Path(args[0]).resolve() if args else (REVIEW_OUT if review else DEFAULT_OUT)
+    unsupported = "--unsupported" in argv
+    review = "--review" in argv or unsupported
+    default = UNSUPPORTED_OUT if unsupported else REVIEW_OUT if review else DEFAULT_OUT
+    out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
-        return child(out, arming, review)
+        return child(out, arming, review, unsupported)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 

@@ -32,6 +32,11 @@ Rows (targets from issue #6):
      RSS (VmRSS from /proc). Targets <= 1.0 s and <= 80 MB.
   6. 200 concurrent ``read`` requests: as 200 bridge processes, and as 200 IPC clients (the
      app alone). Target <= 2 s, all answered.
+  7. hardware keys (issue #13), on a private SoftHSM2 token: signing one token (median of 50)
+     with a keychain key and with the token's key (logged in; the public key read back and
+     compared, SHA-384 on the host, CKM_ECDSA on the token), and ``cargo publish`` end to end
+     with a hardware key vs a keychain key (the same warm headless app, token logged in with
+     ``gui-approver key unlock``). Skipped when SoftHSM2 is not installed.
 """
 
 from __future__ import annotations
@@ -310,6 +315,18 @@ class Bench:
         self.app: App | None = None
         self.version = 0
         self.paseto_secret = ""
+        # Row 7: a private SoftHSM2 token, known to the app through SOFTHSM2_CONF.
+        self.hsm: Any = None
+        try:
+            import softhsm
+
+            self.hsm = softhsm.make_softhsm(root / "softhsm")
+            self.hsm.init_token("bench", pin=HW_PIN)
+            self.env.update(self.hsm.env)
+            self.bridge_env.update(self.hsm.env)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"7: no SoftHSM2 ({exc}); the hardware rows are skipped", file=sys.stderr)
+            self.hsm = None
 
     def close(self) -> None:
         if self.app is not None:
@@ -477,6 +494,85 @@ def bench_cargo_publish(b: Bench) -> list[Row]:
                 value=ours.median / paseto.median)
     ratio.ok = ratio.value is not None and ratio.value <= 1.10
     return [ours, paseto, ratio]
+
+
+HW_PIN = "bench-pin-4711"
+
+
+def bench_hardware(b: Bench) -> list[Row]:
+    """Row 7: signing time per token and publish time, SoftHSM2 vs a keychain key."""
+    from gui_approver.client.protocol import Get, Publish, RegistryInfo
+    from gui_approver.core import tokens
+    from gui_approver.core.keys import pkcs11
+    from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+    from gui_approver.registry.server import add_key_to_file
+    from gui_approver.registry.verify import RegisteredKey
+    from gui_approver.secret import Secret
+
+    if b.hsm is None:
+        return [Row("7", "hardware keys: skipped (SoftHSM2 is not installed)", target="")]
+    request = Get(RegistryInfo(index_url=b.index, name="local"),
+                  Publish(CRATE, "1.0.0", "ab" * 32))
+    soft = SigningKey.generate()
+    sw = Row("7", "sign one token: keychain key (pyseto, in process; median of 50)")
+    hw = Row("7", "sign one token: SoftHSM2 key (logged in, key read back; median of 50)")
+    os.environ["SOFTHSM2_CONF"] = str(b.hsm.conf)
+    pkcs11.reset_backend()
+    info = pkcs11.backend().generate(b.hsm.module, "pkcs11:token=bench;id=%07",
+                                     Secret(HW_PIN), label="bench-inproc")
+    store = KeyStore(MemoryKeychain(), b.root / "hw-keys.json",
+                     unlocker=lambda _r, _w: Secret(HW_PIN))
+    rec = store.add_hardware(info, registry="bench", index_url=b.index + "x", subject=None)
+    store.unlock(rec, Secret(HW_PIN))
+    tokens.sign_request(soft, request, subject=None)
+    tokens.sign_request(store.signing_key(rec), request, subject=None)
+    for _ in range(50):
+        t0 = now()
+        tokens.sign_request(soft, request, subject=None)
+        sw.samples.append((now() - t0) * 1000)
+        key = store.signing_key(rec)
+        t0 = now()
+        tokens.sign_request(key, request, subject=None)
+        hw.samples.append((now() - t0) * 1000)
+    full = Row("7", "  SoftHSM2: store.signing_key + sign (token presence check too)")
+    for _ in range(50):
+        t0 = now()
+        tokens.sign_request(store.signing_key(rec), request, subject=None)
+        full.samples.append((now() - t0) * 1000)
+    pkcs11.reset_backend()
+
+    # End to end: a second registry whose key is on the token, the same headless app.
+    reg = subprocess.Popen(
+        [*DIE_WITH_US, PY, __file__, "serve-registry", "--data", str(b.root / "registry-hw"),
+         "--plain-token", PLAIN_TOKEN], env=b.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reg.stdout is not None
+        index = reg.stdout.readline().strip().split(" ", 1)[1]
+        out = subprocess.run(
+            [CLI, "key", "new", "--registry", "hw", "--index", index, "--pkcs11",
+             "pkcs11:token=bench;id=%08", "--module", b.hsm.module, "--json"],
+            env=b.env, input=HW_PIN + "\n", capture_output=True, text=True, check=True).stdout
+        add_key_to_file(b.root / "registry-hw", RegisteredKey(public=json.loads(out)["public"]))
+        home = b.root / "cargo-hw"
+        home.mkdir()
+        subprocess.run([CLI, "configure-cargo", "--registry", "local", "--index", index,
+                        "--bridge", b.bridge], env={**b.env, "CARGO_HOME": str(home)},
+                       check=True, capture_output=True)
+        b.cargo_homes["hw"] = home
+        subprocess.run([CLI, "key", "unlock", "--registry", "hw"], env=b.env,
+                       input=HW_PIN + "\n", capture_output=True, text=True, check=True)
+        ours = Row("7", "cargo publish --no-verify: keychain key")
+        hwp = Row("7", "cargo publish --no-verify: SoftHSM2 hardware key")
+        b.publish("hw")
+        for _ in range(max(3, b.runs // 2)):
+            ours.samples.append(b.publish("ours") * 1000)
+            hwp.samples.append(b.publish("hw") * 1000)
+        ratio = Row("7", "  ratio hardware / keychain", unit="x", target="",
+                    value=hwp.median / ours.median)
+    finally:
+        reg.terminate()
+        reg.wait(10)
+    return [sw, hw, full, ours, hwp, ratio]
 
 
 def bench_dialog(b: Bench) -> list[Row]:
@@ -693,8 +789,119 @@ def tempdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------- the watch
+
+
+def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
+    from gui_approver.core.audit import AuditLog
+    from gui_approver.core.watch import STATE_FILE, Watch
+    from gui_approver.registry.server import DemoRegistry, _index_entry
+
+    table: list[list[str]] = []
+    with tempdir() as root:
+        reg = DemoRegistry(root / "registry", token_mode=True)
+        reg.start()
+        try:
+            state = root / "state"
+            audit = AuditLog(state / "audit.jsonl")
+            names = [f"watched-crate-{i:03d}" for i in range(n)]
+
+            def approved(name: str, vers: str, cksum: str) -> dict[str, Any]:
+                audit.record(event="get", registry="bench", index_url=reg.index_url,
+                             operation="publish", crate=name, version=vers, cksum=cksum,
+                             decision="signed")
+                meta = {"deps": [], "features": {"std": []}, "links": None}
+                return _index_entry(meta, name, vers, cksum)
+
+            for name in names:
+                reg._write_entries(name, [
+                    approved(name, f"1.{v}.0", hashlib.sha256(f"{name}{v}".encode()).hexdigest())
+                    for v in range(versions)
+                ])
+
+            def one_pass(prepare: Callable[[], None] | None = None) -> tuple[Any, int, float]:
+                if prepare is not None:
+                    prepare()
+                before = len(reg.served)
+                t0 = now()
+                result = Watch(state).run_once()
+                ms = (now() - t0) * 1000
+                assert not result.errors, result.errors
+                served = list(reg.served)[before:]
+                return result, sum(x.body_bytes for x in served), ms
+
+            def drop_validators() -> None:
+                doc = json.loads((state / STATE_FILE).read_text())
+                for reg_state in doc.values():
+                    reg_state.get("config", {}).update(etag=None, last_modified=None)
+                    for c in reg_state.get("crates", {}).values():
+                        c.update(etag=None, last_modified=None)
+                (state / STATE_FILE).write_text(json.dumps(doc))
+
+            counter = [0]
+
+            def change_one() -> None:
+                counter[0] += 1
+                cksum = hashlib.sha256(f"new{counter[0]}".encode()).hexdigest()
+                entries = reg._read_entries(names[0])
+                entries.append(approved(names[0], f"2.{counter[0]}.0", cksum))
+                reg._write_entries(names[0], entries)
+
+            result, body, ms = one_pass()
+            table.append([str(n), "cold (baseline)", str(result.requests),
+                          str(result.not_modified), str(body), f"{ms:.1f}", "", ""])
+            cases: list[tuple[str, Callable[[], None] | None]] = [
+                ("ETag (nothing changed)", None),
+                ("no ETag (nothing changed)", drop_validators),
+                ("one change, ETag", change_one),
+            ]
+            for label, prepare in cases:
+                samples, last = [], None
+                for _ in range(runs):
+                    last = one_pass(prepare)
+                    samples.append(last[2])
+                assert last is not None
+                table.append([str(n), label, str(last[0].requests), str(last[0].not_modified),
+                              str(last[1]), f"{statistics.median(samples):.1f}",
+                              f"{min(samples):.1f}", f"{max(samples):.1f}"])
+            before = len(reg.served)
+            Watch(root / "empty-state").run_once()
+            if n == 10:
+                table.append(["0", "nothing watched", str(len(reg.served) - before), "0", "0",
+                              "", "", ""])
+        finally:
+            reg.stop()
+    return table
+
+
+def bench_watch(runs: int, sizes: tuple[int, ...] = (10, 100), versions: int = 5) -> str:
+    """The watch's cost per pass against the demo registry (token mode, loopback): requests,
+    response body bytes as the registry sent them, and time, for N watched crates of
+    ``versions`` versions each. 'cold' is the first pass (baseline); 'ETag' a pass with
+    nothing changed (conditional requests, 304s); 'no ETag' the same pass with the stored
+    validators dropped (what a watch without conditional requests would cost); 'one change'
+    a pass after one crate got a new version (approved, so no alert)."""
+    cols = ["crates", "pass", "requests", "304s", "body bytes", "median ms", "min", "max"]
+    table = [row for n in sizes for row in _watch_rows(n, runs, versions)]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    lines = ["", "watch: cost per pass against the demo registry (loopback, token mode, "
+             f"{versions} versions per crate, runs={runs})", ""]
+    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
+    lines.append("requests include config.json (one per registry and pass); body bytes are "
+                 "response bodies as sent by the registry (HTTP headers not counted).")
+    return "\n".join(lines) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     only = {s.strip() for s in args.only.split(",")} if args.only else None
+    if only is not None and "watch" in only:
+        text = bench_watch(args.runs)
+        print(text)
+        only.discard("watch")
+        if not only:
+            return 0
     rows: list[Row] = []
     header = (
         f"gui-approver benchmark  {time.strftime('%Y-%m-%d %H:%M:%S')}  "
@@ -715,7 +922,7 @@ def run(args: argparse.Namespace) -> int:
             b.setup_keys_and_cargo()
             steps: list[tuple[str, Callable[[Bench], list[Row]]]] = [
                 ("1", bench_bridge), ("2", bench_cargo_owner), ("3", bench_cargo_publish),
-                ("6", bench_concurrent), ("4", bench_dialog),
+                ("6", bench_concurrent), ("4", bench_dialog), ("7", bench_hardware),
             ]
             for key, fn in steps:
                 if only is None or key in only:
@@ -729,7 +936,7 @@ def run(args: argparse.Namespace) -> int:
                 rows += bench_cold_start(b)
         finally:
             b.close()
-    order = {k: i for i, k in enumerate("123456")}
+    order = {k: i for i, k in enumerate("1234567")}
     rows.sort(key=lambda r: order[r.item])
     text, md = render(rows, header)
     print(text)
@@ -746,7 +953,8 @@ def run(args: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=10, help="repetitions per figure (default 10)")
-    p.add_argument("--only", help="comma-separated rows to run, e.g. 1,5")
+    p.add_argument("--only", help="comma-separated rows to run, e.g. 1,5; 'watch' for the "
+                                  "watch's cost per pass")
     p.add_argument("--out", default=str(REPO / "bench-results.txt"))
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--bridge", choices=("installed", "dev"), default="installed",
