@@ -142,12 +142,13 @@ class ReleasePolicy:
         return settings.reads_need_approval
 
     def release(self, cred: Credential, request: Get, *, approved: bool) -> str:
-        """The token for cargo. ``approved``: a human (or the explicit policy) said yes."""
+        """The token for cargo. ``approved``: a human said yes (only that restarts a
+        passphrase key's or token's idle clock)."""
         if cred.kind == "token":
             assert cred.bearer is not None
             return self.tokens.token(cred.bearer, approved_use=approved).expose()
         assert cred.key is not None
-        key = self.store.signing_key(cred.key)
+        key = self.store.signing_key(cred.key, approved=approved)
         return tokens.sign_request(key, request, subject=cred.key.subject)
 
     @staticmethod

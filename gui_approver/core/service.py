@@ -322,10 +322,12 @@ class SigningService:
                               and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
+        auto = False
         if needs_approval:
             if mutation and self.auto_approve_loopback and is_loopback_index(
                 request.registry.index_url
             ):
+                auto = True
                 decision = Decision.approve("auto-approved (--auto-approve-loopback)")
             else:
                 if mutation:
@@ -356,7 +358,8 @@ class SigningService:
             reason = "read (the user allowed reads without a dialog)"
         else:
             reason = "read (signed without asking)"
-        token = self.release.release(cred, request, approved=needs_approval)
+        # Only a use a human approved restarts a passphrase key's idle clock.
+        token = self.release.release(cred, request, approved=needs_approval and not auto)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
             self._record(request, prov, "signed", reason, cred.kid, token=token)

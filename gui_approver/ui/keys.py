@@ -60,6 +60,7 @@ from gui_approver.core.keys.store import (
     SigningKey,
     parse_public_paserk,
 )
+from gui_approver.core.keys.strength import passphrase_problem
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
@@ -309,6 +310,9 @@ class PassphraseFields(QWidget):
             return None, None
         if a != b:
             return None, "The passphrases differ; nothing was created."
+        problem = passphrase_problem(Secret(a))
+        if problem is not None:
+            return None, problem + " Nothing was created."
         return Secret(a), None
 
     def clear(self) -> None:
