@@ -104,8 +104,14 @@ def _heading(approval: ApprovalRequest) -> str:
     req = approval.request
     where = elide_middle(req.registry.label(), 60)
     if approval.action == "logout":
+        if approval.bearer is not None:
+            return f"Delete the bearer token for registry {where}?"
         return f"Delete the key for registry {where}?"
+    if approval.action == "login":
+        return f"cargo login for registry {where}?"
     fields = shown(req)
+    if approval.bearer is not None and fields.op == "read":
+        return f"Hand the bearer token of {where} to cargo for a read?"
     what = f"{fields.name} {fields.vers}" if fields.name and fields.vers else (fields.name or "")
     verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
              "unyank": f"Unyank {what} on {where}?",
@@ -113,9 +119,25 @@ def _heading(approval: ApprovalRequest) -> str:
     return verbs.get(fields.op, f"Sign a token for this {fields.op}?")
 
 
+#: The one line the dialog shows for a registry that takes a bearer token.
+BEARER_LINE = "This registry takes a bearer token: approving hands cargo the token itself."
+
+
 def _intro(approval: ApprovalRequest) -> str:
     if approval.action == "logout":
-        return "cargo logout asked gui-approver to delete this registry's signing key."
+        what = "bearer token" if approval.bearer is not None else "signing key"
+        return (f"cargo logout asked gui-approver to delete this registry's {what}. "
+                f"Approving will {approval.detail or 'delete it'}.")
+    if approval.action == "login":
+        return (f"A program sent a `cargo login` request. Approving will {approval.detail}. "
+                "Approve only if you just ran cargo login yourself: a credential stored "
+                "here is one gui-approver will use for this registry.")
+    if approval.bearer is not None:
+        text = BEARER_LINE
+        if shown(approval.request).op == "read":
+            text += (" This registry requires a token even to read, and this token can also "
+                     "publish: approve only if you are running cargo on it now.")
+        return text
     return ("A program asked gui-approver to sign a registry token for exactly this request. "
             "Approve only if you started it yourself and every field is what you expect.")
 
@@ -401,7 +423,13 @@ class ApprovalDialog(QDialog):
             rows.append(("Version", fields.vers, True))
         if fields.cksum:
             rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
-        if approval.key is not None:
+        if approval.bearer is not None:
+            tok = approval.bearer
+            rows.append(("Credential", f"bearer token sha256:{tok.fingerprint} "
+                                       f"({tok.protection})", True))
+            rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
+            rows.append(("Token expiry", tok.expires or "expiry unknown", False))
+        elif approval.key is not None and approval.action != "login":
             rows.append(("Signing key", approval.key.kip, True))
         review = approval.review
         if review is not None:
