@@ -15,6 +15,7 @@ import sys
 import urllib.parse
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QDate, QEvent, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QFontDatabase, QGuiApplication, QTextOption
@@ -51,6 +52,7 @@ from PySide6.QtWidgets import (
 from gui_approver.core import cargo_config
 from gui_approver.core.approval import is_loopback_index
 from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey, parse_public_paserk
+from gui_approver.core.keys.strength import passphrase_problem
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
@@ -300,11 +302,107 @@ class PassphraseFields(QWidget):
             return None, None
         if a != b:
             return None, "The passphrases differ; nothing was created."
+        problem = passphrase_problem(Secret(a))
+        if problem is not None:
+            return None, problem + " Nothing was created."
         return Secret(a), None
 
     def clear(self) -> None:
         self.first.clear()
         self.second.clear()
+
+
+class HardwareFields(QWidget):
+    """Where a hardware key comes from: module, token and key (generate or adopt), the PIN.
+
+    Scanning lists what the module shows without a PIN (``gui-approver hardware list``). The PIN
+    is typed here, in the app's own masked field, and cleared once used."""
+
+    NOTE = ("The private key is made on (or already lives on) the token and never leaves it. "
+            "The PIN is asked after you approve a request, once per session; the token may "
+            "also ask for a touch.")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        import os
+
+        from gui_approver.core.keys import pkcs11
+
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.module = QComboBox()
+        self.module.setEditable(True)
+        self.module.setAccessibleName("PKCS#11 module")
+        self.module.setObjectName("pkcs11Module")
+        for path in pkcs11.default_modules():
+            if os.path.isfile(path):
+                self.module.addItem(path)
+        row = QHBoxLayout()
+        row.addWidget(self.module, 1)
+        self.scan_button = QPushButton("Scan")
+        self.scan_button.setObjectName("scanTokens")
+        self.scan_button.clicked.connect(self.scan)
+        row.addWidget(self.scan_button)
+        form.addRow(_plain("Module:", selectable=False), row)
+        self.choice = QComboBox()
+        self.choice.setAccessibleName("Token and key")
+        self.choice.setObjectName("pkcs11Choice")
+        form.addRow(_plain("Key:", selectable=False), self.choice)
+        self.pin = QLineEdit()
+        self.pin.setEchoMode(QLineEdit.EchoMode.Password)
+        self.pin.setAccessibleName("Token PIN")
+        self.pin.setObjectName("pin")
+        form.addRow(_plain("PIN:", selectable=False), self.pin)
+        self.status = _plain("", selectable=False)
+        self.status.setObjectName("hardwareStatus")
+        form.addRow(self.status)
+        form.addRow(_plain(self.NOTE, selectable=False))
+
+    def scan(self) -> int:
+        """List the module's tokens and P-384 keys; returns how many choices there are."""
+        from gui_approver.core.keys import pkcs11
+
+        self.choice.clear()
+        module = self.module.currentText().strip()
+        if not module:
+            self.status.setText("Name a PKCS#11 module first.")
+            return 0
+        try:
+            tokens = pkcs11.backend().list_tokens(module)
+        except GuiApproverError as exc:
+            self.status.setText(exc.full())
+            return 0
+        for t in tokens:
+            base = pkcs11.parse_uri(t.uri)
+            new_uri = str(base.with_key(id=None, object=None))
+            self.choice.addItem(f"Generate a new P-384 key on token {t.label!r}",
+                                ("generate", module, new_uri))
+            for k in t.keys:
+                self.choice.addItem(f"Use the P-384 key {k.label or k.id!r} (id {k.id}) on "
+                                    f"token {t.label!r}", ("adopt", module, k.uri))
+        self.status.setText(f"{len(tokens)} token(s) found." if tokens else
+                            "No token found: plug in the security key and scan again.")
+        return self.choice.count()
+
+    def make_key(self) -> Any:
+        """Generate or adopt the chosen key (a pkcs11.KeyInfo); raises GuiApproverError."""
+        from gui_approver.core.keys import pkcs11
+
+        data = self.choice.currentData()
+        if not data:
+            raise GuiApproverError("choose a token and key first (press Scan)")
+        action, module, uri = data
+        if not self.pin.text():
+            raise GuiApproverError("enter the token's PIN")
+        pin = Secret(self.pin.text())
+        self.pin.clear()
+        b = pkcs11.backend()
+        try:
+            if action == "adopt":
+                return b.adopt(module, uri, pin)
+            return b.generate(module, uri, pin, label="gui-approver")
+        finally:
+            b.logout(module, uri)  # the PIN is asked again after the first approval
 
 
 class PublicKeyView(QWidget):
@@ -388,26 +486,19 @@ class DemoRegistryBox(QGroupBox):
             self.dir_edit.setText(chosen)
 
     def register(self) -> bool:
-        from gui_approver.registry.server import KEYS_FILE, add_key_to_file
-        from gui_approver.registry.verify import RegisteredKey
+        from gui_approver.core.demo_registry import register_public_key
 
         text = self.dir_edit.text().strip()
         if not text or not self._public:
             self.status.setText("Choose the demo registry's data directory first.")
             return False
         data_dir = Path(text).expanduser()
-        if not data_dir.is_dir():
-            self.status.setText(
-                f"{data_dir} is not a directory. Choose the directory the demo registry was "
-                "started with (--data DIR); nothing was registered.")
-            return False
         try:
-            key = RegisteredKey(public=self._public, subject=self._subject)
-            add_key_to_file(data_dir, key)
-        except (ValueError, OSError) as exc:
-            self.status.setText(f"Could not register the key in {data_dir}: {exc}")
+            kip, path = register_public_key(data_dir, self._public, self._subject)
+        except GuiApproverError as exc:
+            self.status.setText(str(exc))
             return False
-        self.status.setText(f"Registered {key.kip} in {data_dir / KEYS_FILE}.")
+        self.status.setText(f"Registered {kip} in {path}.")
         self.registered.emit(data_dir)
         return True
 
@@ -562,8 +653,22 @@ class OptionsPage(QWizardPage):
         form.addRow(_plain("Expires:", selectable=False), self.expiry)
         layout.addLayout(form)
         layout.addWidget(_hline())
+        where = QHBoxLayout()
+        self.in_keychain = QRadioButton("In the keychain")
+        self.in_keychain.setObjectName("inKeychain")
+        self.on_hardware = QRadioButton("On a hardware key (YubiKey, smart card, TPM)")
+        self.on_hardware.setObjectName("onHardware")
+        self.in_keychain.setChecked(True)
+        where.addWidget(self.in_keychain)
+        where.addWidget(self.on_hardware)
+        where.addStretch(1)
+        layout.addLayout(where)
+        self.protection = QStackedWidget()
         self.passphrase = PassphraseFields()
-        layout.addWidget(self.passphrase)
+        self.protection.addWidget(self.passphrase)
+        self.hardware: HardwareFields | None = None
+        layout.addWidget(self.protection)
+        self.on_hardware.toggled.connect(self._where_changed)
         layout.addStretch(1)
         self.error = _error_label()
         layout.addWidget(self.error)
@@ -575,8 +680,24 @@ class OptionsPage(QWizardPage):
         self.summary.setText(f"A new P-384 key for registry {name} ({index}).")
         _show_error(self.error, None)
 
+    def _where_changed(self, hardware: bool) -> None:
+        if hardware and self.hardware is None:  # built (and pkcs11 imported) when asked for
+            self.hardware = HardwareFields()
+            self.protection.addWidget(self.hardware)
+        self.protection.setCurrentWidget(self.hardware if hardware and self.hardware
+                                         else self.passphrase)
+
+    def _create_hardware(self, name: str, index: str, subject: str | None) -> KeyRecord:
+        assert self.hardware is not None
+        self._wizard.store.check_free(name, index)
+        info = self.hardware.make_key()
+        return self._wizard.store.add_hardware(info, registry=name, index_url=index,
+                                               subject=subject, expires=self.expiry.value())
+
     def validatePage(self) -> bool:
         passphrase, problem = self.passphrase.result()
+        if self.on_hardware.isChecked():
+            passphrase, problem = None, None
         if problem:
             _show_error(self.error, problem)
             return False
@@ -593,8 +714,12 @@ class OptionsPage(QWizardPage):
         subject = self.subject.text().strip() or None
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            rec = self._wizard.store.create(registry=name, index_url=index, subject=subject,
-                                            expires=self.expiry.value(), passphrase=passphrase)
+            if self.on_hardware.isChecked():
+                rec = self._create_hardware(name, index, subject)
+            else:
+                rec = self._wizard.store.create(registry=name, index_url=index,
+                                                subject=subject, expires=self.expiry.value(),
+                                                passphrase=passphrase)
         except GuiApproverError as exc:
             _show_error(self.error, exc.full())
             return False
@@ -637,8 +762,20 @@ class ResultPage(QWizardPage):
         self.keys.set_record(rec)
         bits = [f"Subject: {rec.subject}"] if rec.subject else []
         bits.append(f"Expires: {rec.expires or 'never'}")
-        bits.append("Protection: " + ("passphrase (asked before signing)"
-                                      if rec.protection == "passphrase" else "keychain"))
+        if rec.protection == "hardware" and rec.hardware is not None:
+            attrs = dict(rec.hardware.attributes)
+            bits.append(f"Protection: hardware key on token {rec.hardware.token!r} (PIN asked "
+                        "after approval)")
+            bits.append("As the token reports it: " + ", ".join(
+                f"{n.replace('_', ' ')} {'yes' if attrs[n] else 'no'}"
+                for n in ("always_sensitive", "never_extractable", "local") if n in attrs))
+            if rec.hardware.touch_policy:
+                bits.append(f"Touch policy: {rec.hardware.touch_policy}")
+            self.setSubTitle("The private key never leaves the token. Register the public "
+                             "half with the registry.")
+        else:
+            bits.append("Protection: " + ("passphrase (asked before signing)"
+                                          if rec.protection == "passphrase" else "keychain"))
         self.details.setText(" · ".join(bits))
         local = is_loopback_index(rec.index_url)
         self.demo.setVisible(local)
