@@ -1,5 +1,13 @@
-"""User-facing errors. Every message is a complete sentence a user can act on; none ever
-contains secret material."""
+"""The one error hierarchy. Every message is a complete sentence a user can act on; none
+ever contains secret material.
+
+Each error carries an optional ``hint`` (what to do about it) and the ``exit_code`` the CLI
+returns for it. Shown to a user in two places only: the CLI's ``main`` (``full()`` on stderr,
+``exit_code``) and cargo's terminal (:func:`gui_approver.client.protocol.cargo_error`, which
+puts the hint in the message: cargo prints ``caused-by`` entries as causes, not advice).
+
+Standard library only: the bridge imports it on cargo's hot path.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,8 @@ class GuiApproverError(Exception):
     """Base class: ``str(err)`` is shown to the user as-is (CLI, dialog, cargo's terminal)."""
 
     hint: str | None = None
+    #: what ``gui-approver`` exits with when this error ends a command
+    exit_code: int = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -16,6 +26,50 @@ class GuiApproverError(Exception):
 
     def full(self) -> str:
         return f"{self}\n  hint: {self.hint}" if self.hint else str(self)
+
+
+class UsageError(GuiApproverError):
+    """The command line asks for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class ProtocolError(GuiApproverError):
+    """Input that does not follow cargo's credential protocol or the app's IPC framing."""
+
+
+class BridgeError(GuiApproverError):
+    """The bridge could not get an answer from the app (nothing was signed)."""
+
+
+class AlreadyRunning(GuiApproverError):
+    """Another gui-approver already serves this user's socket."""
+
+    exit_code = 0
+
+
+class UnsafeDirectory(GuiApproverError):
+    """The socket directory is not private to this user."""
+
+
+class VerificationError(GuiApproverError):
+    """A registry rejected a token (see :mod:`gui_approver.registry.verify`).
+
+    ``reason`` is a short machine-readable code (``"unknown-key"``, ``"bad-signature"``, ...);
+    ``str(error)`` is a sentence for humans.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class DisplayError(GuiApproverError):
+    """The X server / window system refused what the dialog needs (input guard, display)."""
 
 
 class KeychainError(GuiApproverError):
@@ -55,7 +109,3 @@ class KeyExpired(GuiApproverError):
 
 class ConfigError(GuiApproverError):
     """A configuration file or argument is invalid."""
-
-
-class Denied(GuiApproverError):
-    """A request was not approved."""

@@ -73,6 +73,11 @@ def test_background_pass_notifies_each_alert_once(qtbot: Any, setup: Setup) -> N
     assert [t for t, _ in setup.notes] == ["Version nobody approved"]
     assert setup.notes[0][1].startswith("ui-one 0.2.0 appeared on local at")
     assert "1 open alert(s)" in setup.gui.status_text()
+    assert setup.gui.status_window is not None  # offscreen: no tray host
+    assert setup.gui.status_window.alerts_button.text() == "Alerts (1)…"
+    setup.gui._make_tray()
+    setup.gui._refresh()
+    assert setup.gui._alerts_action.text() == "Alerts (1)…"
 
     setup.run_pass(qtbot)  # still open, not shown again
     assert len(setup.notes) == 1
@@ -180,5 +185,27 @@ def test_no_watch_pass_when_interval_is_zero(qtbot: Any, tmp_path: Path) -> None
         gui.apply_settings(Settings(watch_interval_minutes=5))
         assert gui.watch_runner._timer.interval() == 5 * 60_000
         assert gui.watch_runner._timer.isActive()
+    finally:
+        gui.stop()
+
+
+def test_settings_window_sets_the_watch_interval(qtbot: Any, tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+    gui = GuiApp(store, Settings(), watch=Watch(tmp_path / "s"), first_run=False,
+                 settings_path=path)
+    gui.start()
+    try:
+        gui.show_settings()
+        win = gui.settings_window
+        assert win is not None
+        assert win.watch_interval_minutes.value() == 15
+        win.watch_interval_minutes.setValue(5000)
+        assert not win.save()
+        assert "watch_interval_minutes" in win.message.text() and not path.exists()
+        win.watch_interval_minutes.setValue(30)
+        assert win.save()
+        assert "watch_interval_minutes = 30.0" in path.read_text()
+        assert gui.watch_runner._timer.interval() == 30 * 60_000
     finally:
         gui.stop()

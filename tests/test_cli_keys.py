@@ -148,4 +148,7 @@ def test_bridge_starts_the_real_app_when_it_is_not_running(app_env):
     from envtools import wait_for
 
     wait_for(lambda: ipc.ping() is None, timeout=10, what="the app to quit on SIGTERM")
+    # the listener closes before the file is unlinked: wait for the clean-up, then check it
+    wait_for(lambda: not os.path.exists(protocol.socket_path()), timeout=10,
+             what="the app to remove its socket")
     assert not os.path.exists(protocol.socket_path())

@@ -197,8 +197,10 @@ def test_locked_keychain_is_a_clear_error_and_nothing_is_signed(app_env, key, se
         app.wait_ready()
         result = run_bridge(app_env, READ)
         err = answer(result)["Err"]
-        assert err["message"] == "gui-approver: the keychain is locked; cannot read a key"
-        assert "unlock your keychain" in err["caused-by"][0]
+        first, hint = err["message"].split("\n")
+        assert first == "gui-approver: the keychain is locked; cannot read a key"
+        assert hint.strip().startswith("hint: unlock your keychain")
+        assert "caused-by" not in err  # a hint is advice, not a cause
         assert "v3.public" not in result.stdout
         (rec,) = audit.read_recent(10)
         assert rec["decision"] == "error" and rec["token_sha256"] is None
@@ -221,7 +223,7 @@ def test_no_keychain_is_a_clear_error_and_nothing_is_signed(no_keychain, tmp_pat
         app.stop()
     err = answer(result)["Err"]
     assert "keychain" in err["message"] and "v3.public" not in result.stdout
-    assert "never falls back to a file" in err["caused-by"][0]
+    assert "never falls back to a file" in err["message"]
     assert [r["decision"] for r in audit.read_recent(10)] == ["error"]
 
 
@@ -249,7 +251,7 @@ def test_full_disk_under_the_audit_log_denies_instead_of_signing(app_env, key, t
         assert err["message"].startswith("gui-approver: read was denied because the decision "
                                           "could not be recorded: cannot write the audit log")
         assert "No space left on device" in err["message"]
-        assert "releases no token it cannot record" in err["caused-by"][0]
+        assert "releases no token it cannot record" in err["message"]
         filler.unlink()
         token = answer(run_bridge(app_env, READ))["Ok"]["token"]
         (rec,) = [r for r in audit.read_recent(10) if r["decision"] == "signed"]

@@ -19,6 +19,7 @@ import time
 
 from gui_approver import __version__
 from gui_approver.client import protocol
+from gui_approver.errors import BridgeError, GuiApproverError, ProtocolError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -38,12 +39,8 @@ _START_HINT = (
 )
 
 
-class BridgeError(Exception):
-    """A failure to report to cargo as ``Err other``."""
-
-
-def _err_line(message: str, caused_by: list[str] | None = None) -> str:
-    return protocol.encode(protocol.err_other(message, caused_by))
+def _err_line(message: str) -> str:
+    return protocol.encode(protocol.err_other(message))
 
 
 def _read_request_line(stdin: BinaryIO, timeout: float) -> bytes:
@@ -55,12 +52,12 @@ def _read_request_line(stdin: BinaryIO, timeout: float) -> bytes:
     if fileno is not None:
         ready, _, _ = select.select([fileno], [], [], timeout)
         if not ready:
-            raise protocol.ProtocolError(f"cargo sent no request within {timeout:.0f} s")
+            raise ProtocolError(f"cargo sent no request within {timeout:.0f} s")
     line = stdin.readline(protocol.MAX_REQUEST_BYTES + 1)
     if len(line) > protocol.MAX_REQUEST_BYTES:
-        raise protocol.ProtocolError("the request from cargo is too large")
+        raise ProtocolError("the request from cargo is too large")
     if not line:
-        raise protocol.ProtocolError("cargo closed stdin without sending a request")
+        raise ProtocolError("cargo closed stdin without sending a request")
     return line
 
 
@@ -217,7 +214,7 @@ def exchange(raw_request: dict[str, Any], err: TextIO) -> dict[str, Any]:
         while True:
             try:
                 reply = protocol.parse_ipc_reply(_recv_line(sock, buf, timeout))
-            except protocol.ProtocolError as exc:
+            except ProtocolError as exc:
                 raise BridgeError(f"the app's reply was not understood: {exc}") from None
             if reply["type"] == "ack":
                 timeout = float(reply["timeout"]) + DEADLINE_MARGIN
@@ -250,10 +247,8 @@ def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
             stderr.write(notice.rstrip("\n") + "\n")
             stderr.flush()
         answer = protocol.encode(reply["response"])
-    except protocol.ProtocolError as exc:
-        answer = _err_line(f"gui-approver: {exc}")
-    except BridgeError as exc:
-        answer = _err_line(f"gui-approver: {exc}")
+    except GuiApproverError as exc:  # ProtocolError, BridgeError
+        answer = protocol.encode(protocol.cargo_error(exc))
     except Exception as exc:  # noqa: BLE001 - cargo must always get one answer
         answer = _err_line(f"gui-approver: internal error in the bridge ({type(exc).__name__})")
     stdout.write(answer + "\n")

@@ -21,6 +21,8 @@ import _json as _cjson
 import os
 import stat
 
+from gui_approver.errors import GuiApproverError
+from gui_approver.errors import ProtocolError as ProtocolError  # noqa: PLC0414 - re-exported
 from gui_approver.secret import Secret
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -139,8 +141,6 @@ def _json_dumps(obj: Any, *, ensure_ascii: bool) -> str:
     return "".join(encoder(obj, 0))
 
 
-class ProtocolError(ValueError):
-    """Input that does not follow the protocol. ``str()`` is a sentence for the user."""
 
 
 class _Record:
@@ -565,6 +565,12 @@ def err_url_not_supported() -> dict[str, Any]:
 
 def err_operation_not_supported() -> dict[str, Any]:
     return {"Err": {"kind": "operation-not-supported"}}
+
+
+def cargo_error(exc: GuiApproverError) -> dict[str, Any]:
+    """The one conversion of an error to cargo's answer: the hint goes into the message
+    (cargo shows ``caused-by`` entries as causes, not as advice)."""
+    return err_other(f"gui-approver: {exc.full()}")
 
 
 def err_other(message: str, caused_by: list[str] | None = None) -> dict[str, Any]:

@@ -19,8 +19,10 @@ import threading
 
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Approver, Decision, DenyAll
+from gui_approver.core.hardening import harden_process
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SigningService, ipc_handler
+from gui_approver.core.sessionlock import SessionLockWatcher
 from gui_approver.core.settings import load as load_settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def _approver() -> Approver:
 
 
 def run_headless(*, auto_approve_loopback: bool) -> int:
+    harden_process()  # no-op if the CLI already did it
     settings, problems = load_settings()
     for p in problems:
         log.warning("%s", p)
@@ -78,6 +81,7 @@ def run_headless(*, auto_approve_loopback: bool) -> int:
     server = ipc.UnixSocketServer(
         ipc_handler(service), on_lock=store.lock,
         on_unlock=lambda registry, secret: unlock_registry(store, registry, secret))
+    watcher = SessionLockWatcher(lambda _reason: store.lock())
     try:
         server.start()
     except ipc.AlreadyRunning as exc:
@@ -86,6 +90,7 @@ def run_headless(*, auto_approve_loopback: bool) -> int:
     except ipc.UnsafeDirectory as exc:
         print(f"gui-approver: {exc}", file=sys.stderr)
         return 1
+    watcher.start()
     stop = threading.Event()
 
     def _stop(_sig: int, _frame: object) -> None:
@@ -97,5 +102,7 @@ def run_headless(*, auto_approve_loopback: bool) -> int:
     stop.wait()
     if isinstance(approver, HoldThenDeny):
         approver.release()
+    watcher.stop()
+    store.lock()
     server.stop()
     return 0

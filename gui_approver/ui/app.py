@@ -28,8 +28,10 @@ from PySide6.QtWidgets import (
 from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.hardening import harden_process
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
+from gui_approver.core.sessionlock import SessionLockWatcher
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
@@ -345,6 +347,7 @@ class GuiApp(QObject):
         # Hardware keys: "Touch your security key now" while the token waits.
         self.touch = QtTouchNotifier(parent=self)
         store.touch_notifier = self.touch
+        self.session_lock = SessionLockWatcher(lambda _reason: self._lock_from_ipc())
         self.keys_window: KeyManagerWindow | None = None
         self.activity_window: ActivityWindow | None = None
         # The watch: versions of the user's crates nobody approved here (background passes).
@@ -381,6 +384,8 @@ class GuiApp(QObject):
     def start(self) -> None:
         _ = self.approver.guard  # create it now, so a problem is logged at start-up
         self.server.start()
+        # Session lock, screen saver, suspend: every unlocked key is locked.
+        self.session_lock.start()
         if self.settings.idle_lock_minutes > 0:
             self._idle_timer.start()
         if QSystemTrayIcon.isSystemTrayAvailable():
@@ -622,9 +627,14 @@ class GuiApp(QObject):
                 self._status_action.setText(text.splitlines()[1])
             if self._show_action is not None:
                 self._show_action.setEnabled(bool(n))
+        alerts = self.open_alert_count()
+        alerts_label = f"Alerts ({alerts})…" if alerts else "Alerts…"
+        if self.tray is not None:
+            self._alerts_action.setText(alerts_label)
         if self.status_window is not None:
             self.status_window.state.setText(text)
             self.status_window.show_pending.setEnabled(bool(n))
+            self.status_window.alerts_button.setText(alerts_label)
             self.status_window.setWindowIcon(make_icon(state))
             self.status_window.fit()
 
@@ -685,6 +695,7 @@ class GuiApp(QObject):
         self._expiry_timer.stop()
         self.unlocker.shutdown()
         self.touch.shutdown()
+        self.session_lock.stop()
         if self.keys_window is not None:
             self.keys_window.close()
         if self.first_run_window is not None:
@@ -736,6 +747,7 @@ def _quit_on_signals(app: QApplication) -> QSocketNotifier:
 
 def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> int:
     """Run the app. ``first_run=False`` (started by the bridge) skips the welcome window."""
+    harden_process()  # no-op if the CLI already did it
     settings, problems = load_settings()
     for p in problems:
         log.warning("%s", p)

@@ -350,6 +350,7 @@ class TouchPrompt(QDialog):
         self.setWindowTitle("gui-approver: touch your security key")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
+        self.setMinimumWidth(460)
         layout = QVBoxLayout(self)
         title = _plain("Touch your security key now", selectable=False)
         f = title.font()

@@ -75,10 +75,17 @@ class SettingsWindow(QWidget):
         self.history_size_mb.setToolTip("Space for the contents of approved crates, used "
                                         "to show what changed since (after a restart).")
         form.addRow("History size:", self.history_size_mb)
+        self.watch_interval_minutes = _spin(" min", 0)
+        self.watch_interval_minutes.setToolTip(
+            "How often the registries' indexes are checked for versions of your crates that "
+            "nobody approved here (1–1440 minutes; 0: never).")
+        form.addRow("Check for unapproved versions every:", self.watch_interval_minutes)
         for name, widget in (("Approval timeout", self.approval_timeout),
                              ("Approve arms after", self.arming_delay),
                              ("Lock keys when idle for", self.idle_lock_minutes),
-                             ("History size", self.history_size_mb)):
+                             ("History size", self.history_size_mb),
+                             ("Check for unapproved versions every",
+                              self.watch_interval_minutes)):
             widget.setAccessibleName(name)
         layout.addLayout(form)
 
@@ -116,12 +123,13 @@ class SettingsWindow(QWidget):
         self.paranoid_accessibility.setChecked(s.paranoid_accessibility)
         self.idle_lock_minutes.setValue(s.idle_lock_minutes)
         self.history_size_mb.setValue(s.history_size_mb)
+        self.watch_interval_minutes.setValue(s.watch_interval_minutes)
         self.message.setText("")
 
     def edited(self) -> Settings:
         """The settings as edited (max_pending and anything not shown: kept as they are)."""
         for box in (self.approval_timeout, self.arming_delay, self.idle_lock_minutes,
-                    self.history_size_mb):
+                    self.history_size_mb, self.watch_interval_minutes):
             box.interpretText()
         return replace(
             self.current,
@@ -131,6 +139,7 @@ class SettingsWindow(QWidget):
             paranoid_accessibility=self.paranoid_accessibility.isChecked(),
             idle_lock_minutes=float(self.idle_lock_minutes.value()),
             history_size_mb=float(self.history_size_mb.value()),
+            watch_interval_minutes=float(self.watch_interval_minutes.value()),
         )
 
     def save(self) -> bool:

@@ -32,6 +32,11 @@ Rows (targets from issue #6):
      RSS (VmRSS from /proc). Targets <= 1.0 s and <= 80 MB.
   6. 200 concurrent ``read`` requests: as 200 bridge processes, and as 200 IPC clients (the
      app alone). Target <= 2 s, all answered.
+  7. hardware keys (issue #13), on a private SoftHSM2 token: signing one token (median of 50)
+     with a keychain key and with the token's key (logged in; the public key read back and
+     compared, SHA-384 on the host, CKM_ECDSA on the token), and ``cargo publish`` end to end
+     with a hardware key vs a keychain key (the same warm headless app, token logged in with
+     ``gui-approver key unlock``). Skipped when SoftHSM2 is not installed.
 """
 
 from __future__ import annotations
@@ -310,6 +315,18 @@ class Bench:
         self.app: App | None = None
         self.version = 0
         self.paseto_secret = ""
+        # Row 7: a private SoftHSM2 token, known to the app through SOFTHSM2_CONF.
+        self.hsm: Any = None
+        try:
+            import softhsm
+
+            self.hsm = softhsm.make_softhsm(root / "softhsm")
+            self.hsm.init_token("bench", pin=HW_PIN)
+            self.env.update(self.hsm.env)
+            self.bridge_env.update(self.hsm.env)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"7: no SoftHSM2 ({exc}); the hardware rows are skipped", file=sys.stderr)
+            self.hsm = None
 
     def close(self) -> None:
         if self.app is not None:
@@ -477,6 +494,85 @@ def bench_cargo_publish(b: Bench) -> list[Row]:
                 value=ours.median / paseto.median)
     ratio.ok = ratio.value is not None and ratio.value <= 1.10
     return [ours, paseto, ratio]
+
+
+HW_PIN = "bench-pin-4711"
+
+
+def bench_hardware(b: Bench) -> list[Row]:
+    """Row 7: signing time per token and publish time, SoftHSM2 vs a keychain key."""
+    from gui_approver.client.protocol import Get, Publish, RegistryInfo
+    from gui_approver.core import tokens
+    from gui_approver.core.keys import pkcs11
+    from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+    from gui_approver.registry.server import add_key_to_file
+    from gui_approver.registry.verify import RegisteredKey
+    from gui_approver.secret import Secret
+
+    if b.hsm is None:
+        return [Row("7", "hardware keys: skipped (SoftHSM2 is not installed)", target="")]
+    request = Get(RegistryInfo(index_url=b.index, name="local"),
+                  Publish(CRATE, "1.0.0", "ab" * 32))
+    soft = SigningKey.generate()
+    sw = Row("7", "sign one token: keychain key (pyseto, in process; median of 50)")
+    hw = Row("7", "sign one token: SoftHSM2 key (logged in, key read back; median of 50)")
+    os.environ["SOFTHSM2_CONF"] = str(b.hsm.conf)
+    pkcs11.reset_backend()
+    info = pkcs11.backend().generate(b.hsm.module, "pkcs11:token=bench;id=%07",
+                                     Secret(HW_PIN), label="bench-inproc")
+    store = KeyStore(MemoryKeychain(), b.root / "hw-keys.json",
+                     unlocker=lambda _r, _w: Secret(HW_PIN))
+    rec = store.add_hardware(info, registry="bench", index_url=b.index + "x", subject=None)
+    store.unlock(rec, Secret(HW_PIN))
+    tokens.sign_request(soft, request, subject=None)
+    tokens.sign_request(store.signing_key(rec), request, subject=None)
+    for _ in range(50):
+        t0 = now()
+        tokens.sign_request(soft, request, subject=None)
+        sw.samples.append((now() - t0) * 1000)
+        key = store.signing_key(rec)
+        t0 = now()
+        tokens.sign_request(key, request, subject=None)
+        hw.samples.append((now() - t0) * 1000)
+    full = Row("7", "  SoftHSM2: store.signing_key + sign (token presence check too)")
+    for _ in range(50):
+        t0 = now()
+        tokens.sign_request(store.signing_key(rec), request, subject=None)
+        full.samples.append((now() - t0) * 1000)
+    pkcs11.reset_backend()
+
+    # End to end: a second registry whose key is on the token, the same headless app.
+    reg = subprocess.Popen(
+        [*DIE_WITH_US, PY, __file__, "serve-registry", "--data", str(b.root / "registry-hw"),
+         "--plain-token", PLAIN_TOKEN], env=b.env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reg.stdout is not None
+        index = reg.stdout.readline().strip().split(" ", 1)[1]
+        out = subprocess.run(
+            [CLI, "key", "new", "--registry", "hw", "--index", index, "--pkcs11",
+             "pkcs11:token=bench;id=%08", "--module", b.hsm.module, "--json"],
+            env=b.env, input=HW_PIN + "\n", capture_output=True, text=True, check=True).stdout
+        add_key_to_file(b.root / "registry-hw", RegisteredKey(public=json.loads(out)["public"]))
+        home = b.root / "cargo-hw"
+        home.mkdir()
+        subprocess.run([CLI, "configure-cargo", "--registry", "local", "--index", index,
+                        "--bridge", b.bridge], env={**b.env, "CARGO_HOME": str(home)},
+                       check=True, capture_output=True)
+        b.cargo_homes["hw"] = home
+        subprocess.run([CLI, "key", "unlock", "--registry", "hw"], env=b.env,
+                       input=HW_PIN + "\n", capture_output=True, text=True, check=True)
+        ours = Row("7", "cargo publish --no-verify: keychain key")
+        hwp = Row("7", "cargo publish --no-verify: SoftHSM2 hardware key")
+        b.publish("hw")
+        for _ in range(max(3, b.runs // 2)):
+            ours.samples.append(b.publish("ours") * 1000)
+            hwp.samples.append(b.publish("hw") * 1000)
+        ratio = Row("7", "  ratio hardware / keychain", unit="x", target="",
+                    value=hwp.median / ours.median)
+    finally:
+        reg.terminate()
+        reg.wait(10)
+    return [sw, hw, full, ours, hwp, ratio]
 
 
 def bench_dialog(b: Bench) -> list[Row]:
@@ -826,7 +922,7 @@ def run(args: argparse.Namespace) -> int:
             b.setup_keys_and_cargo()
             steps: list[tuple[str, Callable[[Bench], list[Row]]]] = [
                 ("1", bench_bridge), ("2", bench_cargo_owner), ("3", bench_cargo_publish),
-                ("6", bench_concurrent), ("4", bench_dialog),
+                ("6", bench_concurrent), ("4", bench_dialog), ("7", bench_hardware),
             ]
             for key, fn in steps:
                 if only is None or key in only:
@@ -840,7 +936,7 @@ def run(args: argparse.Namespace) -> int:
                 rows += bench_cold_start(b)
         finally:
             b.close()
-    order = {k: i for i, k in enumerate("123456")}
+    order = {k: i for i, k in enumerate("1234567")}
     rows.sort(key=lambda r: order[r.item])
     text, md = render(rows, header)
     print(text)

@@ -52,13 +52,21 @@ def default_modules() -> list[str]:
     """Modules searched when none is named, at their Debian paths: p11-kit's proxy (every
     module p11-kit knows), OpenSC (smart cards), Yubico's ykcs11 (YubiKey PIV), SoftHSM2."""
     lib = f"/usr/lib/{_multiarch()}"
-    return [
+    paths = [
         f"{lib}/p11-kit-proxy.so",
         f"{lib}/opensc-pkcs11.so",
         f"{lib}/libykcs11.so",
         f"{lib}/softhsm/libsofthsm2.so",
         "/usr/lib/softhsm/libsofthsm2.so",
     ]
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in paths:  # the same library under two names (symlinks) is listed once
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            out.append(p)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,8 +381,11 @@ class Pkcs11Backend:
         try:
             lib = pkcs11.lib(module)
         except Exception as exc:  # noqa: BLE001 - dlopen/C_Initialize failures
+            loading = "while loading" in str(exc)
             raise ModuleMissing(
-                f"the PKCS#11 module {module} could not be loaded ({type(exc).__name__})"
+                f"the PKCS#11 module {module} could not be "
+                f"{'loaded' if loading else 'initialised'} ({type(exc).__name__})"
+                + ("" if loading else "; for SoftHSM2 check SOFTHSM2_CONF and its tokendir")
             ) from None
         self._libs[module] = lib
         return lib

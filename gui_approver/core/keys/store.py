@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from gui_approver.errors import (
     ConfigError,
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 KEYCHAIN_SERVICE = "gui-approver"
 _SECRET_PREFIX = "k3.secret."  # noqa: S105 - a PASERK header, not a secret
 _WRAPPED_PREFIX = "k3.secret-pw."
+#: PBKDF2-HMAC-SHA384 count for ``k3.secret-pw`` (PASERK PBKW records it in the wrapped item,
+#: so older items stay readable). 100,000 took 0.14 s here (2026-11); 350,000 keeps an unlock
+#: near 0.5 s. Items wrapped with fewer are re-wrapped on their next unlock.
+WRAP_ITERATIONS = 350_000
 #: Wrong passphrases: the n-th consecutive failure blocks further attempts for 2**n s (max 5 min).
 _MAX_BACKOFF = 300.0
 _PUBLIC_PREFIX = "k3.public."
@@ -56,6 +61,27 @@ def _b64d(text: str) -> bytes:
                        for c in text):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _pae(pieces: list[bytes]) -> bytes:
+    """PASETO's pre-authentication encoding: LE64 count, then LE64 length + bytes each."""
+    out = len(pieces).to_bytes(8, "little")
+    for piece in pieces:
+        out += len(piece).to_bytes(8, "little") + piece
+    return out
+
+
+def wrapped_iterations(wrapped: Secret) -> int | None:
+    """The PBKDF2 count a ``k3.secret-pw`` item records (salt 32 bytes, then a big-endian
+    u32); None when the item is not one."""
+    text = wrapped.expose()
+    if not text.startswith(_WRAPPED_PREFIX):
+        return None
+    try:
+        raw = _b64d(text[len(_WRAPPED_PREFIX):])
+    except ValueError:
+        return None
+    return int.from_bytes(raw[32:36], "big") if len(raw) >= 36 else None
 
 
 def public_paserk_from_key(public: ec.EllipticCurvePublicKey) -> str:
@@ -88,7 +114,7 @@ def parse_public_paserk(text: str) -> ec.EllipticCurvePublicKey:
 class SigningKey:
     """A P-384 private key. Its ``repr`` names only the key id."""
 
-    __slots__ = ("_paseto", "_private", "kip", "public_paserk")
+    __slots__ = ("_private", "kip", "public_paserk")
 
     def __init__(self, private: ec.EllipticCurvePrivateKey) -> None:
         if not isinstance(private.curve, ec.SECP384R1):
@@ -96,7 +122,6 @@ class SigningKey:
         self._private = private
         self.public_paserk = public_paserk_from_key(private.public_key())
         self.kip = paserk_pid(self.public_paserk)
-        self._paseto: Any = None
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -131,12 +156,14 @@ class SigningKey:
             raise WrongPassphrase("wrong passphrase") from None
         return cls.from_paserk(Secret(key.to_paserk()))
 
-    def wrap(self, passphrase: Secret) -> Secret:
-        """This key as a password-wrapped ``k3.secret-pw`` PASERK."""
+    def wrap(self, passphrase: Secret, *, iterations: int | None = None) -> Secret:
+        """This key as a password-wrapped ``k3.secret-pw`` PASERK (PBKDF2 count recorded
+        in it; :data:`WRAP_ITERATIONS` unless given)."""
         import pyseto
 
         key = pyseto.Key.from_paserk(self.secret_paserk().expose())
-        return Secret(key.to_paserk(password=passphrase.expose()))
+        count = WRAP_ITERATIONS if iterations is None else iterations
+        return Secret(key.to_paserk(password=passphrase.expose(), iteration=count))
 
     def secret_paserk(self) -> Secret:
         scalar = self._private.private_numbers().private_value.to_bytes(48, "big")
@@ -149,16 +176,18 @@ class SigningKey:
         ).decode("ascii")
 
     def sign(self, payload: bytes, footer: bytes) -> str:
-        import pyseto
-
-        if self._paseto is None:
-            pem = self._private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            self._paseto = pyseto.Key.new(version=3, purpose="public", key=pem)
-        token: bytes = pyseto.encode(self._paseto, payload, footer=footer)
+        """A ``v3.public`` PASETO token, signed here with the one key object (no PEM or
+        second key is ever made from it). PASETO v3: ``m2 = PAE(pk, h, m, f, i)`` with the
+        compressed public key, ECDSA P-384 / SHA-384, signature ``r || s`` (96 bytes)."""
+        header = b"v3.public."
+        point = _b64d(self.public_paserk[len(_PUBLIC_PREFIX):])
+        m2 = _pae([point, header, payload, footer, b""])
+        der = self._private.sign(m2, ec.ECDSA(hashes.SHA384()))
+        r, s = decode_dss_signature(der)
+        sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+        token = header + _b64e(payload + sig).encode("ascii")
+        if footer:
+            token += b"." + _b64e(footer).encode("ascii")
         return token.decode("ascii")
 
     def __repr__(self) -> str:
@@ -293,6 +322,29 @@ def normalize_index_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+#: Origins of a key or token that the user created knowingly (see ``KeyRecord.origin``).
+TRUSTED_ORIGINS = ("cli", "dialog")
+
+CRATES_IO = "crates-io"
+#: How cargo names crates.io to a provider, and the sparse index it actually fetches.
+CRATES_IO_INDEXES = ("https://github.com/rust-lang/crates.io-index",
+                     "sparse+https://index.crates.io")
+CRATES_IO_REFUSAL = (
+    "crates.io does not accept asymmetric tokens (RFC 3231) yet: it takes only bearer tokens, "
+    "so a key made here would be rejected by crates.io"
+)
+CRATES_IO_HINT = ("keep your crates.io token in the keychain instead: "
+                  "gui-approver token import-cargo (or: gui-approver token add --registry "
+                  "crates-io)")
+
+
+def is_crates_io(registry: str | None, index_url: str | None) -> bool:
+    """True for crates.io, named or by either of its index URLs."""
+    if registry == CRATES_IO:
+        return True
+    return index_url is not None and normalize_index_url(index_url) in CRATES_IO_INDEXES
+
+
 @dataclass(frozen=True)
 class HardwareRef:
     """Where a ``hardware`` key lives: nothing secret (module, URI, what the token said)."""
@@ -355,6 +407,15 @@ class KeyRecord:
     #: ``active``, or ``pending`` for a rotation successor not yet confirmed as registered.
     status: str = "active"
     hardware: HardwareRef | None = None
+    #: How the key came to be: ``cli`` (the CLI's own interactive command), ``dialog`` (the
+    #: app's wizard or a login the user approved in a dialog); anything else (``unknown``:
+    #: keys from before this was recorded) is untrusted and never offered as "already has
+    #: a key".
+    origin: str = "unknown"
+
+    @property
+    def trusted(self) -> bool:
+        return self.origin in TRUSTED_ORIGINS
 
     def to_json(self) -> dict[str, Any]:
         obj = asdict(self)
@@ -407,10 +468,13 @@ class KeyRecord:
         status = obj.get("status", "active")
         if status not in ("active", "pending"):
             raise ValueError(f"unknown status {status!r}")
+        origin = obj.get("origin", "unknown")
+        if not isinstance(origin, str):
+            raise ValueError("key record field 'origin' must be a string")
         return cls(
             registry=obj["registry"], index_url=obj["index_url"], public=obj["public"],
             kip=obj["kip"], subject=sub, created=obj["created"], expires=expires,
-            protection=protection, status=status, hardware=hardware,
+            protection=protection, status=status, hardware=hardware, origin=origin,
         )
 
 
@@ -448,6 +512,8 @@ class KeyStore:
         self._cache: dict[str, SigningKey] = {}
         self._unlocked_at: dict[str, float] = {}
         self._failures: dict[str, tuple[int, float]] = {}
+        #: Called with an id when it is locked/forgotten (bearer tokens share the idle lock).
+        self.forget_hooks: list[Callable[[str], None]] = []
 
     # -- index file ------------------------------------------------------------------------
     def _read(self) -> list[KeyRecord]:
@@ -516,9 +582,12 @@ class KeyStore:
         expires: str | None = None,
         passphrase: Secret | None = None,
         status: str = "active",
+        origin: str = "unknown",
     ) -> KeyRecord:
         if not registry or not index_url:
             raise ConfigError("a key needs a registry name and an index URL")
+        if is_crates_io(registry, index_url):
+            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was created", hint=CRATES_IO_HINT)
         if expires is not None:
             try:
                 datetime.fromisoformat(expires)
@@ -542,6 +611,7 @@ class KeyStore:
                 expires=expires,
                 protection="passphrase" if passphrase is not None else "keychain",
                 status=status,
+                origin=origin,
             )
             try:
                 self._write([*records, record])
@@ -565,11 +635,14 @@ class KeyStore:
         index_url: str,
         subject: str | None,
         expires: str | None = None,
+        origin: str = "unknown",
     ) -> KeyRecord:
         """Record a key held by a PKCS#11 token (``info``: a pkcs11.KeyInfo). Nothing secret
         is stored anywhere."""
         if not registry or not index_url:
             raise ConfigError("a key needs a registry name and an index URL")
+        if is_crates_io(registry, index_url):
+            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was created", hint=CRATES_IO_HINT)
         if expires is not None:
             try:
                 datetime.fromisoformat(expires)
@@ -587,6 +660,7 @@ class KeyStore:
                 hardware=HardwareRef(module=info.module, uri=info.uri, token=info.token_label,
                                      attributes=tuple(sorted(info.attributes.items())),
                                      touch_policy=info.touch_policy),
+                origin=origin,
             )
             self._write([*records, record])
             return record
@@ -599,9 +673,10 @@ class KeyStore:
         subject: str | None = None,
         expires: str | None = None,
         passphrase: Secret | None = None,
+        origin: str = "unknown",
     ) -> KeyRecord:
         return self.add(SigningKey.generate(), registry=registry, index_url=index_url,
-                        subject=subject, expires=expires, passphrase=passphrase)
+                        subject=subject, expires=expires, passphrase=passphrase, origin=origin)
 
     def start_rotation(
         self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None
@@ -610,6 +685,7 @@ class KeyStore:
         return self.add(
             SigningKey.generate(), registry=record.registry, index_url=record.index_url,
             subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
+            origin=record.origin,
         )
 
     def finish_rotation(self, registry: str) -> KeyRecord:
@@ -647,10 +723,16 @@ class KeyStore:
     def _forget(self, kip: str) -> None:
         self._cache.pop(kip, None)
         self._unlocked_at.pop(kip, None)
+        for hook in self.forget_hooks:
+            hook(kip)
 
-    def signing_key(self, record: KeyRecord) -> SigningKey:
+    def signing_key(self, record: KeyRecord, *, approved: bool = False) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
-        asks for the passphrase of a protected key, and records the use."""
+        asks for the passphrase of a protected key, and records the use.
+
+        ``approved``: a human approved this use. Only such a use (or the unlock itself)
+        restarts the idle lock's clock; a silent read signature never does, so a process
+        that keeps reading cannot keep a passphrase key unlocked."""
         if record.is_expired():
             raise KeyExpired(
                 f"the key for registry {record.registry} expired on {record.expires}; "
@@ -659,13 +741,13 @@ class KeyStore:
             )
         if record.protection == "hardware":
             hw = self._hardware_key(record)
-            self._note_used(record)
+            self._note_used(record, approved=approved)
             return cast(SigningKey, hw)  # signs like one: kip, public_paserk, sign()
         with self._lock:
             key = self._cache.get(record.kip)
         if key is None:
             key = self._load(record)
-        self._note_used(record)
+        self._note_used(record, approved=approved)
         return key
 
     # -- hardware keys -----------------------------------------------------------------------
@@ -695,7 +777,8 @@ class KeyStore:
             pin_for_signature = self._ask_pin(
                 record, "this key asks for its PIN for every signature")
         with self._lock:
-            self._hw_unlocked[record.kip] = (time.monotonic(), hw.module, hw.uri)
+            # The login starts the idle clock; only approved uses restart it (_note_used).
+            self._hw_unlocked.setdefault(record.kip, (time.monotonic(), hw.module, hw.uri))
         return HardwareSigningKey(record, point, b, pin=pin_for_signature,
                                   notifier=self.touch_notifier)
 
@@ -733,7 +816,9 @@ class KeyStore:
                 f"({record.kip})",
                 hint="the keychain item was removed; create a new key and register it",
             )
-        if secret.expose().startswith(_WRAPPED_PREFIX):
+        # Locked or not is decided by the item itself, never by keys.json (user-writable).
+        wrapped = secret.expose().startswith(_WRAPPED_PREFIX)
+        if wrapped:
             key = self._unlock(record, secret)
         else:
             try:
@@ -748,7 +833,7 @@ class KeyStore:
             )
         with self._lock:
             self._cache[record.kip] = key
-            if record.protection == "passphrase":
+            if wrapped:
                 self._unlocked_at[record.kip] = time.monotonic()
         return key
 
@@ -784,7 +869,26 @@ class KeyStore:
             ) from None
         with self._lock:
             self._failures.pop(record.kip, None)
+        if key.kip == record.kip:
+            self._rewrap_if_weak(record, key, wrapped, passphrase)
         return key
+
+    def _rewrap_if_weak(
+        self, record: KeyRecord, key: SigningKey, wrapped: Secret, passphrase: Secret
+    ) -> None:
+        """An item wrapped with fewer PBKDF2 rounds than :data:`WRAP_ITERATIONS` is wrapped
+        again with the passphrase just proven right. A failure keeps the old item."""
+        count = wrapped_iterations(wrapped)
+        if count is None or count >= WRAP_ITERATIONS:
+            return
+        try:
+            self.keychain.set(record.kip, key.wrap(passphrase))
+        except Exception as exc:  # noqa: BLE001 - the old item still works
+            log.warning("could not re-wrap the key of %s with %d iterations (%s)",
+                        record.registry, WRAP_ITERATIONS, type(exc).__name__)
+            return
+        log.info("re-wrapped the key of %s: %d -> %d PBKDF2 iterations", record.registry,
+                 count, WRAP_ITERATIONS)
 
     def unlock(self, record: KeyRecord, passphrase: Secret) -> None:
         """Unlock a passphrase-protected key, or log in to a hardware key's token with its
@@ -854,11 +958,11 @@ class KeyStore:
                 locked += 1
         return locked
 
-    def _note_used(self, record: KeyRecord) -> None:
+    def _note_used(self, record: KeyRecord, *, approved: bool) -> None:
         with self._lock:
-            if record.kip in self._unlocked_at:
+            if approved and record.kip in self._unlocked_at:
                 self._unlocked_at[record.kip] = time.monotonic()
-            if record.kip in self._hw_unlocked:
+            if approved and record.kip in self._hw_unlocked:
                 _t, mod, uri = self._hw_unlocked[record.kip]
                 self._hw_unlocked[record.kip] = (time.monotonic(), mod, uri)
             usage = self.last_used()
@@ -872,6 +976,9 @@ class KeyStore:
     def forget_cached(self) -> None:
         with self._lock:
             self._cache.clear()
+            for kip in list(self._unlocked_at):
+                for hook in self.forget_hooks:
+                    hook(kip)
             self._unlocked_at.clear()
 
 
