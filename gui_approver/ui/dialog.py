@@ -401,6 +401,11 @@ class ApprovalDialog(QDialog):
         intro = _plain(_intro(approval), selectable=False)
         intro.setObjectName("intro")
         intro.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        if approval.bearer is not None:  # what approving releases: not a faded aside
+            intro.setForegroundRole(QPalette.ColorRole.WindowText)
+            bold = intro.font()
+            bold.setBold(True)
+            intro.setFont(bold)
         layout.addWidget(intro)
 
         box = QFrame()

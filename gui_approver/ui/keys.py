@@ -275,7 +275,12 @@ class PassphraseFields(QWidget):
             "and gui-approver asks for it before signing. Leave both empty to protect the "
             "key with the keychain only.")
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    NOTE_BEARER = (
+        "Recommended. With a passphrase the keychain holds only the token encrypted with it, "
+        "and gui-approver asks for it before handing the token to cargo. Leave both empty to "
+        "protect the token with the keychain only.")
+
+    def __init__(self, parent: QWidget | None = None, *, note: str | None = None) -> None:
         super().__init__(parent)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -289,8 +294,8 @@ class PassphraseFields(QWidget):
         self.second.setObjectName("passphrase2")
         form.addRow(_plain("Passphrase:", selectable=False), self.first)
         form.addRow(_plain("Repeat:", selectable=False), self.second)
-        note = _plain(self.NOTE, selectable=False)
-        form.addRow(note)
+        label = _plain(note or self.NOTE, selectable=False)
+        form.addRow(label)
 
     def result(self) -> tuple[Secret | None, str | None]:
         """(passphrase or None, error or None)."""
@@ -827,7 +832,7 @@ class TokenPage(QWizardPage):
         form.addRow(_plain("It expires:", selectable=False), self.expiry)
         layout.addLayout(form)
         layout.addWidget(_hline())
-        self.passphrase = PassphraseFields()
+        self.passphrase = PassphraseFields(note=PassphraseFields.NOTE_BEARER)
         layout.addWidget(self.passphrase)
         layout.addStretch(1)
         self.error = _error_label()
