@@ -421,6 +421,9 @@ class Pkcs11Backend:
     def _token(self, module: str, uri: Pkcs11Uri) -> Any:
         found = self._tokens(module, uri)
         if not found:
+            # A token that went away takes its login with it (plugged in again, it asks the
+            # PIN again).
+            self._logout_matching(module, uri)
             what = f"token {uri.token!r}" if uri.token else "a token matching the URI"
             raise TokenMissing(f"{what} is not present in {module}; nothing was signed")
         if len(found) > 1:

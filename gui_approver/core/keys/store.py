@@ -607,6 +607,14 @@ class KeyStore:
         self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None
     ) -> KeyRecord:
         """Create the successor of ``record`` (pending until :meth:`finish_rotation`)."""
+        if record.protection == "hardware":
+            # The successor would be a keychain key: that silently weakens the protection.
+            raise ConfigError(
+                f"the key of registry {record.registry} is on a hardware token; rotating it "
+                "would put its successor in the keychain, so gui-approver does not",
+                hint=f"create the new key on the token: gui-approver key delete --registry "
+                     f"{record.registry} --yes, then gui-approver key new --registry "
+                     f"{record.registry} --pkcs11 URI (and register it)")
         return self.add(
             SigningKey.generate(), registry=record.registry, index_url=record.index_url,
             subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
