@@ -411,3 +411,12 @@ def test_errors_are_gui_approver_errors_with_hints():
     for cls in (pkcs11.ModuleMissing, pkcs11.TokenMissing, pkcs11.TokenRemoved,
                 pkcs11.KeyMismatch, pkcs11.PinBlocked, pkcs11.TouchTimeout):
         assert issubclass(cls, GuiApproverError) and cls.hint
+
+
+def test_touch_policy_from_the_yubico_vendor_attribute(token, tmp_path):
+    info, _store, _rec = make_key(token, tmp_path)
+    assert info.touch_policy is None  # SoftHSM2 has no such attribute: unknown, not an error
+    # What ykcs11 returns for CKA_YUBICO_TOUCH_POLICY (a one-byte policy):
+    for raw, want in ((b"\x01", "never"), (b"\x02", "always"), (b"\x03", "cached"),
+                      (b"\x00", None), (b"", None)):
+        assert pkcs11._touch_policy({pkcs11.CKA_YUBICO_TOUCH_POLICY: raw}) == want
