@@ -6,6 +6,7 @@ as that user with ``setpriv --reuid``; without root they are skipped with the re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,3 +278,154 @@ def test_the_bridge_refuses_an_app_run_by_another_user(shared_tmp, other_user):
         if listener.poll() is None:
             listener.kill()
             listener.wait()
+
+
+# ------------------------------------------------------------------------------ slowloris
+
+
+def _ask(path: str, line: bytes, timeout: float) -> list[dict[str, object]]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(line)
+        buf = b""
+        while chunk := s.recv(65536):
+            buf += chunk
+    return [json.loads(x) for x in buf.splitlines()]
+
+
+def test_slow_connections_cannot_make_a_real_request_busy(server, monkeypatch):
+    """Slowloris: MAX_CONNECTIONS connections that each trickle a byte now and then (never a
+    newline) must not hold the slots a real request needs, and none outlives one deadline."""
+    from envtools import wait_for
+
+    srv, handler = server
+    monkeypatch.setattr(ipc, "READ_TIMEOUT", 2.0)  # one deadline for the whole message
+    monkeypatch.setattr(ipc, "BUSY_WAIT", 2.0)
+    slow: list[socket.socket] = []
+    stop = threading.Event()
+    try:
+        for _ in range(ipc.MAX_CONNECTIONS):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(srv.path)
+            s.sendall(b"{")
+            slow.append(s)
+
+        def trickle() -> None:  # a byte every 0.5 s: each read alone is well within the timeout
+            while not stop.wait(0.5):
+                for s in slow:
+                    with contextlib.suppress(OSError):
+                        s.sendall(b" ")
+
+        threading.Thread(target=trickle, daemon=True).start()
+        wait_for(lambda: srv.unread_connections() >= ipc.MAX_CONNECTIONS // 4, 10,
+                 what="the slow connections to be accepted")
+        wait_for(lambda: srv.stale_readers() > 0, 10, what="the slow readers to age")
+        t0 = time.monotonic()
+        replies = _ask(srv.path, credential_line().encode(), timeout=10)
+        elapsed = time.monotonic() - t0
+        assert [r["type"] for r in replies] == ["response"], replies
+        assert "busy" not in json.dumps(replies)
+        assert handler.calls == 1
+        assert elapsed < 1.0, f"the real request waited {elapsed:.1f} s"
+        # Every slow connection is hung up on once its message deadline has passed, even
+        # though it kept sending.
+        for s in slow:
+            s.settimeout(10)
+
+        def closed(s: socket.socket) -> bool:
+            try:
+                return s.recv(65536, socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
+        wait_for(lambda: all(closed(s) for s in slow), 10,
+                 what="every slow connection to be dropped")
+        assert time.monotonic() - t0 < 2.0 + 3.0
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+
+
+def test_one_deadline_per_message_not_per_read(server, monkeypatch):
+    """A connection that keeps sending a byte within every read timeout is still dropped
+    when the message as a whole is late."""
+    from envtools import wait_for
+
+    srv, handler = server
+    monkeypatch.setattr(ipc, "READ_TIMEOUT", 1.0)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(srv.path)
+        t0 = time.monotonic()
+        dropped: list[float] = []
+        while not dropped and time.monotonic() - t0 < 6:
+            try:
+                s.sendall(b" ")
+                s.settimeout(0.3)
+                if s.recv(1) == b"":
+                    dropped.append(time.monotonic() - t0)
+            except TimeoutError:
+                continue
+            except OSError:
+                dropped.append(time.monotonic() - t0)
+        assert dropped, "a trickling connection was never dropped"
+        assert dropped[0] < 1.0 + 1.0
+    wait_for(lambda: srv.unread_connections() == 0, 5, what="the reader to be gone")
+    assert handler.calls == 0
+
+
+# ------------------------------------------------------------------------------ pid namespaces
+
+NS_SERVER = textwrap.dedent("""
+    import json, sys, threading
+    from gui_approver.client import protocol
+    from gui_approver.core import ipc
+    from gui_approver.review.requester import resolve_requester
+
+    def handler(message, send_ack):
+        prov = message.provenance
+        # What the service does: the provenance pid is taken as the kernel's peer pid.
+        info = resolve_requester(prov, prov.pid)
+        seen = {"pid": prov.pid, "ppid": prov.ppid, "verified": info.verified,
+                "pid_source": info.pid_source, "summary": info.summary}
+        return protocol.err_other(json.dumps(seen)), None
+
+    srv = ipc.UnixSocketServer(handler, sys.argv[1])
+    srv.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    srv.stop()
+""")
+
+
+def test_pid_zero_from_another_pid_namespace_is_not_trusted(shared_tmp):
+    """An app in a child PID namespace gets pid 0 from SO_PEERCRED for a peer outside it; the
+    pid the bridge claims must then not be taken as the kernel's word."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = subprocess.run([unshare, "--user", "--map-root-user", "--pid", "--fork", "true"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a PID namespace here: {probe.stderr.decode().strip()}")
+    directory = str(shared_tmp / "gui-approver")
+    proc = subprocess.Popen(
+        [unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
+         sys.executable, "-c", NS_SERVER, directory],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        claimed = protocol.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=os.getcwd())
+        line = protocol.credential_ipc_message(READ, claimed)
+        replies = _ask(os.path.join(directory, protocol.SOCKET_NAME), line, timeout=20)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(10)
+    seen = json.loads(replies[-1]["response"]["Err"]["message"])
+    assert seen["verified"] is False
+    assert seen["pid_source"] != "kernel"
+    assert seen["pid"] != os.getpid()  # the claimed pid was not passed on as the peer's

@@ -54,7 +54,7 @@ def test_passphrase_key_is_wrapped_in_the_keychain(app_env, tmp_path):
     assert item.startswith("k3.secret-pw.") and "k3.secret." not in item
     # stdin works too, and a non-tty without a passphrase source never prompts
     r2 = cli(app_env, "key", "new", "--registry", "two", "--index", LOCAL + "2",
-             "--passphrase-file", "-", input="pw2\n")
+             "--passphrase-file", "-", input="quiet orbit pepper tundra\n")
     assert r2.returncode == 0, r2.stderr
     r3 = cli(app_env, "key", "new", "--registry", "three", "--index", LOCAL + "3",
              "--passphrase")

@@ -147,6 +147,23 @@ def test_wizard_creates_a_keychain_key_shows_it_and_configures_cargo(
     click(qtbot, wizard_button(wizard, "FinishButton"))
 
 
+@pytest.mark.parametrize("weak", ["a", "pw", "hunter2"])
+def test_wizard_refuses_a_weak_passphrase(qtbot, store, cargo_home, weak):
+    """Issue 12 item 13: the GUI's passphrase path has the CLI's minimum strength."""
+    wizard = open_wizard(qtbot, store)
+    page = wizard.registry_page
+    qtbot.keyClicks(page.name_edit, "pw-reg")
+    qtbot.keyClicks(page.index_edit, LOCAL)
+    click(qtbot, wizard_button(wizard, "NextButton"))
+    opts = wizard.options_page
+    qtbot.keyClicks(opts.passphrase.first, weak)
+    qtbot.keyClicks(opts.passphrase.second, weak)
+    click(qtbot, wizard_button(wizard, "CommitButton"))
+    assert wizard.currentId() == NewKeyWizard.PAGE_OPTIONS
+    assert opts.error.isVisible() and "too weak" in opts.error.text()
+    assert store.list() == []
+
+
 def test_wizard_with_a_passphrase_stores_a_wrapped_key(qtbot, store, cargo_home):
     wizard = open_wizard(qtbot, store)
     page = wizard.registry_page

@@ -508,8 +508,12 @@ def test_cli_bad_key(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     "expected",
-    [Expected("publish", "foo", "1.0.0", CKSUM), Expected("yank", "foo", "1.0.0"),
-     Expected("unyank", "foo", "1.0.0"), Expected("owners", "foo")],
+    [
+        Expected("publish", "foo", "1.0.0", CKSUM),
+        Expected("yank", "foo", "1.0.0"),
+        Expected("unyank", "foo", "1.0.0"),
+        Expected("owners", "foo"),
+    ],
     ids=["publish", "yank", "unyank", "owners"],
 )
 def test_read_token_used_for_any_mutation(kp: KeyPair, expected: Expected) -> None:
@@ -531,19 +535,24 @@ def test_each_kind_of_forgery_has_its_own_reason(kp: KeyPair, other: KeyPair) ->
     head, purpose, body, footer = token.split(".")
     raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     tampered_body = base64.urlsafe_b64encode(raw.replace(b'"foo"', b'"bar"')).rstrip(b"=")
-    other_footer = json.dumps({"url": "sparse+http://evil/index/", "kip": kp.kip},
-                              separators=(",", ":")).encode()
+    other_footer = json.dumps(
+        {"url": "sparse+http://evil/index/", "kip": kp.kip}, separators=(",", ":")
+    ).encode()
     cases = {
-        "tampered payload": (".".join([head, purpose, tampered_body.decode(), footer]),
-                             Expected("publish", "bar", "1.0.0", CKSUM)),
-        "tampered footer": (".".join([head, purpose, body,
-                                      base64.urlsafe_b64encode(other_footer).decode().rstrip("=")]),
-                            pub),
+        "tampered payload": (
+            ".".join([head, purpose, tampered_body.decode(), footer]),
+            Expected("publish", "bar", "1.0.0", CKSUM),
+        ),
+        "tampered footer": (
+            ".".join(
+                [head, purpose, body, base64.urlsafe_b64encode(other_footer).decode().rstrip("=")]
+            ),
+            pub,
+        ),
         "wrong key": (make_token(other, good), pub),
         "wrong registry URL": (make_token(kp, good, url="sparse+http://elsewhere/index/"), pub),
         "old iat": (make_token(kp, {**good, "iat": rfc3339(NOW - timedelta(minutes=5))}), pub),
-        "future iat": (make_token(kp, {**good, "iat": rfc3339(NOW + timedelta(minutes=5))}),
-                       pub),
+        "future iat": (make_token(kp, {**good, "iat": rfc3339(NOW + timedelta(minutes=5))}), pub),
         "bad iat": (make_token(kp, {**good, "iat": "yesterday"}), pub),
         "wrong cksum": (token, Expected("publish", "foo", "1.0.0", "0" * 64)),
         "wrong name": (token, Expected("publish", "bar", "1.0.0", CKSUM)),
@@ -576,3 +585,67 @@ def test_each_kind_of_forgery_has_its_own_reason(kp: KeyPair, other: KeyPair) ->
         "not v3.public": "not-v3-public",
         "garbage": "malformed",
     }
+
+
+# ----------------------------------------------------------------------------- canonical forms
+
+
+@pytest.mark.parametrize(
+    "iat",
+    [
+        "٢٠٢٦-١١-٢٢T٠٢:٢٠:٥٦Z",  # Arabic-Indic digits: \d matches them, int() reads them
+        "2026-11-22T02:20:5６Z",  # one fullwidth digit
+        "2026-11-22T02:20:56.４77768Z",  # a fullwidth digit in the fraction
+        "２026-11-22T02:20:56Z",
+    ],
+)
+def test_iat_only_ascii_digits(kp: KeyPair, iat: str) -> None:
+    assert rejected(kp, make_token(kp, claims(iat=iat))) == "bad-iat"
+    with pytest.raises(VerificationError):
+        parse_iat(iat)
+
+
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _with_noncanonical_tail(part: str) -> str | None:
+    """The same bytes spelled differently: set the unused low bits of the last character."""
+    if len(part) % 4 == 0:
+        return None
+    spare = {2: 4, 3: 2}[len(part) % 4]  # unused bits in the last character
+    last = _B64_ALPHABET.index(part[-1])
+    assert last % (1 << spare) == 0  # canonical today
+    return part[:-1] + _B64_ALPHABET[last | 1]
+
+
+def test_only_canonical_base64url(kp: KeyPair) -> None:
+    """Two token strings for one signature must not both verify (the bits after the data)."""
+    tried = 0
+    for n in range(8):  # vary the payload length until both parts have spare bits to flip
+        token = make_token(kp, claims(sub=None, pad="x" * n))
+        head, purpose, body, footer = token.split(".")
+        check(kp, token)
+        for i, variant in (
+            (2, _with_noncanonical_tail(body)),
+            (3, _with_noncanonical_tail(footer)),
+        ):
+            if variant is None:
+                continue
+            parts = [head, purpose, body, footer]
+            parts[i] = variant
+            assert base64.urlsafe_b64decode(variant + "==") == base64.urlsafe_b64decode(
+                [body, footer][i - 2] + "=="
+            )
+            assert rejected(kp, ".".join(parts)) == "malformed"
+            tried += 1
+    assert tried >= 4
+
+
+@pytest.mark.parametrize("padding", ["=", "==", "%3D"])
+def test_padded_base64url_is_malformed(kp: KeyPair, padding: str) -> None:
+    head, purpose, body, footer = make_token(kp, claims()).split(".")
+    for token in (
+        ".".join([head, purpose, body + padding, footer]),
+        ".".join([head, purpose, body, footer + padding]),
+    ):
+        assert rejected(kp, token) == "malformed"

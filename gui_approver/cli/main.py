@@ -106,8 +106,10 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> Any:
     """The passphrase from --passphrase-file (``-`` = stdin) or a tty prompt, else None."""
     from pathlib import Path
 
+    from gui_approver.core.keys.strength import check_passphrase
     from gui_approver.secret import Secret
 
+    context = [str(getattr(args, "registry", "") or "")]
     source = getattr(args, "passphrase_file", None)
     if source:
         try:
@@ -117,6 +119,7 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> Any:
         first = text.splitlines()[0] if text.strip() else ""
         if not first:
             raise GuiApproverError("the passphrase file is empty")
+        check_passphrase(Secret(first), context=context)
         return Secret(first)
     if not getattr(args, "passphrase", False):
         return None
@@ -131,6 +134,7 @@ def _passphrase(args: argparse.Namespace, *, confirm: bool) -> Any:
         raise GuiApproverError("the passphrases differ; nothing was created")
     if not first:
         raise GuiApproverError("an empty passphrase protects nothing")
+    check_passphrase(Secret(first), context=context)
     return Secret(first)
 
 
@@ -727,6 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gui_approver.core.hardening import harden_process
+
+    # First: this process may hold an unlocked key or a passphrase (see core/hardening.py).
+    harden_process()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.func is not cmd_app:

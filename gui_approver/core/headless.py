@@ -19,6 +19,7 @@ import threading
 
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Approver, Decision, DenyAll
+from gui_approver.core.hardening import harden_process
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SigningService, ipc_handler
 from gui_approver.core.sessionlock import SessionLockWatcher
@@ -64,6 +65,7 @@ def _approver() -> Approver:
 
 
 def run_headless(*, auto_approve_loopback: bool) -> int:
+    harden_process()  # no-op if the CLI already did it
     settings, problems = load_settings()
     for p in problems:
         log.warning("%s", p)

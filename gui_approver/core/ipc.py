@@ -10,9 +10,16 @@ The socket directory is created 0700 and checked at every start: it must be a re
 directory (not a symlink) owned by us with no group/other access, inside a parent that
 nobody else can rename it out of. The requester's pid, parent pid and working directory in
 each request are replaced by what the kernel says about the connected peer (``SO_PEERCRED``
-and ``/proc``) where it can tell. At most :data:`MAX_CONNECTIONS` requests are served at
-once; more wait in the listen backlog, and one that waits too long gets a clear "busy"
-answer rather than silence.
+and ``/proc``) where it can tell; a pid of 0 (the peer lives outside our PID namespace) is
+no answer, and the claimed pid is then dropped rather than trusted. At most
+:data:`MAX_CONNECTIONS` requests are served at once; one that waits too long for a slot gets
+a clear "busy" answer rather than silence.
+
+Slow senders (slowloris) cannot hold those slots: a connection takes a slot only once its
+whole message has arrived, the message has one deadline (:data:`READ_TIMEOUT`) however the
+bytes trickle in, and at most :data:`MAX_UNREAD` connections may be still sending; beyond
+that the oldest one that has had :data:`UNREAD_GRACE` seconds is hung up on. A real bridge
+sends its message as soon as it connects, so it is never the one dropped.
 
 The transport sits behind :class:`Transport` so a named pipe can replace it elsewhere.
 """
@@ -28,6 +35,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -39,8 +47,13 @@ from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 
+#: The whole message must arrive within this many seconds of the connection being accepted.
 READ_TIMEOUT = 5.0
 MAX_CONNECTIONS = 128
+#: Connections that have not yet sent a full message; beyond this the oldest is dropped.
+MAX_UNREAD = 32
+#: A connection still sending after this long may be dropped to make room for a new one.
+UNREAD_GRACE = 0.5
 #: How long a new connection may wait for a free slot before it is told the app is busy.
 BUSY_WAIT = 5.0
 LISTEN_BACKLOG = 512
@@ -128,6 +141,8 @@ class UnixSocketServer:
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        #: connections still sending their message -> when they were accepted
+        self._unread: dict[socket.socket, float] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -208,40 +223,77 @@ class UnixSocketServer:
                 if self._stopping.is_set():
                     return
                 continue
-            if not self._slots.acquire(timeout=BUSY_WAIT):
-                if self._stopping.is_set():
-                    conn.close()
-                    return
-                log.warning("too many connections; telling one that the app is busy")
-                _answer_busy(conn)
-                continue
+            self._admit(conn)
             threading.Thread(
                 target=self._serve, args=(conn,), name="ipc-conn", daemon=True
             ).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _admit(self, conn: socket.socket) -> None:
+        """Count ``conn`` as unread; over :data:`MAX_UNREAD`, drop the oldest stale sender."""
+        now = time.monotonic()
         with self._conns_lock:
             self._conns.add(conn)
+            if len(self._unread) >= MAX_UNREAD:
+                oldest = min(self._unread, key=self._unread.__getitem__)
+                if now - self._unread[oldest] >= UNREAD_GRACE:
+                    log.warning("too many connections still sending; dropping the oldest")
+                    del self._unread[oldest]
+                    with contextlib.suppress(OSError):
+                        oldest.shutdown(socket.SHUT_RDWR)
+            self._unread[conn] = now
+
+    def unread_connections(self) -> int:
+        """How many connections have not yet sent a full message."""
+        with self._conns_lock:
+            return len(self._unread)
+
+    def stale_readers(self) -> int:
+        """How many of those have been sending for :data:`UNREAD_GRACE` seconds or more."""
+        now = time.monotonic()
+        with self._conns_lock:
+            return sum(now - t >= UNREAD_GRACE for t in self._unread.values())
+
+    def _serve(self, conn: socket.socket) -> None:
+        slot = False
         try:
             with conn:
-                self._serve_one(conn)
+                line = self._receive(conn)
+                if line is None:
+                    return
+                slot = self._slots.acquire(timeout=BUSY_WAIT)
+                if not slot:
+                    log.warning("too many connections; telling one that the app is busy")
+                    _answer_busy(conn)
+                    return
+                self._serve_one(conn, line)
         except OSError as exc:
             log.info("connection ended early (%s)", type(exc).__name__)
         finally:
             with self._conns_lock:
                 self._conns.discard(conn)
-            self._slots.release()
+                self._unread.pop(conn, None)
+            if slot:
+                self._slots.release()
 
-    def _serve_one(self, conn: socket.socket) -> None:
+    def _receive(self, conn: socket.socket) -> tuple[int, bytes] | None:
+        """The peer's pid and its one message line, or None (wrong uid, late, too long)."""
+        with self._conns_lock:
+            accepted = self._unread.get(conn, time.monotonic())
         peer_pid, uid, _gid = peer_credentials(conn)
         if uid != os.getuid():
             log.warning("refused a connection from uid %d (pid %d)", uid, peer_pid)
-            return
-        conn.settimeout(READ_TIMEOUT)
-        line = _read_line(conn)
+            return None
+        line = _read_line(conn, deadline=accepted + READ_TIMEOUT)
+        with self._conns_lock:
+            self._unread.pop(conn, None)
         if line is None:
             log.warning("dropped a connection: no complete message within the limits")
-            return
+            return None
+        return peer_pid, line
+
+    def _serve_one(self, conn: socket.socket, received: tuple[int, bytes]) -> None:
+        peer_pid, line = received
+        conn.settimeout(READ_TIMEOUT)
         try:
             message = protocol.parse_ipc_request(line)
         except protocol.ProtocolError as exc:
@@ -335,7 +387,9 @@ def _watch_hangup(conn: socket.socket, ack: _Ack) -> None:
             conn.recv(65536)
 
 
-def _read_line(conn: socket.socket) -> bytes | None:
+def _read_line(conn: socket.socket, deadline: float | None = None) -> bytes | None:
+    """One line; None when it is too long, the peer hangs up, or ``deadline`` (monotonic)
+    passes. The deadline covers the whole line, not each read."""
     buf = bytearray()
     while True:
         nl = buf.find(b"\n")
@@ -343,6 +397,11 @@ def _read_line(conn: socket.socket) -> bytes | None:
             return bytes(buf[: nl + 1])
         if len(buf) > protocol.MAX_IPC_BYTES:
             return None
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            conn.settimeout(remaining)
         try:
             chunk = conn.recv(65536)
         except TimeoutError:
@@ -387,10 +446,18 @@ def _proc_ppid(pid: int) -> int | None:
 
 
 def _with_kernel_provenance(message: IpcRequest, peer_pid: int) -> IpcRequest:
-    """Replace what the bridge says about itself by what the kernel says, where it can."""
-    if message.type != "credential" or peer_pid <= 0:
+    """Replace what the bridge says about itself by what the kernel says, where it can.
+
+    Pid 0 means the kernel could not name the peer (it lives outside our PID namespace): the
+    pid and parent the bridge claims are then dropped, so the request is never taken as
+    coming from a process the kernel vouched for."""
+    if message.type != "credential":
         return message
     claimed = message.provenance
+    if peer_pid <= 0:
+        log.warning("the kernel did not name the requesting process (pid %d); its claimed "
+                    "pid %s is not trusted", peer_pid, claimed.pid)
+        return message.replace(provenance=claimed.replace(pid=None, ppid=None))
     if claimed.pid is not None and claimed.pid != peer_pid:
         log.warning("a requester claimed pid %s but is pid %d", claimed.pid, peer_pid)
     ppid = _proc_ppid(peer_pid)

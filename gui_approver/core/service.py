@@ -306,10 +306,12 @@ class SigningService:
                           or (self.store.needs_login(record) and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
+        auto = False
         if needs_approval:
             if mutation and self.auto_approve_loopback and is_loopback_index(
                 request.registry.index_url
             ):
+                auto = True
                 decision = Decision.approve("auto-approved (--auto-approve-loopback)")
             else:
                 if mutation:
@@ -338,7 +340,8 @@ class SigningService:
             reason = decision.reason
         else:
             reason = "read (signed without asking)"
-        key = self.store.signing_key(record)
+        # Only a use a human approved restarts a passphrase key's idle clock.
+        key = self.store.signing_key(record, approved=needs_approval and not auto)
         token = tokens.sign_request(key, request, subject=record.subject)
         try:
             # Durable before the token leaves: a token that is not on record is never released.

@@ -54,9 +54,12 @@ _WITH_VERS = frozenset({"publish", "yank", "unyank"})
 _MUTATION_CLAIMS = ("mutation", "name", "vers", "cksum")
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# ASCII digits only: ``\d`` would match any Unicode digit and ``int()`` would read it.
 _IAT = re.compile(
-    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})T(?P<h>\d{2}):(?P<mi>\d{2}):(?P<s>\d{2})"
-    r"(?:\.(?P<frac>\d{1,9}))?Z"
+    r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})"
+    r"T(?P<h>[0-9]{2}):(?P<mi>[0-9]{2}):(?P<s>[0-9]{2})"
+    r"(?:\.(?P<frac>[0-9]{1,9}))?Z",
+    re.ASCII,
 )
 
 
@@ -145,9 +148,17 @@ def parse_iat(value: object) -> datetime:
 
 
 def _b64url_decode(part: str) -> bytes:
+    """Decode canonical unpadded base64url: one spelling per byte string.
+
+    Non-zero bits after the data in the last character (or padding) would give a second token
+    string for the same signature; both are refused.
+    """
     if not _B64URL.fullmatch(part) or len(part) % 4 == 1:
         raise ValueError("not unpadded base64url")
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != part:
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -393,6 +393,29 @@ class WorkspaceReview:
 
 
 @dataclass(frozen=True)
+class Shown:
+    """The fields of a request the dialog shows, whatever its kind (``None``: not part of
+    this kind of request). ``op`` is cargo's name: ``publish``, ``owners``, ``login``, ..."""
+
+    op: str
+    name: str | None = None
+    vers: str | None = None
+    cksum: str | None = None
+
+    @property
+    def is_owners(self) -> bool:
+        return self.op == "owners"
+
+
+def shown(request: CredentialRequest) -> Shown:
+    match request:
+        case Get(operation=op):
+            return Shown(op.op, request.name, request.vers, request.cksum)
+        case _:
+            return Shown(request.kind)
+
+
+@dataclass(frozen=True)
 class RequestReview:
     request: CredentialRequest
     requester: RequesterInfo

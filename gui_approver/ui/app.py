@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
+from gui_approver.core.hardening import harden_process
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.sessionlock import SessionLockWatcher
@@ -746,6 +747,7 @@ def _quit_on_signals(app: QApplication) -> QSocketNotifier:
 
 def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> int:
     """Run the app. ``first_run=False`` (started by the bridge) skips the welcome window."""
+    harden_process()  # no-op if the CLI already did it
     settings, problems = load_settings()
     for p in problems:
         log.warning("%s", p)

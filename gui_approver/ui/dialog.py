@@ -57,11 +57,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.client.protocol import Get, Owners
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import human_size
 from gui_approver.review.history import INTEGRITY_NOTE
-from gui_approver.review.request import Candidate, RequestReview
+from gui_approver.review.request import Candidate, RequestReview, shown
 from gui_approver.ui.guard import InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -91,13 +90,12 @@ def _heading(approval: ApprovalRequest) -> str:
     where = elide_middle(req.registry.label(), 60)
     if approval.action == "logout":
         return f"Delete the key for registry {where}?"
-    if not isinstance(req, Get):
-        return f"Sign a token for this {req.kind}?"
-    what = f"{req.name} {req.vers}" if req.name and req.vers else (req.name or "")
+    fields = shown(req)
+    what = f"{fields.name} {fields.vers}" if fields.name and fields.vers else (fields.name or "")
     verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
              "unyank": f"Unyank {what} on {where}?",
              "owners": f"Change the owners of {what} on {where}?"}
-    return verbs.get(req.operation.op, f"Sign a token for this {req.operation.op}?")
+    return verbs.get(fields.op, f"Sign a token for this {fields.op}?")
 
 
 def _intro(approval: ApprovalRequest) -> str:
@@ -142,7 +140,7 @@ class ChangesWindow(QDialog):
         self.setModal(False)
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         req = review.request
-        name, vers = (req.name, req.vers) if isinstance(req, Get) else (None, None)
+        name, vers = shown(req).name, shown(req).vers
         prev = review.previous.vers if review.previous is not None else "?"
         self.setWindowTitle(f"gui-approver: changes in {elide_middle(name or '?', 60)} "
                             f"{elide_middle(vers or '?', 30)} since {elide_middle(prev, 30)}")
@@ -336,6 +334,7 @@ class ApprovalDialog(QDialog):
         self.shown_at: float | None = None
         self.visible_at: float | None = None
         req = approval.request
+        fields = shown(req)
         self.setWindowTitle(f"gui-approver: {approval.summary()}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
@@ -370,16 +369,16 @@ class ApprovalDialog(QDialog):
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(6)
         rows: list[tuple[str, str, bool]] = [
-            ("Operation", req.operation.op if isinstance(req, Get) else req.kind, False),
+            ("Operation", fields.op, False),
             ("Registry", elide_middle(req.registry.name or "(unnamed)", 80), False),
             ("Index URL", elide_middle(req.registry.index_url), True),
         ]
-        if isinstance(req, Get) and req.name:
-            rows.append(("Crate", req.name, True))
-        if isinstance(req, Get) and req.vers:
-            rows.append(("Version", req.vers, True))
-        if isinstance(req, Get) and req.cksum:
-            rows.append(("Checksum (sha256)", format_cksum(req.cksum), True))
+        if fields.name:
+            rows.append(("Crate", fields.name, True))
+        if fields.vers:
+            rows.append(("Version", fields.vers, True))
+        if fields.cksum:
+            rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
         if approval.key is not None:
             rows.append(("Signing key", approval.key.kip, True))
         review = approval.review
@@ -438,7 +437,7 @@ class ApprovalDialog(QDialog):
             self._add_flags(body, review)
         body.addWidget(box)
 
-        if isinstance(req, Get) and isinstance(req.operation, Owners):
+        if fields.is_owners:
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
             body.addWidget(note)

@@ -52,6 +52,7 @@ from PySide6.QtWidgets import (
 from gui_approver.core import cargo_config
 from gui_approver.core.approval import is_loopback_index
 from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey, parse_public_paserk
+from gui_approver.core.keys.strength import passphrase_problem
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
@@ -301,6 +302,9 @@ class PassphraseFields(QWidget):
             return None, None
         if a != b:
             return None, "The passphrases differ; nothing was created."
+        problem = passphrase_problem(Secret(a))
+        if problem is not None:
+            return None, problem + " Nothing was created."
         return Secret(a), None
 
     def clear(self) -> None:
@@ -482,26 +486,19 @@ class DemoRegistryBox(QGroupBox):
             self.dir_edit.setText(chosen)
 
     def register(self) -> bool:
-        from gui_approver.registry.server import KEYS_FILE, add_key_to_file
-        from gui_approver.registry.verify import RegisteredKey
+        from gui_approver.core.demo_registry import register_public_key
 
         text = self.dir_edit.text().strip()
         if not text or not self._public:
             self.status.setText("Choose the demo registry's data directory first.")
             return False
         data_dir = Path(text).expanduser()
-        if not data_dir.is_dir():
-            self.status.setText(
-                f"{data_dir} is not a directory. Choose the directory the demo registry was "
-                "started with (--data DIR); nothing was registered.")
-            return False
         try:
-            key = RegisteredKey(public=self._public, subject=self._subject)
-            add_key_to_file(data_dir, key)
-        except (ValueError, OSError) as exc:
-            self.status.setText(f"Could not register the key in {data_dir}: {exc}")
+            kip, path = register_public_key(data_dir, self._public, self._subject)
+        except GuiApproverError as exc:
+            self.status.setText(str(exc))
             return False
-        self.status.setText(f"Registered {key.kip} in {data_dir / KEYS_FILE}.")
+        self.status.setText(f"Registered {kip} in {path}.")
         self.registered.emit(data_dir)
         return True
 

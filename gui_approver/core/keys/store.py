@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from gui_approver.errors import (
     ConfigError,
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 KEYCHAIN_SERVICE = "gui-approver"
 _SECRET_PREFIX = "k3.secret."  # noqa: S105 - a PASERK header, not a secret
 _WRAPPED_PREFIX = "k3.secret-pw."
+#: PBKDF2-HMAC-SHA384 count for ``k3.secret-pw`` (PASERK PBKW records it in the wrapped item,
+#: so older items stay readable). 100,000 took 0.14 s here (2026-11); 350,000 keeps an unlock
+#: near 0.5 s. Items wrapped with fewer are re-wrapped on their next unlock.
+WRAP_ITERATIONS = 350_000
 #: Wrong passphrases: the n-th consecutive failure blocks further attempts for 2**n s (max 5 min).
 _MAX_BACKOFF = 300.0
 _PUBLIC_PREFIX = "k3.public."
@@ -56,6 +61,27 @@ def _b64d(text: str) -> bytes:
                        for c in text):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _pae(pieces: list[bytes]) -> bytes:
+    """PASETO's pre-authentication encoding: LE64 count, then LE64 length + bytes each."""
+    out = len(pieces).to_bytes(8, "little")
+    for piece in pieces:
+        out += len(piece).to_bytes(8, "little") + piece
+    return out
+
+
+def wrapped_iterations(wrapped: Secret) -> int | None:
+    """The PBKDF2 count a ``k3.secret-pw`` item records (salt 32 bytes, then a big-endian
+    u32); None when the item is not one."""
+    text = wrapped.expose()
+    if not text.startswith(_WRAPPED_PREFIX):
+        return None
+    try:
+        raw = _b64d(text[len(_WRAPPED_PREFIX):])
+    except ValueError:
+        return None
+    return int.from_bytes(raw[32:36], "big") if len(raw) >= 36 else None
 
 
 def public_paserk_from_key(public: ec.EllipticCurvePublicKey) -> str:
@@ -88,7 +114,7 @@ def parse_public_paserk(text: str) -> ec.EllipticCurvePublicKey:
 class SigningKey:
     """A P-384 private key. Its ``repr`` names only the key id."""
 
-    __slots__ = ("_paseto", "_private", "kip", "public_paserk")
+    __slots__ = ("_private", "kip", "public_paserk")
 
     def __init__(self, private: ec.EllipticCurvePrivateKey) -> None:
         if not isinstance(private.curve, ec.SECP384R1):
@@ -96,7 +122,6 @@ class SigningKey:
         self._private = private
         self.public_paserk = public_paserk_from_key(private.public_key())
         self.kip = paserk_pid(self.public_paserk)
-        self._paseto: Any = None
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -131,12 +156,14 @@ class SigningKey:
             raise WrongPassphrase("wrong passphrase") from None
         return cls.from_paserk(Secret(key.to_paserk()))
 
-    def wrap(self, passphrase: Secret) -> Secret:
-        """This key as a password-wrapped ``k3.secret-pw`` PASERK."""
+    def wrap(self, passphrase: Secret, *, iterations: int | None = None) -> Secret:
+        """This key as a password-wrapped ``k3.secret-pw`` PASERK (PBKDF2 count recorded
+        in it; :data:`WRAP_ITERATIONS` unless given)."""
         import pyseto
 
         key = pyseto.Key.from_paserk(self.secret_paserk().expose())
-        return Secret(key.to_paserk(password=passphrase.expose()))
+        count = WRAP_ITERATIONS if iterations is None else iterations
+        return Secret(key.to_paserk(password=passphrase.expose(), iteration=count))
 
     def secret_paserk(self) -> Secret:
         scalar = self._private.private_numbers().private_value.to_bytes(48, "big")
@@ -149,16 +176,18 @@ class SigningKey:
         ).decode("ascii")
 
     def sign(self, payload: bytes, footer: bytes) -> str:
-        import pyseto
-
-        if self._paseto is None:
-            pem = self._private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            self._paseto = pyseto.Key.new(version=3, purpose="public", key=pem)
-        token: bytes = pyseto.encode(self._paseto, payload, footer=footer)
+        """A ``v3.public`` PASETO token, signed here with the one key object (no PEM or
+        second key is ever made from it). PASETO v3: ``m2 = PAE(pk, h, m, f, i)`` with the
+        compressed public key, ECDSA P-384 / SHA-384, signature ``r || s`` (96 bytes)."""
+        header = b"v3.public."
+        point = _b64d(self.public_paserk[len(_PUBLIC_PREFIX):])
+        m2 = _pae([point, header, payload, footer, b""])
+        der = self._private.sign(m2, ec.ECDSA(hashes.SHA384()))
+        r, s = decode_dss_signature(der)
+        sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+        token = header + _b64e(payload + sig).encode("ascii")
+        if footer:
+            token += b"." + _b64e(footer).encode("ascii")
         return token.decode("ascii")
 
     def __repr__(self) -> str:
@@ -665,9 +694,13 @@ class KeyStore:
         self._cache.pop(kip, None)
         self._unlocked_at.pop(kip, None)
 
-    def signing_key(self, record: KeyRecord) -> SigningKey:
+    def signing_key(self, record: KeyRecord, *, approved: bool = False) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
-        asks for the passphrase of a protected key, and records the use."""
+        asks for the passphrase of a protected key, and records the use.
+
+        ``approved``: a human approved this use. Only such a use (or the unlock itself)
+        restarts the idle lock's clock; a silent read signature never does, so a process
+        that keeps reading cannot keep a passphrase key unlocked."""
         if record.is_expired():
             raise KeyExpired(
                 f"the key for registry {record.registry} expired on {record.expires}; "
@@ -676,13 +709,13 @@ class KeyStore:
             )
         if record.protection == "hardware":
             hw = self._hardware_key(record)
-            self._note_used(record)
+            self._note_used(record, approved=approved)
             return cast(SigningKey, hw)  # signs like one: kip, public_paserk, sign()
         with self._lock:
             key = self._cache.get(record.kip)
         if key is None:
             key = self._load(record)
-        self._note_used(record)
+        self._note_used(record, approved=approved)
         return key
 
     # -- hardware keys -----------------------------------------------------------------------
@@ -712,7 +745,8 @@ class KeyStore:
             pin_for_signature = self._ask_pin(
                 record, "this key asks for its PIN for every signature")
         with self._lock:
-            self._hw_unlocked[record.kip] = (time.monotonic(), hw.module, hw.uri)
+            # The login starts the idle clock; only approved uses restart it (_note_used).
+            self._hw_unlocked.setdefault(record.kip, (time.monotonic(), hw.module, hw.uri))
         return HardwareSigningKey(record, point, b, pin=pin_for_signature,
                                   notifier=self.touch_notifier)
 
@@ -750,7 +784,9 @@ class KeyStore:
                 f"({record.kip})",
                 hint="the keychain item was removed; create a new key and register it",
             )
-        if secret.expose().startswith(_WRAPPED_PREFIX):
+        # Locked or not is decided by the item itself, never by keys.json (user-writable).
+        wrapped = secret.expose().startswith(_WRAPPED_PREFIX)
+        if wrapped:
             key = self._unlock(record, secret)
         else:
             try:
@@ -765,7 +801,7 @@ class KeyStore:
             )
         with self._lock:
             self._cache[record.kip] = key
-            if record.protection == "passphrase":
+            if wrapped:
                 self._unlocked_at[record.kip] = time.monotonic()
         return key
 
@@ -801,7 +837,26 @@ class KeyStore:
             ) from None
         with self._lock:
             self._failures.pop(record.kip, None)
+        if key.kip == record.kip:
+            self._rewrap_if_weak(record, key, wrapped, passphrase)
         return key
+
+    def _rewrap_if_weak(
+        self, record: KeyRecord, key: SigningKey, wrapped: Secret, passphrase: Secret
+    ) -> None:
+        """An item wrapped with fewer PBKDF2 rounds than :data:`WRAP_ITERATIONS` is wrapped
+        again with the passphrase just proven right. A failure keeps the old item."""
+        count = wrapped_iterations(wrapped)
+        if count is None or count >= WRAP_ITERATIONS:
+            return
+        try:
+            self.keychain.set(record.kip, key.wrap(passphrase))
+        except Exception as exc:  # noqa: BLE001 - the old item still works
+            log.warning("could not re-wrap the key of %s with %d iterations (%s)",
+                        record.registry, WRAP_ITERATIONS, type(exc).__name__)
+            return
+        log.info("re-wrapped the key of %s: %d -> %d PBKDF2 iterations", record.registry,
+                 count, WRAP_ITERATIONS)
 
     def unlock(self, record: KeyRecord, passphrase: Secret) -> None:
         """Unlock a passphrase-protected key, or log in to a hardware key's token with its
@@ -871,11 +926,11 @@ class KeyStore:
                 locked += 1
         return locked
 
-    def _note_used(self, record: KeyRecord) -> None:
+    def _note_used(self, record: KeyRecord, *, approved: bool) -> None:
         with self._lock:
-            if record.kip in self._unlocked_at:
+            if approved and record.kip in self._unlocked_at:
                 self._unlocked_at[record.kip] = time.monotonic()
-            if record.kip in self._hw_unlocked:
+            if approved and record.kip in self._hw_unlocked:
                 _t, mod, uri = self._hw_unlocked[record.kip]
                 self._hw_unlocked[record.kip] = (time.monotonic(), mod, uri)
             usage = self.last_used()
