@@ -180,18 +180,22 @@ def plan_configure(
             if isinstance(cdoc.get("registries"), dict) else None
         )
         if isinstance(table, dict):
-            for secret in ("token", "secret-key"):
-                if secret in table:
+            for field in ("token", "secret-key"):
+                if field in table:
+                    how = "key import-cargo" if field == "secret-key" else "token import-cargo"
                     warnings.append(
-                        f"{creds} still has a plaintext `{secret}` for registry {registry}: a "
-                        "secret on disk (import it with `gui-approver key import-cargo`)"
+                        f"{creds} still has a plaintext `{field}` for registry {registry}: a "
+                        f"secret on disk (import it with `gui-approver {how}`)"
                     )
     return ConfigChange(path=path, before=before, after=tomlkit.dumps(doc),
                         warnings=tuple(warnings))
 
 
-def apply(change: ConfigChange) -> Path | None:
-    """Write the change (backup first). Returns the backup path, or None if nothing changed."""
+def apply(change: ConfigChange, *, scrub: tuple[Secret, ...] = ()) -> Path | None:
+    """Write the change (backup first). Returns the backup path, or None if nothing changed.
+
+    ``scrub``: secrets that must not reach the backup; each occurrence in the backup is
+    replaced by a note (the backup then differs from the old file in those bytes only)."""
     if not change.changed:
         return None
     change.path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +205,15 @@ def apply(change: ConfigChange) -> Path | None:
             f"{change.path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
         )
         shutil.copy2(change.path, backup)
+        secrets = [s.expose() for s in scrub if s.expose()]
+        if secrets:
+            data = backup.read_text("utf-8")
+            if any(s in data for s in secrets):
+                for s in secrets:
+                    data = data.replace(s, "REMOVED-now-in-the-keychain")
+                fd = os.open(backup, os.O_WRONLY | os.O_TRUNC)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(data)
     tmp = change.path.with_name(f".{change.path.name}.gui-approver-tmp")
     tmp.write_text(change.after, "utf-8")
     if change.path.exists():
@@ -260,11 +273,15 @@ def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
 def remove_cargo_secret(found: CargoSecret) -> None:
     """Remove ``secret-key`` (and its subject) from the file it was found in; the rest of the
     file stays byte-identical and its mode is kept."""
+    _remove_fields(found, _SECRET_FIELDS)
+
+
+def _remove_fields(found: CargoSecret, fields: tuple[str, ...]) -> None:
     _, doc = _load(found.path)
     table = _secret_table(doc, found.registry)
     if table is None:
         return
-    for field in _SECRET_FIELDS:
+    for field in fields:
         if field in table:
             del table[field]
     tmp = found.path.with_name(f".{found.path.name}.gui-approver-tmp")
@@ -275,3 +292,34 @@ def remove_cargo_secret(found: CargoSecret) -> None:
         os.fsync(fh.fileno())
     shutil.copymode(found.path, tmp)
     os.replace(tmp, found.path)
+
+
+# -- importing bearer tokens that cargo (cargo:token) keeps in plaintext ------------------------
+
+
+def find_cargo_tokens(home: Path | None = None) -> list[CargoSecret]:
+    """Every ``token`` in ``credentials.toml`` and ``credentials`` (older cargo) under
+    CARGO_HOME: ``[registry]`` (crates.io) and ``[registries.NAME]``."""
+    home = home or cargo_home()
+    found: list[CargoSecret] = []
+    for path in (home / "credentials.toml", home / "credentials"):
+        if not path.exists():
+            continue
+        _, doc = _load(path)
+        names = [CRATES_IO] if isinstance(doc.get("registry"), dict) else []
+        regs = doc.get("registries")
+        if isinstance(regs, dict):
+            names += [str(n) for n in regs]
+        for name in names:
+            table = _secret_table(doc, name)
+            if table is None or not isinstance(table.get("token"), str):
+                continue
+            found.append(CargoSecret(registry=name, path=path,
+                                     secret=Secret(str(table["token"])), subject=None))
+    return found
+
+
+def remove_cargo_token(found: CargoSecret) -> None:
+    """Remove ``token`` from the table it was found in; every other byte of the file and its
+    mode stay as they were. No backup is written (it would hold the token)."""
+    _remove_fields(found, ("token",))

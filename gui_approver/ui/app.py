@@ -35,7 +35,7 @@ from gui_approver.core.sessionlock import SessionLockWatcher
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
-from gui_approver.core.watch import Alert, Watch
+from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
@@ -354,8 +354,8 @@ class GuiApp(QObject):
         self.watch_runner = WatchRunner(watch or Watch(), settings.watch_interval_minutes, self)
         self.watch_runner.new_alerts.connect(self._on_new_alerts)
         self.watch_runner.passed.connect(lambda _r: self._refresh())
-        #: index URL -> (bearer token, delete it) for "Revoke this token"; None: no tokens.
-        self.token_source: TokenSource | None = None
+        #: index URL -> the registry's stored bearer token, for "Revoke this token".
+        self.token_source: TokenSource | None = keychain_tokens(store)
         self.alerts_window: AlertsWindow | None = None
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(30_000)

@@ -1,12 +1,13 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
     .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
-        [--unsupported]
+        [--unsupported] [--token]
 
 Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
 with the requester, verified contents and the changes since the last approved version;
 ``--unsupported``: dialog-unsupported.png, the same review for an archive that uses tar
-features cargo never writes, a PAX path plus a GNU long name, so it is not called verified).
+features cargo never writes, a PAX path plus a GNU long name, so it is not called verified;
+``--token``: dialog-token.png, the review for crates.io, which takes a bearer token).
 The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
 window with the real X11 input guard, showing a publish of a sample crate with one more
 request waiting; by default the shot is taken once Approve has armed (``--arming``: right
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
 REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
 UNSUPPORTED_OUT = REPO / "resources" / "screenshots" / "dialog-unsupported.png"
+TOKEN_OUT = REPO / "resources" / "screenshots" / "dialog-token.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
@@ -83,7 +85,8 @@ def sample_review(request: object, tmp: Path, unsupported: bool = False) -> obje
     return RequestReview(request, requester, c_new, prev, changes, diffs)  # type: ignore[arg-type]
 
 
-def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False) -> int:
+def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False,
+          token: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -115,8 +118,17 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
     key = KeyRecord(registry="crates-io", index_url=index, public="k3.public.sample",
                     kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
                     subject=None, created="2026-01-05")
+    bearer = None
+    if token:
+        from gui_approver.core.keys.bearer import TokenRecord
+
+        bearer = TokenRecord(registry="crates-io", index_url=index, fingerprint="3fa8c21d",
+                             added="2026-11-02T09:14:00+00:00", expires="2027-01-31",
+                             scopes="publish-update; crates: tokio-frobnicate",
+                             protection="passphrase", origin="cli")
+        key = bearer.as_key_record()
     approval = ApprovalRequest(
-        request=request, key=key, review=rev,  # type: ignore[arg-type]
+        request=request, key=key, review=rev, bearer=bearer,  # type: ignore[arg-type]
         provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate"))
     dialog = ApprovalDialog(approval, waiting=1)
     dialog.show()
@@ -141,11 +153,13 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     arming = "--arming" in argv
     unsupported = "--unsupported" in argv
-    review = "--review" in argv or unsupported
-    default = UNSUPPORTED_OUT if unsupported else REVIEW_OUT if review else DEFAULT_OUT
+    token = "--token" in argv
+    review = "--review" in argv or unsupported or token
+    default = (TOKEN_OUT if token else UNSUPPORTED_OUT if unsupported else REVIEW_OUT if review
+               else DEFAULT_OUT)
     out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
-        return child(out, arming, review, unsupported)
+        return child(out, arming, review, unsupported, token)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 
