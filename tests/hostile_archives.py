@@ -304,6 +304,7 @@ def _shapes() -> dict[str, object]:
                                   + b"\0")),
         "size_base256": only(e("src/b256.rs", size_field=b"\x80" + len(EVIL).to_bytes(11, "big"))),
         "cargo_ok": only(e(".cargo-ok", b"ok")),
+        "case_collision": only(e("src/LIB.rs")),
         "file_then_child": only(e("src/lib.rs/inner.rs")),
         "crate_dir_is_file": only(e("", b"x")),
         "non_utf8": only(lambda n, v: raw_entry(f"{P(n, v)}/src/".encode() + b"\xff.rs", EVIL)),

@@ -17,7 +17,8 @@ where both readers provably agree:
   preceded by exactly one GNU long name (``L``) whose text ends in one NUL and holds no other;
 - every path valid UTF-8, below ``<name>-<vers>/``, spelled canonically (no ``.``, empty or
   ``..`` components, not absolute), one entry per path after normalising the way Rust's
-  ``Path::components`` does, no file where another entry needs a directory, no
+  ``Path::components`` does (and per path ignoring case, for case-insensitive file
+  systems), no file where another entry needs a directory, no
   ``.cargo-ok`` (cargo skips that name when unpacking).
 
 :func:`check_subset` walks the raw 512-byte headers itself, the way tar-rs does (tarfile
@@ -218,6 +219,7 @@ def components(path: str) -> tuple[str, ...]:
 
 def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> None:
     seen: dict[tuple[str, ...], bytes] = {}
+    folded: dict[tuple[str, ...], tuple[str, ...]] = {}
     files: set[tuple[str, ...]] = set()
     for m in members:
         try:
@@ -250,6 +252,10 @@ def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> Non
             bad(f"two entries name the same path {'/'.join(comps)[:160]} (cargo unpacks "
                 "the last one over the first)")
         seen[comps] = m.typeflag
+        fold = tuple(c.casefold() for c in comps)
+        if folded.setdefault(fold, comps) != comps:
+            bad(f"two entries differ only in case ({'/'.join(comps)[:160]}; a case-insensitive "
+                "file system unpacks one over the other)")
         if m.typeflag == b"0":
             files.add(comps)
     for comps in seen:
