@@ -65,8 +65,8 @@ def render(out: Path, tmp: Path) -> list[Path]:
     written.append(_grab(wizard, out / "wizard-cargo.png"))
     wizard.close()
 
-    rec = store.create(registry="crates-io",
-                       index_url="https://github.com/rust-lang/crates.io-index",
+    rec = store.create(registry="company-registry",
+                       index_url="sparse+https://crates.company.example/index/",
                        passphrase=Secret("correct horse battery staple"))
     prompt = PassphraseDialog(
         rec, "unlock the key to sign the read of the registry's index that cargo makes before a "
