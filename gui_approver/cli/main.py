@@ -133,6 +133,15 @@ def _print_new_key(rec: Any, heading: str) -> None:
     if rec.expires:
         print(f"expires: {rec.expires}")
     print(f"protection: {rec.protection}")
+    if rec.hardware is not None:
+        print(f"token key: {rec.hardware.uri}\nmodule: {rec.hardware.module}")
+        attrs = dict(rec.hardware.attributes)
+        print("as read back from the token: " + ", ".join(
+            f"{name.upper()}={'yes' if attrs[name] else 'no'}"
+            for name in ("always_sensitive", "never_extractable", "local",
+                         "always_authenticate") if name in attrs))
+        if rec.hardware.touch_policy:
+            print(f"touch policy: {rec.hardware.touch_policy}")
 
 
 def _read_secret(args: argparse.Namespace, prompt: str, *, what: str = "PIN") -> Any:
@@ -161,15 +170,6 @@ def _read_secret(args: argparse.Namespace, prompt: str, *, what: str = "PIN") ->
 
 
 def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None) -> int:
-    from gui_approver.core.keys import pkcs11
-
-    if args.passphrase or args.passphrase_file:
-        raise GuiApproverError("a hardware key is protected by its token's PIN; "
-                               "--passphrase does not apply")
-    uri = pkcs11.parse_uri(args.pkcs11)
-    if uri.type == "public":
-        raise GuiApproverError("the --pkcs11 URI names a public key; name the private key "
-                               "(type=private) or leave type out")
     store = _store()
     store.check_free(args.registry, index)  # before asking for the PIN
     from gui_approver.core.keys.bearer import bearer_store
@@ -179,6 +179,29 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
         raise GuiApproverError(f"registry {held.registry} already has a bearer token "
                                f"({held.fingerprint}); a registry takes either a bearer token "
                                "or an asymmetric key")
+    info = _make_hardware_key(args)
+    rec = store.add_hardware(info, registry=args.registry, index_url=index,
+                             subject=args.subject, expires=expires, origin="cli")
+    if args.json:
+        _print_json(_record_json(rec))
+        return 0
+    verb = "Adopted" if args.use_existing else "Generated"
+    _print_new_key(rec, f"{verb} a key on token {info.token_label!r} for registry "
+                        f"{rec.registry} ({rec.index_url}).")
+    return 0
+
+
+def _make_hardware_key(args: argparse.Namespace) -> Any:
+    """Generate (or with --use-existing adopt) the P-384 key at --pkcs11 URI; a KeyInfo."""
+    from gui_approver.core.keys import pkcs11
+
+    if args.passphrase or args.passphrase_file:
+        raise GuiApproverError("a hardware key is protected by its token's PIN; "
+                               "--passphrase does not apply")
+    uri = pkcs11.parse_uri(args.pkcs11)
+    if uri.type == "public":
+        raise GuiApproverError("the --pkcs11 URI names a public key; name the private key "
+                               "(type=private) or leave type out")
     module = pkcs11.find_module(args.pkcs11, args.module)
     label = uri.token or "the token"
     pin = _read_secret(args, f"PIN of {label}: ")
@@ -191,25 +214,8 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
         info = b.adopt(module, args.pkcs11, pin)
     else:
         info = b.generate(module, args.pkcs11, pin, label=f"gui-approver {args.registry}")
-    rec = store.add_hardware(info, registry=args.registry, index_url=index,
-                             subject=args.subject, expires=expires, origin="cli")
     b.logout_all()
-    if args.json:
-        _print_json(_record_json(rec))
-        return 0
-    verb = "Adopted" if args.use_existing else "Generated"
-    _print_new_key(rec, f"{verb} a key on token {info.token_label!r} for registry "
-                        f"{rec.registry} ({rec.index_url}).")
-    assert rec.hardware is not None
-    print(f"token key: {rec.hardware.uri}\nmodule: {rec.hardware.module}")
-    attrs = dict(rec.hardware.attributes)
-    print("as read back from the token: " + ", ".join(
-        f"{name.upper()}={'yes' if attrs[name] else 'no'}"
-        for name in ("always_sensitive", "never_extractable", "local", "always_authenticate")
-        if name in attrs))
-    if rec.hardware.touch_policy:
-        print(f"touch policy: {rec.hardware.touch_policy}")
-    return 0
+    return info
 
 
 def cmd_key_new(args: argparse.Namespace) -> int:
@@ -330,11 +336,15 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(_record_json(new))
         else:
-            print(f"Registry {new.registry} now signs with {new.kip}; the old key was deleted.")
+            print(f"Registry {new.registry} now signs with {new.kip}; the old key was deleted"
+                  " (a key on a hardware token stays on the token).")
         return 0
     old = _find(store, args.registry)
     pending = store.find_pending(args.registry)
-    if pending is None:
+    if pending is None and args.pkcs11:
+        expires = _expiry(args.expires)
+        pending = store.start_rotation(old, expires=expires, hardware=_make_hardware_key(args))
+    elif pending is None:
         pending = store.start_rotation(old, expires=_expiry(args.expires),
                                        passphrase=_passphrase(args, confirm=True))
     if args.json:
@@ -793,24 +803,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--passphrase-file", metavar="FILE",
                        help="read the passphrase from the first line of FILE (- for stdin)")
 
+    def hardware_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pkcs11", metavar="URI",
+                       help="make the key on a hardware token (YubiKey, smart card, TPM) named "
+                            "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'")
+        p.add_argument("--module", metavar="PATH",
+                       help="the token's PKCS#11 module (default: the URI's module-path, else "
+                            "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)")
+        p.add_argument("--pin-file", metavar="FILE",
+                       help="read the token PIN from the first line of FILE (- for stdin); "
+                            "default: a no-echo prompt, or stdin when it is not a terminal")
+        p.add_argument("--use-existing", action="store_true",
+                       help="use the P-384 key already on the token at the URI (e.g. made "
+                            "with ykman in a PIV slot) instead of generating one")
+
     new = ksub.add_parser("new", help="create a key for a registry")
     new.add_argument("--registry", required=True)
     new.add_argument("--index", help="index URL (default: from $CARGO_HOME/config.toml)")
     new.add_argument("--subject", help="key subject, if the registry asks for one")
     new.add_argument("--expires", help="none (default), 90d, 1y, or a date YYYY-MM-DD")
     passphrase_opts(new)
-    new.add_argument("--pkcs11", metavar="URI",
-                     help="make the key on a hardware token (YubiKey, smart card, TPM) named "
-                          "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'")
-    new.add_argument("--module", metavar="PATH",
-                     help="the token's PKCS#11 module (default: the URI's module-path, else "
-                          "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)")
-    new.add_argument("--pin-file", metavar="FILE",
-                     help="read the token PIN from the first line of FILE (- for stdin); "
-                          "default: a no-echo prompt, or stdin when it is not a terminal")
-    new.add_argument("--use-existing", action="store_true",
-                     help="use the P-384 key already on the token at the URI (e.g. made with "
-                          "ykman in a PIV slot) instead of generating one")
+    hardware_opts(new)
     new.add_argument("--json", action="store_true")
     new.set_defaults(func=cmd_key_new)
     show = ksub.add_parser("show", help="show a registry's public key")
@@ -832,6 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the new key is registered: use it and delete the old one")
     rotate.add_argument("--expires", help="expiry of the new key (none, 90d, 1y, YYYY-MM-DD)")
     passphrase_opts(rotate)
+    hardware_opts(rotate)
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=cmd_key_rotate)
     imp = ksub.add_parser("import-cargo",

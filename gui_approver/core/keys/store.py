@@ -635,6 +635,7 @@ class KeyStore:
         index_url: str,
         subject: str | None,
         expires: str | None = None,
+        status: str = "active",
         origin: str = "unknown",
     ) -> KeyRecord:
         """Record a key held by a PKCS#11 token (``info``: a pkcs11.KeyInfo). Nothing secret
@@ -651,12 +652,12 @@ class KeyStore:
         public = _PUBLIC_PREFIX + _b64e(info.point)
         with self._lock:
             records = self._read()
-            _check_free(records, registry, index_url, "active")
+            _check_free(records, registry, index_url, status)
             record = KeyRecord(
                 registry=registry, index_url=index_url, public=public,
                 kip=paserk_pid(public), subject=subject,
                 created=datetime.now(UTC).replace(microsecond=0).isoformat(),
-                expires=expires, protection="hardware",
+                expires=expires, protection="hardware", status=status,
                 hardware=HardwareRef(module=info.module, uri=info.uri, token=info.token_label,
                                      attributes=tuple(sorted(info.attributes.items())),
                                      touch_policy=info.touch_policy),
@@ -679,9 +680,22 @@ class KeyStore:
                         subject=subject, expires=expires, passphrase=passphrase, origin=origin)
 
     def start_rotation(
-        self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None
+        self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None,
+        hardware: Any = None,
     ) -> KeyRecord:
-        """Create the successor of ``record`` (pending until :meth:`finish_rotation`)."""
+        """Create the successor of ``record`` (pending until :meth:`finish_rotation`);
+        ``hardware``: a pkcs11.KeyInfo made on a token for it."""
+        if hardware is not None:
+            return self.add_hardware(hardware, registry=record.registry,
+                                     index_url=record.index_url, subject=record.subject,
+                                     expires=expires, status="pending", origin=record.origin)
+        if record.protection == "hardware":
+            # The successor would be a keychain key: that silently weakens the protection.
+            raise ConfigError(
+                f"the key of registry {record.registry} is on a hardware token; rotating it "
+                "would put its successor in the keychain, so gui-approver does not",
+                hint=f"make the successor on a token: gui-approver key rotate --registry "
+                     f"{record.registry} --pkcs11 URI")
         return self.add(
             SigningKey.generate(), registry=record.registry, index_url=record.index_url,
             subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
@@ -701,10 +715,13 @@ class KeyStore:
             promoted = replace(pending, status="active")
             self._write([*records, promoted])
             if old is not None:
-                with contextlib.suppress(KeyNotFound):
-                    self.keychain.delete(old.kip)
+                if old.protection != "hardware":
+                    with contextlib.suppress(KeyNotFound):
+                        self.keychain.delete(old.kip)
                 self._forget(old.kip)
-            return promoted
+        if old is not None and old.protection == "hardware":
+            self._hw_logout(old.kip)
+        return promoted
 
     def delete(self, record: KeyRecord) -> None:
         """Delete the record (and the keychain item). A hardware key stays on its token."""
