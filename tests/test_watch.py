@@ -625,3 +625,30 @@ def test_cli_watch_revoke_with_the_token_from_the_real_keychain(
         outputs = [p.stdout + p.stderr for p in (add, unconfirmed, revoked, again, add2)]
         hits = scan(token, paths=[app_env.dirs.root, tmp_path], texts=outputs)
         assert hits == [], hits
+
+
+def test_a_publish_approved_while_the_pass_fetches_raises_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval is on record before its token leaves the app, and so before the version
+    can be in the index: the pass must read the audit log after the index, not before."""
+    from test_registry_tokens import bearer_publish
+
+    from gui_approver.core import watch as watch_mod
+
+    world.watch.add("local", ["wa-race"], world.reg.index_url)
+    world.watch.run_once()
+    real = watch_mod.Fetcher.get_conditional
+
+    def approve_and_publish_first(self: Any, url: str, *args: Any, **kw: Any) -> Any:
+        if url.endswith("/wa-race"):
+            crate = b"raced"
+            import hashlib
+
+            world.approve("publish", "wa-race", "0.1.0", hashlib.sha256(crate).hexdigest())
+            assert bearer_publish(world.reg, world.token, "wa-race", "0.1.0", crate)[0] == 200
+        return real(self, url, *args, **kw)
+
+    monkeypatch.setattr(watch_mod.Fetcher, "get_conditional", approve_and_publish_first)
+    result = world.watch.run_once()
+    assert (result.new_alerts, result.errors) == ([], [])

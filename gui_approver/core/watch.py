@@ -642,9 +642,12 @@ class Watch:
     def _approvals(self) -> dict[str, Approvals]:
         return approvals_from(audit.read_recent(10**9, self.audit_path))
 
-    def watched(self, registry: str | None = None) -> list[Watched]:
+    def watched(
+        self, registry: str | None = None, approvals: dict[str, Approvals] | None = None
+    ) -> list[Watched]:
         """The watched registries and crates (only those matching ``registry``, a name or URL)."""
-        approvals = self._approvals()
+        if approvals is None:
+            approvals = self._approvals()
         prefs = self._prefs()
         out = []
         for index_url in sorted(set(approvals) | set(prefs)):
@@ -936,6 +939,8 @@ class Watch:
                 fetched[crate] = (f, versions)
         if not fetched and new_config is None:
             return
+        # Read the approvals only now, after the index: an approval is on record before its
+        # token leaves the app, so a publish approved while this pass was fetching is in it.
         approvals = self._approvals().get(w.index_url, Approvals())
         elsewhere = self.elsewhere(w.index_url)
         with self._locked():
