@@ -219,9 +219,12 @@ def _make_hardware_key(args: argparse.Namespace) -> Any:
 
 
 def cmd_key_new(args: argparse.Namespace) -> int:
-    from gui_approver.core import cargo_config
+    from gui_approver.core import cargo_config, validate
     from gui_approver.core.keys import flows
 
+    validate.check_registry_name(args.registry)
+    if args.index:
+        args.index = validate.check_index_url(args.index)
     flows.refuse_crates_io_key(args.registry, args.index)
     index = args.index or cargo_config.registry_index(args.registry)
     if not index:
@@ -332,6 +335,21 @@ def cmd_key_export(args: argparse.Namespace) -> int:
 def cmd_key_rotate(args: argparse.Namespace) -> int:
     store = _store()
     if args.confirm:
+        pending = store.find_pending(args.registry)
+        if pending is not None and not args.no_check:
+            from gui_approver.core.keys.acceptance import check_accepted
+
+            verdict = check_accepted(store, pending)
+            if verdict.accepted is False:
+                raise GuiApproverError(
+                    f"{verdict.why}: it is not registered yet, so the old key "
+                    f"({_find(store, args.registry).kip}) was kept and still signs",
+                    hint=f"register the new key (gui-approver key export --registry "
+                         f"{args.registry} --pending) and confirm again, or pass --no-check")
+            note = (verdict.why + "." if verdict.accepted else
+                    f"note: could not check that the registry accepts the new key: "
+                    f"{verdict.why}.")
+            print(note, file=sys.stderr)
         new = store.finish_rotation(args.registry)
         if args.json:
             _print_json(_record_json(new))
@@ -514,10 +532,13 @@ def cmd_hardware_list(args: argparse.Namespace) -> int:
 def cmd_key_delete(args: argparse.Namespace) -> int:
     store = _store()
     rec = _find(store, args.registry)
+    used = store.last_used().get(rec.kip)
+    signed = f" It last signed at {used}." if used else " It has never signed anything."
     if not args.yes:
         if not sys.stdin.isatty():
-            raise GuiApproverError("refusing to delete a key without confirmation; pass --yes")
-        answer = input(f"Delete the key {rec.kip} for registry {rec.registry}? "
+            raise GuiApproverError("refusing to delete a key without confirmation; pass --yes"
+                                   + (f" (it last signed at {used})" if used else ""))
+        answer = input(f"Delete the key {rec.kip} for registry {rec.registry}?{signed} "
                        f"Type the registry name to confirm: ")
         if answer.strip() != rec.registry:
             print("Not deleted.", file=sys.stderr)
@@ -701,12 +722,49 @@ def cmd_token_allow_reads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm(question: str, *, yes: bool, refusal: str) -> None:
+    """Ask ``question`` on a terminal (y/N), or need ``--yes`` without one; raise if not."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise GuiApproverError(f"{refusal}; nothing was changed", hint="pass --yes to do it")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise GuiApproverError(f"not confirmed; nothing was changed ({refusal})")
+
+
+def _recorded_index(store: Any, registry: str) -> str | None:
+    """The index URL the registry's key (or bearer token) was made for, if any."""
+    from gui_approver.core.keys.bearer import bearer_store
+
+    rec = store.find_by_registry(registry) or bearer_store(store).find_by_registry(registry)
+    return rec.index_url if rec is not None else None
+
+
 def cmd_configure_cargo(args: argparse.Namespace) -> int:
-    from gui_approver.core import cargo_config
+    from gui_approver.core import cargo_config, validate
     from gui_approver.core.keys import flows
 
-    index = args.index or cargo_config.registry_index(args.registry)
-    change = flows.plan_configure(_store(), args.registry, index, bridge=args.bridge)
+    validate.check_registry_name(args.registry)
+    store = _store()
+    recorded = None if args.registry == cargo_config.CRATES_IO else _recorded_index(
+        store, args.registry)
+    if args.index:
+        index: str | None = validate.check_index_url(args.index)
+    else:
+        # The index the key was made for: cargo then asks for exactly that key.
+        index = recorded or cargo_config.registry_index(args.registry)
+    current = cargo_config.registry_index(args.registry)
+    if (args.registry != cargo_config.CRATES_IO and index and current
+            and current != index and not args.dry_run):
+        mismatch = (f"; the key for {args.registry} was made for {recorded}"
+                    if recorded and recorded != index else "")
+        _confirm(f"Registry {args.registry} already uses the index {current} in "
+                 f"{cargo_config.config_path()}. Change it to {index}{mismatch}?",
+                 yes=args.yes,
+                 refusal=f"registry {args.registry} already has the index {current}; "
+                         f"changing it to {index} needs confirmation{mismatch}")
+    change = flows.plan_configure(store, args.registry, index, bridge=args.bridge)
     for w in change.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not change.changed:
@@ -843,6 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--registry", required=True)
     rotate.add_argument("--confirm", action="store_true",
                         help="the new key is registered: use it and delete the old one")
+    rotate.add_argument("--no-check", action="store_true",
+                        help="with --confirm: do not first ask the registry whether it "
+                             "accepts the new key")
     rotate.add_argument("--expires", help="expiry of the new key (none, 90d, 1y, YYYY-MM-DD)")
     passphrase_opts(rotate)
     hardware_opts(rotate)
@@ -914,9 +975,16 @@ def build_parser() -> argparse.ArgumentParser:
     tread.set_defaults(func=cmd_token_allow_reads)
 
     cc = sub.add_parser("configure-cargo", help="point cargo at gui-approver for a registry")
-    cc.add_argument("--registry", required=True)
-    cc.add_argument("--index", help="index URL (not needed for crates-io)")
+    cc.add_argument("--registry", required=True, metavar="NAME",
+                    help="the registry's name, as in cargo --registry NAME (crates-io for "
+                         "crates.io)")
+    cc.add_argument("--index", metavar="URL",
+                    help="its index URL, e.g. sparse+https://my.registry/index/ (default: "
+                         "the index its key was made for, else the one in cargo's config; "
+                         "not needed for crates-io)")
     cc.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    cc.add_argument("--yes", action="store_true",
+                    help="change a registry's existing index without asking")
     cc.add_argument("--bridge", help=argparse.SUPPRESS)
     cc.set_defaults(func=cmd_configure_cargo)
 
