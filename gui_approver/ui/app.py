@@ -51,6 +51,8 @@ from gui_approver.ui.winutil import bring_forward
 
 log = logging.getLogger(__name__)
 
+#: Desktop notifications for alerts found by one pass; the rest are counted in one more.
+MAX_ALERT_NOTIFICATIONS = 5
 #: How often the app looks for a tray host when it started without one (ms).
 TRAY_RECHECK_MS = 5_000
 #: How often key expiry is checked again after start-up (ms): once a day.
@@ -510,9 +512,14 @@ class GuiApp(QObject):
         self.alerts_window.activateWindow()
 
     def _on_new_alerts(self, alerts: list[Alert]) -> None:
-        """One desktop notification per alert, the first time the app sees it."""
-        for alert in alerts:
+        """One desktop notification per alert, the first time the app sees it (beyond
+        MAX_ALERT_NOTIFICATIONS at once: one more that counts the rest)."""
+        for alert in alerts[:MAX_ALERT_NOTIFICATIONS]:
             self.notify("Version nobody approved", alert.message, warning=True)
+        rest = len(alerts) - MAX_ALERT_NOTIFICATIONS
+        if rest > 0:
+            self.notify("Versions nobody approved",
+                        f"…and {rest} more: see Alerts… in the gui-approver menu.", warning=True)
         if self.alerts_window is not None and self.alerts_window.isVisible():
             self.alerts_window.refresh()
         self._refresh()
