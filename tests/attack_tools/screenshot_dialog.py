@@ -1,12 +1,14 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
     .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
-        [--unsupported]
+        [--unsupported] [--hostile]
 
 Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
 with the requester, verified contents and the changes since the last approved version;
 ``--unsupported``: dialog-unsupported.png, the same review for an archive that uses tar
-features cargo never writes, a PAX path plus a GNU long name, so it is not called verified).
+features cargo never writes, a PAX path plus a GNU long name, so it is not called verified;
+``--hostile``: dialog-hostile.png, a request from a process that is not a verified cargo,
+naming the registry with a right-to-left override and a newline, and a workspace list).
 The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
 window with the real X11 input guard, showing a publish of a sample crate with one more
 request waiting; by default the shot is taken once Approve has armed (``--arming``: right
@@ -28,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
 REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
 UNSUPPORTED_OUT = REPO / "resources" / "screenshots" / "dialog-unsupported.png"
+HOSTILE_OUT = REPO / "resources" / "screenshots" / "dialog-hostile.png"
+HOSTILE_NAME = "crates-io (127.0.0.1, throwa\u202e\ngnp.exe"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
@@ -83,7 +87,8 @@ def sample_review(request: object, tmp: Path, unsupported: bool = False) -> obje
     return RequestReview(request, requester, c_new, prev, changes, diffs)  # type: ignore[arg-type]
 
 
-def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False) -> int:
+def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False,
+          hostile: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -104,7 +109,8 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         rev = sample_review(None, tmp, unsupported)
         cksum = rev.contents.cksum  # type: ignore[attr-defined]
     request = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": index, "name": "crates-io"}, "kind": "get",
+        "v": 1, "registry": {"index-url": index,
+                             "name": HOSTILE_NAME if hostile else "crates-io"}, "kind": "get",
         "operation": "publish", "name": "tokio-frobnicate", "vers": "1.4.2",
         "cksum": cksum,
     }))
@@ -112,6 +118,18 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         import dataclasses
 
         rev = dataclasses.replace(rev, request=request)  # type: ignore[type-var]
+        if hostile:
+            from gui_approver.review.request import Candidate
+            from gui_approver.review.requester import RequesterInfo
+
+            c = rev.contents  # type: ignore[attr-defined]
+            other = Candidate("tokio-frobnicate-macros", "1.4.2", "ab" * 32, "", c)
+            rev = dataclasses.replace(  # type: ignore[type-var]
+                rev, batch=(Candidate(c.name, c.vers, c.cksum, c.path or "", c), other),
+                requester=RequesterInfo(
+                    verified=False, pid=48213, pid_source="kernel",
+                    summary="requester could not be verified: the credential provider was "
+                            "started by timeout (pid 48190), not by cargo"))
     key = KeyRecord(registry="crates-io", index_url=index, public="k3.public.sample",
                     kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
                     subject=None, created="2026-01-05")
@@ -141,11 +159,13 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     arming = "--arming" in argv
     unsupported = "--unsupported" in argv
-    review = "--review" in argv or unsupported
-    default = UNSUPPORTED_OUT if unsupported else REVIEW_OUT if review else DEFAULT_OUT
+    hostile = "--hostile" in argv
+    review = "--review" in argv or unsupported or hostile
+    default = (HOSTILE_OUT if hostile else UNSUPPORTED_OUT if unsupported
+               else REVIEW_OUT if review else DEFAULT_OUT)
     out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
-        return child(out, arming, review, unsupported)
+        return child(out, arming, review, unsupported, hostile)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 
