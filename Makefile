@@ -3,7 +3,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint bench screenshots bootstrap-run bootstrap-test clean
+.PHONY: run test check lint bench screenshots bootstrap-run bootstrap-test clean
 
 # Without a graphical session it says so (and what to do) instead of starting anything.
 # With no key yet, `make run` shows the self-contained demo (throwaway registry, keychain and
@@ -19,7 +19,11 @@ run: bootstrap-run
 	fi
 
 test: bootstrap-test lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest $(PYTEST_ARGS)
+
+# The inner loop (under a minute): lint and the unit tests, fuzzing with the small profile.
+check: lint
+	HYPOTHESIS_PROFILE=dev $(PY) -m pytest -q -x tests/unit $(PYTEST_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check gui_approver tests

@@ -59,6 +59,22 @@ fi
 # Bytecode for our own package (editable installs do not compile it).
 .venv/bin/python -m compileall -q gui_approver >/dev/null
 
+# The bridge: cargo starts it for every request, so its start-up is the product's latency.
+# pip's console-script wrapper starts Python with `site` (every .pth in site-packages, the
+# editable install's path entry, PYTHON* variables). The bridge needs only the standard
+# library and gui_approver.client, so start it isolated (-I) and without site (-S).
+bridge=.venv/bin/cargo-credential-gui-approver
+cat > "$bridge.tmp" <<LAUNCHER
+#!$here/.venv/bin/python -IS
+# Written by packaging/bootstrap.sh (not pip): the cargo credential provider, started
+# isolated and without site for speed; it imports only the standard library.
+import sys
+sys.path.insert(0, "$here")
+from gui_approver.client.bridge import main
+sys.exit(main())
+LAUNCHER
+chmod 0755 "$bridge.tmp" && mv -f "$bridge.tmp" "$bridge"
+
 if [ "$mode" = test ] && [ ! -d tests/node/node_modules/paseto ]; then
   (cd tests/node && npm install --silent --no-audit --no-fund >&2)
 fi

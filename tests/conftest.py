@@ -40,6 +40,10 @@ from pathlib import Path
 import envtools
 import pytest
 import softhsm as softhsm_tools
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=10_000, deadline=None, database=None)
+settings.register_profile("dev", max_examples=300, deadline=None, database=None)
 
 # Variables removed from the pytest process itself at start-up.
 _PROCESS_LEAKY_VARS = (
@@ -60,6 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(var, None)
     # Before pytest-qt's session-wide QApplication exists: in-process Qt never needs a screen.
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    # Hypothesis: `ci` (make test, CI) runs the full 10,000 cases per parser; `dev` (make
+    # check, a bare pytest) a few hundred. HYPOTHESIS_PROFILE picks one explicitly.
+    settings.load_profile(
+        os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 class AppEnv(dict[str, str]):

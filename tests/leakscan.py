@@ -4,7 +4,8 @@
     hits = scan(secret_key, paths=[app_env.dirs.root, runtime_dir], texts=[stdout, stderr])
     assert hits == [], hits
 
-``secret_key`` is a ``k3.secret...`` PASERK (str or gui_approver Secret) or a SigningKey. The
+``secret_key`` is a ``k3.secret...`` PASERK (str or gui_approver Secret) or a SigningKey, or a
+bearer token (any other string or Secret: searched as is, hex, base64, base64url). The
 forms searched are the PASERK itself, the 48-byte private scalar as raw bytes, lower- and
 upper-case hex, standard and URL-safe base64 (padded or not), and its decimal digits. Files
 are read as bytes (binary files too; sockets, FIFOs and devices are skipped); a directory is
@@ -49,8 +50,23 @@ def _paserk_of(secret: Any) -> str:
     return secret.strip()
 
 
+def _bearer_forms(token: str) -> dict[str, bytes]:
+    raw = token.strip().encode()
+    return {
+        "token": raw,
+        "token-hex": raw.hex().encode(),
+        "token-base64": base64.b64encode(raw).rstrip(b"="),
+        "token-base64url": base64.urlsafe_b64encode(raw).rstrip(b"="),
+    }
+
+
 def secret_forms(secret: Any) -> dict[str, bytes]:
-    """Every encoding of the secret to look for, by name."""
+    """Every encoding of the secret to look for, by name. A string (or Secret) that is not a
+    ``k3.secret`` PASERK is a bearer token: itself, hex, base64 and base64url."""
+    if hasattr(secret, "expose") and not hasattr(secret, "secret_paserk"):
+        secret = secret.expose()
+    if isinstance(secret, str) and not secret.strip().startswith("k3.secret."):
+        return _bearer_forms(secret)
     paserk = _paserk_of(secret)
     data = paserk[len("k3.secret."):]
     scalar = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))

@@ -18,14 +18,22 @@ device (the "Xvfb mouse"/"Xvfb keyboard" slaves) is XTEST aimed at that device -
 also the hole the dialog cannot close on X11. The positive tests use exactly that, so they
 both prove that a person can approve through the full guard and document the hole.
 
+Only Approve ignores input from software (issue #14): XTEST input (on-screen keyboards,
+voice control, remote desktop, Barrier/Input Leap) reaches the dialog and can deny; on
+Approve it is refused and the dialog says so; a Tab from it never leaves Approve focused.
+
 The matrix (attack -> expected result):
 
   XTEST on the real devices (stand-in for a person)   approved  (the known X11 hole)
-  xdotool click / key Return / space / Tab space      dropped by the guard, pending
-  xdotool click --window (XSendEvent), key --window   dropped (send_event / XTEST), pending
+  xdotool click on Approve                            refused and said so, pending
+  xdotool key Return / space / Tab space              Deny (Tab never lands on Approve)
+  xdotool key Tab, then the user's real space         Deny (the worm's Tab went to Deny)
+  xdotool click on Deny, key Escape                   denied (software may always deny)
+  xdotool click --window (XSendEvent)                 dropped (send_event), pending
+  xdotool key --window Tab space (focused: XTEST)     Deny
   python-xlib XSendEvent click, keys, FocusIn+keys    dropped (send_event), pending
   AT-SPI DoAction(0..2) + GrabFocus on Approve        no action exists, pending
-  AT-SPI generateMouseEvent / generateKeyboardEvent   XTEST underneath: dropped, pending
+  AT-SPI generateMouseEvent / generateKeyboardEvent   XTEST underneath: refused on Approve
   real-device click + keys within 100 ms of mapping   not armed yet: pending or denied
   pointer warped onto Approve, then a real click      refused (no raw motion), pending
   a window kept over the dialog, then a real click    disarmed while covered, pending
@@ -481,16 +489,21 @@ def test_atspi_do_action_and_grab_focus_on_approve(arena):
 
 
 def test_atspi_generated_mouse_and_key_events(arena):
-    bridge, _ = arena.publish("a11yevents")
+    bridge, dialog = arena.publish("a11yevents")
     x, y = arena.approve_point("a11yevents")
     since = arena.mark()
     arena.atspi("mouse", str(x), str(y), "b1c")
-    arena.wait_log(r"dropped a button-release from XTEST device", since)
-    since = arena.mark()
-    arena.atspi("keys", "Tab", "space", "Return")
-    arena.wait_log(r"dropped a key-release from XTEST device", since)
+    arena.wait_log(r"untrusted button-press from XTEST device", since)
+    arena.wait_log(rf"dialog {dialog}: Approve refused input \(input from software\)", since)
     assert bridge.pending
-    assert_denied(arena.deny_by_closing(bridge, "a11yevents"))
+    names = [n["name"] for n in arena.atspi("dump", TITLE + "a11yevents")["nodes"]]
+    assert any("that input came from software" in n for n in names), names
+    since = arena.mark()
+    # Tab from software skips Approve, so the space lands on Deny: software can deny.
+    arena.atspi("keys", "Tab", "space", "Return")
+    arena.wait_log(r"untrusted key-press from XTEST device", since)
+    assert_denied(bridge.answer())
+    assert "approved" not in arena.log()[since:]
 
 
 def test_paranoid_accessibility_detaches_from_the_bus(arena):
@@ -521,6 +534,17 @@ app.exec()
 
 # -- X11 injection ---------------------------------------------------------------------------
 
+#: What each attack may end in: "pending" (Approve refused it) or "denied" (it reached Deny,
+#: which any input may press). Never a token.
+XDOTOOL_OUTCOME = {
+    "xdotool click": "pending",
+    "xdotool key Return": "denied",
+    "xdotool key space": "denied",
+    "xdotool key Tab space": "denied",
+    "xdotool click --window (XSendEvent)": "pending",
+    # xdotool uses XTEST, not XSendEvent, when --window is the focused window (the dialog).
+    "xdotool key --window Tab space": "denied",
+}
 XDOTOOL_ATTACKS = {
     "xdotool click": lambda a, w, x, y: [["xdotool", "mousemove", str(x), str(y), "click", "1"]],
     "xdotool key Return": lambda a, w, x, y: [["xdotool", "key", "Return"]],
@@ -542,10 +566,57 @@ def test_xdotool(arena, attack):
     since = arena.mark()
     for argv in XDOTOOL_ATTACKS[attack](arena, wid, x, y):
         arena.run(argv)
-    arena.wait_log(r"input guard: dropped a (synthetic )?(button|key|mouse)", since)
-    assert bridge.pending
+    arena.wait_log(r"input guard: (dropped a (synthetic )?(button|key|mouse)|untrusted "
+                   r"(button|key))", since)
+    outcome = XDOTOOL_OUTCOME[attack]
+    if outcome == "pending":
+        if attack == "xdotool click":
+            arena.wait_log(r"Approve refused input \(input from software\)", since)
+        assert bridge.pending
+        assert_denied(arena.deny_by_closing(bridge, name))
+    else:
+        assert_denied(bridge.answer())
     assert "approved" not in arena.log()[since:]
-    assert_denied(arena.deny_by_closing(bridge, name))
+
+
+def deny_point(arena: Arena, name: str) -> tuple[int, int]:
+    nodes = arena.atspi("dump", TITLE + name)["nodes"]
+    deny = next(n for n in nodes if n["role"] == "push button" and n["name"] == "Deny")
+    x, y, w, h = deny["extents"]
+    return x + w // 2, y + h // 2
+
+
+@pytest.mark.parametrize("how", ["click Deny", "Escape"])
+def test_software_input_can_deny(arena, how):
+    """On-screen keyboards, voice control, remote desktop and software KVMs use XTEST."""
+    name = "swdeny" + how.split()[0].lower()
+    bridge, _ = arena.publish(name)
+    since = arena.mark()
+    if how == "click Deny":
+        x, y = deny_point(arena, name)
+        arena.run(["xdotool", "mousemove", str(x), str(y), "click", "1"])
+    else:
+        arena.run(["xdotool", "key", "Escape"])
+    arena.wait_log(r"untrusted (button|key)-press from XTEST device", since)
+    assert_denied(bridge.answer())
+
+
+def test_software_tab_before_the_users_space_denies(arena):
+    """A worm Tabs to Approve just before the user presses Space meaning Deny: the Tab
+    goes to Deny instead, and the user's real Space denies."""
+    use_real_keyboard(arena)
+    bridge, dialog = arena.publish("swtab")
+    # The first XTEST key switches keyboards (XkbNewKeyboardNotify), which disarms Approve;
+    # a worm would wait for it to arm again before its Tab.
+    since = arena.mark()
+    arena.run(["xdotool", "key", "Shift_L"])
+    arena.wait_log(rf"dialog {dialog}: Approve disarmed", since)
+    arena.wait_armed(dialog, since)
+    since = arena.mark()
+    arena.run(["xdotool", "key", "Tab"])
+    arena.wait_log(rf"dialog {dialog}: a Tab from software would focus Approve", since)
+    arena.tool("xinject.py", "device-keys", "space")  # the user's own Space
+    assert_denied(bridge.answer())
 
 
 @pytest.mark.parametrize("attack", [["click"], ["keys", "Tab", "space"], ["focus+keys"]])
@@ -635,7 +706,7 @@ def test_without_xinput2_approval_is_refused_not_guessed(arena):
     x, y = arena.approve_point("noxi2")
     since = app.mark()
     arena.tool("xinject.py", "device-click", str(x), str(y))  # even the "real device" path
-    app.wait_log(r"input guard: dropped a core mouse event", since)
+    app.wait_log(r"input guard: untrusted core mouse event", since)
     assert bridge.pending
     assert_denied(arena.deny_by_closing(bridge, "noxi2"))
 

@@ -226,3 +226,22 @@ def test_auto_started_app_does_not_inherit_code_loading_variables():
     })
     assert env == {"DISPLAY": ":5", "WAYLAND_DISPLAY": "w", "XDG_RUNTIME_DIR": "/run/u",
                    "DBUS_SESSION_BUS_ADDRESS": "unix:x", "QT_QPA_PLATFORM": "xcb", "HOME": "/h"}
+
+
+def test_the_installed_bridge_starts_isolated_from_cargos_python_environment(runtime, tmp_path):
+    """cargo's environment may carry PYTHONPATH/PYTHONSTARTUP: the bridge (started `-I -S`
+    by the launcher bootstrap writes) must not run code from there, and skips site."""
+    evil = tmp_path / "evil"
+    (evil / "gui_approver").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (evil / "gui_approver" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\n")
+    (evil / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('s')\n")
+    first_line = Path(BRIDGE).read_text().splitlines()[0]
+    assert first_line.endswith(" -IS"), first_line
+    result = run_bridge(runtime, READ + "\n", PYTHONPATH=str(evil), PYTHONSTARTUP=str(evil),
+                        GUI_APPROVER_NO_AUTOSTART="1")
+    hello, answer = result.stdout.decode().splitlines()
+    assert hello == protocol.HELLO
+    assert "is not running" in json.loads(answer)["Err"]["message"]
+    assert not marker.exists()

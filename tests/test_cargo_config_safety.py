@@ -125,30 +125,73 @@ def test_import_cargo_keeps_a_symlinked_credentials_file(app_env, tmp_path):
 
 
 def test_a_file_holding_a_token_is_never_group_or_world_readable(app_env, monkeypatch):
-    """Written through mkstemp with its final mode: the temporary file is never 0644."""
+    """Written through mkstemp with its final mode: the temporary file that holds the token
+    is never created 0644 (umask 022) and fixed afterwards."""
+    import io
+
     home = Path(app_env["CARGO_HOME"])
     config = home / "config.toml"
     config.write_text(f'[registry]\ntoken = "{TOKEN}"\n')
-    config.chmod(0o644)
+    config.chmod(0o600)
     old_umask = os.umask(0o022)
-    seen: list[tuple[str, int, bool]] = []
-    real_replace = os.replace
+    created: dict[str, int] = {}  # path -> mode right after the file was created
+    replaced: list[tuple[str, str, bool]] = []
+    real_os_open, real_io_open, real_replace = os.open, io.open, os.replace
+
+    def note(path) -> None:
+        p = os.fspath(path) if isinstance(path, str | os.PathLike) else None
+        if p and p.startswith(str(home)) and p not in created and os.path.exists(p):
+            created[p] = stat.S_IMODE(os.stat(p).st_mode)
+
+    def watching_os_open(path, flags, *a, **kw):
+        fd = real_os_open(path, flags, *a, **kw)
+        if flags & os.O_CREAT:
+            note(path)
+        return fd
+
+    def watching_io_open(file, mode="r", *a, **kw):
+        fh = real_io_open(file, mode, *a, **kw)
+        if any(m in mode for m in "wax"):
+            note(file)
+        return fh
 
     def watching_replace(src, dst, *a, **kw):
         text = Path(src).read_text(errors="replace")
-        seen.append((str(dst), stat.S_IMODE(os.stat(src).st_mode), TOKEN in text))
+        replaced.append((os.fspath(src), os.fspath(dst), TOKEN in text))
         return real_replace(src, dst, *a, **kw)
 
+    monkeypatch.setattr(os, "open", watching_os_open)
+    monkeypatch.setattr(io, "open", watching_io_open)
     monkeypatch.setattr(os, "replace", watching_replace)
     try:
         change = cargo_config.plan_configure("local", LOCAL, bridge=BRIDGE, home=home)
         cargo_config.apply(change)
     finally:
+        monkeypatch.undo()
         os.umask(old_umask)
-    writes = [s for s in seen if s[0] == str(config)]
-    assert writes and all(mode & 0o077 == 0 for _dst, mode, holds in writes if holds), seen
-    assert stat.S_IMODE(config.stat().st_mode) & 0o077 == 0
+    writes = [(src, holds) for src, dst, holds in replaced if dst == str(config)]
+    assert writes and all(holds for _src, holds in writes)
+    for src, _holds in writes:
+        assert created.get(src, 0o777) & 0o077 == 0, (src, oct(created.get(src, 0)))
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert TOKEN in config.read_text()  # configure-cargo does not delete the user's token
+
+
+def test_a_new_file_holding_a_secret_is_private_and_a_readable_one_is_warned_about(app_env):
+    home = Path(app_env["CARGO_HOME"])
+    target = home / "fresh.toml"
+    cargo_config.write_config(target, f'[registry]\ntoken = "{TOKEN}"\n')
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    plain = home / "plain.toml"
+    cargo_config.write_config(plain, "[net]\nretry = 2\n")
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o644
+    config = home / "config.toml"
+    config.write_text(f'[registry]\ntoken = "{TOKEN}"\n')
+    config.chmod(0o644)
+    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge",
+            BRIDGE)
+    assert r.returncode == 0, r.stderr
+    assert "readable by other users" in r.stderr and TOKEN not in r.stderr
 
 
 def test_backups_made_in_the_same_second_both_survive(app_env, monkeypatch):

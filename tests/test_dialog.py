@@ -370,26 +370,35 @@ def test_guard_passes_a_real_click_and_vouches_for_it(guard):
     assert not guard.accept_approval_event(mouse_release(103))  # not an event it passed
 
 
-def test_guard_drops_xtest_and_synthetic_pointer_events(guard):
+def test_guard_passes_xtest_without_vouching_and_drops_synthetic_pointer_events(guard):
+    """XTEST (on-screen keyboards, voice control, remote desktop, Barrier) reaches the app,
+    so it can deny (issue #14), but the guard never vouches for it; forged XSendEvent input
+    is dropped."""
+    from gui_approver.ui.guard import FROM_SOFTWARE
+
     real_move(guard, 100)
     assert feed(guard, raw_event(16, 101, XTEST_MOUSE)) is False
-    assert feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 101, XTEST_MOUSE))
+    assert not feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 101, XTEST_MOUSE))
     assert feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 102, REAL_MOUSE, synthetic=True))
     assert feed(guard, core_event(xg.BUTTON_RELEASE, 0, 1, synthetic=True))
-    assert feed(guard, xi_event(xg.XI_MOTION, 103, XTEST_MOUSE, detail=0))
+    assert not feed(guard, xi_event(xg.XI_MOTION, 103, XTEST_MOUSE, detail=0))
     assert not guard.pointer_trusted
     assert not guard.accept_approval_event(mouse_release(101))
-    assert guard.stats()
+    assert guard.refusal(mouse_release(101)) == FROM_SOFTWARE
+    assert guard.stats()["untrusted button-release"] == 1
 
 
 def test_guard_treats_a_move_without_raw_twin_as_a_warp(guard):
     """XWarpPointer's motion reports the last real slave as its source, but has no raw event."""
     real_move(guard, 100)
-    assert feed(guard, xi_event(xg.XI_MOTION, 150, REAL_MOUSE, detail=0))  # the warp
+    assert not feed(guard, xi_event(xg.XI_MOTION, 150, REAL_MOUSE, detail=0))  # the warp
     assert not guard.pointer_trusted
     assert not feed(guard, raw_event(16, 151, REAL_MOUSE))
     assert not feed(guard, xi_event(xg.XI_BUTTON_RELEASE, 151, REAL_MOUSE))  # a real click...
     assert not guard.accept_approval_event(mouse_release(151))  # ...where it did not aim
+    from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE
+
+    assert guard.refusal(mouse_release(151)) == POINTER_MOVED_BY_SOFTWARE
     assert not feed(guard, xi_event(xg.XI_ENTER, 152, REAL_MOUSE, detail=0))  # no raw: warp
     assert not guard.pointer_trusted
     real_move(guard, 160)
@@ -398,11 +407,13 @@ def test_guard_treats_a_move_without_raw_twin_as_a_warp(guard):
 
 def test_guard_matches_core_keys_to_raw_key_events(guard):
     space = 65
-    assert feed(guard, core_event(xg.KEY_RELEASE, 200, space))  # no raw twin at all
+    assert not feed(guard, core_event(xg.KEY_RELEASE, 200, space))  # no raw twin at all
     feed(guard, raw_event(xg.XI_RAW_KEY_RELEASE, 201, XTEST_KBD, detail=space))
-    assert feed(guard, core_event(xg.KEY_RELEASE, 201, space))  # XTEST
+    assert not feed(guard, core_event(xg.KEY_RELEASE, 201, space))  # XTEST: passed on
     feed(guard, raw_event(xg.XI_RAW_KEY_RELEASE, 202, REAL_KBD, detail=space + 1))
-    assert feed(guard, core_event(xg.KEY_RELEASE, 202, space))  # another key's raw event
+    assert not feed(guard, core_event(xg.KEY_RELEASE, 202, space))  # another key's raw event
+    for t in (200, 201, 202):
+        assert not guard.accept_approval_event(key_release(t))  # ... but never vouched for
     assert feed(guard, core_event(xg.KEY_RELEASE, 203, space, synthetic=True))
     feed(guard, raw_event(xg.XI_RAW_KEY_RELEASE, 204, REAL_KBD, detail=space))
     assert not feed(guard, core_event(xg.KEY_RELEASE, 204, space))
@@ -414,7 +425,7 @@ def test_guard_refuses_when_qt_reads_the_mouse_without_xinput2(guard):
     assert guard.available
     changed = []
     guard.changed.connect(lambda: changed.append(1))
-    assert feed(guard, core_event(xg.BUTTON_PRESS, 300, 1))
+    assert not feed(guard, core_event(xg.BUTTON_PRESS, 300, 1))  # still reaches Deny
     assert not guard.available and "XInput2" in (guard.problem or "")
     assert changed
     assert not guard.accept_approval_event(mouse_release(300))

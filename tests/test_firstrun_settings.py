@@ -9,8 +9,10 @@ import shiboken6
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
 from gui_approver.core import settings as settings_mod
+from gui_approver.core.keys import flows
 from gui_approver.core.keys.store import KeyStore, MemoryKeychain
 from gui_approver.core.settings import Settings
+from gui_approver.secret import Secret
 from gui_approver.ui import app as app_mod
 from gui_approver.ui.app import GuiApp, StatusWindow
 from gui_approver.ui.firstrun import FirstRunWindow, cargo_uses_bridge
@@ -94,9 +96,16 @@ def test_first_run_cargo_preview_writes_only_on_apply(qtbot, tmp_path, cargo_hom
                                                       monkeypatch):
     bridge = tmp_path / "bin" / "cargo-credential-gui-approver"
     monkeypatch.setattr("gui_approver.core.cargo_config.bridge_path", lambda: str(bridge))
-    win = FirstRunWindow(KeyStore(MemoryKeychain(), tmp_path / "k.json"),
-                         cargo_home=cargo_home)
+    store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
+    win = FirstRunWindow(store, cargo_home=cargo_home)
     qtbot.addWidget(win)
+    # crates.io is pointed at the bridge only once its bearer token is in the keychain
+    # (issue 11); before that, cargo keeps using the user's token.
+    win.preview_cargo()
+    assert "crates.io does not accept asymmetric tokens" in win.cargo_view.status.text()
+    assert not win.cargo_view.apply_button.isEnabled()
+    flows.add_token(store, Secret("cioFirstRunToken123"), registry="crates-io",
+                    origin="dialog")
     win.preview_cargo()
     assert "credential-provider" in win.cargo_view.diff.toPlainText()
     assert not (cargo_home / "config.toml").exists()

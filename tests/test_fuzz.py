@@ -47,14 +47,16 @@ from gui_approver.client import bridge, protocol
 from gui_approver.client.protocol import CredentialRequest, ProtocolError
 from gui_approver.secret import Secret
 
-#: Generated inputs per parser in a normal test run (plus RICH_EXAMPLES each).
-FUZZ_EXAMPLES = 10_000
+#: Generated inputs per parser: 10,000 in the `ci` hypothesis profile (make test), fewer in
+#: `dev` (make check); the profiles are registered in conftest.py.
+FUZZ_EXAMPLES = settings.default.max_examples
+_SCALE = FUZZ_EXAMPLES / 10_000
 #: Per parser, from structured (shrinkable) hypothesis strategies.
-RICH_EXAMPLES = 300
+RICH_EXAMPLES = max(30, round(300 * _SCALE))
 #: Cargo inputs through the whole in-process bridge (no app running: Err "not running").
-BRIDGE_EXAMPLES = 1_000
+BRIDGE_EXAMPLES = max(50, round(1_000 * _SCALE))
 #: Replies from a fake app through the whole in-process bridge.
-REPLY_EXAMPLES = 600
+REPLY_EXAMPLES = max(50, round(600 * _SCALE))
 
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,

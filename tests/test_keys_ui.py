@@ -216,13 +216,20 @@ def test_wizard_checks_the_registry_and_handles_crates_io(qtbot, store, cargo_ho
     click(qtbot, wizard_button(wizard, "NextButton"))
     assert "Invalid index URL" in page.error.text()
 
+    # crates.io takes only a bearer token (issue 11): no key, the token page instead.
     page.crates_io.setChecked(True)
+    assert page.kind() == "token" and not page.kind_key.isEnabled()
+    assert "does not accept asymmetric tokens" in page.kind_note.text()
     click(qtbot, wizard_button(wizard, "NextButton"))
+    assert wizard.currentId() == NewKeyWizard.PAGE_TOKEN
+    assert "publish-update" in wizard.token_page.advice.text()
+    qtbot.keyClicks(wizard.token_page.token, "cioWizardToken0123456789")
     click(qtbot, wizard_button(wizard, "CommitButton"))
-    rec = wizard.record
+    assert wizard.record is None
+    rec = wizard.token_record
     assert rec.registry == "crates-io" and rec.index_url == cargo_config.CRATES_IO_INDEX
-    assert not wizard.result_page.demo.isVisible()  # not a loopback registry
-    click(qtbot, wizard_button(wizard, "NextButton"))
+    assert rec.origin == "dialog" and store.list() == [existing]
+    assert wizard.currentId() == NewKeyWizard.PAGE_CARGO
     view = wizard.cargo_page.view
     assert "+[registry]" in view.diff.toPlainText()
     click(qtbot, view.apply_button)
@@ -273,11 +280,12 @@ def test_manager_lists_keys_with_their_columns_and_last_use(qtbot, store):
 
     window = open_manager(qtbot, store)
     headers = [window.table.horizontalHeaderItem(i).text() for i in range(len(COLUMNS))]
-    assert headers == ["Registry", "Key id", "Subject", "Created", "Expires", "Protection",
-                       "Last used", "Status"]
+    assert headers == ["Registry", "Kind", "Key id", "Subject", "Created", "Expires",
+                       "Protection", "Last used", "Status"]
     assert window.table.rowCount() == 2
     ra, rb = window.row_of(a.kip), window.row_of(b.kip)
     assert window.cell_text(ra, "Registry") == "alpha"
+    assert window.cell_text(ra, "Kind") == "asymmetric"
     assert window.cell_text(ra, "Key id") == short_kip(a.kip) != a.kip
     assert window.cell_text(ra, "Subject") == "<i>me</i>"
     assert window.cell_text(ra, "Created") == a.created[:10]

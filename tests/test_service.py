@@ -188,11 +188,13 @@ def test_pending_cap_denies_the_surplus(store):
 
 def test_login_generates_key_and_prints_public(tmp_path):
     store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
-    svc = SigningService(store, Recorder(Decision.deny("x")))
+    approver = Recorder(Decision.approve())  # every login is approved in a dialog (issue 12)
+    svc = SigningService(store, approver)
     login = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "new"},
                                       "kind": "login", "args": ["--key-subject", "sub1"]}))
     out = svc.handle(login, Provenance())
     assert out.response == protocol.ok_login()
+    assert [a.action for a in approver.seen] == ["login"]
     rec = store.find(LOCAL)
     assert rec is not None and rec.subject == "sub1" and rec.public in (out.notice or "")
     assert "k3.secret" not in (out.notice or "")
@@ -203,7 +205,7 @@ def test_login_generates_key_and_prints_public(tmp_path):
 
 def test_login_imports_a_given_secret(tmp_path):
     store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
-    svc = SigningService(store, Recorder())
+    svc = SigningService(store, Recorder(Decision.approve()))
     key = SigningKey.generate()
     login = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL}, "kind": "login",
                                       "token": key.secret_paserk().expose()}))
@@ -211,11 +213,20 @@ def test_login_imports_a_given_secret(tmp_path):
     assert out.response == protocol.ok_login()
     assert store.find(LOCAL).kip == key.kip
     bad = parse_request(json.dumps({"v": 1, "registry": {"index-url": REMOTE}, "kind": "login",
-                                    "token": "plain-old-token"}))
+                                    "token": "k3.secret.not-a-key-at-all"}))
     out = svc.handle(bad, Provenance())
     assert "not a usable key" in out.response["Err"]["message"]
-    assert "plain-old-token" not in json.dumps(out.response)
+    assert "not-a-key-at-all" not in json.dumps(out.response)
     assert store.find(REMOTE) is None
+    # Anything else is a bearer token (issue 11): stored as one, after the approval.
+    plain = parse_request(json.dumps({"v": 1, "registry": {"index-url": REMOTE},
+                                      "kind": "login", "token": "plain-old-token"}))
+    out = svc.handle(plain, Provenance())
+    assert out.response == protocol.ok_login()
+    assert "plain-old-token" not in json.dumps(out.response) + (out.notice or "")
+    assert store.find(REMOTE) is None
+    from gui_approver.core.keys.bearer import bearer_store
+    assert bearer_store(store).find(REMOTE).origin == "dialog"
 
 
 def test_logout_needs_confirmation(store):

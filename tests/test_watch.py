@@ -236,6 +236,17 @@ def test_second_pass_uses_etag_and_gets_304(world: World) -> None:
     assert all("If-None-Match" in s.request_headers for s in sent)
     assert all("If-Modified-Since" in s.request_headers for s in sent)
     assert result.bytes == 0
+    assert len({s.peer for s in sent}) == 1  # one kept-alive connection for the whole pass
+
+
+def test_one_connection_per_pass_for_many_crates(world: World) -> None:
+    names = [f"wa-many-{i}" for i in range(12)]
+    world.watch.add("local", names, world.reg.index_url)
+    result = world.watch.run_once()
+    assert (result.requests, result.errors) == (13, [])
+    sent = list(world.reg.served)
+    assert [s.status for s in sent] == [200] + [404] * 12
+    assert len({s.peer for s in sent}) == 1
 
 
 @needs_cargo
@@ -533,3 +544,46 @@ def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
             app.wait(10)
             if app.stderr:
                 app.stderr.close()
+
+
+def test_a_kept_alive_connection_closed_by_the_server_is_reopened_once(tmp_path: Path) -> None:
+    """A server that drops each connection after one answer (without saying so): the next
+    request notices on the reused connection and is sent again on a fresh one."""
+    import threading
+
+    from gui_approver.core.watch import Fetcher
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                connections.append(1)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                body = b'{"dl":"x"}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body),
+                                                                                   body))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with Fetcher(timeout=2.0) as fetcher:
+            for _ in range(3):
+                status, body, _ = fetcher.request(f"http://127.0.0.1:{port}/index/config.json")
+                assert (status, body) == (200, b'{"dl":"x"}')
+        assert fetcher.requests == 3 and len(connections) == 3
+    finally:
+        listener.close()

@@ -82,24 +82,9 @@ def _record_json(rec: Any) -> dict[str, Any]:
 
 def _expiry(value: str | None) -> str | None:
     """``none``, ``90d``, ``1y`` or a date -> ISO date (UTC) or None."""
-    from datetime import UTC, date, datetime, timedelta
+    from gui_approver.core.keys.flows import expiry_date
 
-    if value is None or value == "none":
-        return None
-    now = datetime.now(UTC).date()
-    if value.endswith("d") and value[:-1].isdigit():
-        return (now + timedelta(days=int(value[:-1]))).isoformat()
-    if value.endswith("y") and value[:-1].isdigit():
-        return (now + timedelta(days=365 * int(value[:-1]))).isoformat()
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise GuiApproverError(
-            f"invalid --expires {value!r}: use none, 90d, 1y or a date YYYY-MM-DD"
-        ) from None
-    if day <= now:
-        raise GuiApproverError(f"--expires {value} is not in the future")
-    return day.isoformat()
+    return expiry_date(value)
 
 
 def _passphrase(args: argparse.Namespace, *, confirm: bool) -> Any:
@@ -187,6 +172,13 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
                                "(type=private) or leave type out")
     store = _store()
     store.check_free(args.registry, index)  # before asking for the PIN
+    from gui_approver.core.keys.bearer import bearer_store
+
+    held = bearer_store(store).find_by_registry(args.registry) or bearer_store(store).find(index)
+    if held is not None:
+        raise GuiApproverError(f"registry {held.registry} already has a bearer token "
+                               f"({held.fingerprint}); a registry takes either a bearer token "
+                               "or an asymmetric key")
     module = pkcs11.find_module(args.pkcs11, args.module)
     label = uri.token or "the token"
     pin = _read_secret(args, f"PIN of {label}: ")
@@ -200,7 +192,7 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
     else:
         info = b.generate(module, args.pkcs11, pin, label=f"gui-approver {args.registry}")
     rec = store.add_hardware(info, registry=args.registry, index_url=index,
-                             subject=args.subject, expires=expires)
+                             subject=args.subject, expires=expires, origin="cli")
     b.logout_all()
     if args.json:
         _print_json(_record_json(rec))
@@ -222,12 +214,15 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
 
 def cmd_key_new(args: argparse.Namespace) -> int:
     from gui_approver.core import cargo_config
+    from gui_approver.core.keys import flows
 
+    flows.refuse_crates_io_key(args.registry, args.index)
     index = args.index or cargo_config.registry_index(args.registry)
     if not index:
         raise GuiApproverError(
             f"registry {args.registry} is not in {cargo_config.config_path()}; pass --index URL"
         )
+    flows.refuse_crates_io_key(args.registry, index)
     expires = _expiry(args.expires)
     if args.pkcs11:
         return _hardware_key_new(args, index, expires)
@@ -237,8 +232,9 @@ def cmd_key_new(args: argparse.Namespace) -> int:
             raise GuiApproverError(f"{flag} needs --pkcs11 URI (a key on a hardware token)")
     passphrase = _passphrase(args, confirm=True)
     store = _store()
-    rec = store.create(registry=args.registry, index_url=index, subject=args.subject,
-                       expires=expires, passphrase=passphrase)
+    rec = flows.create_key(store, registry=args.registry, index_url=index,
+                           subject=args.subject, expires=expires, passphrase=passphrase,
+                           origin="cli")
     if args.json:
         _print_json(_record_json(rec))
     else:
@@ -277,20 +273,30 @@ def cmd_key_show(args: argparse.Namespace) -> int:
 
 
 def cmd_key_list(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys.bearer import bearer_store
+
     store = _store()
     records = store.list()
+    tokens = bearer_store(store).list()
     used = store.last_used()
     if args.json:
-        _print_json([{**_record_json(r), "last_used": used.get(r.kip)} for r in records])
+        _print_json([{**_record_json(r), "kind": "asymmetric", "last_used": used.get(r.kip)}
+                     for r in records] + [_token_json(t) for t in tokens])
         return 0
-    if not records:
-        print("No keys yet. Create one: gui-approver key new --registry NAME [--index URL]")
+    if not records and not tokens:
+        print("No keys or tokens yet. Create a key: gui-approver key new --registry NAME "
+              "[--index URL]; keep a bearer token (crates.io): gui-approver token import-cargo")
         return 0
-    print("REGISTRY\tKEY ID\tSUBJECT\tCREATED\tEXPIRES\tPROTECTION\tLAST USED\tSTATUS")
+    print("REGISTRY\tKIND\tKEY ID\tSUBJECT\tCREATED\tEXPIRES\tPROTECTION\tLAST USED\tSTATUS")
     for r in records:
         print("\t".join([
-            r.registry, r.kip, r.subject or "-", r.created, r.expires or "never", r.protection,
-            used.get(r.kip, "never"), r.status,
+            r.registry, "asymmetric", r.kip, r.subject or "-", r.created, r.expires or "never",
+            r.protection, used.get(r.kip, "never"), r.status,
+        ]))
+    for t in tokens:
+        print("\t".join([
+            t.registry, "token", f"sha256:{t.fingerprint}", "-", t.added,
+            t.expires or "unknown", t.protection, "-", "active",
         ]))
     return 0
 
@@ -370,7 +376,8 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
             continue
         existing = store.find(index)
         if existing is None:
-            store.add(key, registry=item.registry, index_url=index, subject=item.subject)
+            store.add(key, registry=item.registry, index_url=index, subject=item.subject,
+                      origin="cli")
         elif existing.kip != key.kip:
             raise GuiApproverError(
                 f"registry {item.registry} already has a different key ({existing.kip}); "
@@ -516,11 +523,180 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return run_keys_window()
 
 
+# -- bearer tokens ------------------------------------------------------------------------------
+
+
+def _token_json(t: Any) -> dict[str, Any]:
+    return {**t.to_json(), "kind": "token"}
+
+
+def _read_token(prompt: str) -> Any:
+    """The token from a no-echo tty prompt, or the first line of stdin when it is not a tty."""
+    from gui_approver.secret import Secret
+
+    if sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass(prompt)
+    else:
+        text = sys.stdin.readline()
+    text = text.strip()
+    if not text:
+        raise GuiApproverError("no token was given; nothing was stored")
+    return Secret(text)
+
+
+def _token_passphrase(args: argparse.Namespace) -> Any:
+    if getattr(args, "passphrase_file", None) == "-" and not sys.stdin.isatty():
+        raise GuiApproverError("stdin carries the token; pass the passphrase in a file "
+                               "(--passphrase-file FILE) or on the terminal (--passphrase)")
+    return _passphrase(args, confirm=True)
+
+
+def _print_token(t: Any) -> None:
+    print(f"registry:    {t.registry}\nkind:        token (bearer)\nindex:       {t.index_url}")
+    print(f"fingerprint: sha256:{t.fingerprint}\nadded:       {t.added}")
+    print(f"expires:     {t.expires or 'unknown'}\nscopes:      {t.scopes_text()}")
+    print(f"protection:  {t.protection}\norigin:      {t.origin}")
+    if t.silent_reads:
+        print("reads:       released WITHOUT a dialog (this token can also publish)")
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys import flows
+
+    index = flows.index_for(args.registry, args.index)
+    expires = _expiry(args.expires)
+    passphrase = _token_passphrase(args)
+    token = _read_token(f"Bearer token for {args.registry} (not shown): ")
+    rec = flows.add_token(_store(), token, registry=args.registry, index_url=index,
+                          expires=expires, scopes=args.scopes, passphrase=passphrase,
+                          origin="cli")
+    del token
+    if args.json:
+        _print_json(_token_json(rec))
+        return 0
+    print(f"Stored the bearer token for registry {rec.registry} in the keychain "
+          f"(sha256:{rec.fingerprint}, protection {rec.protection}).")
+    print(f"Point cargo at gui-approver for it: gui-approver configure-cargo --registry "
+          f"{rec.registry}" + ("" if args.registry == "crates-io" else f" --index {index}"))
+    return 0
+
+
+def cmd_token_import_cargo(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys import flows
+
+    results = flows.import_cargo_tokens(_store(), registry=args.registry,
+                                        dry_run=args.dry_run, origin="cli")
+    if args.json:
+        _print_json([{"registry": r.registry, "file": str(r.path), "index_url": r.index_url,
+                      "fingerprint": r.fingerprint, "imported": r.imported,
+                      "config": str(r.config_path) if r.config_path else None}
+                     for r in results])
+        return 0
+    for r in results:
+        if args.dry_run:
+            print(f"Would move the token of registry {r.registry} (sha256:{r.fingerprint}) "
+                  f"from {r.path} into the keychain and point cargo at gui-approver for it.")
+            continue
+        print(f"Moved the token of registry {r.registry} (sha256:{r.fingerprint}) from "
+              f"{r.path} into the keychain.")
+        print(f"  {r.path}: the token line is gone, everything else is unchanged.")
+        print(f"  {r.config_path}: cargo now asks gui-approver for {r.registry}'s token"
+              + (f" (backup: {r.backup})" if r.backup else "") + ".")
+        print("  Every publish, yank and owner change now waits for your approval.")
+    return 0
+
+
+def cmd_token_show(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys import flows
+
+    rec = flows.find_token(_store(), args.registry)
+    if args.json:
+        _print_json(_token_json(rec))
+    else:
+        _print_token(rec)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys.bearer import bearer_store
+
+    tokens = bearer_store(_store()).list()
+    if args.json:
+        _print_json([_token_json(t) for t in tokens])
+        return 0
+    if not tokens:
+        print("No bearer tokens yet. Move cargo's: gui-approver token import-cargo")
+        return 0
+    print("REGISTRY\tFINGERPRINT\tADDED\tEXPIRES\tSCOPES\tPROTECTION\tORIGIN\tREADS")
+    for t in tokens:
+        print("\t".join([t.registry, f"sha256:{t.fingerprint}", t.added,
+                         t.expires or "unknown", t.scopes_text(), t.protection, t.origin,
+                         "no dialog (warning)" if t.silent_reads else "dialog"]))
+    return 0
+
+
+def cmd_token_delete(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys import flows
+
+    rec = flows.find_token(_store(), args.registry)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise GuiApproverError("refusing to delete a token without confirmation; "
+                                   "pass --yes")
+        answer = input(f"Delete the bearer token sha256:{rec.fingerprint} of registry "
+                       f"{rec.registry} from the keychain? Type the registry name to confirm: ")
+        if answer.strip() != rec.registry:
+            print("Not deleted.", file=sys.stderr)
+            return 1
+    flows.delete_token(_store(), rec.registry)
+    print(f"Deleted the bearer token of registry {rec.registry} (sha256:{rec.fingerprint}). "
+          "It still works at the registry until you revoke it there.")
+    return 0
+
+
+def cmd_token_rotate(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys import flows
+
+    store = _store()
+    flows.find_token(store, args.registry)
+    expires = _expiry(args.expires)
+    passphrase = _token_passphrase(args)
+    token = _read_token(f"New bearer token for {args.registry} (not shown): ")
+    old, new = flows.rotate_token(store, args.registry, token, expires=expires,
+                                  scopes=args.scopes, passphrase=passphrase, origin="cli")
+    del token
+    if args.json:
+        _print_json({"old": _token_json(old), "new": _token_json(new)})
+        return 0
+    print(f"Registry {new.registry} now uses the token sha256:{new.fingerprint}; the old one "
+          f"(sha256:{old.fingerprint}) was deleted from the keychain.")
+    print("Revoke the old token at the registry (crates.io: Account Settings, API Tokens).")
+    return 0
+
+
+def cmd_token_allow_reads(args: argparse.Namespace) -> int:
+    from gui_approver.core.keys import flows
+    from gui_approver.core.keys.bearer import bearer_store
+
+    store = _store()
+    rec = flows.find_token(store, args.registry)
+    rec = bearer_store(store).set_silent_reads(rec, args.state == "on")
+    if rec.silent_reads:
+        print(f"warning: reads of registry {rec.registry} now get its bearer token without a "
+              "dialog; that token can also publish.")
+    else:
+        print(f"Reads of registry {rec.registry} that need its token ask first.")
+    return 0
+
+
 def cmd_configure_cargo(args: argparse.Namespace) -> int:
     from gui_approver.core import cargo_config
+    from gui_approver.core.keys import flows
 
     index = args.index or cargo_config.registry_index(args.registry)
-    change = cargo_config.plan_configure(args.registry, index, bridge=args.bridge)
+    change = flows.plan_configure(_store(), args.registry, index, bridge=args.bridge)
     for w in change.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not change.changed:
@@ -547,9 +723,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         "socket": protocol.socket_path(),
     }
     try:
-        records = _store().list()
+        from gui_approver.core.keys.bearer import bearer_store
+
+        store = _store()
+        records = store.list()
+        tokens = bearer_store(store).list()
         info["keys"] = [r.registry for r in records]
         info["key_protection"] = {r.registry: r.protection for r in records}
+        info["tokens"] = [t.registry for t in tokens]
+        info["registries"] = (
+            [{"registry": r.registry, "kind": "asymmetric"} for r in records]
+            + [{"registry": t.registry, "kind": "token"} for t in tokens])
     except GuiApproverError as exc:
         info["keys_error"] = str(exc)
     from gui_approver.core import cargo_config
@@ -569,6 +753,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         prot = info.get("key_protection", {})
         print("keys: " + (", ".join(f"{k} ({prot.get(k, '?')})" for k in info.get("keys", []))
                           or "(none)"))
+        print(f"bearer tokens: {', '.join(info.get('tokens', [])) or '(none)'}")
     return 0 if info["running"] else 3
 
 
@@ -677,6 +862,51 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--registry", required=True)
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(func=cmd_key_delete)
+
+    tok = sub.add_parser("token", help="manage bearer tokens (crates.io and other registries "
+                                       "that take bearer tokens)")
+    tsub = tok.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    tadd = tsub.add_parser("add", help="store a registry's bearer token in the keychain "
+                                       "(read from a no-echo prompt, or stdin)")
+    tadd.add_argument("--registry", required=True)
+    tadd.add_argument("--index", help="index URL (default: crates.io's, or from config.toml)")
+    tadd.add_argument("--expires", help="when the token expires: 90d, 1y or YYYY-MM-DD")
+    tadd.add_argument("--scopes", help="the scopes the token has, as you created it "
+                                       "(e.g. 'publish-update; crates: foo, foo-*')")
+    passphrase_opts(tadd)
+    tadd.add_argument("--json", action="store_true")
+    tadd.set_defaults(func=cmd_token_add)
+    timp = tsub.add_parser("import-cargo",
+                           help="move cargo's plaintext token (credentials.toml) into the "
+                                "keychain and point cargo at gui-approver")
+    timp.add_argument("--registry", help="only this registry (crates-io for crates.io)")
+    timp.add_argument("--dry-run", action="store_true", help="show what would be moved")
+    timp.add_argument("--json", action="store_true")
+    timp.set_defaults(func=cmd_token_import_cargo)
+    tshow = tsub.add_parser("show", help="show what is known about a registry's token")
+    tshow.add_argument("--registry", required=True)
+    tshow.add_argument("--json", action="store_true")
+    tshow.set_defaults(func=cmd_token_show)
+    tlist = tsub.add_parser("list", help="list bearer tokens")
+    tlist.add_argument("--json", action="store_true")
+    tlist.set_defaults(func=cmd_token_list)
+    tdel = tsub.add_parser("delete", help="delete a registry's token from the keychain")
+    tdel.add_argument("--registry", required=True)
+    tdel.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    tdel.set_defaults(func=cmd_token_delete)
+    trot = tsub.add_parser("rotate", help="replace a registry's token by a new one")
+    trot.add_argument("--registry", required=True)
+    trot.add_argument("--expires", help="when the new token expires: 90d, 1y or YYYY-MM-DD")
+    trot.add_argument("--scopes", help="the new token's scopes (default: the old ones)")
+    passphrase_opts(trot)
+    trot.add_argument("--json", action="store_true")
+    trot.set_defaults(func=cmd_token_rotate)
+    tread = tsub.add_parser("silent-reads",
+                            help="on: release the token for reads of an auth-required "
+                                 "registry without a dialog (not recommended)")
+    tread.add_argument("--registry", required=True)
+    tread.add_argument("state", choices=("on", "off"))
+    tread.set_defaults(func=cmd_token_allow_reads)
 
     cc = sub.add_parser("configure-cargo", help="point cargo at gui-approver for a registry")
     cc.add_argument("--registry", required=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.core.keys.bearer import TokenRecord
 from gui_approver.core.keys.store import KeyRecord
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class ApprovalRequest:
     request: CredentialRequest
     provenance: Provenance
     key: KeyRecord | None
-    action: str = "sign"  # "sign" | "logout"
+    action: str = "sign"  # "sign" | "login" | "logout"
     timeout: float = 120.0
     received: float = field(default_factory=time.monotonic)
     id: int = field(default_factory=lambda: next(_ids))
@@ -40,8 +41,14 @@ class ApprovalRequest:
     review: RequestReview | None = None
     #: set when the requester went away (cargo interrupted): the approver stops asking
     gone: threading.Event | None = None
+    #: the registry takes a bearer token: approving hands cargo the token itself
+    bearer: TokenRecord | None = None
+    #: for ``login``/``logout``: what approving will do, in one sentence
+    detail: str | None = None
 
     def summary(self) -> str:
+        if self.detail is not None:
+            return self.detail
         if self.action == "logout":
             return f"delete the key for registry {self.request.registry.label()}"
         return self.request.describe()

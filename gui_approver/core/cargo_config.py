@@ -192,23 +192,37 @@ def plan_configure(
             if isinstance(cdoc.get("registries"), dict) else None
         )
         if isinstance(table, dict):
-            for secret in ("token", "secret-key"):
-                if secret in table:
+            for field in ("token", "secret-key"):
+                if field in table:
+                    how = "key import-cargo" if field == "secret-key" else "token import-cargo"
                     warnings.append(
-                        f"{creds} still has a plaintext `{secret}` for registry {registry}: a "
-                        "secret on disk (import it with `gui-approver key import-cargo`)"
+                        f"{creds} still has a plaintext `{field}` for registry {registry}: a "
+                        f"secret on disk (import it with `gui-approver {how}`)"
                     )
+    for readable in (path, creds):
+        try:
+            mode = stat.S_IMODE(os.stat(readable).st_mode)
+            held = holds_secret(readable.read_text("utf-8", errors="replace"))
+        except OSError:
+            continue
+        if held and mode & 0o044:
+            warnings.append(f"{readable} holds a plaintext secret and is readable by other "
+                            f"users (mode {mode:o}); run: chmod 600 {readable}")
     warnings.extend(backup_warnings(home))
     return ConfigChange(path=path, before=before, after=tomlkit.dumps(doc),
                         warnings=tuple(warnings))
 
 
-def apply(change: ConfigChange) -> Path | None:
-    """Write the change (backup first). Returns the backup path, or None if nothing changed."""
+def apply(change: ConfigChange, *, scrub: tuple[Secret, ...] = ()) -> Path | None:
+    """Write the change (backup first). Returns the backup path, or None if nothing changed.
+
+    ``scrub``: secrets that must not reach the backup; each occurrence in the backup is
+    replaced by a note (the backup then differs from the old file in those bytes only)."""
     if not change.changed:
         return None
     change.path.parent.mkdir(parents=True, exist_ok=True)
-    backup = make_backup(change.path, change.before) if change.path.exists() else None
+    backup = (make_backup(change.path, change.before, scrub=scrub)
+              if change.path.exists() else None)
     write_config(change.path, change.after)
     return backup
 
@@ -270,16 +284,14 @@ def write_config(path: Path, text: str, *, mode: int | None = None) -> None:
     """Replace ``path`` (a symlink's target) with ``text`` atomically.
 
     The temporary file comes from ``mkstemp`` (0600) and gets its final mode before any byte
-    is written: the existing file's mode (``mode`` or 0644 for a new file), without group and
-    other bits when ``text`` holds a secret."""
+    is written: ``mode``, else the existing file's mode (your choice is kept), else 0644 for a
+    new file, or 0600 for a new file that holds a secret."""
     target = write_target(path)
     if mode is None:
         try:
             mode = stat.S_IMODE(os.stat(target).st_mode)
         except FileNotFoundError:
-            mode = 0o644
-    if holds_secret(text):
-        mode &= 0o700
+            mode = 0o600 if holds_secret(text) else 0o644
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
                                suffix=".gui-approver-tmp")
@@ -296,14 +308,19 @@ def write_config(path: Path, text: str, *, mode: int | None = None) -> None:
         raise
 
 
-def make_backup(path: Path, text: str) -> Path:
+def make_backup(path: Path, text: str, *, scrub: tuple[Secret, ...] = ()) -> Path:
     """Write ``text`` minus its secrets to a new ``NAME.bak-YYYYmmdd-HHMMSS[-N]`` beside
-    ``path`` (never over an existing backup), with the file's mode."""
+    ``path`` (never over an existing backup), with the file's mode. Every ``token`` /
+    ``secret-key`` field is left out; any other occurrence of a ``scrub`` secret is replaced
+    by a note."""
     try:
         mode = stat.S_IMODE(os.stat(write_target(path)).st_mode)
     except FileNotFoundError:
         mode = 0o600
     data = without_secrets(text)
+    for secret in scrub:
+        if secret.expose():
+            data = data.replace(secret.expose(), "REMOVED-now-in-the-keychain")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         backup = path.with_name(f"{path.name}.bak-{stamp}" + (f"-{n}" if n else ""))
@@ -451,13 +468,48 @@ def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
 def remove_cargo_secret(found: CargoSecret) -> None:
     """Remove ``secret-key`` (and its subject) from the file it was found in; the rest of the
     file stays byte-identical and its mode is kept."""
+    _remove_fields(found, _SECRET_FIELDS)
+
+
+def _remove_fields(found: CargoSecret, fields: tuple[str, ...]) -> None:
     _, doc = _load(found.path)
     table = _secret_table(doc, found.registry)
     if table is None:
         return
-    for field in _SECRET_FIELDS:
+    for field in fields:
         if field in table:
             del table[field]
     write_config(found.path, tomlkit.dumps(doc))
     # Older backups of this file may still hold it: the secret is only in the keychain now.
     remove_secret_from_backups(found.secret, found.path.parent)
+
+
+# -- importing bearer tokens that cargo (cargo:token) keeps in plaintext ------------------------
+
+
+def find_cargo_tokens(home: Path | None = None) -> list[CargoSecret]:
+    """Every ``token`` in ``credentials.toml`` and ``credentials`` (older cargo) under
+    CARGO_HOME: ``[registry]`` (crates.io) and ``[registries.NAME]``."""
+    home = home or cargo_home()
+    found: list[CargoSecret] = []
+    for path in (home / "credentials.toml", home / "credentials"):
+        if not path.exists():
+            continue
+        _, doc = _load(path)
+        names = [CRATES_IO] if isinstance(doc.get("registry"), dict) else []
+        regs = doc.get("registries")
+        if isinstance(regs, dict):
+            names += [str(n) for n in regs]
+        for name in names:
+            table = _secret_table(doc, name)
+            if table is None or not isinstance(table.get("token"), str):
+                continue
+            found.append(CargoSecret(registry=name, path=path,
+                                     secret=Secret(str(table["token"])), subject=None))
+    return found
+
+
+def remove_cargo_token(found: CargoSecret) -> None:
+    """Remove ``token`` from the table it was found in; every other byte of the file and its
+    mode stay as they were. No backup is written (it would hold the token)."""
+    _remove_fields(found, ("token",))

@@ -26,7 +26,6 @@ from gui_approver.client.protocol import (
     Provenance,
     Publish,
 )
-from gui_approver.core import tokens
 from gui_approver.core.approval import (
     ApprovalRequest,
     Approver,
@@ -35,10 +34,18 @@ from gui_approver.core.approval import (
     is_loopback_index,
 )
 from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.core.keys.bearer import TokenRecord, bearer_store, check_token, fingerprint
 from gui_approver.core.keys.history_mac import HistoryMac
-from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey
+from gui_approver.core.keys.store import (
+    CRATES_IO_REFUSAL,
+    KeyRecord,
+    KeyStore,
+    SigningKey,
+    is_crates_io,
+)
+from gui_approver.core.release import Credential, ReleasePolicy, placeholder
 from gui_approver.core.settings import Settings
-from gui_approver.errors import GuiApproverError, KeyExists
+from gui_approver.errors import ConfigError, GuiApproverError, KeyExists
 from gui_approver.review.contents import CrateContents
 from gui_approver.review.history import History
 from gui_approver.review.request import (
@@ -50,6 +57,7 @@ from gui_approver.review.request import (
     run_key_for_pid,
 )
 from gui_approver.review.requester import RequesterInfo
+from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +117,8 @@ class SigningService:
                 WorkspaceReview(BatchApproval(300)),
             )
         self.inspector: Inspector | None = inspector
+        #: which credential a registry has and how it is released (key or bearer token)
+        self.release = ReleasePolicy(store, bearer_store(store))
         self._pending = 0
         self._lock = threading.Lock()
 
@@ -298,16 +308,22 @@ class SigningService:
         return watch() if watch is not None else None
 
     def _get(self, request: Get, prov: Provenance) -> Outcome:
-        record = self.store.find(request.registry.index_url)
-        if record is None:
+        cred = self.release.find(request.registry.index_url)
+        if cred is None:
             log.info("no key for %s: not-found", request.registry.index_url)
             return Outcome(protocol.err_not_found())
+        record = cred.record
         mutation = request.is_mutation
+        if self.release.placeholder_read(cred, request):
+            # cargo asks for a read before every publish and sends it nowhere: never the token
+            log.info("read for %s answered with the placeholder", request.registry.label())
+            return Outcome(protocol.ok_get(placeholder(), "session"))
         # A hardware key whose token is not logged in asks for its PIN: never for a request
         # the user has not approved, so such a read shows the dialog first (with nobody to
         # ask the PIN, signing fails below with how to unlock it).
-        needs_approval = (mutation or self.settings.reads_need_approval
-                          or (self.store.needs_login(record) and self.store.unlocker is not None))
+        needs_approval = (mutation or self.release.read_needs_approval(cred, self.settings)
+                          or (cred.key is not None and self.store.needs_login(cred.key)
+                              and self.store.unlocker is not None))
         review: RequestReview | None = None
         batched, candidate = False, None
         auto = False
@@ -327,7 +343,7 @@ class SigningService:
                     decision, asked = self._approve(
                         ApprovalRequest(request=request, provenance=prov, key=record,
                                         timeout=self.settings.approval_timeout,
-                                        gone=self._hangup()),
+                                        gone=self._hangup(), bearer=cred.bearer),
                         inspect=mutation,
                     )
                     review = asked.review
@@ -338,90 +354,186 @@ class SigningService:
                     f"{request.describe()} was denied in gui-approver ({decision.reason})"
                 )
                 log.info("%s", message)
-                self._record_quietly(request, prov, "denied", decision.reason, record.kip)
-                self._emit(request, prov, "denied", decision.reason, record.kip)
+                self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
+                self._emit(request, prov, "denied", decision.reason, cred.kid)
                 return Outcome(protocol.err_other(message))
             reason = decision.reason
+        elif cred.kind == "token":
+            reason = "read (the user allowed reads without a dialog)"
         else:
             reason = "read (signed without asking)"
         # Only a use a human approved restarts a passphrase key's idle clock.
-        key = self.store.signing_key(record, approved=needs_approval and not auto)
-        token = tokens.sign_request(key, request, subject=record.subject)
+        token = self.release.release(cred, request, approved=needs_approval and not auto)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
-            self._record(request, prov, "signed", reason, record.kip, token=token)
+            self._record(request, prov, "signed", reason, cred.kid, token=token)
         except AuditError as exc:
             del token
             log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
-            self._emit(request, prov, "error", str(exc), record.kip)
+            self._emit(request, prov, "error", str(exc), cred.kid)
             return Outcome(protocol.cargo_error(AuditError(
                 f"{request.describe()} was denied because the decision could not be recorded: "
                 f"{exc}", hint=exc.hint,
             )))
-        cache = "never" if mutation else "session"
-        log.info("signed %s for %s with %s", request.describe(), request.registry.label(),
-                 record.kip)
-        self._emit(request, prov, "signed", "approved" if needs_approval else "read", record.kip)
+        cache = self.release.cache(cred, mutation)
+        log.info("%s %s for %s with %s", "released" if cred.kind == "token" else "signed",
+                 request.describe(), request.registry.label(), cred.kid)
+        self._emit(request, prov, "signed", "approved" if needs_approval else "read", cred.kid)
         if mutation:
             self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
+    # -- login / logout: every one is approved in a dialog that says what will happen -------
+    def _ask(self, request: CredentialRequest, prov: Provenance, action: str, detail: str,
+             key: KeyRecord | None, *, bearer: TokenRecord | None = None) -> Decision:
+        decision, _asked = self._approve(ApprovalRequest(
+            request=request, provenance=prov, key=key, action=action, detail=detail,
+            bearer=bearer, timeout=self.settings.approval_timeout, gone=self._hangup()))
+        return decision
+
     def _login(self, request: Login, prov: Provenance) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
-        existing = self.store.find(index_url)
-        given: SigningKey | None = None
+        crates_io = is_crates_io(request.registry.name, index_url)
+        given_key: SigningKey | None = None
+        given_token: Secret | None = None
         if request.token is not None:
-            try:
-                given = SigningKey.from_paserk(request.token)
-            except ValueError as exc:
-                return Outcome(protocol.err_other(
-                    f"gui-approver: the token given to `cargo login` is not a usable key ({exc})",
-                    ["gui-approver keeps asymmetric keys; run `cargo login` without a token "
-                     "to generate one"],
-                ))
+            if request.token.expose().strip().startswith("k3."):
+                try:
+                    given_key = SigningKey.from_paserk(request.token)
+                except ValueError as exc:
+                    return Outcome(protocol.err_other(
+                        f"gui-approver: the token given to `cargo login` is not a usable key "
+                        f"({exc})",
+                        ["gui-approver keeps asymmetric keys; run `cargo login` without a "
+                         "token to generate one"],
+                    ))
+            else:
+                given_token = check_token(request.token)
+        existing = self.release.find(index_url)
+        if crates_io and (given_key is not None or (given_token is None and existing is None)):
+            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was stored",
+                              hint="pass your crates.io token: cargo login --registry "
+                                   "crates-io, or better (it never crosses the socket): "
+                                   "gui-approver token add --registry crates-io")
         if existing is not None:
-            if given is not None and given.kip != existing.kip:
-                raise KeyExists(
-                    f"registry {existing.registry} already has a different key ({existing.kip})",
-                    hint=f"delete it first: gui-approver key delete --registry {existing.registry}",
-                )
-            record = existing
-            note = "already has a key"
+            return self._login_existing(request, existing, given_key, given_token)
+        if given_token is not None:
+            detail = (f"store the bearer token sha256:{fingerprint(given_token)} given to "
+                      f"`cargo login` for registry {registry} in the keychain")
+        elif given_key is not None:
+            detail = (f"import the asymmetric key {given_key.kip} given to `cargo login` "
+                      f"for registry {registry}")
         else:
-            subject = _subject_from_args(request.args)
-            key = given or SigningKey.generate()
-            record = self.store.add(key, registry=registry, index_url=index_url, subject=subject)
-            note = "imported the given key" if given else "generated a new key"
-            self._record_quietly(request, prov, "key-created", note, record.kip)
+            detail = f"generate a new asymmetric key for registry {registry}"
+        decision = self._ask(request, prov, "login", detail, None)
+        if not decision.approved:
+            self._record_quietly(request, prov, "denied", decision.reason, None)
+            return Outcome(protocol.err_other(
+                f"gui-approver: `cargo login` for {registry} was denied ({decision.reason}); "
+                "nothing was stored"))
+        if given_token is not None:
+            rec = self.release.tokens.add(given_token, registry=registry, index_url=index_url,
+                                          origin="dialog")
+            self._record_quietly(request, prov, "token-stored", decision.reason,
+                                 f"bearer:sha256:{rec.fingerprint}")
+            return Outcome(protocol.ok_login(), (
+                f"gui-approver: stored the bearer token for {registry} in the keychain "
+                f"(sha256:{rec.fingerprint}); every publish now asks first.\n"
+                "gui-approver: next time, `gui-approver token add` stores a token without "
+                "passing it through cargo and the app's socket."))
+        subject = _subject_from_args(request.args)
+        key = given_key or SigningKey.generate()
+        record = self.store.add(key, registry=registry, index_url=index_url, subject=subject,
+                                origin="dialog")
+        note = "imported the given key" if given_key else "generated a new key"
+        self._record_quietly(request, prov, "key-created", note, record.kip)
         notice = (
             f"gui-approver: registry {registry} {note}; its public key is\n{record.public}\n"
             f"(key id {record.kip}). Register this public key with the registry."
         )
+        if given_key is not None:
+            notice += ("\ngui-approver: next time, `gui-approver key import-cargo` stores a key "
+                       "without passing it through cargo and the app's socket.")
         return Outcome(protocol.ok_login(), notice)
 
+    def _login_existing(
+        self, request: Login, existing: Credential, given_key: SigningKey | None,
+        given_token: Secret | None,
+    ) -> Outcome:
+        label = existing.record.registry
+        if existing.kind == "token":
+            assert existing.bearer is not None
+            if given_key is not None:
+                raise KeyExists(f"registry {label} takes a bearer token; it already has one "
+                                f"(sha256:{existing.bearer.fingerprint})")
+            if given_token is not None and fingerprint(given_token) != \
+                    existing.bearer.fingerprint:
+                raise KeyExists(
+                    f"registry {label} already has a different bearer token "
+                    f"(sha256:{existing.bearer.fingerprint})",
+                    hint=f"replace it: gui-approver token rotate --registry {label}")
+            what = f"bearer token sha256:{existing.bearer.fingerprint}"
+            trusted = existing.bearer.trusted
+        else:
+            assert existing.key is not None
+            if given_token is not None:
+                raise KeyExists(f"registry {label} uses an asymmetric key ({existing.key.kip}); "
+                                "it takes no bearer token")
+            if given_key is not None and given_key.kip != existing.key.kip:
+                raise KeyExists(
+                    f"registry {label} already has a different key ({existing.key.kip})",
+                    hint=f"delete it first: gui-approver key delete --registry {label}")
+            what = f"key {existing.key.kip}"
+            trusted = existing.key.trusted
+        if not trusted:
+            # Planted or from before origins were recorded: never offered as "already has".
+            raise KeyExists(
+                f"registry {label} has a {what} that was not created through a gui-approver "
+                "dialog or its CLI; gui-approver does not offer it",
+                hint=f"check it with `gui-approver key list`; if you do not know it, delete it "
+                     f"({'token' if existing.kind == 'token' else 'key'} delete --registry "
+                     f"{label}) and log in again",
+            )
+        if existing.kind == "token":
+            return Outcome(protocol.ok_login(),
+                           f"gui-approver: registry {label} already has its {what}.")
+        assert existing.key is not None
+        return Outcome(protocol.ok_login(), (
+            f"gui-approver: registry {label} already has a key; its public key is\n"
+            f"{existing.key.public}\n(key id {existing.key.kip}). Register this public key "
+            "with the registry."))
+
     def _logout(self, request: Logout, prov: Provenance) -> Outcome:
-        record = self.store.find(request.registry.index_url)
-        if record is None:
+        cred = self.release.find(request.registry.index_url)
+        if cred is None:
             return Outcome(protocol.err_not_found())
-        decision, _asked = self._approve(
-            ApprovalRequest(request=request, provenance=prov, key=record, action="logout",
-                            timeout=self.settings.approval_timeout,
-                            gone=self._hangup())
-        )
+        record = cred.record
+        if cred.kind == "token":
+            assert cred.bearer is not None
+            detail = (f"delete the bearer token sha256:{cred.bearer.fingerprint} of registry "
+                      f"{record.registry} from the keychain")
+        else:
+            detail = f"delete the key {record.kip} of registry {record.registry}"
+        decision = self._ask(request, prov, "logout", detail, record, bearer=cred.bearer)
         if not decision.approved:
-            self._record_quietly(request, prov, "denied", decision.reason, record.kip)
+            self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
             return Outcome(protocol.err_other(
-                f"deleting the key for {record.registry} was denied in gui-approver "
-                f"({decision.reason})"
+                f"deleting the {'token' if cred.kind == 'token' else 'key'} for "
+                f"{record.registry} was denied in gui-approver ({decision.reason})"
             ))
         try:
-            self._record(request, prov, "key-deleted", decision.reason, record.kip)
+            self._record(request, prov, "key-deleted", decision.reason, cred.kid)
         except AuditError as exc:
             return Outcome(protocol.cargo_error(AuditError(
                 f"the key for {record.registry} was not deleted because the decision could "
                 f"not be recorded: {exc}", hint=exc.hint,
             )))
+        if cred.bearer is not None:
+            self.release.tokens.delete(cred.bearer)
+            return Outcome(protocol.ok_logout(), (
+                f"gui-approver: deleted the bearer token sha256:{cred.bearer.fingerprint}; it "
+                "still works at the registry until you revoke it there"))
         self.store.delete(record)
         return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")
 

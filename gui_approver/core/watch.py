@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import ipaddress
 import json
 import logging
 import os
 import re
+import ssl
 import subprocess
 import threading
-import urllib.error
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -316,11 +318,6 @@ class _Fetched:
     last_modified: str | None = None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is answered as an error, never followed with our headers
-
-
 def _error_detail(body: bytes) -> str:
     """crates.io's ``{"errors":[{"detail": ...}]}``, or the start of the body."""
     try:
@@ -334,20 +331,64 @@ def _error_detail(body: bytes) -> str:
 
 
 class Fetcher:
-    """Bounded HTTP for the watch: counts requests and bytes received."""
+    """Bounded HTTP for the watch: one kept-alive connection per host for a whole pass (100
+    crates on crates.io cost one TLS handshake, not 100), no redirects followed, a timeout
+    on every socket operation and a deadline for each whole request. Counts requests and
+    bytes received. Honours ``https_proxy``/``http_proxy``/``no_proxy``; never proxies
+    loopback."""
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
         self.requests = 0
         self.bytes = 0
         self.not_modified = 0
+        self._conns: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self._via_http_proxy: set[tuple[str, str, int]] = set()
 
-    def _opener(self, url: str) -> urllib.request.OpenerDirector:
-        host = urllib.parse.urlsplit(url).hostname or ""
-        handlers: list[Any] = [_NoRedirect()]
-        if _is_loopback_host(host):
-            handlers.append(urllib.request.ProxyHandler({}))  # never proxy loopback
-        return urllib.request.build_opener(*handlers)
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self, parts: urllib.parse.SplitResult) -> tuple[http.client.HTTPConnection,
+                                                                    bool]:
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, host, port)
+        conn = self._conns.get(key)
+        if conn is not None:
+            return conn, True
+        proxy = None
+        if not _is_loopback_host(host) and not urllib.request.proxy_bypass(host):
+            proxy = urllib.request.getproxies().get(parts.scheme)
+        target = (host, port)
+        if proxy:
+            p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            target = (p.hostname or "", p.port or 80)
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                *target, timeout=self.timeout, context=ssl.create_default_context()
+            )
+            if proxy:
+                conn.set_tunnel(host, port)
+        else:
+            conn = http.client.HTTPConnection(*target, timeout=self.timeout)
+            if proxy:  # a plain-HTTP proxy gets the absolute URL (see request)
+                self._via_http_proxy.add(key)
+        self._conns[key] = conn
+        return conn, False
+
+    def _drop(self, parts: urllib.parse.SplitResult) -> None:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        conn = self._conns.pop((parts.scheme, parts.hostname or "", port), None)
+        if conn is not None:
+            conn.close()
 
     def request(
         self,
@@ -357,34 +398,64 @@ class Fetcher:
         headers: dict[str, str] | None = None,
         limit: int = MAX_INDEX_BYTES,
         what: str = "",
-    ) -> tuple[int, bytes, Any]:
+    ) -> tuple[int, bytes, http.client.HTTPMessage]:
         """(status, body, headers); WatchError on network trouble. HTTP errors are returned."""
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise WatchError(f"{url!r} is not an http(s) URL")
-        req = urllib.request.Request(url, method=method)  # noqa: S310 - http(s) only, above
-        req.add_header("User-Agent", f"gui-approver-watch/{__version__}")
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        send = {"User-Agent": f"gui-approver-watch/{__version__}", **(headers or {})}
         self.requests += 1
-        try:
+        for attempt in (1, 2):
+            conn, reused = self._connection(parts)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            absolute = (parts.scheme, parts.hostname, port) in self._via_http_proxy
             try:
-                resp = self._opener(url).open(req, timeout=self.timeout)
-            except urllib.error.HTTPError as err:
-                resp = err
-            with resp:
-                body = resp.read(limit + 1)
-                status = resp.status if resp.status is not None else 0
-                resp_headers = resp.headers
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise WatchError(
-                f"cannot reach {what or url}: {reason}",
-                hint="check the network (the watch tries again at its next pass)",
-            ) from None
-        self.bytes += len(body)
-        if len(body) > limit:
-            raise WatchError(f"{what or url} is larger than {limit} bytes; not read")
-        return status, body, resp_headers
+                conn.request(method, url if absolute else path, headers=send)
+                resp = conn.getresponse()
+                body = self._read(resp, limit, time.monotonic() + 6 * self.timeout, what or url)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest) as exc:
+                self._drop(parts)
+                if reused and attempt == 1:
+                    continue  # the server closed an idle kept-alive connection: once more
+                raise self._network_error(what or url, exc) from None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(parts)
+                raise self._network_error(what or url, exc) from None
+            if resp.will_close:
+                self._drop(parts)
+            self.bytes += len(body)
+            return resp.status, body, resp.headers
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, resp: http.client.HTTPResponse, limit: int, deadline: float,
+              what: str) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = resp.read(64 * 1024)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise WatchError(f"{what} is larger than {limit} bytes; not read")
+            if time.monotonic() > deadline:
+                raise WatchError(f"{what} took too long to send ({size} bytes so far)")
+        return b"".join(chunks)
+
+    @staticmethod
+    def _network_error(what: str, exc: BaseException) -> WatchError:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
+        return WatchError(
+            f"cannot reach {what}: {reason}",
+            hint="check the network (the watch tries again at its next pass)",
+        )
 
     def get_conditional(
         self, url: str, etag: str | None, last_modified: str | None, *, what: str
@@ -705,7 +776,15 @@ class Watch:
         ``api`` (from its ``config.json``); then ``on_revoked()`` (delete the token from the
         keychain) and mark the registry as needing a new token. WatchError when refused."""
         base = fetch_base(index_url, self.crates_io_index)
-        fetcher = Fetcher(self.timeout)
+        with Fetcher(self.timeout) as fetcher:
+            self._revoke(index_url, base, token, fetcher)
+        on_revoked()
+        with self._locked():
+            regs = self._prefs()
+            regs.setdefault(index_url, {})["needs_new_token"] = True
+            self._save_prefs(regs)
+
+    def _revoke(self, index_url: str, base: str, token: Secret, fetcher: Fetcher) -> None:
         status, body, _ = fetcher.request(
             base + "config.json", limit=MAX_CONFIG_BYTES, what=f"{base}config.json"
         )
@@ -730,11 +809,6 @@ class Watch:
                 hint="revoke it on the registry's web site",
             )
         log.warning("revoked the bearer token of %s at the registry", index_url)
-        on_revoked()
-        with self._locked():
-            regs = self._prefs()
-            regs.setdefault(index_url, {})["needs_new_token"] = True
-            self._save_prefs(regs)
 
     # -- a pass ------------------------------------------------------------------------------
 
@@ -746,13 +820,13 @@ class Watch:
             result.errors.append(
                 f"no watched registry is named {registry!r} (gui-approver watch list shows them)"
             )
-        fetcher = Fetcher(self.timeout)
-        for w in watched:
-            result.registries += 1
-            try:
-                self._check_registry(w, fetcher, result)
-            except WatchError as exc:
-                result.errors.append(exc.full())
+        with Fetcher(self.timeout) as fetcher:
+            for w in watched:
+                result.registries += 1
+                try:
+                    self._check_registry(w, fetcher, result)
+                except WatchError as exc:
+                    result.errors.append(exc.full())
         result.requests, result.bytes = fetcher.requests, fetcher.bytes
         result.not_modified = fetcher.not_modified
         result.open_alerts = self.alerts(registry=registry)

@@ -437,6 +437,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "gui-approver-demo-registry/1"
     sys_version = ""
     timeout = 30
+    # Headers and body go out in two writes; with Nagle on, a kept-alive client waits for the
+    # delayed ACK (~40 ms) before it sees the body.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -505,7 +508,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         sent = 0 if no_body else len(response.body)
         self.server.registry.served.append(
-            Served(self.command, path, response.status, sent, dict(self.headers.items()))
+            Served(self.command, path, response.status, sent, dict(self.headers.items()),
+                   f"{self.client_address[0]}:{self.client_address[1]}")
         )
         self.send_response(response.status)
         if not no_body:
@@ -530,6 +534,7 @@ class Served:
     status: int
     body_bytes: int
     request_headers: dict[str, str]
+    peer: str = ""  # the client's address:port (one per TCP connection)
 
 
 class DemoRegistry:

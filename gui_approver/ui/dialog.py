@@ -13,10 +13,15 @@ prompt itself (tests/test_attacks.py attacks it for real). Hardening:
   events; Return, Enter and Escape deny.
 - Approve acts only while a real mouse release on it (after a press on it while armed), or a
   Space release while it has focus that it got from Tab or a click, is being handled, and
-  only if the :class:`~gui_approver.ui.guard.InputGuard` vouches for that exact event (on
-  X11: not XTEST, not XSendEvent, pointer not warped there). ``clicked()`` from anywhere
-  else (accessibility, ``click()``, ``animateClick()``, shortcuts) is ignored; its
+  only if the :class:`~gui_approver.ui.guard.InputGuard` vouches for that exact press and
+  release (on X11: not XTEST, not XSendEvent, pointer not warped there). ``clicked()`` from
+  anywhere else (accessibility, ``click()``, ``animateClick()``, shortcuts) is ignored; its
   accessible has no actions (:mod:`gui_approver.ui.a11y`).
+- Input the guard does not vouch for (XTEST: on-screen keyboards, voice control, remote
+  desktop, software KVMs) still works everywhere else: Deny, Escape, "View changes…". On
+  Approve it is refused and the dialog says so; a Tab from it never lands on Approve (focus
+  goes to Deny instead), and a click from it on Approve moves the focus to Deny, so a
+  program cannot leave Approve focused for the user's next Space.
 - Where the guard cannot tell (X11 without XInput2, unknown platforms) Approve stays
   disabled and the dialog says why: refuse, never guess.
 - Every untrusted string is shown as plain text.
@@ -61,9 +66,19 @@ from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import escape_text, human_size
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
-from gui_approver.ui.guard import InputGuard, default_guard
+from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 
 log = logging.getLogger(__name__)
+
+#: Shown when input the guard does not vouch for lands on Approve (issue #14).
+SOFTWARE_INPUT_NOTE = (
+    "Approve ignored that: that input came from software, not from your mouse or keyboard, "
+    "so it cannot approve. Deny and Escape work with any input."
+)
+WARPED_POINTER_NOTE = (
+    "Approve ignored that click: the pointer was moved onto it by software, not by your "
+    "mouse. Move the mouse onto Approve and click again."
+)
 
 OWNERS_NOTE = (
     "Cargo does not tell gui-approver who is being added or removed, or whether this is only "
@@ -107,8 +122,14 @@ def _registry_row(approval: ApprovalRequest) -> str:
 def _heading(approval: ApprovalRequest) -> str:
     where = elide_middle(registry_name(approval), 60)
     if approval.action == "logout":
+        if approval.bearer is not None:
+            return f"Delete the bearer token for registry {where}?"
         return f"Delete the key for registry {where}?"
+    if approval.action == "login":
+        return f"cargo login for registry {where}?"
     fields = shown(approval.request)
+    if approval.bearer is not None and fields.op == "read":
+        return f"Hand the bearer token of {where} to cargo for a read?"
     name = escape_text(fields.name, 200) if fields.name else ""
     vers = escape_text(fields.vers, 200) if fields.vers else ""
     what = f"{name} {vers}" if name and vers else name
@@ -118,9 +139,25 @@ def _heading(approval: ApprovalRequest) -> str:
     return verbs.get(fields.op, f"Sign a token for this {fields.op}?")
 
 
+#: The one line the dialog shows for a registry that takes a bearer token.
+BEARER_LINE = "This registry takes a bearer token: approving hands cargo the token itself."
+
+
 def _intro(approval: ApprovalRequest) -> str:
     if approval.action == "logout":
-        return "cargo logout asked gui-approver to delete this registry's signing key."
+        what = "bearer token" if approval.bearer is not None else "signing key"
+        return (f"cargo logout asked gui-approver to delete this registry's {what}. "
+                f"Approving will {approval.detail or 'delete it'}.")
+    if approval.action == "login":
+        return (f"A program sent a `cargo login` request. Approving will {approval.detail}. "
+                "Approve only if you just ran cargo login yourself: a credential stored "
+                "here is one gui-approver will use for this registry.")
+    if approval.bearer is not None:
+        text = BEARER_LINE
+        if shown(approval.request).op == "read":
+            text += (" This registry requires a token even to read, and this token can also "
+                     "publish: approve only if you are running cargo on it now.")
+        return text
     return ("A program asked gui-approver to sign a registry token for exactly this request. "
             "Approve only if you started it yourself and every field is what you expect.")
 
@@ -201,6 +238,12 @@ _ANSWER_KEYS = frozenset({
     Qt.Key.Key_Meta, Qt.Key.Key_Super_L, Qt.Key.Key_Super_R,
 })
 
+#: The events the guard judges (presses and releases of keys and mouse buttons).
+_INPUT_EVENTS = frozenset({
+    QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.MouseButtonPress,
+    QEvent.Type.MouseButtonRelease, QEvent.Type.MouseButtonDblClick,
+})
+
 #: Focus reasons that only a person's Tab or click produce (not setFocus()/accessibility).
 _GENUINE_FOCUS = (
     Qt.FocusReason.TabFocusReason,
@@ -267,7 +310,7 @@ class ApproveButton(QPushButton):
 
     def mousePressEvent(self, e: QMouseEvent) -> None:
         self._press_ok = (self._armed and e.button() == Qt.MouseButton.LeftButton
-                          and e.spontaneous())
+                          and e.spontaneous() and self.accept_input_event(e))
         super().mousePressEvent(e)
 
     def mouseReleaseEvent(self, e: QMouseEvent) -> None:
@@ -291,7 +334,8 @@ class ApproveButton(QPushButton):
             e.ignore()
             return
         if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
-            self._press_ok = self._armed and self._focus_ok and e.spontaneous()
+            self._press_ok = (self._armed and self._focus_ok and e.spontaneous()
+                              and self.accept_input_event(e))
         super().keyPressEvent(e)
 
     def keyReleaseEvent(self, e: QKeyEvent) -> None:
@@ -393,6 +437,11 @@ class ApprovalDialog(QDialog):
         intro = _plain(_intro(approval), selectable=False)
         intro.setObjectName("intro")
         intro.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        if approval.bearer is not None:  # what approving releases: not a faded aside
+            intro.setForegroundRole(QPalette.ColorRole.WindowText)
+            bold = intro.font()
+            bold.setBold(True)
+            intro.setFont(bold)
         layout.addWidget(intro)
 
         box = QFrame()
@@ -415,7 +464,13 @@ class ApprovalDialog(QDialog):
             rows.append(("Version", escape_text(fields.vers, 200), True))
         if fields.cksum:
             rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
-        if approval.key is not None:
+        if approval.bearer is not None:
+            tok = approval.bearer
+            rows.append(("Credential", f"bearer token sha256:{tok.fingerprint} "
+                                       f"({tok.protection})", True))
+            rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
+            rows.append(("Token expiry", tok.expires or "expiry unknown", False))
+        elif approval.key is not None and approval.action != "login":
             rows.append(("Signing key", approval.key.kip, True))
         review = approval.review
         if review is not None:
@@ -491,7 +546,14 @@ class ApprovalDialog(QDialog):
         bold = self.waiting_label.font()
         bold.setBold(True)
         self.waiting_label.setFont(bold)
+        self.refused_label = _plain("", selectable=False)
+        self.refused_label.setObjectName("refusedInput")
+        bold = self.refused_label.font()
+        bold.setBold(True)
+        self.refused_label.setFont(bold)
+        self.refused_label.hide()
         layout.addWidget(self.status_label)
+        layout.addWidget(self.refused_label)
         layout.addWidget(self.waiting_label)
         self.set_waiting(waiting)
         layout.addStretch(1)
@@ -876,10 +938,54 @@ class ApprovalDialog(QDialog):
         self._rearm_or_disarm(why)
 
     def eventFilter(self, watched: QObject, e: QEvent) -> bool:
+        if (e.type() in _INPUT_EVENTS and isinstance(e, QInputEvent) and e.spontaneous()
+                and not self._done and self.guard.available):
+            why = self.guard.refusal(e)
+            if why is not None and self._software_input(watched, e, why):
+                return True
         if (e.type() == QEvent.Type.KeyPress and isinstance(e, QKeyEvent)
                 and (e.key() not in _ANSWER_KEYS or e.isAutoRepeat())):
             self._restart_arming("typing")
         return False
+
+    def _software_input(self, watched: QObject, e: QInputEvent, why: str) -> bool:
+        """Input the guard does not vouch for: True to swallow it. It may do anything but
+        act on Approve or leave the focus there."""
+        if isinstance(e, QKeyEvent):
+            key = e.key()
+            if e.type() == QEvent.Type.KeyPress and key in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab):
+                forward = key == Qt.Key.Key_Tab and not (
+                    e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+                self.focusNextPrevChild(forward)
+                if isinstance(self.focusWidget(), ApproveButton):
+                    log.info("dialog %d: a Tab from software would focus Approve; focus "
+                             "stays on Deny", self.approval.id)
+                    self.deny_button.setFocus(Qt.FocusReason.OtherFocusReason)
+                return True
+            if isinstance(watched, ApproveButton) and key == Qt.Key.Key_Space:
+                if e.type() == QEvent.Type.KeyPress and not e.isAutoRepeat():
+                    watched.accept_input_event(e)  # logs the refusal
+                    self._say_refused(watched, why)
+                return True
+            return False
+        if isinstance(watched, ApproveButton):
+            if e.type() == QEvent.Type.MouseButtonPress:
+                watched.accept_input_event(e)  # logs the refusal
+                self._say_refused(watched, why)
+            if self.focusWidget() is watched:  # the press gave it the focus: take it back
+                self.deny_button.setFocus(Qt.FocusReason.OtherFocusReason)
+            return True
+        return False
+
+    def _say_refused(self, button: ApproveButton, why: str) -> None:
+        if not button.armed:
+            return  # a disarmed Approve is disabled: nothing to explain
+        text = WARPED_POINTER_NOTE if why == POINTER_MOVED_BY_SOFTWARE else SOFTWARE_INPUT_NOTE
+        log.info("dialog %d: Approve refused input (%s)", self.approval.id,
+                 "pointer moved by software" if why == POINTER_MOVED_BY_SOFTWARE
+                 else "input from software")
+        self.refused_label.setText(text)
+        self.refused_label.show()
 
     def _on_guard_changed(self) -> None:
         if self._done:

@@ -11,17 +11,25 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gui_approver.core import cargo_config
+from gui_approver.core.keys import flows
 from gui_approver.core.keys.store import KeyStore
+from gui_approver.errors import GuiApproverError
 from gui_approver.ui.keys import CargoConfigView, NewKeyWizard
 
 log = logging.getLogger(__name__)
 
 WELCOME = (
-    "gui-approver keeps the keys that cargo uses to authenticate to registries "
-    "(RFC 3231 asymmetric tokens) in your keychain. "
-    "Whenever cargo needs a token for a publish, yank or owner change, a window asks you "
-    "first, and nothing is signed until you approve it. "
-    "To start, create a key for your registry and register its public key there."
+    "gui-approver keeps the credentials cargo uses for your registries in your keychain: a "
+    "bearer token (crates.io and most registries) or an asymmetric key (RFC 3231). "
+    "Whenever cargo needs one for a publish, yank or owner change, a window asks you "
+    "first, and nothing is released until you approve it. "
+    "To start, move your crates.io token into the keychain, or add a token or key for "
+    "another registry."
+)
+
+CRATES_IO_NOTE = (
+    "crates.io does not accept asymmetric tokens yet, so gui-approver protects your crates.io "
+    "token itself. Until you move it into the keychain, cargo keeps using it as it does now."
 )
 
 
@@ -83,28 +91,40 @@ class FirstRunWindow(QWidget):
 
         self.needs_cargo = not cargo_uses_bridge(cargo_home)
         self.cargo_note = QLabel(
-            "cargo is not configured to use gui-approver for any registry yet. The new-key "
-            "wizard offers this for the key's registry as its last step; for crates.io you "
-            "can also preview the change here."
+            "cargo is not configured to use gui-approver for any registry yet. "
+            + CRATES_IO_NOTE
         )
         self.cargo_note.setObjectName("cargoNote")
         self.cargo_note.setTextFormat(Qt.TextFormat.PlainText)
         self.cargo_note.setWordWrap(True)
         self.cargo_note.setVisible(self.needs_cargo)
         layout.addWidget(self.cargo_note)
-        self.cargo_view = CargoConfigView(cargo_home)
+        self.cargo_view = CargoConfigView(cargo_home, store=store)
         self.cargo_view.setVisible(False)
         layout.addWidget(self.cargo_view, 1)
+        self.status = QLabel("")
+        self.status.setObjectName("firstRunStatus")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
+        self.status.setWordWrap(True)
+        self.status.setVisible(False)
+        layout.addWidget(self.status)
 
         row = QHBoxLayout()
-        self.new_key_button = QPushButton("Create a key…")
-        self.new_key_button.setDefault(True)
+        self.configure_button = QPushButton("Protect my crates.io token…")
+        self.configure_button.setObjectName("cratesIoButton")
+        self.configure_button.clicked.connect(self.protect_crates_io)
+        self.configure_button.setVisible(self.needs_cargo)
+        self.configure_button.setDefault(self.needs_cargo)
+        row.addWidget(self.configure_button)
+        self.import_button = QPushButton("Move it into the keychain")
+        self.import_button.setObjectName("importCratesIo")
+        self.import_button.clicked.connect(self.import_crates_io)
+        self.import_button.setVisible(False)
+        row.addWidget(self.import_button)
+        self.new_key_button = QPushButton("Another registry…")
+        self.new_key_button.setDefault(not self.needs_cargo)
         self.new_key_button.clicked.connect(self.open_wizard)
         row.addWidget(self.new_key_button)
-        self.configure_button = QPushButton("Configure cargo for crates.io…")
-        self.configure_button.clicked.connect(self.preview_cargo)
-        self.configure_button.setVisible(self.needs_cargo)
-        row.addWidget(self.configure_button)
         row.addStretch(1)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
@@ -121,13 +141,57 @@ class FirstRunWindow(QWidget):
         self.wizard.activateWindow()
         return self.wizard
 
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(True)
+
+    def _cargo_crates_io_token(self) -> cargo_config.CargoSecret | None:
+        try:
+            found = cargo_config.find_cargo_tokens(self.cargo_home)
+        except GuiApproverError as exc:
+            self._say(f"Cannot read cargo's credentials: {exc}")
+            return None
+        return next((f for f in found if f.registry == cargo_config.CRATES_IO), None)
+
+    def protect_crates_io(self) -> None:
+        """crates.io only with its bearer token: move cargo's (if it has one) or ask for it."""
+        found = self._cargo_crates_io_token()
+        if found is not None:
+            self._say(
+                f"cargo keeps your crates.io token in plaintext in {found.path}. Move it into "
+                "the keychain: the file keeps every other line, and cargo then asks "
+                "gui-approver, which asks you, before each publish, yank or owner change.")
+            self.import_button.setVisible(True)
+            self.import_button.setDefault(True)
+            return
+        wizard = self.open_wizard()
+        wizard.registry_page.crates_io.setChecked(True)
+
+    def import_crates_io(self) -> bool:
+        try:
+            (done,) = flows.import_cargo_tokens(
+                self.store, registry=cargo_config.CRATES_IO, home=self.cargo_home,
+                origin="dialog")
+        except (GuiApproverError, ValueError, OSError) as exc:
+            self._say(f"Nothing was moved: {exc}")
+            return False
+        self._say(
+            f"Your crates.io token (sha256:{done.fingerprint}) is now only in the keychain, "
+            f"and cargo uses gui-approver for crates.io ({done.config_path}). Your next "
+            "cargo publish shows an approval window first.")
+        self.import_button.setVisible(False)
+        self.configure_button.setEnabled(False)
+        self.new_key_button.setEnabled(True)
+        return True
+
     def preview_cargo(self) -> None:
-        """Show what configuring crates.io would change; written only by "Apply this change"."""
+        """Show what configuring crates.io would change (refused until its token is in the
+        keychain); written only by "Apply this change"."""
         self.cargo_view.plan(cargo_config.CRATES_IO, None)
         self.cargo_view.setVisible(True)
         self.resize(max(self.width(), 720), max(self.height(), 480))
 
     def _created(self, _rec: object) -> None:
-        self.text.setText("Your key is created. Finish the wizard's steps, then close this "
-                          "window; gui-approver keeps running in the tray.")
+        self.text.setText("Your key or token is stored. Finish the wizard's steps, then close "
+                          "this window; gui-approver keeps running in the tray.")
         self.new_key_button.setEnabled(False)

@@ -6,7 +6,10 @@ guard can know depends on the windowing system:
 
 * X11 (``xcb``): any client can inject input (XTEST, ``XSendEvent``) and warp the pointer.
   :class:`gui_approver.ui.x11guard.X11InputGuard` reads the XInput2 source device of every
-  event and drops injected ones. Without XInput2 it cannot tell, so approval is refused.
+  event and vouches only for those from a real device. Only Approve needs that: XTEST input
+  (on-screen keyboards, voice control, remote desktop, Barrier/Input Leap) still reaches
+  Deny, Escape and "View changes…"; forged ``XSendEvent`` input is dropped. Without XInput2
+  it cannot tell, so approval is refused.
 * Wayland: clients cannot inject input into each other through the core protocol; nothing
   to filter (but see the README: wlroots' virtual-keyboard/pointer protocols and uinput).
 * ``offscreen`` / ``minimal``: no other process can reach the window at all (tests).
@@ -32,6 +35,10 @@ TRUSTED_PLATFORMS = ("wayland", "wayland-egl", "offscreen", "minimal")
 #: Platforms where approval works but input provenance is not checked (yet).
 UNGUARDED_PLATFORMS = ("windows", "cocoa")
 
+#: Why an input event cannot approve (:meth:`InputGuard.refusal`).
+FROM_SOFTWARE = "software"
+POINTER_MOVED_BY_SOFTWARE = "warp"
+
 
 class InputGuard(QObject):
     """Base class and the "nothing to guard" implementation (Wayland, offscreen)."""
@@ -56,9 +63,14 @@ class InputGuard(QObject):
         """Stop guarding ``widget``'s window."""
 
     def accept_approval_event(self, event: QInputEvent) -> bool:
-        """True when ``event`` (a mouse or key release being handled) came from a person's
-        device through a path this guard vouches for."""
+        """True when ``event`` (a mouse or key press or release being handled) came from a
+        person's device through a path this guard vouches for."""
         return self.available
+
+    def refusal(self, event: QInputEvent) -> str | None:
+        """None when ``event`` may act on Approve, else why not: :data:`FROM_SOFTWARE`,
+        :data:`POINTER_MOVED_BY_SOFTWARE`, or :attr:`problem`. Logs nothing."""
+        return None if self.available else self.problem
 
     def is_obscured(self, widget: QWidget) -> bool:
         """True when another window covers part of ``widget`` (or it is not known yet)."""
@@ -77,6 +89,9 @@ class RefusingGuard(InputGuard):
 
     def accept_approval_event(self, event: QInputEvent) -> bool:
         return False
+
+    def refusal(self, event: QInputEvent) -> str | None:
+        return self.problem
 
 
 def make_guard(app: QGuiApplication | None = None) -> InputGuard:

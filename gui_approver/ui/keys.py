@@ -51,15 +51,23 @@ from PySide6.QtWidgets import (
 
 from gui_approver.core import cargo_config
 from gui_approver.core.approval import is_loopback_index
-from gui_approver.core.keys.store import KeyRecord, KeyStore, SigningKey, parse_public_paserk
+from gui_approver.core.keys import flows
+from gui_approver.core.keys.bearer import TokenRecord, bearer_store
+from gui_approver.core.keys.store import (
+    CRATES_IO_REFUSAL,
+    KeyRecord,
+    KeyStore,
+    SigningKey,
+    parse_public_paserk,
+)
 from gui_approver.core.keys.strength import passphrase_problem
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
 
 #: Columns of the key table, in order.
-COLUMNS = ("Registry", "Key id", "Subject", "Created", "Expires", "Protection", "Last used",
-           "Status")
+COLUMNS = ("Registry", "Kind", "Key id", "Subject", "Created", "Expires", "Protection",
+           "Last used", "Status")
 _KIP_ROLE = Qt.ItemDataRole.UserRole
 _REGISTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _INDEX_SCHEMES = ("http", "https", "file", "ssh", "git")
@@ -278,7 +286,12 @@ class PassphraseFields(QWidget):
             "and gui-approver asks for it before signing. Leave both empty to protect the "
             "key with the keychain only.")
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    NOTE_BEARER = (
+        "Recommended. With a passphrase the keychain holds only the token encrypted with it, "
+        "and gui-approver asks for it before handing the token to cargo. Leave both empty to "
+        "protect the token with the keychain only.")
+
+    def __init__(self, parent: QWidget | None = None, *, note: str | None = None) -> None:
         super().__init__(parent)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
@@ -292,8 +305,8 @@ class PassphraseFields(QWidget):
         self.second.setObjectName("passphrase2")
         form.addRow(_plain("Passphrase:", selectable=False), self.first)
         form.addRow(_plain("Repeat:", selectable=False), self.second)
-        note = _plain(self.NOTE, selectable=False)
-        form.addRow(note)
+        label = _plain(note or self.NOTE, selectable=False)
+        form.addRow(label)
 
     def result(self) -> tuple[Secret | None, str | None]:
         """(passphrase or None, error or None)."""
@@ -513,7 +526,7 @@ class RegistryPage(QWizardPage):
         self.store = store
         self.home = home
         self.setTitle("Registry")
-        self.setSubTitle("Which registry is the key for?")
+        self.setSubTitle("Which registry is it for, and which kind of credential does it take?")
         layout = QVBoxLayout(self)
         self.group = QButtonGroup(self)
 
@@ -542,8 +555,37 @@ class RegistryPage(QWizardPage):
         where = cargo_config.config_path(home)
         note = f"from {where}" if self.combo.count() else f"{where} names no registries"
         self.config_note = _plain(config_problem or note, selectable=False)
-        self.crates_io = QRadioButton("crates.io")
+        self.crates_io = QRadioButton("crates.io (its bearer token)")
         self.other = QRadioButton("Another registry:")
+        # The kind of credential (issue 11): crates.io takes only bearer tokens.
+        self.kind_box = QGroupBox("Which kind of credential does this registry take?")
+        self.kind_box.setObjectName("kindBox")
+        kind_layout = QVBoxLayout(self.kind_box)
+        self.kind_token = QRadioButton("Bearer token")
+        self.kind_token.setObjectName("kindToken")
+        token_text = _plain(
+            "What crates.io, kellnr, Gitea/Forgejo, Artifactory and Cloudsmith take. "
+            "gui-approver keeps it in the keychain and hands it to cargo only when you "
+            "approve.", selectable=False)
+        self.kind_key = QRadioButton("Asymmetric key (RFC 3231)")
+        self.kind_key.setObjectName("kindKey")
+        key_text = _plain(
+            "Works only with a registry that verifies RFC 3231 tokens (today: gui-approver's "
+            "own demo registry). The secret never leaves this machine; each approval signs a "
+            "token for exactly that request.", selectable=False)
+        self.kind_group = QButtonGroup(self)
+        self.kind_group.addButton(self.kind_token, 0)
+        self.kind_group.addButton(self.kind_key, 1)
+        self.kind_note = _plain("", selectable=False)
+        self.kind_note.setObjectName("kindNote")
+        self.kind_note.setStyleSheet("color: #8a5300;")
+        for button, text in ((self.kind_token, token_text), (self.kind_key, key_text)):
+            kind_layout.addWidget(button)
+            text.setWordWrap(True)
+            text.setContentsMargins(24, 0, 0, 4)
+            kind_layout.addWidget(text)
+        kind_layout.addWidget(self.kind_note)
+        self.kind_token.setChecked(True)
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("name, as in cargo --registry NAME")
         self.name_edit.setAccessibleName("Registry name")
@@ -566,6 +608,7 @@ class RegistryPage(QWizardPage):
         form.addRow(_plain("Name:", selectable=False), self.name_edit)
         form.addRow(_plain("Index URL:", selectable=False), self.index_edit)
         layout.addLayout(form)
+        layout.addWidget(self.kind_box)
         layout.addStretch(1)
         self.error = _error_label()
         layout.addWidget(self.error)
@@ -576,6 +619,9 @@ class RegistryPage(QWizardPage):
             self.from_config.setEnabled(False)
             self.combo.setEnabled(False)
             self.other.setChecked(True)
+        self._kind_chosen = False
+        self.kind_group.idClicked.connect(self._kind_clicked)
+        self.combo.currentIndexChanged.connect(lambda _i: self._update())
         self.group.idToggled.connect(self._update)
         self.name_edit.textChanged.connect(self._update)
         self.index_edit.textChanged.connect(self._update)
@@ -588,8 +634,35 @@ class RegistryPage(QWizardPage):
 
     def _update(self) -> None:
         self.combo.setEnabled(self.from_config.isChecked())
+        crates_io = self.crates_io.isChecked()
+        if not self._kind_chosen and not crates_io:
+            # Until the user picks: asymmetric only for a loopback registry (the demo registry
+            # verifies RFC 3231 tokens); production registries take bearer tokens.
+            try:
+                index = self.selection()[1]
+            except GuiApproverError:
+                index = None
+            local = bool(index) and is_loopback_index(index or "")
+            (self.kind_key if local else self.kind_token).setChecked(True)
+        if crates_io:
+            self.kind_token.setChecked(True)
+            self.kind_note.setText(CRATES_IO_REFUSAL + ". gui-approver protects your "
+                                   "crates.io token instead.")
+        else:
+            self.kind_note.setText("Not sure? Ask the registry: if it gave you a token to "
+                                   "paste into cargo login, it takes a bearer token.")
+        self.kind_key.setEnabled(not crates_io)
         _show_error(self.error, None)
         self.completeChanged.emit()
+
+    def _kind_clicked(self, _id: int) -> None:
+        self._kind_chosen = True
+
+    def kind(self) -> str:
+        """``token`` or ``asymmetric``; crates.io is always ``token``."""
+        if self.crates_io.isChecked() or not self.kind_key.isChecked():
+            return "token"
+        return "asymmetric"
 
     def selection(self) -> tuple[str, str | None]:
         """(registry name, index URL or None if unknown)."""
@@ -623,14 +696,24 @@ class RegistryPage(QWizardPage):
         elif self.other.isChecked():
             why = parse_index_url(index)
             problem = f"Invalid index URL: {why}." if why else None
+        if problem is None and self.kind() == "asymmetric":
+            try:
+                flows.refuse_crates_io_key(name, index)
+            except GuiApproverError as exc:
+                problem = exc.full()
         if problem is None and index:
             try:
                 existing = self.store.find_by_registry(name) or self.store.find(index)
+                tokens = bearer_store(self.store)
+                held = tokens.find_by_registry(name) or tokens.find(index)
             except GuiApproverError as exc:
-                existing, problem = None, str(exc)
+                existing, held, problem = None, None, str(exc)
             if existing is not None:
                 problem = (f"Registry {existing.registry} ({existing.index_url}) already has a "
                            f"key ({existing.kip}). Rotate it, or delete it first.")
+            elif held is not None:
+                problem = (f"Registry {held.registry} ({held.index_url}) already has a bearer "
+                           f"token (sha256:{held.fingerprint}). Delete it first.")
         _show_error(self.error, problem)
         return problem is None
 
@@ -692,7 +775,8 @@ class OptionsPage(QWizardPage):
         self._wizard.store.check_free(name, index)
         info = self.hardware.make_key()
         return self._wizard.store.add_hardware(info, registry=name, index_url=index,
-                                               subject=subject, expires=self.expiry.value())
+                                               subject=subject, expires=self.expiry.value(),
+                                               origin="dialog")
 
     def validatePage(self) -> bool:
         passphrase, problem = self.passphrase.result()
@@ -717,9 +801,9 @@ class OptionsPage(QWizardPage):
             if self.on_hardware.isChecked():
                 rec = self._create_hardware(name, index, subject)
             else:
-                rec = self._wizard.store.create(registry=name, index_url=index,
-                                                subject=subject, expires=self.expiry.value(),
-                                                passphrase=passphrase)
+                rec = flows.create_key(self._wizard.store, registry=name, index_url=index,
+                                       subject=subject, expires=self.expiry.value(),
+                                       passphrase=passphrase, origin="dialog")
         except GuiApproverError as exc:
             _show_error(self.error, exc.full())
             return False
@@ -727,6 +811,83 @@ class OptionsPage(QWizardPage):
             QApplication.restoreOverrideCursor()
         self.passphrase.clear()
         self._wizard.set_created(rec)
+        return True
+
+
+class TokenPage(QWizardPage):
+    """A bearer token: how to make a narrow one, the token (hidden), what it is, protection."""
+
+    def __init__(self, wizard: NewKeyWizard) -> None:
+        super().__init__()
+        self._wizard = wizard
+        self.setTitle("Bearer token")
+        self.setSubTitle("Stored only in your keychain; handed to cargo only when you approve.")
+        layout = QVBoxLayout(self)
+        self.advice = _plain("")
+        self.advice.setObjectName("tokenAdvice")
+        self.advice.setWordWrap(True)
+        layout.addWidget(self.advice)
+        form = QFormLayout()
+        self.token = QLineEdit()
+        self.token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.token.setObjectName("tokenEdit")
+        self.token.setAccessibleName("Token")
+        self.token.setPlaceholderText("paste the token (it is not shown)")
+        self.scopes = QLineEdit()
+        self.scopes.setAccessibleName("Scopes")
+        self.scopes.setPlaceholderText("e.g. publish-update; crates: mycrate, mycrate-*")
+        self.expiry = ExpiryPicker()
+        self.expiry.choose("90d")
+        form.addRow(_plain("Token:", selectable=False), self.token)
+        form.addRow(_plain("Its scopes:", selectable=False), self.scopes)
+        form.addRow(_plain("It expires:", selectable=False), self.expiry)
+        layout.addLayout(form)
+        layout.addWidget(_hline())
+        self.passphrase = PassphraseFields(note=PassphraseFields.NOTE_BEARER)
+        layout.addWidget(self.passphrase)
+        layout.addStretch(1)
+        self.error = _error_label()
+        layout.addWidget(self.error)
+        self.setCommitPage(True)
+        self.setButtonText(QWizard.WizardButton.CommitButton, "Store token")
+        self.token.textChanged.connect(lambda _t: self.completeChanged.emit())
+
+    def initializePage(self) -> None:
+        name, index = self._wizard.registry_page.selection()
+        if name == cargo_config.CRATES_IO:
+            self.advice.setText(CRATES_IO_REFUSAL + ". " + flows.CRATES_IO_ADVICE + "\n\n"
+                                "Already have a token in ~/.cargo/credentials.toml? Close this "
+                                "and run `gui-approver token import-cargo`: it moves it here.")
+        else:
+            self.advice.setText(
+                f"The bearer token registry {name} ({index}) gave you. Prefer a token limited "
+                "to publishing your crates, with an expiry. Say what it allows: gui-approver "
+                "shows it in every approval.")
+        _show_error(self.error, None)
+
+    def isComplete(self) -> bool:
+        return bool(self.token.text().strip())
+
+    def validatePage(self) -> bool:
+        passphrase, problem = self.passphrase.result()
+        if problem:
+            _show_error(self.error, problem)
+            return False
+        name, index = self._wizard.registry_page.selection()
+        token = Secret(self.token.text())
+        try:
+            rec = flows.add_token(self._wizard.store, token, registry=name, index_url=index,
+                                  expires=self.expiry.value(),
+                                  scopes=self.scopes.text().strip() or None,
+                                  passphrase=passphrase, origin="dialog")
+        except GuiApproverError as exc:
+            _show_error(self.error, exc.full())
+            return False
+        finally:
+            del token
+        self.token.clear()
+        self.passphrase.clear()
+        self._wizard.set_token(rec)
         return True
 
 
@@ -791,9 +952,11 @@ class CargoConfigView(QWidget):
 
     applied = Signal(object)
 
-    def __init__(self, home: Path | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, home: Path | None = None, parent: QWidget | None = None, *,
+                 store: KeyStore | None = None) -> None:
         super().__init__(parent)
         self.home = home
+        self.store = store
         self.registry = ""
         self.index: str | None = None
         self.change: cargo_config.ConfigChange | None = None
@@ -826,7 +989,7 @@ class CargoConfigView(QWidget):
         self.registry, self.index = registry, index
         self.status.setText("")
         try:
-            change = cargo_config.plan_configure(registry, index, home=self.home)
+            change = self._plan(registry, index)
         except GuiApproverError as exc:
             self.change = None
             self.intro.setText(f"Cannot configure cargo for registry {registry}.")
@@ -836,6 +999,13 @@ class CargoConfigView(QWidget):
             self.apply_button.setEnabled(False)
             return
         self._show(change)
+
+    def _plan(self, registry: str, index: str | None) -> cargo_config.ConfigChange:
+        if self.store is not None:
+            return flows.plan_configure(self.store, registry, index, home=self.home)
+        if registry == cargo_config.CRATES_IO:
+            raise GuiApproverError(CRATES_IO_REFUSAL, hint=flows.CRATES_IO_HINT)
+        return cargo_config.plan_configure(registry, index, home=self.home)
 
     def _show(self, change: cargo_config.ConfigChange) -> None:
         self.change = change
@@ -859,7 +1029,7 @@ class CargoConfigView(QWidget):
         if self.change is None or not self.change.changed:
             return False
         try:
-            fresh = cargo_config.plan_configure(self.registry, self.index, home=self.home)
+            fresh = self._plan(self.registry, self.index)
             if fresh.before != self.change.before or fresh.after != self.change.after:
                 self._show(fresh)
                 self.status.setText(f"{fresh.path} changed since the preview; review the new "
@@ -885,22 +1055,24 @@ class CargoPage(QWizardPage):
         self.setTitle("Configure cargo")
         self.setSubTitle("Point cargo at gui-approver for this registry (optional).")
         layout = QVBoxLayout(self)
-        self.view = CargoConfigView(home)
+        self.view = CargoConfigView(home, store=wizard.store)
         layout.addWidget(self.view)
 
     def initializePage(self) -> None:
-        rec = self._wizard.record
+        rec: KeyRecord | TokenRecord | None = self._wizard.record or self._wizard.token_record
         if rec is not None:
             index = None if rec.registry == cargo_config.CRATES_IO else rec.index_url
             self.view.plan(rec.registry, index)
 
 
 class NewKeyWizard(QWizard):
-    """Registry → options (creates the key) → the public key → configure cargo."""
+    """Registry and kind → options (creates the key) → the public key → configure cargo; or,
+    for a bearer token (always for crates.io), registry → the token (stores it) → configure
+    cargo."""
 
     created = Signal(object)
 
-    PAGE_REGISTRY, PAGE_OPTIONS, PAGE_RESULT, PAGE_CARGO = range(4)
+    PAGE_REGISTRY, PAGE_OPTIONS, PAGE_RESULT, PAGE_CARGO, PAGE_TOKEN = range(5)
 
     def __init__(
         self,
@@ -913,8 +1085,9 @@ class NewKeyWizard(QWizard):
         super().__init__(parent)
         self.store = store
         self.record: KeyRecord | None = None
+        self.token_record: TokenRecord | None = None
         self.setObjectName("newKeyWizard")
-        self.setWindowTitle("gui-approver: new key")
+        self.setWindowTitle("gui-approver: new key or token")
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
         self.setTitleFormat(Qt.TextFormat.PlainText)
         self.setSubTitleFormat(Qt.TextFormat.PlainText)
@@ -924,11 +1097,29 @@ class NewKeyWizard(QWizard):
         self.options_page = OptionsPage(self)
         self.result_page = ResultPage(self, demo_data_dir)
         self.cargo_page = CargoPage(self, cargo_home)
+        self.token_page = TokenPage(self)
+        self.setPage(self.PAGE_TOKEN, self.token_page)
         self.setPage(self.PAGE_REGISTRY, self.registry_page)
         self.setPage(self.PAGE_OPTIONS, self.options_page)
         self.setPage(self.PAGE_RESULT, self.result_page)
         self.setPage(self.PAGE_CARGO, self.cargo_page)
         self.setMinimumSize(760, 560)
+
+    def nextId(self) -> int:
+        current = self.currentId()
+        if current == self.PAGE_REGISTRY:
+            return (self.PAGE_TOKEN if self.registry_page.kind() == "token"
+                    else self.PAGE_OPTIONS)
+        if current == self.PAGE_TOKEN:
+            return self.PAGE_CARGO
+        if current == self.PAGE_CARGO:
+            return -1
+        return super().nextId()
+
+    def set_token(self, rec: TokenRecord) -> None:
+        self.token_record = rec
+        self.setButtonText(QWizard.WizardButton.CancelButton, "Close")
+        self.created.emit(rec)
 
     def set_created(self, rec: KeyRecord) -> None:
         self.record = rec
@@ -1295,7 +1486,7 @@ class ImportCargoDialog(QDialog):
                 existing = self.store.find(index)
                 if existing is None:
                     self.store.add(key, registry=item.registry, index_url=index,
-                                   subject=item.subject)
+                                   subject=item.subject, origin="dialog")
                 elif existing.kip != key.kip:
                     lines.append(f"Not imported: registry {item.registry} already has a "
                                  f"different key ({existing.kip}).")
@@ -1346,6 +1537,7 @@ class KeyManagerWindow(QWidget):
         self.cargo_home = cargo_home
         self.demo_data_dir = demo_data_dir
         self.records: list[KeyRecord] = []
+        self.tokens: list[TokenRecord] = []
         self.dialog: QDialog | None = None
         self.setObjectName("keyManager")
         self.setWindowTitle("gui-approver: keys")
@@ -1371,6 +1563,11 @@ class KeyManagerWindow(QWidget):
                                  "cargo….", selectable=False)
         self.empty_hint.setVisible(False)
         layout.addWidget(self.empty_hint)
+        self.token_warning = _plain("", selectable=False)
+        self.token_warning.setObjectName("tokenWarning")
+        self.token_warning.setStyleSheet("color: #8a5300; font-weight: bold;")
+        self.token_warning.setVisible(False)
+        layout.addWidget(self.token_warning)
 
         box = QGroupBox("Selected key")
         self.details_box = box
@@ -1446,7 +1643,7 @@ class KeyManagerWindow(QWidget):
                 status = "active (successor pending)"
             else:
                 status = "active"
-            cells = [rec.registry, short_kip(rec.kip), rec.subject or "-",
+            cells = [rec.registry, "asymmetric", short_kip(rec.kip), rec.subject or "-",
                      format_when(rec.created, with_time=False), expiry_text(rec),
                      rec.protection, format_when(used.get(rec.kip)), status]
             for col, text in enumerate(cells):
@@ -1455,7 +1652,32 @@ class KeyManagerWindow(QWidget):
                 if COLUMNS[col] == "Key id":
                     item.setFont(mono)
                 self.table.setItem(row, col, item)
-        self.empty_hint.setVisible(not records)
+        try:
+            self.tokens = bearer_store(self.store).list()
+        except GuiApproverError as exc:
+            self.tokens = []
+            self._set_status(f"Cannot read the bearer tokens: {exc.full()}")
+        self.table.setRowCount(len(records) + len(self.tokens))
+        for i, tok in enumerate(self.tokens):
+            status = "expired" if tok.is_expired() else "active"
+            if tok.silent_reads:
+                status += " — reads released without a dialog"
+            cells = [tok.registry, "bearer token", f"sha256:{tok.fingerprint}",
+                     tok.scopes_text(), format_when(tok.added, with_time=False),
+                     tok.expires or "unknown", tok.protection, "-", status]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(_KIP_ROLE, tok.account)
+                if COLUMNS[col] == "Key id":
+                    item.setFont(mono)
+                self.table.setItem(len(records) + i, col, item)
+        silent = [t.registry for t in self.tokens if t.silent_reads]
+        self.token_warning.setText(
+            "Warning: reads of " + ", ".join(silent) + " get the bearer token without a "
+            "dialog, and that token can also publish. Turn it off: gui-approver token "
+            "silent-reads --registry NAME off" if silent else "")
+        self.token_warning.setVisible(bool(silent))
+        self.empty_hint.setVisible(not records and not self.tokens)
         if keep is not None:
             self.select(keep.kip)
         elif records:
@@ -1489,7 +1711,27 @@ class KeyManagerWindow(QWidget):
         row = rows.pop()
         return self.records[row] if 0 <= row < len(self.records) else None
 
+    def selected_token(self) -> TokenRecord | None:
+        rows = {i.row() for i in self.table.selectedItems()}
+        if len(rows) != 1:
+            return None
+        row = rows.pop() - len(self.records)
+        return self.tokens[row] if 0 <= row < len(self.tokens) else None
+
     def _selection_changed(self) -> None:
+        tok = self.selected_token()
+        if tok is not None:
+            self.rotate_button.setEnabled(False)
+            self.delete_button.setEnabled(False)
+            self.copy_pem_button.setEnabled(False)
+            self.details_box.setEnabled(True)
+            self.detail_registry.setText(tok.registry)
+            self.detail_index.setText(tok.index_url)
+            self.detail_public.set_value("(a bearer token: nothing to register)")
+            self.detail_kip.set_value(f"sha256:{tok.fingerprint}")
+            self._set_status(f"Bearer token of {tok.registry}: replace or delete it with "
+                             f"gui-approver token rotate|delete --registry {tok.registry}")
+            return
         rec = self.selected_record()
         self.rotate_button.setEnabled(rec is not None)
         self.delete_button.setEnabled(rec is not None)

@@ -14,9 +14,11 @@ APIs cannot tell any of these from a person (the events say "Virtual core pointe
 * ``XSendEvent`` events carry the ``send_event`` flag, set by the server.
 
 So, while a protected dialog exists, this filter (a :class:`QAbstractNativeEventFilter` on
-Qt's connection) drops every key, button, motion and touch event that is not provably from a
-non-XTEST slave device, and every synthetic (``send_event``) input or focus event; it
-records the trusted ones so the Approve button can check the exact event it is handling,
+Qt's connection) records every key, button and touch event that is provably from a non-XTEST
+slave device, so the dialog can check the exact event it is handling: only those may act on
+Approve. Other input (XTEST: on-screen keyboards, voice control, remote desktop, software
+KVMs) passes on, so it can still deny, and the dialog refuses it on Approve and says so.
+Forged (``send_event``) input and focus events, which no input tool needs, are dropped;
 and it tracks whether the pointer was last moved by a trusted device (a warp onto Approve
 followed by a real click elsewhere-intended is refused). It also asks for VisibilityNotify
 on the dialog so a window covering it disarms Approve.
@@ -40,12 +42,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractNativeEventFilter, QByteArray, QCoreApplication
+from PySide6.QtCore import QAbstractNativeEventFilter, QByteArray, QCoreApplication, QEvent
 from PySide6.QtGui import QGuiApplication, QInputEvent, QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QWidget
 
 from gui_approver.errors import DisplayError
-from gui_approver.ui.guard import InputGuard
+from gui_approver.ui.guard import FROM_SOFTWARE, POINTER_MOVED_BY_SOFTWARE, InputGuard
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,16 @@ NO_XI2_PROBLEM = (
     "the dialog. You can only deny here. Restart gui-approver with XInput2 (X server with "
     "XInput 2.2, QT_XCB_NO_XI2 unset) or on Wayland."
 )
+
+
+def _kind_of(event: QInputEvent) -> str | None:
+    """The filter's name for a Qt mouse or key press/release, else None."""
+    press = event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.KeyPress)
+    if isinstance(event, QMouseEvent):
+        return "button-press" if press else "button-release"
+    if isinstance(event, QKeyEvent):
+        return "key-press" if press else "key-release"
+    return None
 
 
 class _Cookie(ctypes.Structure):
@@ -414,7 +426,7 @@ class X11InputGuard(InputGuard):
                 del self._protected[wid]
                 self._visibility.pop(wid, None)
         if not self._protected and self._drops:
-            log.info("input guard: dropped while the dialog was open: %s",
+            log.info("input guard: while the dialog was open: %s",
                      ", ".join(f"{n} {k}" for k, n in sorted(self._drops.items())))
             self._drops.clear()
 
@@ -427,29 +439,47 @@ class X11InputGuard(InputGuard):
         return True
 
     def accept_approval_event(self, event: QInputEvent) -> bool:
+        why = self.refusal(event)
+        if why == POINTER_MOVED_BY_SOFTWARE:
+            log.info("input guard: refused a real click on Approve: the pointer was "
+                     "last moved there by a program (warp or XTEST), not the mouse")
+        elif why is not None and self.available:
+            log.info("input guard: refused an Approve %s that did not come from a real "
+                     "device", _kind_of(event))
+        return why is None
+
+    def refusal(self, event: QInputEvent) -> str | None:
         if not self.available:
-            return False
+            return self.problem
+        wanted = _kind_of(event)
+        if wanted is None:
+            return FROM_SOFTWARE
         stamp = int(event.timestamp())
-        if isinstance(event, QMouseEvent):
-            wanted = "button-release"
-        elif isinstance(event, QKeyEvent):
-            wanted = "key-release"
-        else:
-            return False
         for kind, time, pointer_ok in reversed(self._trusted):
             if kind == wanted and time == stamp:
-                if kind == "button-release" and not pointer_ok:
-                    log.info("input guard: refused a real click on Approve: the pointer was "
-                             "last moved there by a program (warp or XTEST), not the mouse")
-                    return False
-                return True
-        log.info("input guard: refused an Approve %s that did not pass the X filter", wanted)
-        return False
+                if kind.startswith("button-") and not pointer_ok:
+                    return POINTER_MOVED_BY_SOFTWARE
+                return None
+        return FROM_SOFTWARE
 
     def stats(self) -> dict[str, int]:
         return dict(self._drops)
 
     # -- the filter ------------------------------------------------------------------------
+    def _untrusted(self, kind: str, source: str, stamp: int | None = None) -> bool:
+        """Input that cannot approve but may do anything else: count it, pass it on."""
+        if stamp is not None:
+            if self._last_drop == (kind, stamp):
+                return False  # the master's copy of an event already counted for the slave
+            self._last_drop = (kind, stamp)
+        key = f"untrusted {kind}"
+        n = self._drops.get(key, 0) + 1
+        self._drops[key] = n
+        if n <= MAX_DROP_LOGS:
+            log.info("input guard: untrusted %s from %s: passed on, it cannot approve",
+                     kind, source)
+        return False
+
     def _drop(self, kind: str, source: str, stamp: int | None = None) -> bool:
         if stamp is not None:
             if self._last_drop == (kind, stamp):
@@ -506,11 +536,12 @@ class X11InputGuard(InputGuard):
             if synthetic:
                 return self._drop("a synthetic mouse event", "XSendEvent")
             # Qt reads the mouse through XInput2 when it can; a core pointer event means it
-            # does not, and then nothing tells us where the mouse input comes from.
+            # does not, and then nothing tells us where the mouse input comes from: approval
+            # is refused, but the mouse still works for Deny.
             self.pointer_trusted = False
             self._set_problem(NO_XI2_PROBLEM.format(
                 why="Qt is reading the mouse without XInput2"))
-            return self._drop("a core mouse event", "a session without XInput2 mouse input")
+            return self._untrusted("core mouse event", "a session without XInput2 mouse input")
         if code in (ENTER_NOTIFY, LEAVE_NOTIFY, FOCUS_IN, FOCUS_OUT) and synthetic:
             return self._drop("a synthetic crossing/focus event", "XSendEvent")
         return False
@@ -531,10 +562,10 @@ class X11InputGuard(InputGuard):
         raw_type = XI_RAW_KEY_PRESS if code == KEY_PRESS else XI_RAW_KEY_RELEASE
         source = self._raw_source(raw_type, time, keycode)
         if source is None:
-            return self._drop(f"a {kind}", "no input device (no matching raw event)")
+            return self._untrusted(kind, "no input device (no matching raw event)")
         trusted, what = self._source(source)
         if not trusted:
-            return self._drop(f"a {kind}", what, stamp=time)
+            return self._untrusted(kind, what, stamp=time)
         self._trusted.append((kind, time, True))
         return False
 
@@ -566,11 +597,10 @@ class X11InputGuard(InputGuard):
             if evtype == XI_MOTION:
                 self.pointer_trusted = trusted
                 if not trusted:
-                    self._drops["motion"] = self._drops.get("motion", 0) + 1
-                    return True
+                    self._drops["untrusted motion"] = self._drops.get("untrusted motion", 0) + 1
                 return False
             if not trusted:
-                return self._drop(f"a {kind}", what, stamp=time)
+                return self._untrusted(kind, what, stamp=time)
             self._trusted.append((kind, time, self.pointer_trusted))
             return False
         if evtype in XI_CROSSING_EVENTS:

@@ -1,12 +1,13 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
     .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
-        [--unsupported] [--hostile]
+        [--unsupported] [--token] [--hostile]
 
 Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
 with the requester, verified contents and the changes since the last approved version;
 ``--unsupported``: dialog-unsupported.png, the same review for an archive that uses tar
 features cargo never writes, a PAX path plus a GNU long name, so it is not called verified;
+``--token``: dialog-token.png, the review for crates.io, which takes a bearer token;
 ``--hostile``: dialog-hostile.png, a request from a process that is not a verified cargo,
 naming the registry with a right-to-left override and a newline, and a workspace list).
 The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
@@ -32,6 +33,7 @@ REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
 UNSUPPORTED_OUT = REPO / "resources" / "screenshots" / "dialog-unsupported.png"
 HOSTILE_OUT = REPO / "resources" / "screenshots" / "dialog-hostile.png"
 HOSTILE_NAME = "crates-io (127.0.0.1, throwa\u202e\ngnp.exe"
+TOKEN_OUT = REPO / "resources" / "screenshots" / "dialog-token.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
@@ -88,7 +90,7 @@ def sample_review(request: object, tmp: Path, unsupported: bool = False) -> obje
 
 
 def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False,
-          hostile: bool = False) -> int:
+          token: bool = False, hostile: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -133,8 +135,17 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
     key = KeyRecord(registry="crates-io", index_url=index, public="k3.public.sample",
                     kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
                     subject=None, created="2026-01-05")
+    bearer = None
+    if token:
+        from gui_approver.core.keys.bearer import TokenRecord
+
+        bearer = TokenRecord(registry="crates-io", index_url=index, fingerprint="3fa8c21d",
+                             added="2026-11-02T09:14:00+00:00", expires="2027-01-31",
+                             scopes="publish-update; crates: tokio-frobnicate",
+                             protection="passphrase", origin="cli")
+        key = bearer.as_key_record()
     approval = ApprovalRequest(
-        request=request, key=key, review=rev,  # type: ignore[arg-type]
+        request=request, key=key, review=rev, bearer=bearer,  # type: ignore[arg-type]
         provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate"))
     dialog = ApprovalDialog(approval, waiting=1)
     dialog.show()
@@ -159,13 +170,14 @@ def main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("--")]
     arming = "--arming" in argv
     unsupported = "--unsupported" in argv
+    token = "--token" in argv
     hostile = "--hostile" in argv
-    review = "--review" in argv or unsupported or hostile
-    default = (HOSTILE_OUT if hostile else UNSUPPORTED_OUT if unsupported
-               else REVIEW_OUT if review else DEFAULT_OUT)
+    review = "--review" in argv or unsupported or token or hostile
+    default = (HOSTILE_OUT if hostile else TOKEN_OUT if token else UNSUPPORTED_OUT
+               if unsupported else REVIEW_OUT if review else DEFAULT_OUT)
     out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
-        return child(out, arming, review, unsupported, hostile)
+        return child(out, arming, review, unsupported, token, hostile)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 

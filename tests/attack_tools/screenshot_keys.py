@@ -5,10 +5,11 @@ Run with the project's venv from the repository root::
     .venv/bin/python tests/attack_tools/screenshot_keys.py            # offscreen platform
     .venv/bin/python tests/attack_tools/screenshot_keys.py --xvfb     # a private Xvfb (xcb)
 
-Writes ``resources/screenshots/keys.png`` and ``resources/screenshots/key-result.png`` (or
-into ``--out DIR``). Everything is real and private: a fresh gnome-keyring on its own D-Bus,
-XDG dirs and CARGO_HOME in a temporary directory (tests/envtools.py); nothing touches the
-caller's keychain, config or display.
+Writes ``resources/screenshots/keys.png``, ``key-result.png``, ``wizard-kind.png`` (crates.io
+chosen: bearer token only) and ``wizard-token.png`` (or into ``--out DIR``). Everything is
+real and private: a fresh gnome-keyring on its own D-Bus, XDG dirs and CARGO_HOME in a
+temporary directory (tests/envtools.py); nothing touches the caller's keychain, config or
+display.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def render(out: Path, tmp: Path) -> list[Path]:
     store = KeyStore(KeyringKeychain())
     main = store.create(registry="my-registry", index_url="sparse+https://my.registry.example/index/",
                         subject="alice", expires="2027-06-30")
-    store.create(registry="crates-io", index_url="https://github.com/rust-lang/crates.io-index",
-                 passphrase=Secret("correct horse battery staple"))
+    from gui_approver.core.keys import flows
+
+    flows.add_token(store, Secret("cioSampleTokenForTheScreenshot0123"), registry="crates-io",
+                    expires="2027-01-31", scopes="publish-update; crates: tokio-frobnicate",
+                    passphrase=Secret("correct horse battery staple"), origin="cli")
     store.signing_key(main)  # a real use, so "Last used" shows a time
 
     written = []
@@ -82,6 +86,24 @@ def render(out: Path, tmp: Path) -> list[Path]:
     wizard.resize(wizard.sizeHint().expandedTo(wizard.size()))
     _settle(app)
     path = out / "key-result.png"
+    wizard.grab().save(str(path))
+    written.append(path)
+    wizard.close()
+
+    # The kind choice: crates.io takes only its bearer token (issue 11).
+    fresh = KeyStore(KeyringKeychain(), tmp / "fresh" / "keys.json")
+    wizard = NewKeyWizard(fresh, cargo_home=Path(os.environ["CARGO_HOME"]))
+    wizard.show()
+    wizard.registry_page.crates_io.setChecked(True)
+    _settle(app)
+    wizard.resize(wizard.sizeHint().expandedTo(wizard.size()))
+    _settle(app)
+    path = out / "wizard-kind.png"
+    wizard.grab().save(str(path))
+    written.append(path)
+    wizard.next()
+    _settle(app)
+    path = out / "wizard-token.png"
     wizard.grab().save(str(path))
     written.append(path)
     wizard.close()

@@ -322,6 +322,29 @@ def normalize_index_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+#: Origins of a key or token that the user created knowingly (see ``KeyRecord.origin``).
+TRUSTED_ORIGINS = ("cli", "dialog")
+
+CRATES_IO = "crates-io"
+#: How cargo names crates.io to a provider, and the sparse index it actually fetches.
+CRATES_IO_INDEXES = ("https://github.com/rust-lang/crates.io-index",
+                     "sparse+https://index.crates.io")
+CRATES_IO_REFUSAL = (
+    "crates.io does not accept asymmetric tokens (RFC 3231) yet: it takes only bearer tokens, "
+    "so a key made here would be rejected by crates.io"
+)
+CRATES_IO_HINT = ("keep your crates.io token in the keychain instead: "
+                  "gui-approver token import-cargo (or: gui-approver token add --registry "
+                  "crates-io)")
+
+
+def is_crates_io(registry: str | None, index_url: str | None) -> bool:
+    """True for crates.io, named or by either of its index URLs."""
+    if registry == CRATES_IO:
+        return True
+    return index_url is not None and normalize_index_url(index_url) in CRATES_IO_INDEXES
+
+
 @dataclass(frozen=True)
 class HardwareRef:
     """Where a ``hardware`` key lives: nothing secret (module, URI, what the token said)."""
@@ -384,6 +407,15 @@ class KeyRecord:
     #: ``active``, or ``pending`` for a rotation successor not yet confirmed as registered.
     status: str = "active"
     hardware: HardwareRef | None = None
+    #: How the key came to be: ``cli`` (the CLI's own interactive command), ``dialog`` (the
+    #: app's wizard or a login the user approved in a dialog); anything else (``unknown``:
+    #: keys from before this was recorded) is untrusted and never offered as "already has
+    #: a key".
+    origin: str = "unknown"
+
+    @property
+    def trusted(self) -> bool:
+        return self.origin in TRUSTED_ORIGINS
 
     def to_json(self) -> dict[str, Any]:
         obj = asdict(self)
@@ -436,10 +468,13 @@ class KeyRecord:
         status = obj.get("status", "active")
         if status not in ("active", "pending"):
             raise ValueError(f"unknown status {status!r}")
+        origin = obj.get("origin", "unknown")
+        if not isinstance(origin, str):
+            raise ValueError("key record field 'origin' must be a string")
         return cls(
             registry=obj["registry"], index_url=obj["index_url"], public=obj["public"],
             kip=obj["kip"], subject=sub, created=obj["created"], expires=expires,
-            protection=protection, status=status, hardware=hardware,
+            protection=protection, status=status, hardware=hardware, origin=origin,
         )
 
 
@@ -477,6 +512,8 @@ class KeyStore:
         self._cache: dict[str, SigningKey] = {}
         self._unlocked_at: dict[str, float] = {}
         self._failures: dict[str, tuple[int, float]] = {}
+        #: Called with an id when it is locked/forgotten (bearer tokens share the idle lock).
+        self.forget_hooks: list[Callable[[str], None]] = []
 
     # -- index file ------------------------------------------------------------------------
     def _read(self) -> list[KeyRecord]:
@@ -545,9 +582,12 @@ class KeyStore:
         expires: str | None = None,
         passphrase: Secret | None = None,
         status: str = "active",
+        origin: str = "unknown",
     ) -> KeyRecord:
         if not registry or not index_url:
             raise ConfigError("a key needs a registry name and an index URL")
+        if is_crates_io(registry, index_url):
+            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was created", hint=CRATES_IO_HINT)
         if expires is not None:
             try:
                 datetime.fromisoformat(expires)
@@ -571,6 +611,7 @@ class KeyStore:
                 expires=expires,
                 protection="passphrase" if passphrase is not None else "keychain",
                 status=status,
+                origin=origin,
             )
             try:
                 self._write([*records, record])
@@ -594,11 +635,14 @@ class KeyStore:
         index_url: str,
         subject: str | None,
         expires: str | None = None,
+        origin: str = "unknown",
     ) -> KeyRecord:
         """Record a key held by a PKCS#11 token (``info``: a pkcs11.KeyInfo). Nothing secret
         is stored anywhere."""
         if not registry or not index_url:
             raise ConfigError("a key needs a registry name and an index URL")
+        if is_crates_io(registry, index_url):
+            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was created", hint=CRATES_IO_HINT)
         if expires is not None:
             try:
                 datetime.fromisoformat(expires)
@@ -616,6 +660,7 @@ class KeyStore:
                 hardware=HardwareRef(module=info.module, uri=info.uri, token=info.token_label,
                                      attributes=tuple(sorted(info.attributes.items())),
                                      touch_policy=info.touch_policy),
+                origin=origin,
             )
             self._write([*records, record])
             return record
@@ -628,9 +673,10 @@ class KeyStore:
         subject: str | None = None,
         expires: str | None = None,
         passphrase: Secret | None = None,
+        origin: str = "unknown",
     ) -> KeyRecord:
         return self.add(SigningKey.generate(), registry=registry, index_url=index_url,
-                        subject=subject, expires=expires, passphrase=passphrase)
+                        subject=subject, expires=expires, passphrase=passphrase, origin=origin)
 
     def start_rotation(
         self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None
@@ -639,6 +685,7 @@ class KeyStore:
         return self.add(
             SigningKey.generate(), registry=record.registry, index_url=record.index_url,
             subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
+            origin=record.origin,
         )
 
     def finish_rotation(self, registry: str) -> KeyRecord:
@@ -676,6 +723,8 @@ class KeyStore:
     def _forget(self, kip: str) -> None:
         self._cache.pop(kip, None)
         self._unlocked_at.pop(kip, None)
+        for hook in self.forget_hooks:
+            hook(kip)
 
     def signing_key(self, record: KeyRecord, *, approved: bool = False) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
@@ -927,6 +976,9 @@ class KeyStore:
     def forget_cached(self) -> None:
         with self._lock:
             self._cache.clear()
+            for kip in list(self._unlocked_at):
+                for hook in self.forget_hooks:
+                    hook(kip)
             self._unlocked_at.clear()
 
 

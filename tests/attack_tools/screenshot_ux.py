@@ -1,0 +1,133 @@
+"""Screenshots of the new-key wizard's last page, the passphrase prompt and the Recent
+activity window, on a private Xvfb with a private keychain (issue #14).
+
+    .venv/bin/python tests/attack_tools/screenshot_ux.py [--out DIR]
+
+Writes ``wizard-cargo.png``, ``passphrase.png`` and ``activity.png`` into DIR (default
+resources/screenshots/). Everything is the real code in real xcb windows; XDG dirs and
+CARGO_HOME point into a temporary tree. The approval dialog: screenshot_dialog.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+import envtools  # noqa: E402
+
+DEMO_INDEX = "sparse+http://127.0.0.1:8765/index/"
+
+
+def _settle(app: object, rounds: int = 10) -> None:
+    for _ in range(rounds):
+        app.processEvents()  # type: ignore[attr-defined]
+
+
+def _grab(window: object, path: Path) -> Path:
+    window.screen().grabWindow(window.winId()).save(str(path), "PNG")  # type: ignore[attr-defined]
+    return path
+
+
+def render(out: Path, tmp: Path) -> list[Path]:
+    from PySide6.QtWidgets import QApplication
+
+    from gui_approver.core import audit
+    from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+    from gui_approver.secret import Secret
+    from gui_approver.ui.activity import ActivityWindow
+    from gui_approver.ui.keys import NewKeyWizard
+    from gui_approver.ui.passphrase import PassphraseDialog
+
+    app = QApplication.instance() or QApplication(["gui-approver"])
+    app.setApplicationDisplayName("gui-approver")
+    store = KeyStore(KeyringKeychain())
+    written = []
+
+    wizard = NewKeyWizard(store, cargo_home=Path(os.environ["CARGO_HOME"]),
+                          demo_data_dir=tmp / "demo-registry")
+    wizard.show()
+    page = wizard.registry_page
+    page.other.setChecked(True)
+    page.name_edit.setText("my-registry")
+    page.index_edit.setText("sparse+https://my.registry.example/index/")
+    wizard.next()
+    wizard.next()
+    wizard.next()
+    _settle(app)
+    written.append(_grab(wizard, out / "wizard-cargo.png"))
+    wizard.close()
+
+    rec = store.create(registry="crates-io",
+                       index_url="https://github.com/rust-lang/crates.io-index",
+                       passphrase=Secret("correct horse battery staple"))
+    prompt = PassphraseDialog(rec, "unlock the key to sign", deadline=time.monotonic() + 118)
+    prompt.show()
+    _settle(app)
+    written.append(_grab(prompt, out / "passphrase.png"))
+    prompt.dismiss()
+
+    log = audit.AuditLog(tmp / "audit.jsonl")
+    now = time.time()
+    import datetime as dt
+
+    def at(seconds_ago: float) -> str:
+        t = dt.datetime.fromtimestamp(now - seconds_ago, dt.UTC)
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    samples = [
+        (86400 * 2, "signed", "read", None, None, "read before a publish"),
+        (86400 * 2 - 3, "signed", "publish", "tokio-frobnicate", "1.4.1",
+         "approved in the dialog"),
+        (3600, "signed", "read", None, None, "read before a publish"),
+        (3597, "denied", "publish", "tokio-frobnicate", "1.4.2", "denied in the dialog"),
+        (120, "denied", "yank", "tokio-frobnicate", "1.4.0",
+         "no decision within 120 s"),
+        (30, "signed", "publish", "tokio-frobnicate", "1.4.2", "approved in the dialog"),
+    ]
+    for ago, decision, op, crate, vers, reason in samples:
+        log.record(time=at(ago), decision=decision, operation=op, crate=crate, version=vers,
+                   registry="my-registry", reason=reason,
+                   requester={"pid": 48213, "cwd": "/home/alex/src/tokio-frobnicate"})
+    log.close()
+    window = ActivityWindow(tmp / "audit.jsonl")
+    window.show()
+    _settle(app)
+    written.append(_grab(window, out / "activity.png"))
+    window.close()
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "resources" / "screenshots")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gat-shots-") as tmpname:
+        tmp = Path(tmpname)
+        with envtools.start_secret_service(tmp / "keychain") as ss:
+            display = envtools.start_xvfb(tmp / "xvfb")
+            try:
+                dirs = envtools.make_app_dirs(tmp / "app", runtime_dir=ss.runtime_dir)
+                env = envtools.app_env_for(dirs, keychain_env=ss.env, display=display.display)
+                env["QT_QPA_PLATFORM"] = "xcb"
+                for var in envtools.LEAKY_ENV_VARS:
+                    os.environ.pop(var, None)
+                os.environ.update(env)
+                envtools.forget_keyring_backend()
+                for path in render(args.out.resolve(), tmp):
+                    print(path)
+            finally:
+                display.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
