@@ -174,3 +174,33 @@ def _member(data: bytes, name: str, path: str) -> bytes | None:
     from gui_approver.review.contents import read_member
 
     return read_member(data, path, name=name, vers=VERS, max_bytes=1 << 20)
+
+
+@pytest.mark.e2e
+def test_what_real_cargo_packages_is_verified(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The positive side: `cargo package` output (GNU headers, a GNU long name for a path
+    over 100 bytes) is inside the subset."""
+    import os
+
+    crate = tmp_path / "realpkg"
+    deep = crate / "src" / ("d" * 60) / ("e" * 50)
+    deep.mkdir(parents=True)
+    (crate / "Cargo.toml").write_text(
+        '[package]\nname = "realpkg"\nversion = "0.3.0"\nedition = "2021"\n'
+        'description = "x"\nlicense = "MIT"\nbuild = "build.rs"\n')
+    (crate / "src" / "lib.rs").write_text("pub fn f() {}\n")
+    (crate / "build.rs").write_text("fn main() {}\n")
+    (deep / ("f" * 40 + ".rs")).write_text("// deep\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
+    env.update(CARGO_HOME=str(tmp_path / "home"), CARGO_TERM_COLOR="never")
+    proc = subprocess.run(["cargo", "package", "--no-verify", "--allow-dirty", "--offline"],
+                          cwd=crate, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    path = crate / "target" / "package" / "realpkg-0.3.0.crate"
+    assert cli_main(["inspect", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] is True and doc["unsupported"] == []
+    paths = {f["path"] for f in doc["files"]}
+    assert f"src/{'d' * 60}/{'e' * 50}/{'f' * 40}.rs" in paths
+    assert any(f.startswith("build script: build.rs") for f in doc["flags"])

@@ -90,6 +90,32 @@ def test_key_new_generates_on_the_token_and_lists(hw_env, softhsm, tmp_path):
     assert json.loads(adopt.stdout)["public"] == rec["public"]
 
 
+def test_rotate_onto_the_token_and_never_off_it(hw_env, softhsm):
+    # A keychain key rotated onto the token (an upgrade)...
+    assert cli(hw_env, "key", "new", "--registry", "local", "--index", LOCAL).returncode == 0
+    r = cli(hw_env, "key", "rotate", "--registry", "local", "--pkcs11", URI, "--module",
+            softhsm.module, "--json", input=PIN + "\n")
+    assert r.returncode == 0, r.stderr
+    new = json.loads(r.stdout)["new"]
+    assert new["protection"] == "hardware" and new["status"] == "pending"
+    done = cli(hw_env, "key", "rotate", "--registry", "local", "--confirm", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kip"] == new["kip"]
+    # ...and a hardware key is never rotated into the keychain.
+    back = cli(hw_env, "key", "rotate", "--registry", "local", input="")
+    assert back.returncode == 1 and "hardware token" in back.stderr
+    assert "key rotate --registry local --pkcs11" in back.stderr
+    onto = cli(hw_env, "key", "rotate", "--registry", "local", "--pkcs11",
+               "pkcs11:token=gat-token;id=%43", "--module", softhsm.module, input=PIN + "\n")
+    assert onto.returncode == 0, onto.stderr
+    assert cli(hw_env, "key", "rotate", "--registry", "local", "--confirm").returncode == 0
+    (rec,) = json.loads(cli(hw_env, "key", "list", "--json").stdout)
+    assert rec["hardware"]["uri"].endswith(";id=%43;type=private")
+    listed = json.loads(cli(hw_env, "hardware", "list", "--module", softhsm.module,
+                            "--json").stdout)
+    assert sorted(k["id"] for k in listed["modules"][0]["tokens"][0]["keys"]) == ["42", "43"]
+
+
 def test_key_new_refusals(hw_env, softhsm):
     pin_uri = cli(hw_env, "key", "new", "--registry", "r", "--index", LOCAL, "--pkcs11",
                   "pkcs11:token=gat-token;id=%01?pin-value=" + PIN, "--module", softhsm.module,

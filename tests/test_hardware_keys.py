@@ -251,6 +251,19 @@ def test_missing_token(token, tmp_path):
     assert asker.asked == []  # no PIN asked for a token that is not there
 
 
+def test_removed_token_is_a_clear_error_and_drops_the_login(token, tmp_path):
+    asker = Asker(PIN, PIN)
+    _info, store, rec = make_key(token, tmp_path, unlocker=asker)
+    tokens.sign_request(store.signing_key(rec), publish_request(), subject=None)
+    assert store.is_unlocked(rec)
+    token.delete_token("gat-token")  # unplugged while logged in
+    with pytest.raises(pkcs11.TokenMissing) as exc:
+        store.signing_key(rec)
+    assert "plug in the security key" in exc.value.full()
+    assert not store.is_unlocked(rec)  # the stale login is gone
+    assert len(asker.asked) == 1
+
+
 def test_token_key_no_longer_matching_the_record_is_refused(token, tmp_path):
     asker = Asker(PIN)
     _info, store, rec = make_key(token, tmp_path, unlocker=asker)
@@ -295,6 +308,33 @@ def test_lock_and_idle_lock_close_the_login(token, tmp_path):
     b = pkcs11.backend()
     with pytest.raises(KeyLocked):
         b.sign_digest(token.module, rec.hardware.uri, b"\0" * 48, expected_point=b"")
+
+
+def test_an_unapproved_use_never_asks_for_the_pin(token, tmp_path):
+    """The service passes may_ask=False for a silent read; if the token logged out in the
+    meantime (idle lock), or the key wants the PIN per signature, it fails without asking."""
+    asker = Asker(PIN, PIN)
+    _info, store, rec = make_key(token, tmp_path, unlocker=asker)
+    assert store.needs_login(rec)
+    with pytest.raises(KeyLocked, match="not approved") as exc:
+        store.signing_key(rec, may_ask=False)
+    assert "key unlock --registry local" in exc.value.full()
+    assert asker.asked == []
+    store.signing_key(rec)  # approved: asks
+    assert len(asker.asked) == 1
+    assert not store.needs_login(rec)
+    store.signing_key(rec, may_ask=False)  # logged in: a silent read signs
+    assert len(asker.asked) == 1
+
+
+def test_always_authenticate_key_always_needs_approval(token, tmp_path):
+    asker = Asker(PIN)
+    _info, store, rec = make_key(token, tmp_path, always_authenticate=True, unlocker=asker)
+    store.unlock(rec, Secret(PIN))
+    assert store.is_unlocked(rec) and store.needs_login(rec)  # every use asks a PIN
+    with pytest.raises(KeyLocked, match="every signature"):
+        store.signing_key(rec, may_ask=False)
+    assert asker.asked == []
 
 
 def test_unlock_ahead_of_use(token, tmp_path):
@@ -384,7 +424,26 @@ def test_list_tokens_shows_p384_keys_without_pin(token, tmp_path):
     assert pkcs11.parse_uri(key.uri).id == b"\x01"
 
 
+def test_rotation_never_moves_a_hardware_key_into_the_keychain(token, tmp_path):
+    from gui_approver.errors import ConfigError
+
+    _info, store, rec = make_key(token, tmp_path)
+    with pytest.raises(ConfigError, match="hardware token") as exc:
+        store.start_rotation(rec)
+    assert "--pkcs11" in exc.value.full()
+    assert store.list() == [rec] and store.keychain.items == {}
+
+
 def test_errors_are_gui_approver_errors_with_hints():
     for cls in (pkcs11.ModuleMissing, pkcs11.TokenMissing, pkcs11.TokenRemoved,
                 pkcs11.KeyMismatch, pkcs11.PinBlocked, pkcs11.TouchTimeout):
         assert issubclass(cls, GuiApproverError) and cls.hint
+
+
+def test_touch_policy_from_the_yubico_vendor_attribute(token, tmp_path):
+    info, _store, _rec = make_key(token, tmp_path)
+    assert info.touch_policy is None  # SoftHSM2 has no such attribute: unknown, not an error
+    # What ykcs11 returns for CKA_YUBICO_TOUCH_POLICY (a one-byte policy):
+    for raw, want in ((b"\x01", "never"), (b"\x02", "always"), (b"\x03", "cached"),
+                      (b"\x00", None), (b"", None)):
+        assert pkcs11._touch_policy({pkcs11.CKA_YUBICO_TOUCH_POLICY: raw}) == want

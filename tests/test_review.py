@@ -524,6 +524,50 @@ def test_real_cargo_workspace_batch(rig):
     print("\n".join(review.lines()))
 
 
+@pytest.mark.e2e
+def test_real_cargo_workspace_flagged_crates_get_their_own_review(rig):
+    """Issue 12, item 7: after 0.1.0 of three crates was approved as a list, 0.2.0 changes
+    two of them (one gains a build script). "Approve all listed" then covers only the crate
+    whose files did not change; each changed crate gets its own review."""
+    ws = rig.tmp / "ws"
+    ws.mkdir()
+    names = ["fxone", "fxtwo", "fxthree"]
+    (ws / "Cargo.toml").write_text(
+        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    for n in names:
+        make_crate(ws, n)
+    rig.approver.answers = ["approve-all"]
+    proc = rig.publish(ws, "--workspace")
+    assert proc.returncode == 0, proc.stderr
+    (first,) = rig.approver.reviews
+    keep = next(n for n in names if n != first.request.name)
+    changed = [n for n in names if n != keep]
+    for n in names:
+        write_manifest(ws / n, n, "0.2.0")
+    for n in changed:
+        make_crate(ws, n, "0.2.0", body="43")
+    (ws / changed[-1] / "build.rs").write_text("fn main() {}\n")
+    rig.approver.reviews.clear()
+    rig.approver.batched.clear()
+    rig.approver.answers = ["approve-all"]
+    proc = rig.publish(ws, "--workspace")
+    assert proc.returncode == 0, proc.stderr
+    reviewed = [r.request.name for r in rig.approver.reviews]
+    assert set(changed) <= set(reviewed), reviewed
+    assert [n for n, _v, _c in rig.approver.batched] == ([keep] if reviewed[0] != keep else [])
+    flags = {c.name: c.flags for c in rig.approver.reviews[0].batch}
+    assert flags[keep] == () or reviewed[0] == keep
+    for n in changed[1:] if reviewed[0] == changed[0] else changed:
+        if n != reviewed[0]:
+            assert any("since 0.1.0 (last approved)" in f for f in flags[n]), flags
+    assert any(f.startswith("NEW build script") for f in flags.get(changed[-1], ())) or (
+        reviewed[0] == changed[-1])
+    # each changed crate's own review shows its changes
+    for r in rig.approver.reviews:
+        if r.request.name in changed:
+            assert r.changes is not None and "src/lib.rs" in r.changes.changed_paths
+
+
 def test_candidate_describe():
     data = h.crate()
     c = inspect_crate_bytes(data, name="foo", vers="0.1.0", cksum=sha(data))

@@ -141,14 +141,16 @@ class ReleasePolicy:
             return not cred.bearer.silent_reads
         return settings.reads_need_approval
 
-    def release(self, cred: Credential, request: Get, *, approved: bool) -> str:
+    def release(self, cred: Credential, request: Get, *, approved: bool,
+                may_ask: bool = True) -> str:
         """The token for cargo. ``approved``: a human said yes (only that restarts a
-        passphrase key's or token's idle clock)."""
+        passphrase key's or token's idle clock). ``may_ask``: the request went through
+        approval, so a hardware key may ask for its PIN now."""
         if cred.kind == "token":
             assert cred.bearer is not None
             return self.tokens.token(cred.bearer, approved_use=approved).expose()
         assert cred.key is not None
-        key = self.store.signing_key(cred.key, approved=approved)
+        key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask)
         return tokens.sign_request(key, request, subject=cred.key.subject)
 
     @staticmethod

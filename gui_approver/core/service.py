@@ -363,7 +363,8 @@ class SigningService:
         else:
             reason = "read (signed without asking)"
         # Only a use a human approved restarts a passphrase key's idle clock.
-        token = self.release.release(cred, request, approved=needs_approval and not auto)
+        token = self.release.release(cred, request, approved=needs_approval and not auto,
+                                     may_ask=needs_approval)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
             self._record(request, prov, "signed", reason, cred.kid, token=token)

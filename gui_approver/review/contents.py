@@ -248,7 +248,8 @@ class CrateContents:
         """None when :attr:`listing_verified`; else the reason, as the review shows it."""
         if not self.verified:
             return self.reason
-        assert self.listing is not None
+        if self.listing is None:
+            return "the archive was not listed"
         if self.listing.unsupported:
             return UNSUPPORTED_WARNING
         if not self.listing.complete:
@@ -258,7 +259,8 @@ class CrateContents:
     def summary(self) -> str:
         if not self.verified:
             return f"contents could not be verified: {self.reason}"
-        assert self.listing is not None
+        if self.listing is None:
+            return "sha256 matches, but the archive was not listed"
         lst = self.listing
         n = len(lst.files)
         counts = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
