@@ -37,6 +37,7 @@ from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
 from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
+from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
@@ -667,8 +668,8 @@ class GuiApp(QObject):
         if event.decision == "signed" and event.request.is_mutation:
             self.notify(
                 "Signed",
-                f"Signed {event.request.describe()} for registry "
-                f"{event.request.registry.label()}",
+                escape_text(f"Signed {event.request.describe()} for registry "
+                            f"{event.request.registry.label()}", 300),
             )
         if self.keys_window is not None and self.keys_window.isVisible():
             self.keys_window.refresh()
