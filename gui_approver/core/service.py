@@ -261,6 +261,10 @@ class SigningService:
         if (review is None or not review.batch or inspector is None
                 or inspector.workspace is None):
             return
+        if not review.requester.verified:  # the dialog offers no "Approve all" then either
+            log.warning("ignored 'approve all' for %s: the requester is not a verified cargo "
+                        "process", request.describe())
+            return
         try:
             keys = inspector.workspace.approve_all(request, review.batch, review.requester)
             log.info("approved %d more crate(s) of the workspace list of %s", len(keys),

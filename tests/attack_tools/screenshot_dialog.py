@@ -1,13 +1,15 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
     .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
-        [--unsupported] [--token]
+        [--unsupported] [--token] [--hostile]
 
 Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
 with the requester, verified contents and the changes since the last approved version;
 ``--unsupported``: dialog-unsupported.png, the same review for an archive that uses tar
 features cargo never writes, a PAX path plus a GNU long name, so it is not called verified;
-``--token``: dialog-token.png, the review for crates.io, which takes a bearer token).
+``--token``: dialog-token.png, the review for crates.io, which takes a bearer token;
+``--hostile``: dialog-hostile.png, a request from a process that is not a verified cargo,
+naming the registry with a right-to-left override and a newline, and a workspace list).
 The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
 window with the real X11 input guard, showing a publish of a sample crate with one more
 request waiting; by default the shot is taken once Approve has armed (``--arming``: right
@@ -29,6 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
 REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
 UNSUPPORTED_OUT = REPO / "resources" / "screenshots" / "dialog-unsupported.png"
+HOSTILE_OUT = REPO / "resources" / "screenshots" / "dialog-hostile.png"
+HOSTILE_NAME = "crates-io (127.0.0.1, throwa\u202e\ngnp.exe"
 TOKEN_OUT = REPO / "resources" / "screenshots" / "dialog-token.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
@@ -86,7 +90,7 @@ def sample_review(request: object, tmp: Path, unsupported: bool = False) -> obje
 
 
 def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False,
-          token: bool = False) -> int:
+          token: bool = False, hostile: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -107,7 +111,8 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         rev = sample_review(None, tmp, unsupported)
         cksum = rev.contents.cksum  # type: ignore[attr-defined]
     request = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": index, "name": "crates-io"}, "kind": "get",
+        "v": 1, "registry": {"index-url": index,
+                             "name": HOSTILE_NAME if hostile else "crates-io"}, "kind": "get",
         "operation": "publish", "name": "tokio-frobnicate", "vers": "1.4.2",
         "cksum": cksum,
     }))
@@ -115,6 +120,18 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         import dataclasses
 
         rev = dataclasses.replace(rev, request=request)  # type: ignore[type-var]
+        if hostile:
+            from gui_approver.review.request import Candidate
+            from gui_approver.review.requester import RequesterInfo
+
+            c = rev.contents  # type: ignore[attr-defined]
+            other = Candidate("tokio-frobnicate-macros", "1.4.2", "ab" * 32, "", c)
+            rev = dataclasses.replace(  # type: ignore[type-var]
+                rev, batch=(Candidate(c.name, c.vers, c.cksum, c.path or "", c), other),
+                requester=RequesterInfo(
+                    verified=False, pid=48213, pid_source="kernel",
+                    summary="requester could not be verified: the credential provider was "
+                            "started by timeout (pid 48190), not by cargo"))
     key = KeyRecord(registry="crates-io", index_url=index, public="k3.public.sample",
                     kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
                     subject=None, created="2026-01-05")
@@ -154,12 +171,13 @@ def main(argv: list[str]) -> int:
     arming = "--arming" in argv
     unsupported = "--unsupported" in argv
     token = "--token" in argv
-    review = "--review" in argv or unsupported or token
-    default = (TOKEN_OUT if token else UNSUPPORTED_OUT if unsupported else REVIEW_OUT if review
-               else DEFAULT_OUT)
+    hostile = "--hostile" in argv
+    review = "--review" in argv or unsupported or token or hostile
+    default = (HOSTILE_OUT if hostile else TOKEN_OUT if token else UNSUPPORTED_OUT
+               if unsupported else REVIEW_OUT if review else DEFAULT_OUT)
     out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
-        return child(out, arming, review, unsupported, token)
+        return child(out, arming, review, unsupported, token, hostile)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 
