@@ -310,6 +310,33 @@ def test_lock_and_idle_lock_close_the_login(token, tmp_path):
         b.sign_digest(token.module, rec.hardware.uri, b"\0" * 48, expected_point=b"")
 
 
+def test_an_unapproved_use_never_asks_for_the_pin(token, tmp_path):
+    """The service passes may_ask=False for a silent read; if the token logged out in the
+    meantime (idle lock), or the key wants the PIN per signature, it fails without asking."""
+    asker = Asker(PIN, PIN)
+    _info, store, rec = make_key(token, tmp_path, unlocker=asker)
+    assert store.needs_login(rec)
+    with pytest.raises(KeyLocked, match="not approved") as exc:
+        store.signing_key(rec, may_ask=False)
+    assert "key unlock --registry local" in exc.value.full()
+    assert asker.asked == []
+    store.signing_key(rec)  # approved: asks
+    assert len(asker.asked) == 1
+    assert not store.needs_login(rec)
+    store.signing_key(rec, may_ask=False)  # logged in: a silent read signs
+    assert len(asker.asked) == 1
+
+
+def test_always_authenticate_key_always_needs_approval(token, tmp_path):
+    asker = Asker(PIN)
+    _info, store, rec = make_key(token, tmp_path, always_authenticate=True, unlocker=asker)
+    store.unlock(rec, Secret(PIN))
+    assert store.is_unlocked(rec) and store.needs_login(rec)  # every use asks a PIN
+    with pytest.raises(KeyLocked, match="every signature"):
+        store.signing_key(rec, may_ask=False)
+    assert asker.asked == []
+
+
 def test_unlock_ahead_of_use(token, tmp_path):
     asker = Asker()
     _info, store, rec = make_key(token, tmp_path, unlocker=asker)

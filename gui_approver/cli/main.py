@@ -804,6 +804,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             + [{"registry": t.registry, "kind": "token"} for t in tokens])
     except GuiApproverError as exc:
         info["keys_error"] = str(exc)
+    from gui_approver.core import cargo_config
+
+    try:
+        info["backups_with_secrets"] = [
+            str(p) for p, _f in cargo_config.backups_with_secrets()]
+        for w in cargo_config.backup_warnings():
+            print(f"warning: {w}", file=sys.stderr)
+    except OSError:
+        pass
     if args.json:
         _print_json(info)
     else:

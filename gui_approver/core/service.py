@@ -261,6 +261,10 @@ class SigningService:
         if (review is None or not review.batch or inspector is None
                 or inspector.workspace is None):
             return
+        if not review.requester.verified:  # the dialog offers no "Approve all" then either
+            log.warning("ignored 'approve all' for %s: the requester is not a verified cargo "
+                        "process", request.describe())
+            return
         try:
             keys = inspector.workspace.approve_all(request, review.batch, review.requester)
             log.info("approved %d more crate(s) of the workspace list of %s", len(keys),
@@ -359,7 +363,8 @@ class SigningService:
         else:
             reason = "read (signed without asking)"
         # Only a use a human approved restarts a passphrase key's idle clock.
-        token = self.release.release(cred, request, approved=needs_approval and not auto)
+        token = self.release.release(cred, request, approved=needs_approval and not auto,
+                                     may_ask=needs_approval)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
             self._record(request, prov, "signed", reason, cred.kid, token=token)

@@ -11,7 +11,8 @@ where both readers provably agree:
 
 - one gzip member and nothing after it; after the tar's end-of-archive marker only zeros;
 - headers with the GNU (``ustar  \\0``) or POSIX (``ustar\\0 00``) magic and a correct
-  (unsigned) checksum; a size field of plain octal digits; under the GNU magic, bytes
+  (unsigned) checksum; size, mode and mtime in plain octal digits, uid, gid and device
+  numbers too or all NUL; under the GNU magic, bytes
   345-500 (ustar prefix, GNU times) all zero;
 - entry types ``0`` (regular file) and ``5`` (directory, without data), each optionally
   preceded by exactly one GNU long name (``L``) whose text ends in one NUL and holds no other;
@@ -170,6 +171,13 @@ def _walk(raw: bytes, bad: _Bad, max_members: int, max_name: int) -> list[RawMem
         else:
             bad("a tar header without the ustar/GNU magic (cargo and Python's tarfile "
                 "handle such headers differently)")
+        for lo, hi in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
+            field = h[lo:hi]
+            # cargo leaves uid, gid and device numbers all NUL; mode and mtime it sets
+            if (lo in (100, 136) or field.strip(b"\0")) and _octal(field) is None:
+                bad(f"a tar header at offset {off} has a numeric field (bytes {lo}-{hi}) that "
+                    "is not plain octal (Python's tarfile stops listing there; cargo may not)")
+                break
         size = _octal(h[124:136])
         if size is None:
             bad(f"a tar header at offset {off} has a size field that is not plain octal")

@@ -37,6 +37,7 @@ from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
 from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
+from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui import style
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
@@ -52,6 +53,8 @@ from gui_approver.ui.winutil import bring_forward
 
 log = logging.getLogger(__name__)
 
+#: Desktop notifications for alerts found by one pass; the rest are counted in one more.
+MAX_ALERT_NOTIFICATIONS = 5
 #: How often the app looks for a tray host when it started without one (ms).
 TRAY_RECHECK_MS = 5_000
 #: How often key expiry is checked again after start-up (ms): once a day.
@@ -511,9 +514,14 @@ class GuiApp(QObject):
         self.alerts_window.activateWindow()
 
     def _on_new_alerts(self, alerts: list[Alert]) -> None:
-        """One desktop notification per alert, the first time the app sees it."""
-        for alert in alerts:
+        """One desktop notification per alert, the first time the app sees it (beyond
+        MAX_ALERT_NOTIFICATIONS at once: one more that counts the rest)."""
+        for alert in alerts[:MAX_ALERT_NOTIFICATIONS]:
             self.notify("Version nobody approved", alert.message, warning=True)
+        rest = len(alerts) - MAX_ALERT_NOTIFICATIONS
+        if rest > 0:
+            self.notify("Versions nobody approved",
+                        f"…and {rest} more: see Alerts… in the gui-approver menu.", warning=True)
         if self.alerts_window is not None and self.alerts_window.isVisible():
             self.alerts_window.refresh()
         self._refresh()
@@ -661,8 +669,8 @@ class GuiApp(QObject):
         if event.decision == "signed" and event.request.is_mutation:
             self.notify(
                 "Signed",
-                f"Signed {event.request.describe()} for registry "
-                f"{event.request.registry.label()}",
+                escape_text(f"Signed {event.request.describe()} for registry "
+                            f"{event.request.registry.label()}", 300),
             )
         if self.keys_window is not None and self.keys_window.isVisible():
             self.keys_window.refresh()

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.keys.store import KeyRecord
+from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
 from gui_approver.ui.winutil import bring_forward
@@ -71,15 +72,16 @@ class PassphraseDialog(QDialog):
         self.setObjectName("passphraseDialog")
         hardware = record.protection == "hardware"
         self.secret_name = "PIN" if hardware else "Passphrase"
-        self.setWindowTitle(f"gui-approver: unlock the key for {elide_middle(record.registry, 60)}")
+        shown_name = escape_text(record.registry, 200)  # keys.json is user-writable
+        self.setWindowTitle(f"gui-approver: unlock the key for {elide_middle(shown_name, 60)}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
 
         layout = QVBoxLayout(self)
         title = _plain(
             (f"Enter the PIN of the security key for registry "
-             f"{elide_middle(record.registry, 80)}") if hardware else
-            f"Unlock the key for registry {elide_middle(record.registry, 80)}",
+             f"{elide_middle(escape_text(record.registry, 200), 80)}") if hardware else
+            f"Unlock the key for registry {elide_middle(escape_text(record.registry, 200), 80)}",
             selectable=False)
         f = title.font()
         f.setPointSizeF(f.pointSizeF() * 1.2)
@@ -88,8 +90,8 @@ class PassphraseDialog(QDialog):
         layout.addWidget(title)
 
         grid = QGridLayout()
-        rows = [("Registry", elide_middle(record.registry, 80), False),
-                ("Index URL", elide_middle(record.index_url), True),
+        rows = [("Registry", elide_middle(escape_text(record.registry, 200), 80), False),
+                ("Index URL", elide_middle(escape_text(record.index_url, 2048)), True),
                 ("Key id", record.kip, True)]
         if record.subject:
             rows.append(("Subject", elide_middle(record.subject, 80), True))
@@ -425,7 +427,8 @@ class TouchPrompt(QDialog):
         layout.addWidget(title)
         token = record.hardware.token if record.hardware is not None else ""
         layout.addWidget(_plain(
-            f"The request for registry {elide_middle(record.registry, 60)} is approved; the "
+            f"The request for registry {elide_middle(escape_text(record.registry, 200), 60)} "
+            "is approved; the "
             f"security key{' ' + repr(token) if token else ''} signs it when you touch it.",
             selectable=False))
 

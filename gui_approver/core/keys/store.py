@@ -743,15 +743,20 @@ class KeyStore:
         for hook in self.forget_hooks:
             hook(kip)
 
-    def signing_key(self, record: KeyRecord, *, approved: bool = False,
-                    purpose: str | None = None) -> SigningKey:
+    def signing_key(
+        self, record: KeyRecord, *, approved: bool = False, may_ask: bool = True,
+        purpose: str | None = None,
+    ) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
         asks for the passphrase of a protected key, and records the use.
 
         ``approved``: a human approved this use. Only such a use (or the unlock itself)
         restarts the idle lock's clock; a silent read signature never does, so a process
-        that keeps reading cannot keep a passphrase key unlocked. ``purpose`` ("to sign the
-        read cargo makes before a publish") is shown in the passphrase prompt."""
+        that keeps reading cannot keep a passphrase key unlocked.
+
+        ``may_ask``: False for a use nobody approved (a silent read): a hardware key whose
+        token is not logged in then fails instead of asking for its PIN. ``purpose`` ("to
+        sign the read cargo makes before a publish") is shown in the passphrase prompt."""
         if record.is_expired():
             raise KeyExpired(
                 f"the key for registry {record.registry} expired on {record.expires}; "
@@ -759,7 +764,7 @@ class KeyStore:
                 hint=f"rotate it: gui-approver key rotate --registry {record.registry}",
             )
         if record.protection == "hardware":
-            hw = self._hardware_key(record)
+            hw = self._hardware_key(record, may_ask=may_ask)
             self._note_used(record, approved=approved)
             return cast(SigningKey, hw)  # signs like one: kip, public_paserk, sign()
         with self._lock:
@@ -770,7 +775,7 @@ class KeyStore:
         return key
 
     # -- hardware keys -----------------------------------------------------------------------
-    def _hardware_key(self, record: KeyRecord) -> Any:
+    def _hardware_key(self, record: KeyRecord, *, may_ask: bool = True) -> Any:
         """Check the token still holds the recorded key (no PIN needed), log in with the PIN
         if the token is not logged in (asked now: the request is already approved), and
         return the signer. A wrong PIN raises WrongPin and is never retried."""
@@ -788,11 +793,21 @@ class KeyStore:
                 f"({record.kip}); nothing was signed")
         pin_for_signature: Secret | None = None
         if not b.is_logged_in(hw.module, hw.uri):
+            if not may_ask:  # e.g. logged out (idle lock) since the request came in
+                raise KeyLocked(
+                    f"the security key for registry {record.registry} is not logged in and "
+                    "this request was not approved, so no PIN is asked; nothing was signed",
+                    hint="run the cargo command again (it will be shown for approval), or: "
+                         f"gui-approver key unlock --registry {record.registry}")
             pin = self._ask_pin(record, "enter the PIN of the security key to sign")
             b.login(hw.module, hw.uri, pin)
             if hw.always_authenticate:
                 pin_for_signature = pin
         elif hw.always_authenticate:
+            if not may_ask:
+                raise KeyLocked(
+                    f"the security key for registry {record.registry} asks for its PIN for "
+                    "every signature and this request was not approved; nothing was signed")
             pin_for_signature = self._ask_pin(
                 record, "this key asks for its PIN for every signature")
         with self._lock:
@@ -983,8 +998,12 @@ class KeyStore:
             return record.kip in self._cache
 
     def needs_login(self, record: KeyRecord) -> bool:
-        """A hardware key whose token is not logged in: using it will ask for the PIN."""
-        return record.protection == "hardware" and not self.is_unlocked(record)
+        """A hardware key that will ask for its PIN when used: its token is not logged in,
+        or it asks the PIN for every signature (CKA_ALWAYS_AUTHENTICATE)."""
+        if record.protection != "hardware":
+            return False
+        hw = record.hardware
+        return (hw is not None and hw.always_authenticate) or not self.is_unlocked(record)
 
     def lock(self) -> int:
         """Forget every unwrapped passphrase-protected key and log out of every token.
