@@ -146,6 +146,7 @@ class PassphraseDialog(QDialog):
         self.setMinimumWidth(560)
         self._retry_timer = QTimer(self)
         self._retry_timer.setSingleShot(True)
+        self._retry_timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._retry_timer.timeout.connect(self._retry_ready)
 
         self._tick = QTimer(self)
@@ -167,7 +168,7 @@ class PassphraseDialog(QDialog):
         wf.setBold(True)
         self.why_label.setFont(wf)
         self.why_label.setVisible(True)
-        self._retry_timer.start(max(0, int(wait * 1000)))
+        self._retry_timer.start(max(0, int(wait * 1000)) + 20)  # never early
         self._show_retry()
         self._update_buttons()
         self.edit.setFocus()
@@ -187,6 +188,7 @@ class PassphraseDialog(QDialog):
     def _update_status(self) -> None:
         if self.wrong_tries:
             self._show_retry()
+            self._update_buttons()
         if self.deadline is None:
             self.status_label.setVisible(False)
             return
