@@ -77,6 +77,8 @@ def test_key_new_generates_on_the_token_and_lists(hw_env, softhsm, tmp_path):
     assert pyseto.Key.from_paserk(rec["public"]).to_paserk_id() == rec["kip"]
     text = cli(hw_env, "key", "list").stdout
     assert "\thardware\t" in text
+    shown = cli(hw_env, "key", "show", "--registry", "local").stdout
+    assert "protection: hardware" in shown and rec["hardware"]["uri"] in shown
     status = cli(hw_env, "status", "--json")
     assert json.loads(status.stdout)["key_protection"] == {"local": "hardware"}
     # The same id again: refused; --use-existing adopts it (PIN on stdin, not a tty).
