@@ -12,7 +12,7 @@ import pyseto
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
 from gui_approver.core import tokens
@@ -206,11 +206,11 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
 
 
 def test_wrong_pin_is_not_retried_and_recovers(token, tmp_path):
-    asker = Asker("000000", PIN)
+    asker = Asker(WRONG_PIN, PIN)
     _info, store, rec = make_key(token, tmp_path, unlocker=asker)
     with pytest.raises(pkcs11.WrongPin) as exc:
         store.signing_key(rec)
-    assert "wrong PIN" in str(exc.value) and "000000" not in exc.value.full()
+    assert "wrong PIN" in str(exc.value) and WRONG_PIN not in exc.value.full()
     assert len(asker.asked) == 1  # never retried automatically
     assert "Few tries left" in str(exc.value) or "tries" not in str(exc.value)
     assert not store.is_unlocked(rec)

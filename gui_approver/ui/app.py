@@ -39,6 +39,7 @@ from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
 from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
+from gui_approver.ui import style
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.alerts import AlertsWindow, TokenSource, WatchRunner
@@ -765,6 +766,7 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     app.setApplicationName("gui-approver")
     app.setApplicationDisplayName("gui-approver")
     app.setQuitOnLastWindowClosed(False)
+    style.install(app)  # focus rings, readable grey text (#14)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,
                  auto_approve_loopback=auto_approve_loopback, problems=problems,
                  first_run=first_run, settings_path=default_settings_path())

@@ -66,6 +66,7 @@ from gui_approver.core.approval import ApprovalRequest
 from gui_approver.review.contents import escape_text, human_size
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
+from gui_approver.ui import style
 from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -417,6 +418,9 @@ class ApprovalDialog(QDialog):
         self.setModal(False)
         self.setObjectName("approvalDialog")
         self.setMinimumWidth(560)
+        # A visible focus ring on the buttons; grey text that reaches WCAG AA (#14).
+        style.install()
+        style.make_secondary_readable(self)
         # KDE's platform theme adds mnemonics to buttons automatically unless told not to.
         self.setProperty("_kde_no_accelerators", True)
         self.setAccessibleName(self.windowTitle())

@@ -1923,6 +1923,9 @@ def run_keys_window() -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app.setApplicationName("gui-approver")
     app.setApplicationDisplayName("gui-approver")
+    from gui_approver.ui import style
+
+    style.install(app)  # focus rings, readable grey text (#14)
     window = KeyManagerWindow(KeyStore(KeyringKeychain()))
     window.show()
     return app.exec()
