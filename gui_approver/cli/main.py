@@ -278,6 +278,9 @@ def cmd_key_show(args: argparse.Namespace) -> int:
     else:
         print(f"registry: {rec.registry}\nindex:    {rec.index_url}\npublic:   {rec.public}")
         print(f"key id:   {rec.kip}\nsubject:  {rec.subject or '(none)'}\ncreated:  {rec.created}")
+        print(f"protection: {rec.protection}")
+        if rec.hardware is not None:
+            print(f"token key:  {rec.hardware.uri}\nmodule:     {rec.hardware.module}")
     return 0
 
 

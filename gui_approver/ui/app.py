@@ -170,7 +170,6 @@ class QtApprover(QObject):
             )
             log.info("dialog %d: showing %s (%d more waiting)", pending.approval.id,
                      pending.approval.summary(), len(self.queue))
-            dialog.pending = pending  # type: ignore[attr-defined]
             dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
             self.dialog = dialog
             dialog.show()
@@ -179,11 +178,13 @@ class QtApprover(QObject):
             self.dialog_shown.emit(dialog)
 
     def _on_dialog_decided(self, approved: bool) -> None:
-        sender = self.sender()
-        pending = getattr(sender, "pending", None)
-        if isinstance(pending, Pending):
-            all_listed = approved and getattr(sender, "approve_all_chosen", False) is True
-            self._on_decided(pending, approved, approve_all=all_listed)
+        # One dialog at a time: the answer counts only if it comes from the dialog shown for
+        # the current request (a withdrawn dialog's late signal changes nothing).
+        dialog, pending = self.dialog, self.current
+        if dialog is None or pending is None or self.sender() is not dialog:
+            return
+        all_listed = approved and dialog.approve_all_chosen is True
+        self._on_decided(pending, approved, approve_all=all_listed)
 
     def _on_decided(self, pending: Pending, approved: bool, *, approve_all: bool = False) -> None:
         if approved and approve_all:
