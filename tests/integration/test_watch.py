@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 from leakscan import scan
-from test_registry import call
-from test_registry_tokens import CARGO, TokenCargo, token_cargo
+from registry_tools import CARGO, TokenCargo, call, token_cargo
 
 from gui_approver.core.audit import AuditLog
 from gui_approver.core.settings import Settings
