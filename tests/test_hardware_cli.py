@@ -14,7 +14,7 @@ import pyseto
 import pytest
 from envtools import wait_for
 from leakscan import scan_pin
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 
 from gui_approver.core import ipc
 from gui_approver.registry.server import DemoRegistry
@@ -77,6 +77,8 @@ def test_key_new_generates_on_the_token_and_lists(hw_env, softhsm, tmp_path):
     assert pyseto.Key.from_paserk(rec["public"]).to_paserk_id() == rec["kip"]
     text = cli(hw_env, "key", "list").stdout
     assert "\thardware\t" in text
+    shown = cli(hw_env, "key", "show", "--registry", "local").stdout
+    assert "protection: hardware" in shown and rec["hardware"]["uri"] in shown
     status = cli(hw_env, "status", "--json")
     assert json.loads(status.stdout)["key_protection"] == {"local": "hardware"}
     # The same id again: refused; --use-existing adopts it (PIN on stdin, not a tty).
@@ -123,7 +125,7 @@ def test_key_new_refusals(hw_env, softhsm):
     assert pin_uri.returncode == 1 and "carries a PIN" in pin_uri.stderr
     assert PIN not in pin_uri.stderr
     wrong = cli(hw_env, "key", "new", "--registry", "r", "--index", LOCAL, "--pkcs11", URI,
-                "--module", softhsm.module, input="000000\n")
+                "--module", softhsm.module, input=WRONG_PIN + "\n")
     assert wrong.returncode == 1 and "wrong PIN" in wrong.stderr
     nomod = cli(hw_env, "key", "new", "--registry", "r", "--index", LOCAL, "--pkcs11", URI,
                 "--module", "/nonexistent/libnothing.so", input=PIN + "\n")
@@ -182,7 +184,7 @@ def test_unlock_lock_and_cargo_publish_with_a_hardware_key(hw_env, softhsm, tmp_
         assert "gui-approver key unlock --registry local" in locked.stderr
         assert "hwcrate" not in registry.crates()
 
-        wrong = cli(hw_env, "key", "unlock", "--registry", "local", input="000000\n",
+        wrong = cli(hw_env, "key", "unlock", "--registry", "local", input=WRONG_PIN + "\n",
                     outputs=outputs)
         assert wrong.returncode == 1 and "wrong PIN" in wrong.stderr
         ok = cli(hw_env, "key", "unlock", "--registry", "local", input=PIN + "\n",
@@ -215,9 +217,10 @@ def test_unlock_lock_and_cargo_publish_with_a_hardware_key(hw_env, softhsm, tmp_
             out, err = app.communicate(timeout=10)
             outputs += [out, err]
         registry.stop()
-    hits = scan_pin(PIN, paths=[hw_env.dirs.root, hw_env.dirs.runtime_dir, tmp_path],
-                    texts=outputs)
-    assert hits == [], hits
+    for pin in (PIN, WRONG_PIN):
+        hits = scan_pin(pin, paths=[hw_env.dirs.root, hw_env.dirs.runtime_dir, tmp_path],
+                        texts=outputs)
+        assert hits == [], hits
 
 
 def test_unlock_passphrase_key_through_the_app(app_env):

@@ -12,7 +12,7 @@ import pyseto
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
 from gui_approver.core import tokens
@@ -206,11 +206,11 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
 
 
 def test_wrong_pin_is_not_retried_and_recovers(token, tmp_path):
-    asker = Asker("000000", PIN)
+    asker = Asker(WRONG_PIN, PIN)
     _info, store, rec = make_key(token, tmp_path, unlocker=asker)
     with pytest.raises(pkcs11.WrongPin) as exc:
         store.signing_key(rec)
-    assert "wrong PIN" in str(exc.value) and "000000" not in exc.value.full()
+    assert "wrong PIN" in str(exc.value) and WRONG_PIN not in exc.value.full()
     assert len(asker.asked) == 1  # never retried automatically
     assert "Few tries left" in str(exc.value) or "tries" not in str(exc.value)
     assert not store.is_unlocked(rec)
@@ -447,3 +447,30 @@ def test_touch_policy_from_the_yubico_vendor_attribute(token, tmp_path):
     for raw, want in ((b"\x01", "never"), (b"\x02", "always"), (b"\x03", "cached"),
                       (b"\x00", None), (b"", None)):
         assert pkcs11._touch_policy({pkcs11.CKA_YUBICO_TOUCH_POLICY: raw}) == want
+
+
+def test_touch_hint_appears_after_half_a_second_when_the_token_blocks(token, tmp_path):
+    """Unknown touch policy: the hint shows only once the signature has blocked for
+    TOUCH_HINT_DELAY (here the worker thread is held busy, as a token waiting for a touch
+    holds it), and goes away when the signature is made."""
+    _info, store, rec = make_key(token, tmp_path, unlocker=Asker(PIN))
+    key = store.signing_key(rec)
+    shown, down = threading.Event(), threading.Event()
+
+    def notifier(_record):
+        shown.set()
+        return down.set
+
+    key._notifier = notifier
+    release = threading.Event()
+    pkcs11.backend()._worker.submit(lambda: release.wait(30))  # the "token" blocks
+    result: list[str] = []
+    t = threading.Thread(target=lambda: result.append(
+        tokens.sign_request(key, publish_request(), subject=None)))
+    t.start()
+    assert shown.wait(10)  # shown while blocked...
+    assert not down.is_set() and not result
+    release.set()
+    t.join(10)
+    assert result and down.is_set()  # ...and taken down once signed
+    pyseto.decode(pyseto.Key.from_paserk(rec.public), result[0])

@@ -17,6 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QWizard
 
 from gui_approver.core import cargo_config
+from gui_approver.core.keys import flows
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey, parse_public_paserk
 from gui_approver.errors import WrongPassphrase
 from gui_approver.registry.server import DemoRegistry
@@ -26,7 +27,6 @@ from gui_approver.ui.keys import (
     KeyManagerWindow,
     NewKeyWizard,
     format_when,
-    public_pem,
     short_kip,
 )
 from gui_approver.ui.passphrase import PassphraseDialog, QtUnlocker
@@ -112,7 +112,7 @@ def test_wizard_creates_a_keychain_key_shows_it_and_configures_cargo(
     assert result.keys.public.label.text() == rec.public
     assert result.keys.kip.value() == rec.kip and rec.kip.startswith("k3.pid.")
     pem = result.keys.pem.value()
-    assert pem.startswith("-----BEGIN PUBLIC KEY-----") and pem == public_pem(rec.public)
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----") and pem == flows.public_pem(rec.public)
     assert "Subject: alice" in result.details.text()
     assert "paste the k3.public key on your registry's key page" in result.next_steps.text()
     click(qtbot, result.keys.public.button)
@@ -338,7 +338,7 @@ def test_manager_rotate_then_confirm(qtbot, store, tmp_path):
     assert dialog.stack.currentIndex() == 1
     assert dialog.keys.public.value() == pending.public
     assert dialog.keys.kip.value() == pending.kip
-    assert dialog.keys.pem.value() == public_pem(pending.public)
+    assert dialog.keys.pem.value() == flows.public_pem(pending.public)
     assert old.kip in dialog.old_note.text()
     assert store.find(LOCAL).kip == old.kip  # the old key still signs
     assert "successor" in window.status.text()
@@ -530,10 +530,45 @@ def test_unlocker_wrong_passphrase_signs_nothing(qtbot, store, make_unlocker):
     worker = Worker(lambda: store.signing_key(rec))
     worker.start()
     qtbot.waitUntil(lambda: len(shown) == 1)
-    qtbot.keyClicks(shown[0].edit, "wrong")
-    qtbot.keyClick(shown[0].edit, Qt.Key.Key_Return)  # Return unlocks
+    dialog = shown[0]
+    qtbot.keyClicks(dialog.edit, "wrong")
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)  # Return unlocks
+    # #14: the prompt stays, says so, and holds Unlock for the backoff; nothing is signed.
+    assert dialog.isVisible() and worker.is_alive()
+    assert dialog.why_label.text() == "Wrong passphrase, 2 s before the next try."
+    assert dialog.edit.text() == ""
+    qtbot.keyClicks(dialog.edit, "right")
+    assert not dialog.unlock_button.isEnabled()
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)  # too early: ignored
+    assert worker.is_alive()
+    qtbot.waitUntil(dialog.unlock_button.isEnabled, timeout=5000)
+    assert dialog.why_label.text() == "Wrong passphrase; try again."
+    assert dialog.edit.text() == "right"
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: not worker.is_alive())
-    assert isinstance(worker.error, WrongPassphrase)
+    assert worker.error is None and worker.result.kip == rec.kip
+
+
+def test_unlocker_wrong_passphrase_then_cancel_signs_nothing(qtbot, store, make_unlocker):
+    from gui_approver.errors import KeyLocked
+
+    rec = store.create(registry="local", index_url=LOCAL, passphrase=Secret("right"))
+    store.forget_cached()
+    unlocker = make_unlocker(60)
+    store.unlocker = unlocker
+    shown = shown_dialogs(unlocker)
+    worker = Worker(lambda: store.signing_key(rec, purpose="to sign the publish of foo 1.0.0"))
+    worker.start()
+    qtbot.waitUntil(lambda: len(shown) == 1)
+    dialog = shown[0]
+    assert dialog.why_label.text() == "Unlock the key to sign the publish of foo 1.0.0."
+    assert dialog.width() >= 560
+    qtbot.keyClicks(dialog.edit, "wrong")
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)
+    assert dialog.isVisible() and "Wrong passphrase" in dialog.why_label.text()
+    click(qtbot, dialog.cancel_button)
+    qtbot.waitUntil(lambda: not worker.is_alive())
+    assert isinstance(worker.error, KeyLocked) and not isinstance(worker.error, WrongPassphrase)
 
 
 def test_unlocker_shows_why_and_returns_none_on_cancel_and_escape(qtbot, store, make_unlocker):

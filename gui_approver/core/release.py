@@ -150,7 +150,11 @@ class ReleasePolicy:
             assert cred.bearer is not None
             return self.tokens.token(cred.bearer, approved_use=approved).expose()
         assert cred.key is not None
-        key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask)
+        purpose = (f"to sign the {request.describe()}" if request.is_mutation else
+                   "to sign the read of the registry's index that cargo makes before a "
+                   "publish, yank or owner change")
+        key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask,
+                                     purpose=purpose)
         return tokens.sign_request(key, request, subject=cred.key.subject)
 
     @staticmethod

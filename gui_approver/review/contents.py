@@ -563,7 +563,10 @@ def list_archive(
     if prefix is None:
         problems.append("the crate name and version are unknown; entries were not checked "
                         "against <name>-<vers>/")
-    unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
+    try:
+        unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
+    except Exception as exc:  # noqa: BLE001 - never raise; an unchecked archive is not verified
+        unsupported = (f"the tar headers could not be checked ({type(exc).__name__})",)
     manifest: ManifestInfo | None = None
     if manifest_bytes is not None:
         manifest = parse_manifest(manifest_bytes, limits)

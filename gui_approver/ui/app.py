@@ -39,6 +39,7 @@ from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
 from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
+from gui_approver.ui import style
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.alerts import AlertsWindow, TokenSource, WatchRunner
@@ -169,7 +170,6 @@ class QtApprover(QObject):
             )
             log.info("dialog %d: showing %s (%d more waiting)", pending.approval.id,
                      pending.approval.summary(), len(self.queue))
-            dialog.pending = pending  # type: ignore[attr-defined]
             dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
             self.dialog = dialog
             dialog.show()
@@ -178,11 +178,13 @@ class QtApprover(QObject):
             self.dialog_shown.emit(dialog)
 
     def _on_dialog_decided(self, approved: bool) -> None:
-        sender = self.sender()
-        pending = getattr(sender, "pending", None)
-        if isinstance(pending, Pending):
-            all_listed = approved and getattr(sender, "approve_all_chosen", False) is True
-            self._on_decided(pending, approved, approve_all=all_listed)
+        # One dialog at a time: the answer counts only if it comes from the dialog shown for
+        # the current request (a withdrawn dialog's late signal changes nothing).
+        dialog, pending = self.dialog, self.current
+        if dialog is None or pending is None or self.sender() is not dialog:
+            return
+        all_listed = approved and dialog.approve_all_chosen is True
+        self._on_decided(pending, approved, approve_all=all_listed)
 
     def _on_decided(self, pending: Pending, approved: bool, *, approve_all: bool = False) -> None:
         if approved and approve_all:
@@ -764,6 +766,7 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     app.setApplicationName("gui-approver")
     app.setApplicationDisplayName("gui-approver")
     app.setQuitOnLastWindowClosed(False)
+    style.install(app)  # focus rings, readable grey text (#14)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,
                  auto_approve_loopback=auto_approve_loopback, problems=problems,
                  first_run=first_run, settings_path=default_settings_path())

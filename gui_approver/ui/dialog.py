@@ -62,10 +62,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.core.approval import ApprovalRequest
+from gui_approver.core.approval import Action, ApprovalRequest
 from gui_approver.review.contents import escape_text, human_size
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
+from gui_approver.ui import style
 from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -121,11 +122,11 @@ def _registry_row(approval: ApprovalRequest) -> str:
 
 def _heading(approval: ApprovalRequest) -> str:
     where = elide_middle(registry_name(approval), 60)
-    if approval.action == "logout":
+    if approval.action is Action.LOGOUT:
         if approval.bearer is not None:
             return f"Delete the bearer token for registry {where}?"
         return f"Delete the key for registry {where}?"
-    if approval.action == "login":
+    if approval.action is Action.LOGIN:
         return f"cargo login for registry {where}?"
     fields = shown(approval.request)
     if approval.bearer is not None and fields.op == "read":
@@ -144,11 +145,11 @@ BEARER_LINE = "This registry takes a bearer token: approving hands cargo the tok
 
 
 def _intro(approval: ApprovalRequest) -> str:
-    if approval.action == "logout":
+    if approval.action is Action.LOGOUT:
         what = "bearer token" if approval.bearer is not None else "signing key"
         return (f"cargo logout asked gui-approver to delete this registry's {what}. "
                 f"Approving will {approval.detail or 'delete it'}.")
-    if approval.action == "login":
+    if approval.action is Action.LOGIN:
         return (f"A program sent a `cargo login` request. Approving will {approval.detail}. "
                 "Approve only if you just ran cargo login yourself: a credential stored "
                 "here is one gui-approver will use for this registry.")
@@ -417,6 +418,9 @@ class ApprovalDialog(QDialog):
         self.setModal(False)
         self.setObjectName("approvalDialog")
         self.setMinimumWidth(560)
+        # A visible focus ring on the buttons; grey text that reaches WCAG AA (#14).
+        style.install()
+        style.make_secondary_readable(self)
         # KDE's platform theme adds mnemonics to buttons automatically unless told not to.
         self.setProperty("_kde_no_accelerators", True)
         self.setAccessibleName(self.windowTitle())
@@ -470,7 +474,7 @@ class ApprovalDialog(QDialog):
                                        f"({tok.protection})", True))
             rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
             rows.append(("Token expiry", tok.expires or "expiry unknown", False))
-        elif approval.key is not None and approval.action != "login":
+        elif approval.key is not None and approval.action is not Action.LOGIN:
             rows.append(("Signing key", approval.key.kip, True))
         review = approval.review
         if review is not None:
@@ -831,8 +835,12 @@ class ApprovalDialog(QDialog):
                 font.setBold(True)
                 item.setFont(4, font)
             lst.addTopLevelItem(item)
-        for col in range(5):
+        for col in range(4):
             lst.resizeColumnToContents(col)
+        # the flags column takes what is left (elided); every flag is spelled out below
+        lst.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lst.setTextElideMode(Qt.TextElideMode.ElideRight)
+        lst.header().setStretchLastSection(True)
         rows = min(n, 6)
         lst.setFixedHeight(lst.sizeHintForRow(0) * rows + lst.header().sizeHint().height() + 6)
         body.addWidget(lst)
