@@ -764,7 +764,8 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     prepare_accessibility(settings.paranoid_accessibility)  # must precede the QApplication
     app = QApplication(sys.argv[:1])
     app.setApplicationName("gui-approver")
-    app.setApplicationDisplayName("gui-approver")
+    # No display name: Qt would append " — gui-approver" to titles that already start
+    # with "gui-approver: " (#14).
     app.setQuitOnLastWindowClosed(False)
     style.install(app)  # focus rings, readable grey text (#14)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,

@@ -1568,9 +1568,9 @@ class KeyManagerWindow(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
-        self.empty_hint = _plain("No keys yet. Create one with New key…, or import the keys "
-                                 "cargo:paseto left in credentials.toml with Import from "
-                                 "cargo….", selectable=False)
+        self.empty_hint = _plain("No keys yet. Create one (New key…), or import the keys "
+                                 "cargo:paseto left in credentials.toml (Import from "
+                                 "cargo…).", selectable=False)
         self.empty_hint.setVisible(False)
         layout.addWidget(self.empty_hint)
         self.token_warning = _plain("", selectable=False)
@@ -1899,7 +1899,8 @@ def run_keys_window() -> int:
     # Nothing here is half-done on Ctrl-C (every file write is atomic): let it end the window.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app.setApplicationName("gui-approver")
-    app.setApplicationDisplayName("gui-approver")
+    # No display name: Qt would append " — gui-approver" to titles that already start
+    # with "gui-approver: " (#14).
     from gui_approver.ui import style
 
     style.install(app)  # focus rings, readable grey text (#14)
