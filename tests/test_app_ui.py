@@ -197,3 +197,20 @@ def test_second_launch_raises_the_running_apps_window(qtbot, tmp_path):
         qtbot.waitUntil(lambda: not window.isMinimized(), timeout=3000)
     finally:
         gui.stop()
+
+
+def test_lock_now_says_what_it_did_and_the_key_manager_shows_locked(qtbot, tmp_path):
+    gui, store = make_app(tmp_path, first_run=False)
+    try:
+        rec = store.create(registry="local", index_url=LOCAL, passphrase=Secret("pw"))
+        store.unlock(rec, Secret("pw"))
+        gui.show_keys()
+        status = gui.keys_window.cell_text(gui.keys_window.row_of(rec.kip), "Status")
+        assert status == "unlocked"
+        assert gui.lock_now() == ("Locked 1 key: the next use asks for the passphrase again.")
+        assert gui.status_window.feedback.isVisible()
+        assert gui.status_window.feedback.text().startswith("Locked 1 key")
+        assert gui.keys_window.cell_text(gui.keys_window.row_of(rec.kip), "Status") == "locked"
+        assert gui.lock_now() == "No key was unlocked: nothing to lock."
+    finally:
+        gui.stop()

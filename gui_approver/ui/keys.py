@@ -1658,6 +1658,12 @@ class KeyManagerWindow(QWidget):
                 status = "active (successor pending)"
             else:
                 status = "active"
+            if (rec.status != "pending" and not rec.is_expired()
+                    and rec.protection in ("passphrase", "hardware")):
+                # A passphrase key is "locked" until unlocked (#14); then the next use
+                # signs without asking.
+                locked = not self.store.is_unlocked(rec)
+                status = status.replace("active", "locked" if locked else "unlocked", 1)
             cells = [rec.registry, "asymmetric", short_kip(rec.kip), rec.subject or "-",
                      format_when(rec.created, with_time=False), expiry_text(rec),
                      rec.protection, format_when(used.get(rec.kip)), status]
