@@ -427,6 +427,7 @@ class GuiApp(QObject):
             log.warning("not showing the welcome window: %s", exc)
             return
         self.first_run_window = FirstRunWindow(self.store, cargo_home=self.cargo_home)
+        self.first_run_window.changed.connect(self._refresh)  # "Keys: none yet" no more
         self.first_run_window.show()
 
     def _recheck_tray(self) -> None:
@@ -503,6 +504,7 @@ class GuiApp(QObject):
     def show_keys(self) -> None:
         if self.keys_window is None:
             self.keys_window = KeyManagerWindow(self.store)  # the app's store: shared cache
+            self.keys_window.changed.connect(self._refresh)
         self.keys_window.refresh()
         bring_forward(self.keys_window)
 

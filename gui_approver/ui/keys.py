@@ -1534,6 +1534,9 @@ class KeyManagerWindow(QWidget):
     """Lists the keys (plain text), with New key…, Rotate…, Delete…, Import from cargo… and
     Refresh. ``refresh()`` re-reads the key index and the last-used file."""
 
+    #: The keys were re-read (after any change made here): the app refreshes its status.
+    changed = Signal()
+
     def __init__(
         self,
         store: KeyStore,
@@ -1632,6 +1635,12 @@ class KeyManagerWindow(QWidget):
 
     # -- data -----------------------------------------------------------------------------
     def refresh(self) -> None:
+        try:
+            self._refresh_table()
+        finally:
+            self.changed.emit()
+
+    def _refresh_table(self) -> None:
         keep = self.selected_record()
         try:
             records = self.store.list()
