@@ -113,3 +113,14 @@ def test_rotate_confirm_asks_the_registry_first(app_env, tmp_path):
             (rot["new"]["kip"], "active")]
     finally:
         registry.stop()
+
+
+def test_configure_diff_header_says_now_not_new_for_an_existing_file(app_env):
+    config = Path(app_env["CARGO_HOME"]) / "config.toml"
+    fresh = cli(app_env, "configure-cargo", "--registry", "mine", "--index", LOCAL, "--dry-run")
+    assert "config.toml (does not exist yet)" in fresh.stdout
+    config.write_text("# mine\n")
+    r = cli(app_env, "configure-cargo", "--registry", "mine", "--index", LOCAL, "--dry-run")
+    head = r.stdout.splitlines()[:2]
+    assert head[0].endswith("config.toml (now)") and head[1].endswith("(after this change)")
+    assert "(new)" not in r.stdout

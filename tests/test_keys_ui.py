@@ -675,3 +675,19 @@ def test_manager_configures_cargo_for_an_existing_key(qtbot, store, cargo_home):
     text = (cargo_home / "config.toml").read_text()
     assert f'index = "{LOCAL}"' in text and cargo_config.BRIDGE_NAME in text
     assert "Configured cargo" in window.status.text()
+
+
+def test_passphrase_prompt_never_wraps_the_url_or_key_id(qtbot, store):
+    rec = store.create(registry="company-registry",
+                       index_url="sparse+https://crates.company.example/index/",
+                       passphrase=Secret("correct horse battery staple"))
+    d = PassphraseDialog(rec, "unlock the key to sign the read of the registry's index that "
+                              "cargo makes before a publish, yank or owner change")
+    qtbot.addWidget(d)
+    d.show()
+    qtbot.waitExposed(d)
+    assert d.width() >= 560
+    for name in ("Index URL", "Key id"):
+        label = d.field_labels[name]
+        assert not label.wordWrap()
+        assert label.width() >= label.fontMetrics().horizontalAdvance(label.text())
