@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gui_approver.core import cargo_config
@@ -65,6 +65,9 @@ def cargo_uses_bridge(home: Path | None = None) -> bool:
 class FirstRunWindow(QWidget):
     """Three sentences on what the app does, a button for the new-key wizard and, when cargo
     does not use the bridge yet, an offer to configure it (a preview, applied on request)."""
+
+    #: A key or token was stored, or cargo's configuration changed (the app refreshes).
+    changed = Signal()
 
     def __init__(
         self, store: KeyStore, *, cargo_home: Path | None = None, parent: QWidget | None = None
@@ -136,6 +139,7 @@ class FirstRunWindow(QWidget):
         if self.wizard is None:
             self.wizard = NewKeyWizard(self.store, cargo_home=self.cargo_home)
             self.wizard.created.connect(self._created)
+            self.wizard.cargo_page.view.applied.connect(self._cargo_changed)
         self.wizard.show()
         self.wizard.raise_()
         self.wizard.activateWindow()
@@ -182,7 +186,25 @@ class FirstRunWindow(QWidget):
         self.import_button.setVisible(False)
         self.configure_button.setEnabled(False)
         self.new_key_button.setEnabled(True)
+        self._cargo_changed()
         return True
+
+    def refresh_cargo(self) -> None:
+        """Say "cargo is not configured" only while it is not (re-read on every change)."""
+        self.needs_cargo = not cargo_uses_bridge(self.cargo_home)
+        self.cargo_note.setVisible(self.needs_cargo)
+        if not self.needs_cargo:
+            self.configure_button.setVisible(False)
+
+    def _cargo_changed(self, _backup: object = None) -> None:
+        self.refresh_cargo()
+        self.changed.emit()
+
+    def changeEvent(self, e: QEvent) -> None:
+        # Back to this window (cargo may have been configured elsewhere): look again.
+        if e.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self.refresh_cargo()
+        super().changeEvent(e)
 
     def preview_cargo(self) -> None:
         """Show what configuring crates.io would change (refused until its token is in the
@@ -195,3 +217,4 @@ class FirstRunWindow(QWidget):
         self.text.setText("Your key or token is stored. Finish the wizard's steps, then close "
                           "this window; gui-approver keeps running in the tray.")
         self.new_key_button.setEnabled(False)
+        self.changed.emit()

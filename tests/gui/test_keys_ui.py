@@ -17,6 +17,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QWizard
 
 from gui_approver.core import cargo_config
+from gui_approver.core.keys import flows
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey, parse_public_paserk
 from gui_approver.errors import WrongPassphrase
 from gui_approver.registry.server import DemoRegistry
@@ -26,7 +27,6 @@ from gui_approver.ui.keys import (
     KeyManagerWindow,
     NewKeyWizard,
     format_when,
-    public_pem,
     short_kip,
 )
 from gui_approver.ui.passphrase import PassphraseDialog, QtUnlocker
@@ -112,7 +112,7 @@ def test_wizard_creates_a_keychain_key_shows_it_and_configures_cargo(
     assert result.keys.public.label.text() == rec.public
     assert result.keys.kip.value() == rec.kip and rec.kip.startswith("k3.pid.")
     pem = result.keys.pem.value()
-    assert pem.startswith("-----BEGIN PUBLIC KEY-----") and pem == public_pem(rec.public)
+    assert pem.startswith("-----BEGIN PUBLIC KEY-----") and pem == flows.public_pem(rec.public)
     assert "Subject: alice" in result.details.text()
     assert "paste the k3.public key on your registry's key page" in result.next_steps.text()
     click(qtbot, result.keys.public.button)
@@ -338,7 +338,7 @@ def test_manager_rotate_then_confirm(qtbot, store, tmp_path):
     assert dialog.stack.currentIndex() == 1
     assert dialog.keys.public.value() == pending.public
     assert dialog.keys.kip.value() == pending.kip
-    assert dialog.keys.pem.value() == public_pem(pending.public)
+    assert dialog.keys.pem.value() == flows.public_pem(pending.public)
     assert old.kip in dialog.old_note.text()
     assert store.find(LOCAL).kip == old.kip  # the old key still signs
     assert "successor" in window.status.text()
@@ -675,3 +675,19 @@ def test_manager_configures_cargo_for_an_existing_key(qtbot, store, cargo_home):
     text = (cargo_home / "config.toml").read_text()
     assert f'index = "{LOCAL}"' in text and cargo_config.BRIDGE_NAME in text
     assert "Configured cargo" in window.status.text()
+
+
+def test_passphrase_prompt_never_wraps_the_url_or_key_id(qtbot, store):
+    rec = store.create(registry="company-registry",
+                       index_url="sparse+https://crates.company.example/index/",
+                       passphrase=Secret("correct horse battery staple"))
+    d = PassphraseDialog(rec, "unlock the key to sign the read of the registry's index that "
+                              "cargo makes before a publish, yank or owner change")
+    qtbot.addWidget(d)
+    d.show()
+    qtbot.waitExposed(d)
+    assert d.width() >= 560
+    for name in ("Index URL", "Key id"):
+        label = d.field_labels[name]
+        assert not label.wordWrap()
+        assert label.width() >= label.fontMetrics().horizontalAdvance(label.text())

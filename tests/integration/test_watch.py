@@ -566,6 +566,72 @@ def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
                 app.stderr.close()
 
 
+def _one_shot_server(responses: list[bytes]) -> tuple[socket.socket, int, list[bytes]]:
+    """A loopback server answering each connection's requests with the next response."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        while responses:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                while responses:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data:
+                        break
+                    requests.append(data)
+                    conn.sendall(responses.pop(0))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1], requests
+
+
+def _http(body: bytes, *headers: str) -> bytes:
+    head = "".join(f"{h}\r\n" for h in headers)
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), head.encode(),
+                                                                    body)
+
+
+def test_gzip_index_files_are_read_and_bombs_refused(tmp_path: Path) -> None:
+    import gzip
+
+    from gui_approver.core.watch import MAX_INDEX_BYTES, Fetcher
+
+    line = b'{"name":"gz","vers":"1.0.0","cksum":"' + b"c" * 64 + b'","yanked":false}\n'
+    bomb = gzip.compress(b"\n" * (MAX_INDEX_BYTES + 10))
+    listener, port, seen = _one_shot_server([
+        _http(gzip.compress(line), "Content-Encoding: gzip"),
+        _http(bomb, "Content-Encoding: gzip"),
+        _http(b"x", "Content-Encoding: br"),
+    ])
+    try:
+        with Fetcher(timeout=5.0) as fetcher:
+            url = f"http://127.0.0.1:{port}/index/2/gz"
+            status, body, _ = fetcher.request(url)
+            assert status == 200
+            assert parse_index_file(body, "gz", url) == {"1.0.0": ("c" * 64, False)}
+            assert b"Accept-Encoding: gzip" in seen[0]
+            assert fetcher.bytes < len(line)  # counted as it travelled
+            with pytest.raises(WatchError, match=r"larger than .* once decompressed"):
+                fetcher.request(url)
+            with pytest.raises(WatchError, match="unknown encoding 'br'"):
+                fetcher.request(url)
+    finally:
+        listener.close()
+
+
 def test_a_kept_alive_connection_closed_by_the_server_is_reopened_once(tmp_path: Path) -> None:
     """A server that drops each connection after one answer (without saying so): the next
     request notices on the reused connection and is sent again on a fresh one."""
