@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from factories import KeyPair
 
 from gui_approver.registry.server import DemoRegistry, add_registry_parsers
@@ -136,3 +137,67 @@ def token_cargo(root: Path, reg: DemoRegistry, token: str) -> TokenCargo:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
     env.update(CARGO_HOME=str(home), CARGO_TERM_COLOR="never")
     return TokenCargo(root, env)
+
+
+@dataclass
+class CargoEnv:
+    root: Path
+    home: Path
+    registry: DemoRegistry
+    env: dict[str, str]
+
+    def cargo(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        assert CARGO is not None
+        proc = subprocess.run(
+            [CARGO, "-Z", "asymmetric-token", *args],
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(f"cargo {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def new_crate(self, name: str, deps: str = "") -> Path:
+        assert CARGO is not None
+        path = self.root / name
+        subprocess.run(
+            [CARGO, "new", "--lib", "--vcs", "none", "--name", name, str(path)],
+            env=self.env,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        manifest = path / "Cargo.toml"
+        text = manifest.read_text()
+        text = text.replace(
+            "[package]\n", '[package]\ndescription = "e2e test crate"\nlicense = "MIT"\n', 1
+        )
+        manifest.write_text(text + deps)
+        return path
+
+    def publish(self, crate: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cargo(
+            "publish", "--registry", "local", "--no-verify", "--allow-dirty", cwd=crate, check=check
+        )
+
+
+def make_cargo_env(
+    root: Path, registry: DemoRegistry, kp: KeyPair, subject: str | None
+) -> CargoEnv:
+    home = root / "cargo-home"
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text(
+        f'[registries.local]\nindex = "{registry.index_url}"\n'
+        'credential-provider = "cargo:paseto"\n'
+    )
+    creds = f'[registries.local]\nsecret-key = "{kp.secret_paserk}"\n'
+    if subject is not None:
+        # cargo:paseto reads the subject from here for `get`; `--key-subject` only at login
+        creds += f'secret-key-subject = "{subject}"\n'
+    (home / "credentials.toml").write_text(creds)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
+    env.update(CARGO_HOME=str(home), RUSTC_BOOTSTRAP="1", CARGO_TERM_COLOR="never")
+    return CargoEnv(root, home, registry, env)
