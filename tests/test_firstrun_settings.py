@@ -266,3 +266,15 @@ def test_settings_refuse_a_5_second_timeout_and_explain_accessibility(qtbot, tmp
     assert "no screen reader can read" in win.paranoid_accessibility.toolTip()
     assert "what changed since the last approved version" in win.history_size_mb.toolTip()
     assert "what changed since (after" not in win.history_size_mb.toolTip()
+
+
+def test_welcome_window_says_up_front_that_no_keychain_runs(qtbot, no_keychain):
+    from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+    from gui_approver.ui.firstrun import NO_KEYCHAIN, FirstRunWindow
+
+    w = FirstRunWindow(KeyStore(KeyringKeychain()))
+    qtbot.addWidget(w)
+    w.show()
+    assert w.keychain_note.isVisible() and w.keychain_note.text() == NO_KEYCHAIN
+    assert "hint:" not in w.keychain_note.text()
+    assert not w.new_key_button.isEnabled() and not w.configure_button.isEnabled()
