@@ -197,3 +197,49 @@ def test_second_launch_raises_the_running_apps_window(qtbot, tmp_path):
         qtbot.waitUntil(lambda: not window.isMinimized(), timeout=3000)
     finally:
         gui.stop()
+
+
+def test_lock_now_says_what_it_did_and_the_key_manager_shows_locked(qtbot, tmp_path):
+    gui, store = make_app(tmp_path, first_run=False)
+    try:
+        rec = store.create(registry="local", index_url=LOCAL, passphrase=Secret("pw"))
+        store.unlock(rec, Secret("pw"))
+        gui.show_keys()
+        status = gui.keys_window.cell_text(gui.keys_window.row_of(rec.kip), "Status")
+        assert status == "unlocked"
+        assert gui.lock_now() == ("Locked 1 key: the next use asks for the passphrase again.")
+        assert gui.status_window.feedback.isVisible()
+        assert gui.status_window.feedback.text().startswith("Locked 1 key")
+        assert gui.keys_window.cell_text(gui.keys_window.row_of(rec.kip), "Status") == "locked"
+        assert gui.lock_now() == "No key was unlocked: nothing to lock."
+    finally:
+        gui.stop()
+
+
+def test_status_and_welcome_windows_refresh_on_change(qtbot, tmp_path):
+    """#14: "Keys: none yet." after the wizard made a key; "cargo is not configured" after
+    it was."""
+    home = tmp_path / "cargo-home"
+    home.mkdir()
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
+    gui = GuiApp(store, Settings(), cargo_home=home)
+    gui.start()
+    try:
+        welcome = gui.first_run_window
+        assert welcome is not None and welcome.cargo_note.isVisible()
+        assert "Keys: none yet." in gui.status_window.state.text()
+        wizard = welcome.open_wizard()
+        rec = store.create(registry="mine", index_url=LOCAL)
+        wizard.set_created(rec)  # what the wizard's options page does once the key exists
+        assert "Keys: mine." in gui.status_window.state.text()
+        view = wizard.cargo_page.view
+        view.plan("mine", LOCAL)
+        assert view.apply()
+        assert not welcome.cargo_note.isVisible()
+        # A key deleted in the key manager: the status follows too.
+        gui.show_keys()
+        store.delete(rec)
+        gui.keys_window.refresh()
+        assert "Keys: none yet." in gui.status_window.state.text()
+    finally:
+        gui.stop()

@@ -124,3 +124,41 @@ def test_configure_diff_header_says_now_not_new_for_an_existing_file(app_env):
     head = r.stdout.splitlines()[:2]
     assert head[0].endswith("config.toml (now)") and head[1].endswith("(after this change)")
     assert "(new)" not in r.stdout
+
+
+def test_key_list_aligns_columns_on_a_tty_and_keeps_tabs_in_a_pipe(app_env):
+    import os
+    import pty
+
+    assert cli(app_env, "key", "new", "--registry", "a", "--index", LOCAL).returncode == 0
+    assert cli(app_env, "key", "new", "--registry", "long-registry-name",
+               "--index", LOCAL + "x/", "--subject", "alice").returncode == 0
+    piped = cli(app_env, "key", "list").stdout.splitlines()
+    assert all(line.count("\t") == 8 for line in piped)
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([CLI, "key", "list"], env=app_env, stdout=follower,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    lines = out.decode().replace("\r\n", "\n").splitlines()
+    assert len(lines) == 3 and "\t" not in out.decode()
+    # Every column starts at the same offset on every line.
+    starts = [lines[0].index(h) for h in ("KIND", "KEY ID", "SUBJECT", "CREATED")]
+    for line in lines[1:]:
+        assert line[starts[0]:].startswith("asymmetric")
+        assert line[starts[1]:].startswith("k3.pid.")
