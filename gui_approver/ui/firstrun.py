@@ -27,6 +27,13 @@ WELCOME = (
     "another registry."
 )
 
+NO_KEYCHAIN = (
+    "No keychain is running, so gui-approver cannot keep anything yet. It stores keys and "
+    "tokens only in your system keychain (the Secret Service: GNOME Keyring or KWallet), "
+    "never in a file. Most desktops start one when you log in; start yours (or log in to a "
+    "desktop session), then open gui-approver again."
+)
+
 CRATES_IO_NOTE = (
     "crates.io does not accept asymmetric tokens yet, so gui-approver protects your crates.io "
     "token itself. Until you move it into the keychain, cargo keeps using it as it does now."
@@ -62,6 +69,18 @@ def cargo_uses_bridge(home: Path | None = None) -> bool:
     return isinstance(registry, dict) and _mentions_bridge(registry.get("credential-provider"))
 
 
+def keychain_problem(store: KeyStore) -> str | None:
+    """Why the store's keychain cannot be used (None: it can). Reads nothing secret."""
+    describe = getattr(store.keychain, "describe", None)
+    if describe is None:
+        return None
+    try:
+        describe()
+    except GuiApproverError as exc:
+        return str(exc)
+    return None
+
+
 class FirstRunWindow(QWidget):
     """Three sentences on what the app does, a button for the new-key wizard and, when cargo
     does not use the bridge yet, an offer to configure it (a preview, applied on request)."""
@@ -91,6 +110,16 @@ class FirstRunWindow(QWidget):
         self.text.setTextFormat(Qt.TextFormat.PlainText)
         self.text.setWordWrap(True)
         layout.addWidget(self.text)
+
+        # No keychain: say so now, in this window, not after the whole wizard (#14).
+        self.keychain_problem = keychain_problem(store)
+        self.keychain_note = QLabel(NO_KEYCHAIN)
+        self.keychain_note.setObjectName("keychainProblem")
+        self.keychain_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.keychain_note.setWordWrap(True)
+        self.keychain_note.setStyleSheet("color: #8a1c00; font-weight: bold;")
+        self.keychain_note.setVisible(self.keychain_problem is not None)
+        layout.addWidget(self.keychain_note)
 
         self.needs_cargo = not cargo_uses_bridge(cargo_home)
         self.cargo_note = QLabel(
@@ -133,6 +162,11 @@ class FirstRunWindow(QWidget):
         close.clicked.connect(self.close)
         row.addWidget(close)
         layout.addLayout(row)
+        if self.keychain_problem is not None:
+            log.warning("welcome window: %s", self.keychain_problem)
+            for b in (self.configure_button, self.new_key_button):
+                b.setEnabled(False)
+            close.setDefault(True)
         self.resize(560, 260)
 
     def open_wizard(self) -> NewKeyWizard:

@@ -247,3 +247,34 @@ def test_expired_key_warning(qtbot, tmp_path, cargo_home):
                          "Rotate it (Keys…) to keep publishing."]
     finally:
         gui.stop()
+
+
+def test_settings_refuse_a_5_second_timeout_and_explain_accessibility(qtbot, tmp_path):
+    """#14: a 5 s approval timeout leaves no time to read the dialog; the tooltip is plain
+    English; the accessibility checkbox says it hides the whole app from screen readers."""
+    path = tmp_path / "settings.toml"
+    win = SettingsWindow(Settings(), path)
+    qtbot.addWidget(win)
+    win.approval_timeout.setValue(5)
+    assert not win.save() and "between 30 and 3600" in win.message.text()
+    win.approval_timeout.setValue(30)
+    win.idle_lock_minutes.setValue(1_000_000)
+    assert not win.save() and "idle_lock_minutes" in win.message.text()
+    win.idle_lock_minutes.setValue(15)
+    assert win.save()
+    assert "screen readers too" in win.paranoid_accessibility.text()
+    assert "no screen reader can read" in win.paranoid_accessibility.toolTip()
+    assert "what changed since the last approved version" in win.history_size_mb.toolTip()
+    assert "what changed since (after" not in win.history_size_mb.toolTip()
+
+
+def test_welcome_window_says_up_front_that_no_keychain_runs(qtbot, no_keychain):
+    from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+    from gui_approver.ui.firstrun import NO_KEYCHAIN, FirstRunWindow
+
+    w = FirstRunWindow(KeyStore(KeyringKeychain()))
+    qtbot.addWidget(w)
+    w.show()
+    assert w.keychain_note.isVisible() and w.keychain_note.text() == NO_KEYCHAIN
+    assert "hint:" not in w.keychain_note.text()
+    assert not w.new_key_button.isEnabled() and not w.configure_button.isEnabled()
