@@ -839,6 +839,8 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
                     for v in range(versions)
                 ])
 
+            wire = [0]
+
             def one_pass(prepare: Callable[[], None] | None = None) -> tuple[Any, int, float]:
                 if prepare is not None:
                     prepare()
@@ -848,6 +850,7 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
                 ms = (now() - t0) * 1000
                 assert not result.errors, result.errors
                 served = list(reg.served)[before:]
+                wire[0] = sum(x.wire_bytes for x in served)
                 return result, sum(x.body_bytes for x in served), ms
 
             def drop_validators() -> None:
@@ -869,7 +872,8 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
 
             result, body, ms = one_pass()
             table.append([str(n), "cold (baseline)", str(result.requests),
-                          str(result.not_modified), str(body), f"{ms:.1f}", "", ""])
+                          str(result.not_modified), str(body), str(wire[0]), f"{ms:.1f}", "",
+                          ""])
             cases: list[tuple[str, Callable[[], None] | None]] = [
                 ("ETag (nothing changed)", None),
                 ("no ETag (nothing changed)", drop_validators),
@@ -882,13 +886,13 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
                     samples.append(last[2])
                 assert last is not None
                 table.append([str(n), label, str(last[0].requests), str(last[0].not_modified),
-                              str(last[1]), f"{statistics.median(samples):.1f}",
+                              str(last[1]), str(wire[0]), f"{statistics.median(samples):.1f}",
                               f"{min(samples):.1f}", f"{max(samples):.1f}"])
             before = len(reg.served)
             Watch(root / "empty-state").run_once()
             if n == 10:
                 table.append(["0", "nothing watched", str(len(reg.served) - before), "0", "0",
-                              "", "", ""])
+                              "0", "", "", ""])
         finally:
             reg.stop()
     return table
@@ -901,7 +905,8 @@ def bench_watch(runs: int, sizes: tuple[int, ...] = (10, 100), versions: int = 5
     nothing changed (conditional requests, 304s); 'no ETag' the same pass with the stored
     validators dropped (what a watch without conditional requests would cost); 'one change'
     a pass after one crate got a new version (approved, so no alert)."""
-    cols = ["crates", "pass", "requests", "304s", "body bytes", "median ms", "min", "max"]
+    cols = ["crates", "pass", "requests", "304s", "body bytes", "HTTP bytes", "median ms",
+            "min", "max"]
     table = [row for n in sizes for row in _watch_rows(n, runs, versions)]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     lines = ["", "watch: cost per pass against the demo registry (loopback, token mode, "
@@ -909,8 +914,9 @@ def bench_watch(runs: int, sizes: tuple[int, ...] = (10, 100), versions: int = 5
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
-    lines.append("requests include config.json (one per registry and pass); body bytes are "
-                 "response bodies as sent by the registry (HTTP headers not counted).")
+    lines.append("requests include config.json (one per registry and pass); body bytes: "
+                 "response bodies; HTTP bytes: requests and responses with their headers, both "
+                 "ways (one kept-alive connection; TCP/TLS overhead not counted).")
     return "\n".join(lines) + "\n"
 
 
