@@ -294,17 +294,21 @@ def cmd_key_list(args: argparse.Namespace) -> int:
         print("No keys or tokens yet. Create a key: gui-approver key new --registry NAME "
               "[--index URL]; keep a bearer token (crates.io): gui-approver token import-cargo")
         return 0
-    print("REGISTRY\tKIND\tKEY ID\tSUBJECT\tCREATED\tEXPIRES\tPROTECTION\tLAST USED\tSTATUS")
-    for r in records:
-        print("\t".join([
-            r.registry, "asymmetric", r.kip, r.subject or "-", r.created, r.expires or "never",
-            r.protection, used.get(r.kip, "never"), r.status,
-        ]))
-    for t in tokens:
-        print("\t".join([
-            t.registry, "token", f"sha256:{t.fingerprint}", "-", t.added,
-            t.expires or "unknown", t.protection, "-", "active",
-        ]))
+    rows = [["REGISTRY", "KIND", "KEY ID", "SUBJECT", "CREATED", "EXPIRES", "PROTECTION",
+             "LAST USED", "STATUS"]]
+    rows += [[r.registry, "asymmetric", r.kip, r.subject or "-", r.created,
+              r.expires or "never", r.protection, used.get(r.kip, "never"), r.status]
+             for r in records]
+    rows += [[t.registry, "token", f"sha256:{t.fingerprint}", "-", t.added,
+              t.expires or "unknown", t.protection, "-", "active"] for t in tokens]
+    if sys.stdout.isatty():
+        # A person reads it: aligned columns. Scripts (a pipe) keep one tab between fields.
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    else:
+        for row in rows:
+            print("\t".join(row))
     return 0
 
 

@@ -1534,6 +1534,9 @@ class KeyManagerWindow(QWidget):
     """Lists the keys (plain text), with New key…, Rotate…, Delete…, Import from cargo… and
     Refresh. ``refresh()`` re-reads the key index and the last-used file."""
 
+    #: The keys were re-read (after any change made here): the app refreshes its status.
+    changed = Signal()
+
     def __init__(
         self,
         store: KeyStore,
@@ -1568,9 +1571,9 @@ class KeyManagerWindow(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
-        self.empty_hint = _plain("No keys yet. Create one with New key…, or import the keys "
-                                 "cargo:paseto left in credentials.toml with Import from "
-                                 "cargo….", selectable=False)
+        self.empty_hint = _plain("No keys yet. Create one (New key…), or import the keys "
+                                 "cargo:paseto left in credentials.toml (Import from "
+                                 "cargo…).", selectable=False)
         self.empty_hint.setVisible(False)
         layout.addWidget(self.empty_hint)
         self.token_warning = _plain("", selectable=False)
@@ -1632,6 +1635,12 @@ class KeyManagerWindow(QWidget):
 
     # -- data -----------------------------------------------------------------------------
     def refresh(self) -> None:
+        try:
+            self._refresh_table()
+        finally:
+            self.changed.emit()
+
+    def _refresh_table(self) -> None:
         keep = self.selected_record()
         try:
             records = self.store.list()
@@ -1658,6 +1667,12 @@ class KeyManagerWindow(QWidget):
                 status = "active (successor pending)"
             else:
                 status = "active"
+            if (rec.status != "pending" and not rec.is_expired()
+                    and rec.protection in ("passphrase", "hardware")):
+                # A passphrase key is "locked" until unlocked (#14); then the next use
+                # signs without asking.
+                locked = not self.store.is_unlocked(rec)
+                status = status.replace("active", "locked" if locked else "unlocked", 1)
             cells = [rec.registry, "asymmetric", short_kip(rec.kip), rec.subject or "-",
                      format_when(rec.created, with_time=False), expiry_text(rec),
                      rec.protection, format_when(used.get(rec.kip)), status]
@@ -1899,7 +1914,8 @@ def run_keys_window() -> int:
     # Nothing here is half-done on Ctrl-C (every file write is atomic): let it end the window.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app.setApplicationName("gui-approver")
-    app.setApplicationDisplayName("gui-approver")
+    # No display name: Qt would append " — gui-approver" to titles that already start
+    # with "gui-approver: " (#14).
     from gui_approver.ui import style
 
     style.install(app)  # focus rings, readable grey text (#14)
