@@ -810,6 +810,7 @@ class ApprovalDialog(QDialog):
                                "No earlier approved version of this crate is on record.")
             return
         lines = [elide_middle(ch.summary(), 300)]
+        lines += [elide_middle(n, 200) for n in ch.notes]  # information, not a ⚠ flag
         listed = ([f"changed  {c.describe()}" for c in ch.changed]
                   + [f"added    {f.describe()}" for f in ch.added]
                   + [f"removed  {f.describe()}" for f in ch.removed])
