@@ -1,7 +1,7 @@
 """The approval dialog: shows exactly what would be signed; Deny is the default.
 
 The dialog is the product's security boundary against a same-user program that answers the
-prompt itself (tests/test_attacks.py attacks it for real). Hardening:
+prompt itself (tests/gui/test_attacks.py attacks it for real). Hardening:
 
 - Approve is disarmed until the dialog has been the active, unobscured window for
   ``arming_delay`` (>= 1 s, a precise timer) and says so; it is disarmed again whenever the

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,77 +13,20 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from factories import KeyPair
+from registry_tools import Reply, call, http_publish, meta_for, publish_body, run_cli
 
 from gui_approver.registry.server import (
     DemoRegistry,
     add_key_to_file,
-    add_registry_parsers,
     index_path,
     is_loopback,
 )
 
 # ----------------------------------------------------------------------------- helpers
 
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(
-    reg: DemoRegistry,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    parts = urllib.parse.urlsplit(reg.api_url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return Reply(resp.status, resp.headers, resp.read())
-    finally:
-        conn.close()
-
-
-def publish_body(meta: dict[str, Any], crate: bytes) -> bytes:
-    js = json.dumps(meta).encode()
-    return len(js).to_bytes(4, "little") + js + len(crate).to_bytes(4, "little") + crate
-
-
-def meta_for(name: str, vers: str, **extra: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "name": name,
-        "vers": vers,
-        "deps": [],
-        "features": {},
-        "authors": [],
-        "description": "test",
-        "license": "MIT",
-        "links": None,
-    }
-    meta.update(extra)
-    return meta
-
-
-def http_publish(
-    reg: DemoRegistry, kp: KeyPair, name: str, vers: str, crate: bytes = b"crate", **extra: Any
-) -> Reply:
-    cksum = hashlib.sha256(crate).hexdigest()
-    token = kp.token(reg.index_url, "publish", name, vers, cksum)
-    body = publish_body(meta_for(name, vers, **extra), crate)
-    return call(reg, "PUT", "/api/v1/crates/new", body, {"Authorization": token})
 
 
 @pytest.fixture(scope="module")
@@ -488,14 +428,6 @@ def test_ipv6_loopback(tmp_path: Path, kp: KeyPair) -> None:
 # ----------------------------------------------------------------------------- the CLI
 
 
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="gui-approver")
-    add_registry_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
-
-
 def test_cli_demo_registry_key(
     tmp_path: Path, kp: KeyPair, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -561,168 +493,3 @@ class _Remote:
     data_dir: Path
 
 
-# ------------------------------------------------------------------- the real cargo (e2e)
-
-CARGO = shutil.which("cargo")
-
-
-def needs_cargo(fn: Any) -> Any:
-    marked = pytest.mark.skipif(CARGO is None, reason="cargo is not on PATH")(fn)
-    return pytest.mark.e2e(marked)
-
-
-@dataclass
-class CargoEnv:
-    root: Path
-    home: Path
-    registry: DemoRegistry
-    env: dict[str, str]
-
-    def cargo(self, *args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        assert CARGO is not None
-        proc = subprocess.run(
-            [CARGO, "-Z", "asymmetric-token", *args],
-            cwd=cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(f"cargo {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc
-
-    def new_crate(self, name: str, deps: str = "") -> Path:
-        assert CARGO is not None
-        path = self.root / name
-        subprocess.run(
-            [CARGO, "new", "--lib", "--vcs", "none", "--name", name, str(path)],
-            env=self.env,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
-        manifest = path / "Cargo.toml"
-        text = manifest.read_text()
-        text = text.replace(
-            "[package]\n", '[package]\ndescription = "e2e test crate"\nlicense = "MIT"\n', 1
-        )
-        manifest.write_text(text + deps)
-        return path
-
-    def publish(self, crate: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cargo(
-            "publish", "--registry", "local", "--no-verify", "--allow-dirty", cwd=crate, check=check
-        )
-
-
-def make_cargo_env(
-    root: Path, registry: DemoRegistry, kp: KeyPair, subject: str | None
-) -> CargoEnv:
-    home = root / "cargo-home"
-    home.mkdir(parents=True)
-    (home / "config.toml").write_text(
-        f'[registries.local]\nindex = "{registry.index_url}"\n'
-        'credential-provider = "cargo:paseto"\n'
-    )
-    creds = f'[registries.local]\nsecret-key = "{kp.secret_paserk}"\n'
-    if subject is not None:
-        # cargo:paseto reads the subject from here for `get`; `--key-subject` only at login
-        creds += f'secret-key-subject = "{subject}"\n'
-    (home / "credentials.toml").write_text(creds)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
-    env.update(CARGO_HOME=str(home), RUSTC_BOOTSTRAP="1", CARGO_TERM_COLOR="never")
-    return CargoEnv(root, home, registry, env)
-
-
-@pytest.fixture(scope="module")
-def cargo_env(tmp_path_factory: pytest.TempPathFactory, kp: KeyPair) -> Iterator[CargoEnv]:
-    root = tmp_path_factory.mktemp("cargo-e2e")
-    registry = DemoRegistry(root / "registry")
-    registry.start()
-    registry.add_key(kp.registered(subject="alice"))
-    try:
-        yield make_cargo_env(root / "work", registry, kp, subject="alice")
-    finally:
-        registry.stop()
-
-
-@needs_cargo
-def test_cargo_publish_yank_unyank_owner(cargo_env: CargoEnv) -> None:
-    reg = cargo_env.registry
-    crate = cargo_env.new_crate("e2e-alpha")
-    proc = cargo_env.publish(crate)
-    assert "Published e2e-alpha v0.1.0" in proc.stderr
-
-    # cargo 1.95 packages into target/package/tmp-crate/ (and a tmp-registry/ copy)
-    packaged = list((crate / "target" / "package").rglob("e2e-alpha-0.1.0.crate"))
-    assert packaged
-    (entry,) = reg.crates()["e2e-alpha"]
-    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in packaged} == {entry["cksum"]}
-    stored = call(reg, "GET", "/api/v1/crates/e2e-alpha/0.1.0/download").body
-    assert stored == packaged[0].read_bytes()
-    assert entry["yanked"] is False
-    assert reg.owners("e2e-alpha") == ["alice"]
-
-    cargo_env.cargo("yank", "--version", "0.1.0", "--registry", "local", cwd=crate)
-    assert reg.crates()["e2e-alpha"][0]["yanked"] is True
-    cargo_env.cargo("yank", "--version", "0.1.0", "--undo", "--registry", "local", cwd=crate)
-    assert reg.crates()["e2e-alpha"][0]["yanked"] is False
-
-    proc = cargo_env.cargo("owner", "--list", "--registry", "local", cwd=crate)
-    assert proc.stdout.split() == ["alice"]
-
-    # cargo itself refuses to re-publish a version it sees in the index (no request made)
-    again = cargo_env.publish(crate, check=False)
-    assert again.returncode != 0
-    assert "already exists" in again.stderr
-
-
-@needs_cargo
-def test_cargo_publish_with_registry_dependency(cargo_env: CargoEnv) -> None:
-    reg = cargo_env.registry
-    base = cargo_env.new_crate("e2e-base")
-    cargo_env.publish(base)
-    dependent = cargo_env.new_crate(
-        "e2e-dependent", 'e2e-base = { version = "0.1.0", registry = "local" }\n'
-    )
-    cargo_env.publish(dependent)
-    (entry,) = reg.crates()["e2e-dependent"]
-    assert entry["deps"] == [
-        {
-            "name": "e2e-base",
-            "req": "^0.1.0",
-            "features": [],
-            "optional": False,
-            "default_features": True,
-            "target": None,
-            "kind": "normal",
-            "registry": None,  # null: "the same registry as this index"
-            "package": None,
-        }
-    ]
-    # and cargo can resolve + download both through the index and the dl endpoint
-    user = cargo_env.new_crate(
-        "e2e-user", 'e2e-dependent = { version = "0.1", registry = "local" }\n'
-    )
-    assert CARGO is not None
-    fetch = subprocess.run(
-        [CARGO, "fetch"], cwd=user, env=cargo_env.env, capture_output=True, text=True, timeout=60
-    )
-    assert fetch.returncode == 0, fetch.stderr
-    lock = (user / "Cargo.lock").read_text()
-    assert 'name = "e2e-base"' in lock
-    assert 'name = "e2e-dependent"' in lock
-
-
-@needs_cargo
-def test_cargo_publish_rejected_when_key_not_registered(tmp_path: Path, kp: KeyPair) -> None:
-    with DemoRegistry(tmp_path / "registry") as reg:
-        env = make_cargo_env(tmp_path / "work", reg, kp, subject=None)
-        crate = env.new_crate("e2e-rejected")
-        proc = env.publish(crate, check=False)
-        assert proc.returncode != 0
-        assert "401" in proc.stderr
-        assert "not registered" in proc.stderr  # our detail reaches the user
-        assert reg.crates() == {}
-        assert not (reg.data_dir / "crates").exists()

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cargo_harness import BRIDGE, CLI, PUBLISH, cargo, harness_pem, make_crate
 from leakscan import scan_pin
 from PySide6.QtCore import Qt
 from softhsm import PIN, WRONG_PIN
-from test_e2e_cargo import BRIDGE, CLI, PUBLISH, cargo, harness_pem, make_crate
 
 from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore

@@ -15,7 +15,7 @@ import pytest
 from gui_approver.client.display import NO_DISPLAY, display_problem
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PUBLISH = json.dumps({"v": 1, "registry": {"index-url": "sparse+http://127.0.0.1:8765/index/",
                                            "name": "local"},
                       "kind": "get", "operation": "publish", "name": "foo", "vers": "1.0.0",

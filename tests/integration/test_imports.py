@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "gui_approver"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 

@@ -10,7 +10,7 @@ import pytest
 from gui_approver.client import protocol
 from gui_approver.client.protocol import ProtocolError, parse_request
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 REQUESTS = (GOLDEN / "requests.jsonl").read_text().splitlines()
 RESPONSES = (GOLDEN / "responses.jsonl").read_text().splitlines()
 

@@ -15,9 +15,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import hostile_archives as h
 import pyseto
 import pytest
+from cargo_harness import PUBLISH, cargo, make_crate
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
-from test_e2e_cargo import PUBLISH, cargo, harness, make_crate  # noqa: F401 - harness: fixture
 
 from gui_approver.client.protocol import Provenance, parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision
@@ -228,7 +228,7 @@ def test_approver_resolves_approve_all(qtbot):
 
 
 @pytest.mark.e2e
-def test_real_cargo_workspace_approve_all_and_changes(harness):  # noqa: F811
+def test_real_cargo_workspace_approve_all_and_changes(harness):
     qtbot, gui, registry = harness.qtbot, harness.gui, harness.registry
     ws = harness.tmp / "ws"
     ws.mkdir()

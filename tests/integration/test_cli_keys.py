@@ -21,7 +21,7 @@ from gui_approver.registry.verify import Expected, RegisteredKey, verify_token
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "gui-approver")
 BRIDGE = str(BIN / "cargo-credential-gui-approver")
-GOLDEN = Path(__file__).parent / "golden" / "cargo-config"
+GOLDEN = Path(__file__).parents[1] / "golden" / "cargo-config"
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
-from test_registry import call
-from test_registry_tokens import CARGO, bearer_publish, token_cargo
+from registry_tools import CARGO, bearer_publish, call, token_cargo
 
 from gui_approver.core.audit import AuditLog
 from gui_approver.core.keys.bearer import bearer_store

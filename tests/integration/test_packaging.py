@@ -21,7 +21,7 @@ from gui_approver import __version__
 from gui_approver.cli.main import build_parser
 from gui_approver.client import protocol
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Read at import time, before the autouse fixture points XDG_CACHE_HOME at an empty dir:
 # pip's real cache, so installing PySide6 into a fresh venv does not download it each run.

@@ -1,7 +1,7 @@
 """The approval dialog and queue on the offscreen platform (pytest-qt drives real events),
 and the X11 input guard's event parsing fed real xcb event layouts (no X server needed).
 
-The same dialog under real attack on Xvfb is tests/test_attacks.py."""
+The same dialog under real attack on Xvfb is tests/gui/test_attacks.py."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ import pytest
 
 pytestmark = pytest.mark.gui
 
-TOOLS = Path(__file__).resolve().parent / "attack_tools"
+TOOLS = Path(__file__).resolve().parents[1] / "attack_tools"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-pyatspi and python3-xlib
 BIN = Path(sys.executable).parent
 LOCAL = "sparse+http://127.0.0.1:8765/index/"

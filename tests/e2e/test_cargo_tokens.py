@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cargo_harness import BRIDGE, CLI, cargo, make_crate
 from leakscan import scan
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
-from test_e2e_cargo import BRIDGE, CLI, cargo, make_crate
 
 from gui_approver.core.keys.bearer import bearer_store
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore

@@ -66,7 +66,7 @@ FUZZ = settings(
                            HealthCheck.function_scoped_fixture],
 )
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parents[1] / "golden"
 REQUESTS = [json.loads(x) for x in (GOLDEN / "requests.jsonl").read_text().splitlines()]
 RESPONSES = [json.loads(x) for x in (GOLDEN / "responses.jsonl").read_text().splitlines()]
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
@@ -510,7 +510,7 @@ def test_protocol_and_bridge_import_no_heavy_modules() -> None:
     code = ("import sys; before = set(sys.modules); import gui_approver.client.bridge; "
             "print(' '.join(sorted(set(sys.modules) - before)))")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
-                         check=True, cwd=str(Path(__file__).parent.parent)).stdout.split()
+                         check=True, cwd=str(Path(__file__).parents[2])).stdout.split()
     for heavy in ("json", "re", "enum", "typing", "dataclasses", "inspect", "socket",
                   "selectors"):
         assert heavy not in out, (heavy, out)

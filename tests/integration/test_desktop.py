@@ -14,7 +14,7 @@ import pytest
 
 from gui_approver.desktop import integration as desktop
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "gui-approver")
 RESOURCES = REPO / "resources"
 

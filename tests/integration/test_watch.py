@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 from leakscan import scan
-from test_registry import call
-from test_registry_tokens import CARGO, TokenCargo, token_cargo
+from registry_tools import CARGO, TokenCargo, call, token_cargo
 
 from gui_approver.core.audit import AuditLog
 from gui_approver.core.settings import Settings
@@ -506,7 +505,8 @@ def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
     for the real cargo through the bridge; the out-of-band publish from another CARGO_HOME
     with its own key (cargo:paseto) is the only alert."""
     from envtools import wait_for
-    from test_registry import KeyPair, make_cargo_env
+    from factories import KeyPair
+    from registry_tools import make_cargo_env
 
     from gui_approver.core import ipc
     from gui_approver.registry.verify import RegisteredKey
@@ -718,7 +718,7 @@ def test_a_publish_approved_while_the_pass_fetches_raises_nothing(
 ) -> None:
     """The approval is on record before its token leaves the app, and so before the version
     can be in the index: the pass must read the audit log after the index, not before."""
-    from test_registry_tokens import bearer_publish
+    from registry_tools import bearer_publish
 
     from gui_approver.core import watch as watch_mod
 

@@ -4,17 +4,18 @@ and its conditional index answers (ETag / Last-Modified -> 304)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_registry import KeyPair, call, http_publish, meta_for, publish_body, run_cli
+from factories import KeyPair
+from registry_tools import (
+    bearer_publish,
+    call,
+    http_publish,
+    run_cli,
+)
 
 from gui_approver.registry.server import DemoRegistry, index_path, issue_token, token_digest
 
@@ -28,15 +29,6 @@ def kp() -> KeyPair:
 def treg(tmp_path: Path) -> Iterator[DemoRegistry]:
     with DemoRegistry(tmp_path / "data", token_mode=True) as registry:
         yield registry
-
-
-def bearer_publish(
-    reg: DemoRegistry, token: str | None, name: str, vers: str, crate: bytes = b"crate"
-) -> tuple[int, dict[str, object]]:
-    body = publish_body(meta_for(name, vers), crate)
-    headers = {} if token is None else {"Authorization": token}
-    reply = call(reg, "PUT", "/api/v1/crates/new", body, headers)
-    return reply.status, reply.json()
 
 
 def test_issued_token_is_stored_only_as_its_digest(tmp_path: Path) -> None:
@@ -221,141 +213,3 @@ def test_cli_auth_required_needs_token_mode(
 
 # ------------------------------------------------------------------ the real cargo (e2e)
 
-CARGO = shutil.which("cargo")
-
-
-@dataclass
-class TokenCargo:
-    root: Path
-    env: dict[str, str]
-
-    def cargo(self, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        assert CARGO is not None
-        return subprocess.run(
-            [CARGO, *args], cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120
-        )
-
-    def new_crate(self, name: str) -> Path:
-        path = self.root / name
-        proc = self.cargo("new", "--lib", "--vcs", "none", "--name", name, str(path), cwd=self.root)
-        assert proc.returncode == 0, proc.stderr
-        manifest = path / "Cargo.toml"
-        manifest.write_text(
-            manifest.read_text().replace(
-                "[package]\n", '[package]\ndescription = "t"\nlicense = "MIT"\n', 1
-            )
-        )
-        return path
-
-    def publish(self, crate: Path) -> subprocess.CompletedProcess[str]:
-        return self.cargo(
-            "publish", "--registry", "local", "--no-verify", "--allow-dirty", cwd=crate
-        )
-
-
-def token_cargo(root: Path, reg: DemoRegistry, token: str) -> TokenCargo:
-    """A CARGO_HOME that publishes with ``cargo:token`` and ``token`` in credentials.toml."""
-    home = root / "cargo-home"
-    home.mkdir(parents=True)
-    (home / "config.toml").write_text(
-        f'[registries.local]\nindex = "{reg.index_url}"\ncredential-provider = "cargo:token"\n'
-    )
-    (home / "credentials.toml").write_text(f'[registries.local]\ntoken = "{token}"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
-    env.update(CARGO_HOME=str(home), CARGO_TERM_COLOR="never")
-    return TokenCargo(root, env)
-
-
-needs_cargo = pytest.mark.skipif(CARGO is None, reason="cargo is not on PATH")
-
-
-@needs_cargo
-@pytest.mark.e2e
-@pytest.mark.parametrize("auth_required", [False, True])
-def test_cargo_token_publish_then_revoked_token_is_refused(
-    tmp_path: Path, auth_required: bool
-) -> None:
-    with DemoRegistry(tmp_path / "reg", token_mode=True, auth_required=auth_required) as reg:
-        token = reg.issue_token("carol")
-        env = token_cargo(tmp_path / "work", reg, token)
-        crate = env.new_crate("tok-e2e")
-        proc = env.publish(crate)
-        assert proc.returncode == 0, proc.stderr
-        assert "Published tok-e2e v0.1.0" in proc.stderr
-        assert token in reg.accepted_tokens
-        assert set(reg.accepted_tokens) == {token}
-        assert reg.owners("tok-e2e") == ["carol"]
-        if auth_required:  # cargo sent the token on its index reads too
-            assert any(
-                s.path.startswith("/index/") and s.request_headers.get("Authorization") == token
-                for s in reg.served
-            )
-
-        reply = call(reg, "DELETE", "/api/v1/tokens/current", headers={"Authorization": token})
-        assert reply.status == 204
-        manifest = crate / "Cargo.toml"
-        manifest.write_text(manifest.read_text().replace('version = "0.1.0"', 'version = "0.2.0"'))
-        refused = env.publish(crate)
-        assert refused.returncode != 0
-        assert "403" in refused.stderr, refused.stderr
-        assert "the token has been revoked" in refused.stderr  # our detail reaches the user
-        assert [e["vers"] for e in reg.crates()["tok-e2e"]] == ["0.1.0"]
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_cli_token_mode_subprocess_with_cargo(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gui_approver.registry.server",
-            "demo-registry",
-            "--token-mode",
-            "--data",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        index_url = proc.stdout.readline().split(" ", 1)[1].strip()
-        issued = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gui_approver",
-                "demo-registry-key",
-                "--data",
-                str(data),
-                "--token",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        token = issued.stdout.strip()
-
-        @dataclass
-        class _R:
-            index_url: str
-
-        env = token_cargo(tmp_path / "work", _R(index_url), token)  # type: ignore[arg-type]
-        crate = env.new_crate("tok-cli")
-        published = env.publish(crate)
-        assert published.returncode == 0, published.stderr
-        env2 = token_cargo(tmp_path / "work2", _R(index_url), "gad_wrong")  # type: ignore[arg-type]
-        crate2 = env2.new_crate("tok-cli2")
-        refused = env2.publish(crate2)
-        assert refused.returncode != 0
-        assert "403" in refused.stderr and "not known to this registry" in refused.stderr
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for f in (proc.stdout, proc.stderr):
-            if f:
-                f.close()

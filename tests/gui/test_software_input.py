@@ -2,7 +2,7 @@
 
 Offscreen has no XTEST, so a guard stands in for the X11 one: it judges every event as the
 X11 guard judges XTEST input (``software = True``) or a real device's (``False``). The same
-rules against real XTEST under Xvfb: tests/test_attacks.py."""
+rules against real XTEST under Xvfb: tests/gui/test_attacks.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A stand-in for cargo is the Python interpreter reached through a symlink named `
 (so the kernel calls the process ``cargo``) reading its program from stdin (so its command
 line is ``cargo - publish --registry local``); it starts a stand-in bridge with
 ``--cargo-plugin``. Each process blocks on a pipe this test holds, so nothing sleeps. The
-real cargo's chain is checked in tests/test_review.py.
+real cargo's chain is checked in tests/e2e/test_review_cargo.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Hostile archives are built in memory (tests/hostile_archives.py); nothing is extracted. The
 real cargo's behaviour (where the .crate is while the publish request is pending) is checked
-end to end in tests/test_review.py.
+end to end in tests/e2e/test_review_cargo.py.
 """
 
 from __future__ import annotations
