@@ -69,6 +69,7 @@ from gui_approver.core.approval import Action, ApprovalRequest
 from gui_approver.review.contents import escape_text, human_size
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
+from gui_approver.review.requester import owner_changes
 from gui_approver.ui import style
 from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 
@@ -541,6 +542,14 @@ class ApprovalDialog(QDialog):
         review = approval.review
         if review is not None:
             rows.append(("Requested by", _requester_text(review), False))
+            cargo_proc = review.requester.cargo
+            owners = (owner_changes(cargo_proc.cmdline)
+                      if fields.is_owners and cargo_proc is not None else None)
+            if owners:
+                # Cargo's request does not say this; its command line (read by the app) does.
+                rows.append(("Owner change", elide_middle(owners, 300)
+                             + "\n(read from cargo's command line, not from its request)",
+                             False))
         else:
             prov = approval.provenance
             who = []
@@ -810,6 +819,7 @@ class ApprovalDialog(QDialog):
                                "No earlier approved version of this crate is on record.")
             return
         lines = [elide_middle(ch.summary(), 300)]
+        lines += [elide_middle(n, 200) for n in ch.notes]  # information, not a ⚠ flag
         listed = ([f"changed  {c.describe()}" for c in ch.changed]
                   + [f"added    {f.describe()}" for f in ch.added]
                   + [f"removed  {f.describe()}" for f in ch.removed])

@@ -53,3 +53,33 @@ def test_diff_window_opens_beside_the_dialog_with_coloured_lines(qtbot, tmp_path
     assert colours["+"] == "#116329" and colours["-"] == "#82071e"
     assert colours["@"] == "#0550ae"
     assert w.text.toPlainText().count("\n") > 3  # still the plain diff text
+
+
+def test_owner_change_is_shown_from_cargos_command_line(qtbot):
+    import json
+
+    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.core.approval import ApprovalRequest
+    from gui_approver.review.request import RequestReview
+    from gui_approver.review.requester import ProcessInfo, RequesterInfo, owner_changes
+    from gui_approver.ui.dialog import ApprovalDialog
+
+    assert owner_changes(("cargo", "owner", "--add", "alice,bob", "-r", "carol", "foo")) == \
+        "add alice, bob; remove carol"
+    assert owner_changes(("cargo", "+stable", "owner", "--list", "foo")) == "list the owners"
+    assert owner_changes(("cargo", "owner", "--add=dave", "-aeve")) == "add dave, eve"
+    assert owner_changes(("cargo", "publish", "--add", "x")) is None
+
+    req = parse_request(json.dumps({
+        "v": 1, "registry": {"index-url": "sparse+http://127.0.0.1:8765/index/",
+                             "name": "local"},
+        "kind": "get", "operation": "owners", "name": "foo"}))
+    cargo = ProcessInfo(pid=10, name="cargo", role="cargo",
+                        cmdline=("cargo", "owner", "--add", "alice", "foo"))
+    who = RequesterInfo(verified=True, summary="cargo owner in ~/src/foo", pid=11,
+                        pid_source="kernel", cargo=cargo)
+    d = ApprovalDialog(ApprovalRequest(request=req, provenance=Provenance(pid=11), key=None,
+                                       review=RequestReview(req, who, None)))
+    qtbot.addWidget(d)
+    text = d.field_labels["Owner change"].text()
+    assert text.startswith("add alice") and "read from cargo's command line" in text

@@ -326,3 +326,25 @@ def test_service_keeps_the_history_key_in_the_keychain(tmp_path):
     entry = svc.inspector.history.record_approved(REG, contents("1.0.0"))
     assert keychain.get(HISTORY_MAC_ACCOUNT) is not None
     assert "mac" in json.loads(Path(entry.entry_path).read_text())
+
+
+def test_a_version_going_backwards_is_flagged(hist):
+    from gui_approver.review.history import version_key
+
+    hist.record_approved(REG, contents("0.2.0"))
+    changes = compare(hist.previous(REG, "foo"), contents("0.1.9"))
+    assert any(f.startswith("the version GOES BACKWARDS: 0.1.9 is older than 0.2.0")
+               for f in changes.flags)
+    forward = compare(hist.previous(REG, "foo"), contents("0.10.0"))
+    assert not any("BACKWARDS" in f for f in forward.flags)  # 0.10.0 > 0.2.0 (not text)
+    assert version_key("1.0.0-alpha") < version_key("1.0.0") < version_key("1.0.1")
+    assert version_key("1.0.0-alpha.2") < version_key("1.0.0-alpha.10")
+    assert version_key("1.0.0+build.5") == version_key("1.0.0")
+
+
+def test_a_license_change_is_information_not_a_warning(hist):
+    hist.record_approved(REG, contents("0.1.0", license="Apache-2.0"))
+    changes = compare(hist.previous(REG, "foo"), contents("0.2.0", license="MIT"))
+    assert changes.flags == ()
+    assert changes.notes == ("license: Apache-2.0 before, MIT now",)
+    assert "  license: Apache-2.0 before, MIT now" in changes.lines()
