@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSize, QSocketNotifier, Qt, QTimer, Signal
@@ -29,6 +30,7 @@ from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.hardening import harden_process
+from gui_approver.core.keys.bearer import bearer_store
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.sessionlock import SessionLockWatcher
@@ -355,7 +357,7 @@ class GuiApp(QObject):
         self.watch_runner.new_alerts.connect(self._on_new_alerts)
         self.watch_runner.passed.connect(lambda _r: self._refresh())
         #: index URL -> (bearer token, delete it) for "Revoke this token"; None: no tokens.
-        self.token_source: TokenSource | None = None
+        self.token_source: TokenSource | None = self._bearer_token_for
         self.alerts_window: AlertsWindow | None = None
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(30_000)
@@ -409,7 +411,7 @@ class GuiApp(QObject):
     def _maybe_first_run(self) -> None:
         """The welcome window, when no key exists yet. Non-modal: start-up goes on."""
         try:
-            if self.store.list():
+            if self.store.list() or bearer_store(self.store).list():
                 return
         except Exception as exc:  # noqa: BLE001 - a damaged index is reported elsewhere
             log.warning("not showing the welcome window: %s", exc)
@@ -586,6 +588,15 @@ class GuiApp(QObject):
         log.info("locked %d unlocked key(s) on request", n)
         self._refresh()
 
+    def _bearer_token_for(self, index_url: str) -> tuple[Secret, Callable[[], None]] | None:
+        """The stored bearer token of ``index_url`` (for "Revoke this token": the user clicked
+        it and confirmed) and how to delete it afterwards; None when the registry has none."""
+        tokens = bearer_store(self.store)
+        rec = tokens.find(index_url)
+        if rec is None:
+            return None
+        return tokens.token(rec, approved_use=False), lambda: tokens.delete(rec)
+
     def _lock_if_idle(self) -> None:
         n = self.store.lock_if_idle(self.settings.idle_lock_minutes * 60)
         if n:
@@ -605,7 +616,10 @@ class GuiApp(QObject):
         parts.append(f"{n} request(s) waiting for you." if n else "No requests waiting.")
         try:
             keys = self.store.list()
-            parts.append(f"Keys: {', '.join(r.registry for r in keys) or 'none yet'}.")
+            tokens = bearer_store(self.store).list()
+            parts.append("Keys: " + (", ".join(
+                [f"{r.registry} (asymmetric)" for r in keys]
+                + [f"{t.registry} (bearer token)" for t in tokens]) or "none yet") + ".")
         except Exception as exc:  # noqa: BLE001
             parts.append(f"Keys unavailable: {exc}")
         if self.auto_approve_loopback:
