@@ -15,6 +15,7 @@ from test_registry import call
 from test_registry_tokens import CARGO, bearer_publish, token_cargo
 
 from gui_approver.core.audit import AuditLog
+from gui_approver.core.keys.bearer import bearer_store
 from gui_approver.core.keys.store import KeyStore, MemoryKeychain
 from gui_approver.core.settings import Settings
 from gui_approver.core.watch import Watch
@@ -122,12 +123,22 @@ def test_alerts_window_it_was_me(qtbot: Any, setup: Setup) -> None:
     assert setup.run_pass(qtbot).new_alerts == []
 
 
-def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup) -> None:
-    deleted: list[str] = []
-    setup.gui.token_source = lambda url: (
-        (Secret(setup.token), lambda: deleted.append(url)) if url == setup.reg.index_url
-        else None
-    )
+@pytest.mark.parametrize("protection", ["keychain", "passphrase"])
+def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: str) -> None:
+    """The token comes from the app's own bearer-token store (keychain, or passphrase-wrapped
+    and unlocked through the app's unlocker); after the revoke it is gone from the store."""
+    store = setup.gui.store
+    bearer = bearer_store(store)
+    passphrase = Secret("pass phrase") if protection == "passphrase" else None
+    rec = bearer.add(Secret(setup.token), registry="local", index_url=setup.reg.index_url,
+                     passphrase=passphrase)
+    asked_for_passphrase: list[str] = []
+
+    def unlocker(_rec: Any, why: str) -> Secret | None:
+        asked_for_passphrase.append(why)
+        return passphrase
+
+    store.unlocker = unlocker
     setup.watch.add("local", ["ui-rev"], setup.reg.index_url)
     setup.run_pass(qtbot)
     setup.publish("ui-rev", "0.1.0")
@@ -139,16 +150,30 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup) -> None:
     window.confirm = lambda title, text: asked.append(text) is None  # answers Yes
     (card,) = window.cards
     assert card.revoke_button.isEnabled()
+    assert rec.fingerprint in card.revoke_button.toolTip()
+    assert asked_for_passphrase == []  # showing the button reads no secret
     with qtbot.waitSignal(setup.gui.watch_runner.action_done, timeout=15000) as done:
         qtbot.mouseClick(card.revoke_button, Qt.MouseButton.LeftButton)
     assert done.args[1] is True, done.args[0]
     assert "revoked" in window.status.text()
-    assert deleted == [setup.reg.index_url] and "delete it from the keychain" in asked[0]
+    assert len(asked_for_passphrase) == (1 if passphrase else 0)
+    assert "delete it from the keychain" in asked[0]
+    assert bearer.find(setup.reg.index_url) is None  # deleted from the store
     assert setup.watch.needs_new_token(setup.reg.index_url)
     reply = call(setup.reg, "DELETE", "/api/v1/tokens/current",
                  headers={"Authorization": setup.token})
     assert reply.status == 403  # the registry rejects the token now
     assert setup.token not in window.status.text()
+    window.refresh()
+    assert not window.cards[0].revoke_button.isEnabled()
+    # a new token for the registry clears "needs a new token"
+    new = bearer.add(Secret(setup.reg.issue_token("ci")), registry="local",
+                     index_url=setup.reg.index_url)
+    lookup = setup.gui.token_source
+    assert lookup is not None
+    current = lookup(setup.reg.index_url)
+    assert current is not None and current.fingerprint == new.fingerprint
+    assert not setup.watch.needs_new_token(setup.reg.index_url, current)
 
 
 @pytest.mark.e2e

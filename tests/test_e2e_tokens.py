@@ -200,11 +200,13 @@ def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, app_env, 
         store = h.gui.store
         rec = flows.add_token(store, Secret(h.token), registry="local",
                               index_url=h.registry.index_url, origin="cli")
-        token, delete = h.gui.token_source(h.registry.index_url)
+        stored = h.gui.token_source(h.registry.index_url)
+        assert stored.fingerprint == rec.fingerprint
+        token = stored.get()
         assert token == Secret(h.token)
         assert h.gui.token_source("sparse+http://127.0.0.1:9/none/") is None
         Watch(tmp_path / "watch-state").revoke_token(h.registry.index_url, token,
-                                                     on_revoked=delete)
+                                                     on_revoked=stored.delete)
         assert bearer_store(store).find(h.registry.index_url) is None
         assert KeyringKeychain().get(rec.account) is None
         req = urllib.request.Request(f"{h.registry.api_url}/api/v1/crates/x/owners",

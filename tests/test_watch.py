@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from leakscan import scan
 from test_registry import call
 from test_registry_tokens import CARGO, TokenCargo, token_cargo
 
@@ -587,3 +588,40 @@ def test_a_kept_alive_connection_closed_by_the_server_is_reopened_once(tmp_path:
         assert fetcher.requests == 3 and len(connections) == 3
     finally:
         listener.close()
+
+
+def test_cli_watch_revoke_with_the_token_from_the_real_keychain(
+    app_env: Any, tmp_path: Path
+) -> None:
+    with DemoRegistry(tmp_path / "registry", token_mode=True) as reg:
+        token = reg.issue_token("me")
+        add = subprocess.run([CLI, "token", "add", "--registry", "local", "--index",
+                              reg.index_url], input=token + "\n", env=app_env,
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert add.returncode == 0, add.stderr
+        assert run_cli(app_env, "watch", "add", "--registry", "local", "wa-rv").returncode == 0
+        unconfirmed = run_cli(app_env, "watch", "revoke", "--registry", "local")
+        assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+        assert call(reg, "DELETE", "/api/v1/tokens/current",
+                    headers={"Authorization": reg.issue_token()}).status == 204  # registry ok
+        revoked = run_cli(app_env, "watch", "revoke", "--registry", "local", "--yes")
+        assert revoked.returncode == 0, revoked.stderr
+        assert "Revoked the bearer token sha256:" in revoked.stdout
+        assert token not in revoked.stdout + revoked.stderr
+        assert call(reg, "DELETE", "/api/v1/tokens/current",
+                    headers={"Authorization": token}).status == 403
+        listed = json.loads(run_cli(app_env, "token", "list", "--json").stdout)
+        assert listed == []
+        (entry,) = json.loads(run_cli(app_env, "watch", "list", "--json").stdout)
+        assert entry["needs_new_token"] is True
+        again = run_cli(app_env, "watch", "revoke", "--registry", "local", "--yes")
+        assert again.returncode == 1 and "keeps no bearer token" in again.stderr
+        add2 = subprocess.run([CLI, "token", "add", "--registry", "local", "--index",
+                               reg.index_url], input=reg.issue_token("me") + "\n", env=app_env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert add2.returncode == 0, add2.stderr
+        (entry,) = json.loads(run_cli(app_env, "watch", "list", "--json").stdout)
+        assert entry["needs_new_token"] is False
+        outputs = [p.stdout + p.stderr for p in (add, unconfirmed, revoked, again, add2)]
+        hits = scan(token, paths=[app_env.dirs.root, tmp_path], texts=outputs)
+        assert hits == [], hits

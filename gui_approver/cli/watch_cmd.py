@@ -10,11 +10,18 @@ from typing import Any
 from gui_approver.errors import GuiApproverError
 
 
+def _keys() -> Any:
+    from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+
+    return KeyStore(KeyringKeychain())
+
+
 def _watch(args: argparse.Namespace) -> Any:
-    from gui_approver.core.watch import Watch
+    from gui_approver.core.watch import Watch, app_registries
 
     return Watch(crates_io_index=getattr(args, "crates_io_index", None),
-                 timeout=getattr(args, "timeout", None) or 10.0)
+                 timeout=getattr(args, "timeout", None) or 10.0,
+                 registries=lambda: app_registries(_keys()))
 
 
 def _print_alert(alert: Any) -> None:
@@ -25,7 +32,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """``watch --once``: exit 0 no open alert, 1 open alerts, 2 error (nothing raised for it)."""
     if not args.once:
         print("gui-approver: error: say --once (the app watches while it runs), or use "
-              "watch add|remove|list|expect|yank", file=sys.stderr)
+              "watch add|remove|list|expect|yank|revoke", file=sys.stderr)
         return 2
     try:
         result = _watch(args).run_once(args.registry)
@@ -49,14 +56,32 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return code
 
 
+def _tokens() -> Any:
+    """The app's bearer tokens (reading the list needs no keychain; a token itself does)."""
+    from gui_approver.core.watch import keychain_tokens
+
+    return keychain_tokens(_keys())
+
+
 def cmd_watch_list(args: argparse.Namespace) -> int:
     w = _watch(args)
     watched = w.watched(args.registry)
+    tokens = _tokens()
+
+    def needs_token(url: str) -> bool:
+        if not w.needs_new_token(url):
+            return False
+        try:
+            current = tokens(url)
+        except GuiApproverError:
+            current = None
+        return bool(w.needs_new_token(url, current))
+
     if args.json:
         print(json.dumps([
             {"registry": x.name, "index_url": x.index_url, "crates": list(x.crates),
              "published_elsewhere": sorted(w.elsewhere(x.index_url)),
-             "needs_new_token": w.needs_new_token(x.index_url)}
+             "needs_new_token": needs_token(x.index_url)}
             for x in watched
         ], indent=2))
         return 0
@@ -64,8 +89,37 @@ def cmd_watch_list(args: argparse.Namespace) -> int:
         print("Nothing is watched yet (crates you publish through gui-approver are "
               "watched automatically; add others with gui-approver watch add).")
     for x in watched:
-        extra = " (needs a new token)" if w.needs_new_token(x.index_url) else ""
+        extra = " (needs a new token)" if needs_token(x.index_url) else ""
         print(f"{x.label} [{x.index_url}]{extra}: {', '.join(x.crates)}")
+    return 0
+
+
+def cmd_watch_revoke(args: argparse.Namespace) -> int:
+    """Revoke the registry's stored bearer token at the registry, then delete it."""
+    from gui_approver.errors import UsageError
+
+    w = _watch(args)
+    url = w.resolve_registry(args.registry)
+    stored = _tokens()(url)
+    if stored is None:
+        raise GuiApproverError(
+            f"gui-approver keeps no bearer token for registry {args.registry}",
+            hint="only a bearer token stored with gui-approver token add/import-cargo can be "
+                 "revoked from here",
+        )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to revoke a token without confirmation; pass --yes")
+        answer = input(f"Revoke the bearer token sha256:{stored.fingerprint} of {stored.registry}"
+                       " at the registry and delete it? Nothing can publish with it afterwards. "
+                       "Type the registry name to confirm: ")
+        if answer.strip() != stored.registry:
+            print("Not revoked.", file=sys.stderr)
+            return 1
+    w.revoke_stored(url, stored)
+    print(f"Revoked the bearer token sha256:{stored.fingerprint} of {stored.registry} at the "
+          "registry and deleted it from the keychain. To publish again, store a new one: "
+          f"gui-approver token add --registry {stored.registry}")
     return 0
 
 
@@ -136,3 +190,8 @@ def add_parsers(sub: Any) -> None:
     yank = ws.add_parser("yank", help="cargo yank an alert's version (asks for approval)")
     yank.add_argument("id")
     yank.set_defaults(func=cmd_watch_yank)
+    rev = ws.add_parser("revoke", help="revoke a registry's stored bearer token at the registry "
+                                       "(DELETE /api/v1/tokens/current), then delete it")
+    rev.add_argument("--registry", required=True, metavar="NAME")
+    rev.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rev.set_defaults(func=cmd_watch_revoke)

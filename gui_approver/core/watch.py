@@ -59,11 +59,14 @@ __all__ = [
     "CRATES_IO_SPARSE",
     "Alert",
     "PassResult",
+    "StoredToken",
+    "TokenLookup",
     "Watch",
     "WatchError",
     "Watched",
     "fetch_base",
     "index_path",
+    "keychain_tokens",
 ]
 
 log = logging.getLogger(__name__)
@@ -307,6 +310,53 @@ class PassResult:
         }
 
 
+@dataclass(frozen=True)
+class StoredToken:
+    """A bearer token the app keeps for a registry, as "Revoke this token" needs it: ``get``
+    reads it from the keychain (asking for its passphrase if it has one), ``delete`` removes
+    it from the keychain and the token list."""
+
+    registry: str
+    fingerprint: str
+    get: Callable[[], Secret]
+    delete: Callable[[], None]
+
+
+#: index URL -> the registry's stored bearer token, or None (asymmetric key, or nothing).
+TokenLookup = Callable[[str], "StoredToken | None"]
+
+
+def keychain_tokens(keys: Any) -> TokenLookup:
+    """The bearer tokens of the app's key store (a :class:`KeyStore`). Looking one up reads
+    only the token list; the keychain is read when the token is needed (``get``)."""
+    from gui_approver.core.keys.bearer import bearer_store
+
+    def lookup(index_url: str) -> StoredToken | None:
+        store = bearer_store(keys)
+        rec = store.find(index_url)
+        if rec is None:
+            return None
+        return StoredToken(
+            registry=rec.registry,
+            fingerprint=rec.fingerprint,
+            get=lambda: store.token(rec, approved_use=False),
+            delete=lambda: store.delete(rec),
+        )
+
+    return lookup
+
+
+def app_registries(keys: Any) -> dict[str, str]:
+    """Registry name -> index URL for every asymmetric key and bearer token of ``keys`` (a
+    :class:`KeyStore`); reads only their lists, never the keychain."""
+    from gui_approver.core.keys.bearer import bearer_store
+
+    out: dict[str, str] = {}
+    for rec in [*keys.list(include_pending=False), *bearer_store(keys).list()]:
+        out.setdefault(rec.registry, rec.index_url)
+    return out
+
+
 # ------------------------------------------------------------------------------ HTTP
 
 
@@ -528,6 +578,7 @@ class Watch:
         crates_io_index: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         cargo: str = "cargo",
+        registries: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.audit_path = Path(audit_path) if audit_path is not None else (
@@ -536,6 +587,8 @@ class Watch:
         self.crates_io_index = crates_io_index
         self.timeout = timeout
         self.cargo = cargo
+        #: Registry names the app knows (name -> index URL), for ``add``/``remove``/revoke.
+        self.registries = registries
 
     # -- files -------------------------------------------------------------------------------
 
@@ -623,6 +676,14 @@ class Watch:
         for url, pref in self._prefs().items():
             if pref.get("name") == name:
                 return url
+        if self.registries is not None:
+            try:
+                known = self.registries().get(name)
+            except GuiApproverError as exc:
+                log.warning("cannot read the app's registries: %s", exc)
+                known = None
+            if known:
+                return known
         from gui_approver.core.cargo_config import registry_index
 
         found = registry_index(name)
@@ -688,8 +749,13 @@ class Watch:
             pref["elsewhere"] = sorted(current.values())
             self._save_prefs(regs)
 
-    def needs_new_token(self, index_url: str) -> bool:
-        return bool(self._prefs().get(index_url, {}).get("needs_new_token", False))
+    def needs_new_token(self, index_url: str, current: StoredToken | None = None) -> bool:
+        """True after "Revoke this token", until a token other than the revoked one is
+        stored for the registry (``current``: what is stored now)."""
+        revoked = self._prefs().get(index_url, {}).get("needs_new_token")
+        if not revoked:
+            return False
+        return current is None or current.fingerprint == revoked
 
     def clear_needs_new_token(self, index_url: str) -> None:
         with self._locked():
@@ -779,10 +845,15 @@ class Watch:
         with Fetcher(self.timeout) as fetcher:
             self._revoke(index_url, base, token, fetcher)
         on_revoked()
+        revoked = hashlib.sha256(token.expose().encode("utf-8")).hexdigest()[:8]
         with self._locked():
             regs = self._prefs()
-            regs.setdefault(index_url, {})["needs_new_token"] = True
+            regs.setdefault(index_url, {})["needs_new_token"] = revoked
             self._save_prefs(regs)
+
+    def revoke_stored(self, index_url: str, stored: StoredToken) -> None:
+        """"Revoke this token" for the token the app keeps (see :func:`keychain_tokens`)."""
+        self.revoke_token(index_url, stored.get(), on_revoked=stored.delete)
 
     def _revoke(self, index_url: str, base: str, token: Secret, fetcher: Fetcher) -> None:
         status, body, _ = fetcher.request(

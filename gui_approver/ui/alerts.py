@@ -28,18 +28,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.core.watch import Alert, PassResult, Watch
+from gui_approver.core.watch import Alert, PassResult, StoredToken, TokenLookup, Watch
 from gui_approver.errors import GuiApproverError
-from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 
 #: The first pass, this long after the app starts (ms); then every watch_interval_minutes.
 FIRST_PASS_DELAY_MS = 60_000
 
-#: For a registry's index URL: its bearer token and how to delete it from the keychain, or
-#: None when the registry has no bearer token (asymmetric key, or none stored).
-TokenSource = Callable[[str], "tuple[Secret, Callable[[], None]] | None"]
+#: For a registry's index URL: its stored bearer token, or None (asymmetric key, or none).
+TokenSource = TokenLookup
 
 
 class WatchRunner(QObject):
@@ -190,11 +188,12 @@ class AlertCard(QFrame):
             self.yank_button.setEnabled(False)
             self.yank_button.setToolTip(f"{alert.crate} {alert.version} is already yanked.")
         self.revoke_button = QPushButton("Revoke this token")
-        has_token = window.token_for(alert.index_url) is not None
-        self.revoke_button.setEnabled(has_token)
+        stored = window.token_for(alert.index_url)
+        self.revoke_button.setEnabled(stored is not None)
         self.revoke_button.setToolTip(
-            "Revoke the registry's bearer token stored in gui-approver (DELETE "
-            "/api/v1/tokens/current), then delete it from the keychain." if has_token else
+            f"Revoke the bearer token sha256:{stored.fingerprint} of {stored.registry} at the "
+            "registry (DELETE /api/v1/tokens/current), then delete it from the keychain."
+            if stored is not None else
             "No bearer token is stored for this registry (only bearer tokens can be revoked "
             "from here).")
         self.revoke_button.clicked.connect(lambda: window.revoke(self))
@@ -262,7 +261,7 @@ class AlertsWindow(QWidget):
 
     # -- content -----------------------------------------------------------------------------
 
-    def token_for(self, index_url: str) -> tuple[Secret, Callable[[], None]] | None:
+    def token_for(self, index_url: str) -> StoredToken | None:
         if self.token_source is None:
             return None
         try:
@@ -359,22 +358,22 @@ class AlertsWindow(QWidget):
 
     def revoke(self, card: AlertCard) -> None:
         alert = card.alert
-        found = self.token_for(alert.index_url)
-        if found is None:
+        stored = self.token_for(alert.index_url)
+        if stored is None:
             self._on_action_done("No bearer token is stored for this registry.", False)
             return
         if not self.confirm(
             "Revoke this token?",
-            f"Revoke the bearer token of {alert.label} at the registry and delete it from the "
-            "keychain? Nothing can publish with it afterwards (neither an attacker nor you): "
-            "you will need a new token.",
+            f"Revoke the bearer token sha256:{stored.fingerprint} of {stored.registry} at the "
+            "registry and delete it from the keychain? Nothing can publish with it afterwards "
+            "(neither an attacker nor you): you will need a new token.",
         ):
             return
-        token, delete = found
 
         def job() -> str:
-            self.watch.revoke_token(alert.index_url, token, on_revoked=delete)
-            return (f"The token of {alert.label} was revoked and deleted; add a new one to "
-                    "publish again.")
+            self.watch.revoke_stored(alert.index_url, stored)
+            return (f"The token sha256:{stored.fingerprint} of {stored.registry} was revoked "
+                    f"and deleted; store a new one to publish again (gui-approver token add "
+                    f"--registry {stored.registry}).")
 
         self.runner.in_background("Revoke", job)

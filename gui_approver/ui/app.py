@@ -10,7 +10,6 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSize, QSocketNotifier, Qt, QTimer, Signal
@@ -37,7 +36,7 @@ from gui_approver.core.sessionlock import SessionLockWatcher
 from gui_approver.core.settings import Settings
 from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
-from gui_approver.core.watch import Alert, Watch
+from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
@@ -356,8 +355,8 @@ class GuiApp(QObject):
         self.watch_runner = WatchRunner(watch or Watch(), settings.watch_interval_minutes, self)
         self.watch_runner.new_alerts.connect(self._on_new_alerts)
         self.watch_runner.passed.connect(lambda _r: self._refresh())
-        #: index URL -> (bearer token, delete it) for "Revoke this token"; None: no tokens.
-        self.token_source: TokenSource | None = self._bearer_token_for
+        #: index URL -> the registry's stored bearer token, for "Revoke this token".
+        self.token_source: TokenSource | None = keychain_tokens(store)
         self.alerts_window: AlertsWindow | None = None
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(30_000)
@@ -587,15 +586,6 @@ class GuiApp(QObject):
         n = self.store.lock()
         log.info("locked %d unlocked key(s) on request", n)
         self._refresh()
-
-    def _bearer_token_for(self, index_url: str) -> tuple[Secret, Callable[[], None]] | None:
-        """The stored bearer token of ``index_url`` (for "Revoke this token": the user clicked
-        it and confirmed) and how to delete it afterwards; None when the registry has none."""
-        tokens = bearer_store(self.store)
-        rec = tokens.find(index_url)
-        if rec is None:
-            return None
-        return tokens.token(rec, approved_use=False), lambda: tokens.delete(rec)
 
     def _lock_if_idle(self) -> None:
         n = self.store.lock_if_idle(self.settings.idle_lock_minutes * 60)
