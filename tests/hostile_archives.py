@@ -224,6 +224,16 @@ BENIGN = b"pub fn f() -> u32 { 1 }\n"
 EVIL = b"pub fn f() -> u32 { 666 } // malicious\n"
 
 
+def _with_field(entry: bytes, offset: int, value: bytes) -> bytes:
+    """``entry`` (header first) with header bytes ``offset..`` replaced and the checksum
+    recomputed."""
+    h = bytearray(entry[:512])
+    h[offset:offset + len(value)] = value
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h) + entry[512:]
+
+
 def _shapes() -> dict[str, object]:
     """name -> builder(name, vers) -> .crate bytes. ``ok_*`` shapes are what cargo writes."""
     def P(n: str, v: str) -> str:
@@ -304,6 +314,14 @@ def _shapes() -> dict[str, object]:
                                   + b"\0")),
         "size_base256": only(e("src/b256.rs", size_field=b"\x80" + len(EVIL).to_bytes(11, "big"))),
         "cargo_ok": only(e(".cargo-ok", b"ok")),
+        # a numeric field tarfile cannot parse (it stops listing there, silently)
+        "bad_uid": only(lambda n, v: _with_field(
+            raw_entry(f"{P(n, v)}/src/uid.rs", EVIL), 108, b"zzzzzzz\0")),
+        "bad_mtime": only(lambda n, v: _with_field(
+            raw_entry(f"{P(n, v)}/src/mtime.rs", EVIL), 136, b"zzzzzzzzzzz\0")),
+        "bad_devmajor": only(lambda n, v: _with_field(
+            raw_entry(f"{P(n, v)}/src/dev.rs", EVIL), 329, b"zzzzzzz\0")),
+        "case_collision": only(e("src/LIB.rs")),
         "file_then_child": only(e("src/lib.rs/inner.rs")),
         "crate_dir_is_file": only(e("", b"x")),
         "non_utf8": only(lambda n, v: raw_entry(f"{P(n, v)}/src/".encode() + b"\xff.rs", EVIL)),

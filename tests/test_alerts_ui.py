@@ -166,6 +166,7 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
     assert setup.token not in window.status.text()
     window.refresh()
     assert not window.cards[0].revoke_button.isEnabled()
+    assert "The token of local was revoked: store a new one" in window.summary.text()
     # a new token for the registry clears "needs a new token"
     new = bearer.add(Secret(setup.reg.issue_token("ci")), registry="local",
                      index_url=setup.reg.index_url)
@@ -174,6 +175,8 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
     current = lookup(setup.reg.index_url)
     assert current is not None and current.fingerprint == new.fingerprint
     assert not setup.watch.needs_new_token(setup.reg.index_url, current)
+    window.refresh()
+    assert "revoked" not in window.summary.text()
 
 
 @pytest.mark.e2e
@@ -234,3 +237,17 @@ def test_settings_window_sets_the_watch_interval(qtbot: Any, tmp_path: Path) -> 
         assert gui.watch_runner._timer.interval() == 30 * 60_000
     finally:
         gui.stop()
+
+
+def test_many_alerts_at_once_do_not_flood_the_desktop(qtbot: Any, setup: Setup) -> None:
+    names = [f"ui-many-{i}" for i in range(8)]
+    setup.watch.add("local", names, setup.reg.index_url)
+    setup.run_pass(qtbot)
+    for name in names:
+        setup.publish(name, "0.1.0")
+    assert len(setup.run_pass(qtbot).new_alerts) == 8
+    assert [t for t, _ in setup.notes] == ["Version nobody approved"] * 5 + [
+        "Versions nobody approved"]
+    assert setup.notes[-1][1].startswith("…and 3 more")
+    setup.run_pass(qtbot)
+    assert len(setup.notes) == 6  # every alert counts as shown

@@ -16,7 +16,7 @@ import pytest
 
 from gui_approver.cli.main import main as cli_main
 from gui_approver.review.archive import UNSUPPORTED_WARNING, check_subset, components
-from gui_approver.review.contents import CrateContents, inspect_crate_bytes
+from gui_approver.review.contents import CrateContents, escape_text, inspect_crate_bytes
 from gui_approver.review.inspect import to_json
 
 VERS = "1.0.0"
@@ -174,3 +174,62 @@ def _member(data: bytes, name: str, path: str) -> bytes | None:
     from gui_approver.review.contents import read_member
 
     return read_member(data, path, name=name, vers=VERS, max_bytes=1 << 20)
+
+
+@pytest.mark.e2e
+def test_what_real_cargo_packages_is_verified(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The positive side: `cargo package` output (GNU headers, a GNU long name for a path
+    over 100 bytes) is inside the subset."""
+    import os
+
+    crate = tmp_path / "realpkg"
+    deep = crate / "src" / ("d" * 60) / ("e" * 50)
+    deep.mkdir(parents=True)
+    (crate / "Cargo.toml").write_text(
+        '[package]\nname = "realpkg"\nversion = "0.3.0"\nedition = "2021"\n'
+        'description = "x"\nlicense = "MIT"\nbuild = "build.rs"\n')
+    (crate / "src" / "lib.rs").write_text("pub fn f() {}\n")
+    (crate / "build.rs").write_text("fn main() {}\n")
+    (deep / ("f" * 40 + ".rs")).write_text("// deep\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
+    env.update(CARGO_HOME=str(tmp_path / "home"), CARGO_TERM_COLOR="never")
+    proc = subprocess.run(["cargo", "package", "--no-verify", "--allow-dirty", "--offline"],
+                          cwd=crate, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    path = crate / "target" / "package" / "realpkg-0.3.0.crate"
+    assert cli_main(["inspect", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verified"] is True and doc["unsupported"] == []
+    paths = {f["path"] for f in doc["files"]}
+    assert f"src/{'d' * 60}/{'e' * 50}/{'f' * 40}.rs" in paths
+    assert any(f.startswith("build script: build.rs") for f in doc["flags"])
+
+
+def test_mutated_archives_never_raise_and_faithful_means_one_reading() -> None:
+    """2,000 random byte flips in cargo-like tars: the check never raises, and whenever a
+    listing is called faithful its entries are exactly the raw headers' (tar-rs's reading)."""
+    import gzip
+    import random
+
+    rnd = random.Random(12)
+    bases = {CORPUS[s][0]: gzip.decompress(CORPUS[s][1]) for s in GOOD}
+    faithful = 0
+    for _ in range(2000):
+        name, raw = rnd.choice(list(bases.items()))
+        buf = bytearray(raw)
+        for _ in range(rnd.randint(1, 4)):
+            buf[rnd.randrange(min(len(buf), 4096))] = rnd.randrange(256)
+        check = check_subset(bytes(buf), f"{name}-{VERS}")
+        lst = inspect_crate_bytes(h.gz(bytes(buf)), name=name, vers=VERS,
+                                  cksum=hashlib.sha256(h.gz(bytes(buf))).hexdigest()).listing
+        assert lst is not None
+        if lst.faithful:
+            faithful += 1
+            assert check.ok
+            walked = sorted((escape_text(m.path.decode().rstrip("/")), m.size)
+                            for m in check.members)
+            listed = sorted((f"{name}-{VERS}/{f.path}".rstrip("/") if f.path != f"{name}-{VERS}"
+                             else f.path, f.size) for f in lst.files)
+            assert walked == listed
+    assert faithful > 0  # flips in file data keep an archive inside the subset

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import tinyfs
+from factories import request
 from leakscan import scan
 
 from gui_approver.client.protocol import Provenance, parse_request
@@ -28,15 +29,7 @@ CKSUM = "ef" * 32
 
 
 def req(op="publish", name="foo", vers="1.2.3", url=LOCAL):
-    obj = {"v": 1, "registry": {"index-url": url, "name": "local"}, "kind": "get",
-           "operation": op}
-    if op != "read":
-        obj["name"] = name
-    if op in ("publish", "yank", "unyank"):
-        obj["vers"] = vers
-    if op == "publish":
-        obj["cksum"] = CKSUM
-    return parse_request(json.dumps(obj))
+    return request(op, name=name, vers=vers, index_url=url, cksum=CKSUM)
 
 
 class Fixed:

@@ -97,8 +97,13 @@ def test_configure_cargo_changes_only_the_intended_lines(app_env, tmp_path):
               "--bridge", bridge, "--dry-run")
     assert dry.returncode == 0 and "+credential-provider" in dry.stdout
     assert (home / "config.toml").read_text() == (GOLDEN / "before.toml").read_text()
+    # The golden file gives "local" another index: changing it needs confirmation (#14).
+    refused = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL,
+                  "--bridge", bridge)
+    assert refused.returncode == 1 and "already has the index" in refused.stderr
+    assert (home / "config.toml").read_text() == (GOLDEN / "before.toml").read_text()
     r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL,
-            "--bridge", bridge)
+            "--bridge", bridge, "--yes")
     assert r.returncode == 0, r.stderr
     assert (home / "config.toml").read_text() == (GOLDEN / "after.toml").read_text()
     backups = list(home.glob("config.toml.bak-*"))

@@ -458,3 +458,51 @@ def test_guard_input_reset_restarts_arming(dialog, qtbot):
     dialog.guard.input_reset.emit("the keyboard or pointer mapping changed")
     assert not dialog.approve_button.isEnabled() and dialog._arm_timer.isActive()
     armed(dialog, qtbot)
+
+
+# ------------------------------------------------------------------ issue 12 item 3: names
+
+HOSTILE_NAME = "local-test (127.0.0.1, throwa\u202e\ngnp.exe\u200b\x1b[2J"
+_INVISIBLE = ("\u202e", "\u202d", "\u2066", "\u200b", "\x1b", "\r", "\u2028")
+
+
+def _hostile_approval(*, key: bool = True, **kw):
+    from gui_approver.core.keys.store import KeyRecord
+
+    obj = {"v": 1, "registry": {"index-url": LOCAL + "\u202e", "name": HOSTILE_NAME},
+           "kind": "get", "operation": "publish", "name": "foo", "vers": "1.2.4",
+           "cksum": "0123456789abcdef" * 4}
+    record = KeyRecord(registry="local", index_url=LOCAL, public="k3.public.x",
+                       kip="k3.pid.x", subject=None, created="2026-11-30T00:00:00+00:00")
+    return ApprovalRequest(request=parse_request(json.dumps(obj)),
+                           provenance=Provenance(pid=42, ppid=41,
+                                                 cwd="/home/u/src/\u202efoo\nbar"),
+                           key=record if key else None, **kw)
+
+
+@pytest.mark.parametrize("action", ["sign", "logout"])
+def test_the_heading_names_the_registry_of_the_stored_key(qtbot, action):
+    """The requester chooses the name in the request; the heading shows the name the user
+    gave the key (found by index URL), and no request-supplied control or bidi character
+    reaches any label."""
+    d = ApprovalDialog(_hostile_approval(action=action))
+    qtbot.addWidget(d)
+    heading = d.findChild(QLabel, "heading").text()
+    assert "\n" not in heading and "throwa" not in heading
+    assert " local?" in heading or "local " in heading
+    registry = d.field_labels["Registry"].text()
+    assert registry.startswith("local")
+    for label in d.findChildren(QLabel):
+        for ch in _INVISIBLE:
+            assert ch not in label.text(), (label.objectName(), label.text())
+    assert all(ch not in d.windowTitle() for ch in (*_INVISIBLE, "\n"))
+
+
+def test_a_request_without_a_stored_key_shows_the_name_escaped(qtbot):
+    d = ApprovalDialog(_hostile_approval(key=False))
+    qtbot.addWidget(d)
+    heading = d.findChild(QLabel, "heading").text()
+    assert "\n" not in heading and "\\u202e" in heading
+    for label in d.findChildren(QLabel):
+        for ch in _INVISIBLE:
+            assert ch not in label.text(), (label.objectName(), label.text())

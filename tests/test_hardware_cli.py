@@ -14,7 +14,7 @@ import pyseto
 import pytest
 from envtools import wait_for
 from leakscan import scan_pin
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 
 from gui_approver.core import ipc
 from gui_approver.registry.server import DemoRegistry
@@ -77,6 +77,8 @@ def test_key_new_generates_on_the_token_and_lists(hw_env, softhsm, tmp_path):
     assert pyseto.Key.from_paserk(rec["public"]).to_paserk_id() == rec["kip"]
     text = cli(hw_env, "key", "list").stdout
     assert "\thardware\t" in text
+    shown = cli(hw_env, "key", "show", "--registry", "local").stdout
+    assert "protection: hardware" in shown and rec["hardware"]["uri"] in shown
     status = cli(hw_env, "status", "--json")
     assert json.loads(status.stdout)["key_protection"] == {"local": "hardware"}
     # The same id again: refused; --use-existing adopts it (PIN on stdin, not a tty).
@@ -90,6 +92,32 @@ def test_key_new_generates_on_the_token_and_lists(hw_env, softhsm, tmp_path):
     assert json.loads(adopt.stdout)["public"] == rec["public"]
 
 
+def test_rotate_onto_the_token_and_never_off_it(hw_env, softhsm):
+    # A keychain key rotated onto the token (an upgrade)...
+    assert cli(hw_env, "key", "new", "--registry", "local", "--index", LOCAL).returncode == 0
+    r = cli(hw_env, "key", "rotate", "--registry", "local", "--pkcs11", URI, "--module",
+            softhsm.module, "--json", input=PIN + "\n")
+    assert r.returncode == 0, r.stderr
+    new = json.loads(r.stdout)["new"]
+    assert new["protection"] == "hardware" and new["status"] == "pending"
+    done = cli(hw_env, "key", "rotate", "--registry", "local", "--confirm", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kip"] == new["kip"]
+    # ...and a hardware key is never rotated into the keychain.
+    back = cli(hw_env, "key", "rotate", "--registry", "local", input="")
+    assert back.returncode == 1 and "hardware token" in back.stderr
+    assert "key rotate --registry local --pkcs11" in back.stderr
+    onto = cli(hw_env, "key", "rotate", "--registry", "local", "--pkcs11",
+               "pkcs11:token=gat-token;id=%43", "--module", softhsm.module, input=PIN + "\n")
+    assert onto.returncode == 0, onto.stderr
+    assert cli(hw_env, "key", "rotate", "--registry", "local", "--confirm").returncode == 0
+    (rec,) = json.loads(cli(hw_env, "key", "list", "--json").stdout)
+    assert rec["hardware"]["uri"].endswith(";id=%43;type=private")
+    listed = json.loads(cli(hw_env, "hardware", "list", "--module", softhsm.module,
+                            "--json").stdout)
+    assert sorted(k["id"] for k in listed["modules"][0]["tokens"][0]["keys"]) == ["42", "43"]
+
+
 def test_key_new_refusals(hw_env, softhsm):
     pin_uri = cli(hw_env, "key", "new", "--registry", "r", "--index", LOCAL, "--pkcs11",
                   "pkcs11:token=gat-token;id=%01?pin-value=" + PIN, "--module", softhsm.module,
@@ -97,7 +125,7 @@ def test_key_new_refusals(hw_env, softhsm):
     assert pin_uri.returncode == 1 and "carries a PIN" in pin_uri.stderr
     assert PIN not in pin_uri.stderr
     wrong = cli(hw_env, "key", "new", "--registry", "r", "--index", LOCAL, "--pkcs11", URI,
-                "--module", softhsm.module, input="000000\n")
+                "--module", softhsm.module, input=WRONG_PIN + "\n")
     assert wrong.returncode == 1 and "wrong PIN" in wrong.stderr
     nomod = cli(hw_env, "key", "new", "--registry", "r", "--index", LOCAL, "--pkcs11", URI,
                 "--module", "/nonexistent/libnothing.so", input=PIN + "\n")
@@ -156,7 +184,7 @@ def test_unlock_lock_and_cargo_publish_with_a_hardware_key(hw_env, softhsm, tmp_
         assert "gui-approver key unlock --registry local" in locked.stderr
         assert "hwcrate" not in registry.crates()
 
-        wrong = cli(hw_env, "key", "unlock", "--registry", "local", input="000000\n",
+        wrong = cli(hw_env, "key", "unlock", "--registry", "local", input=WRONG_PIN + "\n",
                     outputs=outputs)
         assert wrong.returncode == 1 and "wrong PIN" in wrong.stderr
         ok = cli(hw_env, "key", "unlock", "--registry", "local", input=PIN + "\n",
@@ -189,9 +217,10 @@ def test_unlock_lock_and_cargo_publish_with_a_hardware_key(hw_env, softhsm, tmp_
             out, err = app.communicate(timeout=10)
             outputs += [out, err]
         registry.stop()
-    hits = scan_pin(PIN, paths=[hw_env.dirs.root, hw_env.dirs.runtime_dir, tmp_path],
-                    texts=outputs)
-    assert hits == [], hits
+    for pin in (PIN, WRONG_PIN):
+        hits = scan_pin(pin, paths=[hw_env.dirs.root, hw_env.dirs.runtime_dir, tmp_path],
+                        texts=outputs)
+        assert hits == [], hits
 
 
 def test_unlock_passphrase_key_through_the_app(app_env):

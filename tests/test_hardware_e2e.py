@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from leakscan import scan_pin
 from PySide6.QtCore import Qt
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 from test_e2e_cargo import BRIDGE, CLI, PUBLISH, cargo, harness_pem, make_crate
 
 from gui_approver.core.keys import pkcs11
@@ -89,9 +89,10 @@ def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
     yield h
     gui.stop()
     registry.stop()
-    hits = scan_pin(PIN, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
-                                Path(app_env["CARGO_HOME"]), tmp_path], texts=h.outputs)
-    assert hits == [], hits
+    for pin in (PIN, WRONG_PIN):
+        hits = scan_pin(pin, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
+                                    Path(app_env["CARGO_HOME"]), tmp_path], texts=h.outputs)
+        assert hits == [], hits
 
 
 def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier):
@@ -129,7 +130,7 @@ def test_wrong_pin_is_a_clear_error_and_not_retried(hw_harness):
     h = hw_harness
     proc = cargo(PUBLISH, make_crate(h.tmp, "hwgamma"), h.env)
     h.approve_next(proc)
-    h.enter_pin(proc, "000000")
+    h.enter_pin(proc, WRONG_PIN)
     rc, _out, err = h.finish(proc)
     assert rc != 0
     assert "wrong PIN for the security key; nothing was signed" in err

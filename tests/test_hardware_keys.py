@@ -12,7 +12,7 @@ import pyseto
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
 from gui_approver.core import tokens
@@ -206,11 +206,11 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
 
 
 def test_wrong_pin_is_not_retried_and_recovers(token, tmp_path):
-    asker = Asker("000000", PIN)
+    asker = Asker(WRONG_PIN, PIN)
     _info, store, rec = make_key(token, tmp_path, unlocker=asker)
     with pytest.raises(pkcs11.WrongPin) as exc:
         store.signing_key(rec)
-    assert "wrong PIN" in str(exc.value) and "000000" not in exc.value.full()
+    assert "wrong PIN" in str(exc.value) and WRONG_PIN not in exc.value.full()
     assert len(asker.asked) == 1  # never retried automatically
     assert "Few tries left" in str(exc.value) or "tries" not in str(exc.value)
     assert not store.is_unlocked(rec)
@@ -249,6 +249,19 @@ def test_missing_token(token, tmp_path):
     assert "'gat-token' is not present" in str(exc.value)
     assert "plug in" in exc.value.full()
     assert asker.asked == []  # no PIN asked for a token that is not there
+
+
+def test_removed_token_is_a_clear_error_and_drops_the_login(token, tmp_path):
+    asker = Asker(PIN, PIN)
+    _info, store, rec = make_key(token, tmp_path, unlocker=asker)
+    tokens.sign_request(store.signing_key(rec), publish_request(), subject=None)
+    assert store.is_unlocked(rec)
+    token.delete_token("gat-token")  # unplugged while logged in
+    with pytest.raises(pkcs11.TokenMissing) as exc:
+        store.signing_key(rec)
+    assert "plug in the security key" in exc.value.full()
+    assert not store.is_unlocked(rec)  # the stale login is gone
+    assert len(asker.asked) == 1
 
 
 def test_token_key_no_longer_matching_the_record_is_refused(token, tmp_path):
@@ -295,6 +308,33 @@ def test_lock_and_idle_lock_close_the_login(token, tmp_path):
     b = pkcs11.backend()
     with pytest.raises(KeyLocked):
         b.sign_digest(token.module, rec.hardware.uri, b"\0" * 48, expected_point=b"")
+
+
+def test_an_unapproved_use_never_asks_for_the_pin(token, tmp_path):
+    """The service passes may_ask=False for a silent read; if the token logged out in the
+    meantime (idle lock), or the key wants the PIN per signature, it fails without asking."""
+    asker = Asker(PIN, PIN)
+    _info, store, rec = make_key(token, tmp_path, unlocker=asker)
+    assert store.needs_login(rec)
+    with pytest.raises(KeyLocked, match="not approved") as exc:
+        store.signing_key(rec, may_ask=False)
+    assert "key unlock --registry local" in exc.value.full()
+    assert asker.asked == []
+    store.signing_key(rec)  # approved: asks
+    assert len(asker.asked) == 1
+    assert not store.needs_login(rec)
+    store.signing_key(rec, may_ask=False)  # logged in: a silent read signs
+    assert len(asker.asked) == 1
+
+
+def test_always_authenticate_key_always_needs_approval(token, tmp_path):
+    asker = Asker(PIN)
+    _info, store, rec = make_key(token, tmp_path, always_authenticate=True, unlocker=asker)
+    store.unlock(rec, Secret(PIN))
+    assert store.is_unlocked(rec) and store.needs_login(rec)  # every use asks a PIN
+    with pytest.raises(KeyLocked, match="every signature"):
+        store.signing_key(rec, may_ask=False)
+    assert asker.asked == []
 
 
 def test_unlock_ahead_of_use(token, tmp_path):
@@ -384,7 +424,53 @@ def test_list_tokens_shows_p384_keys_without_pin(token, tmp_path):
     assert pkcs11.parse_uri(key.uri).id == b"\x01"
 
 
+def test_rotation_never_moves_a_hardware_key_into_the_keychain(token, tmp_path):
+    from gui_approver.errors import ConfigError
+
+    _info, store, rec = make_key(token, tmp_path)
+    with pytest.raises(ConfigError, match="hardware token") as exc:
+        store.start_rotation(rec)
+    assert "--pkcs11" in exc.value.full()
+    assert store.list() == [rec] and store.keychain.items == {}
+
+
 def test_errors_are_gui_approver_errors_with_hints():
     for cls in (pkcs11.ModuleMissing, pkcs11.TokenMissing, pkcs11.TokenRemoved,
                 pkcs11.KeyMismatch, pkcs11.PinBlocked, pkcs11.TouchTimeout):
         assert issubclass(cls, GuiApproverError) and cls.hint
+
+
+def test_touch_policy_from_the_yubico_vendor_attribute(token, tmp_path):
+    info, _store, _rec = make_key(token, tmp_path)
+    assert info.touch_policy is None  # SoftHSM2 has no such attribute: unknown, not an error
+    # What ykcs11 returns for CKA_YUBICO_TOUCH_POLICY (a one-byte policy):
+    for raw, want in ((b"\x01", "never"), (b"\x02", "always"), (b"\x03", "cached"),
+                      (b"\x00", None), (b"", None)):
+        assert pkcs11._touch_policy({pkcs11.CKA_YUBICO_TOUCH_POLICY: raw}) == want
+
+
+def test_touch_hint_appears_after_half_a_second_when_the_token_blocks(token, tmp_path):
+    """Unknown touch policy: the hint shows only once the signature has blocked for
+    TOUCH_HINT_DELAY (here the worker thread is held busy, as a token waiting for a touch
+    holds it), and goes away when the signature is made."""
+    _info, store, rec = make_key(token, tmp_path, unlocker=Asker(PIN))
+    key = store.signing_key(rec)
+    shown, down = threading.Event(), threading.Event()
+
+    def notifier(_record):
+        shown.set()
+        return down.set
+
+    key._notifier = notifier
+    release = threading.Event()
+    pkcs11.backend()._worker.submit(lambda: release.wait(30))  # the "token" blocks
+    result: list[str] = []
+    t = threading.Thread(target=lambda: result.append(
+        tokens.sign_request(key, publish_request(), subject=None)))
+    t.start()
+    assert shown.wait(10)  # shown while blocked...
+    assert not down.is_set() and not result
+    release.set()
+    t.join(10)
+    assert result and down.is_set()  # ...and taken down once signed
+    pyseto.decode(pyseto.Key.from_paserk(rec.public), result[0])

@@ -7,7 +7,7 @@ import base64
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit
-from softhsm import PIN
+from softhsm import PIN, WRONG_PIN
 from test_keys_ui import click, open_wizard, wizard_button
 
 from gui_approver.core.keys import pkcs11
@@ -45,7 +45,7 @@ def test_wizard_generates_a_key_on_the_token(qtbot, app_env, softhsm):
     click(qtbot, wizard_button(wizard, "CommitButton"))
     assert wizard.currentId() == NewKeyWizard.PAGE_OPTIONS
     assert "PIN" in opts.error.text() and store.list() == []
-    qtbot.keyClicks(hw.pin, "000000")
+    qtbot.keyClicks(hw.pin, WRONG_PIN)
     click(qtbot, wizard_button(wizard, "CommitButton"))
     assert "wrong PIN" in opts.error.text() and store.list() == []
     qtbot.keyClicks(hw.pin, PIN)

@@ -136,15 +136,20 @@ def test_wizard_creates_a_keychain_key_shows_it_and_configures_cargo(
     assert "+credential-provider" in diff and cargo_config.BRIDGE_NAME in diff
     assert view.diff.isReadOnly()
     assert config.read_text() == f'# my settings\n[registries.mine]\nindex = "{LOCAL}"\n'
-    click(qtbot, view.apply_button)
+    # Applying is the page's action: its Finish button says so, and does it (#14).
+    assert view.apply_button.isHidden()
+    finish = wizard_button(wizard, "FinishButton")
+    assert finish.text() == "Configure cargo" and finish.isDefault()
+    assert wizard_button(wizard, "CancelButton").isVisible()  # Close: leave cargo alone
+    click(qtbot, finish)
+    assert not wizard.isVisible()
     text = config.read_text()
     assert text.startswith("# my settings\n") and "credential-provider" in text
     assert cargo_config.BRIDGE_NAME in text
     assert "Configured registry mine" in view.status.text()
     backups = list(cargo_home.glob("config.toml.bak-*"))
     assert len(backups) == 1 and str(backups[0]) in view.status.text()
-    assert not view.apply_button.isEnabled()
-    click(qtbot, wizard_button(wizard, "FinishButton"))
+    assert not view.pending
 
 
 @pytest.mark.parametrize("weak", ["a", "pw", "hunter2"])
@@ -232,7 +237,7 @@ def test_wizard_checks_the_registry_and_handles_crates_io(qtbot, store, cargo_ho
     assert wizard.currentId() == NewKeyWizard.PAGE_CARGO
     view = wizard.cargo_page.view
     assert "+[registry]" in view.diff.toPlainText()
-    click(qtbot, view.apply_button)
+    click(qtbot, wizard_button(wizard, "FinishButton"))
     text = (cargo_home / "config.toml").read_text()
     assert text.startswith("[registry]\ncredential-provider = [")
     assert "Backup" not in view.status.text()  # there was no file to back up
@@ -250,10 +255,11 @@ def test_configure_preview_shows_warnings_and_refuses_a_stale_preview(
     assert view.warnings.isVisible() and "plaintext `token`" in view.warnings.text()
     # someone edits the file after the preview: apply re-plans and asks again
     config.write_text(config.read_text() + "# edited\n")
-    click(qtbot, view.apply_button)
+    click(qtbot, wizard_button(wizard, "FinishButton"))
     assert "changed since the preview" in view.status.text()
     assert "credential-provider" not in config.read_text()
-    click(qtbot, view.apply_button)
+    assert wizard.isVisible()  # Finish did not close the wizard without configuring
+    click(qtbot, wizard_button(wizard, "FinishButton"))
     assert "credential-provider" in config.read_text() and "# edited" in config.read_text()
 
 
@@ -524,10 +530,45 @@ def test_unlocker_wrong_passphrase_signs_nothing(qtbot, store, make_unlocker):
     worker = Worker(lambda: store.signing_key(rec))
     worker.start()
     qtbot.waitUntil(lambda: len(shown) == 1)
-    qtbot.keyClicks(shown[0].edit, "wrong")
-    qtbot.keyClick(shown[0].edit, Qt.Key.Key_Return)  # Return unlocks
+    dialog = shown[0]
+    qtbot.keyClicks(dialog.edit, "wrong")
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)  # Return unlocks
+    # #14: the prompt stays, says so, and holds Unlock for the backoff; nothing is signed.
+    assert dialog.isVisible() and worker.is_alive()
+    assert dialog.why_label.text() == "Wrong passphrase, 2 s before the next try."
+    assert dialog.edit.text() == ""
+    qtbot.keyClicks(dialog.edit, "right")
+    assert not dialog.unlock_button.isEnabled()
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)  # too early: ignored
+    assert worker.is_alive()
+    qtbot.waitUntil(dialog.unlock_button.isEnabled, timeout=5000)
+    assert dialog.why_label.text() == "Wrong passphrase; try again."
+    assert dialog.edit.text() == "right"
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: not worker.is_alive())
-    assert isinstance(worker.error, WrongPassphrase)
+    assert worker.error is None and worker.result.kip == rec.kip
+
+
+def test_unlocker_wrong_passphrase_then_cancel_signs_nothing(qtbot, store, make_unlocker):
+    from gui_approver.errors import KeyLocked
+
+    rec = store.create(registry="local", index_url=LOCAL, passphrase=Secret("right"))
+    store.forget_cached()
+    unlocker = make_unlocker(60)
+    store.unlocker = unlocker
+    shown = shown_dialogs(unlocker)
+    worker = Worker(lambda: store.signing_key(rec, purpose="to sign the publish of foo 1.0.0"))
+    worker.start()
+    qtbot.waitUntil(lambda: len(shown) == 1)
+    dialog = shown[0]
+    assert dialog.why_label.text() == "Unlock the key to sign the publish of foo 1.0.0."
+    assert dialog.width() >= 560
+    qtbot.keyClicks(dialog.edit, "wrong")
+    qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)
+    assert dialog.isVisible() and "Wrong passphrase" in dialog.why_label.text()
+    click(qtbot, dialog.cancel_button)
+    qtbot.waitUntil(lambda: not worker.is_alive())
+    assert isinstance(worker.error, KeyLocked) and not isinstance(worker.error, WrongPassphrase)
 
 
 def test_unlocker_shows_why_and_returns_none_on_cancel_and_escape(qtbot, store, make_unlocker):
@@ -601,3 +642,36 @@ def test_no_secret_reaches_the_key_index_files(qtbot, store, app_env):
             assert secret not in path.read_text(errors="replace")
     index = json.loads(store.index_path.read_text())
     assert [k["kip"] for k in index["keys"]] == [wizard.record.kip]
+
+
+def test_wizard_close_on_the_last_page_leaves_cargo_alone(qtbot, store, cargo_home):
+    """#14: the last page's Finish used to skip configuring cargo without a word."""
+    config = cargo_home / "config.toml"
+    config.write_text(f'[registries.mine]\nindex = "{LOCAL}"\n')
+    wizard = open_wizard(qtbot, store)
+    click(qtbot, wizard_button(wizard, "NextButton"))
+    click(qtbot, wizard_button(wizard, "CommitButton"))
+    click(qtbot, wizard_button(wizard, "NextButton"))
+    assert wizard.currentId() == NewKeyWizard.PAGE_CARGO
+    assert "Close leaves cargo's configuration as it is" in wizard.cargo_page.subTitle()
+    close = wizard_button(wizard, "CancelButton")
+    assert close.text() == "Close"
+    click(qtbot, close)
+    assert "credential-provider" not in config.read_text()
+
+
+def test_manager_configures_cargo_for_an_existing_key(qtbot, store, cargo_home):
+    rec = store.create(registry="mine", index_url=LOCAL)
+    window = KeyManagerWindow(store, cargo_home=cargo_home)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.select(rec.kip)
+    assert window.configure_button.isEnabled()
+    click(qtbot, window.configure_button)
+    dialog = window.dialog
+    assert dialog is not None and dialog.windowTitle() == "Configure cargo for mine"
+    assert "+credential-provider" in dialog.view.diff.toPlainText()
+    click(qtbot, dialog.view.apply_button)
+    text = (cargo_home / "config.toml").read_text()
+    assert f'index = "{LOCAL}"' in text and cargo_config.BRIDGE_NAME in text
+    assert "Configured cargo" in window.status.text()

@@ -33,3 +33,16 @@ def test_clean_tree_and_texts_have_no_hits(tmp_path):
     assert scan(key.secret_paserk().expose(), paths=[tmp_path], texts=["nothing"]) == []
     assert scan(key.secret_paserk().expose(), paths=[], texts=[key.secret_paserk().expose()])
     assert len(secret_forms(key.secret_paserk().expose())) >= 6
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "hex", "b64"])
+def test_planted_pin_is_found(tmp_path, encoding):
+    from leakscan import scan_pin
+
+    pin = "gat-Pin-7f3a9c"
+    data = {"utf-8": pin.encode(), "utf-16-le": pin.encode("utf-16-le"),
+            "hex": pin.encode().hex().encode(), "b64": base64.b64encode(pin.encode())}[encoding]
+    (tmp_path / "state.bin").write_bytes(b"\x00prefix" + data + b"suffix")
+    hits = scan_pin(pin, paths=[tmp_path])
+    assert hits and all(pin not in repr(h) for h in hits)
+    assert scan_pin(pin, texts=["no pin here"]) == []

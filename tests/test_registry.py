@@ -15,14 +15,11 @@ import sys
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyseto
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from factories import KeyPair
 
 from gui_approver.registry.server import (
     DemoRegistry,
@@ -31,55 +28,9 @@ from gui_approver.registry.server import (
     index_path,
     is_loopback,
 )
-from gui_approver.registry.verify import RegisteredKey
 
 # ----------------------------------------------------------------------------- helpers
 
-
-class KeyPair:
-    def __init__(self) -> None:
-        sk = ec.generate_private_key(ec.SECP384R1())
-        pem = sk.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        pub_pem = sk.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.secret = pyseto.Key.new(version=3, purpose="public", key=pem)
-        public = pyseto.Key.new(version=3, purpose="public", key=pub_pem)
-        self.secret_paserk: str = self.secret.to_paserk()
-        self.public: str = public.to_paserk()
-        self.kip: str = public.to_paserk_id()
-
-    def registered(self, subject: str | None = None) -> RegisteredKey:
-        return RegisteredKey(public=self.public, subject=subject)
-
-    def token(
-        self,
-        index_url: str,
-        mutation: str | None = None,
-        name: str | None = None,
-        vers: str | None = None,
-        cksum: str | None = None,
-        sub: str | None = None,
-    ) -> str:
-        iat = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        payload: dict[str, str] = {"iat": iat}
-        for k, v in (("sub", sub), ("mutation", mutation), ("name", name), ("vers", vers)):
-            if v is not None:
-                payload[k] = v
-        if cksum is not None:
-            payload["cksum"] = cksum
-        footer = {"url": index_url, "kip": self.kip}
-        sep = (",", ":")
-        token = pyseto.encode(
-            self.secret,
-            json.dumps(payload, separators=sep),
-            footer=json.dumps(footer, separators=sep),
-        )
-        return token.decode()
 
 
 @dataclass

@@ -524,6 +524,50 @@ def test_real_cargo_workspace_batch(rig):
     print("\n".join(review.lines()))
 
 
+@pytest.mark.e2e
+def test_real_cargo_workspace_flagged_crates_get_their_own_review(rig):
+    """Issue 12, item 7: after 0.1.0 of three crates was approved as a list, 0.2.0 changes
+    two of them (one gains a build script). "Approve all listed" then covers only the crate
+    whose files did not change; each changed crate gets its own review."""
+    ws = rig.tmp / "ws"
+    ws.mkdir()
+    names = ["fxone", "fxtwo", "fxthree"]
+    (ws / "Cargo.toml").write_text(
+        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    for n in names:
+        make_crate(ws, n)
+    rig.approver.answers = ["approve-all"]
+    proc = rig.publish(ws, "--workspace")
+    assert proc.returncode == 0, proc.stderr
+    (first,) = rig.approver.reviews
+    keep = next(n for n in names if n != first.request.name)
+    changed = [n for n in names if n != keep]
+    for n in names:
+        write_manifest(ws / n, n, "0.2.0")
+    for n in changed:
+        make_crate(ws, n, "0.2.0", body="43")
+    (ws / changed[-1] / "build.rs").write_text("fn main() {}\n")
+    rig.approver.reviews.clear()
+    rig.approver.batched.clear()
+    rig.approver.answers = ["approve-all"]
+    proc = rig.publish(ws, "--workspace")
+    assert proc.returncode == 0, proc.stderr
+    reviewed = [r.request.name for r in rig.approver.reviews]
+    assert set(changed) <= set(reviewed), reviewed
+    assert [n for n, _v, _c in rig.approver.batched] == ([keep] if reviewed[0] != keep else [])
+    flags = {c.name: c.flags for c in rig.approver.reviews[0].batch}
+    assert flags[keep] == () or reviewed[0] == keep
+    for n in changed[1:] if reviewed[0] == changed[0] else changed:
+        if n != reviewed[0]:
+            assert any("since 0.1.0 (last approved)" in f for f in flags[n]), flags
+    assert any(f.startswith("NEW build script") for f in flags.get(changed[-1], ())) or (
+        reviewed[0] == changed[-1])
+    # each changed crate's own review shows its changes
+    for r in rig.approver.reviews:
+        if r.request.name in changed:
+            assert r.changes is not None and "src/lib.rs" in r.changes.changed_paths
+
+
 def test_candidate_describe():
     data = h.crate()
     c = inspect_crate_bytes(data, name="foo", vers="0.1.0", cksum=sha(data))
@@ -537,3 +581,65 @@ def test_run_key_for_pid_needs_a_cargo_parent():
     p = subprocess.Popen(["true"])
     p.wait()
     assert run_key_for_pid(p.pid) is None
+
+
+# -- a requester that is not a verified cargo process (issue 12, item 4) ------------------------
+
+
+def _not_cargo(cwd: Path, *extra: str):
+    """A real "bridge" started by ``timeout`` (not by cargo), in ``cwd``, with the arguments a
+    worm could add to steer the lookup. Returns (timeout process, bridge pid)."""
+    import psutil
+
+    proc = subprocess.Popen(
+        ["timeout", "60", sys.executable, "-c", "import sys; sys.stdin.read()",
+         "--cargo-plugin", *extra],
+        cwd=cwd, stdin=subprocess.PIPE)
+    child = None
+
+    def found():
+        nonlocal child
+        kids = psutil.Process(proc.pid).children()
+        child = kids[0].pid if kids else None
+        return child
+
+    from envtools import wait_for
+
+    wait_for(found, 10, what="the bridge stand-in to start")
+    return proc, child
+
+
+def test_an_unverified_requester_gets_no_stale_crate_and_no_batch(tmp_path):
+    """A leftover .crate (denied earlier) must not be shown as the verified contents of a
+    request from a process that is not a verified cargo, and no workspace list is offered."""
+    files = packaged(tmp_path, ["one", "two"], old=("one", "two"))
+    _p, data = files["one"]
+    proc, bridge = _not_cargo(tmp_path, "--target-dir", str(tmp_path / "target"))
+    try:
+        insp = Inspector(History(tmp_path / "h"), WorkspaceReview())
+        review = insp.review(publish_req("one", "0.1.0", sha(data)), Provenance(pid=bridge),
+                             bridge)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not review.requester.verified
+    assert "not by cargo" in review.requester.summary
+    assert review.contents is not None and not review.contents.verified
+    assert "before" in review.contents.reason and "not a verified cargo" in review.contents.reason
+    assert review.batch == ()
+
+
+def test_an_unverified_requester_still_sees_a_crate_written_during_its_run(tmp_path):
+    proc, bridge = _not_cargo(tmp_path)
+    try:
+        files = packaged(tmp_path, ["one"])  # written after the requester started
+        p, data = files["one"]
+        insp = Inspector(History(tmp_path / "h"), WorkspaceReview())
+        review = insp.review(publish_req("one", "0.1.0", sha(data)), Provenance(pid=bridge),
+                             bridge)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not review.requester.verified
+    assert review.contents is not None and review.contents.verified
+    assert review.contents.path == str(p)

@@ -403,6 +403,8 @@ def flagged_batch_review(tmp_path: Path, monkeypatch) -> RequestReview:
     batch = tuple(Candidate(c.name, c.vers, c.cksum, c.path or "", c) for c in now)
     monkeypatch.setattr(review_mod, "inspect_publish", lambda *a, **kw: first)
     monkeypatch.setattr(WorkspaceReview, "candidates", lambda self, *a, **kw: batch)
+    # a verified cargo asked ("Approve all listed" is never offered otherwise: item 4)
+    monkeypatch.setattr(review_mod, "resolve_requester", lambda *a, **kw: requester())
     review = Inspector(hist, WorkspaceReview()).review(request(first), Provenance(), None)
     assert [c.name for c in review.batch] == ["a", "b", "c", "d", "e"]
     return review
@@ -456,3 +458,49 @@ def test_dialog_shows_each_crates_flags(qtbot, tmp_path, monkeypatch):
     d2 = show(qtbot, only_flagged)
     assert d2.approve_all_button is None and d2.batch_list is not None
     assert "gets its own dialog" in d2.review_labels["batchHeading"].text()
+
+
+# -- a requester that is not a verified cargo process (issue 12, item 4) ------------------------
+
+
+def unverified(review: RequestReview) -> RequestReview:
+    from dataclasses import replace
+
+    who = RequesterInfo(
+        verified=False, pid=4242, pid_source="kernel",
+        summary="requester could not be verified: the credential provider was started by "
+                "timeout (pid 4241), not by cargo")
+    return replace(review, requester=who)
+
+
+def test_an_unverified_requester_gets_a_boxed_warning_at_the_top(qtbot):
+    d = show(qtbot, unverified(batch_review()))
+    warning = d.review_labels["requesterWarning"]
+    assert warning.isVisible()
+    assert "NOT A VERIFIED CARGO REQUEST" in warning.text()
+    assert "started by timeout" in warning.text()
+    box = warning.parentWidget()
+    assert box.objectName() == "requesterWarningBox"
+    heading = d.findChild(QLabel, "heading")
+    assert box.mapTo(d, box.rect().topLeft()).y() < heading.mapTo(d, heading.rect().topLeft()).y()
+    # no "Approve all listed", and the list says why
+    assert d.approve_all_button is None
+    assert d.batch_list is not None
+    assert "not offered" in d.review_labels["batchHeading"].text()
+
+
+def test_a_verified_requester_gets_no_warning_box(qtbot):
+    d = show(qtbot, batch_review())
+    assert "requesterWarning" not in d.review_labels
+    assert d.approve_all_button is not None
+
+
+def test_the_service_ignores_approve_all_for_an_unverified_requester(tmp_path):
+    review = unverified(batch_review())
+    spy = SpyInspector(review)
+    svc, approver = service_with(tmp_path, spy, Decision(True, "all", approve_all=True))
+    assert "Ok" in svc.handle(review.request, Provenance()).response
+    approver.decision = Decision.deny("a dialog was shown")
+    for c in review.batch[1:]:
+        assert "Ok" not in svc.handle(request(c.contents), Provenance()).response
+    assert len(approver.seen) == len(review.batch)  # every crate had its own dialog

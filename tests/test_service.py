@@ -8,6 +8,7 @@ import threading
 
 import pyseto
 import pytest
+from factories import request
 
 from gui_approver.client import protocol
 from gui_approver.client.protocol import Provenance, parse_request
@@ -22,16 +23,7 @@ CKSUM = "ab" * 32
 
 
 def req(op="publish", url=LOCAL, **extra):
-    obj = {"v": 1, "registry": {"index-url": url, "name": "local"}, "kind": "get",
-           "operation": op}
-    if op != "read":
-        obj["name"] = "foo"
-    if op in ("publish", "yank", "unyank"):
-        obj["vers"] = "1.2.3"
-    if op == "publish":
-        obj["cksum"] = CKSUM
-    obj.update(extra)
-    return parse_request(json.dumps(obj))
+    return request(op, index_url=url, cksum=CKSUM, **extra)
 
 
 class Recorder:

@@ -15,8 +15,7 @@ from typing import Any
 
 import pyseto
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from factories import KeyPair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,25 +33,6 @@ NOW = datetime(2026, 11, 22, 2, 20, 56, 477768, tzinfo=UTC)
 READ = Expected(None)
 CKSUM = "e54a35351a7caaa0f53e1fa510d840328aa986070ee9adcd81511611200d2ced"
 
-
-class KeyPair:
-    def __init__(self) -> None:
-        sk = ec.generate_private_key(ec.SECP384R1())
-        pem = sk.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        pub_pem = sk.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.secret = pyseto.Key.new(version=3, purpose="public", key=pem)
-        public = pyseto.Key.new(version=3, purpose="public", key=pub_pem)
-        self.public: str = public.to_paserk()
-        self.kip: str = public.to_paserk_id()
-
-    def registered(self, subject: str | None = None) -> RegisteredKey:
-        return RegisteredKey(public=self.public, subject=subject)
 
 
 def rfc3339(dt: datetime, nanos: int | None = None) -> str:

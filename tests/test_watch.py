@@ -110,6 +110,26 @@ def test_index_path_and_fetch_base(monkeypatch: pytest.MonkeyPatch) -> None:
         fetch_base("https://example.com/git-index")
 
 
+def test_one_spelling_per_registry(tmp_path: Path) -> None:
+    from gui_approver.core.watch import canonical_index
+
+    gh = "https://github.com/rust-lang/crates.io-index"
+    for url in (gh, gh + "/", "sparse+https://index.crates.io/", " https://index.crates.io "):
+        assert canonical_index(url) == gh
+    assert canonical_index("sparse+http://h/index") == "sparse+http://h/index/"
+    assert canonical_index("sparse+http://h/index//") == "sparse+http://h/index/"
+    watch = Watch(tmp_path / "state")
+    AuditLog(tmp_path / "state" / "audit.jsonl").record(
+        event="get", registry="local", index_url="sparse+http://127.0.0.1:9/index/",
+        operation="publish", crate="a1", version="1.0.0", cksum="0" * 64, decision="signed")
+    watch.add("local", ["b2"], "sparse+http://127.0.0.1:9/index")
+    (w,) = watch.watched()
+    assert (w.index_url, w.crates) == ("sparse+http://127.0.0.1:9/index/", ("a1", "b2"))
+    watch.set_elsewhere("sparse+http://127.0.0.1:9/index", "b2", True)
+    assert watch.elsewhere("sparse+http://127.0.0.1:9/index/") == {"b2"}
+    assert watch.watched("sparse+http://127.0.0.1:9/index") == [w]
+
+
 def test_parse_index_file_is_strict() -> None:
     ok = b'{"name":"Foo","vers":"1.0.0","cksum":"' + b"a" * 64 + b'","yanked":false}\n\n'
     assert parse_index_file(ok, "foo", "u") == {"1.0.0": ("a" * 64, False)}
@@ -625,3 +645,30 @@ def test_cli_watch_revoke_with_the_token_from_the_real_keychain(
         outputs = [p.stdout + p.stderr for p in (add, unconfirmed, revoked, again, add2)]
         hits = scan(token, paths=[app_env.dirs.root, tmp_path], texts=outputs)
         assert hits == [], hits
+
+
+def test_a_publish_approved_while_the_pass_fetches_raises_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval is on record before its token leaves the app, and so before the version
+    can be in the index: the pass must read the audit log after the index, not before."""
+    from test_registry_tokens import bearer_publish
+
+    from gui_approver.core import watch as watch_mod
+
+    world.watch.add("local", ["wa-race"], world.reg.index_url)
+    world.watch.run_once()
+    real = watch_mod.Fetcher.get_conditional
+
+    def approve_and_publish_first(self: Any, url: str, *args: Any, **kw: Any) -> Any:
+        if url.endswith("/wa-race"):
+            crate = b"raced"
+            import hashlib
+
+            world.approve("publish", "wa-race", "0.1.0", hashlib.sha256(crate).hexdigest())
+            assert bearer_publish(world.reg, world.token, "wa-race", "0.1.0", crate)[0] == 200
+        return real(self, url, *args, **kw)
+
+    monkeypatch.setattr(watch_mod.Fetcher, "get_conditional", approve_and_publish_first)
+    result = world.watch.run_once()
+    assert (result.new_alerts, result.errors) == ([], [])

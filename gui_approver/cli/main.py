@@ -133,6 +133,15 @@ def _print_new_key(rec: Any, heading: str) -> None:
     if rec.expires:
         print(f"expires: {rec.expires}")
     print(f"protection: {rec.protection}")
+    if rec.hardware is not None:
+        print(f"token key: {rec.hardware.uri}\nmodule: {rec.hardware.module}")
+        attrs = dict(rec.hardware.attributes)
+        print("as read back from the token: " + ", ".join(
+            f"{name.upper()}={'yes' if attrs[name] else 'no'}"
+            for name in ("always_sensitive", "never_extractable", "local",
+                         "always_authenticate") if name in attrs))
+        if rec.hardware.touch_policy:
+            print(f"touch policy: {rec.hardware.touch_policy}")
 
 
 def _read_secret(args: argparse.Namespace, prompt: str, *, what: str = "PIN") -> Any:
@@ -161,15 +170,6 @@ def _read_secret(args: argparse.Namespace, prompt: str, *, what: str = "PIN") ->
 
 
 def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None) -> int:
-    from gui_approver.core.keys import pkcs11
-
-    if args.passphrase or args.passphrase_file:
-        raise GuiApproverError("a hardware key is protected by its token's PIN; "
-                               "--passphrase does not apply")
-    uri = pkcs11.parse_uri(args.pkcs11)
-    if uri.type == "public":
-        raise GuiApproverError("the --pkcs11 URI names a public key; name the private key "
-                               "(type=private) or leave type out")
     store = _store()
     store.check_free(args.registry, index)  # before asking for the PIN
     from gui_approver.core.keys.bearer import bearer_store
@@ -179,6 +179,29 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
         raise GuiApproverError(f"registry {held.registry} already has a bearer token "
                                f"({held.fingerprint}); a registry takes either a bearer token "
                                "or an asymmetric key")
+    info = _make_hardware_key(args)
+    rec = store.add_hardware(info, registry=args.registry, index_url=index,
+                             subject=args.subject, expires=expires, origin="cli")
+    if args.json:
+        _print_json(_record_json(rec))
+        return 0
+    verb = "Adopted" if args.use_existing else "Generated"
+    _print_new_key(rec, f"{verb} a key on token {info.token_label!r} for registry "
+                        f"{rec.registry} ({rec.index_url}).")
+    return 0
+
+
+def _make_hardware_key(args: argparse.Namespace) -> Any:
+    """Generate (or with --use-existing adopt) the P-384 key at --pkcs11 URI; a KeyInfo."""
+    from gui_approver.core.keys import pkcs11
+
+    if args.passphrase or args.passphrase_file:
+        raise GuiApproverError("a hardware key is protected by its token's PIN; "
+                               "--passphrase does not apply")
+    uri = pkcs11.parse_uri(args.pkcs11)
+    if uri.type == "public":
+        raise GuiApproverError("the --pkcs11 URI names a public key; name the private key "
+                               "(type=private) or leave type out")
     module = pkcs11.find_module(args.pkcs11, args.module)
     label = uri.token or "the token"
     pin = _read_secret(args, f"PIN of {label}: ")
@@ -191,31 +214,17 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
         info = b.adopt(module, args.pkcs11, pin)
     else:
         info = b.generate(module, args.pkcs11, pin, label=f"gui-approver {args.registry}")
-    rec = store.add_hardware(info, registry=args.registry, index_url=index,
-                             subject=args.subject, expires=expires, origin="cli")
     b.logout_all()
-    if args.json:
-        _print_json(_record_json(rec))
-        return 0
-    verb = "Adopted" if args.use_existing else "Generated"
-    _print_new_key(rec, f"{verb} a key on token {info.token_label!r} for registry "
-                        f"{rec.registry} ({rec.index_url}).")
-    assert rec.hardware is not None
-    print(f"token key: {rec.hardware.uri}\nmodule: {rec.hardware.module}")
-    attrs = dict(rec.hardware.attributes)
-    print("as read back from the token: " + ", ".join(
-        f"{name.upper()}={'yes' if attrs[name] else 'no'}"
-        for name in ("always_sensitive", "never_extractable", "local", "always_authenticate")
-        if name in attrs))
-    if rec.hardware.touch_policy:
-        print(f"touch policy: {rec.hardware.touch_policy}")
-    return 0
+    return info
 
 
 def cmd_key_new(args: argparse.Namespace) -> int:
-    from gui_approver.core import cargo_config
+    from gui_approver.core import cargo_config, validate
     from gui_approver.core.keys import flows
 
+    validate.check_registry_name(args.registry)
+    if args.index:
+        args.index = validate.check_index_url(args.index)
     flows.refuse_crates_io_key(args.registry, args.index)
     index = args.index or cargo_config.registry_index(args.registry)
     if not index:
@@ -269,6 +278,9 @@ def cmd_key_show(args: argparse.Namespace) -> int:
     else:
         print(f"registry: {rec.registry}\nindex:    {rec.index_url}\npublic:   {rec.public}")
         print(f"key id:   {rec.kip}\nsubject:  {rec.subject or '(none)'}\ncreated:  {rec.created}")
+        print(f"protection: {rec.protection}")
+        if rec.hardware is not None:
+            print(f"token key:  {rec.hardware.uri}\nmodule:     {rec.hardware.module}")
     return 0
 
 
@@ -326,15 +338,34 @@ def cmd_key_export(args: argparse.Namespace) -> int:
 def cmd_key_rotate(args: argparse.Namespace) -> int:
     store = _store()
     if args.confirm:
+        pending = store.find_pending(args.registry)
+        if pending is not None and not args.no_check:
+            from gui_approver.core.keys.acceptance import check_accepted
+
+            verdict = check_accepted(store, pending)
+            if verdict.accepted is False:
+                raise GuiApproverError(
+                    f"{verdict.why}: it is not registered yet, so the old key "
+                    f"({_find(store, args.registry).kip}) was kept and still signs",
+                    hint=f"register the new key (gui-approver key export --registry "
+                         f"{args.registry} --pending) and confirm again, or pass --no-check")
+            note = (verdict.why + "." if verdict.accepted else
+                    f"note: could not check that the registry accepts the new key: "
+                    f"{verdict.why}.")
+            print(note, file=sys.stderr)
         new = store.finish_rotation(args.registry)
         if args.json:
             _print_json(_record_json(new))
         else:
-            print(f"Registry {new.registry} now signs with {new.kip}; the old key was deleted.")
+            print(f"Registry {new.registry} now signs with {new.kip}; the old key was deleted"
+                  " (a key on a hardware token stays on the token).")
         return 0
     old = _find(store, args.registry)
     pending = store.find_pending(args.registry)
-    if pending is None:
+    if pending is None and args.pkcs11:
+        expires = _expiry(args.expires)
+        pending = store.start_rotation(old, expires=expires, hardware=_make_hardware_key(args))
+    elif pending is None:
         pending = store.start_rotation(old, expires=_expiry(args.expires),
                                        passphrase=_passphrase(args, confirm=True))
     if args.json:
@@ -504,10 +535,13 @@ def cmd_hardware_list(args: argparse.Namespace) -> int:
 def cmd_key_delete(args: argparse.Namespace) -> int:
     store = _store()
     rec = _find(store, args.registry)
+    used = store.last_used().get(rec.kip)
+    signed = f" It last signed at {used}." if used else " It has never signed anything."
     if not args.yes:
         if not sys.stdin.isatty():
-            raise GuiApproverError("refusing to delete a key without confirmation; pass --yes")
-        answer = input(f"Delete the key {rec.kip} for registry {rec.registry}? "
+            raise GuiApproverError("refusing to delete a key without confirmation; pass --yes"
+                                   + (f" (it last signed at {used})" if used else ""))
+        answer = input(f"Delete the key {rec.kip} for registry {rec.registry}?{signed} "
                        f"Type the registry name to confirm: ")
         if answer.strip() != rec.registry:
             print("Not deleted.", file=sys.stderr)
@@ -691,12 +725,49 @@ def cmd_token_allow_reads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confirm(question: str, *, yes: bool, refusal: str) -> None:
+    """Ask ``question`` on a terminal (y/N), or need ``--yes`` without one; raise if not."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise GuiApproverError(f"{refusal}; nothing was changed", hint="pass --yes to do it")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise GuiApproverError(f"not confirmed; nothing was changed ({refusal})")
+
+
+def _recorded_index(store: Any, registry: str) -> str | None:
+    """The index URL the registry's key (or bearer token) was made for, if any."""
+    from gui_approver.core.keys.bearer import bearer_store
+
+    rec = store.find_by_registry(registry) or bearer_store(store).find_by_registry(registry)
+    return rec.index_url if rec is not None else None
+
+
 def cmd_configure_cargo(args: argparse.Namespace) -> int:
-    from gui_approver.core import cargo_config
+    from gui_approver.core import cargo_config, validate
     from gui_approver.core.keys import flows
 
-    index = args.index or cargo_config.registry_index(args.registry)
-    change = flows.plan_configure(_store(), args.registry, index, bridge=args.bridge)
+    validate.check_registry_name(args.registry)
+    store = _store()
+    recorded = None if args.registry == cargo_config.CRATES_IO else _recorded_index(
+        store, args.registry)
+    if args.index:
+        index: str | None = validate.check_index_url(args.index)
+    else:
+        # The index the key was made for: cargo then asks for exactly that key.
+        index = recorded or cargo_config.registry_index(args.registry)
+    current = cargo_config.registry_index(args.registry)
+    if (args.registry != cargo_config.CRATES_IO and index and current
+            and current != index and not args.dry_run):
+        mismatch = (f"; the key for {args.registry} was made for {recorded}"
+                    if recorded and recorded != index else "")
+        _confirm(f"Registry {args.registry} already uses the index {current} in "
+                 f"{cargo_config.config_path()}. Change it to {index}{mismatch}?",
+                 yes=args.yes,
+                 refusal=f"registry {args.registry} already has the index {current}; "
+                         f"changing it to {index} needs confirmation{mismatch}")
+    change = flows.plan_configure(store, args.registry, index, bridge=args.bridge)
     for w in change.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if not change.changed:
@@ -736,6 +807,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             + [{"registry": t.registry, "kind": "token"} for t in tokens])
     except GuiApproverError as exc:
         info["keys_error"] = str(exc)
+    from gui_approver.core import cargo_config
+
+    try:
+        info["backups_with_secrets"] = [
+            str(p) for p, _f in cargo_config.backups_with_secrets()]
+        for w in cargo_config.backup_warnings():
+            print(f"warning: {w}", file=sys.stderr)
+    except OSError:
+        pass
     if args.json:
         _print_json(info)
     else:
@@ -793,24 +873,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--passphrase-file", metavar="FILE",
                        help="read the passphrase from the first line of FILE (- for stdin)")
 
+    def hardware_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pkcs11", metavar="URI",
+                       help="make the key on a hardware token (YubiKey, smart card, TPM) named "
+                            "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'")
+        p.add_argument("--module", metavar="PATH",
+                       help="the token's PKCS#11 module (default: the URI's module-path, else "
+                            "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)")
+        p.add_argument("--pin-file", metavar="FILE",
+                       help="read the token PIN from the first line of FILE (- for stdin); "
+                            "default: a no-echo prompt, or stdin when it is not a terminal")
+        p.add_argument("--use-existing", action="store_true",
+                       help="use the P-384 key already on the token at the URI (e.g. made "
+                            "with ykman in a PIV slot) instead of generating one")
+
     new = ksub.add_parser("new", help="create a key for a registry")
     new.add_argument("--registry", required=True)
     new.add_argument("--index", help="index URL (default: from $CARGO_HOME/config.toml)")
     new.add_argument("--subject", help="key subject, if the registry asks for one")
     new.add_argument("--expires", help="none (default), 90d, 1y, or a date YYYY-MM-DD")
     passphrase_opts(new)
-    new.add_argument("--pkcs11", metavar="URI",
-                     help="make the key on a hardware token (YubiKey, smart card, TPM) named "
-                          "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'")
-    new.add_argument("--module", metavar="PATH",
-                     help="the token's PKCS#11 module (default: the URI's module-path, else "
-                          "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)")
-    new.add_argument("--pin-file", metavar="FILE",
-                     help="read the token PIN from the first line of FILE (- for stdin); "
-                          "default: a no-echo prompt, or stdin when it is not a terminal")
-    new.add_argument("--use-existing", action="store_true",
-                     help="use the P-384 key already on the token at the URI (e.g. made with "
-                          "ykman in a PIV slot) instead of generating one")
+    hardware_opts(new)
     new.add_argument("--json", action="store_true")
     new.set_defaults(func=cmd_key_new)
     show = ksub.add_parser("show", help="show a registry's public key")
@@ -830,8 +913,12 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--registry", required=True)
     rotate.add_argument("--confirm", action="store_true",
                         help="the new key is registered: use it and delete the old one")
+    rotate.add_argument("--no-check", action="store_true",
+                        help="with --confirm: do not first ask the registry whether it "
+                             "accepts the new key")
     rotate.add_argument("--expires", help="expiry of the new key (none, 90d, 1y, YYYY-MM-DD)")
     passphrase_opts(rotate)
+    hardware_opts(rotate)
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=cmd_key_rotate)
     imp = ksub.add_parser("import-cargo",
@@ -900,9 +987,16 @@ def build_parser() -> argparse.ArgumentParser:
     tread.set_defaults(func=cmd_token_allow_reads)
 
     cc = sub.add_parser("configure-cargo", help="point cargo at gui-approver for a registry")
-    cc.add_argument("--registry", required=True)
-    cc.add_argument("--index", help="index URL (not needed for crates-io)")
+    cc.add_argument("--registry", required=True, metavar="NAME",
+                    help="the registry's name, as in cargo --registry NAME (crates-io for "
+                         "crates.io)")
+    cc.add_argument("--index", metavar="URL",
+                    help="its index URL, e.g. sparse+https://my.registry/index/ (default: "
+                         "the index its key was made for, else the one in cargo's config; "
+                         "not needed for crates-io)")
     cc.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    cc.add_argument("--yes", action="store_true",
+                    help="change a registry's existing index without asking")
     cc.add_argument("--bridge", help=argparse.SUPPRESS)
     cc.set_defaults(func=cmd_configure_cargo)
 

@@ -2,14 +2,24 @@
 
 Edits touch only the lines they must; comments and formatting are kept, a backup is written
 first, and a dry run shows the diff without writing anything.
+
+Secrets and dotfiles: every write goes through a ``mkstemp`` file that gets its final mode
+before a byte is written (a file holding a ``token`` or ``secret-key`` is never readable by
+group or others), then replaces the *target* of a symlinked file (dotfile managers keep the
+link). A backup never holds a ``token`` or ``secret-key`` (they are left out of it), backups
+made in the same second get distinct names, and :func:`backups_with_secrets` finds older
+backups that still hold one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shutil
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +31,8 @@ import tomlkit.items
 from gui_approver.errors import ConfigError
 from gui_approver.secret import Secret
 
+#: Fields of cargo's config and credentials files that hold a secret.
+SECRET_FIELDS = ("token", "secret-key")
 CRATES_IO = "crates-io"
 CRATES_IO_INDEX = "https://github.com/rust-lang/crates.io-index"
 BRIDGE_NAME = "cargo-credential-gui-approver"
@@ -187,6 +199,16 @@ def plan_configure(
                         f"{creds} still has a plaintext `{field}` for registry {registry}: a "
                         f"secret on disk (import it with `gui-approver {how}`)"
                     )
+    for readable in (path, creds):
+        try:
+            mode = stat.S_IMODE(os.stat(readable).st_mode)
+            held = holds_secret(readable.read_text("utf-8", errors="replace"))
+        except OSError:
+            continue
+        if held and mode & 0o044:
+            warnings.append(f"{readable} holds a plaintext secret and is readable by other "
+                            f"users (mode {mode:o}); run: chmod 600 {readable}")
+    warnings.extend(backup_warnings(home))
     return ConfigChange(path=path, before=before, after=tomlkit.dumps(doc),
                         warnings=tuple(warnings))
 
@@ -199,27 +221,200 @@ def apply(change: ConfigChange, *, scrub: tuple[Secret, ...] = ()) -> Path | Non
     if not change.changed:
         return None
     change.path.parent.mkdir(parents=True, exist_ok=True)
-    backup = None
-    if change.path.exists():
-        backup = change.path.with_name(
-            f"{change.path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
-        shutil.copy2(change.path, backup)
-        secrets = [s.expose() for s in scrub if s.expose()]
-        if secrets:
-            data = backup.read_text("utf-8")
-            if any(s in data for s in secrets):
-                for s in secrets:
-                    data = data.replace(s, "REMOVED-now-in-the-keychain")
-                fd = os.open(backup, os.O_WRONLY | os.O_TRUNC)
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(data)
-    tmp = change.path.with_name(f".{change.path.name}.gui-approver-tmp")
-    tmp.write_text(change.after, "utf-8")
-    if change.path.exists():
-        shutil.copymode(change.path, tmp)
-    os.replace(tmp, change.path)
+    backup = (make_backup(change.path, change.before, scrub=scrub)
+              if change.path.exists() else None)
+    write_config(change.path, change.after)
     return backup
+
+
+# -- writing safely ------------------------------------------------------------------------
+
+
+def write_target(path: Path) -> Path:
+    """The file a write to ``path`` must replace: a symlink's final target (a dotfile
+    manager's link stays a link), else ``path`` itself."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _secret_fields(obj: Any, where: str = "") -> list[tuple[str, str]]:
+    """``(table, field)`` of every secret field in a parsed TOML document, at any depth."""
+    found: list[tuple[str, str]] = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            name = f"{where}.{key}" if where else str(key)
+            if str(key) in SECRET_FIELDS and isinstance(value, str):
+                found.append((where or "(top)", str(key)))
+            elif isinstance(value, dict):
+                found.extend(_secret_fields(value, name))
+    return found
+
+
+def holds_secret(text: str) -> bool:
+    """Does this cargo config/credentials text hold a ``token`` or ``secret-key``? Text that
+    does not parse counts as holding one when a secret field name appears in it."""
+    try:
+        return bool(_secret_fields(tomlkit.parse(text)))
+    except Exception:  # noqa: BLE001 - fail closed
+        return any(f in text for f in SECRET_FIELDS)
+
+
+def without_secrets(text: str) -> str:
+    """``text`` with every ``token`` / ``secret-key`` left out (the rest kept as it was)."""
+
+    def strip(table: Any) -> None:
+        if not isinstance(table, dict):
+            return
+        for key in list(table.keys()):
+            value = table[key]
+            if str(key) in SECRET_FIELDS and isinstance(value, str):
+                del table[key]
+            elif isinstance(value, dict):
+                strip(value)
+
+    try:
+        doc = tomlkit.parse(text)
+    except Exception:  # noqa: BLE001 - drop whole lines that name a secret field
+        return "".join(line for line in text.splitlines(keepends=True)
+                       if not any(line.lstrip().startswith(f) for f in SECRET_FIELDS))
+    strip(doc)
+    return tomlkit.dumps(doc)
+
+
+def write_config(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Replace ``path`` (a symlink's target) with ``text`` atomically.
+
+    The temporary file comes from ``mkstemp`` (0600) and gets its final mode before any byte
+    is written: ``mode``, else the existing file's mode (your choice is kept), else 0644 for a
+    new file, or 0600 for a new file that holds a secret."""
+    target = write_target(path)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o600 if holds_secret(text) else 0o644
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                               suffix=".gui-approver-tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def make_backup(path: Path, text: str, *, scrub: tuple[Secret, ...] = ()) -> Path:
+    """Write ``text`` minus its secrets to a new ``NAME.bak-YYYYmmdd-HHMMSS[-N]`` beside
+    ``path`` (never over an existing backup), with the file's mode. Every ``token`` /
+    ``secret-key`` field is left out; any other occurrence of a ``scrub`` secret is replaced
+    by a note."""
+    try:
+        mode = stat.S_IMODE(os.stat(write_target(path)).st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    data = without_secrets(text)
+    for secret in scrub:
+        if secret.expose():
+            data = data.replace(secret.expose(), "REMOVED-now-in-the-keychain")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        backup = path.with_name(f"{path.name}.bak-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(backup)
+            raise
+        return backup
+    raise ConfigError(f"too many backups of {path} in one second; nothing was written")
+
+
+_BACKUP_NAMES = ("config.toml", "config", "credentials.toml", "credentials")
+
+
+def backups(home: Path | None = None) -> list[Path]:
+    """Backups of cargo's config and credentials files in CARGO_HOME."""
+    home = home or cargo_home()
+    found: list[Path] = []
+    for name in _BACKUP_NAMES:
+        found.extend(p for p in home.glob(f"{name}.bak-*") if p.is_file() and not p.is_symlink())
+    return sorted(found)
+
+
+def backups_with_secrets(home: Path | None = None) -> list[tuple[Path, tuple[str, ...]]]:
+    """Backups that still hold a ``token`` / ``secret-key`` (older versions of gui-approver
+    or another tool made them): ``(path, fields)``. Never returns the secrets."""
+    out: list[tuple[Path, tuple[str, ...]]] = []
+    for path in backups(home):
+        try:
+            text = path.read_text("utf-8", errors="replace")
+        except OSError:
+            continue
+        try:
+            fields = tuple(sorted({f for _t, f in _secret_fields(tomlkit.parse(text))}))
+        except Exception:  # noqa: BLE001
+            fields = tuple(f for f in SECRET_FIELDS if f in text)
+        if fields:
+            out.append((path, fields))
+    return out
+
+
+def backup_warnings(home: Path | None = None) -> list[str]:
+    return [f"the backup {path} still holds a plaintext {' and '.join(fields)}: a secret on "
+            "disk; delete it, or edit the secret out of it"
+            for path, fields in backups_with_secrets(home)]
+
+
+def remove_secret_from_backups(secret: Secret, home: Path | None = None) -> list[Path]:
+    """Take every field holding exactly ``secret`` out of the backups in CARGO_HOME (the
+    rest of each backup stays). Returns the backups changed."""
+    value = secret.expose()
+    changed: list[Path] = []
+    for path in backups(home):
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value not in text:
+            continue
+        try:
+            doc = tomlkit.parse(text)
+        except Exception:  # noqa: BLE001 - unparsable: drop the lines that hold it
+            write_config(path, "".join(line for line in text.splitlines(keepends=True)
+                                       if value not in line))
+            changed.append(path)
+            continue
+
+        def strip(table: Any) -> None:
+            if not isinstance(table, dict):
+                return
+            for key in list(table.keys()):
+                v = table[key]
+                if isinstance(v, str) and v.strip() == value.strip():
+                    del table[key]
+                    if str(key) == "secret-key" and "secret-key-subject" in table:
+                        del table["secret-key-subject"]
+                elif isinstance(v, dict):
+                    strip(v)
+
+        strip(doc)
+        out = tomlkit.dumps(doc)
+        if value in out:  # e.g. inside a comment or an array: drop those lines too
+            out = "".join(line for line in out.splitlines(keepends=True) if value not in line)
+        write_config(path, out)
+        changed.append(path)
+    return changed
 
 
 # -- importing keys that cargo:paseto left in plaintext ----------------------------------------
@@ -284,14 +479,9 @@ def _remove_fields(found: CargoSecret, fields: tuple[str, ...]) -> None:
     for field in fields:
         if field in table:
             del table[field]
-    tmp = found.path.with_name(f".{found.path.name}.gui-approver-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(tomlkit.dumps(doc))
-        fh.flush()
-        os.fsync(fh.fileno())
-    shutil.copymode(found.path, tmp)
-    os.replace(tmp, found.path)
+    write_config(found.path, tomlkit.dumps(doc))
+    # Older backups of this file may still hold it: the secret is only in the keychain now.
+    remove_secret_from_backups(found.secret, found.path.parent)
 
 
 # -- importing bearer tokens that cargo (cargo:token) keeps in plaintext ------------------------

@@ -69,8 +69,17 @@ class AlreadyRunning(errors.AlreadyRunning):
 UnsafeDirectory = errors.UnsafeDirectory
 
 
-#: handler(request, send_ack) -> (response, notice)
-Handler = Callable[[IpcRequest, Callable[[float], None]], tuple[dict[str, object], str | None]]
+class Ack(Protocol):
+    """What a handler gets beside the request: ``ack(timeout)`` tells the bridge how long
+    to wait; ``ack.watch()`` (only for requests that wait for a human) returns an event set
+    when the bridge hangs up."""
+
+    def __call__(self, timeout: float) -> None: ...
+    def watch(self) -> threading.Event: ...
+
+
+#: handler(request, ack) -> (response, notice)
+Handler = Callable[[IpcRequest, Ack], tuple[dict[str, object], str | None]]
 
 
 class Transport(Protocol):

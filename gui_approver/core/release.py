@@ -141,14 +141,20 @@ class ReleasePolicy:
             return not cred.bearer.silent_reads
         return settings.reads_need_approval
 
-    def release(self, cred: Credential, request: Get, *, approved: bool) -> str:
+    def release(self, cred: Credential, request: Get, *, approved: bool,
+                may_ask: bool = True) -> str:
         """The token for cargo. ``approved``: a human said yes (only that restarts a
-        passphrase key's or token's idle clock)."""
+        passphrase key's or token's idle clock). ``may_ask``: the request went through
+        approval, so a hardware key may ask for its PIN now."""
         if cred.kind == "token":
             assert cred.bearer is not None
             return self.tokens.token(cred.bearer, approved_use=approved).expose()
         assert cred.key is not None
-        key = self.store.signing_key(cred.key, approved=approved)
+        purpose = (f"to sign the {request.describe()}" if request.is_mutation else
+                   "to sign the read of the registry's index that cargo makes before a "
+                   "publish, yank or owner change")
+        key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask,
+                                     purpose=purpose)
         return tokens.sign_request(key, request, subject=cred.key.subject)
 
     @staticmethod

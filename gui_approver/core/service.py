@@ -26,6 +26,7 @@ from gui_approver.client.protocol import (
     Provenance,
     Publish,
 )
+from gui_approver.core import ipc
 from gui_approver.core.approval import (
     ApprovalRequest,
     Approver,
@@ -61,6 +62,14 @@ from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 
+#: Called only just before asking a human: an event set when the requester hangs up (cargo
+#: interrupted), so a pending dialog can be withdrawn. Reads never pay for watching.
+Watch = Callable[[], threading.Event]
+
+
+def _gone(watch: Watch | None) -> threading.Event | None:
+    return watch() if watch is not None else None
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -93,7 +102,6 @@ class SigningService:
         audit: AuditLog | Literal["default"] | None = "default",
         inspector: Inspector | Literal["default"] | None = "default",
     ) -> None:
-        self._watch = threading.local()  # per worker thread: how to watch for a hang-up
         """``audit``: where decisions are recorded; ``"default"`` is the user's audit log
         (``audit.jsonl`` in the state dir); ``None`` records nothing (unit tests of code above
         the service only).
@@ -128,19 +136,18 @@ class SigningService:
         request: CredentialRequest,
         provenance: Provenance,
         *,
-        watch: Callable[[], threading.Event] | None = None,
+        watch: Watch | None = None,
     ) -> Outcome:
         """``watch()``, called only before asking a human, returns an event the transport
         sets when the requester disconnects while waiting."""
-        self._watch.value = watch
         try:
             match request:
                 case Get():
-                    return self._get(request, provenance)
+                    return self._get(request, provenance, watch)
                 case Login():
-                    return self._login(request, provenance)
+                    return self._login(request, provenance, watch)
                 case Logout():
-                    return self._logout(request, provenance)
+                    return self._logout(request, provenance, watch)
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
             self._record_quietly(request, provenance, "error", str(exc), None)
@@ -261,6 +268,10 @@ class SigningService:
         if (review is None or not review.batch or inspector is None
                 or inspector.workspace is None):
             return
+        if not review.requester.verified:  # the dialog offers no "Approve all" then either
+            log.warning("ignored 'approve all' for %s: the requester is not a verified cargo "
+                        "process", request.describe())
+            return
         try:
             keys = inspector.workspace.approve_all(request, review.batch, review.requester)
             log.info("approved %d more crate(s) of the workspace list of %s", len(keys),
@@ -299,11 +310,7 @@ class SigningService:
         if self.inspector is not None and self.inspector.workspace is not None:
             self.inspector.workspace.end()
 
-    def _hangup(self) -> threading.Event | None:
-        watch = getattr(self._watch, "value", None)
-        return watch() if watch is not None else None
-
-    def _get(self, request: Get, prov: Provenance) -> Outcome:
+    def _get(self, request: Get, prov: Provenance, watch: Watch | None) -> Outcome:
         cred = self.release.find(request.registry.index_url)
         if cred is None:
             log.info("no key for %s: not-found", request.registry.index_url)
@@ -339,7 +346,7 @@ class SigningService:
                     decision, asked = self._approve(
                         ApprovalRequest(request=request, provenance=prov, key=record,
                                         timeout=self.settings.approval_timeout,
-                                        gone=self._hangup(), bearer=cred.bearer),
+                                        gone=_gone(watch), bearer=cred.bearer),
                         inspect=mutation,
                     )
                     review = asked.review
@@ -359,7 +366,8 @@ class SigningService:
         else:
             reason = "read (signed without asking)"
         # Only a use a human approved restarts a passphrase key's idle clock.
-        token = self.release.release(cred, request, approved=needs_approval and not auto)
+        token = self.release.release(cred, request, approved=needs_approval and not auto,
+                                     may_ask=needs_approval)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
             self._record(request, prov, "signed", reason, cred.kid, token=token)
@@ -381,13 +389,14 @@ class SigningService:
 
     # -- login / logout: every one is approved in a dialog that says what will happen -------
     def _ask(self, request: CredentialRequest, prov: Provenance, action: str, detail: str,
-             key: KeyRecord | None, *, bearer: TokenRecord | None = None) -> Decision:
+             key: KeyRecord | None, *, watch: Watch | None,
+             bearer: TokenRecord | None = None) -> Decision:
         decision, _asked = self._approve(ApprovalRequest(
             request=request, provenance=prov, key=key, action=action, detail=detail,
-            bearer=bearer, timeout=self.settings.approval_timeout, gone=self._hangup()))
+            bearer=bearer, timeout=self.settings.approval_timeout, gone=_gone(watch)))
         return decision
 
-    def _login(self, request: Login, prov: Provenance) -> Outcome:
+    def _login(self, request: Login, prov: Provenance, watch: Watch | None) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
         crates_io = is_crates_io(request.registry.name, index_url)
@@ -422,7 +431,7 @@ class SigningService:
                       f"for registry {registry}")
         else:
             detail = f"generate a new asymmetric key for registry {registry}"
-        decision = self._ask(request, prov, "login", detail, None)
+        decision = self._ask(request, prov, "login", detail, None, watch=watch)
         if not decision.approved:
             self._record_quietly(request, prov, "denied", decision.reason, None)
             return Outcome(protocol.err_other(
@@ -500,7 +509,7 @@ class SigningService:
             f"{existing.key.public}\n(key id {existing.key.kip}). Register this public key "
             "with the registry."))
 
-    def _logout(self, request: Logout, prov: Provenance) -> Outcome:
+    def _logout(self, request: Logout, prov: Provenance, watch: Watch | None) -> Outcome:
         cred = self.release.find(request.registry.index_url)
         if cred is None:
             return Outcome(protocol.err_not_found())
@@ -511,7 +520,8 @@ class SigningService:
                       f"{record.registry} from the keychain")
         else:
             detail = f"delete the key {record.kip} of registry {record.registry}"
-        decision = self._ask(request, prov, "logout", detail, record, bearer=cred.bearer)
+        decision = self._ask(request, prov, "logout", detail, record, watch=watch,
+                             bearer=cred.bearer)
         if not decision.approved:
             self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
             return Outcome(protocol.err_other(
@@ -534,18 +544,14 @@ class SigningService:
         return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")
 
 
-def ipc_handler(
-    service: SigningService,
-) -> Callable[[IpcRequest, Callable[[float], None]], tuple[dict[str, Any], str | None]]:
+def ipc_handler(service: SigningService) -> ipc.Handler:
     """Adapt the service to :class:`gui_approver.core.ipc.UnixSocketServer`."""
 
-    def handle(
-        message: IpcRequest, send_ack: Callable[[float], None]
-    ) -> tuple[dict[str, Any], str | None]:
+    def handle(message: IpcRequest, send_ack: ipc.Ack) -> tuple[dict[str, object], str | None]:
         assert message.request is not None
         send_ack(service.settings.approval_timeout + 5.0)
         outcome = service.handle(message.request, message.provenance,
-                                 watch=getattr(send_ack, "watch", None))
+                                 watch=send_ack.watch)
         return outcome.response, outcome.notice
 
     return handle

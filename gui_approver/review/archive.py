@@ -11,13 +11,15 @@ where both readers provably agree:
 
 - one gzip member and nothing after it; after the tar's end-of-archive marker only zeros;
 - headers with the GNU (``ustar  \\0``) or POSIX (``ustar\\0 00``) magic and a correct
-  (unsigned) checksum; a size field of plain octal digits; under the GNU magic, bytes
+  (unsigned) checksum; size, mode and mtime in plain octal digits, uid, gid and device
+  numbers too or all NUL; under the GNU magic, bytes
   345-500 (ustar prefix, GNU times) all zero;
 - entry types ``0`` (regular file) and ``5`` (directory, without data), each optionally
   preceded by exactly one GNU long name (``L``) whose text ends in one NUL and holds no other;
 - every path valid UTF-8, below ``<name>-<vers>/``, spelled canonically (no ``.``, empty or
   ``..`` components, not absolute), one entry per path after normalising the way Rust's
-  ``Path::components`` does, no file where another entry needs a directory, no
+  ``Path::components`` does (and per path ignoring case, for case-insensitive file
+  systems), no file where another entry needs a directory, no
   ``.cargo-ok`` (cargo skips that name when unpacking).
 
 :func:`check_subset` walks the raw 512-byte headers itself, the way tar-rs does (tarfile
@@ -169,6 +171,13 @@ def _walk(raw: bytes, bad: _Bad, max_members: int, max_name: int) -> list[RawMem
         else:
             bad("a tar header without the ustar/GNU magic (cargo and Python's tarfile "
                 "handle such headers differently)")
+        for lo, hi in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
+            field = h[lo:hi]
+            # cargo leaves uid, gid and device numbers all NUL; mode and mtime it sets
+            if (lo in (100, 136) or field.strip(b"\0")) and _octal(field) is None:
+                bad(f"a tar header at offset {off} has a numeric field (bytes {lo}-{hi}) that "
+                    "is not plain octal (Python's tarfile stops listing there; cargo may not)")
+                break
         size = _octal(h[124:136])
         if size is None:
             bad(f"a tar header at offset {off} has a size field that is not plain octal")
@@ -218,6 +227,7 @@ def components(path: str) -> tuple[str, ...]:
 
 def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> None:
     seen: dict[tuple[str, ...], bytes] = {}
+    folded: dict[tuple[str, ...], tuple[str, ...]] = {}
     files: set[tuple[str, ...]] = set()
     for m in members:
         try:
@@ -250,6 +260,10 @@ def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> Non
             bad(f"two entries name the same path {'/'.join(comps)[:160]} (cargo unpacks "
                 "the last one over the first)")
         seen[comps] = m.typeflag
+        fold = tuple(c.casefold() for c in comps)
+        if folded.setdefault(fold, comps) != comps:
+            bad(f"two entries differ only in case ({'/'.join(comps)[:160]}; a case-insensitive "
+                "file system unpacks one over the other)")
         if m.typeflag == b"0":
             files.add(comps)
     for comps in seen:

@@ -248,7 +248,8 @@ class CrateContents:
         """None when :attr:`listing_verified`; else the reason, as the review shows it."""
         if not self.verified:
             return self.reason
-        assert self.listing is not None
+        if self.listing is None:
+            return "the archive was not listed"
         if self.listing.unsupported:
             return UNSUPPORTED_WARNING
         if not self.listing.complete:
@@ -258,7 +259,8 @@ class CrateContents:
     def summary(self) -> str:
         if not self.verified:
             return f"contents could not be verified: {self.reason}"
-        assert self.listing is not None
+        if self.listing is None:
+            return "sha256 matches, but the archive was not listed"
         lst = self.listing
         n = len(lst.files)
         counts = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
@@ -561,7 +563,10 @@ def list_archive(
     if prefix is None:
         problems.append("the crate name and version are unknown; entries were not checked "
                         "against <name>-<vers>/")
-    unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
+    try:
+        unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
+    except Exception as exc:  # noqa: BLE001 - never raise; an unchecked archive is not verified
+        unsupported = (f"the tar headers could not be checked ({type(exc).__name__})",)
     manifest: ManifestInfo | None = None
     if manifest_bytes is not None:
         manifest = parse_manifest(manifest_bytes, limits)
@@ -892,13 +897,18 @@ def inspect_publish(
     extra_paths: Iterable[str] = (),
     limits: Limits = DEFAULT_LIMITS,
     timeout: float = 2.0,
+    written_after: float | None = None,
 ) -> CrateContents:
-    """Find the ``.crate`` for a publish request, verify and list it. Never raises."""
+    """Find the ``.crate`` for a publish request, verify and list it. Never raises.
+
+    ``written_after`` (seconds since the epoch; for a requester that is not a verified cargo
+    process): a file last modified before then cannot be that run's output and is skipped."""
     t0 = time.monotonic()
     deadline = t0 + timeout
     searched: list[str] = []
     mismatch: tuple[str, str] | None = None
     too_big: str | None = None
+    stale: str | None = None
     try:
         paths = [*extra_paths, *candidate_paths(name, vers, ctx)]
         seen: set[tuple[int, int]] = set()
@@ -913,6 +923,9 @@ def inspect_publish(
             if (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
+            if written_after is not None and st.st_mtime < written_after:
+                stale = stale or p
+                continue
             if stat.S_ISREG(st.st_mode) and st.st_size > limits.max_crate_bytes:
                 too_big = p
                 continue
@@ -936,6 +949,13 @@ def inspect_publish(
             name, vers, cksum, False, f"inspection failed ({type(exc).__name__})",
             searched=tuple(searched), elapsed=time.monotonic() - t0,
         )
+    if mismatch is None and stale is not None:
+        return CrateContents(
+            name, vers, cksum, False,
+            f"a .crate for this version ({escape_text(stale, 300)}) was written before the "
+            "requesting process started, and the requester is not a verified cargo process, "
+            "so it is not taken for this request's contents",
+            searched=tuple(searched), elapsed=time.monotonic() - t0)
     if mismatch is not None:
         p, actual = mismatch
         reason = (

@@ -543,9 +543,18 @@ class Inspector:
         ctx = requester.context
         if ctx is None:
             ctx = CargoContext(cwd=None)
+        written_after: float | None = None
+        if not requester.verified:
+            # Not a verified cargo process: nothing it says (command line, environment, open
+            # files) steers the lookup, and only a .crate written since the process that
+            # started the bridge began could be its run's.
+            ctx = CargoContext(cwd=ctx.cwd)
+            started = [p.started for p in (requester.cargo, requester.bridge)
+                       if p is not None and p.started is not None]
+            written_after = started[0] if started else time.time()
         contents = inspect_publish(
             op.name, op.vers, op.cksum, ctx, limits=self.limits,
-            timeout=max(0.0, deadline - time.monotonic()),
+            timeout=max(0.0, deadline - time.monotonic()), written_after=written_after,
         )
         previous: HistoryEntry | None = None
         changes: Changes | None = None

@@ -285,10 +285,24 @@ class AlertsWindow(QWidget):
             self.cards.append(card)
             self.body_layout.insertWidget(self.body_layout.count() - 1, card)
         n = len(alerts)
-        self.summary.setText(
+        lines = [
             f"{n} open alert{'s' if n != 1 else ''}: versions nobody approved on this machine."
-            if n else "No open alerts.")
+            if n else "No open alerts."
+        ]
+        lines += [f"The token of {label} was revoked: store a new one to publish there "
+                  "(gui-approver token add)." for label in self._revoked_registries()]
+        self.summary.setText("\n".join(lines))
         self._show_last()
+
+    def _revoked_registries(self) -> list[str]:
+        out = []
+        try:
+            for w in self.watch.watched():
+                if self.watch.needs_new_token(w.index_url, self.token_for(w.index_url)):
+                    out.append(w.label)
+        except GuiApproverError as exc:
+            log.warning("cannot list the watched registries: %s", exc)
+        return out
 
     def _show_last(self) -> None:
         last = self.runner.last

@@ -38,7 +38,9 @@ from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
 from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
+from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
+from gui_approver.ui import style
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
 from gui_approver.ui.activity import ActivityWindow
 from gui_approver.ui.alerts import AlertsWindow, TokenSource, WatchRunner
@@ -52,6 +54,8 @@ from gui_approver.ui.winutil import bring_forward
 
 log = logging.getLogger(__name__)
 
+#: Desktop notifications for alerts found by one pass; the rest are counted in one more.
+MAX_ALERT_NOTIFICATIONS = 5
 #: How often the app looks for a tray host when it started without one (ms).
 TRAY_RECHECK_MS = 5_000
 #: How often key expiry is checked again after start-up (ms): once a day.
@@ -167,7 +171,6 @@ class QtApprover(QObject):
             )
             log.info("dialog %d: showing %s (%d more waiting)", pending.approval.id,
                      pending.approval.summary(), len(self.queue))
-            dialog.pending = pending  # type: ignore[attr-defined]
             dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
             self.dialog = dialog
             dialog.show()
@@ -176,11 +179,13 @@ class QtApprover(QObject):
             self.dialog_shown.emit(dialog)
 
     def _on_dialog_decided(self, approved: bool) -> None:
-        sender = self.sender()
-        pending = getattr(sender, "pending", None)
-        if isinstance(pending, Pending):
-            all_listed = approved and getattr(sender, "approve_all_chosen", False) is True
-            self._on_decided(pending, approved, approve_all=all_listed)
+        # One dialog at a time: the answer counts only if it comes from the dialog shown for
+        # the current request (a withdrawn dialog's late signal changes nothing).
+        dialog, pending = self.dialog, self.current
+        if dialog is None or pending is None or self.sender() is not dialog:
+            return
+        all_listed = approved and dialog.approve_all_chosen is True
+        self._on_decided(pending, approved, approve_all=all_listed)
 
     def _on_decided(self, pending: Pending, approved: bool, *, approve_all: bool = False) -> None:
         if approved and approve_all:
@@ -511,9 +516,14 @@ class GuiApp(QObject):
         self.alerts_window.activateWindow()
 
     def _on_new_alerts(self, alerts: list[Alert]) -> None:
-        """One desktop notification per alert, the first time the app sees it."""
-        for alert in alerts:
+        """One desktop notification per alert, the first time the app sees it (beyond
+        MAX_ALERT_NOTIFICATIONS at once: one more that counts the rest)."""
+        for alert in alerts[:MAX_ALERT_NOTIFICATIONS]:
             self.notify("Version nobody approved", alert.message, warning=True)
+        rest = len(alerts) - MAX_ALERT_NOTIFICATIONS
+        if rest > 0:
+            self.notify("Versions nobody approved",
+                        f"…and {rest} more: see Alerts… in the gui-approver menu.", warning=True)
         if self.alerts_window is not None and self.alerts_window.isVisible():
             self.alerts_window.refresh()
         self._refresh()
@@ -664,8 +674,8 @@ class GuiApp(QObject):
         if event.decision == "signed" and event.request.is_mutation:
             self.notify(
                 "Signed",
-                f"Signed {event.request.describe()} for registry "
-                f"{event.request.registry.label()}",
+                escape_text(f"Signed {event.request.describe()} for registry "
+                            f"{event.request.registry.label()}", 300),
             )
         if self.keys_window is not None and self.keys_window.isVisible():
             self.keys_window.refresh()
@@ -760,6 +770,7 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     app.setApplicationName("gui-approver")
     app.setApplicationDisplayName("gui-approver")
     app.setQuitOnLastWindowClosed(False)
+    style.install(app)  # focus rings, readable grey text (#14)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,
                  auto_approve_loopback=auto_approve_loopback, problems=problems,
                  first_run=first_run, settings_path=default_settings_path())

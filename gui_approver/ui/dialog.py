@@ -63,9 +63,10 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.approval import ApprovalRequest
-from gui_approver.review.contents import human_size
+from gui_approver.review.contents import escape_text, human_size
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
+from gui_approver.ui import style
 from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -100,19 +101,39 @@ def _plain(text: str, *, mono: bool = False, selectable: bool = True) -> QLabel:
     return label
 
 
+def registry_name(approval: ApprovalRequest) -> str:
+    """The registry's name as the user knows it: the name of the stored key, which the
+    service found by the index URL. The name in the request is the requester's choice and
+    is shown only escaped (no control, bidi or zero-width character survives)."""
+    if approval.key is not None:
+        return escape_text(approval.key.registry, 200)
+    return escape_text(approval.request.registry.label(), 200)
+
+
+def _registry_row(approval: ApprovalRequest) -> str:
+    name = registry_name(approval)
+    claimed = approval.request.registry.name
+    if approval.key is not None and claimed is not None and claimed != approval.key.registry:
+        name += f"  (the request calls it {elide_middle(escape_text(claimed, 200), 60)})"
+    elif approval.key is None and claimed is None:
+        name = "(unnamed)"
+    return name
+
+
 def _heading(approval: ApprovalRequest) -> str:
-    req = approval.request
-    where = elide_middle(req.registry.label(), 60)
+    where = elide_middle(registry_name(approval), 60)
     if approval.action == "logout":
         if approval.bearer is not None:
             return f"Delete the bearer token for registry {where}?"
         return f"Delete the key for registry {where}?"
     if approval.action == "login":
         return f"cargo login for registry {where}?"
-    fields = shown(req)
+    fields = shown(approval.request)
     if approval.bearer is not None and fields.op == "read":
         return f"Hand the bearer token of {where} to cargo for a read?"
-    what = f"{fields.name} {fields.vers}" if fields.name and fields.vers else (fields.name or "")
+    name = escape_text(fields.name, 200) if fields.name else ""
+    vers = escape_text(fields.vers, 200) if fields.vers else ""
+    what = f"{name} {vers}" if name and vers else name
     verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
              "unyank": f"Unyank {what} on {where}?",
              "owners": f"Change the owners of {what} on {where}?"}
@@ -351,8 +372,21 @@ class ApproveButton(QPushButton):
 
 
 def _batch_others(review: RequestReview) -> list[Candidate]:
-    """The crates "Approve all listed" would cover: the unflagged, verified others."""
+    """The crates "Approve all listed" would cover: the unflagged, verified others; none
+    when the requester is not a verified cargo process."""
+    if not review.requester.verified:
+        return []
     return [c for c in review.batch[1:] if not c.flags and c.contents.listing_verified]
+
+
+def requester_warning_text(review: RequestReview) -> str:
+    r = review.requester
+    summary = r.summary[:1].upper() + r.summary[1:]
+    return ("⚠  NOT A VERIFIED CARGO REQUEST\n"
+            f"{elide_middle(summary, 240)}.\n"
+            "Any program running as you could have sent it. Approve only if you just ran this "
+            "cargo command yourself"
+            + ("; \"Approve all listed\" is not offered." if review.batch else "."))
 
 
 class ApprovalDialog(QDialog):
@@ -379,11 +413,14 @@ class ApprovalDialog(QDialog):
         self.visible_at: float | None = None
         req = approval.request
         fields = shown(req)
-        self.setWindowTitle(f"gui-approver: {approval.summary()}")
+        self.setWindowTitle(f"gui-approver: {elide_middle(escape_text(approval.summary()), 120)}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
         self.setObjectName("approvalDialog")
         self.setMinimumWidth(560)
+        # A visible focus ring on the buttons; grey text that reaches WCAG AA (#14).
+        style.install()
+        style.make_secondary_readable(self)
         # KDE's platform theme adds mnemonics to buttons automatically unless told not to.
         self.setProperty("_kde_no_accelerators", True)
         self.setAccessibleName(self.windowTitle())
@@ -391,6 +428,9 @@ class ApprovalDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 16, 18, 14)
         layout.setSpacing(10)
+        self.review_labels: dict[str, QLabel] = {}
+        if approval.review is not None and not approval.review.requester.verified:
+            layout.addWidget(self._requester_warning(approval.review))
         title = _plain(_heading(approval), selectable=False)
         title.setObjectName("heading")
         f = title.font()
@@ -419,13 +459,13 @@ class ApprovalDialog(QDialog):
         grid.setVerticalSpacing(6)
         rows: list[tuple[str, str, bool]] = [
             ("Operation", fields.op, False),
-            ("Registry", elide_middle(req.registry.name or "(unnamed)", 80), False),
-            ("Index URL", elide_middle(req.registry.index_url), True),
+            ("Registry", elide_middle(_registry_row(approval), 140), False),
+            ("Index URL", elide_middle(escape_text(req.registry.index_url, 2048)), True),
         ]
         if fields.name:
-            rows.append(("Crate", fields.name, True))
+            rows.append(("Crate", escape_text(fields.name, 200), True))
         if fields.vers:
-            rows.append(("Version", fields.vers, True))
+            rows.append(("Version", escape_text(fields.vers, 200), True))
         if fields.cksum:
             rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
         if approval.bearer is not None:
@@ -447,7 +487,7 @@ class ApprovalDialog(QDialog):
             if prov.ppid is not None:
                 who.append(f"started by pid {prov.ppid}")
             if prov.cwd:
-                who.append(f"in {elide_middle(prov.cwd, 100)}")
+                who.append(f"in {elide_middle(escape_text(prov.cwd, 2048), 100)}")
             rows.append(("Requested by", ", ".join(who) or "unknown (not reported)", False))
         self.field_labels: dict[str, QLabel] = {}
         for r, (name, value, mono) in enumerate(rows):
@@ -469,7 +509,6 @@ class ApprovalDialog(QDialog):
         # the workspace list, all in a scroll area so the dialog fits small screens.
         self.review = review
         self.approve_all_chosen = False
-        self.review_labels: dict[str, QLabel] = {}
         self.file_list: QTreeWidget | None = None
         self.batch_list: QTreeWidget | None = None
         self.view_changes_button: QPushButton | None = None
@@ -727,11 +766,37 @@ class ApprovalDialog(QDialog):
             body.addLayout(row)
             self.view_changes_button = button
 
+    def _requester_warning(self, review: RequestReview) -> QFrame:
+        """The boxed warning at the top for a requester that is not a verified cargo."""
+        frame = QFrame()
+        frame.setObjectName("requesterWarningBox")
+        frame.setFrameShape(QFrame.Shape.Box)
+        frame.setStyleSheet("QFrame#requesterWarningBox { border: 2px solid #b3261e; "
+                            "border-radius: 4px; background: #fdecea; }"
+                            "QFrame#requesterWarningBox QLabel { color: #8c1d18; "
+                            "border: none; background: transparent; }")
+        box = QVBoxLayout(frame)
+        box.setContentsMargins(12, 8, 12, 8)
+        label = _plain(requester_warning_text(review), selectable=False)
+        label.setObjectName("requesterWarning")
+        label.setAccessibleName("Warning: not a verified cargo request")
+        bold = label.font()
+        bold.setBold(True)
+        label.setFont(bold)
+        box.addWidget(label)
+        self.review_labels["requesterWarning"] = label
+        return frame
+
     def _add_batch(self, body: QVBoxLayout, review: RequestReview) -> None:
         n = len(review.batch)
         others = _batch_others(review)
         flagged = [c for c in review.batch[1:] if c not in others]
-        if others:
+        if not review.requester.verified:
+            text = (f"This run lists {n} crates. The requester is not a verified cargo "
+                    "process, so \"Approve all listed\" is not offered: each crate gets its "
+                    "own dialog.")
+            flagged = []
+        elif others:
             text = (f"This cargo run packaged {n} crates. \"Approve all listed\" also "
                     f"approves the {len(others)} unflagged other"
                     f"{'' if len(others) == 1 else 's'}, each only with exactly this checksum, "
@@ -770,8 +835,12 @@ class ApprovalDialog(QDialog):
                 font.setBold(True)
                 item.setFont(4, font)
             lst.addTopLevelItem(item)
-        for col in range(5):
+        for col in range(4):
             lst.resizeColumnToContents(col)
+        # the flags column takes what is left (elided); every flag is spelled out below
+        lst.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lst.setTextElideMode(Qt.TextElideMode.ElideRight)
+        lst.header().setStretchLastSection(True)
         rows = min(n, 6)
         lst.setFixedHeight(lst.sizeHintForRow(0) * rows + lst.header().sizeHint().height() + 6)
         body.addWidget(lst)

@@ -10,9 +10,7 @@ render tooltips as rich text).
 
 from __future__ import annotations
 
-import re
 import sys
-import urllib.parse
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from gui_approver.core import cargo_config
+from gui_approver.core import cargo_config, validate
 from gui_approver.core.approval import is_loopback_index
 from gui_approver.core.keys import flows
 from gui_approver.core.keys.bearer import TokenRecord, bearer_store
@@ -69,8 +67,6 @@ from gui_approver.ui.dialog import _plain, elide_middle
 COLUMNS = ("Registry", "Kind", "Key id", "Subject", "Created", "Expires", "Protection",
            "Last used", "Status")
 _KIP_ROLE = Qt.ItemDataRole.UserRole
-_REGISTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
-_INDEX_SCHEMES = ("http", "https", "file", "ssh", "git")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,14 +175,7 @@ def _hline() -> QFrame:
 
 def parse_index_url(url: str) -> str | None:
     """None if ``url`` looks like a cargo index URL, else why not."""
-    url = url.strip()
-    if not url:
-        return "enter the registry's index URL"
-    parsed = urllib.parse.urlsplit(url.removeprefix("sparse+"))
-    if parsed.scheme not in _INDEX_SCHEMES or not (parsed.netloc or parsed.scheme == "file"):
-        return ("the index URL must look like sparse+https://host/index/ (or a git "
-                "https:// URL)")
-    return None
+    return validate.index_url_problem(url)  # the same check as the CLI's
 
 
 class CopyRow(QWidget):
@@ -687,9 +676,9 @@ class RegistryPage(QWizardPage):
             _show_error(self.error, str(exc))
             return False
         problem = None
-        if not _REGISTRY_NAME.fullmatch(name):
-            problem = ("A registry name may contain only letters, digits, - and _ (as in "
-                       "cargo --registry NAME).")
+        name_problem = validate.registry_name_problem(name)  # the same check as the CLI's
+        if name_problem is not None:
+            problem = name_problem[:1].upper() + name_problem[1:] + "."
         elif not index:
             problem = (f"Registry {name} is not in {cargo_config.config_path(self.home)}; "
                        "enter its index URL.")
@@ -960,6 +949,7 @@ class CargoConfigView(QWidget):
         self.registry = ""
         self.index: str | None = None
         self.change: cargo_config.ConfigChange | None = None
+        self.done = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.intro = _plain("")
@@ -985,8 +975,14 @@ class CargoConfigView(QWidget):
         row.addWidget(self.apply_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(row)
 
+    @property
+    def pending(self) -> bool:
+        """A change is shown and was not applied yet."""
+        return self.change is not None and self.change.changed and not self.done
+
     def plan(self, registry: str, index: str | None) -> None:
         self.registry, self.index = registry, index
+        self.done = False
         self.status.setText("")
         try:
             change = self._plan(registry, index)
@@ -1043,9 +1039,35 @@ class CargoConfigView(QWidget):
         if backup:
             text += f"\nBackup of the previous file: {backup}"
         self.status.setText(text)
+        self.done = True
         self.apply_button.setEnabled(False)
         self.applied.emit(backup)
         return True
+
+
+class ConfigureCargoDialog(QDialog):
+    """The key manager's "Configure cargo…" for an existing key or token: the same preview
+    and Apply as the wizard's last page."""
+
+    def __init__(self, store: KeyStore, record: KeyRecord | TokenRecord,
+                 parent: QWidget | None = None, *, cargo_home: Path | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("configureCargoDialog")
+        self.setWindowTitle(f"Configure cargo for {elide_middle(record.registry, 60)}")
+        layout = QVBoxLayout(self)
+        self.view = CargoConfigView(cargo_home, store=store)
+        layout.addWidget(self.view, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        close = QPushButton("Close")
+        close.setAutoDefault(False)
+        close.clicked.connect(self.reject)
+        row.addWidget(close)
+        layout.addLayout(row)
+        index = None if record.registry == cargo_config.CRATES_IO else record.index_url
+        self.view.plan(record.registry, index)
+        self.view.apply_button.setDefault(True)
+        self.resize(720, 420)
 
 
 class CargoPage(QWizardPage):
@@ -1053,9 +1075,13 @@ class CargoPage(QWizardPage):
         super().__init__()
         self._wizard = wizard
         self.setTitle("Configure cargo")
-        self.setSubTitle("Point cargo at gui-approver for this registry (optional).")
+        self.setSubTitle("Configure cargo writes this change, so cargo asks gui-approver for "
+                         "this registry. Close leaves cargo's configuration as it is (the key "
+                         "manager can configure it later).")
         layout = QVBoxLayout(self)
         self.view = CargoConfigView(home, store=wizard.store)
+        # Applying is this page's action (its Finish button), not a second button (#14).
+        self.view.apply_button.hide()
         layout.addWidget(self.view)
 
     def initializePage(self) -> None:
@@ -1063,6 +1089,12 @@ class CargoPage(QWizardPage):
         if rec is not None:
             index = None if rec.registry == cargo_config.CRATES_IO else rec.index_url
             self.view.plan(rec.registry, index)
+        self._wizard.setButtonText(QWizard.WizardButton.FinishButton,
+                                   "Configure cargo" if self.view.pending else "Finish")
+
+    def validatePage(self) -> bool:
+        """Finish applies the change; if that fails the page stays, saying why."""
+        return self.view.apply() if self.view.pending else True
 
 
 class NewKeyWizard(QWizard):
@@ -1092,7 +1124,8 @@ class NewKeyWizard(QWizard):
         self.setTitleFormat(Qt.TextFormat.PlainText)
         self.setSubTitleFormat(Qt.TextFormat.PlainText)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
-        self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
+        # The last page keeps Close: the way to finish without configuring cargo.
+        self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, False)
         self.registry_page = RegistryPage(store, cargo_home)
         self.options_page = OptionsPage(self)
         self.result_page = ResultPage(self, demo_data_dir)
@@ -1609,13 +1642,18 @@ class KeyManagerWindow(QWidget):
         self.rotate_button = QPushButton("Rotate…")
         self.delete_button = QPushButton("Delete…")
         self.import_button = QPushButton("Import from cargo…")
+        self.configure_button = QPushButton("Configure cargo…")
+        self.configure_button.setToolTip("Point cargo at gui-approver for the selected key's "
+                                         "registry (shows the change first)")
         self.refresh_button = QPushButton("Refresh")
         self.new_button.clicked.connect(self.new_key)
         self.rotate_button.clicked.connect(self.rotate_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         self.import_button.clicked.connect(self.import_from_cargo)
         self.refresh_button.clicked.connect(self.refresh)
-        for b in (self.new_button, self.rotate_button, self.delete_button, self.import_button):
+        self.configure_button.clicked.connect(self.configure_cargo_selected)
+        for b in (self.new_button, self.rotate_button, self.delete_button,
+                  self.configure_button, self.import_button):
             b.setAutoDefault(False)
             buttons.addWidget(b)
         buttons.addStretch(1)
@@ -1733,6 +1771,7 @@ class KeyManagerWindow(QWidget):
 
     def _selection_changed(self) -> None:
         tok = self.selected_token()
+        self.configure_button.setEnabled(tok is not None or self.selected_record() is not None)
         if tok is not None:
             self.rotate_button.setEnabled(False)
             self.delete_button.setEnabled(True)
@@ -1844,6 +1883,18 @@ class KeyManagerWindow(QWidget):
         else:
             self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
 
+    def configure_cargo_selected(self) -> ConfigureCargoDialog | None:
+        rec: KeyRecord | TokenRecord | None = self.selected_record() or self.selected_token()
+        if rec is None:
+            return None
+        dialog = ConfigureCargoDialog(self.store, rec, self, cargo_home=self.cargo_home)
+        dialog.view.applied.connect(self._configured)
+        self._open(dialog)
+        return dialog
+
+    def _configured(self, _backup: object) -> None:
+        self._set_status("Configured cargo to use gui-approver for the selected registry.")
+
     def import_from_cargo(self) -> ImportCargoDialog:
         dialog = ImportCargoDialog(self.store, self, cargo_home=self.cargo_home)
         dialog.imported.connect(self._imported)
@@ -1889,6 +1940,9 @@ def run_keys_window() -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app.setApplicationName("gui-approver")
     app.setApplicationDisplayName("gui-approver")
+    from gui_approver.ui import style
+
+    style.install(app)  # focus rings, readable grey text (#14)
     window = KeyManagerWindow(KeyStore(KeyringKeychain()))
     window.show()
     return app.exec()

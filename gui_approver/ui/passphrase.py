@@ -12,6 +12,7 @@ cleared as soon as it has been read.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -31,15 +32,24 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.keys.store import KeyRecord
+from gui_approver.review.contents import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
+from gui_approver.ui.winutil import bring_forward
 
 #: How long a worker waits for the passphrase before giving up (the bridge's own limit).
 DEFAULT_TIMEOUT = 120.0
 
 
+#: Checks a passphrase while the prompt stays open: the unlocked key, or the seconds to wait
+#: before the next try (the passphrase was wrong). See KeyStore._unlock_in_prompt.
+Attempt = Callable[[Secret], object]
+
+
 class PassphraseDialog(QDialog):
-    """Asks for one key's passphrase. ``answered(Secret | None)`` fires exactly once."""
+    """Asks for one key's passphrase. ``answered(Secret | None)`` fires exactly once; with
+    ``verify``, ``answered`` carries what ``verify`` returned for the right passphrase, and a
+    wrong one keeps the dialog open with "wrong passphrase, N s before the next try"."""
 
     answered = Signal(object)
 
@@ -50,23 +60,28 @@ class PassphraseDialog(QDialog):
         *,
         deadline: float | None = None,
         parent: QWidget | None = None,
+        verify: Attempt | None = None,
     ) -> None:
         super().__init__(parent)
         self.record = record
         self.deadline = deadline
+        self.verify = verify
+        self.retry_at = 0.0
+        self.wrong_tries = 0
         self._done = False
         self.setObjectName("passphraseDialog")
         hardware = record.protection == "hardware"
         self.secret_name = "PIN" if hardware else "Passphrase"
-        self.setWindowTitle(f"gui-approver: unlock the key for {elide_middle(record.registry, 60)}")
+        shown_name = escape_text(record.registry, 200)  # keys.json is user-writable
+        self.setWindowTitle(f"gui-approver: unlock the key for {elide_middle(shown_name, 60)}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
 
         layout = QVBoxLayout(self)
         title = _plain(
             (f"Enter the PIN of the security key for registry "
-             f"{elide_middle(record.registry, 80)}") if hardware else
-            f"Unlock the key for registry {elide_middle(record.registry, 80)}",
+             f"{elide_middle(escape_text(record.registry, 200), 80)}") if hardware else
+            f"Unlock the key for registry {elide_middle(escape_text(record.registry, 200), 80)}",
             selectable=False)
         f = title.font()
         f.setPointSizeF(f.pointSizeF() * 1.2)
@@ -75,8 +90,8 @@ class PassphraseDialog(QDialog):
         layout.addWidget(title)
 
         grid = QGridLayout()
-        rows = [("Registry", elide_middle(record.registry, 80), False),
-                ("Index URL", elide_middle(record.index_url), True),
+        rows = [("Registry", elide_middle(escape_text(record.registry, 200), 80), False),
+                ("Index URL", elide_middle(escape_text(record.index_url, 2048)), True),
                 ("Key id", record.kip, True)]
         if record.subject:
             rows.append(("Subject", elide_middle(record.subject, 80), True))
@@ -127,6 +142,12 @@ class PassphraseDialog(QDialog):
         buttons.addWidget(self.unlock_button)
         layout.addLayout(buttons)
         self._update_buttons()
+        # Wide enough that the heading and the index URL do not wrap mid-word.
+        self.setMinimumWidth(560)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setSingleShot(True)
+        self._retry_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._retry_timer.timeout.connect(self._retry_ready)
 
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
@@ -136,9 +157,38 @@ class PassphraseDialog(QDialog):
         self.edit.setFocus()
 
     def _update_buttons(self) -> None:
-        self.unlock_button.setEnabled(bool(self.edit.text()))
+        self.unlock_button.setEnabled(bool(self.edit.text())
+                                      and time.monotonic() >= self.retry_at)
+
+    def _wrong(self, wait: float) -> None:
+        """A wrong passphrase: keep the prompt, say so, and hold Unlock for ``wait`` s."""
+        self.wrong_tries += 1
+        self.retry_at = time.monotonic() + wait
+        wf = self.why_label.font()
+        wf.setBold(True)
+        self.why_label.setFont(wf)
+        self.why_label.setVisible(True)
+        self._retry_timer.start(max(0, int(wait * 1000)) + 20)  # never early
+        self._show_retry()
+        self._update_buttons()
+        self.edit.setFocus()
+
+    def _show_retry(self) -> None:
+        left = self.retry_at - time.monotonic()
+        if left > 0:
+            self.why_label.setText(f"Wrong {self.secret_name.lower()}, {math.ceil(left):.0f} s "
+                                   "before the next try.")
+        else:
+            self.why_label.setText(f"Wrong {self.secret_name.lower()}; try again.")
+
+    def _retry_ready(self) -> None:
+        self._show_retry()
+        self._update_buttons()
 
     def _update_status(self) -> None:
+        if self.wrong_tries:
+            self._show_retry()
+            self._update_buttons()
         if self.deadline is None:
             self.status_label.setVisible(False)
             return
@@ -148,16 +198,24 @@ class PassphraseDialog(QDialog):
 
     def _unlock(self) -> None:
         text = self.edit.text()
-        if not text:
+        if not text or time.monotonic() < self.retry_at:
             return
         self.edit.clear()
-        self._finish(Secret(text))
+        if self.verify is None:
+            self._finish(Secret(text))
+            return
+        result = self.verify(Secret(text))
+        if isinstance(result, float | int):
+            self._wrong(float(result))
+            return
+        self._finish(result)
 
-    def _finish(self, answer: Secret | None) -> None:
+    def _finish(self, answer: object) -> None:
         if self._done:
             return
         self._done = True
         self._tick.stop()
+        self._retry_timer.stop()
         self.edit.clear()
         self.answered.emit(answer)
         self.hide()
@@ -186,12 +244,14 @@ class PassphraseDialog(QDialog):
 class _Ask:
     """One question waiting for a person. The first answer wins."""
 
-    def __init__(self, record: KeyRecord, why: str, timeout: float) -> None:
+    def __init__(self, record: KeyRecord, why: str, timeout: float,
+                 verify: Attempt | None = None) -> None:
         self.record = record
         self.why = why
+        self.verify = verify
         self.deadline = time.monotonic() + timeout
         self.event = threading.Event()
-        self.answer: Secret | None = None
+        self.answer: object = None
         self._answered = False
         self._lock = threading.Lock()
 
@@ -200,7 +260,7 @@ class _Ask:
         with self._lock:
             return self._answered
 
-    def resolve(self, answer: Secret | None) -> bool:
+    def resolve(self, answer: object) -> bool:
         with self._lock:
             if self._answered:
                 return False
@@ -237,9 +297,18 @@ class QtUnlocker(QObject):
 
     # any thread ------------------------------------------------------------------------------
     def __call__(self, record: KeyRecord, why: str) -> Secret | None:
+        answer = self._ask(_Ask(record, why, self.timeout))
+        return answer if isinstance(answer, Secret) else None
+
+    def ask_verified(self, record: KeyRecord, why: str, verify: Attempt) -> object:
+        """Like calling it, but each passphrase is checked with ``verify`` while the prompt
+        stays open (a wrong one says so and waits); returns what ``verify`` returned for the
+        right one, or None (cancelled, timed out)."""
+        return self._ask(_Ask(record, why, self.timeout, verify))
+
+    def _ask(self, ask: _Ask) -> object:
         if self._closed:
             return None
-        ask = _Ask(record, why, self.timeout)
         if threading.get_ident() == self._gui_thread:
             return self._ask_on_gui_thread(ask)
         self._submit.emit(ask)
@@ -249,7 +318,7 @@ class QtUnlocker(QObject):
         return ask.answer
 
     # GUI thread --------------------------------------------------------------------------
-    def _ask_on_gui_thread(self, ask: _Ask) -> Secret | None:
+    def _ask_on_gui_thread(self, ask: _Ask) -> object:
         loop = QEventLoop()
 
         def finished(done: _Ask) -> None:
@@ -306,7 +375,8 @@ class QtUnlocker(QObject):
             ask = self._queue.popleft()
             if ask.done:
                 continue
-            dialog = PassphraseDialog(ask.record, ask.why, deadline=ask.deadline)
+            dialog = PassphraseDialog(ask.record, ask.why, deadline=ask.deadline,
+                                      verify=ask.verify)
             dialog.answered.connect(self._on_answered)
             self._current = ask
             self.dialog = dialog
@@ -315,7 +385,7 @@ class QtUnlocker(QObject):
             dialog.activateWindow()
             self.dialog_shown.emit(dialog)
 
-    def _on_answered(self, answer: Secret | None) -> None:
+    def _on_answered(self, answer: object) -> None:
         # Only the current dialog can answer: the others were dismissed (they never emit).
         ask = self._current
         if ask is None:
@@ -327,9 +397,7 @@ class QtUnlocker(QObject):
 
     def show_current(self) -> None:
         if self.dialog is not None:
-            self.dialog.show()
-            self.dialog.raise_()
-            self.dialog.activateWindow()
+            bring_forward(self.dialog)
 
     def shutdown(self) -> None:
         """Answer None to everything waiting (the app is quitting)."""
@@ -361,7 +429,8 @@ class TouchPrompt(QDialog):
         layout.addWidget(title)
         token = record.hardware.token if record.hardware is not None else ""
         layout.addWidget(_plain(
-            f"The request for registry {elide_middle(record.registry, 60)} is approved; the "
+            f"The request for registry {elide_middle(escape_text(record.registry, 200), 60)} "
+            "is approved; the "
             f"security key{' ' + repr(token) if token else ''} signs it when you touch it.",
             selectable=False))
 

@@ -34,8 +34,8 @@ def render(out: Path, tmp: Path) -> list[Path]:
     from test_registry_tokens import bearer_publish
 
     from gui_approver.core.audit import AuditLog
-    from gui_approver.core.watch import Watch
-    from gui_approver.registry.server import DemoRegistry
+    from gui_approver.core.watch import StoredToken, Watch
+    from gui_approver.registry.server import DemoRegistry, token_digest
     from gui_approver.secret import Secret
     from gui_approver.ui.alerts import AlertsWindow, WatchRunner
 
@@ -59,7 +59,9 @@ def render(out: Path, tmp: Path) -> list[Path]:
         call(reg, "DELETE", "/api/v1/crates/foo/1.4.0/yank", headers={"Authorization": token})
         runner = WatchRunner(watch, 15)
         runner.last = watch.run_once()
-        window = AlertsWindow(runner, lambda url: (Secret(token), lambda: None))
+        stored = StoredToken("my-registry", token_digest(token)[:8], lambda: Secret(token),
+                             lambda: None)
+        window = AlertsWindow(runner, lambda url: stored)
         window.show()
         _settle(app)
         path = out / "alerts.png"

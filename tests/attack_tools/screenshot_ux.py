@@ -65,10 +65,12 @@ def render(out: Path, tmp: Path) -> list[Path]:
     written.append(_grab(wizard, out / "wizard-cargo.png"))
     wizard.close()
 
-    rec = store.create(registry="crates-io",
-                       index_url="https://github.com/rust-lang/crates.io-index",
+    rec = store.create(registry="company-registry",
+                       index_url="sparse+https://crates.company.example/index/",
                        passphrase=Secret("correct horse battery staple"))
-    prompt = PassphraseDialog(rec, "unlock the key to sign", deadline=time.monotonic() + 118)
+    prompt = PassphraseDialog(
+        rec, "unlock the key to sign the read of the registry's index that cargo makes before a "
+        "publish, yank or owner change", deadline=time.monotonic() + 118)
     prompt.show()
     _settle(app)
     written.append(_grab(prompt, out / "passphrase.png"))

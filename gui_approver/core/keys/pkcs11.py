@@ -421,6 +421,9 @@ class Pkcs11Backend:
     def _token(self, module: str, uri: Pkcs11Uri) -> Any:
         found = self._tokens(module, uri)
         if not found:
+            # A token that went away takes its login with it (plugged in again, it asks the
+            # PIN again).
+            self._logout_matching(module, uri)
             what = f"token {uri.token!r}" if uri.token else "a token matching the URI"
             raise TokenMissing(f"{what} is not present in {module}; nothing was signed")
         if len(found) > 1:
@@ -699,7 +702,7 @@ class Pkcs11Backend:
         import pkcs11
         from pkcs11 import Attribute, ObjectClass
 
-        with token.open() as session:
+        with token.open(attribute_mapper=_vendor_mapper()) as session:
             point = self._public_point(session, uri)
             priv = self._find_one(session, ObjectClass.PRIVATE_KEY, uri)
             if priv is None:
@@ -825,17 +828,24 @@ class Pkcs11Backend:
         return sig
 
 
+def _vendor_mapper() -> Any:
+    """python-pkcs11's attribute mapper plus ykcs11's touch-policy attribute (raw bytes)."""
+    from pkcs11.attributes import AttributeMapper
+
+    mapper = AttributeMapper()
+    mapper.register_handler(cast(Any, CKA_YUBICO_TOUCH_POLICY), bytes, bytes)
+    return mapper
+
+
 def _touch_policy(priv: Any) -> str | None:
     """The YubiKey touch policy when ykcs11 reports it (vendor attribute), else None."""
     try:
-        from pkcs11 import Attribute
-
-        raw = priv[Attribute(CKA_YUBICO_TOUCH_POLICY)]
+        raw = priv[CKA_YUBICO_TOUCH_POLICY]
     except Exception:  # noqa: BLE001 - not a YubiKey, or not readable: unknown
         return None
-    value = raw[0] if isinstance(raw, bytes | bytearray) and raw else raw
-    return {1: "never", 2: "always", 3: "cached"}.get(int(value)) if isinstance(
-        value, int) else None
+    if not isinstance(raw, bytes | bytearray) or not raw:
+        return None
+    return {1: "never", 2: "always", 3: "cached"}.get(raw[0])
 
 
 _backend: list[Pkcs11Backend] = []

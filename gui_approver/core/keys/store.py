@@ -635,6 +635,7 @@ class KeyStore:
         index_url: str,
         subject: str | None,
         expires: str | None = None,
+        status: str = "active",
         origin: str = "unknown",
     ) -> KeyRecord:
         """Record a key held by a PKCS#11 token (``info``: a pkcs11.KeyInfo). Nothing secret
@@ -651,12 +652,12 @@ class KeyStore:
         public = _PUBLIC_PREFIX + _b64e(info.point)
         with self._lock:
             records = self._read()
-            _check_free(records, registry, index_url, "active")
+            _check_free(records, registry, index_url, status)
             record = KeyRecord(
                 registry=registry, index_url=index_url, public=public,
                 kip=paserk_pid(public), subject=subject,
                 created=datetime.now(UTC).replace(microsecond=0).isoformat(),
-                expires=expires, protection="hardware",
+                expires=expires, protection="hardware", status=status,
                 hardware=HardwareRef(module=info.module, uri=info.uri, token=info.token_label,
                                      attributes=tuple(sorted(info.attributes.items())),
                                      touch_policy=info.touch_policy),
@@ -679,9 +680,22 @@ class KeyStore:
                         subject=subject, expires=expires, passphrase=passphrase, origin=origin)
 
     def start_rotation(
-        self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None
+        self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None,
+        hardware: Any = None,
     ) -> KeyRecord:
-        """Create the successor of ``record`` (pending until :meth:`finish_rotation`)."""
+        """Create the successor of ``record`` (pending until :meth:`finish_rotation`);
+        ``hardware``: a pkcs11.KeyInfo made on a token for it."""
+        if hardware is not None:
+            return self.add_hardware(hardware, registry=record.registry,
+                                     index_url=record.index_url, subject=record.subject,
+                                     expires=expires, status="pending", origin=record.origin)
+        if record.protection == "hardware":
+            # The successor would be a keychain key: that silently weakens the protection.
+            raise ConfigError(
+                f"the key of registry {record.registry} is on a hardware token; rotating it "
+                "would put its successor in the keychain, so gui-approver does not",
+                hint=f"make the successor on a token: gui-approver key rotate --registry "
+                     f"{record.registry} --pkcs11 URI")
         return self.add(
             SigningKey.generate(), registry=record.registry, index_url=record.index_url,
             subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
@@ -701,10 +715,13 @@ class KeyStore:
             promoted = replace(pending, status="active")
             self._write([*records, promoted])
             if old is not None:
-                with contextlib.suppress(KeyNotFound):
-                    self.keychain.delete(old.kip)
+                if old.protection != "hardware":
+                    with contextlib.suppress(KeyNotFound):
+                        self.keychain.delete(old.kip)
                 self._forget(old.kip)
-            return promoted
+        if old is not None and old.protection == "hardware":
+            self._hw_logout(old.kip)
+        return promoted
 
     def delete(self, record: KeyRecord) -> None:
         """Delete the record (and the keychain item). A hardware key stays on its token."""
@@ -726,13 +743,20 @@ class KeyStore:
         for hook in self.forget_hooks:
             hook(kip)
 
-    def signing_key(self, record: KeyRecord, *, approved: bool = False) -> SigningKey:
+    def signing_key(
+        self, record: KeyRecord, *, approved: bool = False, may_ask: bool = True,
+        purpose: str | None = None,
+    ) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
         asks for the passphrase of a protected key, and records the use.
 
         ``approved``: a human approved this use. Only such a use (or the unlock itself)
         restarts the idle lock's clock; a silent read signature never does, so a process
-        that keeps reading cannot keep a passphrase key unlocked."""
+        that keeps reading cannot keep a passphrase key unlocked.
+
+        ``may_ask``: False for a use nobody approved (a silent read): a hardware key whose
+        token is not logged in then fails instead of asking for its PIN. ``purpose`` ("to
+        sign the read cargo makes before a publish") is shown in the passphrase prompt."""
         if record.is_expired():
             raise KeyExpired(
                 f"the key for registry {record.registry} expired on {record.expires}; "
@@ -740,18 +764,18 @@ class KeyStore:
                 hint=f"rotate it: gui-approver key rotate --registry {record.registry}",
             )
         if record.protection == "hardware":
-            hw = self._hardware_key(record)
+            hw = self._hardware_key(record, may_ask=may_ask)
             self._note_used(record, approved=approved)
             return cast(SigningKey, hw)  # signs like one: kip, public_paserk, sign()
         with self._lock:
             key = self._cache.get(record.kip)
         if key is None:
-            key = self._load(record)
+            key = self._load(record, purpose)
         self._note_used(record, approved=approved)
         return key
 
     # -- hardware keys -----------------------------------------------------------------------
-    def _hardware_key(self, record: KeyRecord) -> Any:
+    def _hardware_key(self, record: KeyRecord, *, may_ask: bool = True) -> Any:
         """Check the token still holds the recorded key (no PIN needed), log in with the PIN
         if the token is not logged in (asked now: the request is already approved), and
         return the signer. A wrong PIN raises WrongPin and is never retried."""
@@ -769,11 +793,21 @@ class KeyStore:
                 f"({record.kip}); nothing was signed")
         pin_for_signature: Secret | None = None
         if not b.is_logged_in(hw.module, hw.uri):
+            if not may_ask:  # e.g. logged out (idle lock) since the request came in
+                raise KeyLocked(
+                    f"the security key for registry {record.registry} is not logged in and "
+                    "this request was not approved, so no PIN is asked; nothing was signed",
+                    hint="run the cargo command again (it will be shown for approval), or: "
+                         f"gui-approver key unlock --registry {record.registry}")
             pin = self._ask_pin(record, "enter the PIN of the security key to sign")
             b.login(hw.module, hw.uri, pin)
             if hw.always_authenticate:
                 pin_for_signature = pin
         elif hw.always_authenticate:
+            if not may_ask:
+                raise KeyLocked(
+                    f"the security key for registry {record.registry} asks for its PIN for "
+                    "every signature and this request was not approved; nothing was signed")
             pin_for_signature = self._ask_pin(
                 record, "this key asks for its PIN for every signature")
         with self._lock:
@@ -808,7 +842,7 @@ class KeyStore:
         b = pkcs11.backend_if_started()
         return b.logout(entry[1], entry[2]) if b is not None else False
 
-    def _load(self, record: KeyRecord) -> SigningKey:
+    def _load(self, record: KeyRecord, purpose: str | None = None) -> SigningKey:
         secret = self.keychain.get(record.kip)
         if secret is None:
             raise KeyNotFound(
@@ -819,7 +853,7 @@ class KeyStore:
         # Locked or not is decided by the item itself, never by keys.json (user-writable).
         wrapped = secret.expose().startswith(_WRAPPED_PREFIX)
         if wrapped:
-            key = self._unlock(record, secret)
+            key = self._unlock(record, secret, purpose)
         else:
             try:
                 key = SigningKey.from_paserk(secret)
@@ -837,7 +871,8 @@ class KeyStore:
                 self._unlocked_at[record.kip] = time.monotonic()
         return key
 
-    def _unlock(self, record: KeyRecord, wrapped: Secret) -> SigningKey:
+    def _unlock(self, record: KeyRecord, wrapped: Secret,
+                purpose: str | None = None) -> SigningKey:
         now = time.monotonic()
         with self._lock:
             count, until = self._failures.get(record.kip, (0, 0.0))
@@ -851,7 +886,11 @@ class KeyStore:
                 f"the key for registry {record.registry} is protected by a passphrase and is "
                 "locked; unlock it in the gui-approver app. Nothing was signed."
             )
-        why = "wrong passphrase, try again" if count else "unlock the key to sign"
+        why = "wrong passphrase, try again" if count else (
+            f"unlock the key {purpose}" if purpose else "unlock the key to sign")
+        asker = getattr(self.unlocker, "ask_verified", None)
+        if callable(asker):
+            return self._unlock_in_prompt(record, wrapped, why, asker)
         passphrase = self.unlocker(record, why)
         if passphrase is None:
             raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
@@ -871,6 +910,37 @@ class KeyStore:
             self._failures.pop(record.kip, None)
         if key.kip == record.kip:
             self._rewrap_if_weak(record, key, wrapped, passphrase)
+        return key
+
+    def _unlock_in_prompt(self, record: KeyRecord, wrapped: Secret, why: str,
+                          asker: Any) -> SigningKey:
+        """An unlocker that checks each passphrase while its prompt stays open: a wrong one
+        keeps the prompt ("wrong passphrase, N s before the next try"), within its deadline.
+        The backoff is the same as between separate prompts."""
+
+        def attempt(passphrase: Secret) -> SigningKey | float:
+            with self._lock:
+                count, until = self._failures.get(record.kip, (0, 0.0))
+            if time.monotonic() < until:
+                return until - time.monotonic()
+            try:
+                key = SigningKey.from_wrapped(wrapped, passphrase)
+            except WrongPassphrase:
+                count += 1
+                wait = min(2.0**count, _MAX_BACKOFF)
+                with self._lock:
+                    self._failures[record.kip] = (count, time.monotonic() + wait)
+                return wait
+            with self._lock:
+                self._failures.pop(record.kip, None)
+            if key.kip == record.kip:
+                self._rewrap_if_weak(record, key, wrapped, passphrase)
+            return key
+
+        key = asker(record, why, attempt)
+        if not isinstance(key, SigningKey):
+            raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
+                            "nothing was signed")
         return key
 
     def _rewrap_if_weak(
@@ -928,8 +998,12 @@ class KeyStore:
             return record.kip in self._cache
 
     def needs_login(self, record: KeyRecord) -> bool:
-        """A hardware key whose token is not logged in: using it will ask for the PIN."""
-        return record.protection == "hardware" and not self.is_unlocked(record)
+        """A hardware key that will ask for its PIN when used: its token is not logged in,
+        or it asks the PIN for every signature (CKA_ALWAYS_AUTHENTICATE)."""
+        if record.protection != "hardware":
+            return False
+        hw = record.hardware
+        return (hw is not None and hw.always_authenticate) or not self.is_unlocked(record)
 
     def lock(self) -> int:
         """Forget every unwrapped passphrase-protected key and log out of every token.
