@@ -1,5 +1,12 @@
 """Fixtures for a real, isolated test environment (no mocks). Helpers: tests/envtools.py.
 
+Layout (this directory is on sys.path, so the helper modules here import from every subdir):
+  unit/         pure in-process and fast (`make check`): no keychain daemon, app subprocess,
+                cargo or X server; a unit test asking for such a fixture is a collection error
+  integration/  real gnome-keyring, app/bridge subprocesses, sockets, the HTTP registry, SoftHSM2
+  e2e/          the real cargo (marked ``e2e`` here)
+  gui/          Qt widgets (pytest-qt, offscreen) and windows/attacks under Xvfb (marked ``gui``)
+
 Isolation applied to *every* test (nothing to request):
   * at start-up the pytest process drops DBUS_SESSION_BUS_ADDRESS, PYTHON_KEYRING_BACKEND,
     GNOME_KEYRING_*, DISPLAY, WAYLAND_DISPLAY, XAUTHORITY and sets QT_QPA_PLATFORM=offscreen,
@@ -40,6 +47,7 @@ from pathlib import Path
 import envtools
 import pytest
 import softhsm as softhsm_tools
+from cargo_harness import harness  # noqa: F401 - the e2e harness fixture
 from hypothesis import settings
 
 settings.register_profile("ci", max_examples=10_000, deadline=None, database=None)
@@ -68,6 +76,34 @@ def pytest_configure(config: pytest.Config) -> None:
     # check, a bare pytest) a few hundred. HYPOTHESIS_PROFILE picks one explicitly.
     settings.load_profile(
         os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+TESTS = Path(__file__).resolve().parent
+# Directory -> marker applied to every test in it.
+_DIR_MARKERS = {"e2e": "e2e", "gui": "gui"}
+# Fixtures that start a real component: not in unit/.
+_NOT_IN_UNIT = frozenset({"secret_service", "app_env", "gui_env", "no_keychain", "xvfb_display",
+                          "node_verifier", "softhsm", "harness"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    bad = []
+    for item in items:
+        try:
+            kind = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        marker = _DIR_MARKERS.get(kind)
+        if marker is not None:
+            item.add_marker(marker)
+        if kind == "unit":
+            real = _NOT_IN_UNIT.intersection(getattr(item, "fixturenames", ()))
+            if real:
+                bad.append(f"{item.nodeid} uses {', '.join(sorted(real))}")
+    if bad:
+        raise pytest.UsageError(
+            "tests/unit/ is for in-process tests; move these to tests/integration/ (or e2e/, "
+            "gui/):\n  " + "\n  ".join(bad))
 
 
 class AppEnv(dict[str, str]):

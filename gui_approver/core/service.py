@@ -28,13 +28,14 @@ from gui_approver.client.protocol import (
 )
 from gui_approver.core import ipc
 from gui_approver.core.approval import (
+    Action,
     ApprovalRequest,
     Approver,
     Decision,
     decide_safely,
     is_loopback_index,
 )
-from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.core.audit import AuditError, AuditLog, Verdict, token_fingerprint
 from gui_approver.core.keys.bearer import TokenRecord, bearer_store, check_token, fingerprint
 from gui_approver.core.keys.history_mac import HistoryMac
 from gui_approver.core.keys.store import (
@@ -85,7 +86,7 @@ class SignEvent:
 
     request: CredentialRequest
     provenance: Provenance
-    decision: str  # "signed" | "denied" | "error"
+    decision: Verdict  # SIGNED, DENIED or ERROR
     reason: str
     kip: str | None
 
@@ -150,18 +151,18 @@ class SigningService:
                     return self._logout(request, provenance, watch)
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
-            self._record_quietly(request, provenance, "error", str(exc), None)
-            self._emit(request, provenance, "error", str(exc), None)
+            self._record_quietly(request, provenance, Verdict.ERROR, str(exc), None)
+            self._emit(request, provenance, Verdict.ERROR, str(exc), None)
             return Outcome(protocol.cargo_error(exc))
         except Exception as exc:
             log.exception("internal error handling %s", request.describe())
             reason = f"internal error ({type(exc).__name__})"
-            self._record_quietly(request, provenance, "error", reason, None)
+            self._record_quietly(request, provenance, Verdict.ERROR, reason, None)
             return Outcome(protocol.err_other(f"gui-approver: {reason}"))
 
     # ------------------------------------------------------------------------------------
     def _record(
-        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
         kip: str | None, *, token: str | None = None,
     ) -> None:
         """Append one audit record (fsync-ed); raise AuditError when it cannot be written."""
@@ -183,7 +184,7 @@ class SigningService:
         )
 
     def _record_quietly(
-        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
         kip: str | None,
     ) -> None:
         """Record a decision that releases nothing (a denial, an error): best effort."""
@@ -196,7 +197,7 @@ class SigningService:
 
     # ------------------------------------------------------------------------------------
     def _emit(
-        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
         kip: str | None,
     ) -> None:
         if self.on_event is None:
@@ -357,8 +358,8 @@ class SigningService:
                     f"{request.describe()} was denied in gui-approver ({decision.reason})"
                 )
                 log.info("%s", message)
-                self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
-                self._emit(request, prov, "denied", decision.reason, cred.kid)
+                self._record_quietly(request, prov, Verdict.DENIED, decision.reason, cred.kid)
+                self._emit(request, prov, Verdict.DENIED, decision.reason, cred.kid)
                 return Outcome(protocol.err_other(message))
             reason = decision.reason
         elif cred.kind == "token":
@@ -370,11 +371,11 @@ class SigningService:
                                      may_ask=needs_approval)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
-            self._record(request, prov, "signed", reason, cred.kid, token=token)
+            self._record(request, prov, Verdict.SIGNED, reason, cred.kid, token=token)
         except AuditError as exc:
             del token
             log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
-            self._emit(request, prov, "error", str(exc), cred.kid)
+            self._emit(request, prov, Verdict.ERROR, str(exc), cred.kid)
             return Outcome(protocol.cargo_error(AuditError(
                 f"{request.describe()} was denied because the decision could not be recorded: "
                 f"{exc}", hint=exc.hint,
@@ -382,13 +383,14 @@ class SigningService:
         cache = self.release.cache(cred, mutation)
         log.info("%s %s for %s with %s", "released" if cred.kind == "token" else "signed",
                  request.describe(), request.registry.label(), cred.kid)
-        self._emit(request, prov, "signed", "approved" if needs_approval else "read", cred.kid)
+        self._emit(request, prov, Verdict.SIGNED, "approved" if needs_approval else "read",
+                   cred.kid)
         if mutation:
             self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
     # -- login / logout: every one is approved in a dialog that says what will happen -------
-    def _ask(self, request: CredentialRequest, prov: Provenance, action: str, detail: str,
+    def _ask(self, request: CredentialRequest, prov: Provenance, action: Action, detail: str,
              key: KeyRecord | None, *, watch: Watch | None,
              bearer: TokenRecord | None = None) -> Decision:
         decision, _asked = self._approve(ApprovalRequest(
@@ -431,16 +433,16 @@ class SigningService:
                       f"for registry {registry}")
         else:
             detail = f"generate a new asymmetric key for registry {registry}"
-        decision = self._ask(request, prov, "login", detail, None, watch=watch)
+        decision = self._ask(request, prov, Action.LOGIN, detail, None, watch=watch)
         if not decision.approved:
-            self._record_quietly(request, prov, "denied", decision.reason, None)
+            self._record_quietly(request, prov, Verdict.DENIED, decision.reason, None)
             return Outcome(protocol.err_other(
                 f"gui-approver: `cargo login` for {registry} was denied ({decision.reason}); "
                 "nothing was stored"))
         if given_token is not None:
             rec = self.release.tokens.add(given_token, registry=registry, index_url=index_url,
                                           origin="dialog")
-            self._record_quietly(request, prov, "token-stored", decision.reason,
+            self._record_quietly(request, prov, Verdict.TOKEN_STORED, decision.reason,
                                  f"bearer:sha256:{rec.fingerprint}")
             return Outcome(protocol.ok_login(), (
                 f"gui-approver: stored the bearer token for {registry} in the keychain "
@@ -452,7 +454,7 @@ class SigningService:
         record = self.store.add(key, registry=registry, index_url=index_url, subject=subject,
                                 origin="dialog")
         note = "imported the given key" if given_key else "generated a new key"
-        self._record_quietly(request, prov, "key-created", note, record.kip)
+        self._record_quietly(request, prov, Verdict.KEY_CREATED, note, record.kip)
         notice = (
             f"gui-approver: registry {registry} {note}; its public key is\n{record.public}\n"
             f"(key id {record.kip}). Register this public key with the registry."
@@ -520,16 +522,16 @@ class SigningService:
                       f"{record.registry} from the keychain")
         else:
             detail = f"delete the key {record.kip} of registry {record.registry}"
-        decision = self._ask(request, prov, "logout", detail, record, watch=watch,
+        decision = self._ask(request, prov, Action.LOGOUT, detail, record, watch=watch,
                              bearer=cred.bearer)
         if not decision.approved:
-            self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
+            self._record_quietly(request, prov, Verdict.DENIED, decision.reason, cred.kid)
             return Outcome(protocol.err_other(
                 f"deleting the {'token' if cred.kind == 'token' else 'key'} for "
                 f"{record.registry} was denied in gui-approver ({decision.reason})"
             ))
         try:
-            self._record(request, prov, "key-deleted", decision.reason, cred.kid)
+            self._record(request, prov, Verdict.KEY_DELETED, decision.reason, cred.kid)
         except AuditError as exc:
             return Outcome(protocol.cargo_error(AuditError(
                 f"the key for {record.registry} was not deleted because the decision could "

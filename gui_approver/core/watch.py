@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -473,7 +474,8 @@ class Fetcher:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        send = {"User-Agent": f"gui-approver-watch/{__version__}", **(headers or {})}
+        send = {"User-Agent": f"gui-approver-watch/{__version__}",
+                "Accept-Encoding": "gzip", **(headers or {})}
         self.requests += 1
         for attempt in (1, 2):
             conn, reused = self._connection(parts)
@@ -495,6 +497,11 @@ class Fetcher:
             if resp.will_close:
                 self._drop(parts)
             self.bytes += len(body)
+            encoding = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+            if encoding == "gzip":
+                body = _gunzip(body, limit, what or url)
+            elif encoding != "identity":
+                raise WatchError(f"{what or url} came with an unknown encoding {encoding!r}")
             return resp.status, body, resp.headers
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -547,6 +554,21 @@ class Fetcher:
                 else None,
             )
         return _Fetched(200, body, h.get("ETag"), h.get("Last-Modified"))
+
+
+def _gunzip(data: bytes, limit: int, what: str) -> bytes:
+    """Decompress a gzip body, never to more than ``limit`` bytes (a bomb stops early)."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise WatchError(f"{what} is larger than {limit} bytes once decompressed; not read")
+        out += d.flush()
+    except zlib.error as exc:
+        raise WatchError(f"{what}: bad gzip data ({exc})") from None
+    if not d.eof:
+        raise WatchError(f"{what}: truncated gzip data")
+    return out
 
 
 def parse_index_file(data: bytes, crate: str, url: str) -> dict[str, tuple[str, bool]]:

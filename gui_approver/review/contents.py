@@ -6,7 +6,7 @@ lists what is inside: every file with its size and sha256, and the manifest's de
 license and repository. The approval stays bound to exact bytes: a listing is produced from
 the very bytes that were hashed, and nothing is listed for a file whose hash differs.
 
-Measured with cargo 1.95 while the publish request is pending (see tests/test_contents.py):
+Measured with cargo 1.95 while the publish request is pending (see tests/unit/test_contents.py):
 cargo packages into ``<target>/package/tmp-crate/<name>-<vers>.crate`` (plus a copy in
 ``<target>/package/tmp-registry/``), keeps that file **open** until the upload, and for
 ``cargo publish --workspace`` keeps every packaged ``.crate`` of the run open. ``cargo

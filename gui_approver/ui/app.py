@@ -295,6 +295,13 @@ class StatusWindow(QWidget):
         row.addWidget(lock_button)
         row.addWidget(quit_button)
         layout.addLayout(row)
+        # What the last action did ("Lock now": how many keys were locked).
+        self.feedback = QLabel()
+        self.feedback.setObjectName("feedback")
+        self.feedback.setTextFormat(Qt.TextFormat.PlainText)
+        self.feedback.setWordWrap(True)
+        self.feedback.hide()
+        layout.addWidget(self.feedback)
         self.setMinimumWidth(560)
 
     def fit(self) -> None:
@@ -421,6 +428,7 @@ class GuiApp(QObject):
             log.warning("not showing the welcome window: %s", exc)
             return
         self.first_run_window = FirstRunWindow(self.store, cargo_home=self.cargo_home)
+        self.first_run_window.changed.connect(self._refresh)  # "Keys: none yet" no more
         self.first_run_window.show()
 
     def _recheck_tray(self) -> None:
@@ -497,6 +505,7 @@ class GuiApp(QObject):
     def show_keys(self) -> None:
         if self.keys_window is None:
             self.keys_window = KeyManagerWindow(self.store)  # the app's store: shared cache
+            self.keys_window.changed.connect(self._refresh)
         self.keys_window.refresh()
         bring_forward(self.keys_window)
 
@@ -591,11 +600,22 @@ class GuiApp(QObject):
             self._locked.emit()
         return text
 
-    def lock_now(self) -> None:
+    def lock_now(self) -> str:
+        """Forget unlocked keys; says what happened (tray message, status window, key
+        manager) and returns that text."""
         self.service.end_batches()
         n = self.store.lock()
         log.info("locked %d unlocked key(s) on request", n)
+        text = (f"Locked {n} key{'' if n == 1 else 's'}: the next use asks for the passphrase "
+                "again." if n else "No key was unlocked: nothing to lock.")
+        self.notify("Lock now", text)
+        if self.status_window is not None:
+            self.status_window.feedback.setText(text)
+            self.status_window.feedback.show()
+        if self.keys_window is not None and self.keys_window.isVisible():
+            self.keys_window.refresh()
         self._refresh()
+        return text
 
     def _lock_if_idle(self) -> None:
         n = self.store.lock_if_idle(self.settings.idle_lock_minutes * 60)
@@ -768,7 +788,8 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     prepare_accessibility(settings.paranoid_accessibility)  # must precede the QApplication
     app = QApplication(sys.argv[:1])
     app.setApplicationName("gui-approver")
-    app.setApplicationDisplayName("gui-approver")
+    # No display name: Qt would append " — gui-approver" to titles that already start
+    # with "gui-approver: " (#14).
     app.setQuitOnLastWindowClosed(False)
     style.install(app)  # focus rings, readable grey text (#14)
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,

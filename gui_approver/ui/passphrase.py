@@ -103,9 +103,12 @@ class PassphraseDialog(QDialog):
             key.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
             val = _plain(value, mono=mono)
             val.setAccessibleName(name)
+            if mono:
+                val.setWordWrap(False)  # URLs and key ids: never broken mid-word
             grid.addWidget(key, r, 0)
             grid.addWidget(val, r, 1)
             self.field_labels[name] = val
+        grid.setColumnStretch(1, 1)
         layout.addLayout(grid)
 
         why = why.strip().rstrip(".")

@@ -58,6 +58,8 @@ def render(out: Path, tmp: Path) -> list[Path]:
     page.other.setChecked(True)
     page.name_edit.setText("my-registry")
     page.index_edit.setText("sparse+https://my.registry.example/index/")
+    if hasattr(page, "kind_key"):
+        page.kind_key.setChecked(True)  # an asymmetric key (not a bearer token)
     wizard.next()
     wizard.next()
     wizard.next()
