@@ -81,12 +81,11 @@ class Harness:
 
 
 @pytest.fixture
-def harness(qtbot, app_env, tmp_path):
+def harness(qtbot, gui_app, app_env, tmp_path):
     registry = DemoRegistry(tmp_path / "registry-data")
     registry.start()
     store = KeyStore(KeyringKeychain())
-    gui = GuiApp(store, Settings())
-    gui.start()
+    gui = gui_app(store, Settings())
     rec = store.create(registry="local", index_url=registry.index_url)
     registry.add_key(RegisteredKey(public=rec.public))
     rc = subprocess.run(
@@ -100,7 +99,7 @@ def harness(qtbot, app_env, tmp_path):
     h.dialogs = []
     h.record = rec
     yield h
-    gui.stop()
+    gui.stop()  # (gui_app would too, but after the leak scan below)
     registry.stop()
     # Leak scan: every file the app, the bridge and cargo wrote (XDG dirs incl. logs, audit
     # and history, the runtime dir, CARGO_HOME, the registry) plus everything cargo printed

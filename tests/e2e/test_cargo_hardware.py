@@ -21,7 +21,6 @@ from gui_approver.core.settings import Settings
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
 from gui_approver.secret import Secret
-from gui_approver.ui.app import GuiApp
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +63,7 @@ class HwHarness:
 
 
 @pytest.fixture
-def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
+def hw_harness(qtbot, gui_app, app_env, softhsm, tmp_path, monkeypatch):
     softhsm.init_token("gat-token")
     app_env.update(softhsm.env)
     registry = DemoRegistry(tmp_path / "registry-data")
@@ -76,8 +75,7 @@ def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
     rec = store.add_hardware(info, registry="local", index_url=registry.index_url,
                              subject=None)
     registry.add_key(RegisteredKey(public=rec.public))
-    gui = GuiApp(store, Settings())
-    gui.start()
+    gui = gui_app(store, Settings())
     rc = subprocess.run(
         [CLI, "configure-cargo", "--registry", "local", "--index", registry.index_url],
         env=app_env, capture_output=True, text=True,
@@ -87,7 +85,7 @@ def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
     env["CARGO_TERM_COLOR"] = "never"
     h = HwHarness(qtbot, env, tmp_path, registry, gui, rec)
     yield h
-    gui.stop()
+    gui.stop()  # (gui_app would too, but after the leak scan below)
     registry.stop()
     for pin in (PIN, WRONG_PIN):
         hits = scan_pin(pin, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
