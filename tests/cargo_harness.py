@@ -23,17 +23,6 @@ BRIDGE = str(BIN / "cargo-credential-gui-approver")
 CLI = str(BIN / "gui-approver")
 
 
-def make_crate(root: Path, name: str, vers: str = "0.1.0", deps: str = "") -> Path:
-    d = root / name
-    (d / "src").mkdir(parents=True)
-    (d / "Cargo.toml").write_text(
-        f'[package]\nname = "{name}"\nversion = "{vers}"\nedition = "2021"\n'
-        f'description = "test crate {name}"\nlicense = "MIT"\n\n[dependencies]\n{deps}'
-    )
-    (d / "src" / "lib.rs").write_text(f"pub fn {name.replace('-', '_')}() -> u32 {{ 42 }}\n")
-    return d
-
-
 def cargo(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["cargo", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

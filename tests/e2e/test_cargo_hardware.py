@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cargo_harness import BRIDGE, CLI, PUBLISH, cargo, harness_pem, make_crate
+from cargo_harness import BRIDGE, CLI, PUBLISH, cargo, harness_pem
+from factories import write_crate
 from leakscan import scan_pin
 from PySide6.QtCore import Qt
 from softhsm import PIN, WRONG_PIN
@@ -96,7 +97,7 @@ def hw_harness(qtbot, gui_app, app_env, softhsm, tmp_path, monkeypatch):
 def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier):
     h = hw_harness
     assert Path(BRIDGE).exists()
-    crate = make_crate(h.tmp, "hwalpha")
+    crate = write_crate(h.tmp, "hwalpha")
     proc = cargo(PUBLISH, crate, h.env)
     # cargo reads the (auth-required) index first: the token is logged out, so even the read
     # is approved before the PIN is asked; then the publish itself is approved.
@@ -114,7 +115,7 @@ def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier
     assert json.loads(payload["footer"])["kip"] == h.record.kip
     # The login is the PIN cache: the next publish asks only for approval.
     h.events.clear()
-    proc = cargo(PUBLISH, make_crate(h.tmp, "hwbeta"), h.env)
+    proc = cargo(PUBLISH, write_crate(h.tmp, "hwbeta"), h.env)
     h.approve_next(proc)
     rc, _out, err = h.finish(proc)
     assert rc == 0, err
@@ -126,7 +127,7 @@ def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier
 
 def test_wrong_pin_is_a_clear_error_and_not_retried(hw_harness):
     h = hw_harness
-    proc = cargo(PUBLISH, make_crate(h.tmp, "hwgamma"), h.env)
+    proc = cargo(PUBLISH, write_crate(h.tmp, "hwgamma"), h.env)
     h.approve_next(proc)
     h.enter_pin(proc, WRONG_PIN)
     rc, _out, err = h.finish(proc)
@@ -141,7 +142,7 @@ def test_missing_token_is_a_clear_error_before_any_pin(hw_harness, softhsm):
     h = hw_harness
     pkcs11.reset_backend()
     softhsm.delete_token("gat-token")
-    proc = cargo(PUBLISH, make_crate(h.tmp, "hwdelta"), h.env)
+    proc = cargo(PUBLISH, write_crate(h.tmp, "hwdelta"), h.env)
     h.approve_next(proc)
     rc, _out, err = h.finish(proc)
     assert rc != 0

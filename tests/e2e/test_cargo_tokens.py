@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cargo_harness import BRIDGE, CLI, cargo, make_crate
+from cargo_harness import BRIDGE, CLI, cargo
+from factories import write_crate
 from leakscan import scan
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
@@ -120,7 +121,7 @@ def test_import_then_publish_yank_owner_each_approved(token_harness):
     rec = bearer_store(KeyStore(KeyringKeychain())).find(h.registry.index_url)
     assert rec is not None and rec.origin == "cli"
 
-    crate = make_crate(h.tmp, "tokcrate")
+    crate = write_crate(h.tmp, "tokcrate")
     publish = ["publish", "--registry", "local", "--no-verify", "--allow-dirty"]
     rc, _out, err = h.run(publish, crate, decide=["approve"])
     assert rc == 0, err
@@ -134,7 +135,7 @@ def test_import_then_publish_yank_owner_each_approved(token_harness):
     assert dialog["Token scopes"] == "scopes unknown"
 
     # Denied: nothing published, cargo shows our message.
-    other = make_crate(h.tmp, "denied-crate")
+    other = write_crate(h.tmp, "denied-crate")
     rc, _out, err = h.run(publish, other, decide=["deny"])
     assert rc != 0 and "publish of denied-crate 0.1.0 was denied in gui-approver" in err
     assert "denied-crate" not in h.registry.crates()
@@ -171,7 +172,7 @@ def test_a_read_on_an_auth_required_token_registry_asks(qtbot, gui_app, app_env,
                             timeout=60)
         assert cc.returncode == 0, cc.stderr
         h.outputs += [add.stdout.encode(), add.stderr.encode(), cc.stdout.encode()]
-        crate = make_crate(h.tmp, "lockedcrate")
+        crate = write_crate(h.tmp, "lockedcrate")
         rc, _out, err = h.run(["publish", "--registry", "locked", "--no-verify",
                                "--allow-dirty"], crate, approve_all=True)
         assert rc == 0, err
