@@ -100,7 +100,7 @@ def _app_command() -> list[str]:
 
 #: Variables cargo's environment may carry that would change what code the app runs.
 _UNSAFE_ENV_PREFIXES = ("LD_", "PYTHON", "QT_PLUGIN", "QT_QPA_PLATFORM_PLUGIN", "QML", "GCONV_")
-_UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "GUI_APPROVER_TEST_HOLD_SECONDS", "MALLOC_CHECK_",
+_UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "MALLOC_CHECK_",
                          "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH"})
 
 

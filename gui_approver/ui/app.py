@@ -29,6 +29,7 @@ from gui_approver import __version__
 from gui_approver.core import ipc
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.hardening import harden_process
+from gui_approver.core.keys.bearer import bearer_store
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, unlock_registry
 from gui_approver.core.service import SignEvent, SigningService, ipc_handler
 from gui_approver.core.sessionlock import SessionLockWatcher
@@ -421,7 +422,7 @@ class GuiApp(QObject):
     def _maybe_first_run(self) -> None:
         """The welcome window, when no key exists yet. Non-modal: start-up goes on."""
         try:
-            if self.store.list():
+            if self.store.list() or bearer_store(self.store).list():
                 return
         except Exception as exc:  # noqa: BLE001 - a damaged index is reported elsewhere
             log.warning("not showing the welcome window: %s", exc)
@@ -635,7 +636,10 @@ class GuiApp(QObject):
         parts.append(f"{n} request(s) waiting for you." if n else "No requests waiting.")
         try:
             keys = self.store.list()
-            parts.append(f"Keys: {', '.join(r.registry for r in keys) or 'none yet'}.")
+            tokens = bearer_store(self.store).list()
+            parts.append("Keys: " + (", ".join(
+                [f"{r.registry} (asymmetric)" for r in keys]
+                + [f"{t.registry} (bearer token)" for t in tokens]) or "none yet") + ".")
         except Exception as exc:  # noqa: BLE001
             parts.append(f"Keys unavailable: {exc}")
         if self.auto_approve_loopback:

@@ -1077,7 +1077,13 @@ class ApprovalDialog(QDialog):
                  "pointer moved by software" if why == POINTER_MOVED_BY_SOFTWARE
                  else "input from software")
         self.refused_label.setText(text)
-        self.refused_label.show()
+        if self.refused_label.isHidden():
+            self.refused_label.show()
+            if self.review is None:  # grow by the message, without a band above the footer
+                layout = self.layout()
+                if layout is not None:
+                    layout.activate()
+                    self.resize(self.width(), layout.totalHeightForWidth(self.width()))
 
     def _on_guard_changed(self) -> None:
         if self._done:

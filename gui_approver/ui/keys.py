@@ -1303,19 +1303,29 @@ class DeleteKeyDialog(QDialog):
 
     deleted = Signal(object)
 
-    def __init__(self, store: KeyStore, record: KeyRecord, parent: QWidget | None = None):
+    def __init__(self, store: KeyStore, record: KeyRecord | TokenRecord,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.store = store
         self.record = record
         self.setObjectName("deleteDialog")
-        self.setWindowTitle(f"gui-approver: delete the key for {elide_middle(record.registry)}")
+        token = isinstance(record, TokenRecord)
+        self.setWindowTitle(f"gui-approver: delete the {'token' if token else 'key'} for "
+                            f"{elide_middle(record.registry)}")
         layout = QVBoxLayout(self)
-        what = "pending successor key" if record.status == "pending" else "key"
+        if isinstance(record, TokenRecord):
+            what = "bearer token"
+        else:
+            what = "pending successor key" if record.status == "pending" else "key"
         layout.addWidget(_bold(_plain(f"Delete the {what} for registry {record.registry}?"),
                                1.2))
-        layout.addWidget(_plain(f"Key id: {record.kip}", mono=True))
+        layout.addWidget(_plain(f"Token: sha256:{record.fingerprint}" if isinstance(
+            record, TokenRecord) else f"Key id: {record.kip}", mono=True))
         layout.addWidget(_plain(f"Index URL: {record.index_url}"))
-        if record.status == "pending":
+        if isinstance(record, TokenRecord):
+            consequence = ("The token is removed from the keychain. It still works at the "
+                           "registry until it expires or you revoke it there.")
+        elif record.status == "pending":
             consequence = ("The current key stays and keeps signing; the rotation is "
                            "abandoned. The secret of the successor is removed from the "
                            "keychain.")
@@ -1337,7 +1347,7 @@ class DeleteKeyDialog(QDialog):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setDefault(True)
         self.cancel_button.clicked.connect(self.reject)
-        self.delete_button = QPushButton("Delete key")
+        self.delete_button = QPushButton("Delete token" if token else "Delete key")
         self.delete_button.setAutoDefault(False)
         self.delete_button.clicked.connect(self.delete)
         row.addWidget(self.cancel_button)
@@ -1353,7 +1363,10 @@ class DeleteKeyDialog(QDialog):
         if self.confirm_edit.text().strip() != self.record.registry:
             return False
         try:
-            self.store.delete(self.record)
+            if isinstance(self.record, TokenRecord):
+                flows.delete_token(self.store, self.record.registry)
+            else:
+                self.store.delete(self.record)
         except GuiApproverError as exc:
             _show_error(self.error, exc.full())
             return False
@@ -1753,15 +1766,15 @@ class KeyManagerWindow(QWidget):
         self.configure_button.setEnabled(tok is not None or self.selected_record() is not None)
         if tok is not None:
             self.rotate_button.setEnabled(False)
-            self.delete_button.setEnabled(False)
+            self.delete_button.setEnabled(True)
             self.copy_pem_button.setEnabled(False)
             self.details_box.setEnabled(True)
             self.detail_registry.setText(tok.registry)
             self.detail_index.setText(tok.index_url)
             self.detail_public.set_value("(a bearer token: nothing to register)")
             self.detail_kip.set_value(f"sha256:{tok.fingerprint}")
-            self._set_status(f"Bearer token of {tok.registry}: replace or delete it with "
-                             f"gui-approver token rotate|delete --registry {tok.registry}")
+            self._set_status(f"Bearer token of {tok.registry}: replace it with "
+                             f"gui-approver token rotate --registry {tok.registry}")
             return
         rec = self.selected_record()
         self.rotate_button.setEnabled(rec is not None)
@@ -1847,7 +1860,7 @@ class KeyManagerWindow(QWidget):
                          "deleted.")
 
     def delete_selected(self) -> DeleteKeyDialog | None:
-        rec = self.selected_record()
+        rec: KeyRecord | TokenRecord | None = self.selected_record() or self.selected_token()
         if rec is None:
             return None
         dialog = DeleteKeyDialog(self.store, rec, self)
@@ -1855,8 +1868,12 @@ class KeyManagerWindow(QWidget):
         self._open(dialog)
         return dialog
 
-    def _deleted(self, r: KeyRecord) -> None:
-        self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
+    def _deleted(self, r: KeyRecord | TokenRecord) -> None:
+        if isinstance(r, TokenRecord):
+            self._set_status(f"Deleted the bearer token for registry {r.registry} "
+                             f"(sha256:{r.fingerprint}); revoke it at the registry too.")
+        else:
+            self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
 
     def configure_cargo_selected(self) -> ConfigureCargoDialog | None:
         rec: KeyRecord | TokenRecord | None = self.selected_record() or self.selected_token()

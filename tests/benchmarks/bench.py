@@ -522,10 +522,12 @@ HW_PIN = "bench-pin-4711"
 
 def bench_hardware(b: Bench) -> list[Row]:
     """Row 7: signing time per token and publish time, SoftHSM2 vs a keychain key."""
+    from fakes import MemoryKeychain
+
     from gui_approver.client.protocol import Get, Publish, RegistryInfo
     from gui_approver.core import tokens
     from gui_approver.core.keys import pkcs11
-    from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+    from gui_approver.core.keys.store import KeyStore, SigningKey
     from gui_approver.registry.server import add_key_to_file
     from gui_approver.registry.verify import RegisteredKey
     from gui_approver.secret import Secret
@@ -611,10 +613,11 @@ def bench_dialog(b: Bench) -> list[Row]:
 
 def _dialog_latencies(b: Bench) -> list[float]:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from fakes import MemoryKeychain
     from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+    from gui_approver.core.keys.store import KeyStore
     from gui_approver.core.settings import Settings
     from gui_approver.ui.app import GuiApp
 

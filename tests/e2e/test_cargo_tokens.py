@@ -183,3 +183,52 @@ def test_a_read_on_an_auth_required_token_registry_asks(qtbot, app_env, tmp_path
         assert h.registry.crates()["lockedcrate"][0]["vers"] == "0.1.0"
     finally:
         _stop(h, app_env)
+
+
+def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, app_env, tmp_path):
+    """The watch's "Revoke this token" gets the token from the app's bearer store: the
+    registry rejects it afterwards and the keychain no longer holds it."""
+    import urllib.error
+    import urllib.request
+
+    from gui_approver.core.keys import flows
+    from gui_approver.core.watch import Watch
+    from gui_approver.secret import Secret
+
+    h = _start(qtbot, app_env, tmp_path)
+    try:
+        store = h.gui.store
+        rec = flows.add_token(store, Secret(h.token), registry="local",
+                              index_url=h.registry.index_url, origin="cli")
+        stored = h.gui.token_source(h.registry.index_url)
+        assert stored.fingerprint == rec.fingerprint
+        token = stored.get()
+        assert token == Secret(h.token)
+        assert h.gui.token_source("sparse+http://127.0.0.1:9/none/") is None
+        Watch(tmp_path / "watch-state").revoke_token(h.registry.index_url, token,
+                                                     on_revoked=stored.delete)
+        assert bearer_store(store).find(h.registry.index_url) is None
+        assert KeyringKeychain().get(rec.account) is None
+        req = urllib.request.Request(f"{h.registry.api_url}/api/v1/crates/x/owners",
+                                     headers={"Authorization": h.token})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 403
+    finally:
+        _stop(h, app_env)
+
+
+def test_no_welcome_window_when_only_a_bearer_token_exists(qtbot, app_env):
+    from gui_approver.core.keys import flows
+    from gui_approver.secret import Secret
+
+    store = KeyStore(KeyringKeychain())
+    flows.add_token(store, Secret("cioOnlyATokenHere0123456789"), registry="crates-io",
+                    origin="cli")
+    gui = GuiApp(store, Settings())
+    gui.start()
+    try:
+        assert gui.first_run_window is None
+        assert "crates-io (bearer token)" in gui.status_text()
+    finally:
+        gui.stop()

@@ -14,11 +14,12 @@ import hostile_archives as h
 import pyseto
 import pytest
 from factories import request
+from fakes import MemoryKeychain
 
 from gui_approver.client.protocol import Publish
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.ipc import UnixSocketServer
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.service import SigningService, ipc_handler
 from gui_approver.core.settings import Settings
 from gui_approver.registry.server import DemoRegistry

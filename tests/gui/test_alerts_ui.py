@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 from registry_tools import CARGO, bearer_publish, call, token_cargo
 
 from gui_approver.core.audit import AuditLog
 from gui_approver.core.keys.bearer import bearer_store
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.settings import Settings
 from gui_approver.core.watch import Watch
 from gui_approver.registry.server import DemoRegistry

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from fakes import MemoryKeychain
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.settings import Settings
 from gui_approver.secret import Secret
 from gui_approver.ui.app import GuiApp

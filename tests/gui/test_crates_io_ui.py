@@ -120,3 +120,22 @@ def test_first_run_moves_the_crates_io_token_and_only_then_points_cargo_at_the_b
     manager.refresh()
     manager.show()
     assert manager.token_warning.isVisible() and "crates-io" in manager.token_warning.text()
+
+
+def test_key_manager_deletes_a_bearer_token_after_the_name_is_typed(qtbot, store, cargo_home):
+    from gui_approver.core.keys import flows
+
+    rec = flows.add_token(store, Secret(TOKEN), registry="crates-io", origin="cli")
+    manager = KeyManagerWindow(store, cargo_home=cargo_home)
+    qtbot.addWidget(manager)
+    manager.show()
+    manager.table.selectRow(0)
+    assert manager.selected_token() == rec and manager.delete_button.isEnabled()
+    dialog = manager.delete_selected()
+    assert "bearer token" in dialog.windowTitle() or "token" in dialog.windowTitle()
+    assert not dialog.delete_button.isEnabled()
+    qtbot.keyClicks(dialog.confirm_edit, "crates-io")
+    click(qtbot, dialog.delete_button)
+    assert bearer_store(store).list() == []
+    assert KeyringKeychain().get(rec.account) is None
+    assert "revoke it at the registry" in manager.status.text()

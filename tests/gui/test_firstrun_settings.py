@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import shiboken6
+from fakes import MemoryKeychain
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
 from gui_approver.core import settings as settings_mod
 from gui_approver.core.keys import flows
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.settings import Settings
 from gui_approver.secret import Secret
 from gui_approver.ui import app as app_mod

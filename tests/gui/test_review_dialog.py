@@ -16,13 +16,14 @@ import hostile_archives as h
 import pyseto
 import pytest
 from cargo_harness import PUBLISH, cargo, make_crate
+from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.service import SigningService
 from gui_approver.core.settings import Settings
 from gui_approver.review.archive import UNSUPPORTED_WARNING

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pyseto
 import pytest
+from fakes import MemoryKeychain
 
 from gui_approver.client import framing, paths, protocol
 from gui_approver.core import ipc
 from gui_approver.core.approval import Decision
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.service import SigningService, ipc_handler
 
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")

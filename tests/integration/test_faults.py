@@ -3,8 +3,8 @@ a locked or absent keychain, a full disk under the audit log.
 
 The app is ``gui-approver app --no-gui`` started as a subprocess with the environment of
 ``app_env`` (a real gnome-keyring on a private bus) or ``no_keychain``. To have a request
-pending when the app is killed, it runs with ``GUI_APPROVER_TEST_HOLD_SECONDS``: the
-headless approver then holds a mutation for a while and denies it (it can never approve).
+pending when the app is killed, the test starts tests/holding_app.py instead: the same headless
+app with an approver that holds a mutation for a while and denies it (it can never approve).
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ import pyseto
 import pytest
 import tinyfs
 from envtools import spawn, stop_process, wait_for
+from fakes import MemoryKeychain
 from leakscan import scan
 
 from gui_approver.client import paths
 from gui_approver.core import audit, ipc
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore, MemoryKeychain, SigningKey
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
 
 VENV_BIN = Path(sys.executable).parent
 BRIDGE = str(VENV_BIN / "cargo-credential-gui-approver")
 APP = [str(VENV_BIN / "gui-approver"), "app", "--no-gui"]
+HOLDING_APP = [sys.executable, str(Path(__file__).resolve().parents[1] / "holding_app.py")]
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 READ = {"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
         "operation": "read"}
@@ -42,12 +44,12 @@ PUBLISH = {"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "g
 class App:
     """One ``gui-approver app --no-gui`` process and its log."""
 
-    def __init__(self, env: dict[str, str], log: Path, **extra: str) -> None:
-        self.env = {**env, **extra}
+    def __init__(self, env: dict[str, str], log: Path, command: list[str] = APP) -> None:
+        self.env = env
         self.log = log
         self.socket_dir = paths.socket_dir(self.env)
         self.offset = log.stat().st_size if log.exists() else 0
-        self.proc = spawn(APP, env=self.env, log_path=log)
+        self.proc = spawn(command, env=self.env, log_path=log)
 
     def wait_ready(self) -> None:
         def ready() -> bool:
@@ -98,7 +100,7 @@ def token_claims(key: SigningKey, token: str) -> dict[str, Any]:
 
 def test_sigkill_while_a_bridge_waits_then_restart(app_env, key, tmp_path):
     log = tmp_path / "app.log"
-    app = App(app_env, log, GUI_APPROVER_TEST_HOLD_SECONDS="60")
+    app = App(app_env, log, [*HOLDING_APP, "60"])
     outputs: list[str] = []
     try:
         app.wait_ready()
@@ -149,6 +151,20 @@ def test_sigkill_while_a_bridge_waits_then_restart(app_env, key, tmp_path):
         outputs.append(again.text())
     assert [r["decision"] for r in audit.read_recent(10)] == ["signed"]  # the held one: killed
     assert scan(key, paths=[app_env.dirs.root, app_env.dirs.runtime_dir], texts=outputs) == []
+
+
+def test_no_environment_variable_makes_the_real_app_hold_a_request(app_env, key, tmp_path):
+    # Holding a request is a test fake injected by tests/holding_app.py; the package has no
+    # switch for it (the old GUI_APPROVER_TEST_HOLD_SECONDS is gone): the app denies at once.
+    env = {**app_env, "GUI_APPROVER_TEST_HOLD_SECONDS": "60"}
+    app = App(env, tmp_path / "app.log")
+    try:
+        app.wait_ready()
+        result = run_bridge(env, PUBLISH)
+        assert "nobody can approve" in answer(result)["Err"]["message"]
+        assert "test hold" not in app.text()
+    finally:
+        app.stop()
 
 
 def test_a_live_socket_is_never_unlinked(app_env, key, tmp_path):

@@ -12,6 +12,7 @@ import pyseto
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fakes import MemoryKeychain
 from softhsm import PIN, WRONG_PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
@@ -19,7 +20,6 @@ from gui_approver.core import tokens
 from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import (
     KeyStore,
-    MemoryKeychain,
     parse_public_paserk,
     paserk_pid,
     public_paserk_from_key,

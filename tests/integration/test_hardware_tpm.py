@@ -13,12 +13,13 @@ from pathlib import Path
 import pyseto
 import pytest
 import softhsm
+from fakes import MemoryKeychain
 from softhsm import PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
 from gui_approver.core import tokens
 from gui_approver.core.keys import pkcs11
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.secret import Secret
 
 pytestmark = pytest.mark.slow

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 from envtools import start_session_bus, wait_for
+from fakes import MemoryKeychain
 from jeepney import DBusAddress, new_signal
 from jeepney.bus_messages import message_bus
 from softhsm import PIN
 
 from gui_approver.core.keys import pkcs11
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.sessionlock import LOGIND, SessionLockWatcher
 from gui_approver.secret import Secret
 

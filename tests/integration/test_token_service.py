@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fakes import MemoryKeychain
 from leakscan import scan
 
 from gui_approver.client import framing, paths
@@ -19,7 +20,7 @@ from gui_approver.core import ipc
 from gui_approver.core.approval import Decision, DenyAll
 from gui_approver.core.audit import AuditLog
 from gui_approver.core.keys.bearer import READ_PLACEHOLDER, bearer_store
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore, MemoryKeychain, SigningKey
+from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
 from gui_approver.core.service import SigningService, ipc_handler
 from gui_approver.secret import Secret
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import tinyfs
 from factories import request
+from fakes import MemoryKeychain
 from leakscan import scan
 
 from gui_approver.client.framing import Provenance
@@ -22,7 +23,7 @@ from gui_approver.client.protocol import parse_request
 from gui_approver.core import audit
 from gui_approver.core.approval import Decision
 from gui_approver.core.audit import AuditError, AuditLog, read_recent
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+from gui_approver.core.keys.store import KeyStore, SigningKey
 from gui_approver.core.service import SigningService
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"

@@ -252,10 +252,11 @@ def forge_previous(root: Path, genuine, fake) -> None:
 
 
 def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
+    from fakes import MemoryKeychain
+
     from gui_approver.client.framing import Provenance
     from gui_approver.client.protocol import parse_request
     from gui_approver.core.keys.history_mac import HISTORY_MAC_ACCOUNT, HistoryMac
-    from gui_approver.core.keys.store import MemoryKeychain
     from gui_approver.review import request as review_mod
     from gui_approver.review.history import INTEGRITY_NOTE
     from gui_approver.review.request import Inspector
@@ -286,8 +287,9 @@ def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
 
 
 def test_edited_or_unsigned_entries_fail_and_other_keys_do_not_verify(tmp_path):
+    from fakes import MemoryKeychain
+
     from gui_approver.core.keys.history_mac import HistoryMac
-    from gui_approver.core.keys.store import MemoryKeychain
 
     keychain = MemoryKeychain()
     root = tmp_path / "history"
@@ -307,9 +309,11 @@ def test_edited_or_unsigned_entries_fail_and_other_keys_do_not_verify(tmp_path):
 
 
 def test_service_keeps_the_history_key_in_the_keychain(tmp_path):
+    from fakes import MemoryKeychain
+
     from gui_approver.core.approval import Decision
     from gui_approver.core.keys.history_mac import HISTORY_MAC_ACCOUNT
-    from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+    from gui_approver.core.keys.store import KeyStore
     from gui_approver.core.service import SigningService
 
     keychain = MemoryKeychain()

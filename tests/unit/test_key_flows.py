@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakes import MemoryKeychain
 
 from gui_approver.core import cargo_config
 from gui_approver.core.keys import flows
-from gui_approver.core.keys.store import KeyStore, MemoryKeychain, SigningKey
+from gui_approver.core.keys.store import KeyStore, SigningKey
 from gui_approver.errors import KeychainUnavailable, KeyExists
 
 INDEX = "sparse+http://127.0.0.1:8765/index/"

@@ -293,27 +293,6 @@ class KeyringKeychain:
         return f"{type(b).__module__}.{type(b).__name__}"
 
 
-class MemoryKeychain:
-    """In-memory keychain for unit tests of the code above storage; never used by the app."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, Secret] = {}
-
-    def get(self, account: str) -> Secret | None:
-        return self.items.get(account)
-
-    def set(self, account: str, secret: Secret) -> None:
-        self.items[account] = secret
-
-    def delete(self, account: str) -> None:
-        if account not in self.items:
-            raise KeyNotFound("the keychain has no such item")
-        del self.items[account]
-
-    def describe(self) -> str:
-        return "memory (tests only)"
-
-
 # ---------------------------------------------------------------------------------------------
 # Records and the store
 
