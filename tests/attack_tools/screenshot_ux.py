@@ -117,7 +117,8 @@ def _software_input_dialog(app: object, path: Path) -> Path:
 
     from PySide6.QtCore import Qt
 
-    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
     from gui_approver.ui.dialog import ApprovalDialog
     from gui_approver.ui.guard import FROM_SOFTWARE

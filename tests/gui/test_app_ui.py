@@ -117,7 +117,8 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, tmp_path):
 
 
 def test_show_pending_request_unminimizes_the_dialog(qtbot, tmp_path):
-    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
 
     gui, _ = make_app(tmp_path)

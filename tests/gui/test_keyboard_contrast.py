@@ -11,7 +11,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QPushButton, QWidget
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.ui import style
 from gui_approver.ui.dialog import ApprovalDialog

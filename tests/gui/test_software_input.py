@@ -12,7 +12,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QInputEvent
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.ui.dialog import SOFTWARE_INPUT_NOTE, ApprovalDialog
 from gui_approver.ui.guard import FROM_SOFTWARE, InputGuard
