@@ -594,6 +594,10 @@ class ApprovalDialog(QDialog):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            # A Tab stop only while there is something to scroll (#14).
+            scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            scroll.verticalScrollBar().rangeChanged.connect(self._scroll_range_changed)
+            self._scroll = scroll
             content = QWidget()
             content.setObjectName("reviewContent")
             body = QVBoxLayout(content)
@@ -1068,6 +1072,10 @@ class ApprovalDialog(QDialog):
                 self.deny_button.setFocus(Qt.FocusReason.OtherFocusReason)
             return True
         return False
+
+    def _scroll_range_changed(self, _low: int, high: int) -> None:
+        self._scroll.setFocusPolicy(Qt.FocusPolicy.StrongFocus if high > 0
+                                    else Qt.FocusPolicy.NoFocus)
 
     def _say_refused(self, button: ApproveButton, why: str) -> None:
         if not button.armed:

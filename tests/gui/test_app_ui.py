@@ -233,7 +233,7 @@ def test_status_and_welcome_windows_refresh_on_change(qtbot, tmp_path):
         wizard = welcome.open_wizard()
         rec = store.create(registry="mine", index_url=LOCAL)
         wizard.set_created(rec)  # what the wizard's options page does once the key exists
-        assert "Keys: mine." in gui.status_window.state.text()
+        assert "Keys: mine" in gui.status_window.state.text()
         view = wizard.cargo_page.view
         view.plan("mine", LOCAL)
         assert view.apply()
