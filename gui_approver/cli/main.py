@@ -767,14 +767,14 @@ def cmd_configure_cargo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gui_approver.client import protocol
+    from gui_approver.client import paths
     from gui_approver.core import ipc
 
     pong = ipc.ping()
     info: dict[str, Any] = {
         "running": pong is not None,
         "pid": pong.get("pid") if pong else None,
-        "socket": protocol.socket_path(),
+        "socket": paths.socket_path(),
     }
     try:
         from gui_approver.core.keys.bearer import bearer_store

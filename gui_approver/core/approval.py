@@ -17,7 +17,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import CredentialRequest
 from gui_approver.core.keys.bearer import TokenRecord
 from gui_approver.core.keys.store import KeyRecord
 

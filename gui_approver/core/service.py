@@ -17,15 +17,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gui_approver.client import protocol
-from gui_approver.client.protocol import (
-    CredentialRequest,
-    Get,
-    IpcRequest,
-    Login,
-    Logout,
-    Provenance,
-    Publish,
-)
+from gui_approver.client.framing import IpcRequest, Provenance
+from gui_approver.client.protocol import CredentialRequest, Get, Login, Logout, Publish
 from gui_approver.core import ipc
 from gui_approver.core.approval import (
     Action,

@@ -32,7 +32,8 @@ from typing import Final, NamedTuple
 
 import psutil
 
-from gui_approver.client.protocol import CredentialRequest, Get, Owners, Provenance, Publish
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import CredentialRequest, Get, Owners, Publish
 from gui_approver.review.contents import (
     DEFAULT_LIMITS,
     CargoContext,

@@ -28,7 +28,7 @@ from typing import Final
 
 import psutil
 
-from gui_approver.client.protocol import Provenance
+from gui_approver.client.framing import Provenance
 from gui_approver.review.contents import CargoContext, escape_text
 
 MAX_DEPTH: Final = 8

@@ -594,6 +594,10 @@ class ApprovalDialog(QDialog):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            # A Tab stop only while there is something to scroll (#14).
+            scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            scroll.verticalScrollBar().rangeChanged.connect(self._scroll_range_changed)
+            self._scroll = scroll
             content = QWidget()
             content.setObjectName("reviewContent")
             body = QVBoxLayout(content)
@@ -1069,6 +1073,10 @@ class ApprovalDialog(QDialog):
             return True
         return False
 
+    def _scroll_range_changed(self, _low: int, high: int) -> None:
+        self._scroll.setFocusPolicy(Qt.FocusPolicy.StrongFocus if high > 0
+                                    else Qt.FocusPolicy.NoFocus)
+
     def _say_refused(self, button: ApproveButton, why: str) -> None:
         if not button.armed:
             return  # a disarmed Approve is disabled: nothing to explain
@@ -1077,7 +1085,13 @@ class ApprovalDialog(QDialog):
                  "pointer moved by software" if why == POINTER_MOVED_BY_SOFTWARE
                  else "input from software")
         self.refused_label.setText(text)
-        self.refused_label.show()
+        if self.refused_label.isHidden():
+            self.refused_label.show()
+            if self.review is None:  # grow by the message, without a band above the footer
+                layout = self.layout()
+                if layout is not None:
+                    layout.activate()
+                    self.resize(self.width(), layout.totalHeightForWidth(self.width()))
 
     def _on_guard_changed(self) -> None:
         if self._done:

@@ -62,6 +62,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gui_approver.client import framing, paths
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 VENV_BIN = Path(sys.executable).parent
@@ -198,10 +200,10 @@ def app_read_once(env: dict[str, str], request: dict[str, Any]) -> float:
     parsing, the service, signing, the audit record) without starting a process."""
     import socket
 
-    from gui_approver.client import protocol
+    from gui_approver.client import framing, paths
 
-    path = os.path.join(protocol.socket_dir(env), protocol.SOCKET_NAME)
-    message = protocol.credential_ipc_message(request, protocol.Provenance(pid=os.getpid()))
+    path = os.path.join(paths.socket_dir(env), paths.SOCKET_NAME)
+    message = framing.credential_ipc_message(request, framing.Provenance(pid=os.getpid()))
     t0 = now()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
@@ -250,9 +252,8 @@ class App:
     """``gui-approver app ...`` as a subprocess."""
 
     def __init__(self, env: dict[str, str], *args: str, log: Path) -> None:
-        from gui_approver.client import protocol
 
-        self.socket_dir = protocol.socket_dir(env)
+        self.socket_dir = paths.socket_dir(env)
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.t0 = now()
         self.proc = subprocess.Popen([*DIE_WITH_US, CLI, "app", *args], env=env,
@@ -524,7 +525,7 @@ def bench_hardware(b: Bench) -> list[Row]:
     from fakes import MemoryKeychain
 
     from gui_approver.client.protocol import Get, Publish, RegistryInfo
-    from gui_approver.core import tokens
+    from gui_approver.core import paseto
     from gui_approver.core.keys import pkcs11
     from gui_approver.core.keys.store import KeyStore, SigningKey
     from gui_approver.registry.server import add_key_to_file
@@ -546,20 +547,20 @@ def bench_hardware(b: Bench) -> list[Row]:
                      unlocker=lambda _r, _w: Secret(HW_PIN))
     rec = store.add_hardware(info, registry="bench", index_url=b.index + "x", subject=None)
     store.unlock(rec, Secret(HW_PIN))
-    tokens.sign_request(soft, request, subject=None)
-    tokens.sign_request(store.signing_key(rec), request, subject=None)
+    paseto.sign_request(soft, request, subject=None)
+    paseto.sign_request(store.signing_key(rec), request, subject=None)
     for _ in range(50):
         t0 = now()
-        tokens.sign_request(soft, request, subject=None)
+        paseto.sign_request(soft, request, subject=None)
         sw.samples.append((now() - t0) * 1000)
         key = store.signing_key(rec)
         t0 = now()
-        tokens.sign_request(key, request, subject=None)
+        paseto.sign_request(key, request, subject=None)
         hw.samples.append((now() - t0) * 1000)
     full = Row("7", "  SoftHSM2: store.signing_key + sign (token presence check too)")
     for _ in range(50):
         t0 = now()
-        tokens.sign_request(store.signing_key(rec), request, subject=None)
+        paseto.sign_request(store.signing_key(rec), request, subject=None)
         full.samples.append((now() - t0) * 1000)
     pkcs11.reset_backend()
 
@@ -616,7 +617,6 @@ def _dialog_latencies(b: Bench) -> list[float]:
     from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui_approver.client import protocol
     from gui_approver.core.keys.store import KeyStore
     from gui_approver.core.settings import Settings
     from gui_approver.ui.app import GuiApp
@@ -650,9 +650,9 @@ def _dialog_latencies(b: Bench) -> list[float]:
     def client(n: int) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(30)
-            s.connect(str(sockdir / protocol.SOCKET_NAME))
-            s.sendall(protocol.credential_ipc_message(
-                publish_request(b.index, n), protocol.Provenance(pid=os.getpid())))
+            s.connect(str(sockdir / paths.SOCKET_NAME))
+            s.sendall(framing.credential_ipc_message(
+                publish_request(b.index, n), framing.Provenance(pid=os.getpid())))
             while s.recv(65536):
                 pass
 
@@ -759,13 +759,12 @@ def _ipc_burst(path: str, message: bytes, n: int) -> tuple[float, int]:
 
 
 def bench_concurrent(b: Bench, n: int = 200) -> list[Row]:
-    from gui_approver.client import protocol
 
     procs_row = Row("6", f"{n} concurrent reads: {n} bridge processes", target="<= 2 s")
     ipc_row = Row("6", f"{n} concurrent reads: {n} IPC clients (app only)", target="<= 2 s")
     data = (json.dumps(read_request(b.index)) + "\n").encode()
     assert b.app is not None
-    path = os.path.join(b.app.socket_dir, protocol.SOCKET_NAME)
+    path = os.path.join(b.app.socket_dir, paths.SOCKET_NAME)
     for _ in range(3):
         t0 = now()
         procs = [subprocess.Popen([b.bridge, "--cargo-plugin"], stdin=subprocess.PIPE,
@@ -777,8 +776,8 @@ def bench_concurrent(b: Bench, n: int = 200) -> list[Row]:
         if answered != n:
             procs_row.note = f"only {answered}/{n} answered Ok"
 
-        message = protocol.credential_ipc_message(read_request(b.index),
-                                                  protocol.Provenance(pid=os.getpid()))
+        message = framing.credential_ipc_message(read_request(b.index),
+                                                  framing.Provenance(pid=os.getpid()))
         elapsed, ok = _ipc_burst(path, message, n)
         ipc_row.samples.append(elapsed * 1000)
         if ok != n:

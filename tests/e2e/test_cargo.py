@@ -16,7 +16,7 @@ import pytest
 from cargo_harness import BRIDGE, CLI, PUBLISH, harness_pem
 from factories import write_crate
 
-from gui_approver.core import tokens
+from gui_approver.core import paseto
 from gui_approver.core.keys.store import SigningKey
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
@@ -193,14 +193,14 @@ def test_claims_and_footer_match_cargo_paseto_byte_for_byte(tmp_path, subject):
     for decoded in seen:
         claims = json.loads(decoded.payload)
         assert IAT.match(claims["iat"]), claims["iat"]
-        ours = tokens.build_claims(
+        ours = paseto.build_claims(
             iat=claims["iat"], subject=subject, mutation=claims.get("mutation"),
             name=claims.get("name"), vers=claims.get("vers"), cksum=claims.get("cksum"),
         )
         assert ours == decoded.payload
-        assert tokens.build_footer(index_url, key.kip) == decoded.footer
+        assert paseto.build_footer(index_url, key.kip) == decoded.footer
         # our iat formatter reproduces cargo's form for the same instant
-        assert tokens.format_iat(_iat_ns(claims["iat"])) == claims["iat"]
+        assert paseto.format_iat(_iat_ns(claims["iat"])) == claims["iat"]
 
 
 def _iat_ns(iat: str) -> int:

@@ -96,7 +96,8 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, gui_app, tmp_path):
 
 
 def test_show_pending_request_unminimizes_the_dialog(qtbot, gui_app, tmp_path):
-    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
 
     gui, _ = make_app(gui_app, tmp_path)
@@ -197,7 +198,7 @@ def test_status_and_welcome_windows_refresh_on_change(gui_app, tmp_path):
     wizard = welcome.open_wizard()
     rec = store.create(registry="mine", index_url=LOCAL)
     wizard.set_created(rec)  # what the wizard's options page does once the key exists
-    assert "Keys: mine." in gui.status_window.state.text()
+    assert "Keys: mine" in gui.status_window.state.text()
     view = wizard.cargo_page.view
     view.plan("mine", LOCAL)
     assert view.apply()

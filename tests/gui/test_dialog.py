@@ -17,7 +17,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.settings import Settings
 from gui_approver.ui import x11guard as xg

@@ -58,7 +58,8 @@ def test_diff_window_opens_beside_the_dialog_with_coloured_lines(qtbot, tmp_path
 def test_owner_change_is_shown_from_cargos_command_line(qtbot):
     import json
 
-    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
     from gui_approver.review.request import RequestReview
     from gui_approver.review.requester import ProcessInfo, RequesterInfo, owner_changes

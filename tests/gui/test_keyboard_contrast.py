@@ -11,7 +11,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QPushButton, QWidget
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.ui import style
 from gui_approver.ui.dialog import ApprovalDialog
@@ -102,3 +103,20 @@ def test_tab_stops_only_on_usable_things(dialog, qtbot):
             type(w).__name__, w.objectName())
         qtbot.keyClick(w, Qt.Key.Key_Tab)
     assert {w.objectName() for w in seen} == {"denyButton", "approveButton"}
+
+
+def test_review_scroll_area_is_a_tab_stop_only_when_it_scrolls(qtbot):
+    from test_review_dialog import contents, review_for, show
+
+    d = show(qtbot, review_for(contents(files={"src/lib.rs": b"pub fn a() {}\n"})))
+    scroll = d.findChild(QWidget, "reviewScroll")
+    bar = scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: (bar.maximum() > 0) == bool(
+        scroll.focusPolicy() & Qt.FocusPolicy.TabFocus), timeout=3000)
+    scroll.setMinimumHeight(60)
+    d.resize(d.width(), 300)  # now the review must scroll: Tab may stop there
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=3000)
+    assert scroll.focusPolicy() & Qt.FocusPolicy.TabFocus
+    d.resize(d.width(), 2000)
+    qtbot.waitUntil(lambda: bar.maximum() == 0, timeout=3000)
+    assert not scroll.focusPolicy() & Qt.FocusPolicy.TabFocus

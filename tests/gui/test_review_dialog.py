@@ -21,7 +21,8 @@ from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.service import SigningService

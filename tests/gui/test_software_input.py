@@ -12,7 +12,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QInputEvent
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.ui.dialog import SOFTWARE_INPUT_NOTE, ApprovalDialog
 from gui_approver.ui.guard import FROM_SOFTWARE, InputGuard
@@ -72,6 +73,12 @@ def test_software_click_on_approve_says_why_and_takes_the_focus_away(dialog, qtb
     assert "that input came from software, not from your mouse or keyboard, so it cannot " \
         "approve" in SOFTWARE_INPUT_NOTE
     assert not dialog.approve_button.hasFocus()
+    # The dialog grows by the message, with no empty band above the buttons.
+    from PySide6.QtCore import QPoint
+
+    gap = (dialog.deny_button.mapTo(dialog, QPoint(0, 0)).y()
+           - dialog.refused_label.mapTo(dialog, QPoint(0, dialog.refused_label.height())).y())
+    assert 0 <= gap <= 40, gap
     dialog.guard.software = False
     qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Space)  # Space now means Deny
     assert dialog.decisions == [False]
@@ -108,3 +115,28 @@ def test_the_users_own_input_still_approves(dialog, qtbot):
     qtbot.keyClick(dialog, Qt.Key.Key_Tab)
     qtbot.keyClick(dialog.approve_button, Qt.Key.Key_Space)
     assert dialog.decisions == [True]
+
+
+def test_software_input_opens_and_closes_the_diff_window(qtbot, tmp_path):
+    """View changes… and the diff window's Close accept any input (#14)."""
+    from PySide6.QtWidgets import QPushButton
+    from test_review_dialog import changed_review
+
+    review = changed_review(tmp_path)
+    guard = SoftwareGuard()
+    d = ApprovalDialog(ApprovalRequest(request=review.request, key=None, review=review,
+                                       provenance=Provenance(pid=1)), guard=guard)
+    qtbot.addWidget(d)
+    d.decisions = []
+    d.decided.connect(d.decisions.append)
+    d.show()
+    d.activateWindow()
+    qtbot.waitUntil(d.isActiveWindow, timeout=3000)
+    guard.software = True
+    qtbot.mouseClick(d.view_changes_button, Qt.MouseButton.LeftButton)
+    w = d.changes_window
+    assert w is not None and w.isVisible()
+    close = next(b for b in w.findChildren(QPushButton) if b.text() == "Close")
+    qtbot.mouseClick(close, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=3000)
+    assert d.decisions == [] and d.refused_label.isHidden()

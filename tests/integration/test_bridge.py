@@ -15,7 +15,7 @@ import pyseto
 import pytest
 from fakes import MemoryKeychain
 
-from gui_approver.client import protocol
+from gui_approver.client import framing, paths, protocol
 from gui_approver.core import ipc
 from gui_approver.core.approval import Decision
 from gui_approver.core.keys.store import KeyStore
@@ -139,13 +139,13 @@ def test_app_closing_the_connection_is_reported(runtime):
     d = runtime / "gui-approver"
     d.mkdir(mode=0o700)
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(d / protocol.SOCKET_NAME))
+    srv.bind(str(d / paths.SOCKET_NAME))
     srv.listen(1)
 
     def accept_and_drop():
         conn, _ = srv.accept()
         conn.recv(65536)
-        conn.sendall(protocol.encode_ipc({"type": "ack", "timeout": 120}))
+        conn.sendall(framing.encode_ipc({"type": "ack", "timeout": 120}))
         conn.close()
 
     t = threading.Thread(target=accept_and_drop, daemon=True)
@@ -204,13 +204,13 @@ def test_stale_socket_is_replaced(runtime, tmp_path):
     d = runtime / "gui-approver"
     d.mkdir(mode=0o700)
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    stale.bind(str(d / protocol.SOCKET_NAME))
+    stale.bind(str(d / paths.SOCKET_NAME))
     stale.close()  # file remains, nobody listens
     server = ipc.UnixSocketServer(lambda m, a: ({}, None), str(d))
     server.start()
     try:
         assert ipc.ping(str(d)) is not None
-        assert (os.stat(d / protocol.SOCKET_NAME).st_mode & 0o777) == 0o600
+        assert (os.stat(d / paths.SOCKET_NAME).st_mode & 0o777) == 0o600
     finally:
         server.stop()
 

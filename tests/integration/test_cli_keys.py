@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver.client import protocol
+from gui_approver.client import paths
 from gui_approver.core import cargo_config, ipc
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore
 from gui_approver.errors import KeychainLocked, KeychainUnavailable
@@ -154,6 +154,6 @@ def test_bridge_starts_the_real_app_when_it_is_not_running(app_env):
 
     wait_for(lambda: ipc.ping() is None, timeout=10, what="the app to quit on SIGTERM")
     # the listener closes before the file is unlinked: wait for the clean-up, then check it
-    wait_for(lambda: not os.path.exists(protocol.socket_path()), timeout=10,
+    wait_for(lambda: not os.path.exists(paths.socket_path()), timeout=10,
              what="the app to remove its socket")
-    assert not os.path.exists(protocol.socket_path())
+    assert not os.path.exists(paths.socket_path())

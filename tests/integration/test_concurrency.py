@@ -263,7 +263,7 @@ def test_two_hundred_reads_in_process_all_answered(app_env, keyed_store):
     rest wait in the backlog; every one is answered (in-process clients: fast)."""
     import socket as socketlib
 
-    from gui_approver.client import protocol
+    from gui_approver.client import framing
 
     store, _key = keyed_store
     _service, server = start_app(store, BarrierApprover(0), Settings())
@@ -277,8 +277,8 @@ def test_two_hundred_reads_in_process_all_answered(app_env, keyed_store):
         with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as s:
             s.settimeout(30)
             s.connect(server.path)
-            s.sendall(protocol.credential_ipc_message(
-                make_request(0), protocol.Provenance(pid=os.getpid())))
+            s.sendall(framing.credential_ipc_message(
+                make_request(0), framing.Provenance(pid=os.getpid())))
             buf = b""
             while True:
                 chunk = s.recv(65536)

@@ -26,7 +26,7 @@ from envtools import spawn, stop_process, wait_for
 from fakes import MemoryKeychain
 from leakscan import scan
 
-from gui_approver.client import protocol
+from gui_approver.client import paths
 from gui_approver.core import audit, ipc
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
 
@@ -47,7 +47,7 @@ class App:
     def __init__(self, env: dict[str, str], log: Path, command: list[str] = APP) -> None:
         self.env = env
         self.log = log
-        self.socket_dir = protocol.socket_dir(self.env)
+        self.socket_dir = paths.socket_dir(self.env)
         self.offset = log.stat().st_size if log.exists() else 0
         self.proc = spawn(command, env=self.env, log_path=log)
 
@@ -129,7 +129,7 @@ def test_sigkill_while_a_bridge_waits_then_restart(app_env, key, tmp_path):
     assert err_body["kind"] == "other"
     assert "closed the connection before answering" in err_body["message"]
     assert "nothing was signed" in err_body["message"]
-    sock = Path(app.socket_dir) / protocol.SOCKET_NAME
+    sock = Path(app.socket_dir) / paths.SOCKET_NAME
     assert sock.exists()  # SIGKILL left the socket file behind: a stale socket
 
     # Restarted, the app replaces the stale socket and the next request works.
@@ -181,8 +181,8 @@ def test_a_live_socket_is_never_unlinked(app_env, key, tmp_path):
         first.stop()
 
     # A live socket without the lock (e.g. an older version): not touched either.
-    directory = Path(protocol.socket_dir(app_env))
-    path = directory / protocol.SOCKET_NAME
+    directory = Path(paths.socket_dir(app_env))
+    path = directory / paths.SOCKET_NAME
     path.unlink(missing_ok=True)
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(str(path))

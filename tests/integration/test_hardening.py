@@ -22,7 +22,8 @@ from pathlib import Path
 import pyseto
 import pytest
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import Decision
 from gui_approver.core.keys import store as store_mod
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey

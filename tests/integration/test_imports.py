@@ -32,7 +32,9 @@ def test_bridge_imports_only_stdlib_and_protocol():
     loaded = imported_after("gui_approver.client.bridge")
     ours = {m for m in loaded if m.startswith("gui_approver")}
     assert ours == {"gui_approver", "gui_approver.client", "gui_approver.client.bridge",
-                    "gui_approver.client.protocol", "gui_approver.secret", "gui_approver.errors"}
+                    "gui_approver.client.protocol", "gui_approver.client.records",
+                    "gui_approver.client.framing", "gui_approver.client.paths",
+                    "gui_approver.secret", "gui_approver.errors"}
     stdlib = set(sys.stdlib_module_names)
     third_party = {m for m in loaded if m.split(".")[0] not in stdlib and
                    not m.startswith("gui_approver") and not m.startswith("_")}

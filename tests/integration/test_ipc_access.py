@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from envtools import make_runtime_dir
 
-from gui_approver.client import protocol
+from gui_approver.client import framing, paths, protocol
 from gui_approver.core import ipc
 
 OTHER_USER = "gat-ipc-other"
@@ -122,7 +122,7 @@ def server(shared_tmp) -> Iterator[tuple[ipc.UnixSocketServer, Recorder]]:
 
 
 def credential_line() -> str:
-    return protocol.credential_ipc_message(READ, protocol.Provenance()).decode()
+    return framing.credential_ipc_message(READ, framing.Provenance()).decode()
 
 
 # ------------------------------------------------------------------------------ layout
@@ -189,7 +189,7 @@ def test_startup_refuses_a_dir_owned_by_someone_else(shared_tmp, other_user):
 
 
 def test_the_app_refuses_an_unsafe_dir_at_startup(app_env, tmp_path):
-    d = Path(protocol.socket_dir(app_env))
+    d = Path(paths.socket_dir(app_env))
     d.mkdir(mode=0o700, exist_ok=True)
     d.chmod(0o755)
     proc = subprocess.run([str(Path(sys.executable).parent / "gui-approver"), "app",
@@ -197,7 +197,7 @@ def test_the_app_refuses_an_unsafe_dir_at_startup(app_env, tmp_path):
     assert proc.returncode == 1
     assert "refusing to use the socket directory" in proc.stderr
     assert "accessible by other users (mode 755)" in proc.stderr
-    assert not (d / protocol.SOCKET_NAME).exists()
+    assert not (d / paths.SOCKET_NAME).exists()
 
 
 # ------------------------------------------------------------------------------ other uid
@@ -255,7 +255,7 @@ def test_the_bridge_refuses_an_app_run_by_another_user(shared_tmp, other_user):
     d = shared_tmp / "gui-approver"
     d.mkdir(mode=0o700)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(d / protocol.SOCKET_NAME))  # our dir, our socket file ...
+    sock.bind(str(d / paths.SOCKET_NAME))  # our dir, our socket file ...
     fd = sock.fileno()
     os.set_inheritable(fd, True)
     listener = subprocess.Popen(  # ... but the listening process is another user
@@ -418,9 +418,9 @@ def test_pid_zero_from_another_pid_namespace_is_not_trusted(shared_tmp):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        claimed = protocol.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=os.getcwd())
-        line = protocol.credential_ipc_message(READ, claimed)
-        replies = _ask(os.path.join(directory, protocol.SOCKET_NAME), line, timeout=20)
+        claimed = framing.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=os.getcwd())
+        line = framing.credential_ipc_message(READ, claimed)
+        replies = _ask(os.path.join(directory, paths.SOCKET_NAME), line, timeout=20)
     finally:
         if proc.stdin is not None:
             proc.stdin.close()

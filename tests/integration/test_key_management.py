@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from envtools import wait_for
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core import ipc
 from gui_approver.core.approval import Decision
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore

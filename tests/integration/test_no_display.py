@@ -76,3 +76,15 @@ def test_make_run_headless_says_what_to_do():
     assert NO_DISPLAY in out
     assert "desktop session" in out and "gui-approver demo --unattended" in out
     assert "No key yet" not in out  # the demo was not started either
+
+
+def test_a_66_character_crate_name_says_longer_than_64(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    line = PUBLISH.replace('"name": "foo"', '"name": "' + "a" * 66 + '"')
+    assert "a" * 66 in line
+    proc = subprocess.run([str(BIN / "cargo-credential-gui-approver"), "--cargo-plugin"],
+                          input=line + "\n", env=headless_env(XDG_RUNTIME_DIR=str(runtime)),
+                          capture_output=True, text=True, timeout=30)
+    message = json.loads(proc.stdout.splitlines()[1])["Err"]["message"]
+    assert "longer than 64 characters" in message, message

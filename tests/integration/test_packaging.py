@@ -19,7 +19,7 @@ import pytest
 
 from gui_approver import __version__
 from gui_approver.cli.main import build_parser
-from gui_approver.client import protocol
+from gui_approver.client import paths
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -221,12 +221,12 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
     assert record["public"].startswith("k3.public.")
 
     # 1) The bundled app started headless; the bundled bridge gets a read token from it.
-    sock_dir = protocol.socket_dir(env)
+    sock_dir = paths.socket_dir(env)
     t0 = time.monotonic()
     proc = envtools.spawn([str(app), "app", "--no-gui"], env=env,
                           log_path=tmp_path / "app-nogui.log")
     try:
-        envtools.wait_for(lambda: os.path.exists(os.path.join(sock_dir, protocol.SOCKET_NAME)),
+        envtools.wait_for(lambda: os.path.exists(os.path.join(sock_dir, paths.SOCKET_NAME)),
                           30, what="the bundled app's socket")
         nogui_ready = time.monotonic() - t0
         read_first, answer = _bridge_read(bridge, env, index_url)
@@ -237,7 +237,7 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
         envtools.stop_process(proc)
 
     # 2) No app running: the bundled bridge auto-starts its sibling, the Qt app (offscreen).
-    envtools.wait_for(lambda: not os.path.exists(os.path.join(sock_dir, protocol.SOCKET_NAME))
+    envtools.wait_for(lambda: not os.path.exists(os.path.join(sock_dir, paths.SOCKET_NAME))
                       or _no_answer(sock_dir), 10, what="the headless app to be gone")
     t0 = time.monotonic()
     _elapsed, answer = _bridge_read(bridge, env, index_url)

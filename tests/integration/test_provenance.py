@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver.client.protocol import Provenance
+from gui_approver.client.framing import Provenance
 from gui_approver.review.requester import cargo_subcommand, resolve_requester
 
 BRIDGE = (

@@ -13,8 +13,9 @@ import pytest
 from fakes import MemoryKeychain
 from leakscan import scan
 
-from gui_approver.client import protocol
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client import framing, paths
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core import ipc
 from gui_approver.core.approval import Decision, DenyAll
 from gui_approver.core.audit import AuditLog
@@ -179,8 +180,8 @@ def raw_socket_request(sock_dir: Path, request: dict) -> dict:
     """What a same-user worm does: connect to the app's socket and send a request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(20)
-        s.connect(str(sock_dir / protocol.SOCKET_NAME))
-        s.sendall(protocol.credential_ipc_message(request, Provenance()))
+        s.connect(str(sock_dir / paths.SOCKET_NAME))
+        s.sendall(framing.credential_ipc_message(request, Provenance()))
         buf = b""
         while True:
             chunk = s.recv(65536)
@@ -189,7 +190,7 @@ def raw_socket_request(sock_dir: Path, request: dict) -> dict:
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                reply = protocol.parse_ipc_reply(line)
+                reply = framing.parse_ipc_reply(line)
                 if reply["type"] == "response":
                     return reply
 

@@ -18,7 +18,8 @@ from factories import request
 from fakes import MemoryKeychain
 from leakscan import scan
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core import audit
 from gui_approver.core.approval import Decision
 from gui_approver.core.audit import AuditError, AuditLog, read_recent

@@ -1,7 +1,7 @@
 """Fuzzing the three parsers that take untrusted input, and the bridge around them.
 
-``protocol.parse_request`` (a line from cargo), ``protocol.parse_ipc_request`` (a message
-from a bridge, i.e. from any process of this user) and ``protocol.parse_ipc_reply`` (the
+``protocol.parse_request`` (a line from cargo), ``framing.parse_ipc_request`` (a message
+from a bridge, i.e. from any process of this user) and ``framing.parse_ipc_reply`` (the
 app's answer, for the bridge) each get :data:`FUZZ_EXAMPLES` (10,000) generated inputs in a
 normal run: arbitrary bytes, and valid messages with fields removed, retyped, replaced or
 added (arbitrary JSON values, unknown kinds/operations, wrong types), truncated, or wrapped
@@ -43,7 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gui_approver.client import bridge, protocol
+from gui_approver.client import bridge, framing, paths, protocol, records
 from gui_approver.client.protocol import CredentialRequest, ProtocolError
 from gui_approver.secret import Secret
 
@@ -325,7 +325,7 @@ def _check_parse_request(data: bytes) -> None:
 
 def _check_parse_ipc_request(data: bytes) -> None:
     try:
-        msg = protocol.parse_ipc_request(data)
+        msg = framing.parse_ipc_request(data)
     except ProtocolError as exc:
         assert str(exc).strip()
         assert UNLOCK_SECRET not in str(exc)  # a refused unlock never echoes its secret
@@ -335,13 +335,13 @@ def _check_parse_ipc_request(data: bytes) -> None:
     if msg.type == "unlock":
         assert isinstance(msg.registry, str) and 0 < len(msg.registry) <= 4096
         assert isinstance(msg.secret, Secret)
-        assert 0 < len(msg.secret.expose()) <= protocol.MAX_UNLOCK_SECRET
-        assert msg.request is None and msg.provenance == protocol.Provenance()
+        assert 0 < len(msg.secret.expose()) <= framing.MAX_UNLOCK_SECRET
+        assert msg.request is None and msg.provenance == framing.Provenance()
     else:
         assert msg.registry is None and msg.secret is None
     if msg.type not in ("credential", "unlock"):
         # The control messages carry nothing: no request, no provenance to trust.
-        assert msg.request is None and msg.provenance == protocol.Provenance()
+        assert msg.request is None and msg.provenance == framing.Provenance()
     if msg.type == "credential":
         assert msg.request is not None
         check_request(msg.request)
@@ -352,7 +352,7 @@ def _check_parse_ipc_request(data: bytes) -> None:
 
 
 def _check_parse_ipc_reply(data: bytes) -> None:
-    reply = refused_clearly(lambda: protocol.parse_ipc_reply(data))
+    reply = refused_clearly(lambda: framing.parse_ipc_reply(data))
     if reply is None:
         return
     assert reply["type"] in ("ack", "response", "pong", "locked", "shown", "unlocked")
@@ -453,32 +453,32 @@ def test_json_loads_matches_the_json_module(text: str) -> None:
         want: Any = json.loads(text)
     except ValueError as exc:
         with pytest.raises(ValueError) as info:
-            protocol._json_loads(text)
+            records.json_loads(text)
         assert getattr(info.value, "msg", None) == exc.msg  # type: ignore[attr-defined]
         return
-    assert _same_json(protocol._json_loads(text), want)
+    assert _same_json(records.json_loads(text), want)
 
 
 @PARITY
 @given(json_value, st.booleans())
 def test_json_dumps_matches_the_json_module(value: Any, ascii_only: bool) -> None:
     want = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only)
-    assert protocol._json_dumps(value, ensure_ascii=ascii_only) == want
+    assert records.json_dumps(value, ensure_ascii=ascii_only) == want
 
 
 def test_json_shim_errors_and_types() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
-        protocol._json_dumps({"x": object()}, ensure_ascii=True)
+        records.json_dumps({"x": object()}, ensure_ascii=True)
     with pytest.raises(ValueError, match="Circular"):
         loop: list[Any] = []
         loop.append(loop)
-        protocol._json_dumps(loop, ensure_ascii=True)
-    assert protocol._json_dumps("é\n", ensure_ascii=False) == json.dumps("é\n",
+        records.json_dumps(loop, ensure_ascii=True)
+    assert records.json_dumps("é\n", ensure_ascii=False) == json.dumps("é\n",
                                                                           ensure_ascii=False)
     with pytest.raises(ValueError, match="4300"):
-        protocol._json_loads("1" * 5000)
+        records.json_loads("1" * 5000)
     with pytest.raises(RecursionError):
-        protocol._json_loads("[" * 100_000)
+        records.json_loads("[" * 100_000)
 
 
 def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
@@ -496,13 +496,13 @@ def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
         del req.kind  # type: ignore[misc]
     for clone in (copy.copy(req), copy.deepcopy(req), pickle.loads(pickle.dumps(req))):
         assert clone == req
-    prov = protocol.Provenance(1, 2, "/x")
-    assert prov.replace(cwd="/y") == protocol.Provenance(pid=1, ppid=2, cwd="/y")
+    prov = framing.Provenance(1, 2, "/x")
+    assert prov.replace(cwd="/y") == framing.Provenance(pid=1, ppid=2, cwd="/y")
     with pytest.raises(TypeError, match="no field"):
         prov.replace(uid=0)
-    assert protocol.IpcRequest("ping").provenance == protocol.Provenance()
-    assert protocol.Provenance() != (None, None, None)
-    assert {prov, protocol.Provenance(1, 2, "/x")} == {prov}
+    assert framing.IpcRequest("ping").provenance == framing.Provenance()
+    assert framing.Provenance() != (None, None, None)
+    assert {prov, framing.Provenance(1, 2, "/x")} == {prov}
 
 
 def test_protocol_and_bridge_import_no_heavy_modules() -> None:
@@ -520,8 +520,8 @@ def test_protocol_and_bridge_import_no_heavy_modules() -> None:
 
 PARSERS: list[tuple[str, Callable[[bytes], Any]]] = [
     ("parse_request", protocol.parse_request),
-    ("parse_ipc_request", protocol.parse_ipc_request),
-    ("parse_ipc_reply", protocol.parse_ipc_reply),
+    ("parse_ipc_request", framing.parse_ipc_request),
+    ("parse_ipc_reply", framing.parse_ipc_reply),
 ]
 
 
@@ -564,7 +564,7 @@ def test_deep_nesting_at_every_depth_and_stack_position() -> None:
 
 @pytest.mark.parametrize(("name", "parse"), PARSERS)
 def test_huge_lines_at_the_size_limit(name: str, parse: Callable[[bytes], Any]) -> None:
-    limit = protocol.MAX_REQUEST_BYTES if name == "parse_request" else protocol.MAX_IPC_BYTES
+    limit = protocol.MAX_REQUEST_BYTES if name == "parse_request" else framing.MAX_IPC_BYTES
     valid: dict[str, Any] = {
         "parse_request": REQUESTS[1],
         "parse_ipc_request": IPC_REQUESTS[1],
@@ -641,7 +641,7 @@ class FakeApp:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(mode=0o700)
-        self.path = directory / protocol.SOCKET_NAME
+        self.path = directory / paths.SOCKET_NAME
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(self.path))
         self.sock.listen(8)
@@ -693,7 +693,7 @@ def test_fuzz_bridge_run_with_app_replies(tmp_path: Path) -> None:
         answer = assert_one_answer(rc, lines)
         expected = None
         for raw in reply.split(b"\n")[:-1]:  # the complete lines, as the bridge reads them
-            msg = refused_clearly(lambda r=raw: protocol.parse_ipc_reply(r + b"\n"))
+            msg = refused_clearly(lambda r=raw: framing.parse_ipc_reply(r + b"\n"))
             if msg is None or msg["type"] not in ("ack", "response"):
                 break
             if msg["type"] == "response":

@@ -254,7 +254,8 @@ def forge_previous(root: Path, genuine, fake) -> None:
 def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
     from fakes import MemoryKeychain
 
-    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
     from gui_approver.core.keys.history_mac import HISTORY_MAC_ACCOUNT, HistoryMac
     from gui_approver.review import request as review_mod
     from gui_approver.review.history import INTEGRITY_NOTE

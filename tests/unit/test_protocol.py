@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gui_approver.client import protocol
+from gui_approver.client import framing, paths, protocol
 from gui_approver.client.protocol import ProtocolError, parse_request
 
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -132,12 +132,12 @@ def _ipc(obj) -> bytes:
 
 def test_ipc_credential_message_round_trip():
     raw = json.loads(REQUESTS[1])
-    msg = protocol.credential_ipc_message(raw, protocol.Provenance(10, 9, "/src/foo"))
+    msg = framing.credential_ipc_message(raw, framing.Provenance(10, 9, "/src/foo"))
     assert msg.endswith(b"\n") and msg.count(b"\n") == 1
-    parsed = protocol.parse_ipc_request(msg)
+    parsed = framing.parse_ipc_request(msg)
     assert parsed.type == "credential"
     assert parsed.request is not None and parsed.request.cksum == raw["cksum"]
-    assert parsed.provenance == protocol.Provenance(10, 9, "/src/foo")
+    assert parsed.provenance == framing.Provenance(10, 9, "/src/foo")
 
 
 @pytest.mark.parametrize(
@@ -153,25 +153,25 @@ def test_ipc_credential_message_round_trip():
 )
 def test_ipc_malformed_messages_are_refused(payload):
     with pytest.raises(ProtocolError):
-        protocol.parse_ipc_request(_ipc(payload))
+        framing.parse_ipc_request(_ipc(payload))
 
 
 def test_ipc_provenance_garbage_is_dropped_not_trusted():
     msg = _ipc({"ipc": 1, "type": "credential", "request": json.loads(REQUESTS[0]),
                 "provenance": {"pid": "1", "ppid": -5, "cwd": 7}})
-    assert protocol.parse_ipc_request(msg).provenance == protocol.Provenance(None, None, None)
+    assert framing.parse_ipc_request(msg).provenance == framing.Provenance(None, None, None)
 
 
 def test_ipc_oversized_is_refused():
     with pytest.raises(ProtocolError, match="too large"):
-        protocol.parse_ipc_request(b"{" + b" " * protocol.MAX_IPC_BYTES + b"}\n")
+        framing.parse_ipc_request(b"{" + b" " * framing.MAX_IPC_BYTES + b"}\n")
 
 
 def test_ipc_replies():
-    ok = protocol.parse_ipc_reply(_ipc({"ipc": 1, "type": "response",
+    ok = framing.parse_ipc_reply(_ipc({"ipc": 1, "type": "response",
                                         "response": json.loads(RESPONSES[0])}))
     assert ok["response"]["Ok"]["token"] == "v3.public.TOKEN"
-    assert protocol.parse_ipc_reply(_ipc({"ipc": 1, "type": "ack", "timeout": 125}))["timeout"]
+    assert framing.parse_ipc_reply(_ipc({"ipc": 1, "type": "ack", "timeout": 125}))["timeout"]
     for bad in (
         {"ipc": 1, "type": "response", "response": {"Ok": {"kind": "get", "token": "t",
                                                            "cache": "never"}}},
@@ -181,13 +181,13 @@ def test_ipc_replies():
         {"ipc": 1, "type": "surprise"},
     ):
         with pytest.raises(ProtocolError):
-            protocol.parse_ipc_reply(_ipc(bad))
+            framing.parse_ipc_reply(_ipc(bad))
 
 
 def test_private_dir_check(tmp_path):
     d = tmp_path / "sock"
     d.mkdir(mode=0o700)
-    assert protocol.check_private_dir(str(d)) is None
+    assert paths.check_private_dir(str(d)) is None
     d.chmod(0o770)
-    assert "accessible by other users" in (protocol.check_private_dir(str(d)) or "")
-    assert "does not exist" in (protocol.check_private_dir(str(tmp_path / "nope")) or "")
+    assert "accessible by other users" in (paths.check_private_dir(str(d)) or "")
+    assert "does not exist" in (paths.check_private_dir(str(tmp_path / "nope")) or "")

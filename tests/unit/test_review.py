@@ -21,7 +21,8 @@ from pathlib import Path
 
 import hostile_archives as h
 
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.review.contents import CrateContents, inspect_crate_bytes
 from gui_approver.review.history import History
 from gui_approver.review.request import (

@@ -12,7 +12,8 @@ from factories import request
 from fakes import MemoryKeychain
 
 from gui_approver.client import protocol
-from gui_approver.client.protocol import Provenance, parse_request
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision, is_loopback_index
 from gui_approver.core.keys.store import KeyStore, SigningKey
 from gui_approver.core.service import SigningService
