@@ -187,10 +187,6 @@ class ArchiveListing:
             return True
         return any(f.path == "build.rs" for f in self.files)
 
-    @property
-    def file_hashes(self) -> dict[str, str]:
-        return {f.path: f.sha256 for f in self.files if f.sha256 is not None}
-
 
 @dataclass(frozen=True)
 class CrateContents:
