@@ -179,7 +179,9 @@ def test_tray_is_created_when_a_tray_host_appears(qtbot, gui_app, tmp_path, carg
     gui, _ = make_app(gui_app, tmp_path, cargo_home=cargo_home)
     assert gui.tray is None and gui.status_window is not None
     assert gui._tray_timer.isActive() and gui._tray_timer.interval() == 20
-    qtbot.wait(60)
+    for _ in range(2):  # two re-checks (the app's slot runs before this wait returns)
+        with qtbot.waitSignal(gui._tray_timer.timeout, timeout=2000):
+            pass
     assert gui.tray is None  # still no tray host
     window = gui.status_window
     available[0] = True

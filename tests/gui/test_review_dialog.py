@@ -194,8 +194,8 @@ def test_approve_all_listed_needs_a_genuine_click(qtbot):
     qtbot.waitUntil(b.isEnabled, timeout=3000)
     assert b.text() == "Approve all listed"
     b.click()  # programmatic: ignored
-    b.animateClick()
-    qtbot.wait(300)
+    with qtbot.waitSignal(b.clicked, timeout=3000):  # animateClick's click, later
+        b.animateClick()
     assert d.decisions == []
     qtbot.mouseClick(b, Qt.MouseButton.LeftButton)
     assert d.decisions == [True] and d.approve_all_chosen
