@@ -1,0 +1,32 @@
+"""Small typed checks for tests: narrow what the library types as optional or as a union."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
+
+from gui_approver.client.protocol import CredentialRequest, Get, Login
+
+T = TypeVar("T")
+
+
+def present(value: T | None, what: str = "the value") -> T:
+    """``value``, failing the test if it is None (Qt's findChild/item(), store lookups...)."""
+    assert value is not None, f"{what} is missing"
+    return value
+
+
+def as_get(request: CredentialRequest) -> Get:
+    assert isinstance(request, Get), request
+    return request
+
+
+def as_login(request: CredentialRequest) -> Login:
+    assert isinstance(request, Login), request
+    return request
+
+
+def top_items(tree: QTreeWidget) -> list[QTreeWidgetItem]:
+    """The top-level items of ``tree``, in order."""
+    return [present(tree.topLevelItem(i)) for i in range(tree.topLevelItemCount())]
