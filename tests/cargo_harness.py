@@ -12,7 +12,7 @@ import pytest
 from leakscan import scan
 from PySide6.QtCore import Qt
 
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyRecord, KeyringKeychain, KeyStore
 from gui_approver.core.settings import Settings
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
@@ -67,6 +67,7 @@ class Harness:
         return proc.returncode, out.decode(), err.decode()
 
     dialogs: list[dict[str, str]]
+    record: KeyRecord
 
 
 @pytest.fixture

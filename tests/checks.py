@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
 
@@ -30,3 +31,11 @@ def as_login(request: CredentialRequest) -> Login:
 def top_items(tree: QTreeWidget) -> list[QTreeWidgetItem]:
     """The top-level items of ``tree``, in order."""
     return [present(tree.topLevelItem(i)) for i in range(tree.topLevelItemCount())]
+
+
+def json_of(raw: bytes | dict[str, Any]) -> dict[str, Any]:
+    """A PASETO payload or footer (bytes, as pyseto returns them) parsed as a JSON object."""
+    assert isinstance(raw, bytes), raw
+    doc = json.loads(raw)
+    assert isinstance(doc, dict), doc
+    return doc

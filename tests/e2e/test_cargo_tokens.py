@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cargo_harness import BRIDGE, CLI, cargo
+from checks import present
 from factories import write_crate
 from leakscan import scan
 from PySide6.QtCore import Qt
@@ -46,8 +47,8 @@ class TokenHarness:
                 assert approve_all, f"cargo exited without asking: {proc.communicate()}"
                 break
             seen = {k: v.text() for k, v in dialog.field_labels.items()}
-            seen["intro"] = dialog.findChild(QLabel, "intro").text()
-            seen["heading"] = dialog.findChild(QLabel, "heading").text()
+            seen["intro"] = present(dialog.findChild(QLabel, "intro")).text()
+            seen["heading"] = present(dialog.findChild(QLabel, "heading")).text()
             self.dialogs.append(seen)
             answer = answers.pop(0) if answers else "approve"
             if answer == "approve":

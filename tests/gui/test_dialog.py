@@ -14,8 +14,10 @@ import threading
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
+from checks import present
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
+from qt_tools import RecordingDialog
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -42,11 +44,8 @@ def approval(op="publish", name="foo", timeout=120.0, **kw):
 
 @pytest.fixture
 def dialog(qtbot):
-    d = ApprovalDialog(approval())
+    d = RecordingDialog(approval())
     qtbot.addWidget(d)
-    decisions = []
-    d.decided.connect(decisions.append)
-    d.decisions = decisions
     d.show()
     d.activateWindow()
     qtbot.waitUntil(d.isActiveWindow, timeout=3000)
@@ -165,7 +164,7 @@ def test_queue_one_dialog_at_a_time_and_timeout(qtbot):
     first.reject()  # Escape / close
     qtbot.waitUntil(lambda: approver.dialog is not None and approver.dialog is not first,
                     timeout=3000)
-    second = approver.dialog
+    second = present(approver.dialog)
     second.activateWindow()
     qtbot.waitUntil(lambda: second.approve_button.isEnabled(), timeout=3000)
     qtbot.mouseClick(second.approve_button, Qt.MouseButton.LeftButton)
@@ -334,7 +333,8 @@ def guard(qtbot):
 
 def feed(guard, data: bytes) -> bool:
     buf = ctypes.create_string_buffer(data, len(data))
-    return guard.filter_event(ctypes.addressof(buf))
+    handled: bool = guard.filter_event(ctypes.addressof(buf))
+    return handled
 
 
 def mouse_release(time):
@@ -489,7 +489,7 @@ def test_the_heading_names_the_registry_of_the_stored_key(qtbot, action):
     reaches any label."""
     d = ApprovalDialog(_hostile_approval(action=action))
     qtbot.addWidget(d)
-    heading = d.findChild(QLabel, "heading").text()
+    heading = present(d.findChild(QLabel, "heading")).text()
     assert "\n" not in heading and "throwa" not in heading
     assert " local?" in heading or "local " in heading
     registry = d.field_labels["Registry"].text()
@@ -503,7 +503,7 @@ def test_the_heading_names_the_registry_of_the_stored_key(qtbot, action):
 def test_a_request_without_a_stored_key_shows_the_name_escaped(qtbot):
     d = ApprovalDialog(_hostile_approval(key=False))
     qtbot.addWidget(d)
-    heading = d.findChild(QLabel, "heading").text()
+    heading = present(d.findChild(QLabel, "heading")).text()
     assert "\n" not in heading and "\\u202e" in heading
     for label in d.findChildren(QLabel):
         for ch in _INVISIBLE:

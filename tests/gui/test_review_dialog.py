@@ -21,6 +21,7 @@ from factories import paseto_claims, write_crate
 from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
+from qt_tools import RecordingDialog
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -75,15 +76,6 @@ def changed_review(tmp_path: Path) -> RequestReview:
     ch = compare(prev, new)
     diffs = tuple((p, unified_diff(prev, new, p)) for p in ("build.rs", "src/lib.rs"))
     return review_for(new, previous=prev, changes=ch, diffs=diffs)
-
-
-class RecordingDialog(ApprovalDialog):
-    """The real dialog; ``decisions`` records what it decided (its ``decided`` signal)."""
-
-    def __init__(self, approval: ApprovalRequest) -> None:
-        super().__init__(approval)
-        self.decisions: list[bool] = []
-        self.decided.connect(self.decisions.append)
 
 
 def show(qtbot, review: RequestReview) -> RecordingDialog:

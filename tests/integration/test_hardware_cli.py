@@ -36,11 +36,11 @@ def hw_env(app_env, softhsm):
     return env
 
 
-class Outputs(list):
+class Outputs(list[str | bytes]):
     pass
 
 
-class Env(dict):
+class Env(dict[str, str]):
     dirs: object
 
 

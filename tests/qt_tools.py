@@ -1,0 +1,18 @@
+"""Qt helpers for the widget tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gui_approver.core.approval import ApprovalRequest
+from gui_approver.ui.dialog import ApprovalDialog
+
+
+class RecordingDialog(ApprovalDialog):
+    """The real approval dialog; ``decisions`` records what it decided (its ``decided``
+    signal), in order."""
+
+    def __init__(self, approval: ApprovalRequest, **kw: Any) -> None:
+        super().__init__(approval, **kw)
+        self.decisions: list[bool] = []
+        self.decided.connect(self.decisions.append)
