@@ -62,6 +62,7 @@ def test_publish_denied_stores_nothing(harness):
     assert "beta" not in harness.registry.crates()
 
 
+@pytest.mark.slow
 def test_yank_unyank_owner(harness):
     crate = write_crate(harness.tmp, "gamma")
     assert harness.run(PUBLISH, crate, decide=["approve"])[0] == 0

@@ -105,6 +105,7 @@ def token_harness(qtbot, gui_app, app_env, tmp_path):
     _stop(h, app_env)
 
 
+@pytest.mark.slow
 def test_import_then_publish_yank_owner_each_approved(token_harness):
     h = token_harness
     home = Path(h.env["CARGO_HOME"])

@@ -733,6 +733,7 @@ def test_tray_dbus_actions_cannot_approve(arena):
     assert "Ok" not in answer and "nothing was signed" in answer["Err"]["message"], answer
 
 
+@pytest.mark.slow
 def test_keyboard_remapped_while_the_dialog_is_open(arena):
     """A worm turns letters into Tab and Space (what xmodmap does) hoping the user types:
     the dialog disarms and arms again from scratch, and typed letters keep it disarmed."""
