@@ -110,6 +110,26 @@ def test_index_path_and_fetch_base(monkeypatch: pytest.MonkeyPatch) -> None:
         fetch_base("https://example.com/git-index")
 
 
+def test_one_spelling_per_registry(tmp_path: Path) -> None:
+    from gui_approver.core.watch import canonical_index
+
+    gh = "https://github.com/rust-lang/crates.io-index"
+    for url in (gh, gh + "/", "sparse+https://index.crates.io/", " https://index.crates.io "):
+        assert canonical_index(url) == gh
+    assert canonical_index("sparse+http://h/index") == "sparse+http://h/index/"
+    assert canonical_index("sparse+http://h/index//") == "sparse+http://h/index/"
+    watch = Watch(tmp_path / "state")
+    AuditLog(tmp_path / "state" / "audit.jsonl").record(
+        event="get", registry="local", index_url="sparse+http://127.0.0.1:9/index/",
+        operation="publish", crate="a1", version="1.0.0", cksum="0" * 64, decision="signed")
+    watch.add("local", ["b2"], "sparse+http://127.0.0.1:9/index")
+    (w,) = watch.watched()
+    assert (w.index_url, w.crates) == ("sparse+http://127.0.0.1:9/index/", ("a1", "b2"))
+    watch.set_elsewhere("sparse+http://127.0.0.1:9/index", "b2", True)
+    assert watch.elsewhere("sparse+http://127.0.0.1:9/index/") == {"b2"}
+    assert watch.watched("sparse+http://127.0.0.1:9/index") == [w]
+
+
 def test_parse_index_file_is_strict() -> None:
     ok = b'{"name":"Foo","vers":"1.0.0","cksum":"' + b"a" * 64 + b'","yanked":false}\n\n'
     assert parse_index_file(ok, "foo", "u") == {"1.0.0": ("a" * 64, False)}

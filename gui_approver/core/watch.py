@@ -64,6 +64,7 @@ __all__ = [
     "Watch",
     "WatchError",
     "Watched",
+    "canonical_index",
     "fetch_base",
     "index_path",
     "keychain_tokens",
@@ -154,6 +155,22 @@ def fetch_base(index_url: str, crates_io: str | None = None) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WatchError(f"{base!r} is not an http(s) URL of a sparse index")
     return base if base.endswith("/") else base + "/"
+
+
+_CRATES_IO_NAMES = {
+    CRATES_IO_INDEX.rstrip("/"), "sparse+https://index.crates.io", "https://index.crates.io"
+}
+
+
+def canonical_index(index_url: str) -> str:
+    """One spelling per registry: crates.io's names become cargo's ``CRATES_IO_INDEX``, a
+    sparse URL ends in ``/``, anything else loses trailing slashes."""
+    url = index_url.strip()
+    if url.rstrip("/") in _CRATES_IO_NAMES:
+        return CRATES_IO_INDEX
+    if url.startswith("sparse+"):
+        return url.rstrip("/") + "/"
+    return url.rstrip("/")
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -262,7 +279,7 @@ def approvals_from(records: Iterable[dict[str, Any]]) -> dict[str, Approvals]:
         crate, vers = rec.get("crate"), rec.get("version")
         if op not in _MUTATIONS or not isinstance(index_url, str) or not isinstance(crate, str):
             continue
-        appr = out.setdefault(index_url, Approvals())
+        appr = out.setdefault(canonical_index(index_url), Approvals())
         if isinstance(rec.get("registry"), str):
             appr.name = rec["registry"]
         appr.crates.setdefault(crate.lower(), crate)
@@ -622,7 +639,9 @@ class Watch:
 
     def _prefs(self) -> dict[str, dict[str, Any]]:
         regs = self._read(PREFS_FILE).get("registries", {})
-        return regs if isinstance(regs, dict) else {}
+        if not isinstance(regs, dict):
+            return {}
+        return {canonical_index(k): v for k, v in regs.items() if isinstance(v, dict)}
 
     def _save_prefs(self, regs: dict[str, dict[str, Any]]) -> None:
         self._write(PREFS_FILE, {"registries": regs})
@@ -659,7 +678,9 @@ class Watch:
                 crates.setdefault(c.lower(), c)
             for c in pref.get("removed", []):
                 crates.pop(c.lower(), None)
-            if registry is not None and registry not in (name, index_url):
+            if registry is not None and registry != name and (
+                canonical_index(registry) != index_url
+            ):
                 continue
             if crates:
                 out.append(Watched(index_url, name, tuple(sorted(crates.values()))))
@@ -668,6 +689,9 @@ class Watch:
     def resolve_registry(self, name: str, index_url: str | None = None) -> str:
         """The index URL of registry ``name``: given, known to the watch or the audit log, or
         from cargo's config."""
+        return canonical_index(self._resolve_registry(name, index_url))
+
+    def _resolve_registry(self, name: str, index_url: str | None = None) -> str:
         if index_url:
             return index_url
         if name == CRATES_IO:
@@ -736,11 +760,13 @@ class Watch:
 
     def elsewhere(self, index_url: str) -> set[str]:
         """Crates (lower case) whose new versions and yanks are expected from elsewhere."""
+        index_url = canonical_index(index_url)
         pref = self._prefs().get(index_url, {})
         return {c.lower() for c in pref.get("elsewhere", [])}
 
     def set_elsewhere(self, index_url: str, crate: str, expected: bool) -> None:
         """The per-crate "published elsewhere is expected" switch."""
+        index_url = canonical_index(index_url)
         with self._locked():
             regs = self._prefs()
             pref = regs.setdefault(index_url, {})
@@ -755,12 +781,13 @@ class Watch:
     def needs_new_token(self, index_url: str, current: StoredToken | None = None) -> bool:
         """True after "Revoke this token", until a token other than the revoked one is
         stored for the registry (``current``: what is stored now)."""
-        revoked = self._prefs().get(index_url, {}).get("needs_new_token")
+        revoked = self._prefs().get(canonical_index(index_url), {}).get("needs_new_token")
         if not revoked:
             return False
         return current is None or current.fingerprint == revoked
 
     def clear_needs_new_token(self, index_url: str) -> None:
+        index_url = canonical_index(index_url)
         with self._locked():
             regs = self._prefs()
             if index_url in regs:
@@ -772,7 +799,8 @@ class Watch:
     def alerts(self, *, include_handled: bool = False, registry: str | None = None) -> list[Alert]:
         out = [a for a in self._load_alerts() if include_handled or a.is_open]
         if registry is not None:
-            out = [a for a in out if registry in (a.registry, a.index_url)]
+            out = [a for a in out
+                   if registry == a.registry or canonical_index(registry) == a.index_url]
         return out
 
     def _update_alert(self, alert_id: str, change: Callable[[Alert], None]) -> Alert:
@@ -851,7 +879,7 @@ class Watch:
         revoked = hashlib.sha256(token.expose().encode("utf-8")).hexdigest()[:8]
         with self._locked():
             regs = self._prefs()
-            regs.setdefault(index_url, {})["needs_new_token"] = revoked
+            regs.setdefault(canonical_index(index_url), {})["needs_new_token"] = revoked
             self._save_prefs(regs)
 
     def revoke_stored(self, index_url: str, stored: StoredToken) -> None:

@@ -831,8 +831,12 @@ class ApprovalDialog(QDialog):
                 font.setBold(True)
                 item.setFont(4, font)
             lst.addTopLevelItem(item)
-        for col in range(5):
+        for col in range(4):
             lst.resizeColumnToContents(col)
+        # the flags column takes what is left (elided); every flag is spelled out below
+        lst.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        lst.setTextElideMode(Qt.TextElideMode.ElideRight)
+        lst.header().setStretchLastSection(True)
         rows = min(n, 6)
         lst.setFixedHeight(lst.sizeHintForRow(0) * rows + lst.header().sizeHint().height() + 6)
         body.addWidget(lst)

@@ -1,7 +1,7 @@
 """Render the real approval dialog on a private Xvfb and save a screenshot of it.
 
     .venv/bin/python tests/attack_tools/screenshot_dialog.py [OUT.png] [--arming] [--review]
-        [--unsupported] [--token] [--hostile]
+        [--unsupported] [--token] [--hostile] [--batch]
 
 Default output: resources/screenshots/dialog.png (``--review``: dialog-review.png, the dialog
 with the requester, verified contents and the changes since the last approved version;
@@ -9,7 +9,9 @@ with the requester, verified contents and the changes since the last approved ve
 features cargo never writes, a PAX path plus a GNU long name, so it is not called verified;
 ``--token``: dialog-token.png, the review for crates.io, which takes a bearer token;
 ``--hostile``: dialog-hostile.png, a request from a process that is not a verified cargo,
-naming the registry with a right-to-left override and a newline, and a workspace list).
+naming the registry with a right-to-left override and a newline, and a workspace list;
+``--batch``: dialog-batch-flags.png, a workspace run whose other crates carry their own
+flags, so "Approve all listed" covers only the unflagged one).
 The dialog is the real :class:`gui_approver.ui.dialog.ApprovalDialog` in a real xcb
 window with the real X11 input guard, showing a publish of a sample crate with one more
 request waiting; by default the shot is taken once Approve has armed (``--arming``: right
@@ -31,13 +33,44 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
 REVIEW_OUT = REPO / "resources" / "screenshots" / "dialog-review.png"
 UNSUPPORTED_OUT = REPO / "resources" / "screenshots" / "dialog-unsupported.png"
+BATCH_OUT = REPO / "resources" / "screenshots" / "dialog-batch-flags.png"
 HOSTILE_OUT = REPO / "resources" / "screenshots" / "dialog-hostile.png"
 HOSTILE_NAME = "crates-io (127.0.0.1, throwa\u202e\ngnp.exe"
 TOKEN_OUT = REPO / "resources" / "screenshots" / "dialog-token.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
-def sample_review(request: object, tmp: Path, unsupported: bool = False) -> object:
+def sample_batch(tmp: Path, hist: object, first: object) -> tuple[object, ...]:
+    """The other crates of a ``cargo publish --workspace`` run, each with its own flags: core
+    (only the version changed), macros (becomes a proc-macro), cli (a changed file)."""
+    import hostile_archives as h
+
+    from gui_approver.review.contents import inspect_crate_bytes
+    from gui_approver.review.request import Candidate, candidate_flags
+
+    index = "sparse+https://index.crates.io/"
+    lib = {"src/lib.rs": b"pub fn f() {}\n"}
+    out = [Candidate(first.name, first.vers, first.cksum, first.path, first)]  # type: ignore[attr-defined]
+    for name, new_files, kw in (
+        ("tokio-frobnicate-core", lib, {}),
+        ("tokio-frobnicate-macros", lib, {"proc_macro": True}),
+        ("tokio-frobnicate-cli", {"src/lib.rs": b"pub fn f() { run() }\n"}, {}),
+    ):
+        def listed(vers: str, files: dict[str, bytes], **kw2: object) -> object:
+            data = h.crate(name, vers, files, **kw2)  # noqa: B023
+            return inspect_crate_bytes(
+                data, name=name, vers=vers, cksum=hashlib.sha256(data).hexdigest(),  # noqa: B023
+                path=f"/home/alex/src/tokio-frobnicate/target/package/{name}-{vers}.crate")  # noqa: B023
+
+        hist.record_approved(index, listed("1.4.1", lib), registry_name="crates-io")  # type: ignore[attr-defined]
+        c = listed("1.4.2", new_files, **kw)
+        cand = Candidate(name, "1.4.2", c.cksum, c.path, c)  # type: ignore[attr-defined]
+        out.append(candidate_flags(cand, hist.previous(index, name)))  # type: ignore[attr-defined]
+    return tuple(out)
+
+
+def sample_review(request: object, tmp: Path, unsupported: bool = False,
+                  batch: bool = False) -> object:
     """A review like the inspector makes: kernel-verified requester, verified contents, and
     0.14.1 approved earlier (so there is a change summary, with a new build script)."""
     sys.path.insert(0, str(REPO / "tests"))
@@ -86,11 +119,13 @@ def sample_review(request: object, tmp: Path, unsupported: bool = False) -> obje
     requester = RequesterInfo(
         verified=True, pid=48213, pid_source="kernel",
         summary="cargo publish in ~/src/tokio-frobnicate, started from bash in xterm")
-    return RequestReview(request, requester, c_new, prev, changes, diffs)  # type: ignore[arg-type]
+    listed = sample_batch(tmp, History(tmp / "history"), c_new) if batch else ()
+    return RequestReview(request, requester, c_new, prev, changes, diffs,  # type: ignore[arg-type]
+                         listed)  # type: ignore[arg-type]
 
 
 def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False,
-          token: bool = False, hostile: bool = False) -> int:
+          token: bool = False, hostile: bool = False, batch: bool = False) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -108,7 +143,7 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
     cksum = hashlib.sha256(b"tokio-frobnicate-1.4.2.crate").hexdigest()
     if review:
         tmp = Path(tempfile.mkdtemp(prefix="gui-approver-shot-review-"))
-        rev = sample_review(None, tmp, unsupported)
+        rev = sample_review(None, tmp, unsupported, batch)
         cksum = rev.contents.cksum  # type: ignore[attr-defined]
     request = parse_request(json.dumps({
         "v": 1, "registry": {"index-url": index,
@@ -155,6 +190,14 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         if dialog.visible_at is None or (not arming and not dialog.approve_button.armed):
             QTimer.singleShot(20, shoot)
             return
+        if batch and dialog.batch_list is not None:  # scroll down to the crates of the run
+            from PySide6.QtWidgets import QScrollArea
+
+            area = dialog.findChild(QScrollArea)
+            flags = dialog.review_labels.get("batchFlags")
+            if area is not None:
+                area.ensureWidgetVisible(flags or dialog.batch_list, 0, 0)
+            app.processEvents()
         shot = dialog.screen().grabWindow(dialog.winId())
         out.parent.mkdir(parents=True, exist_ok=True)
         ok = shot.save(str(out), "PNG")
@@ -172,12 +215,14 @@ def main(argv: list[str]) -> int:
     unsupported = "--unsupported" in argv
     token = "--token" in argv
     hostile = "--hostile" in argv
-    review = "--review" in argv or unsupported or token or hostile
+    batch = "--batch" in argv
+    review = "--review" in argv or unsupported or token or hostile or batch
     default = (HOSTILE_OUT if hostile else TOKEN_OUT if token else UNSUPPORTED_OUT
-               if unsupported else REVIEW_OUT if review else DEFAULT_OUT)
+               if unsupported else BATCH_OUT if batch else REVIEW_OUT if review
+               else DEFAULT_OUT)
     out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
-        return child(out, arming, review, unsupported, token, hostile)
+        return child(out, arming, review, unsupported, token, hostile, batch)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 
