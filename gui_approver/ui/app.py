@@ -613,35 +613,26 @@ class GuiApp(QObject):
         except RuntimeError:  # the QObject was deleted while a worker finished
             log.debug("event after shutdown dropped")
 
+    #: The windows the app may have opened; each is closed when the app stops.
+    _WINDOWS = ("alerts_window", "keys_window", "first_run_window", "settings_window",
+                "activity_window")
+
     def stop(self) -> None:
         self._stopped = True
         self.watch_runner.stop()
-        if self.alerts_window is not None:
-            self.alerts_window.close()
-            self.alerts_window.deleteLater()
-            self.alerts_window = None
-        self._idle_timer.stop()
-        self._tray_timer.stop()
-        self._expiry_timer.stop()
-        self.unlocker.shutdown()
-        self.touch.shutdown()
+        for timer in (self._idle_timer, self._tray_timer, self._expiry_timer):
+            timer.stop()
+        # Anyone waiting for a person gets "no" at once; then nothing new can arrive.
+        for component in (self.unlocker, self.touch):
+            component.shutdown()
         self.session_lock.stop()
-        if self.keys_window is not None:
-            self.keys_window.close()
-        if self.first_run_window is not None:
-            if self.first_run_window.wizard is not None:
-                self.first_run_window.wizard.close()
-                self.first_run_window.wizard.deleteLater()
-                self.first_run_window.wizard = None
-            self.first_run_window.close()
-            self.first_run_window.deleteLater()
-            self.first_run_window = None
-        if self.settings_window is not None:
-            self.settings_window.close()
-            self.settings_window.deleteLater()
-            self.settings_window = None
-        if self.activity_window is not None:
-            self.activity_window.close()
+        for name in self._WINDOWS:
+            window = getattr(self, name)
+            if window is not None:
+                # a window that owns others closes them too (FirstRunWindow: its wizard)
+                getattr(window, "shutdown", window.close)()
+                window.deleteLater()
+                setattr(self, name, None)
         self.store.lock()
         self.service.end_batches()
         self.approver.shutdown()
