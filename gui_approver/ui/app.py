@@ -36,7 +36,7 @@ from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
 from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
-from gui_approver.review.contents import escape_text
+from gui_approver.review.text import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui import style
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility

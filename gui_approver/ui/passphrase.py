@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.keys.store import KeyRecord
-from gui_approver.review.contents import escape_text
+from gui_approver.review.text import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
 from gui_approver.ui.prompts import PromptQueue, Question
