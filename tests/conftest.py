@@ -1,5 +1,12 @@
 """Fixtures for a real, isolated test environment (no mocks). Helpers: tests/envtools.py.
 
+Layout (this directory is on sys.path, so the helper modules here import from every subdir):
+  unit/         pure in-process and fast (`make check`): no keychain daemon, app subprocess,
+                cargo or X server; a unit test asking for such a fixture is a collection error
+  integration/  real gnome-keyring, app/bridge subprocesses, sockets, the HTTP registry, SoftHSM2
+  e2e/          the real cargo (marked ``e2e`` here)
+  gui/          Qt widgets (pytest-qt, offscreen) and windows/attacks under Xvfb (marked ``gui``)
+
 Isolation applied to *every* test (nothing to request):
   * at start-up the pytest process drops DBUS_SESSION_BUS_ADDRESS, PYTHON_KEYRING_BACKEND,
     GNOME_KEYRING_*, DISPLAY, WAYLAND_DISPLAY, XAUTHORITY and sets QT_QPA_PLATFORM=offscreen,
@@ -24,6 +31,9 @@ Fixtures:
   xvfb_display (session)     envtools.Display: .display (":N"), .number, .env, .process.
   gui_env (function)         app_env + DISPLAY of xvfb_display and QT_QPA_PLATFORM=xcb
                              (subprocesses only; in-process Qt stays offscreen).
+  gui_app (function)         factory: gui_app(store, settings=None, *, start=True, **kw) -> a
+                             ui.app.GuiApp (started unless start=False); every app it made and
+                             not yet stopped is stopped in teardown, newest first.
   node_verifier (session)    envtools.NodeVerifier, callable: node_verifier(token, public_pem)
                              -> {"payload": dict, "payload_raw": str, "footer": str | None};
                              raises envtools.NodeVerifyError. One node process for the session
@@ -34,13 +44,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import envtools
 import pytest
 import softhsm as softhsm_tools
+from cargo_harness import harness  # noqa: F401 - the e2e harness fixture
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from gui_approver.core.keys.store import KeyStore
+    from gui_approver.core.settings import Settings
+    from gui_approver.ui.app import GuiApp
 
 settings.register_profile("ci", max_examples=10_000, deadline=None, database=None)
 settings.register_profile("dev", max_examples=300, deadline=None, database=None)
@@ -68,6 +85,34 @@ def pytest_configure(config: pytest.Config) -> None:
     # check, a bare pytest) a few hundred. HYPOTHESIS_PROFILE picks one explicitly.
     settings.load_profile(
         os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+TESTS = Path(__file__).resolve().parent
+# Directory -> marker applied to every test in it.
+_DIR_MARKERS = {"e2e": "e2e", "gui": "gui"}
+# Fixtures that start a real component: not in unit/.
+_NOT_IN_UNIT = frozenset({"secret_service", "app_env", "gui_env", "no_keychain", "xvfb_display",
+                          "node_verifier", "softhsm", "harness"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    bad = []
+    for item in items:
+        try:
+            kind = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        marker = _DIR_MARKERS.get(kind)
+        if marker is not None:
+            item.add_marker(marker)
+        if kind == "unit":
+            real = _NOT_IN_UNIT.intersection(getattr(item, "fixturenames", ()))
+            if real:
+                bad.append(f"{item.nodeid} uses {', '.join(sorted(real))}")
+    if bad:
+        raise pytest.UsageError(
+            "tests/unit/ is for in-process tests; move these to tests/integration/ (or e2e/, "
+            "gui/):\n  " + "\n  ".join(bad))
 
 
 class AppEnv(dict[str, str]):
@@ -192,6 +237,27 @@ def gui_env(app_env: AppEnv, xvfb_display: envtools.Display) -> AppEnv:
     env["DISPLAY"] = xvfb_display.display
     env["QT_QPA_PLATFORM"] = "xcb"
     return env
+
+
+@pytest.fixture
+def gui_app(qtbot: Any) -> Iterator[Callable[..., GuiApp]]:
+    from gui_approver.core.settings import Settings
+    from gui_approver.ui.app import GuiApp
+
+    made: list[GuiApp] = []
+
+    def make(store: KeyStore, settings: Settings | None = None, *, start: bool = True,
+             **kw: Any) -> GuiApp:
+        gui = GuiApp(store, settings if settings is not None else Settings(), **kw)
+        made.append(gui)
+        if start:
+            gui.start()
+        return gui
+
+    yield make
+    for gui in reversed(made):
+        if not gui._stopped:
+            gui.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,10 @@ from pathlib import Path
 
 MODULE_PATHS = ("/usr/lib/softhsm/libsofthsm2.so",
                 "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
-PIN = "314159"
+#: Distinctive, so the leak scans cannot match it by chance (SoftHSM2 takes any 4-255 bytes).
+PIN = "gat-Pin-7f3a9c"
+#: A wrong PIN, as distinctive.
+WRONG_PIN = "gat-Wrong-4b2d1e"
 SO_PIN = "27182818"
 
 

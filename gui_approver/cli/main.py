@@ -262,22 +262,20 @@ def _find(store: Any, registry: str) -> Any:
 
 
 def cmd_key_show(args: argparse.Namespace) -> int:
-    from gui_approver.core.keys.store import parse_public_paserk
+    from gui_approver.core.keys import flows
 
     rec = _find(_store(), args.registry)
     if args.pem:
-        from cryptography.hazmat.primitives import serialization
-
-        pem = parse_public_paserk(rec.public).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        print(pem.decode().rstrip())
+        print(flows.public_pem(rec.public))
         return 0
     if args.json:
         _print_json(_record_json(rec))
     else:
         print(f"registry: {rec.registry}\nindex:    {rec.index_url}\npublic:   {rec.public}")
         print(f"key id:   {rec.kip}\nsubject:  {rec.subject or '(none)'}\ncreated:  {rec.created}")
+        print(f"protection: {rec.protection}")
+        if rec.hardware is not None:
+            print(f"token key:  {rec.hardware.uri}\nmodule:     {rec.hardware.module}")
     return 0
 
 
@@ -296,34 +294,35 @@ def cmd_key_list(args: argparse.Namespace) -> int:
         print("No keys or tokens yet. Create a key: gui-approver key new --registry NAME "
               "[--index URL]; keep a bearer token (crates.io): gui-approver token import-cargo")
         return 0
-    print("REGISTRY\tKIND\tKEY ID\tSUBJECT\tCREATED\tEXPIRES\tPROTECTION\tLAST USED\tSTATUS")
-    for r in records:
-        print("\t".join([
-            r.registry, "asymmetric", r.kip, r.subject or "-", r.created, r.expires or "never",
-            r.protection, used.get(r.kip, "never"), r.status,
-        ]))
-    for t in tokens:
-        print("\t".join([
-            t.registry, "token", f"sha256:{t.fingerprint}", "-", t.added,
-            t.expires or "unknown", t.protection, "-", "active",
-        ]))
+    rows = [["REGISTRY", "KIND", "KEY ID", "SUBJECT", "CREATED", "EXPIRES", "PROTECTION",
+             "LAST USED", "STATUS"]]
+    rows += [[r.registry, "asymmetric", r.kip, r.subject or "-", r.created,
+              r.expires or "never", r.protection, used.get(r.kip, "never"), r.status]
+             for r in records]
+    rows += [[t.registry, "token", f"sha256:{t.fingerprint}", "-", t.added,
+              t.expires or "unknown", t.protection, "-", "active"] for t in tokens]
+    if sys.stdout.isatty():
+        # A person reads it: aligned columns. Scripts (a pipe) keep one tab between fields.
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    else:
+        for row in rows:
+            print("\t".join(row))
     return 0
 
 
 def cmd_key_export(args: argparse.Namespace) -> int:
     """Print the PUBLIC key (the secret never leaves the keychain)."""
-    from cryptography.hazmat.primitives import serialization
 
-    from gui_approver.core.keys.store import parse_public_paserk
+    from gui_approver.core.keys import flows
 
     store = _store()
     rec = store.find_pending(args.registry) if args.pending else _find(store, args.registry)
     if rec is None:
         raise GuiApproverError(f"registry {args.registry} has no pending successor key")
     if args.format == "pem":
-        print(parse_public_paserk(rec.public).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode().rstrip())
+        print(flows.public_pem(rec.public))
     elif args.format == "json":
         _print_json({"registry": rec.registry, "index_url": rec.index_url,
                      "public": rec.public, "kip": rec.kip, "subject": rec.subject})
@@ -376,6 +375,7 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 
 def cmd_key_import_cargo(args: argparse.Namespace) -> int:
     from gui_approver.core import cargo_config
+    from gui_approver.core.keys import flows
     from gui_approver.core.keys.store import SigningKey
 
     found = [f for f in cargo_config.find_cargo_secrets()
@@ -387,6 +387,7 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
                                + (f" for registry {args.registry}" if args.registry else ""))
     store = _store()
     results = []
+    reports: list[list[str]] = []
     for item in found:
         try:
             key = SigningKey.from_paserk(item.secret)
@@ -401,32 +402,17 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
         if args.dry_run:
             results.append({"registry": item.registry, "file": str(item.path),
                             "public": key.public_paserk, "kip": key.kip, "imported": False})
+            reports.append(flows.import_report(item.registry, item.path, key, dry_run=True))
             continue
-        existing = store.find(index)
-        if existing is None:
-            store.add(key, registry=item.registry, index_url=index, subject=item.subject,
-                      origin="cli")
-        elif existing.kip != key.kip:
-            raise GuiApproverError(
-                f"registry {item.registry} already has a different key ({existing.kip}); "
-                "nothing was imported"
-            )
-        # The key is safely in the keychain: now take it off the disk.
-        cargo_config.remove_cargo_secret(item)
-        change = cargo_config.plan_configure(item.registry, index)
-        cargo_config.apply(change)
+        flows.import_cargo_key(store, item, key, index, origin="cli")
         results.append({"registry": item.registry, "file": str(item.path),
                         "public": key.public_paserk, "kip": key.kip, "imported": True})
+        reports.append(flows.import_report(item.registry, item.path, key))
     if args.json:
         _print_json(results)
         return 0
-    for r in results:
-        verb = "Would import" if args.dry_run else "Imported"
-        print(f"{verb} the key of registry {r['registry']} from {r['file']}.")
-        print(f"  public key (unchanged, nothing to re-register): {r['public']}")
-        print(f"  key id (unchanged): {r['kip']}")
-        if not args.dry_run:
-            print("  The secret is now only in the keychain; cargo uses gui-approver for it.")
+    for lines in reports:
+        print("\n".join(lines))
     return 0
 
 
@@ -781,14 +767,14 @@ def cmd_configure_cargo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from gui_approver.client import protocol
+    from gui_approver.client import paths
     from gui_approver.core import ipc
 
     pong = ipc.ping()
     info: dict[str, Any] = {
         "running": pong is not None,
         "pid": pong.get("pid") if pong else None,
-        "socket": protocol.socket_path(),
+        "socket": paths.socket_path(),
     }
     try:
         from gui_approver.core.keys.bearer import bearer_store

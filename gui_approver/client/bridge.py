@@ -18,7 +18,7 @@ import sys
 import time
 
 from gui_approver import __version__
-from gui_approver.client import protocol
+from gui_approver.client import framing, paths, protocol
 from gui_approver.errors import BridgeError, GuiApproverError, ProtocolError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -100,7 +100,7 @@ def _app_command() -> list[str]:
 
 #: Variables cargo's environment may carry that would change what code the app runs.
 _UNSAFE_ENV_PREFIXES = ("LD_", "PYTHON", "QT_PLUGIN", "QT_QPA_PLATFORM_PLUGIN", "QML", "GCONV_")
-_UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "GUI_APPROVER_TEST_HOLD_SECONDS", "MALLOC_CHECK_",
+_UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "MALLOC_CHECK_",
                          "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH"})
 
 
@@ -171,7 +171,7 @@ def _recv_line(sock: socket.socket, buf: bytearray, timeout: float) -> bytes:
             line = bytes(buf[: nl + 1])
             del buf[: nl + 1]
             return line
-        if len(buf) > protocol.MAX_IPC_BYTES:
+        if len(buf) > framing.MAX_IPC_BYTES:
             raise BridgeError("the app sent an oversized reply")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -193,27 +193,27 @@ def _recv_line(sock: socket.socket, buf: bytearray, timeout: float) -> bytes:
 
 def exchange(raw_request: dict[str, Any], err: TextIO) -> dict[str, Any]:
     """Send one credential request to the app and return its reply message."""
-    directory = protocol.socket_dir()
-    path = os.path.join(directory, protocol.SOCKET_NAME)
+    directory = paths.socket_dir()
+    path = os.path.join(directory, paths.SOCKET_NAME)
     if os.path.exists(directory):
-        problem = protocol.check_private_dir(directory)
+        problem = paths.check_private_dir(directory)
         if problem:
             raise BridgeError(f"refusing to use the socket directory: {problem}")
     sock = _connect(path)
     if sock is None:
         sock = _start_app_and_connect(path, err)
-    provenance = protocol.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=_cwd())
+    provenance = framing.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=_cwd())
     try:
         sock.settimeout(5.0)
         try:
-            sock.sendall(protocol.credential_ipc_message(raw_request, provenance))
+            sock.sendall(framing.credential_ipc_message(raw_request, provenance))
         except OSError as exc:
             raise BridgeError(f"could not talk to the app ({exc.strerror})") from None
         buf = bytearray()
         timeout = ACK_TIMEOUT
         while True:
             try:
-                reply = protocol.parse_ipc_reply(_recv_line(sock, buf, timeout))
+                reply = framing.parse_ipc_reply(_recv_line(sock, buf, timeout))
             except ProtocolError as exc:
                 raise BridgeError(f"the app's reply was not understood: {exc}") from None
             if reply["type"] == "ack":

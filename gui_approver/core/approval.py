@@ -13,10 +13,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from gui_approver.client.protocol import CredentialRequest, Provenance
+from gui_approver.client.framing import Provenance
+from gui_approver.client.protocol import CredentialRequest
 from gui_approver.core.keys.bearer import TokenRecord
 from gui_approver.core.keys.store import KeyRecord
 
@@ -27,12 +29,22 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
+class Action(StrEnum):
+    """What approving a request does: sign/release a token, store a credential (login), or
+    delete one (logout)."""
+
+    SIGN = "sign"
+    LOGIN = "login"
+    LOGOUT = "logout"
+
+
+
 @dataclass(frozen=True)
 class ApprovalRequest:
     request: CredentialRequest
     provenance: Provenance
     key: KeyRecord | None
-    action: str = "sign"  # "sign" | "login" | "logout"
+    action: Action = Action.SIGN
     timeout: float = 120.0
     received: float = field(default_factory=time.monotonic)
     id: int = field(default_factory=lambda: next(_ids))
@@ -49,7 +61,7 @@ class ApprovalRequest:
     def summary(self) -> str:
         if self.detail is not None:
             return self.detail
-        if self.action == "logout":
+        if self.action is Action.LOGOUT:
             return f"delete the key for registry {self.request.registry.label()}"
         return self.request.describe()
 

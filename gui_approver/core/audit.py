@@ -39,6 +39,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,18 @@ FIELDS = (
     "key_id",
     "token_sha256",
 )
+
+
+class Verdict(StrEnum):
+    """What an audit record says happened (its ``decision`` field)."""
+
+    SIGNED = "signed"  # a token was signed or a bearer token released
+    DENIED = "denied"
+    ERROR = "error"
+    KEY_CREATED = "key-created"
+    KEY_DELETED = "key-deleted"
+    TOKEN_STORED = "token-stored"  # noqa: S105 - an audit verdict, not a secret
+
 
 
 class AuditError(GuiApproverError):

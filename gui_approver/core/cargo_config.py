@@ -123,7 +123,9 @@ class ConfigChange:
     def diff(self) -> str:
         return "".join(difflib.unified_diff(
             self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
-            fromfile=str(self.path), tofile=str(self.path) + " (new)",
+            fromfile=str(self.path) + (" (now)" if self.path.exists() else
+                                       " (does not exist yet)"),
+            tofile=str(self.path) + " (after this change)",
         ))
 
 

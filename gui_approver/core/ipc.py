@@ -2,7 +2,7 @@
 
 Only connections from our own uid (``SO_PEERCRED``) are served. One JSON message per line,
 bounded in size, with a timeout on every read; anything malformed is logged and dropped
-without being acted on. The parsing is :func:`gui_approver.client.protocol.parse_ipc_request`, a
+without being acted on. The parsing is :func:`gui_approver.client.framing.parse_ipc_request`, a
 pure function. A ``flock`` on ``app.lock`` makes the app a single instance and lets the
 lock holder replace a stale socket without ever unlinking a live one.
 
@@ -40,8 +40,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gui_approver import __version__, errors
-from gui_approver.client import protocol
-from gui_approver.client.protocol import IpcRequest
+from gui_approver.client import framing, paths, protocol
+from gui_approver.client.framing import IpcRequest
 from gui_approver.errors import GuiApproverError
 from gui_approver.secret import Secret
 
@@ -69,8 +69,17 @@ class AlreadyRunning(errors.AlreadyRunning):
 UnsafeDirectory = errors.UnsafeDirectory
 
 
-#: handler(request, send_ack) -> (response, notice)
-Handler = Callable[[IpcRequest, Callable[[float], None]], tuple[dict[str, object], str | None]]
+class Ack(Protocol):
+    """What a handler gets beside the request: ``ack(timeout)`` tells the bridge how long
+    to wait; ``ack.watch()`` (only for requests that wait for a human) returns an event set
+    when the bridge hangs up."""
+
+    def __call__(self, timeout: float) -> None: ...
+    def watch(self) -> threading.Event: ...
+
+
+#: handler(request, ack) -> (response, notice)
+Handler = Callable[[IpcRequest, Ack], tuple[dict[str, object], str | None]]
 
 
 class Transport(Protocol):
@@ -96,7 +105,7 @@ def prepare_private_dir(path: str) -> None:
     os.makedirs(parent, mode=0o700, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, 0o700)
-    problem = protocol.check_private_dir(path) or _parent_problem(parent)
+    problem = paths.check_private_dir(path) or _parent_problem(parent)
     if problem:
         raise UnsafeDirectory(f"refusing to use the socket directory: {problem}")
 
@@ -132,8 +141,8 @@ class UnixSocketServer:
         self.on_lock = on_lock
         self.on_unlock = on_unlock
         self.on_show = on_show
-        self.directory = directory or protocol.socket_dir()
-        self.path = os.path.join(self.directory, protocol.SOCKET_NAME)
+        self.directory = directory or paths.socket_dir()
+        self.path = os.path.join(self.directory, paths.SOCKET_NAME)
         self._lock_fd: int | None = None
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -295,26 +304,26 @@ class UnixSocketServer:
         peer_pid, line = received
         conn.settimeout(READ_TIMEOUT)
         try:
-            message = protocol.parse_ipc_request(line)
+            message = framing.parse_ipc_request(line)
         except protocol.ProtocolError as exc:
             log.warning("dropped a malformed IPC message: %s", exc)
             return
         if message.type == "ping":
-            conn.sendall(protocol.encode_ipc(
+            conn.sendall(framing.encode_ipc(
                 {"type": "pong", "pid": os.getpid(), "version": __version__}
             ))
             return
         if message.type == "lock":
             count = self.on_lock() if self.on_lock is not None else 0
-            conn.sendall(protocol.encode_ipc({"type": "locked", "count": count}))
+            conn.sendall(framing.encode_ipc({"type": "locked", "count": count}))
             return
         if message.type == "unlock":
-            conn.sendall(protocol.encode_ipc(self._unlock(message)))
+            conn.sendall(framing.encode_ipc(self._unlock(message)))
             return
         if message.type == "show":
             if self.on_show is not None:
                 self.on_show()
-            conn.sendall(protocol.encode_ipc({"type": "shown"}))
+            conn.sendall(framing.encode_ipc({"type": "shown"}))
             return
 
         message = _with_kernel_provenance(message, peer_pid)
@@ -327,7 +336,7 @@ class UnixSocketServer:
         if notice:
             payload["notice"] = notice
         conn.settimeout(READ_TIMEOUT)
-        conn.sendall(protocol.encode_ipc(payload))
+        conn.sendall(framing.encode_ipc(payload))
 
 
     def _unlock(self, message: IpcRequest) -> dict[str, object]:
@@ -358,7 +367,7 @@ class _Ack:
         self._watching = False
 
     def __call__(self, timeout: float) -> None:
-        self.conn.sendall(protocol.encode_ipc({"type": "ack", "timeout": timeout}))
+        self.conn.sendall(framing.encode_ipc({"type": "ack", "timeout": timeout}))
 
     def watch(self) -> threading.Event:
         if not self._watching:
@@ -395,7 +404,7 @@ def _read_line(conn: socket.socket, deadline: float | None = None) -> bytes | No
         nl = buf.find(b"\n")
         if nl >= 0:
             return bytes(buf[: nl + 1])
-        if len(buf) > protocol.MAX_IPC_BYTES:
+        if len(buf) > framing.MAX_IPC_BYTES:
             return None
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -412,7 +421,7 @@ def _read_line(conn: socket.socket, deadline: float | None = None) -> bytes | No
 
 
 def _answer_busy(conn: socket.socket) -> None:
-    reply = protocol.encode_ipc({
+    reply = framing.encode_ipc({
         "type": "response",
         "response": protocol.err_other(
             f"gui-approver is busy ({MAX_CONNECTIONS} requests are in progress); nothing was "
@@ -506,18 +515,18 @@ def request_show(directory: str | None = None, timeout: float = 5.0) -> dict[str
 def _simple_request(
     typ: str, directory: str | None, timeout: float, extra: dict[str, object] | None = None
 ) -> dict[str, object] | None:
-    path = os.path.join(directory or protocol.socket_dir(), protocol.SOCKET_NAME)
+    path = os.path.join(directory or paths.socket_dir(), paths.SOCKET_NAME)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
-            sock.sendall(protocol.encode_ipc({"type": typ, **(extra or {})}))
+            sock.sendall(framing.encode_ipc({"type": typ, **(extra or {})}))
             line = _read_line(sock)
     except OSError:
         return None
     if line is None:
         return None
     try:
-        return protocol.parse_ipc_reply(line)
+        return framing.parse_ipc_reply(line)
     except protocol.ProtocolError:
         return None

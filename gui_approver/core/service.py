@@ -17,23 +17,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gui_approver.client import protocol
-from gui_approver.client.protocol import (
-    CredentialRequest,
-    Get,
-    IpcRequest,
-    Login,
-    Logout,
-    Provenance,
-    Publish,
-)
+from gui_approver.client.framing import IpcRequest, Provenance
+from gui_approver.client.protocol import CredentialRequest, Get, Login, Logout, Publish
+from gui_approver.core import ipc
 from gui_approver.core.approval import (
+    Action,
     ApprovalRequest,
     Approver,
     Decision,
     decide_safely,
     is_loopback_index,
 )
-from gui_approver.core.audit import AuditError, AuditLog, token_fingerprint
+from gui_approver.core.audit import AuditError, AuditLog, Verdict, token_fingerprint
 from gui_approver.core.keys.bearer import TokenRecord, bearer_store, check_token, fingerprint
 from gui_approver.core.keys.history_mac import HistoryMac
 from gui_approver.core.keys.store import (
@@ -61,6 +56,14 @@ from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
 
+#: Called only just before asking a human: an event set when the requester hangs up (cargo
+#: interrupted), so a pending dialog can be withdrawn. Reads never pay for watching.
+Watch = Callable[[], threading.Event]
+
+
+def _gone(watch: Watch | None) -> threading.Event | None:
+    return watch() if watch is not None else None
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -76,7 +79,7 @@ class SignEvent:
 
     request: CredentialRequest
     provenance: Provenance
-    decision: str  # "signed" | "denied" | "error"
+    decision: Verdict  # SIGNED, DENIED or ERROR
     reason: str
     kip: str | None
 
@@ -93,7 +96,6 @@ class SigningService:
         audit: AuditLog | Literal["default"] | None = "default",
         inspector: Inspector | Literal["default"] | None = "default",
     ) -> None:
-        self._watch = threading.local()  # per worker thread: how to watch for a hang-up
         """``audit``: where decisions are recorded; ``"default"`` is the user's audit log
         (``audit.jsonl`` in the state dir); ``None`` records nothing (unit tests of code above
         the service only).
@@ -128,33 +130,32 @@ class SigningService:
         request: CredentialRequest,
         provenance: Provenance,
         *,
-        watch: Callable[[], threading.Event] | None = None,
+        watch: Watch | None = None,
     ) -> Outcome:
         """``watch()``, called only before asking a human, returns an event the transport
         sets when the requester disconnects while waiting."""
-        self._watch.value = watch
         try:
             match request:
                 case Get():
-                    return self._get(request, provenance)
+                    return self._get(request, provenance, watch)
                 case Login():
-                    return self._login(request, provenance)
+                    return self._login(request, provenance, watch)
                 case Logout():
-                    return self._logout(request, provenance)
+                    return self._logout(request, provenance, watch)
         except GuiApproverError as exc:
             log.warning("%s failed: %s", request.describe(), exc)
-            self._record_quietly(request, provenance, "error", str(exc), None)
-            self._emit(request, provenance, "error", str(exc), None)
+            self._record_quietly(request, provenance, Verdict.ERROR, str(exc), None)
+            self._emit(request, provenance, Verdict.ERROR, str(exc), None)
             return Outcome(protocol.cargo_error(exc))
         except Exception as exc:
             log.exception("internal error handling %s", request.describe())
             reason = f"internal error ({type(exc).__name__})"
-            self._record_quietly(request, provenance, "error", reason, None)
+            self._record_quietly(request, provenance, Verdict.ERROR, reason, None)
             return Outcome(protocol.err_other(f"gui-approver: {reason}"))
 
     # ------------------------------------------------------------------------------------
     def _record(
-        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
         kip: str | None, *, token: str | None = None,
     ) -> None:
         """Append one audit record (fsync-ed); raise AuditError when it cannot be written."""
@@ -176,7 +177,7 @@ class SigningService:
         )
 
     def _record_quietly(
-        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
         kip: str | None,
     ) -> None:
         """Record a decision that releases nothing (a denial, an error): best effort."""
@@ -189,7 +190,7 @@ class SigningService:
 
     # ------------------------------------------------------------------------------------
     def _emit(
-        self, request: CredentialRequest, prov: Provenance, decision: str, reason: str,
+        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
         kip: str | None,
     ) -> None:
         if self.on_event is None:
@@ -303,11 +304,7 @@ class SigningService:
         if self.inspector is not None and self.inspector.workspace is not None:
             self.inspector.workspace.end()
 
-    def _hangup(self) -> threading.Event | None:
-        watch = getattr(self._watch, "value", None)
-        return watch() if watch is not None else None
-
-    def _get(self, request: Get, prov: Provenance) -> Outcome:
+    def _get(self, request: Get, prov: Provenance, watch: Watch | None) -> Outcome:
         cred = self.release.find(request.registry.index_url)
         if cred is None:
             log.info("no key for %s: not-found", request.registry.index_url)
@@ -343,7 +340,7 @@ class SigningService:
                     decision, asked = self._approve(
                         ApprovalRequest(request=request, provenance=prov, key=record,
                                         timeout=self.settings.approval_timeout,
-                                        gone=self._hangup(), bearer=cred.bearer),
+                                        gone=_gone(watch), bearer=cred.bearer),
                         inspect=mutation,
                     )
                     review = asked.review
@@ -354,8 +351,8 @@ class SigningService:
                     f"{request.describe()} was denied in gui-approver ({decision.reason})"
                 )
                 log.info("%s", message)
-                self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
-                self._emit(request, prov, "denied", decision.reason, cred.kid)
+                self._record_quietly(request, prov, Verdict.DENIED, decision.reason, cred.kid)
+                self._emit(request, prov, Verdict.DENIED, decision.reason, cred.kid)
                 return Outcome(protocol.err_other(message))
             reason = decision.reason
         elif cred.kind == "token":
@@ -367,11 +364,11 @@ class SigningService:
                                      may_ask=needs_approval)
         try:
             # Durable before the token leaves: a token that is not on record is never released.
-            self._record(request, prov, "signed", reason, cred.kid, token=token)
+            self._record(request, prov, Verdict.SIGNED, reason, cred.kid, token=token)
         except AuditError as exc:
             del token
             log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
-            self._emit(request, prov, "error", str(exc), cred.kid)
+            self._emit(request, prov, Verdict.ERROR, str(exc), cred.kid)
             return Outcome(protocol.cargo_error(AuditError(
                 f"{request.describe()} was denied because the decision could not be recorded: "
                 f"{exc}", hint=exc.hint,
@@ -379,20 +376,22 @@ class SigningService:
         cache = self.release.cache(cred, mutation)
         log.info("%s %s for %s with %s", "released" if cred.kind == "token" else "signed",
                  request.describe(), request.registry.label(), cred.kid)
-        self._emit(request, prov, "signed", "approved" if needs_approval else "read", cred.kid)
+        self._emit(request, prov, Verdict.SIGNED, "approved" if needs_approval else "read",
+                   cred.kid)
         if mutation:
             self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
     # -- login / logout: every one is approved in a dialog that says what will happen -------
-    def _ask(self, request: CredentialRequest, prov: Provenance, action: str, detail: str,
-             key: KeyRecord | None, *, bearer: TokenRecord | None = None) -> Decision:
+    def _ask(self, request: CredentialRequest, prov: Provenance, action: Action, detail: str,
+             key: KeyRecord | None, *, watch: Watch | None,
+             bearer: TokenRecord | None = None) -> Decision:
         decision, _asked = self._approve(ApprovalRequest(
             request=request, provenance=prov, key=key, action=action, detail=detail,
-            bearer=bearer, timeout=self.settings.approval_timeout, gone=self._hangup()))
+            bearer=bearer, timeout=self.settings.approval_timeout, gone=_gone(watch)))
         return decision
 
-    def _login(self, request: Login, prov: Provenance) -> Outcome:
+    def _login(self, request: Login, prov: Provenance, watch: Watch | None) -> Outcome:
         index_url = request.registry.index_url
         registry = request.registry.name or index_url
         crates_io = is_crates_io(request.registry.name, index_url)
@@ -427,16 +426,16 @@ class SigningService:
                       f"for registry {registry}")
         else:
             detail = f"generate a new asymmetric key for registry {registry}"
-        decision = self._ask(request, prov, "login", detail, None)
+        decision = self._ask(request, prov, Action.LOGIN, detail, None, watch=watch)
         if not decision.approved:
-            self._record_quietly(request, prov, "denied", decision.reason, None)
+            self._record_quietly(request, prov, Verdict.DENIED, decision.reason, None)
             return Outcome(protocol.err_other(
                 f"gui-approver: `cargo login` for {registry} was denied ({decision.reason}); "
                 "nothing was stored"))
         if given_token is not None:
             rec = self.release.tokens.add(given_token, registry=registry, index_url=index_url,
                                           origin="dialog")
-            self._record_quietly(request, prov, "token-stored", decision.reason,
+            self._record_quietly(request, prov, Verdict.TOKEN_STORED, decision.reason,
                                  f"bearer:sha256:{rec.fingerprint}")
             return Outcome(protocol.ok_login(), (
                 f"gui-approver: stored the bearer token for {registry} in the keychain "
@@ -448,7 +447,7 @@ class SigningService:
         record = self.store.add(key, registry=registry, index_url=index_url, subject=subject,
                                 origin="dialog")
         note = "imported the given key" if given_key else "generated a new key"
-        self._record_quietly(request, prov, "key-created", note, record.kip)
+        self._record_quietly(request, prov, Verdict.KEY_CREATED, note, record.kip)
         notice = (
             f"gui-approver: registry {registry} {note}; its public key is\n{record.public}\n"
             f"(key id {record.kip}). Register this public key with the registry."
@@ -505,7 +504,7 @@ class SigningService:
             f"{existing.key.public}\n(key id {existing.key.kip}). Register this public key "
             "with the registry."))
 
-    def _logout(self, request: Logout, prov: Provenance) -> Outcome:
+    def _logout(self, request: Logout, prov: Provenance, watch: Watch | None) -> Outcome:
         cred = self.release.find(request.registry.index_url)
         if cred is None:
             return Outcome(protocol.err_not_found())
@@ -516,15 +515,16 @@ class SigningService:
                       f"{record.registry} from the keychain")
         else:
             detail = f"delete the key {record.kip} of registry {record.registry}"
-        decision = self._ask(request, prov, "logout", detail, record, bearer=cred.bearer)
+        decision = self._ask(request, prov, Action.LOGOUT, detail, record, watch=watch,
+                             bearer=cred.bearer)
         if not decision.approved:
-            self._record_quietly(request, prov, "denied", decision.reason, cred.kid)
+            self._record_quietly(request, prov, Verdict.DENIED, decision.reason, cred.kid)
             return Outcome(protocol.err_other(
                 f"deleting the {'token' if cred.kind == 'token' else 'key'} for "
                 f"{record.registry} was denied in gui-approver ({decision.reason})"
             ))
         try:
-            self._record(request, prov, "key-deleted", decision.reason, cred.kid)
+            self._record(request, prov, Verdict.KEY_DELETED, decision.reason, cred.kid)
         except AuditError as exc:
             return Outcome(protocol.cargo_error(AuditError(
                 f"the key for {record.registry} was not deleted because the decision could "
@@ -539,18 +539,14 @@ class SigningService:
         return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")
 
 
-def ipc_handler(
-    service: SigningService,
-) -> Callable[[IpcRequest, Callable[[float], None]], tuple[dict[str, Any], str | None]]:
+def ipc_handler(service: SigningService) -> ipc.Handler:
     """Adapt the service to :class:`gui_approver.core.ipc.UnixSocketServer`."""
 
-    def handle(
-        message: IpcRequest, send_ack: Callable[[float], None]
-    ) -> tuple[dict[str, Any], str | None]:
+    def handle(message: IpcRequest, send_ack: ipc.Ack) -> tuple[dict[str, object], str | None]:
         assert message.request is not None
         send_ack(service.settings.approval_timeout + 5.0)
         outcome = service.handle(message.request, message.provenance,
-                                 watch=getattr(send_ack, "watch", None))
+                                 watch=send_ack.watch)
         return outcome.response, outcome.notice
 
     return handle

@@ -67,6 +67,7 @@ class SessionLockWatcher:
         self._threads: list[threading.Thread] = []
         self._pending = 0
         self._count = threading.Lock()
+        self._conns: list[Any] = []
 
     def start(self) -> None:
         buses = [b for b, addr in self.addresses.items() if addr]
@@ -82,6 +83,11 @@ class SessionLockWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._count:
+            conns = list(self._conns)
+        for conn in conns:  # wakes a thread blocked in receive() at once
+            with contextlib.suppress(Exception):
+                conn.sock.shutdown(2)
         for t in self._threads:
             t.join(timeout=2)
         self._threads.clear()
@@ -108,6 +114,8 @@ class SessionLockWatcher:
             log.info("no %s bus to watch for session lock (%s)", bus, type(exc).__name__)
             self._subscribed()
             return
+        with self._count:
+            self._conns.append(conn)
         rules: list[tuple[Any, str, str]] = []
         try:
             for rbus, sender, iface, member, reason in _RULES:

@@ -27,16 +27,19 @@ class Settings:
 
     def validate(self) -> list[str]:
         problems = []
-        if not 5 <= self.approval_timeout <= 3600:
-            problems.append("approval_timeout must be between 5 and 3600 seconds")
+        # Under 30 s there is no time to read the dialog (#14).
+        if not 30 <= self.approval_timeout <= 3600:
+            problems.append("approval_timeout must be between 30 and 3600 seconds")
         if not 1.0 <= self.arming_delay <= 10:
             problems.append("arming_delay must be between 1 and 10 seconds")
         if not 1 <= self.max_pending <= 100:
             problems.append("max_pending must be between 1 and 100")
         if self.watch_interval_minutes != 0 and not 1 <= self.watch_interval_minutes <= 1440:
             problems.append("watch_interval_minutes must be 0 (off) or between 1 and 1440")
-        if self.idle_lock_minutes < 0 or self.history_size_mb < 0:
-            problems.append("idle_lock_minutes and history_size_mb must not be negative")
+        if not 0 <= self.idle_lock_minutes <= 10080:
+            problems.append("idle_lock_minutes must be 0 (never) or up to 10080 (a week)")
+        if not 0 <= self.history_size_mb <= 100_000:
+            problems.append("history_size_mb must be between 0 and 100000")
         return problems
 
 

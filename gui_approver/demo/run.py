@@ -417,7 +417,7 @@ def _has_display(env: Mapping[str, str]) -> bool:
 
 def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> dict[str, Any]:
     """Run the whole demo; returns what was published. Cleans up everything it made."""
-    from gui_approver.client import protocol
+    from gui_approver.client import paths
     from gui_approver.core import ipc
     from gui_approver.registry.server import DemoRegistry, index_path
     from gui_approver.registry.verify import RegisteredKey
@@ -459,7 +459,7 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
 
         app_args = ["app", "--no-gui", "--auto-approve-loopback"] if unattended else ["app"]
         app = _spawn("gui-approver-app", [*self_command(), *app_args], env, dirs.logs)
-        sock_dir = protocol.socket_dir(env)
+        sock_dir = paths.socket_dir(env)
         _wait_until(lambda: ipc.ping(sock_dir, timeout=1.0), 30.0,
                     "the gui-approver app to listen", app)
         _say(f"started `gui-approver {' '.join(app_args)}`", err)

@@ -503,14 +503,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, response: _Response) -> None:
         no_body = response.status in (204, 304)
-        # Logged before the client can see the answer, so that a test reading the log right
-        # after its request returned finds it there.
-        path = urllib.parse.urlsplit(self.path).path
-        sent = 0 if no_body else len(response.body)
-        self.server.registry.served.append(
-            Served(self.command, path, response.status, sent, dict(self.headers.items()),
-                   f"{self.client_address[0]}:{self.client_address[1]}")
-        )
         self.send_response(response.status)
         if not no_body:
             self.send_header("Content-Type", response.content_type)
@@ -520,6 +512,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
+        # Logged before the client can see the answer, so that a test reading the log right
+        # after its request returned finds it there.
+        header_bytes = sum(len(h) for h in getattr(self, "_headers_buffer", [])) + 2
+        request_line: bytes = getattr(self, "raw_requestline", b"")
+        request_bytes = (len(request_line) + len(self.headers.as_bytes())
+                         + int(self.headers.get("Content-Length") or 0))
+        self.server.registry.served.append(
+            Served(self.command, urllib.parse.urlsplit(self.path).path, response.status,
+                   0 if no_body else len(response.body), dict(self.headers.items()),
+                   f"{self.client_address[0]}:{self.client_address[1]}",
+                   request_bytes, header_bytes)
+        )
         self.end_headers()
         if not no_body:
             self.wfile.write(response.body)
@@ -535,6 +539,13 @@ class Served:
     body_bytes: int
     request_headers: dict[str, str]
     peer: str = ""  # the client's address:port (one per TCP connection)
+    request_bytes: int = 0  # request line, headers and body as received
+    response_header_bytes: int = 0  # status line and headers as sent
+
+    @property
+    def wire_bytes(self) -> int:
+        """HTTP bytes both ways (no TCP/TLS overhead)."""
+        return self.request_bytes + self.response_header_bytes + self.body_bytes
 
 
 class DemoRegistry:

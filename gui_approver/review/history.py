@@ -45,15 +45,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from gui_approver.fsutil import atomic_write as _atomic_write
-from gui_approver.review.contents import (
-    CrateContents,
-    FileEntry,
-    MiB,
-    escape_text,
-    human_size,
-    read_member,
-    safe_read,
-)
+from gui_approver.review.contents import CrateContents, FileEntry, MiB, read_member
+from gui_approver.review.locate import safe_read
+from gui_approver.review.text import escape_text, human_size
 
 FORMAT: Final = 2  # 2: authenticated with "mac"
 INTEGRITY_NOTE: Final = (
@@ -148,6 +142,9 @@ class Changes:
     flags: tuple[str, ...]  # things to look at twice, most serious first
     new_build_script: bool
     becomes_proc_macro: bool
+    #: worth knowing but no warning (a license change): shown as information, so the ⚠
+    #: flags keep meaning "look twice" (#14)
+    notes: tuple[str, ...] = ()
 
     @property
     def changed_paths(self) -> tuple[str, ...]:
@@ -170,6 +167,7 @@ class Changes:
     def lines(self) -> list[str]:
         out = [self.summary()]
         out.extend(f"! {f}" for f in self.flags)
+        out.extend(f"  {n}" for n in self.notes)
         out.extend(f"  changed  {c.describe()}" for c in self.changed)
         out.extend(f"  added    {f.describe()}" for f in self.added)
         out.extend(f"  removed  {f.describe()}" for f in self.removed)
@@ -512,15 +510,36 @@ def compare(previous: Snapshot, current: Snapshot) -> Changes:
         )
     if not new_build and any(c.path == "build.rs" for c in changed):
         flags.append("the build script (build.rs) changed")
-    for label, fname in (("repository", "repository"), ("license", "license")):
-        a_val, b_val = _field(previous, fname), _field(current, fname)
-        if a_val != b_val:
-            flags.append(f"the {label} changed from {a_val or '(none)'} to {b_val or '(none)'}")
+    if version_key(current.vers) < version_key(previous.vers):
+        flags.append(
+            f"the version GOES BACKWARDS: {current.vers} is older than {previous.vers}, the "
+            "last approved version (fine for a backport; unexpected otherwise)"
+        )
+    a_repo, b_repo = _field(previous, "repository"), _field(current, "repository")
+    if a_repo != b_repo:
+        flags.append(f"the repository changed from {a_repo or '(none)'} to {b_repo or '(none)'}")
+    notes: list[str] = []
+    a_lic, b_lic = _field(previous, "license"), _field(current, "license")
+    if a_lic != b_lic:
+        notes.append(f"license: {a_lic or '(none)'} before, {b_lic or '(none)'} now")
     return Changes(
         previous_vers=previous.vers, current_vers=current.vers, added=added, removed=removed,
         changed=tuple(changed), version_only=tuple(version_only), unchanged=unchanged,
         flags=tuple(flags), new_build_script=new_build, becomes_proc_macro=becomes_pm,
+        notes=tuple(notes),
     )
+
+
+def version_key(vers: str) -> tuple[tuple[int, ...], int, tuple[tuple[int, int | str], ...]]:
+    """A SemVer 2.0 ordering key (build metadata ignored; a pre-release sorts before its
+    release). Anything unparsable sorts as 0.0.0."""
+    core, _, pre = vers.split("+", 1)[0].partition("-")
+    try:
+        nums = tuple(int(p) for p in core.split("."))
+    except ValueError:
+        nums = (0, 0, 0)
+    ids = tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split(".")) if pre else ()
+    return nums, 0 if pre else 1, ids
 
 
 def _is_binary(data: bytes) -> bool:

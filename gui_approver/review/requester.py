@@ -28,8 +28,9 @@ from typing import Final
 
 import psutil
 
-from gui_approver.client.protocol import Provenance
-from gui_approver.review.contents import CargoContext, escape_text
+from gui_approver.client.framing import Provenance
+from gui_approver.review.locate import CargoContext
+from gui_approver.review.text import escape_text
 
 MAX_DEPTH: Final = 8
 MAX_ARGS: Final = 64
@@ -246,6 +247,39 @@ def cargo_subcommand(cmdline: tuple[str, ...]) -> str | None:
     return None
 
 
+def owner_changes(cmdline: tuple[str, ...]) -> str | None:
+    """What ``cargo owner`` was told to do, from its command line: "add alice, bob; remove
+    carol", "list the owners", or None when it is not ``cargo owner`` or says nothing."""
+    if cargo_subcommand(cmdline) != "owner":
+        return None
+    add: list[str] = []
+    remove: list[str] = []
+    listing = False
+    args = list(cmdline[1:])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        for long, short, into in (("--add", "-a", add), ("--remove", "-r", remove)):
+            if arg in (long, short) and i + 1 < len(args):
+                into.extend(x for x in args[i + 1].split(",") if x)
+                i += 1
+            elif arg.startswith(long + "="):
+                into.extend(x for x in arg[len(long) + 1:].split(",") if x)
+            elif arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
+                into.extend(x for x in arg[2:].split(",") if x)
+        if arg in ("--list", "-l"):
+            listing = True
+        i += 1
+    parts = []
+    if add:
+        parts.append("add " + ", ".join(add))
+    if remove:
+        parts.append("remove " + ", ".join(remove))
+    if listing:
+        parts.append("list the owners")
+    return "; ".join(parts) or None
+
+
 def _unverified(
     reason: str, pid: int | None, source: str, warnings: list[str], home: str | None, *,
     bridge: ProcessInfo | None = None, cargo: ProcessInfo | None = None,
@@ -412,4 +446,5 @@ def _summary(cargo: ProcessInfo, ancestors: tuple[ProcessInfo, ...], home: str) 
     return text
 
 
-__all__ = ["ProcessInfo", "RequesterInfo", "cargo_subcommand", "resolve_requester"]
+__all__ = ["ProcessInfo", "RequesterInfo", "cargo_subcommand", "owner_changes",
+           "resolve_requester"]

@@ -1,7 +1,7 @@
 """The approval dialog: shows exactly what would be signed; Deny is the default.
 
 The dialog is the product's security boundary against a same-user program that answers the
-prompt itself (tests/test_attacks.py attacks it for real). Hardening:
+prompt itself (tests/gui/test_attacks.py attacks it for real). Hardening:
 
 - Approve is disarmed until the dialog has been the active, unobscured window for
   ``arming_delay`` (>= 1 s, a precise timer) and says so; it is disarmed again whenever the
@@ -35,6 +35,7 @@ import time
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QCloseEvent,
+    QColor,
     QFocusEvent,
     QFont,
     QHideEvent,
@@ -44,6 +45,8 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QShowEvent,
+    QTextCharFormat,
+    QTextCursor,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -62,10 +65,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui_approver.core.approval import ApprovalRequest
-from gui_approver.review.contents import escape_text, human_size
+from gui_approver.core.approval import Action, ApprovalRequest
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
+from gui_approver.review.requester import owner_changes
+from gui_approver.review.text import escape_text, human_size
+from gui_approver.ui import style
 from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 
 log = logging.getLogger(__name__)
@@ -121,11 +126,11 @@ def _registry_row(approval: ApprovalRequest) -> str:
 
 def _heading(approval: ApprovalRequest) -> str:
     where = elide_middle(registry_name(approval), 60)
-    if approval.action == "logout":
+    if approval.action is Action.LOGOUT:
         if approval.bearer is not None:
             return f"Delete the bearer token for registry {where}?"
         return f"Delete the key for registry {where}?"
-    if approval.action == "login":
+    if approval.action is Action.LOGIN:
         return f"cargo login for registry {where}?"
     fields = shown(approval.request)
     if approval.bearer is not None and fields.op == "read":
@@ -144,11 +149,11 @@ BEARER_LINE = "This registry takes a bearer token: approving hands cargo the tok
 
 
 def _intro(approval: ApprovalRequest) -> str:
-    if approval.action == "logout":
+    if approval.action is Action.LOGOUT:
         what = "bearer token" if approval.bearer is not None else "signing key"
         return (f"cargo logout asked gui-approver to delete this registry's {what}. "
                 f"Approving will {approval.detail or 'delete it'}.")
-    if approval.action == "login":
+    if approval.action is Action.LOGIN:
         return (f"A program sent a `cargo login` request. Approving will {approval.detail}. "
                 "Approve only if you just ran cargo login yourself: a credential stored "
                 "here is one gui-approver will use for this registry.")
@@ -216,6 +221,7 @@ class ChangesWindow(QDialog):
             binary = " [binary: not shown]" if diff.startswith("Binary files ") else ""
             parts.append(f"=== {elide_middle(path, 200)}{binary} ===\n{diff.rstrip()}\n")
         self.text.setPlainText("\n".join(parts) or "(no diffs)")
+        colour_diff(self.text)
         layout.addWidget(self.text, 1)
         close = QPushButton("Close")
         close.setAutoDefault(False)
@@ -229,6 +235,64 @@ class ChangesWindow(QDialog):
     def hideEvent(self, e: QHideEvent) -> None:
         super().hideEvent(e)
         self.closed.emit()
+
+    def place_beside(self, dialog: QWidget) -> None:
+        """Beside ``dialog`` (right, else left), never over its buttons: a window over the
+        dialog disarms Approve."""
+        screen = dialog.screen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        frame = dialog.frameGeometry()
+        gap = 8
+        right_room = avail.right() - frame.right() - gap
+        left_room = frame.left() - avail.left() - gap
+        height = min(self.height(), avail.height())
+        top = max(avail.top(), min(frame.top(), avail.bottom() - height))
+        if max(right_room, left_room) >= 360:
+            width = min(self.width(), max(right_room, left_room))
+            x = (frame.right() + gap if right_room >= left_room
+                 else frame.left() - gap - width)
+            self.setGeometry(x, top, width, height)
+            return
+        # No room at either side: above the dialog's buttons, as wide as the screen allows.
+        buttons_top = dialog.mapToGlobal(dialog.rect().bottomLeft()).y() - 60
+        height = max(200, min(height, buttons_top - avail.top() - gap))
+        self.setGeometry(avail.left(), avail.top(), min(self.width(), avail.width()), height)
+
+
+#: Diff line colours (text, background): added, removed, hunk header, file header.
+_DIFF_COLOURS = {
+    "+": ("#116329", "#e6ffec"),
+    "-": ("#82071e", "#ffebe9"),
+    "@": ("#0550ae", None),
+    "=": (None, None),
+}
+
+
+def colour_diff(edit: QPlainTextEdit) -> None:
+    """Colour a unified diff's lines in place (formats only: the text stays plain)."""
+    doc = edit.document()
+    block = doc.begin()
+    while block.isValid():
+        text = block.text()
+        kind = "=" if text.startswith("=== ") else (
+            "@" if text.startswith("@@") else
+            text[:1] if text[:1] in "+-" and not text.startswith(("+++", "---")) else "")
+        if kind:
+            fg, bg = _DIFF_COLOURS[kind]
+            fmt = QTextCharFormat()
+            if fg is not None:
+                fmt.setForeground(QColor(fg))
+            if bg is not None:
+                fmt.setBackground(QColor(bg))
+            if kind == "=":
+                fmt.setFontWeight(QFont.Weight.Bold)
+            cursor = QTextCursor(block)
+            cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock,
+                                QTextCursor.MoveMode.KeepAnchor)
+            cursor.setCharFormat(fmt)
+        block = block.next()
 
 
 #: Keys that do not count as "typing": what a person uses to answer the dialog.
@@ -417,6 +481,9 @@ class ApprovalDialog(QDialog):
         self.setModal(False)
         self.setObjectName("approvalDialog")
         self.setMinimumWidth(560)
+        # A visible focus ring on the buttons; grey text that reaches WCAG AA (#14).
+        style.install()
+        style.make_secondary_readable(self)
         # KDE's platform theme adds mnemonics to buttons automatically unless told not to.
         self.setProperty("_kde_no_accelerators", True)
         self.setAccessibleName(self.windowTitle())
@@ -470,11 +537,19 @@ class ApprovalDialog(QDialog):
                                        f"({tok.protection})", True))
             rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
             rows.append(("Token expiry", tok.expires or "expiry unknown", False))
-        elif approval.key is not None and approval.action != "login":
+        elif approval.key is not None and approval.action is not Action.LOGIN:
             rows.append(("Signing key", approval.key.kip, True))
         review = approval.review
         if review is not None:
             rows.append(("Requested by", _requester_text(review), False))
+            cargo_proc = review.requester.cargo
+            owners = (owner_changes(cargo_proc.cmdline)
+                      if fields.is_owners and cargo_proc is not None else None)
+            if owners:
+                # Cargo's request does not say this; its command line (read by the app) does.
+                rows.append(("Owner change", elide_middle(owners, 300)
+                             + "\n(read from cargo's command line, not from its request)",
+                             False))
         else:
             prov = approval.provenance
             who = []
@@ -519,6 +594,10 @@ class ApprovalDialog(QDialog):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            # A Tab stop only while there is something to scroll (#14).
+            scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            scroll.verticalScrollBar().rangeChanged.connect(self._scroll_range_changed)
+            self._scroll = scroll
             content = QWidget()
             content.setObjectName("reviewContent")
             body = QVBoxLayout(content)
@@ -556,7 +635,8 @@ class ApprovalDialog(QDialog):
         layout.addWidget(self.refused_label)
         layout.addWidget(self.waiting_label)
         self.set_waiting(waiting)
-        layout.addStretch(1)
+        if review is None:
+            layout.addStretch(1)  # with a review, the scroll area takes the spare height
 
         buttons = QHBoxLayout()
         buttons.setSpacing(8)
@@ -743,6 +823,7 @@ class ApprovalDialog(QDialog):
                                "No earlier approved version of this crate is on record.")
             return
         lines = [elide_middle(ch.summary(), 300)]
+        lines += [elide_middle(n, 200) for n in ch.notes]  # information, not a ⚠ flag
         listed = ([f"changed  {c.describe()}" for c in ch.changed]
                   + [f"added    {f.describe()}" for f in ch.added]
                   + [f"removed  {f.describe()}" for f in ch.removed])
@@ -852,11 +933,21 @@ class ApprovalDialog(QDialog):
         screen = self.screen()
         avail = screen.availableGeometry() if screen is not None else None
         max_h = (avail.height() if avail is not None else 800) - 60
-        width = min(760, (avail.width() if avail is not None else 1280) - 40)
+        width = max(self.minimumWidth(), min(760, (avail.width() if avail is not None
+                                                   else 1280) - 40))
         others = self.sizeHint().height() - scroll.sizeHint().height()
-        want = content.sizeHint().height() + 8
-        scroll.setMinimumHeight(max(120, min(want, max_h - others)))
-        self.resize(max(self.minimumWidth(), width), min(self.sizeHint().height(), max_h))
+        # The content's height at the width it will really have (wrapped labels are taller
+        # when narrow: measuring at the size hint's width left an empty band, #14).
+        outer = self.layout()
+        margins = outer.contentsMargins() if outer is not None else None
+        inner = width - (margins.left() + margins.right() if margins is not None else 36)
+        inner -= scroll.verticalScrollBar().sizeHint().width()
+        body = content.layout()
+        want = (body.totalHeightForWidth(inner) if body is not None and body.hasHeightForWidth()
+                else content.sizeHint().height()) + 4
+        height = max(120, min(want, max_h - others))
+        scroll.setMinimumHeight(height)
+        self.resize(width, min(others + height, max_h))
 
     def show_changes(self) -> None:
         """Open the unified diffs in a read-only window (plain text)."""
@@ -865,6 +956,7 @@ class ApprovalDialog(QDialog):
         if self.changes_window is None:
             self.changes_window = ChangesWindow(self.review, self)
             self.changes_window.closed.connect(self._changes_closed)
+            self.changes_window.place_beside(self)
         self.changes_window.show()
         self.changes_window.raise_()
         self.changes_window.activateWindow()
@@ -981,6 +1073,10 @@ class ApprovalDialog(QDialog):
             return True
         return False
 
+    def _scroll_range_changed(self, _low: int, high: int) -> None:
+        self._scroll.setFocusPolicy(Qt.FocusPolicy.StrongFocus if high > 0
+                                    else Qt.FocusPolicy.NoFocus)
+
     def _say_refused(self, button: ApproveButton, why: str) -> None:
         if not button.armed:
             return  # a disarmed Approve is disabled: nothing to explain
@@ -989,7 +1085,13 @@ class ApprovalDialog(QDialog):
                  "pointer moved by software" if why == POINTER_MOVED_BY_SOFTWARE
                  else "input from software")
         self.refused_label.setText(text)
-        self.refused_label.show()
+        if self.refused_label.isHidden():
+            self.refused_label.show()
+            if self.review is None:  # grow by the message, without a band above the footer
+                layout = self.layout()
+                if layout is not None:
+                    layout.activate()
+                    self.resize(self.width(), layout.totalHeightForWidth(self.width()))
 
     def _on_guard_changed(self) -> None:
         if self._done:

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from gui_approver.core import cargo_config
@@ -25,6 +25,13 @@ WELCOME = (
     "first, and nothing is released until you approve it. "
     "To start, move your crates.io token into the keychain, or add a token or key for "
     "another registry."
+)
+
+NO_KEYCHAIN = (
+    "No keychain is running, so gui-approver cannot keep anything yet. It stores keys and "
+    "tokens only in your system keychain (the Secret Service: GNOME Keyring or KWallet), "
+    "never in a file. Most desktops start one when you log in; start yours (or log in to a "
+    "desktop session), then open gui-approver again."
 )
 
 CRATES_IO_NOTE = (
@@ -62,9 +69,24 @@ def cargo_uses_bridge(home: Path | None = None) -> bool:
     return isinstance(registry, dict) and _mentions_bridge(registry.get("credential-provider"))
 
 
+def keychain_problem(store: KeyStore) -> str | None:
+    """Why the store's keychain cannot be used (None: it can). Reads nothing secret."""
+    describe = getattr(store.keychain, "describe", None)
+    if describe is None:
+        return None
+    try:
+        describe()
+    except GuiApproverError as exc:
+        return str(exc)
+    return None
+
+
 class FirstRunWindow(QWidget):
     """Three sentences on what the app does, a button for the new-key wizard and, when cargo
     does not use the bridge yet, an offer to configure it (a preview, applied on request)."""
+
+    #: A key or token was stored, or cargo's configuration changed (the app refreshes).
+    changed = Signal()
 
     def __init__(
         self, store: KeyStore, *, cargo_home: Path | None = None, parent: QWidget | None = None
@@ -88,6 +110,16 @@ class FirstRunWindow(QWidget):
         self.text.setTextFormat(Qt.TextFormat.PlainText)
         self.text.setWordWrap(True)
         layout.addWidget(self.text)
+
+        # No keychain: say so now, in this window, not after the whole wizard (#14).
+        self.keychain_problem = keychain_problem(store)
+        self.keychain_note = QLabel(NO_KEYCHAIN)
+        self.keychain_note.setObjectName("keychainProblem")
+        self.keychain_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.keychain_note.setWordWrap(True)
+        self.keychain_note.setStyleSheet("color: #8a1c00; font-weight: bold;")
+        self.keychain_note.setVisible(self.keychain_problem is not None)
+        layout.addWidget(self.keychain_note)
 
         self.needs_cargo = not cargo_uses_bridge(cargo_home)
         self.cargo_note = QLabel(
@@ -130,12 +162,26 @@ class FirstRunWindow(QWidget):
         close.clicked.connect(self.close)
         row.addWidget(close)
         layout.addLayout(row)
+        if self.keychain_problem is not None:
+            log.warning("welcome window: %s", self.keychain_problem)
+            for b in (self.configure_button, self.new_key_button):
+                b.setEnabled(False)
+            close.setDefault(True)
         self.resize(560, 260)
+
+    def shutdown(self) -> None:
+        """Close this window and the wizard it opened (the app is quitting)."""
+        if self.wizard is not None:
+            self.wizard.close()
+            self.wizard.deleteLater()
+            self.wizard = None
+        self.close()
 
     def open_wizard(self) -> NewKeyWizard:
         if self.wizard is None:
             self.wizard = NewKeyWizard(self.store, cargo_home=self.cargo_home)
             self.wizard.created.connect(self._created)
+            self.wizard.cargo_page.view.applied.connect(self._cargo_changed)
         self.wizard.show()
         self.wizard.raise_()
         self.wizard.activateWindow()
@@ -182,7 +228,25 @@ class FirstRunWindow(QWidget):
         self.import_button.setVisible(False)
         self.configure_button.setEnabled(False)
         self.new_key_button.setEnabled(True)
+        self._cargo_changed()
         return True
+
+    def refresh_cargo(self) -> None:
+        """Say "cargo is not configured" only while it is not (re-read on every change)."""
+        self.needs_cargo = not cargo_uses_bridge(self.cargo_home)
+        self.cargo_note.setVisible(self.needs_cargo)
+        if not self.needs_cargo:
+            self.configure_button.setVisible(False)
+
+    def _cargo_changed(self, _backup: object = None) -> None:
+        self.refresh_cargo()
+        self.changed.emit()
+
+    def changeEvent(self, e: QEvent) -> None:
+        # Back to this window (cargo may have been configured elsewhere): look again.
+        if e.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self.refresh_cargo()
+        super().changeEvent(e)
 
     def preview_cargo(self) -> None:
         """Show what configuring crates.io would change (refused until its token is in the
@@ -195,3 +259,4 @@ class FirstRunWindow(QWidget):
         self.text.setText("Your key or token is stored. Finish the wizard's steps, then close "
                           "this window; gui-approver keeps running in the tray.")
         self.new_key_button.setEnabled(False)
+        self.changed.emit()

@@ -56,10 +56,9 @@ from gui_approver.core.keys.store import (
     KeyRecord,
     KeyStore,
     SigningKey,
-    parse_public_paserk,
 )
 from gui_approver.core.keys.strength import passphrase_problem
-from gui_approver.errors import GuiApproverError
+from gui_approver.errors import GuiApproverError, KeyExists
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
 
@@ -77,16 +76,6 @@ def mono_font() -> QFont:
     f = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
     f.setStyleHint(QFont.StyleHint.TypeWriter)
     return f
-
-
-def public_pem(public: str) -> str:
-    """The ``k3.public`` key as PEM (SubjectPublicKeyInfo), as ``key show --pem`` prints it."""
-    from cryptography.hazmat.primitives import serialization
-
-    pem = parse_public_paserk(public).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return pem.decode("ascii").rstrip()
 
 
 def short_kip(kip: str) -> str:
@@ -435,7 +424,7 @@ class PublicKeyView(QWidget):
     def set_record(self, rec: KeyRecord) -> None:
         self.public.set_value(rec.public)
         self.kip.set_value(rec.kip)
-        self.pem.set_value(public_pem(rec.public))
+        self.pem.set_value(flows.public_pem(rec.public))
 
 
 class DemoRegistryBox(QGroupBox):
@@ -1314,19 +1303,29 @@ class DeleteKeyDialog(QDialog):
 
     deleted = Signal(object)
 
-    def __init__(self, store: KeyStore, record: KeyRecord, parent: QWidget | None = None):
+    def __init__(self, store: KeyStore, record: KeyRecord | TokenRecord,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.store = store
         self.record = record
         self.setObjectName("deleteDialog")
-        self.setWindowTitle(f"gui-approver: delete the key for {elide_middle(record.registry)}")
+        token = isinstance(record, TokenRecord)
+        self.setWindowTitle(f"gui-approver: delete the {'token' if token else 'key'} for "
+                            f"{elide_middle(record.registry)}")
         layout = QVBoxLayout(self)
-        what = "pending successor key" if record.status == "pending" else "key"
+        if isinstance(record, TokenRecord):
+            what = "bearer token"
+        else:
+            what = "pending successor key" if record.status == "pending" else "key"
         layout.addWidget(_bold(_plain(f"Delete the {what} for registry {record.registry}?"),
                                1.2))
-        layout.addWidget(_plain(f"Key id: {record.kip}", mono=True))
+        layout.addWidget(_plain(f"Token: sha256:{record.fingerprint}" if isinstance(
+            record, TokenRecord) else f"Key id: {record.kip}", mono=True))
         layout.addWidget(_plain(f"Index URL: {record.index_url}"))
-        if record.status == "pending":
+        if isinstance(record, TokenRecord):
+            consequence = ("The token is removed from the keychain. It still works at the "
+                           "registry until it expires or you revoke it there.")
+        elif record.status == "pending":
             consequence = ("The current key stays and keeps signing; the rotation is "
                            "abandoned. The secret of the successor is removed from the "
                            "keychain.")
@@ -1348,7 +1347,7 @@ class DeleteKeyDialog(QDialog):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setDefault(True)
         self.cancel_button.clicked.connect(self.reject)
-        self.delete_button = QPushButton("Delete key")
+        self.delete_button = QPushButton("Delete token" if token else "Delete key")
         self.delete_button.setAutoDefault(False)
         self.delete_button.clicked.connect(self.delete)
         row.addWidget(self.cancel_button)
@@ -1364,7 +1363,10 @@ class DeleteKeyDialog(QDialog):
         if self.confirm_edit.text().strip() != self.record.registry:
             return False
         try:
-            self.store.delete(self.record)
+            if isinstance(self.record, TokenRecord):
+                flows.delete_token(self.store, self.record.registry)
+            else:
+                self.store.delete(self.record)
         except GuiApproverError as exc:
             _show_error(self.error, exc.full())
             return False
@@ -1516,29 +1518,17 @@ class ImportCargoDialog(QDialog):
             item, key, index = f.item, f.key, f.index
             assert key is not None and index is not None
             try:
-                existing = self.store.find(index)
-                if existing is None:
-                    self.store.add(key, registry=item.registry, index_url=index,
-                                   subject=item.subject, origin="dialog")
-                elif existing.kip != key.kip:
-                    lines.append(f"Not imported: registry {item.registry} already has a "
-                                 f"different key ({existing.kip}).")
-                    continue
-                # The key is safely in the keychain: now take it off the disk.
-                cargo_config.remove_cargo_secret(item)
-                change = cargo_config.plan_configure(item.registry, index, home=self.home)
-                cargo_config.apply(change)
+                flows.import_cargo_key(self.store, item, key, index, origin="dialog",
+                                       home=self.home)
+            except KeyExists as exc:
+                lines.append(f"Not imported: {exc}.")
+                continue
             except (GuiApproverError, OSError) as exc:
                 lines.append(f"Importing the key of registry {item.registry} from {item.path} "
                              f"failed: {_err_text(exc)}")
                 continue
             done.append(item.registry)
-            lines += [
-                f"Imported the key of registry {item.registry} from {item.path}.",
-                f"  public key (unchanged, nothing to re-register): {key.public_paserk}",
-                f"  key id (unchanged): {key.kip}",
-                "  The secret is now only in the keychain; cargo uses gui-approver for it.",
-            ]
+            lines += flows.import_report(item.registry, item.path, key)
         if not lines:
             lines.append("Nothing selected; nothing was imported.")
         self.results.setPlainText("\n".join(lines))
@@ -1556,6 +1546,9 @@ class ImportCargoDialog(QDialog):
 class KeyManagerWindow(QWidget):
     """Lists the keys (plain text), with New key…, Rotate…, Delete…, Import from cargo… and
     Refresh. ``refresh()`` re-reads the key index and the last-used file."""
+
+    #: The keys were re-read (after any change made here): the app refreshes its status.
+    changed = Signal()
 
     def __init__(
         self,
@@ -1591,9 +1584,9 @@ class KeyManagerWindow(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
-        self.empty_hint = _plain("No keys yet. Create one with New key…, or import the keys "
-                                 "cargo:paseto left in credentials.toml with Import from "
-                                 "cargo….", selectable=False)
+        self.empty_hint = _plain("No keys yet. Create one (New key…), or import the keys "
+                                 "cargo:paseto left in credentials.toml (Import from "
+                                 "cargo…).", selectable=False)
         self.empty_hint.setVisible(False)
         layout.addWidget(self.empty_hint)
         self.token_warning = _plain("", selectable=False)
@@ -1655,6 +1648,12 @@ class KeyManagerWindow(QWidget):
 
     # -- data -----------------------------------------------------------------------------
     def refresh(self) -> None:
+        try:
+            self._refresh_table()
+        finally:
+            self.changed.emit()
+
+    def _refresh_table(self) -> None:
         keep = self.selected_record()
         try:
             records = self.store.list()
@@ -1681,6 +1680,12 @@ class KeyManagerWindow(QWidget):
                 status = "active (successor pending)"
             else:
                 status = "active"
+            if (rec.status != "pending" and not rec.is_expired()
+                    and rec.protection in ("passphrase", "hardware")):
+                # A passphrase key is "locked" until unlocked (#14); then the next use
+                # signs without asking.
+                locked = not self.store.is_unlocked(rec)
+                status = status.replace("active", "locked" if locked else "unlocked", 1)
             cells = [rec.registry, "asymmetric", short_kip(rec.kip), rec.subject or "-",
                      format_when(rec.created, with_time=False), expiry_text(rec),
                      rec.protection, format_when(used.get(rec.kip)), status]
@@ -1761,15 +1766,15 @@ class KeyManagerWindow(QWidget):
         self.configure_button.setEnabled(tok is not None or self.selected_record() is not None)
         if tok is not None:
             self.rotate_button.setEnabled(False)
-            self.delete_button.setEnabled(False)
+            self.delete_button.setEnabled(True)
             self.copy_pem_button.setEnabled(False)
             self.details_box.setEnabled(True)
             self.detail_registry.setText(tok.registry)
             self.detail_index.setText(tok.index_url)
             self.detail_public.set_value("(a bearer token: nothing to register)")
             self.detail_kip.set_value(f"sha256:{tok.fingerprint}")
-            self._set_status(f"Bearer token of {tok.registry}: replace or delete it with "
-                             f"gui-approver token rotate|delete --registry {tok.registry}")
+            self._set_status(f"Bearer token of {tok.registry}: replace it with "
+                             f"gui-approver token rotate --registry {tok.registry}")
             return
         rec = self.selected_record()
         self.rotate_button.setEnabled(rec is not None)
@@ -1794,7 +1799,7 @@ class KeyManagerWindow(QWidget):
     def copy_pem(self) -> None:
         rec = self.selected_record()
         if rec is not None:
-            _copy(public_pem(rec.public) + "\n")
+            _copy(flows.public_pem(rec.public) + "\n")
 
     def _context_menu(self, pos: QPoint) -> None:
         if self.selected_record() is None:
@@ -1855,7 +1860,7 @@ class KeyManagerWindow(QWidget):
                          "deleted.")
 
     def delete_selected(self) -> DeleteKeyDialog | None:
-        rec = self.selected_record()
+        rec: KeyRecord | TokenRecord | None = self.selected_record() or self.selected_token()
         if rec is None:
             return None
         dialog = DeleteKeyDialog(self.store, rec, self)
@@ -1863,8 +1868,12 @@ class KeyManagerWindow(QWidget):
         self._open(dialog)
         return dialog
 
-    def _deleted(self, r: KeyRecord) -> None:
-        self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
+    def _deleted(self, r: KeyRecord | TokenRecord) -> None:
+        if isinstance(r, TokenRecord):
+            self._set_status(f"Deleted the bearer token for registry {r.registry} "
+                             f"(sha256:{r.fingerprint}); revoke it at the registry too.")
+        else:
+            self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
 
     def configure_cargo_selected(self) -> ConfigureCargoDialog | None:
         rec: KeyRecord | TokenRecord | None = self.selected_record() or self.selected_token()
@@ -1922,7 +1931,11 @@ def run_keys_window() -> int:
     # Nothing here is half-done on Ctrl-C (every file write is atomic): let it end the window.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app.setApplicationName("gui-approver")
-    app.setApplicationDisplayName("gui-approver")
+    # No display name: Qt would append " — gui-approver" to titles that already start
+    # with "gui-approver: " (#14).
+    from gui_approver.ui import style
+
+    style.install(app)  # focus rings, readable grey text (#14)
     window = KeyManagerWindow(KeyStore(KeyringKeychain()))
     window.show()
     return app.exec()

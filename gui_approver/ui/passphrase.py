@@ -12,12 +12,12 @@ cleared as soon as it has been read.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
-from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -31,16 +31,24 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.keys.store import KeyRecord
-from gui_approver.review.contents import escape_text
+from gui_approver.review.text import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
+from gui_approver.ui.prompts import PromptQueue, Question
 
 #: How long a worker waits for the passphrase before giving up (the bridge's own limit).
 DEFAULT_TIMEOUT = 120.0
 
 
+#: Checks a passphrase while the prompt stays open: the unlocked key, or the seconds to wait
+#: before the next try (the passphrase was wrong). See KeyStore._unlock_in_prompt.
+Attempt = Callable[[Secret], object]
+
+
 class PassphraseDialog(QDialog):
-    """Asks for one key's passphrase. ``answered(Secret | None)`` fires exactly once."""
+    """Asks for one key's passphrase. ``answered(Secret | None)`` fires exactly once; with
+    ``verify``, ``answered`` carries what ``verify`` returned for the right passphrase, and a
+    wrong one keeps the dialog open with "wrong passphrase, N s before the next try"."""
 
     answered = Signal(object)
 
@@ -51,10 +59,14 @@ class PassphraseDialog(QDialog):
         *,
         deadline: float | None = None,
         parent: QWidget | None = None,
+        verify: Attempt | None = None,
     ) -> None:
         super().__init__(parent)
         self.record = record
         self.deadline = deadline
+        self.verify = verify
+        self.retry_at = 0.0
+        self.wrong_tries = 0
         self._done = False
         self.setObjectName("passphraseDialog")
         hardware = record.protection == "hardware"
@@ -90,9 +102,12 @@ class PassphraseDialog(QDialog):
             key.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
             val = _plain(value, mono=mono)
             val.setAccessibleName(name)
+            if mono:
+                val.setWordWrap(False)  # URLs and key ids: never broken mid-word
             grid.addWidget(key, r, 0)
             grid.addWidget(val, r, 1)
             self.field_labels[name] = val
+        grid.setColumnStretch(1, 1)
         layout.addLayout(grid)
 
         why = why.strip().rstrip(".")
@@ -129,6 +144,12 @@ class PassphraseDialog(QDialog):
         buttons.addWidget(self.unlock_button)
         layout.addLayout(buttons)
         self._update_buttons()
+        # Wide enough that the heading and the index URL do not wrap mid-word.
+        self.setMinimumWidth(560)
+        self._retry_timer = QTimer(self)
+        self._retry_timer.setSingleShot(True)
+        self._retry_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._retry_timer.timeout.connect(self._retry_ready)
 
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
@@ -138,9 +159,38 @@ class PassphraseDialog(QDialog):
         self.edit.setFocus()
 
     def _update_buttons(self) -> None:
-        self.unlock_button.setEnabled(bool(self.edit.text()))
+        self.unlock_button.setEnabled(bool(self.edit.text())
+                                      and time.monotonic() >= self.retry_at)
+
+    def _wrong(self, wait: float) -> None:
+        """A wrong passphrase: keep the prompt, say so, and hold Unlock for ``wait`` s."""
+        self.wrong_tries += 1
+        self.retry_at = time.monotonic() + wait
+        wf = self.why_label.font()
+        wf.setBold(True)
+        self.why_label.setFont(wf)
+        self.why_label.setVisible(True)
+        self._retry_timer.start(max(0, int(wait * 1000)) + 20)  # never early
+        self._show_retry()
+        self._update_buttons()
+        self.edit.setFocus()
+
+    def _show_retry(self) -> None:
+        left = self.retry_at - time.monotonic()
+        if left > 0:
+            self.why_label.setText(f"Wrong {self.secret_name.lower()}, {math.ceil(left):.0f} s "
+                                   "before the next try.")
+        else:
+            self.why_label.setText(f"Wrong {self.secret_name.lower()}; try again.")
+
+    def _retry_ready(self) -> None:
+        self._show_retry()
+        self._update_buttons()
 
     def _update_status(self) -> None:
+        if self.wrong_tries:
+            self._show_retry()
+            self._update_buttons()
         if self.deadline is None:
             self.status_label.setVisible(False)
             return
@@ -150,16 +200,24 @@ class PassphraseDialog(QDialog):
 
     def _unlock(self) -> None:
         text = self.edit.text()
-        if not text:
+        if not text or time.monotonic() < self.retry_at:
             return
         self.edit.clear()
-        self._finish(Secret(text))
+        if self.verify is None:
+            self._finish(Secret(text))
+            return
+        result = self.verify(Secret(text))
+        if isinstance(result, float | int):
+            self._wrong(float(result))
+            return
+        self._finish(result)
 
-    def _finish(self, answer: Secret | None) -> None:
+    def _finish(self, answer: object) -> None:
         if self._done:
             return
         self._done = True
         self._tick.stop()
+        self._retry_timer.stop()
         self.edit.clear()
         self.answered.emit(answer)
         self.hide()
@@ -185,34 +243,7 @@ class PassphraseDialog(QDialog):
         self.edit.setFocus()
 
 
-class _Ask:
-    """One question waiting for a person. The first answer wins."""
-
-    def __init__(self, record: KeyRecord, why: str, timeout: float) -> None:
-        self.record = record
-        self.why = why
-        self.deadline = time.monotonic() + timeout
-        self.event = threading.Event()
-        self.answer: Secret | None = None
-        self._answered = False
-        self._lock = threading.Lock()
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self._answered
-
-    def resolve(self, answer: Secret | None) -> bool:
-        with self._lock:
-            if self._answered:
-                return False
-            self._answered = True
-            self.answer = answer
-        self.event.set()
-        return True
-
-
-class QtUnlocker(QObject):
+class QtUnlocker(PromptQueue):
     """A :data:`~gui_approver.core.keys.store.Unlocker` asking in a dialog (GUI thread only).
 
     Install it with ``store.unlocker = QtUnlocker()`` (or ``KeyStore(..., unlocker=...)``).
@@ -220,127 +251,45 @@ class QtUnlocker(QObject):
     and :meth:`shutdown` all answer None.
     """
 
-    _submit = Signal(object)
-    _cancel = Signal(object)
-    _resolved = Signal(object)
-    #: The dialog that was just shown (tests, and the app if it wants to raise it).
-    dialog_shown = Signal(object)
-
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.timeout = timeout
-        self.dialog: PassphraseDialog | None = None
-        self._queue: deque[_Ask] = deque()
-        self._current: _Ask | None = None
-        self._closed = False
-        self._gui_thread = threading.get_ident()
-        self._submit.connect(self._on_submit, Qt.ConnectionType.QueuedConnection)
-        self._cancel.connect(self._on_cancel, Qt.ConnectionType.QueuedConnection)
 
     # any thread ------------------------------------------------------------------------------
     def __call__(self, record: KeyRecord, why: str) -> Secret | None:
-        if self._closed:
-            return None
-        ask = _Ask(record, why, self.timeout)
-        if threading.get_ident() == self._gui_thread:
-            return self._ask_on_gui_thread(ask)
-        self._submit.emit(ask)
-        if not ask.event.wait(self.timeout):
-            ask.resolve(None)
-            self._cancel.emit(ask)
-        return ask.answer
+        answer = self.ask(Question(_Unlock(record, why, None), None, self.timeout))
+        return answer if isinstance(answer, Secret) else None
+
+    def ask_verified(self, record: KeyRecord, why: str, verify: Attempt) -> object:
+        """Like calling it, but each passphrase is checked with ``verify`` while the prompt
+        stays open (a wrong one says so and waits); returns what ``verify`` returned for the
+        right one, or None (cancelled, timed out)."""
+        return self.ask(Question(_Unlock(record, why, verify), None, self.timeout))
 
     # GUI thread --------------------------------------------------------------------------
-    def _ask_on_gui_thread(self, ask: _Ask) -> Secret | None:
-        loop = QEventLoop()
+    def make_dialog(self, question: Question) -> PassphraseDialog:
+        ask = question.subject
+        assert isinstance(ask, _Unlock)
+        dialog = PassphraseDialog(ask.record, ask.why, deadline=question.deadline,
+                                  verify=ask.verify)
+        dialog.answered.connect(self._on_answered)
+        return dialog
 
-        def finished(done: _Ask) -> None:
-            if done is ask:
-                loop.quit()
+    def dismiss_dialog(self, dialog: QWidget) -> None:
+        assert isinstance(dialog, PassphraseDialog)
+        dialog.dismiss()
 
-        def expire() -> None:
-            if ask.resolve(None):
-                self._on_cancel(ask)
-            loop.quit()
+    def _on_answered(self, answer: object) -> None:
+        self.answer_from(self.sender(), answer)
 
-        self._resolved.connect(finished)
-        timer = QTimer()
-        timer.setSingleShot(True)
-        timer.timeout.connect(expire)
-        timer.start(int(self.timeout * 1000))
-        try:
-            self._on_submit(ask)
-            if not ask.done:
-                loop.exec()
-        finally:
-            timer.stop()
-            self._resolved.disconnect(finished)
-        return ask.answer
 
-    def pending_count(self) -> int:
-        return len(self._queue) + (1 if self._current is not None else 0)
+class _Unlock:
+    """What an unlock question is about."""
 
-    def _on_submit(self, ask: _Ask) -> None:
-        if self._closed:
-            ask.resolve(None)
-            self._resolved.emit(ask)
-            return
-        self._queue.append(ask)
-        self._show_next()
-
-    def _on_cancel(self, ask: _Ask) -> None:
-        if self._current is ask:
-            self._drop_dialog(dismiss=True)
-            self._show_next()
-        elif ask in self._queue:
-            self._queue.remove(ask)
-
-    def _drop_dialog(self, *, dismiss: bool) -> None:
-        if self.dialog is not None:
-            if dismiss:
-                self.dialog.dismiss()
-            self.dialog.deleteLater()
-        self.dialog = None
-        self._current = None
-
-    def _show_next(self) -> None:
-        while self._current is None and self._queue:
-            ask = self._queue.popleft()
-            if ask.done:
-                continue
-            dialog = PassphraseDialog(ask.record, ask.why, deadline=ask.deadline)
-            dialog.answered.connect(self._on_answered)
-            self._current = ask
-            self.dialog = dialog
-            dialog.show()
-            dialog.raise_()
-            dialog.activateWindow()
-            self.dialog_shown.emit(dialog)
-
-    def _on_answered(self, answer: Secret | None) -> None:
-        # Only the current dialog can answer: the others were dismissed (they never emit).
-        ask = self._current
-        if ask is None:
-            return
-        ask.resolve(answer)
-        self._drop_dialog(dismiss=False)
-        self._resolved.emit(ask)
-        self._show_next()
-
-    def show_current(self) -> None:
-        if self.dialog is not None:
-            self.dialog.show()
-            self.dialog.raise_()
-            self.dialog.activateWindow()
-
-    def shutdown(self) -> None:
-        """Answer None to everything waiting (the app is quitting)."""
-        self._closed = True
-        for ask in [*self._queue, *([self._current] if self._current else [])]:
-            ask.resolve(None)
-            self._resolved.emit(ask)
-        self._queue.clear()
-        self._drop_dialog(dismiss=True)
+    def __init__(self, record: KeyRecord, why: str, verify: Attempt | None) -> None:
+        self.record = record
+        self.why = why
+        self.verify = verify
 
 
 class TouchPrompt(QDialog):

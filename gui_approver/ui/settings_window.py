@@ -55,7 +55,7 @@ class SettingsWindow(QWidget):
         form = QFormLayout()
         self.approval_timeout = _spin(" s", 0)
         self.approval_timeout.setToolTip("How long a request waits for you before it is "
-                                         "denied (5–3600 seconds).")
+                                         "denied (30–3600 seconds).")
         form.addRow("Approval timeout:", self.approval_timeout)
         self.reads_need_approval = QCheckBox("Ask before signing read-only requests too")
         form.addRow("", self.reads_need_approval)
@@ -65,15 +65,20 @@ class SettingsWindow(QWidget):
                                      "appears (1–10 seconds).")
         form.addRow("Approve arms after:", self.arming_delay)
         self.paranoid_accessibility = QCheckBox(
-            "Hide the approval dialog's buttons from accessibility tools (after a restart)")
+            "Hide gui-approver from accessibility tools, screen readers too (after a restart)")
+        self.paranoid_accessibility.setToolTip(
+            "Detaches the whole app from the accessibility bus: no screen reader can read any "
+            "of its windows then. Approve never accepts accessibility actions anyway; this "
+            "only also hides what the dialog shows.")
         form.addRow("", self.paranoid_accessibility)
         self.idle_lock_minutes = _spin(" min", 0)
         self.idle_lock_minutes.setToolTip("Forget unlocked passphrase keys after this many "
-                                          "idle minutes (0: never).")
+                                          "idle minutes (0: never; at most 10080, a week).")
         form.addRow("Lock keys when idle for:", self.idle_lock_minutes)
         self.history_size_mb = _spin(" MB", 0)
-        self.history_size_mb.setToolTip("Space for the contents of approved crates, used "
-                                        "to show what changed since (after a restart).")
+        self.history_size_mb.setToolTip(
+            "Disk space for copies of the crates you approved, so that the dialog can show "
+            "what changed since the last approved version (applies after a restart).")
         form.addRow("History size:", self.history_size_mb)
         self.watch_interval_minutes = _spin(" min", 0)
         self.watch_interval_minutes.setToolTip(

@@ -31,7 +31,7 @@ def _settle(app) -> None:
 
 def render(out: Path, tmp: Path) -> list[Path]:
     from PySide6.QtWidgets import QApplication
-    from test_registry_tokens import bearer_publish
+    from registry_tools import bearer_publish
 
     from gui_approver.core.audit import AuditLog
     from gui_approver.core.watch import StoredToken, Watch
@@ -54,7 +54,7 @@ def render(out: Path, tmp: Path) -> list[Path]:
         watch = Watch(state)
         watch.run_once()  # the baseline
         bearer_publish(reg, token, "foo", "1.4.2", b"not from here")
-        from test_registry import call
+        from registry_tools import call
 
         call(reg, "DELETE", "/api/v1/crates/foo/1.4.0/yank", headers={"Authorization": token})
         runner = WatchRunner(watch, 15)

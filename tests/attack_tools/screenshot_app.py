@@ -26,11 +26,13 @@ CHILD = "GUI_APPROVER_SCREENSHOT_APP_CHILD"
 
 
 def child(out: Path) -> int:
+    sys.path.insert(0, str(REPO / "tests"))
+    from fakes import MemoryKeychain
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QWidget
 
     from gui_approver.core import settings as settings_mod
-    from gui_approver.core.keys.store import KeyStore, MemoryKeychain
+    from gui_approver.core.keys.store import KeyStore
     from gui_approver.ui.app import GuiApp
     from gui_approver.ui.settings_window import SettingsWindow
 

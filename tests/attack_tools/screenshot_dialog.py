@@ -129,7 +129,8 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui_approver.client.protocol import Provenance, parse_request
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
     from gui_approver.core.keys.store import KeyRecord
     from gui_approver.ui.a11y import install_accessibility_factory

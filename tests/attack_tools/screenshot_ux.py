@@ -58,6 +58,8 @@ def render(out: Path, tmp: Path) -> list[Path]:
     page.other.setChecked(True)
     page.name_edit.setText("my-registry")
     page.index_edit.setText("sparse+https://my.registry.example/index/")
+    if hasattr(page, "kind_key"):
+        page.kind_key.setChecked(True)  # an asymmetric key (not a bearer token)
     wizard.next()
     wizard.next()
     wizard.next()
@@ -65,10 +67,12 @@ def render(out: Path, tmp: Path) -> list[Path]:
     written.append(_grab(wizard, out / "wizard-cargo.png"))
     wizard.close()
 
-    rec = store.create(registry="crates-io",
-                       index_url="https://github.com/rust-lang/crates.io-index",
+    rec = store.create(registry="company-registry",
+                       index_url="sparse+https://crates.company.example/index/",
                        passphrase=Secret("correct horse battery staple"))
-    prompt = PassphraseDialog(rec, "unlock the key to sign", deadline=time.monotonic() + 118)
+    prompt = PassphraseDialog(
+        rec, "unlock the key to sign the read of the registry's index that cargo makes before a "
+        "publish, yank or owner change", deadline=time.monotonic() + 118)
     prompt.show()
     _settle(app)
     written.append(_grab(prompt, out / "passphrase.png"))
@@ -102,7 +106,42 @@ def render(out: Path, tmp: Path) -> list[Path]:
     _settle(app)
     written.append(_grab(window, out / "activity.png"))
     window.close()
+    written.append(_software_input_dialog(app, out / "dialog-software-input.png"))
     return written
+
+
+def _software_input_dialog(app: object, path: Path) -> Path:
+    """The dialog after a click from software (an on-screen keyboard, xdotool) landed on
+    Approve, with Approve then focused by the user's Tab: the message and the focus ring."""
+    import json
+
+    from PySide6.QtCore import Qt
+
+    from gui_approver.client.framing import Provenance
+    from gui_approver.client.protocol import parse_request
+    from gui_approver.core.approval import ApprovalRequest
+    from gui_approver.ui.dialog import ApprovalDialog
+    from gui_approver.ui.guard import FROM_SOFTWARE
+
+    req = parse_request(json.dumps({
+        "v": 1, "registry": {"index-url": "sparse+https://my.registry.example/index/",
+                             "name": "my-registry"},
+        "kind": "get", "operation": "publish", "name": "tokio-frobnicate", "vers": "1.4.2",
+        "cksum": "4bc86c3855a0a147b74da8e22c1bfcdd495334dae87a24e463881299" + "41b78d6c"}))
+    dialog = ApprovalDialog(ApprovalRequest(
+        request=req, key=None, timeout=120,
+        provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate")))
+    dialog.show()
+    deadline = time.monotonic() + 10
+    while not dialog.approve_button.armed and time.monotonic() < deadline:
+        app.processEvents()  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    dialog._say_refused(dialog.approve_button, FROM_SOFTWARE)
+    dialog.approve_button.setFocus(Qt.FocusReason.TabFocusReason)
+    _settle(app)
+    _grab(dialog, path)
+    dialog.dismiss()
+    return path
 
 
 def main() -> int:

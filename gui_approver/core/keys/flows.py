@@ -23,7 +23,9 @@ from .store import (
     CRATES_IO_REFUSAL,
     KeyRecord,
     KeyStore,
+    SigningKey,
     is_crates_io,
+    parse_public_paserk,
 )
 
 #: The wizard's and README's advice for a crates.io token.
@@ -218,9 +220,71 @@ def plan_configure(
     return cargo_config.plan_configure(registry, index, bridge=bridge, home=home)
 
 
+# -- asymmetric keys -----------------------------------------------------------------------
+
+
+def public_pem(public: str) -> str:
+    """A ``k3.public`` key as PEM (SubjectPublicKeyInfo), for registries that want PEM."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = parse_public_paserk(public).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode("ascii").rstrip()
+
+
+def import_cargo_key(
+    store: KeyStore,
+    item: cargo_config.CargoSecret,
+    key: SigningKey,
+    index: str,
+    *,
+    origin: str,
+    home: Path | None = None,
+) -> None:
+    """Move one ``cargo:paseto`` ``secret-key`` into the keychain. The order is the point:
+    the keychain first, then the secret off the disk, then cargo pointed at the bridge; a
+    failure at any step leaves the key usable from where it still is."""
+    existing = store.find(index)
+    if existing is None:
+        store.add(key, registry=item.registry, index_url=index, subject=item.subject,
+                  origin=origin)
+    elif existing.kip != key.kip:
+        raise KeyExists(f"registry {item.registry} already has a different key "
+                        f"({existing.kip}); nothing was imported")
+    cargo_config.remove_cargo_secret(item)
+    cargo_config.apply(cargo_config.plan_configure(item.registry, index, home=home))
+
+
+def import_report(registry: str, path: Path, key: SigningKey, *, dry_run: bool = False
+                  ) -> list[str]:
+    """What ``key import-cargo`` and the GUI's import say about one key."""
+    lines = [
+        f"{'Would import' if dry_run else 'Imported'} the key of registry {registry} "
+        f"from {path}.",
+        f"  public key (unchanged, nothing to re-register): {key.public_paserk}",
+        f"  key id (unchanged): {key.kip}",
+    ]
+    if not dry_run:
+        lines.append("  The secret is now only in the keychain; cargo uses gui-approver for it.")
+    return lines
+
+
 __all__ = [
-    "CRATES_IO_ADVICE", "CRATES_IO_HINT", "TokenImport", "add_token", "create_key",
+    "CRATES_IO_ADVICE",
+    "CRATES_IO_HINT",
+    "TokenImport",
+    "add_token",
+    "create_key",
     "delete_token",
-    "expiry_date", "find_token", "import_cargo_tokens", "index_for", "plan_configure",
-    "refuse_crates_io_key", "rotate_token",
+    "expiry_date",
+    "find_token",
+    "import_cargo_key",
+    "import_cargo_tokens",
+    "import_report",
+    "index_for",
+    "plan_configure",
+    "public_pem",
+    "refuse_crates_io_key",
+    "rotate_token",
 ]

@@ -293,27 +293,6 @@ class KeyringKeychain:
         return f"{type(b).__module__}.{type(b).__name__}"
 
 
-class MemoryKeychain:
-    """In-memory keychain for unit tests of the code above storage; never used by the app."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, Secret] = {}
-
-    def get(self, account: str) -> Secret | None:
-        return self.items.get(account)
-
-    def set(self, account: str, secret: Secret) -> None:
-        self.items[account] = secret
-
-    def delete(self, account: str) -> None:
-        if account not in self.items:
-            raise KeyNotFound("the keychain has no such item")
-        del self.items[account]
-
-    def describe(self) -> str:
-        return "memory (tests only)"
-
-
 # ---------------------------------------------------------------------------------------------
 # Records and the store
 
@@ -744,7 +723,8 @@ class KeyStore:
             hook(kip)
 
     def signing_key(
-        self, record: KeyRecord, *, approved: bool = False, may_ask: bool = True
+        self, record: KeyRecord, *, approved: bool = False, may_ask: bool = True,
+        purpose: str | None = None,
     ) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
         asks for the passphrase of a protected key, and records the use.
@@ -754,7 +734,8 @@ class KeyStore:
         that keeps reading cannot keep a passphrase key unlocked.
 
         ``may_ask``: False for a use nobody approved (a silent read): a hardware key whose
-        token is not logged in then fails instead of asking for its PIN."""
+        token is not logged in then fails instead of asking for its PIN. ``purpose`` ("to
+        sign the read cargo makes before a publish") is shown in the passphrase prompt."""
         if record.is_expired():
             raise KeyExpired(
                 f"the key for registry {record.registry} expired on {record.expires}; "
@@ -768,7 +749,7 @@ class KeyStore:
         with self._lock:
             key = self._cache.get(record.kip)
         if key is None:
-            key = self._load(record)
+            key = self._load(record, purpose)
         self._note_used(record, approved=approved)
         return key
 
@@ -840,7 +821,7 @@ class KeyStore:
         b = pkcs11.backend_if_started()
         return b.logout(entry[1], entry[2]) if b is not None else False
 
-    def _load(self, record: KeyRecord) -> SigningKey:
+    def _load(self, record: KeyRecord, purpose: str | None = None) -> SigningKey:
         secret = self.keychain.get(record.kip)
         if secret is None:
             raise KeyNotFound(
@@ -851,7 +832,7 @@ class KeyStore:
         # Locked or not is decided by the item itself, never by keys.json (user-writable).
         wrapped = secret.expose().startswith(_WRAPPED_PREFIX)
         if wrapped:
-            key = self._unlock(record, secret)
+            key = self._unlock(record, secret, purpose)
         else:
             try:
                 key = SigningKey.from_paserk(secret)
@@ -869,7 +850,8 @@ class KeyStore:
                 self._unlocked_at[record.kip] = time.monotonic()
         return key
 
-    def _unlock(self, record: KeyRecord, wrapped: Secret) -> SigningKey:
+    def _unlock(self, record: KeyRecord, wrapped: Secret,
+                purpose: str | None = None) -> SigningKey:
         now = time.monotonic()
         with self._lock:
             count, until = self._failures.get(record.kip, (0, 0.0))
@@ -883,7 +865,11 @@ class KeyStore:
                 f"the key for registry {record.registry} is protected by a passphrase and is "
                 "locked; unlock it in the gui-approver app. Nothing was signed."
             )
-        why = "wrong passphrase, try again" if count else "unlock the key to sign"
+        why = "wrong passphrase, try again" if count else (
+            f"unlock the key {purpose}" if purpose else "unlock the key to sign")
+        asker = getattr(self.unlocker, "ask_verified", None)
+        if callable(asker):
+            return self._unlock_in_prompt(record, wrapped, why, asker)
         passphrase = self.unlocker(record, why)
         if passphrase is None:
             raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
@@ -903,6 +889,37 @@ class KeyStore:
             self._failures.pop(record.kip, None)
         if key.kip == record.kip:
             self._rewrap_if_weak(record, key, wrapped, passphrase)
+        return key
+
+    def _unlock_in_prompt(self, record: KeyRecord, wrapped: Secret, why: str,
+                          asker: Any) -> SigningKey:
+        """An unlocker that checks each passphrase while its prompt stays open: a wrong one
+        keeps the prompt ("wrong passphrase, N s before the next try"), within its deadline.
+        The backoff is the same as between separate prompts."""
+
+        def attempt(passphrase: Secret) -> SigningKey | float:
+            with self._lock:
+                count, until = self._failures.get(record.kip, (0, 0.0))
+            if time.monotonic() < until:
+                return until - time.monotonic()
+            try:
+                key = SigningKey.from_wrapped(wrapped, passphrase)
+            except WrongPassphrase:
+                count += 1
+                wait = min(2.0**count, _MAX_BACKOFF)
+                with self._lock:
+                    self._failures[record.kip] = (count, time.monotonic() + wait)
+                return wait
+            with self._lock:
+                self._failures.pop(record.kip, None)
+            if key.kip == record.kip:
+                self._rewrap_if_weak(record, key, wrapped, passphrase)
+            return key
+
+        key = asker(record, why, attempt)
+        if not isinstance(key, SigningKey):
+            raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
+                            "nothing was signed")
         return key
 
     def _rewrap_if_weak(
