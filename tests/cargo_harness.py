@@ -23,17 +23,6 @@ BRIDGE = str(BIN / "cargo-credential-gui-approver")
 CLI = str(BIN / "gui-approver")
 
 
-def make_crate(root: Path, name: str, vers: str = "0.1.0", deps: str = "") -> Path:
-    d = root / name
-    (d / "src").mkdir(parents=True)
-    (d / "Cargo.toml").write_text(
-        f'[package]\nname = "{name}"\nversion = "{vers}"\nedition = "2021"\n'
-        f'description = "test crate {name}"\nlicense = "MIT"\n\n[dependencies]\n{deps}'
-    )
-    (d / "src" / "lib.rs").write_text(f"pub fn {name.replace('-', '_')}() -> u32 {{ 42 }}\n")
-    return d
-
-
 def cargo(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["cargo", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -81,12 +70,11 @@ class Harness:
 
 
 @pytest.fixture
-def harness(qtbot, app_env, tmp_path):
+def harness(qtbot, gui_app, app_env, tmp_path):
     registry = DemoRegistry(tmp_path / "registry-data")
     registry.start()
     store = KeyStore(KeyringKeychain())
-    gui = GuiApp(store, Settings())
-    gui.start()
+    gui = gui_app(store, Settings())
     rec = store.create(registry="local", index_url=registry.index_url)
     registry.add_key(RegisteredKey(public=rec.public))
     rc = subprocess.run(
@@ -100,7 +88,7 @@ def harness(qtbot, app_env, tmp_path):
     h.dialogs = []
     h.record = rec
     yield h
-    gui.stop()
+    gui.stop()  # (gui_app would too, but after the leak scan below)
     registry.stop()
     # Leak scan: every file the app, the bridge and cargo wrote (XDG dirs incl. logs, audit
     # and history, the runtime dir, CARGO_HOME, the registry) plus everything cargo printed

@@ -31,6 +31,9 @@ Fixtures:
   xvfb_display (session)     envtools.Display: .display (":N"), .number, .env, .process.
   gui_env (function)         app_env + DISPLAY of xvfb_display and QT_QPA_PLATFORM=xcb
                              (subprocesses only; in-process Qt stays offscreen).
+  gui_app (function)         factory: gui_app(store, settings=None, *, start=True, **kw) -> a
+                             ui.app.GuiApp (started unless start=False); every app it made and
+                             not yet stopped is stopped in teardown, newest first.
   node_verifier (session)    envtools.NodeVerifier, callable: node_verifier(token, public_pem)
                              -> {"payload": dict, "payload_raw": str, "footer": str | None};
                              raises envtools.NodeVerifyError. One node process for the session
@@ -41,14 +44,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import envtools
 import pytest
 import softhsm as softhsm_tools
 from cargo_harness import harness  # noqa: F401 - the e2e harness fixture
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from gui_approver.core.keys.store import KeyStore
+    from gui_approver.core.settings import Settings
+    from gui_approver.ui.app import GuiApp
 
 settings.register_profile("ci", max_examples=10_000, deadline=None, database=None)
 settings.register_profile("dev", max_examples=300, deadline=None, database=None)
@@ -228,6 +237,27 @@ def gui_env(app_env: AppEnv, xvfb_display: envtools.Display) -> AppEnv:
     env["DISPLAY"] = xvfb_display.display
     env["QT_QPA_PLATFORM"] = "xcb"
     return env
+
+
+@pytest.fixture
+def gui_app(qtbot: Any) -> Iterator[Callable[..., GuiApp]]:
+    from gui_approver.core.settings import Settings
+    from gui_approver.ui.app import GuiApp
+
+    made: list[GuiApp] = []
+
+    def make(store: KeyStore, settings: Settings | None = None, *, start: bool = True,
+             **kw: Any) -> GuiApp:
+        gui = GuiApp(store, settings if settings is not None else Settings(), **kw)
+        made.append(gui)
+        if start:
+            gui.start()
+        return gui
+
+    yield make
+    for gui in reversed(made):
+        if not gui._stopped:
+            gui.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
-"""Shared test factories: P-384 key pairs and PASETO tokens as a registry sees them, and
-cargo's credential requests. One place, instead of a copy per test file."""
+"""Shared test factories: P-384 key pairs and PASETO tokens as a registry sees them, cargo's
+credential requests, and crate source directories for the real cargo. One place, instead of a
+copy per test file. (Crate *archives*, hostile ones included, are built by hostile_archives.)"""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyseto
@@ -107,3 +109,35 @@ def cargo_request(
 def request(op: str = "read", **fields: Any) -> CredentialRequest:
     """:func:`cargo_request`, parsed the way the app parses it."""
     return parse_request(json.dumps(cargo_request(op, **fields)))
+
+
+def write_manifest(
+    crate: Path, name: str, vers: str, *, deps: str = "", repository: str | None = None
+) -> None:
+    """(Re)write ``crate``/Cargo.toml: a publishable package ``name`` ``vers``."""
+    repo = f'repository = "{repository}"\n' if repository else ""
+    (crate / "Cargo.toml").write_text(
+        f'[package]\nname = "{name}"\nversion = "{vers}"\nedition = "2021"\n'
+        f'description = "test crate {name}"\nlicense = "MIT"\n{repo}\n[dependencies]\n{deps}'
+    )
+
+
+def write_crate(
+    root: Path,
+    name: str,
+    vers: str = "0.1.0",
+    *,
+    deps: str = "",
+    body: str = "42",
+    repository: str | None = None,
+) -> Path:
+    """A library crate ``root``/``name`` the real cargo can package and publish: its manifest
+    (``deps``: lines for ``[dependencies]``) and a src/lib.rs whose one function returns
+    ``body`` (change it to change the crate's contents). Returns the crate's directory."""
+    crate = root / name
+    (crate / "src").mkdir(parents=True, exist_ok=True)
+    write_manifest(crate, name, vers, deps=deps, repository=repository)
+    (crate / "src" / "lib.rs").write_text(
+        f"pub fn {name.replace('-', '_')}() -> u32 {{\n    {body}\n}}\n"
+    )
+    return crate

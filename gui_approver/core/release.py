@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from gui_approver.client.protocol import Get
-from gui_approver.core import tokens
+from gui_approver.core import paseto
 from gui_approver.core.keys.bearer import READ_PLACEHOLDER, BearerStore, TokenRecord
 from gui_approver.core.keys.store import KeyRecord, KeyStore, is_crates_io
 from gui_approver.core.settings import Settings
@@ -155,7 +155,7 @@ class ReleasePolicy:
                    "publish, yank or owner change")
         key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask,
                                      purpose=purpose)
-        return tokens.sign_request(key, request, subject=cred.key.subject)
+        return paseto.sign_request(key, request, subject=cred.key.subject)
 
     @staticmethod
     def cache(cred: Credential, mutation: bool) -> str:

@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,20 @@ _VERS_RE = re.compile(
     rf"(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+{_IDENT}(?:\.{_IDENT})*)?"
 )
 
-KINDS = (
-    "unapproved-version",
-    "checksum-mismatch",
-    "checksum-changed",
-    "unapproved-yank",
-    "unapproved-unyank",
-)
+class AlertKind(StrEnum):
+    """What nobody approved here."""
+
+    UNAPPROVED_VERSION = "unapproved-version"
+    CHECKSUM_MISMATCH = "checksum-mismatch"
+    CHECKSUM_CHANGED = "checksum-changed"
+    UNAPPROVED_YANK = "unapproved-yank"
+    UNAPPROVED_UNYANK = "unapproved-unyank"
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    EXPECTED = "expected"  # "It was me / my CI"
+    YANKED = "yanked"  # yanked from the Alerts window
 
 
 class WatchError(GuiApproverError):
@@ -212,12 +220,12 @@ class Alert:
     index_url: str
     crate: str
     version: str
-    kind: str
+    kind: AlertKind
     cksum: str | None
     yanked: bool
     seen_at: str
     message: str
-    status: str = "open"
+    status: AlertStatus = AlertStatus.OPEN
     notified: bool = False
     handled_at: str | None = None
 
@@ -227,11 +235,14 @@ class Alert:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Alert:
         names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in doc.items() if k in names})
+        fields = {k: v for k, v in doc.items() if k in names}
+        fields["kind"] = AlertKind(fields["kind"])
+        fields["status"] = AlertStatus(fields.get("status", AlertStatus.OPEN))
+        return cls(**fields)
 
     @property
     def is_open(self) -> bool:
-        return self.status == "open"
+        return self.status is AlertStatus.OPEN
 
     @property
     def label(self) -> str:
@@ -243,7 +254,7 @@ def _alert_id(index_url: str, crate: str, version: str, kind: str, state: str) -
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def _message(kind: str, crate: str, vers: str, label: str, when: datetime) -> str:
+def _message(kind: AlertKind, crate: str, vers: str, label: str, when: datetime) -> str:
     at = when.astimezone().strftime("%H:%M")
     what = {
         "unapproved-version": f"appeared on {label} at {at} but was never approved on this "
@@ -839,7 +850,7 @@ class Watch:
         """"It was me / my CI": close the alert; ``elsewhere`` also sets the crate's switch."""
 
         def change(a: Alert) -> None:
-            a.status = "expected"
+            a.status = AlertStatus.EXPECTED
             a.handled_at = audit.now_rfc3339()
 
         alert = self._update_alert(alert_id, change)
@@ -882,7 +893,7 @@ class Watch:
         if proc.returncode == 0:
 
             def change(a: Alert) -> None:
-                a.status = "yanked"
+                a.status = AlertStatus.YANKED
                 a.handled_at = audit.now_rfc3339()
 
             self._update_alert(alert_id, change)
@@ -1052,7 +1063,7 @@ def _compare(
             known[vers] = (str(value[0]), bool(value[1]))
     out = []
 
-    def alert(kind: str, vers: str, cksum: str, yanked: bool, state: str) -> None:
+    def alert(kind: AlertKind, vers: str, cksum: str, yanked: bool, state: str) -> None:
         out.append(
             Alert(
                 id=_alert_id(w.index_url, crate, vers, kind, state),
@@ -1073,14 +1084,15 @@ def _compare(
         approved = approvals.published.get(key, set())
         if vers not in known:
             if cksum not in approved:
-                kind = "checksum-mismatch" if approved else "unapproved-version"
+                kind = (AlertKind.CHECKSUM_MISMATCH if approved
+                        else AlertKind.UNAPPROVED_VERSION)
                 alert(kind, vers, cksum, yanked, cksum)
             continue
         old_cksum, old_yanked = known[vers]
         if cksum != old_cksum:
-            alert("checksum-changed", vers, cksum, yanked, cksum)
+            alert(AlertKind.CHECKSUM_CHANGED, vers, cksum, yanked, cksum)
         if yanked != old_yanked and approvals.yanked.get(key) is not yanked:
-            kind = "unapproved-yank" if yanked else "unapproved-unyank"
+            kind = AlertKind.UNAPPROVED_YANK if yanked else AlertKind.UNAPPROVED_UNYANK
             alert(kind, vers, cksum, yanked, f"{cksum}:{'yanked' if yanked else 'unyanked'}")
     return out
 

@@ -37,10 +37,6 @@ TRAY_ICON_SIZES = (16, 22, 24, 32, 48, 64)
 _ICONS_DIR = Path(__file__).resolve().parent / "icons"
 
 
-def icons_dir() -> Path:
-    return _ICONS_DIR
-
-
 def icon_sizes(state: str) -> tuple[int, ...]:
     """The PNG sizes shipped for ``state`` (``app`` or a tray state)."""
     if state not in ICON_NAMES:

@@ -66,10 +66,10 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.approval import Action, ApprovalRequest
-from gui_approver.review.contents import escape_text, human_size
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
 from gui_approver.review.requester import owner_changes
+from gui_approver.review.text import escape_text, human_size
 from gui_approver.ui import style
 from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default_guard
 

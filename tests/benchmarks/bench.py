@@ -525,7 +525,7 @@ def bench_hardware(b: Bench) -> list[Row]:
     from fakes import MemoryKeychain
 
     from gui_approver.client.protocol import Get, Publish, RegistryInfo
-    from gui_approver.core import tokens
+    from gui_approver.core import paseto
     from gui_approver.core.keys import pkcs11
     from gui_approver.core.keys.store import KeyStore, SigningKey
     from gui_approver.registry.server import add_key_to_file
@@ -547,20 +547,20 @@ def bench_hardware(b: Bench) -> list[Row]:
                      unlocker=lambda _r, _w: Secret(HW_PIN))
     rec = store.add_hardware(info, registry="bench", index_url=b.index + "x", subject=None)
     store.unlock(rec, Secret(HW_PIN))
-    tokens.sign_request(soft, request, subject=None)
-    tokens.sign_request(store.signing_key(rec), request, subject=None)
+    paseto.sign_request(soft, request, subject=None)
+    paseto.sign_request(store.signing_key(rec), request, subject=None)
     for _ in range(50):
         t0 = now()
-        tokens.sign_request(soft, request, subject=None)
+        paseto.sign_request(soft, request, subject=None)
         sw.samples.append((now() - t0) * 1000)
         key = store.signing_key(rec)
         t0 = now()
-        tokens.sign_request(key, request, subject=None)
+        paseto.sign_request(key, request, subject=None)
         hw.samples.append((now() - t0) * 1000)
     full = Row("7", "  SoftHSM2: store.signing_key + sign (token presence check too)")
     for _ in range(50):
         t0 = now()
-        tokens.sign_request(store.signing_key(rec), request, subject=None)
+        paseto.sign_request(store.signing_key(rec), request, subject=None)
         full.samples.append((now() - t0) * 1000)
     pkcs11.reset_backend()
 

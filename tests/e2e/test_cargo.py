@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pyseto
 import pytest
-from cargo_harness import BRIDGE, CLI, PUBLISH, harness_pem, make_crate
+from cargo_harness import BRIDGE, CLI, PUBLISH, harness_pem
+from factories import write_crate
 
-from gui_approver.core import tokens
+from gui_approver.core import paseto
 from gui_approver.core.keys.store import SigningKey
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
@@ -32,7 +33,7 @@ def test_config_points_cargo_at_the_bridge(harness):
 
 
 def test_publish_approved_lands_and_tokens_verify(harness, node_verifier):
-    crate = make_crate(harness.tmp, "alpha")
+    crate = write_crate(harness.tmp, "alpha")
     rc, _out, err = harness.run(PUBLISH, crate, decide=["approve"])
     assert rc == 0, err
     assert [e["vers"] for e in harness.registry.crates()["alpha"]] == ["0.1.0"]
@@ -54,7 +55,7 @@ def test_publish_approved_lands_and_tokens_verify(harness, node_verifier):
 
 
 def test_publish_denied_stores_nothing(harness):
-    crate = make_crate(harness.tmp, "beta")
+    crate = write_crate(harness.tmp, "beta")
     rc, _out, err = harness.run(PUBLISH, crate, decide=["deny"])
     assert rc != 0
     assert "publish of beta 0.1.0 was denied in gui-approver" in err
@@ -62,7 +63,7 @@ def test_publish_denied_stores_nothing(harness):
 
 
 def test_yank_unyank_owner(harness):
-    crate = make_crate(harness.tmp, "gamma")
+    crate = write_crate(harness.tmp, "gamma")
     assert harness.run(PUBLISH, crate, decide=["approve"])[0] == 0
     rc, _, err = harness.run(["yank", "--version", "0.1.0", "--registry", "local"], crate,
                              decide=["approve"])
@@ -83,8 +84,8 @@ def test_workspace_publish_two_crates(harness):
     ws = harness.tmp / "ws"
     ws.mkdir()
     (ws / "Cargo.toml").write_text('[workspace]\nmembers = ["base", "top"]\nresolver = "2"\n')
-    make_crate(ws, "base")
-    make_crate(ws, "top", deps='base = { path = "../base", version = "0.1.0", '
+    write_crate(ws, "base")
+    write_crate(ws, "top", deps='base = { path = "../base", version = "0.1.0", '
                               'registry = "local" }\n')
     rc, _out, err = harness.run(["publish", "--workspace", *PUBLISH[1:]], ws,
                                 decide=["approve", "approve"], timeout=120)
@@ -104,7 +105,7 @@ def test_token_for_the_wrong_key_is_401(harness):
     (harness.registry.data_dir / "keys.json").unlink()
     other = SigningKey.generate()
     harness.registry.add_key(RegisteredKey(public=other.public_paserk))
-    crate = make_crate(harness.tmp, "delta")
+    crate = write_crate(harness.tmp, "delta")
     rc, _out, err = harness.run(PUBLISH, crate, decide=["approve"])
     assert rc != 0
     assert "401" in err and "delta" not in harness.registry.crates()
@@ -120,7 +121,7 @@ def test_token_for_another_registry_url_is_401(harness, app_env):
     harness.registry.add_key(RegisteredKey(public=rec.public))
     env = dict(harness.env)
     env["CARGO_REGISTRIES_LOCAL_INDEX"] = alias
-    crate = make_crate(harness.tmp, "epsilon")
+    crate = write_crate(harness.tmp, "epsilon")
     rc, _out, err = harness.run(PUBLISH, crate, decide=["approve"], env=env)
     assert rc != 0 and "401" in err
     assert harness.registry.rejections[-1] == "wrong-url"
@@ -133,7 +134,7 @@ def test_app_not_running_and_not_startable(app_env, tmp_path):
         subprocess.run([CLI, "configure-cargo", "--registry", "local", "--index",
                         registry.index_url], env=app_env, check=True, capture_output=True)
         env = dict(app_env, GUI_APPROVER_APP_COMMAND="/bin/false")
-        crate = make_crate(tmp_path, "zeta")
+        crate = write_crate(tmp_path, "zeta")
         t0 = time.monotonic()
         proc = subprocess.run(["cargo", *PUBLISH], cwd=crate, env=env, capture_output=True,
                               text=True, timeout=60)
@@ -171,7 +172,7 @@ def test_claims_and_footer_match_cargo_paseto_byte_for_byte(tmp_path, subject):
         (home / "credentials.toml").write_text(creds)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
         env.update(CARGO_HOME=str(home), RUSTC_BOOTSTRAP="1", CARGO_TERM_COLOR="never")
-        crate = make_crate(tmp_path, "eta")
+        crate = write_crate(tmp_path, "eta")
         z = ["-Z", "asymmetric-token"]
         steps = [
             ["publish", "--registry", "local", "--no-verify", "--allow-dirty"],
@@ -192,14 +193,14 @@ def test_claims_and_footer_match_cargo_paseto_byte_for_byte(tmp_path, subject):
     for decoded in seen:
         claims = json.loads(decoded.payload)
         assert IAT.match(claims["iat"]), claims["iat"]
-        ours = tokens.build_claims(
+        ours = paseto.build_claims(
             iat=claims["iat"], subject=subject, mutation=claims.get("mutation"),
             name=claims.get("name"), vers=claims.get("vers"), cksum=claims.get("cksum"),
         )
         assert ours == decoded.payload
-        assert tokens.build_footer(index_url, key.kip) == decoded.footer
+        assert paseto.build_footer(index_url, key.kip) == decoded.footer
         # our iat formatter reproduces cargo's form for the same instant
-        assert tokens.format_iat(_iat_ns(claims["iat"])) == claims["iat"]
+        assert paseto.format_iat(_iat_ns(claims["iat"])) == claims["iat"]
 
 
 def _iat_ns(iat: str) -> int:

@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cargo_harness import BRIDGE, CLI, PUBLISH, cargo, harness_pem, make_crate
+from cargo_harness import BRIDGE, CLI, PUBLISH, cargo, harness_pem
+from factories import write_crate
 from leakscan import scan_pin
 from PySide6.QtCore import Qt
 from softhsm import PIN, WRONG_PIN
@@ -21,7 +22,6 @@ from gui_approver.core.settings import Settings
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
 from gui_approver.secret import Secret
-from gui_approver.ui.app import GuiApp
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ class HwHarness:
 
 
 @pytest.fixture
-def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
+def hw_harness(qtbot, gui_app, app_env, softhsm, tmp_path, monkeypatch):
     softhsm.init_token("gat-token")
     app_env.update(softhsm.env)
     registry = DemoRegistry(tmp_path / "registry-data")
@@ -76,8 +76,7 @@ def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
     rec = store.add_hardware(info, registry="local", index_url=registry.index_url,
                              subject=None)
     registry.add_key(RegisteredKey(public=rec.public))
-    gui = GuiApp(store, Settings())
-    gui.start()
+    gui = gui_app(store, Settings())
     rc = subprocess.run(
         [CLI, "configure-cargo", "--registry", "local", "--index", registry.index_url],
         env=app_env, capture_output=True, text=True,
@@ -87,7 +86,7 @@ def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
     env["CARGO_TERM_COLOR"] = "never"
     h = HwHarness(qtbot, env, tmp_path, registry, gui, rec)
     yield h
-    gui.stop()
+    gui.stop()  # (gui_app would too, but after the leak scan below)
     registry.stop()
     for pin in (PIN, WRONG_PIN):
         hits = scan_pin(pin, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
@@ -98,7 +97,7 @@ def hw_harness(qtbot, app_env, softhsm, tmp_path, monkeypatch):
 def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier):
     h = hw_harness
     assert Path(BRIDGE).exists()
-    crate = make_crate(h.tmp, "hwalpha")
+    crate = write_crate(h.tmp, "hwalpha")
     proc = cargo(PUBLISH, crate, h.env)
     # cargo reads the (auth-required) index first: the token is logged out, so even the read
     # is approved before the PIN is asked; then the publish itself is approved.
@@ -116,7 +115,7 @@ def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier
     assert json.loads(payload["footer"])["kip"] == h.record.kip
     # The login is the PIN cache: the next publish asks only for approval.
     h.events.clear()
-    proc = cargo(PUBLISH, make_crate(h.tmp, "hwbeta"), h.env)
+    proc = cargo(PUBLISH, write_crate(h.tmp, "hwbeta"), h.env)
     h.approve_next(proc)
     rc, _out, err = h.finish(proc)
     assert rc == 0, err
@@ -128,7 +127,7 @@ def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier
 
 def test_wrong_pin_is_a_clear_error_and_not_retried(hw_harness):
     h = hw_harness
-    proc = cargo(PUBLISH, make_crate(h.tmp, "hwgamma"), h.env)
+    proc = cargo(PUBLISH, write_crate(h.tmp, "hwgamma"), h.env)
     h.approve_next(proc)
     h.enter_pin(proc, WRONG_PIN)
     rc, _out, err = h.finish(proc)
@@ -143,7 +142,7 @@ def test_missing_token_is_a_clear_error_before_any_pin(hw_harness, softhsm):
     h = hw_harness
     pkcs11.reset_backend()
     softhsm.delete_token("gat-token")
-    proc = cargo(PUBLISH, make_crate(h.tmp, "hwdelta"), h.env)
+    proc = cargo(PUBLISH, write_crate(h.tmp, "hwdelta"), h.env)
     h.approve_next(proc)
     rc, _out, err = h.finish(proc)
     assert rc != 0

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cargo_harness import BRIDGE, CLI, cargo, make_crate
+from cargo_harness import BRIDGE, CLI, cargo
+from factories import write_crate
 from leakscan import scan
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
@@ -63,13 +64,12 @@ class TokenHarness:
         return proc.returncode, out.decode(), err.decode()
 
 
-def _start(qtbot, app_env, tmp_path, *, auth_required=False):
+def _start(qtbot, gui_app, app_env, tmp_path, *, auth_required=False):
     registry = DemoRegistry(tmp_path / "registry-data", token_mode=True,
                             auth_required=auth_required)
     registry.start()
     token = registry.issue_token()
-    gui = GuiApp(KeyStore(KeyringKeychain()), Settings())
-    gui.start()
+    gui = gui_app(KeyStore(KeyringKeychain()), Settings())
     env = dict(app_env)
     env["CARGO_TERM_COLOR"] = "never"
     return TokenHarness(qtbot, env, tmp_path, registry, gui, token)
@@ -86,8 +86,8 @@ def _stop(h: TokenHarness, app_env) -> None:
 
 
 @pytest.fixture
-def token_harness(qtbot, app_env, tmp_path):
-    h = _start(qtbot, app_env, tmp_path)
+def token_harness(qtbot, gui_app, app_env, tmp_path):
+    h = _start(qtbot, gui_app, app_env, tmp_path)
     home = Path(app_env["CARGO_HOME"])
     (home / "config.toml").write_text(
         "# my cargo config\n[registries.local]\n"
@@ -121,7 +121,7 @@ def test_import_then_publish_yank_owner_each_approved(token_harness):
     rec = bearer_store(KeyStore(KeyringKeychain())).find(h.registry.index_url)
     assert rec is not None and rec.origin == "cli"
 
-    crate = make_crate(h.tmp, "tokcrate")
+    crate = write_crate(h.tmp, "tokcrate")
     publish = ["publish", "--registry", "local", "--no-verify", "--allow-dirty"]
     rc, _out, err = h.run(publish, crate, decide=["approve"])
     assert rc == 0, err
@@ -135,7 +135,7 @@ def test_import_then_publish_yank_owner_each_approved(token_harness):
     assert dialog["Token scopes"] == "scopes unknown"
 
     # Denied: nothing published, cargo shows our message.
-    other = make_crate(h.tmp, "denied-crate")
+    other = write_crate(h.tmp, "denied-crate")
     rc, _out, err = h.run(publish, other, decide=["deny"])
     assert rc != 0 and "publish of denied-crate 0.1.0 was denied in gui-approver" in err
     assert "denied-crate" not in h.registry.crates()
@@ -159,8 +159,8 @@ def test_import_then_publish_yank_owner_each_approved(token_harness):
     assert h.registry.accepted_tokens == [h.token] * 4
 
 
-def test_a_read_on_an_auth_required_token_registry_asks(qtbot, app_env, tmp_path):
-    h = _start(qtbot, app_env, tmp_path, auth_required=True)
+def test_a_read_on_an_auth_required_token_registry_asks(qtbot, gui_app, app_env, tmp_path):
+    h = _start(qtbot, gui_app, app_env, tmp_path, auth_required=True)
     try:
         add = subprocess.run([CLI, "token", "add", "--registry", "locked", "--index",
                               h.registry.index_url, "--scopes", "publish-update"],
@@ -172,7 +172,7 @@ def test_a_read_on_an_auth_required_token_registry_asks(qtbot, app_env, tmp_path
                             timeout=60)
         assert cc.returncode == 0, cc.stderr
         h.outputs += [add.stdout.encode(), add.stderr.encode(), cc.stdout.encode()]
-        crate = make_crate(h.tmp, "lockedcrate")
+        crate = write_crate(h.tmp, "lockedcrate")
         rc, _out, err = h.run(["publish", "--registry", "locked", "--no-verify",
                                "--allow-dirty"], crate, approve_all=True)
         assert rc == 0, err
@@ -185,7 +185,8 @@ def test_a_read_on_an_auth_required_token_registry_asks(qtbot, app_env, tmp_path
         _stop(h, app_env)
 
 
-def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, app_env, tmp_path):
+def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, gui_app, app_env,
+                                                                tmp_path):
     """The watch's "Revoke this token" gets the token from the app's bearer store: the
     registry rejects it afterwards and the keychain no longer holds it."""
     import urllib.error
@@ -195,7 +196,7 @@ def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, app_env, 
     from gui_approver.core.watch import Watch
     from gui_approver.secret import Secret
 
-    h = _start(qtbot, app_env, tmp_path)
+    h = _start(qtbot, gui_app, app_env, tmp_path)
     try:
         store = h.gui.store
         rec = flows.add_token(store, Secret(h.token), registry="local",
@@ -218,17 +219,13 @@ def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, app_env, 
         _stop(h, app_env)
 
 
-def test_no_welcome_window_when_only_a_bearer_token_exists(qtbot, app_env):
+def test_no_welcome_window_when_only_a_bearer_token_exists(gui_app, app_env):
     from gui_approver.core.keys import flows
     from gui_approver.secret import Secret
 
     store = KeyStore(KeyringKeychain())
     flows.add_token(store, Secret("cioOnlyATokenHere0123456789"), registry="crates-io",
                     origin="cli")
-    gui = GuiApp(store, Settings())
-    gui.start()
-    try:
-        assert gui.first_run_window is None
-        assert "crates-io (bearer token)" in gui.status_text()
-    finally:
-        gui.stop()
+    gui = gui_app(store, Settings())
+    assert gui.first_run_window is None
+    assert "crates-io (bearer token)" in gui.status_text()

@@ -8,12 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import factories
 import hostile_archives as h
 import pyseto
 import pytest
-from factories import request
+from factories import request, write_crate
 from fakes import MemoryKeychain
 
 from gui_approver.client.protocol import Publish
@@ -40,20 +42,9 @@ BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-def make_crate(root: Path, name: str, vers: str = "0.1.0", body: str = "42") -> Path:
-    d = root / name
-    (d / "src").mkdir(parents=True, exist_ok=True)
-    write_manifest(d, name, vers)
-    (d / "src" / "lib.rs").write_text(f"pub fn {name}() -> u32 {{\n    {body}\n}}\n")
-    return d
-
-
-def write_manifest(d: Path, name: str, vers: str) -> None:
-    (d / "Cargo.toml").write_text(
-        f'[package]\nname = "{name}"\nversion = "{vers}"\nedition = "2021"\n'
-        f'description = "test crate {name}"\nlicense = "MIT"\n'
-        'repository = "https://example.com/repo"\n'
-    )
+REPOSITORY = "https://example.com/repo"
+make_crate = partial(write_crate, repository=REPOSITORY)
+write_manifest = partial(factories.write_manifest, repository=REPOSITORY)
 
 
 class ReviewingApprover:

@@ -48,18 +48,15 @@ class Setup:
 
 
 @pytest.fixture
-def setup(qtbot: Any, tmp_path: Path) -> Iterator[Setup]:
+def setup(gui_app: Any, tmp_path: Path) -> Iterator[Setup]:
     with DemoRegistry(tmp_path / "registry", token_mode=True) as reg:
         watch = Watch(tmp_path / "state", timeout=5.0)
         store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-        gui = GuiApp(store, Settings(), watch=watch, first_run=False)
-        gui.start()
+        gui = gui_app(store, Settings(), watch=watch, first_run=False)
         s = Setup(tmp_path, reg, gui, watch)
         gui.notify = lambda title, msg, warning=False: s.notes.append((title, msg))  # type: ignore[method-assign]
-        try:
-            yield s
-        finally:
-            gui.stop()
+        yield s
+        gui.stop()  # before the registry goes
 
 
 def test_background_pass_notifies_each_alert_once(qtbot: Any, setup: Setup) -> None:
@@ -203,40 +200,32 @@ def test_alerts_window_yank_it(
     assert os.environ["CARGO_HOME"] == env.env["CARGO_HOME"]
 
 
-def test_no_watch_pass_when_interval_is_zero(qtbot: Any, tmp_path: Path) -> None:
+def test_no_watch_pass_when_interval_is_zero(gui_app: Any, tmp_path: Path) -> None:
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-    gui = GuiApp(store, Settings(watch_interval_minutes=0), watch=Watch(tmp_path / "s"),
-                 first_run=False)
-    gui.start()
-    try:
-        assert not gui.watch_runner._timer.isActive() and not gui.watch_runner._first.isActive()
-        gui.apply_settings(Settings(watch_interval_minutes=5))
-        assert gui.watch_runner._timer.interval() == 5 * 60_000
-        assert gui.watch_runner._timer.isActive()
-    finally:
-        gui.stop()
+    gui = gui_app(store, Settings(watch_interval_minutes=0), watch=Watch(tmp_path / "s"),
+                  first_run=False)
+    assert not gui.watch_runner._timer.isActive() and not gui.watch_runner._first.isActive()
+    gui.apply_settings(Settings(watch_interval_minutes=5))
+    assert gui.watch_runner._timer.interval() == 5 * 60_000
+    assert gui.watch_runner._timer.isActive()
 
 
-def test_settings_window_sets_the_watch_interval(qtbot: Any, tmp_path: Path) -> None:
+def test_settings_window_sets_the_watch_interval(gui_app: Any, tmp_path: Path) -> None:
     path = tmp_path / "settings.toml"
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-    gui = GuiApp(store, Settings(), watch=Watch(tmp_path / "s"), first_run=False,
-                 settings_path=path)
-    gui.start()
-    try:
-        gui.show_settings()
-        win = gui.settings_window
-        assert win is not None
-        assert win.watch_interval_minutes.value() == 15
-        win.watch_interval_minutes.setValue(5000)
-        assert not win.save()
-        assert "watch_interval_minutes" in win.message.text() and not path.exists()
-        win.watch_interval_minutes.setValue(30)
-        assert win.save()
-        assert "watch_interval_minutes = 30.0" in path.read_text()
-        assert gui.watch_runner._timer.interval() == 30 * 60_000
-    finally:
-        gui.stop()
+    gui = gui_app(store, Settings(), watch=Watch(tmp_path / "s"), first_run=False,
+                  settings_path=path)
+    gui.show_settings()
+    win = gui.settings_window
+    assert win is not None
+    assert win.watch_interval_minutes.value() == 15
+    win.watch_interval_minutes.setValue(5000)
+    assert not win.save()
+    assert "watch_interval_minutes" in win.message.text() and not path.exists()
+    win.watch_interval_minutes.setValue(30)
+    assert win.save()
+    assert "watch_interval_minutes = 30.0" in path.read_text()
+    assert gui.watch_runner._timer.interval() == 30 * 60_000
 
 
 def test_many_alerts_at_once_do_not_flood_the_desktop(qtbot: Any, setup: Setup) -> None:

@@ -744,9 +744,11 @@ def test_keyboard_remapped_while_the_dialog_is_open(arena):
     since = arena.mark()
     old = arena.tool("xsend.py", "remap", "38", "Tab", system=True)["old"]  # "a" -> Tab
     try:
-        arena.wait_log(rf"dialog {dialog}: Approve disarmed \(the keyboard or pointer mapping "
-                       r"changed\)", since)
-        arena.wait_armed(dialog, since)
+        disarmed = arena.wait_log(rf"dialog {dialog}: Approve disarmed \(the keyboard or "
+                                  r"pointer mapping changed\)", since)
+        # armed again from scratch: an "armed" line after the disarm (not the first arming,
+        # which a loaded machine may log after `since`)
+        arena.wait_armed(dialog, since + disarmed.end())
         since = arena.mark()
         arena.tool("xinject.py", "device-keys", "b")  # the user keeps typing (for real)
         arena.wait_log(rf"dialog {dialog}: Approve disarmed \(typing\)", since)

@@ -118,8 +118,9 @@ def test_programmatic_clicks_are_ignored(dialog, qtbot):
     armed(dialog, qtbot)
     dialog.approve_button.click()
     dialog.approve_button.clicked.emit()
-    dialog.approve_button.animateClick()
-    qtbot.wait(300)  # let animateClick's internal timer fire (it must still be ignored)
+    # animateClick clicks from a timer: wait for that click (it must still be ignored)
+    with qtbot.waitSignal(dialog.approve_button.clicked, timeout=3000):
+        dialog.approve_button.animateClick()
     assert dialog.decisions == []
 
 

@@ -31,48 +31,37 @@ def cargo_home(tmp_path, monkeypatch):
     return home
 
 
-def make_app(tmp_path, store=None, **kw):
+def make_app(gui_app, tmp_path, store=None, **kw):
     store = store or KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-    gui = GuiApp(store, kw.pop("settings", Settings()), **kw)
-    gui.start()
-    return gui, store
+    return gui_app(store, kw.pop("settings", Settings()), **kw), store
 
 
 # -- first run --------------------------------------------------------------------------------
 
 
-def test_first_run_window_appears_without_keys_and_opens_the_wizard(qtbot, tmp_path,
+def test_first_run_window_appears_without_keys_and_opens_the_wizard(qtbot, gui_app, tmp_path,
                                                                     cargo_home):
-    gui, _ = make_app(tmp_path, cargo_home=cargo_home)
-    try:
-        win = gui.first_run_window
-        assert isinstance(win, FirstRunWindow) and win.isVisible()
-        assert not win.isModal()
-        assert win.text.text().count(". ") + 1 == 3  # three sentences
-        # cargo has no config at all: the window offers to configure it.
-        assert win.needs_cargo and not win.configure_button.isHidden()
-        qtbot.mouseClick(win.new_key_button, app_mod.Qt.MouseButton.LeftButton)
-        assert isinstance(win.wizard, NewKeyWizard) and win.wizard.isVisible()
-    finally:
-        gui.stop()
+    gui, _ = make_app(gui_app, tmp_path, cargo_home=cargo_home)
+    win = gui.first_run_window
+    assert isinstance(win, FirstRunWindow) and win.isVisible()
+    assert not win.isModal()
+    assert win.text.text().count(". ") + 1 == 3  # three sentences
+    # cargo has no config at all: the window offers to configure it.
+    assert win.needs_cargo and not win.configure_button.isHidden()
+    qtbot.mouseClick(win.new_key_button, app_mod.Qt.MouseButton.LeftButton)
+    assert isinstance(win.wizard, NewKeyWizard) and win.wizard.isVisible()
 
 
-def test_first_run_window_not_shown_when_keys_exist(qtbot, tmp_path, cargo_home):
+def test_first_run_window_not_shown_when_keys_exist(gui_app, tmp_path, cargo_home):
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
     store.create(registry="local", index_url=LOCAL)
-    gui, _ = make_app(tmp_path, store=store, cargo_home=cargo_home)
-    try:
-        assert gui.first_run_window is None
-    finally:
-        gui.stop()
+    gui, _ = make_app(gui_app, tmp_path, store=store, cargo_home=cargo_home)
+    assert gui.first_run_window is None
 
 
-def test_first_run_window_skipped_when_started_by_the_bridge(qtbot, tmp_path, cargo_home):
-    gui, _ = make_app(tmp_path, first_run=False, cargo_home=cargo_home)
-    try:
-        assert gui.first_run_window is None
-    finally:
-        gui.stop()
+def test_first_run_window_skipped_when_started_by_the_bridge(gui_app, tmp_path, cargo_home):
+    gui, _ = make_app(gui_app, tmp_path, first_run=False, cargo_home=cargo_home)
+    assert gui.first_run_window is None
 
 
 def test_cargo_offer_hidden_when_a_registry_uses_the_bridge(qtbot, tmp_path, cargo_home):
@@ -149,22 +138,19 @@ def test_settings_window_refuses_invalid_values(qtbot, tmp_path):
     assert "approval_timeout" in msg and "arming_delay" in msg
 
 
-def test_saved_settings_apply_to_the_running_app(qtbot, tmp_path, cargo_home):
+def test_saved_settings_apply_to_the_running_app(gui_app, tmp_path, cargo_home):
     path = tmp_path / "settings.toml"
-    gui, _ = make_app(tmp_path, settings_path=path, cargo_home=cargo_home)
-    try:
-        gui.show_settings()
-        win = gui.settings_window
-        assert win is not None and win.isVisible()
-        win.approval_timeout.setValue(42)
-        assert win.save()
-        assert gui.service.settings.approval_timeout == 42.0
-        assert gui.approver.settings.approval_timeout == 42.0
-    finally:
-        gui.stop()
+    gui, _ = make_app(gui_app, tmp_path, settings_path=path, cargo_home=cargo_home)
+    gui.show_settings()
+    win = gui.settings_window
+    assert win is not None and win.isVisible()
+    win.approval_timeout.setValue(42)
+    assert win.save()
+    assert gui.service.settings.approval_timeout == 42.0
+    assert gui.approver.settings.approval_timeout == 42.0
 
 
-def test_invalid_settings_file_shows_the_line_in_the_status_window(qtbot, tmp_path,
+def test_invalid_settings_file_shows_the_line_in_the_status_window(gui_app, tmp_path,
                                                                    cargo_home):
     path = tmp_path / "settings.toml"
     path.write_text("approval_timeout = 60\narming_delay = = 2\n")
@@ -172,46 +158,43 @@ def test_invalid_settings_file_shows_the_line_in_the_status_window(qtbot, tmp_pa
     assert loaded == Settings()
     assert len(problems) == 1 and "line 2" in problems[0] and str(path) in problems[0]
     assert path.read_text() == "approval_timeout = 60\narming_delay = = 2\n"  # untouched
-    gui, _ = make_app(tmp_path, settings=loaded, problems=problems, cargo_home=cargo_home)
-    try:
-        assert isinstance(gui.status_window, StatusWindow)
-        shown = gui.status_window.problems.text()
-        assert gui.status_window.problems.isVisibleTo(gui.status_window)
-        assert "line 2" in shown and "default settings" in shown
-        buttons = [b.text() for b in gui.status_window.findChildren(QPushButton)]
-        assert "Settings…" in buttons
-    finally:
-        gui.stop()
+    gui, _ = make_app(gui_app, tmp_path, settings=loaded, problems=problems, cargo_home=cargo_home)
+    assert isinstance(gui.status_window, StatusWindow)
+    shown = gui.status_window.problems.text()
+    assert gui.status_window.problems.isVisibleTo(gui.status_window)
+    assert "line 2" in shown and "default settings" in shown
+    buttons = [b.text() for b in gui.status_window.findChildren(QPushButton)]
+    assert "Settings…" in buttons
 
 
 # -- tray re-check ----------------------------------------------------------------------------
 
 
-def test_tray_is_created_when_a_tray_host_appears(qtbot, tmp_path, cargo_home, monkeypatch):
+def test_tray_is_created_when_a_tray_host_appears(qtbot, gui_app, tmp_path, cargo_home,
+                                                  monkeypatch):
     available = [False]
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable",
                         staticmethod(lambda: available[0]))
     monkeypatch.setattr(app_mod, "TRAY_RECHECK_MS", 20)
-    gui, _ = make_app(tmp_path, cargo_home=cargo_home)
-    try:
-        assert gui.tray is None and gui.status_window is not None
-        assert gui._tray_timer.isActive() and gui._tray_timer.interval() == 20
-        qtbot.wait(60)
-        assert gui.tray is None  # still no tray host
-        window = gui.status_window
-        available[0] = True
-        qtbot.waitUntil(lambda: gui.tray is not None, timeout=2000)
-        assert gui.status_window is None
-        assert not shiboken6.isValid(window) or not window.isVisible()
-        assert not gui._tray_timer.isActive()
-    finally:
-        gui.stop()
+    gui, _ = make_app(gui_app, tmp_path, cargo_home=cargo_home)
+    assert gui.tray is None and gui.status_window is not None
+    assert gui._tray_timer.isActive() and gui._tray_timer.interval() == 20
+    for _ in range(2):  # two re-checks (the app's slot runs before this wait returns)
+        with qtbot.waitSignal(gui._tray_timer.timeout, timeout=2000):
+            pass
+    assert gui.tray is None  # still no tray host
+    window = gui.status_window
+    available[0] = True
+    qtbot.waitUntil(lambda: gui.tray is not None, timeout=2000)
+    assert gui.status_window is None
+    assert not shiboken6.isValid(window) or not window.isVisible()
+    assert not gui._tray_timer.isActive()
 
 
 # -- expiry warnings --------------------------------------------------------------------------
 
 
-def test_expiry_warning_at_start_for_a_key_expiring_in_5_days(qtbot, tmp_path, cargo_home,
+def test_expiry_warning_at_start_for_a_key_expiring_in_5_days(gui_app, tmp_path, cargo_home,
                                                              monkeypatch):
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
     soon = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
@@ -222,32 +205,26 @@ def test_expiry_warning_at_start_for_a_key_expiring_in_5_days(qtbot, tmp_path, c
     calls: list[tuple[str, str, bool]] = []
     monkeypatch.setattr(GuiApp, "notify", lambda self, t, m, *, warning=False:
                         calls.append((t, m, warning)))
-    gui, _ = make_app(tmp_path, store=store, cargo_home=cargo_home)
-    try:
-        expiry = [c for c in calls if c[0] == "Key expiry"]
-        assert expiry == [("Key expiry", "The key for soon expires in 5 days; rotate it.",
-                           True)]
-        assert gui._expiry_timer.isActive()  # and again once a day
-    finally:
-        gui.stop()
+    gui, _ = make_app(gui_app, tmp_path, store=store, cargo_home=cargo_home)
+    expiry = [c for c in calls if c[0] == "Key expiry"]
+    assert expiry == [("Key expiry", "The key for soon expires in 5 days; rotate it.",
+                       True)]
+    assert gui._expiry_timer.isActive()  # and again once a day
 
 
-def test_expired_key_warning(qtbot, tmp_path, cargo_home):
-    gui, store = make_app(tmp_path, first_run=False, cargo_home=cargo_home)
-    try:
-        rec = store.create(registry="old", index_url=LOCAL,
-                           expires=(datetime.now(UTC) + timedelta(days=3)).date().isoformat())
-        # The store refuses to create an already-expired key: age the record instead.
-        past = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
-        aged = type(rec)(**{**rec.to_json(), "expires": past})
-        real_list = store.list
-        store.list = lambda **kw: [aged if r.kip == rec.kip else r  # type: ignore[method-assign]
-                                   for r in real_list(**kw)]
-        texts = gui.check_expiry()
-        assert texts == [f"The key for old expired on {past}; it is no longer used. "
-                         "Rotate it (Keys…) to keep publishing."]
-    finally:
-        gui.stop()
+def test_expired_key_warning(gui_app, tmp_path, cargo_home):
+    gui, store = make_app(gui_app, tmp_path, first_run=False, cargo_home=cargo_home)
+    rec = store.create(registry="old", index_url=LOCAL,
+                       expires=(datetime.now(UTC) + timedelta(days=3)).date().isoformat())
+    # The store refuses to create an already-expired key: age the record instead.
+    past = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    aged = type(rec)(**{**rec.to_json(), "expires": past})
+    real_list = store.list
+    store.list = lambda **kw: [aged if r.kip == rec.kip else r  # type: ignore[method-assign]
+                               for r in real_list(**kw)]
+    texts = gui.check_expiry()
+    assert texts == [f"The key for old expired on {past}; it is no longer used. "
+                     "Rotate it (Keys…) to keep publishing."]
 
 
 def test_settings_refuse_a_5_second_timeout_and_explain_accessibility(qtbot, tmp_path):

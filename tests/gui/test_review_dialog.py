@@ -15,7 +15,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import hostile_archives as h
 import pyseto
 import pytest
-from cargo_harness import PUBLISH, cargo, make_crate
+from cargo_harness import PUBLISH, cargo
+from factories import write_crate
 from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
@@ -193,8 +194,8 @@ def test_approve_all_listed_needs_a_genuine_click(qtbot):
     qtbot.waitUntil(b.isEnabled, timeout=3000)
     assert b.text() == "Approve all listed"
     b.click()  # programmatic: ignored
-    b.animateClick()
-    qtbot.wait(300)
+    with qtbot.waitSignal(b.clicked, timeout=3000):  # animateClick's click, later
+        b.animateClick()
     assert d.decisions == []
     qtbot.mouseClick(b, Qt.MouseButton.LeftButton)
     assert d.decisions == [True] and d.approve_all_chosen
@@ -238,7 +239,7 @@ def test_real_cargo_workspace_approve_all_and_changes(harness):
     (ws / "Cargo.toml").write_text(
         f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
     for n in names:
-        make_crate(ws, n)
+        write_crate(ws, n)
     seen: list[dict[str, object]] = []
 
     def answer(proc, click: str) -> dict[str, object]:

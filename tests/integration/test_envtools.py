@@ -364,6 +364,7 @@ def test_free_port_is_bindable():
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
+        assert s.getsockname() == ("127.0.0.1", port)
 
 
 def test_one_shot_node_verify_matches_the_server(node_verifier, p384):

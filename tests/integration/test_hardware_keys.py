@@ -16,7 +16,7 @@ from fakes import MemoryKeychain
 from softhsm import PIN, WRONG_PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
-from gui_approver.core import tokens
+from gui_approver.core import paseto
 from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import (
     KeyStore,
@@ -185,7 +185,7 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
     assert not store.is_unlocked(rec) and store.needs_login(rec)
     key = store.signing_key(rec)
     assert asker.asked == ["enter the PIN of the security key to sign"]
-    token_text = tokens.sign_request(key, publish_request(), subject=None)
+    token_text = paseto.sign_request(key, publish_request(), subject=None)
     assert repr(key) == f"HardwareSigningKey(kip={rec.kip!r})"
     decoded = pyseto.decode(pyseto.Key.from_paserk(rec.public), token_text)
     claims = json.loads(decoded.payload)
@@ -201,7 +201,7 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
                       f"{head}.{body[:-2]}{'A' if body[-2] != 'A' else 'B'}{body[-1]}.{foot}")
     # Logged in now: the next signature asks nothing.
     assert store.is_unlocked(rec) and not store.needs_login(rec)
-    tokens.sign_request(store.signing_key(rec), publish_request(), subject=None)
+    paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
     assert len(asker.asked) == 1
 
 
@@ -216,7 +216,7 @@ def test_wrong_pin_is_not_retried_and_recovers(token, tmp_path):
     assert not store.is_unlocked(rec)
     key = store.signing_key(rec)  # the next request asks again and works
     pyseto.decode(pyseto.Key.from_paserk(rec.public),
-                  tokens.sign_request(key, publish_request(), subject=None))
+                  paseto.sign_request(key, publish_request(), subject=None))
 
 
 def test_cancelled_pin_or_no_unlocker_signs_nothing(token, tmp_path):
@@ -254,7 +254,7 @@ def test_missing_token(token, tmp_path):
 def test_removed_token_is_a_clear_error_and_drops_the_login(token, tmp_path):
     asker = Asker(PIN, PIN)
     _info, store, rec = make_key(token, tmp_path, unlocker=asker)
-    tokens.sign_request(store.signing_key(rec), publish_request(), subject=None)
+    paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
     assert store.is_unlocked(rec)
     token.delete_token("gat-token")  # unplugged while logged in
     with pytest.raises(pkcs11.TokenMissing) as exc:
@@ -354,18 +354,18 @@ def test_always_authenticate_key_needs_the_pin_per_signature(token, tmp_path):
     assert info.always_authenticate and rec.hardware.always_authenticate
     pub = pyseto.Key.from_paserk(rec.public)
     # First use: one PIN logs in and authorises this signature.
-    pyseto.decode(pub, tokens.sign_request(store.signing_key(rec), publish_request(),
+    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(),
                                            subject=None))
     assert len(asker.asked) == 1
     # Logged in, yet the next signature asks again.
-    pyseto.decode(pub, tokens.sign_request(store.signing_key(rec), publish_request(),
+    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(),
                                            subject=None))
     assert asker.asked[1] == "this key asks for its PIN for every signature"
     # A wrong per-signature PIN fails that signature only...
     with pytest.raises(pkcs11.WrongPin):
-        tokens.sign_request(store.signing_key(rec), publish_request(), subject=None)
+        paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
     # ...and the next one recovers (a fresh session; the stuck one was thrown away).
-    pyseto.decode(pub, tokens.sign_request(store.signing_key(rec), publish_request(),
+    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(),
                                            subject=None))
     assert len(asker.asked) == 4
     # Without the per-signature PIN the token refuses.
@@ -389,11 +389,11 @@ def test_touch_hint_shown_when_policy_known_and_taken_down(token, tmp_path):
 
     store.touch_notifier = notifier
     touchy = replace(rec, hardware=replace(rec.hardware, touch_policy="always"))
-    tokens.sign_request(store.signing_key(touchy), publish_request(), subject=None)
+    paseto.sign_request(store.signing_key(touchy), publish_request(), subject=None)
     assert shown == ["local"] and down.is_set()
     # Unknown policy and a fast token: no hint at all.
     shown.clear()
-    tokens.sign_request(store.signing_key(rec), publish_request(), subject=None)
+    paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
     assert shown == []
 
 
@@ -407,7 +407,7 @@ def test_all_pkcs11_calls_on_one_thread(token, tmp_path, monkeypatch):
 
     monkeypatch.setattr(p11, "lib", spy)
     _info, store, rec = make_key(token, tmp_path, unlocker=Asker(PIN))
-    t = threading.Thread(target=lambda: tokens.sign_request(store.signing_key(rec),
+    t = threading.Thread(target=lambda: paseto.sign_request(store.signing_key(rec),
                                                             publish_request(), subject=None))
     t.start()
     t.join()
@@ -466,7 +466,7 @@ def test_touch_hint_appears_after_half_a_second_when_the_token_blocks(token, tmp
     pkcs11.backend()._worker.submit(lambda: release.wait(30))  # the "token" blocks
     result: list[str] = []
     t = threading.Thread(target=lambda: result.append(
-        tokens.sign_request(key, publish_request(), subject=None)))
+        paseto.sign_request(key, publish_request(), subject=None)))
     t.start()
     assert shown.wait(10)  # shown while blocked...
     assert not down.is_set() and not result

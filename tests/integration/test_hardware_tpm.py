@@ -17,7 +17,7 @@ from fakes import MemoryKeychain
 from softhsm import PIN
 
 from gui_approver.client.protocol import Get, Publish, RegistryInfo
-from gui_approver.core import tokens
+from gui_approver.core import paseto
 from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import KeyStore
 from gui_approver.secret import Secret
@@ -74,7 +74,7 @@ def test_tpm_key_adopted_and_signing(tpm, app_env, tmp_path, node_verifier, monk
                      unlocker=lambda _r, _w: Secret(PIN))
     rec = store.add_hardware(info, registry="tpm", index_url=INDEX, subject=None)
     request = Get(RegistryInfo(index_url=INDEX, name="tpm"), Publish("t", "1.0.0", "cd" * 32))
-    token = tokens.sign_request(store.signing_key(rec), request, subject=None)
+    token = paseto.sign_request(store.signing_key(rec), request, subject=None)
     claims = json.loads(pyseto.decode(pyseto.Key.from_paserk(rec.public), token).payload)
     assert claims["cksum"] == "cd" * 32
     from cryptography.hazmat.primitives import serialization

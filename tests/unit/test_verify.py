@@ -174,8 +174,16 @@ def test_iat_age_limits(kp: KeyPair) -> None:
 
 
 def test_now_defaults_to_the_clock(kp: KeyPair) -> None:
-    fresh = make_token(kp, claims(iat=rfc3339(datetime.now(UTC))))
-    verify_token(fresh, index_url=URL, keys=[kp.registered()], expected=Expected(None))
+    iat = rfc3339(datetime.now(UTC))
+    fresh = make_token(kp, claims(iat=iat))
+    verified = verify_token(fresh, index_url=URL, keys=[kp.registered()], expected=READ)
+    assert verified["iat"] == iat
+    # a token fresh at NOW (2026-11-22) is old by the clock when `now` is not given
+    old = make_token(kp, claims())
+    assert check(kp, old)["iat"] == claims()["iat"]
+    with pytest.raises(VerificationError) as info:
+        verify_token(old, index_url=URL, keys=[kp.registered()], expected=READ)
+    assert info.value.reason == "iat-too-old"
 
 
 def test_naive_now_is_utc(kp: KeyPair) -> None:

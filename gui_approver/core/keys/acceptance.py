@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from gui_approver.core import tokens
+from gui_approver.core import paseto
 from gui_approver.errors import GuiApproverError
 
 from .store import KeyRecord, KeyStore, SigningKey
@@ -32,8 +32,8 @@ class Acceptance:
 
 
 def _read_token(key: SigningKey, index_url: str, subject: str | None) -> str:
-    payload = tokens.build_claims(iat=tokens.format_iat(), subject=subject)
-    return key.sign(payload, tokens.build_footer(index_url, key.kip))
+    payload = paseto.build_claims(iat=paseto.format_iat(), subject=subject)
+    return key.sign(payload, paseto.build_footer(index_url, key.kip))
 
 
 def _status(url: str, token: str) -> int:

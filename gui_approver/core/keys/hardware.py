@@ -1,7 +1,7 @@
 """A PASETO v3.public signer whose private key stays in a PKCS#11 token.
 
 Signs like :class:`gui_approver.core.keys.store.SigningKey`: same ``kip``, ``public_paserk`` and
-``sign(payload, footer)``, so :func:`gui_approver.core.tokens.sign_request` builds the token
+``sign(payload, footer)``, so :func:`gui_approver.core.paseto.sign_request` builds the token
 exactly as cargo's ``cargo:paseto`` does. The message signed is PAE(compressed public key,
 header, payload, footer, implicit) hashed with SHA-384 here and signed on the token with
 ``CKM_ECDSA`` (raw ``r||s``).
