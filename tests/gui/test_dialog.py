@@ -40,9 +40,21 @@ def approval(op="publish", name="foo", timeout=120.0, **kw):
                            key=None, timeout=timeout, **kw)
 
 
+class FakeClock:
+    """The arming delay's clock: tests move it instead of sitting through the real delay."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def dialog(qtbot):
-    d = ApprovalDialog(approval())
+    clock = FakeClock()
+    d = ApprovalDialog(approval(), clock=clock)
+    d.arming_clock = clock
     qtbot.addWidget(d)
     decisions = []
     d.decided.connect(decisions.append)
@@ -54,6 +66,12 @@ def dialog(qtbot):
 
 
 def armed(d, qtbot):
+    clock = getattr(d, "arming_clock", None)
+    if clock is not None:  # the delay passes on the fake clock; the arming timer runs out
+        qtbot.waitUntil(lambda: d._arm_timer.isActive() or d.approve_button.isEnabled(),
+                        timeout=3000)
+        clock.now += d.arming_delay
+        d._arm()
     qtbot.waitUntil(lambda: d.approve_button.isEnabled(), timeout=3000)
 
 
