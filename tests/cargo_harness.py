@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checks import approval_dialog
 from leakscan import scan
 from PySide6.QtCore import Qt
 
@@ -50,8 +51,9 @@ class Harness:
                 lambda: self.gui.approver.dialog is not None or proc.poll() is not None,
                 timeout=int(timeout * 1000),
             )
-            dialog = self.gui.approver.dialog
-            assert dialog is not None, f"cargo exited without asking: {proc.communicate()}"
+            shown = self.gui.approver.dialog
+            assert shown is not None, f"cargo exited without asking: {proc.communicate()}"
+            dialog = approval_dialog(shown)
             self.dialogs.append({k: v.text() for k, v in dialog.field_labels.items()})
             if answer == "approve":
                 dialog.activateWindow()

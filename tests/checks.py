@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
 from gui_approver.client.protocol import CredentialRequest, Get, Login
+from gui_approver.ui.dialog import ApprovalDialog
 
 T = TypeVar("T")
 
@@ -39,3 +40,9 @@ def json_of(raw: bytes | dict[str, Any]) -> dict[str, Any]:
     doc = json.loads(raw)
     assert isinstance(doc, dict), doc
     return doc
+
+
+def approval_dialog(widget: QWidget | None) -> ApprovalDialog:
+    """The approval dialog the app's queue shows (it holds any QWidget)."""
+    assert isinstance(widget, ApprovalDialog), widget
+    return widget

@@ -12,7 +12,10 @@ class RecordingDialog(ApprovalDialog):
     """The real approval dialog; ``decisions`` records what it decided (its ``decided``
     signal), in order."""
 
-    def __init__(self, approval: ApprovalRequest, **kw: Any) -> None:
+    def __init__(self, approval: ApprovalRequest, *, clock: Any = None, **kw: Any) -> None:
+        if clock is not None:
+            kw["clock"] = clock
         super().__init__(approval, **kw)
+        self.arming_clock = clock  # a fake clock the test moves, if it gave one
         self.decisions: list[bool] = []
         self.decided.connect(self.decisions.append)

@@ -32,13 +32,14 @@ import stat
 import tarfile
 import time
 import tomllib
-import unicodedata
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import Final
 
 from gui_approver.review.archive import UNSUPPORTED_WARNING, check_subset
+from gui_approver.review.locate import CargoContext, candidate_paths, safe_read
+from gui_approver.review.text import escape_text, has_hidden_chars, human_size
 
 MiB: Final = 1024 * 1024
 #: problems listed per archive (the rest are counted)
@@ -64,63 +65,6 @@ class Limits:
 
 
 DEFAULT_LIMITS: Final = Limits()
-
-
-# --------------------------------------------------------------------------------------------
-# Text that is safe to show
-
-
-_ESCAPED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def escape_text(text: str, limit: int = 4096) -> str:
-    """``text`` with control, formatting (bidi overrides, zero-width), private-use,
-    unassigned, line-separator and non-ASCII space characters escaped as ``\\xNN`` /
-    ``\\uNNNN``; backslashes doubled; bytes smuggled in by ``surrogateescape`` shown as
-    ``\\xNN``. At most ``limit`` characters of input are kept (``…`` marks a cut)."""
-    cut = len(text) > limit
-    out: list[str] = []
-    for ch in text[:limit]:
-        code = ord(ch)
-        if ch == "\\":
-            out.append("\\\\")
-        elif not _hidden(ch):
-            out.append(ch)
-        elif 0xDC80 <= code <= 0xDCFF:  # surrogateescape'd undecodable byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code <= 0xFF:
-            out.append(f"\\x{code:02x}")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    if cut:
-        out.append("…")
-    return "".join(out)
-
-
-def _hidden(ch: str) -> bool:
-    if ch.isascii():
-        return not ch.isprintable()
-    cat = unicodedata.category(ch)
-    return cat in _ESCAPED_CATEGORIES or cat == "Zs"  # Zs: no-break and other odd spaces
-
-
-def has_hidden_chars(text: str) -> bool:
-    """True when :func:`escape_text` would escape something other than a backslash."""
-    return any(_hidden(ch) for ch in text)
-
-
-def human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    if n < MiB:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / MiB:.1f} MiB"
-
-
-# --------------------------------------------------------------------------------------------
-# Results
 
 
 @dataclass(frozen=True)
@@ -685,177 +629,6 @@ def read_member(
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# Finding the packaged file
-
-
-@dataclass(frozen=True)
-class CargoContext:
-    """What is known about the requesting cargo process (from
-    :mod:`gui_approver.review.requester`; plain data so this module needs no psutil)."""
-
-    cwd: str | None = None
-    cmdline: tuple[str, ...] = ()
-    #: CARGO_TARGET_DIR / CARGO_BUILD_TARGET_DIR / CARGO_HOME from cargo's environment
-    env: tuple[tuple[str, str], ...] = ()
-    #: ``.crate`` files cargo holds open right now (absolute paths)
-    open_crates: tuple[str, ...] = ()
-
-    def getenv(self, key: str) -> str | None:
-        for k, v in self.env:
-            if k == key:
-                return v
-        return None
-
-
-def _option(cmdline: Sequence[str], *names: str) -> list[str]:
-    """Values of ``--opt VALUE`` / ``--opt=VALUE`` in a cargo command line (all of them)."""
-    out: list[str] = []
-    args = list(cmdline[1:])
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            break
-        for n in names:
-            if arg == n and i + 1 < len(args):
-                out.append(args[i + 1])
-                i += 1
-                break
-            if arg.startswith(n + "="):
-                out.append(arg[len(n) + 1 :])
-                break
-        i += 1
-    return out
-
-
-def safe_read(path: str, max_bytes: int) -> bytes | None:
-    """Read a regular file without following it into a FIFO or device; None otherwise."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
-            return None
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(max_bytes + 1)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _toml_file(path: str) -> dict[str, Any] | None:
-    data = safe_read(path, DEFAULT_LIMITS.max_manifest_bytes)
-    if data is None:
-        return None
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
-        return None
-
-
-def _ancestors(start: str, depth: int = 64) -> list[str]:
-    out = []
-    cur = os.path.abspath(start)
-    for _ in range(depth):
-        out.append(cur)
-        parent = os.path.dirname(cur)
-        if parent == cur:
-            break
-        cur = parent
-    return out
-
-
-def find_workspace_root(start: str) -> str | None:
-    """The nearest directory at or above ``start`` whose Cargo.toml has ``[workspace]``
-    (or the one a package's ``package.workspace`` points to)."""
-    for d in _ancestors(start):
-        doc = _toml_file(os.path.join(d, "Cargo.toml"))
-        if doc is None:
-            continue
-        if isinstance(doc.get("workspace"), dict):
-            return d
-        pkg = doc.get("package")
-        if isinstance(pkg, dict) and isinstance(pkg.get("workspace"), str):
-            return os.path.normpath(os.path.join(d, pkg["workspace"]))
-    return None
-
-
-def _config_target_dirs(start: str, cargo_home: str | None) -> list[str]:
-    """``[build] target-dir`` from .cargo/config(.toml) files cargo would read."""
-    out: list[str] = []
-    dirs = _ancestors(start)
-    for d in dirs:
-        for fname in ("config.toml", "config"):
-            doc = _toml_file(os.path.join(d, ".cargo", fname))
-            if doc is None:
-                continue
-            build = doc.get("build")
-            if isinstance(build, dict) and isinstance(build.get("target-dir"), str):
-                out.append(os.path.join(d, build["target-dir"]))
-    if cargo_home:
-        for fname in ("config.toml", "config"):
-            doc = _toml_file(os.path.join(cargo_home, fname))
-            build = doc.get("build") if doc else None
-            if isinstance(build, dict) and isinstance(build.get("target-dir"), str):
-                out.append(os.path.join(os.path.dirname(cargo_home), build["target-dir"]))
-    return out
-
-
-def target_dirs(ctx: CargoContext) -> list[str]:
-    """Every target directory cargo may be using, most specific first."""
-    cwd = ctx.cwd
-    out: list[str] = []
-
-    def add(p: str | None, base: str | None = cwd) -> None:
-        if not p:
-            return
-        if not os.path.isabs(p):
-            if base is None:
-                return
-            p = os.path.join(base, p)
-        p = os.path.normpath(p)
-        if p not in out:
-            out.append(p)
-
-    for value in _option(ctx.cmdline, "--target-dir"):
-        add(value)
-    add(ctx.getenv("CARGO_TARGET_DIR"))
-    add(ctx.getenv("CARGO_BUILD_TARGET_DIR"))
-    manifest_dirs: list[str] = []
-    for mp in _option(ctx.cmdline, "--manifest-path"):
-        full = mp if os.path.isabs(mp) or cwd is None else os.path.join(cwd, mp)
-        manifest_dirs.append(os.path.dirname(os.path.normpath(full)))
-    if cwd:
-        manifest_dirs.append(cwd)
-    for d in manifest_dirs:
-        for t in _config_target_dirs(d, ctx.getenv("CARGO_HOME")):
-            add(t)
-    for d in manifest_dirs:
-        root = find_workspace_root(d)
-        if root:
-            add(os.path.join(root, "target"))
-        add(os.path.join(d, "target"))
-    return out
-
-
-def candidate_paths(name: str, vers: str, ctx: CargoContext) -> list[str]:
-    """Where the ``.crate`` for ``name`` ``vers`` may be, best first: the files cargo holds
-    open, then ``<target>/package/tmp-crate/``, ``<target>/package/`` and
-    ``<target>/package/tmp-registry/`` of every plausible target directory."""
-    fname = f"{name}-{vers}.crate"
-    out: list[str] = [p for p in ctx.open_crates if os.path.basename(p) == fname]
-    for t in target_dirs(ctx):
-        for sub in ("package/tmp-crate", "package", "package/tmp-registry"):
-            p = os.path.join(t, sub, fname)
-            if p not in out:
-                out.append(p)
-    return out
-
-
 def inspect_crate_bytes(
     data: bytes,
     *,
@@ -981,21 +754,14 @@ def _with(result: CrateContents, searched: list[str], t0: float) -> CrateContent
 __all__ = [
     "DEFAULT_LIMITS",
     "ArchiveListing",
-    "CargoContext",
     "CrateContents",
     "FileEntry",
     "Limits",
     "ManifestInfo",
-    "candidate_paths",
-    "escape_text",
-    "find_workspace_root",
-    "has_hidden_chars",
     "inspect_crate_bytes",
     "inspect_publish",
     "list_archive",
     "parse_manifest",
     "read_member",
-    "safe_read",
-    "target_dirs",
 ]
 

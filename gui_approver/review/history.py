@@ -45,15 +45,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from gui_approver.fsutil import atomic_write as _atomic_write
-from gui_approver.review.contents import (
-    CrateContents,
-    FileEntry,
-    MiB,
-    escape_text,
-    human_size,
-    read_member,
-    safe_read,
-)
+from gui_approver.review.contents import CrateContents, FileEntry, MiB, read_member
+from gui_approver.review.locate import safe_read
+from gui_approver.review.text import escape_text, human_size
 
 FORMAT: Final = 2  # 2: authenticated with "mac"
 INTEGRITY_NOTE: Final = (

@@ -13,13 +13,8 @@ import os
 from typing import Any
 
 from gui_approver.errors import ConfigError
-from gui_approver.review.contents import (
-    DEFAULT_LIMITS,
-    CrateContents,
-    Limits,
-    inspect_crate_bytes,
-    safe_read,
-)
+from gui_approver.review.contents import DEFAULT_LIMITS, CrateContents, Limits, inspect_crate_bytes
+from gui_approver.review.locate import safe_read
 from gui_approver.review.request import split_crate_filename
 
 

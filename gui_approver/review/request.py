@@ -36,12 +36,10 @@ from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import CredentialRequest, Get, Owners, Publish
 from gui_approver.review.contents import (
     DEFAULT_LIMITS,
-    CargoContext,
     CrateContents,
     Limits,
     inspect_crate_bytes,
     inspect_publish,
-    safe_read,
 )
 from gui_approver.review.history import (
     INTEGRITY_NOTE,
@@ -51,6 +49,7 @@ from gui_approver.review.history import (
     compare,
     unified_diff,
 )
+from gui_approver.review.locate import CargoContext, safe_read
 from gui_approver.review.requester import RequesterInfo, resolve_requester
 
 #: The owners operation carries no details (cargo's protocol does not say who or what).

@@ -29,7 +29,8 @@ from typing import Final
 import psutil
 
 from gui_approver.client.framing import Provenance
-from gui_approver.review.contents import CargoContext, escape_text
+from gui_approver.review.locate import CargoContext
+from gui_approver.review.text import escape_text
 
 MAX_DEPTH: Final = 8
 MAX_ARGS: Final = 64

@@ -8,8 +8,6 @@ import math
 import signal
 import socket
 import sys
-import threading
-from collections import deque
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSize, QSocketNotifier, Qt, QTimer, Signal
@@ -38,7 +36,7 @@ from gui_approver.core.settings import default_path as default_settings_path
 from gui_approver.core.settings import load as load_settings
 from gui_approver.core.watch import Alert, Watch, keychain_tokens
 from gui_approver.errors import GuiApproverError
-from gui_approver.review.contents import escape_text
+from gui_approver.review.text import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui import style
 from gui_approver.ui.a11y import install_accessibility_factory, prepare_accessibility
@@ -49,6 +47,7 @@ from gui_approver.ui.firstrun import FirstRunWindow
 from gui_approver.ui.guard import InputGuard, default_guard
 from gui_approver.ui.keys import KeyManagerWindow
 from gui_approver.ui.passphrase import QtTouchNotifier, QtUnlocker
+from gui_approver.ui.prompts import PromptQueue, Question
 from gui_approver.ui.settings_window import SettingsWindow
 from gui_approver.ui.winutil import bring_forward
 
@@ -64,70 +63,25 @@ EXPIRY_CHECK_MS = 24 * 60 * 60 * 1000
 EXPIRY_WARN_DAYS = 14
 
 
-class Pending:
-    """One request waiting for a human. The first decision wins; later ones are ignored."""
-
-    def __init__(self, approval: ApprovalRequest) -> None:
-        self.approval = approval
-        self.event = threading.Event()
-        self.decision: Decision | None = None
-        self._lock = threading.Lock()
-
-    def resolve(self, decision: Decision) -> bool:
-        with self._lock:
-            if self.decision is not None:
-                return False
-            self.decision = decision
-        self.event.set()
-        return True
-
-
-class QtApprover(QObject):
+class QtApprover(PromptQueue):
     """Implements :class:`gui_approver.core.approval.Approver` with one dialog at a time."""
-
-    _submit = Signal(object)
-    _cancel = Signal(object)
-    queue_changed = Signal(int)
-    dialog_shown = Signal(object)
 
     def __init__(self, settings: Settings, guard: InputGuard | None = None) -> None:
         super().__init__()
         self.settings = settings
         self._guard = guard
-        self.queue: deque[Pending] = deque()
-        self.current: Pending | None = None
-        self.dialog: ApprovalDialog | None = None
-        self._closed = False
-        self._submit.connect(self._on_submit, Qt.ConnectionType.QueuedConnection)
-        self._cancel.connect(self._on_cancel, Qt.ConnectionType.QueuedConnection)
 
     # worker threads ----------------------------------------------------------------------
     def decide(self, request: ApprovalRequest) -> Decision:
-        pending = Pending(request)
-        if self._closed:
-            return Decision.deny("gui-approver is quitting")
-        self._submit.emit(pending)
-        if request.gone is not None:
-            threading.Thread(target=self._withdraw_when_gone, args=(pending,),
-                             name="approval-gone", daemon=True).start()
-        if not pending.event.wait(request.timeout):
-            pending.resolve(Decision.deny(f"no decision within {request.timeout:.0f} s"))
-            self._cancel.emit(pending)
-        assert pending.decision is not None
-        return pending.decision
+        answer = self.ask(Question(request, Decision.deny("gui-approver quit"), request.timeout,
+                                   request.gone))
+        return answer if isinstance(answer, Decision) else Decision.deny("no decision")
 
-    def _withdraw_when_gone(self, pending: Pending) -> None:
-        gone = pending.approval.gone
-        assert gone is not None
-        while not pending.event.is_set():
-            if self._closed:
-                return  # shutdown() resolves every pending request itself
-            if gone.wait(0.5) and pending.resolve(
-                Decision.deny("cargo stopped waiting (interrupted?) before a decision")
-            ):
-                with contextlib.suppress(RuntimeError):  # the approver is being deleted
-                    self._cancel.emit(pending)
-                return
+    def timeout_answer(self, question: Question) -> Decision:
+        return Decision.deny(f"no decision within {question.timeout:.0f} s")
+
+    def gone_answer(self, question: Question) -> Decision:
+        return Decision.deny("cargo stopped waiting (interrupted?) before a decision")
 
     # GUI thread --------------------------------------------------------------------------
     @property
@@ -136,94 +90,36 @@ class QtApprover(QObject):
             self._guard = default_guard()
         return self._guard
 
-    def pending_count(self) -> int:
-        return len(self.queue) + (1 if self.current else 0)
+    def make_dialog(self, question: Question) -> ApprovalDialog:
+        approval = question.subject
+        assert isinstance(approval, ApprovalRequest)
+        dialog = ApprovalDialog(approval, arming_delay=self.settings.arming_delay,
+                                waiting=len(self.queue), guard=self.guard)
+        log.info("dialog %d: showing %s (%d more waiting)", approval.id, approval.summary(),
+                 len(self.queue))
+        dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
+        return dialog
 
-    def _on_submit(self, pending: Pending) -> None:
-        if self._closed:
-            pending.resolve(Decision.deny("gui-approver is quitting"))
-            return
-        self.queue.append(pending)
-        self._show_next()
-        self._update_waiting()
-
-    def _on_cancel(self, pending: Pending) -> None:
-        if self.current is pending:
-            if self.dialog is not None:
-                self.dialog.dismiss()
-                self.dialog.deleteLater()
-            self.dialog = None
-            self.current = None
-            self._show_next()
-        elif pending in self.queue:
-            self.queue.remove(pending)
-        self._update_waiting()
-
-    def _show_next(self) -> None:
-        while self.current is None and self.queue:
-            pending = self.queue.popleft()
-            if pending.decision is not None:
-                continue
-            self.current = pending
-            dialog = ApprovalDialog(
-                pending.approval, arming_delay=self.settings.arming_delay,
-                waiting=len(self.queue), guard=self.guard,
-            )
-            log.info("dialog %d: showing %s (%d more waiting)", pending.approval.id,
-                     pending.approval.summary(), len(self.queue))
-            dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
-            self.dialog = dialog
-            dialog.show()
-            dialog.raise_()
-            dialog.activateWindow()
-            self.dialog_shown.emit(dialog)
+    def dismiss_dialog(self, dialog: QWidget) -> None:
+        assert isinstance(dialog, ApprovalDialog)
+        dialog.dismiss()
 
     def _on_dialog_decided(self, approved: bool) -> None:
-        # One dialog at a time: the answer counts only if it comes from the dialog shown for
-        # the current request (a withdrawn dialog's late signal changes nothing).
-        dialog, pending = self.dialog, self.current
-        if dialog is None or pending is None or self.sender() is not dialog:
+        dialog = self.sender()
+        if not isinstance(dialog, ApprovalDialog):
             return
-        all_listed = approved and dialog.approve_all_chosen is True
-        self._on_decided(pending, approved, approve_all=all_listed)
-
-    def _on_decided(self, pending: Pending, approved: bool, *, approve_all: bool = False) -> None:
-        if approved and approve_all:
+        if approved and dialog.approve_all_chosen is True:
             decision = Decision(True, "approved in the dialog, with all listed crates",
                                 approve_all=True)
         elif approved:
             decision = Decision.approve("approved in the dialog")
         else:
             decision = Decision.deny("denied in the dialog")
-        pending.resolve(decision)
-        if self.current is pending:
-            if self.dialog is not None:
-                self.dialog.deleteLater()
-            self.dialog = None
-            self.current = None
-        self._show_next()
-        self._update_waiting()
+        self.answer_from(dialog, decision)
 
-    def _update_waiting(self) -> None:
-        if self.dialog is not None:
+    def on_queue_changed(self) -> None:
+        if isinstance(self.dialog, ApprovalDialog):
             self.dialog.set_waiting(len(self.queue))
-        self.queue_changed.emit(self.pending_count())
-
-    def show_current(self) -> None:
-        """Bring the pending dialog forward (the only thing the tray can do with it)."""
-        if self.dialog is not None:
-            bring_forward(self.dialog)
-
-    def shutdown(self) -> None:
-        self._closed = True
-        for p in [*self.queue, *([self.current] if self.current else [])]:
-            p.resolve(Decision.deny("gui-approver quit"))
-        self.queue.clear()
-        if self.dialog is not None:
-            self.dialog.dismiss()
-            self.dialog.deleteLater()
-        self.dialog = None
-        self.current = None
 
 
 def make_icon(state: str = "idle") -> QIcon:
@@ -717,35 +613,26 @@ class GuiApp(QObject):
         except RuntimeError:  # the QObject was deleted while a worker finished
             log.debug("event after shutdown dropped")
 
+    #: The windows the app may have opened; each is closed when the app stops.
+    _WINDOWS = ("alerts_window", "keys_window", "first_run_window", "settings_window",
+                "activity_window")
+
     def stop(self) -> None:
         self._stopped = True
         self.watch_runner.stop()
-        if self.alerts_window is not None:
-            self.alerts_window.close()
-            self.alerts_window.deleteLater()
-            self.alerts_window = None
-        self._idle_timer.stop()
-        self._tray_timer.stop()
-        self._expiry_timer.stop()
-        self.unlocker.shutdown()
-        self.touch.shutdown()
+        for timer in (self._idle_timer, self._tray_timer, self._expiry_timer):
+            timer.stop()
+        # Anyone waiting for a person gets "no" at once; then nothing new can arrive.
+        for component in (self.unlocker, self.touch):
+            component.shutdown()
         self.session_lock.stop()
-        if self.keys_window is not None:
-            self.keys_window.close()
-        if self.first_run_window is not None:
-            if self.first_run_window.wizard is not None:
-                self.first_run_window.wizard.close()
-                self.first_run_window.wizard.deleteLater()
-                self.first_run_window.wizard = None
-            self.first_run_window.close()
-            self.first_run_window.deleteLater()
-            self.first_run_window = None
-        if self.settings_window is not None:
-            self.settings_window.close()
-            self.settings_window.deleteLater()
-            self.settings_window = None
-        if self.activity_window is not None:
-            self.activity_window.close()
+        for name in self._WINDOWS:
+            window = getattr(self, name)
+            if window is not None:
+                # a window that owns others closes them too (FirstRunWindow: its wizard)
+                getattr(window, "shutdown", window.close)()
+                window.deleteLater()
+                setattr(self, name, None)
         self.store.lock()
         self.service.end_batches()
         self.approver.shutdown()

@@ -169,6 +169,14 @@ class FirstRunWindow(QWidget):
             close.setDefault(True)
         self.resize(560, 260)
 
+    def shutdown(self) -> None:
+        """Close this window and the wizard it opened (the app is quitting)."""
+        if self.wizard is not None:
+            self.wizard.close()
+            self.wizard.deleteLater()
+            self.wizard = None
+        self.close()
+
     def open_wizard(self) -> NewKeyWizard:
         if self.wizard is None:
             self.wizard = NewKeyWizard(self.store, cargo_home=self.cargo_home)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
-from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDialog,
@@ -32,10 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.keys.store import KeyRecord
-from gui_approver.review.contents import escape_text
+from gui_approver.review.text import escape_text
 from gui_approver.secret import Secret
 from gui_approver.ui.dialog import _plain, elide_middle
-from gui_approver.ui.winutil import bring_forward
+from gui_approver.ui.prompts import PromptQueue, Question
 
 #: How long a worker waits for the passphrase before giving up (the bridge's own limit).
 DEFAULT_TIMEOUT = 120.0
@@ -244,36 +243,7 @@ class PassphraseDialog(QDialog):
         self.edit.setFocus()
 
 
-class _Ask:
-    """One question waiting for a person. The first answer wins."""
-
-    def __init__(self, record: KeyRecord, why: str, timeout: float,
-                 verify: Attempt | None = None) -> None:
-        self.record = record
-        self.why = why
-        self.verify = verify
-        self.deadline = time.monotonic() + timeout
-        self.event = threading.Event()
-        self.answer: object = None
-        self._answered = False
-        self._lock = threading.Lock()
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self._answered
-
-    def resolve(self, answer: object) -> bool:
-        with self._lock:
-            if self._answered:
-                return False
-            self._answered = True
-            self.answer = answer
-        self.event.set()
-        return True
-
-
-class QtUnlocker(QObject):
+class QtUnlocker(PromptQueue):
     """A :data:`~gui_approver.core.keys.store.Unlocker` asking in a dialog (GUI thread only).
 
     Install it with ``store.unlocker = QtUnlocker()`` (or ``KeyStore(..., unlocker=...)``).
@@ -281,135 +251,45 @@ class QtUnlocker(QObject):
     and :meth:`shutdown` all answer None.
     """
 
-    _submit = Signal(object)
-    _cancel = Signal(object)
-    _resolved = Signal(object)
-    #: The dialog that was just shown (tests, and the app if it wants to raise it).
-    dialog_shown = Signal(object)
-
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.timeout = timeout
-        self.dialog: PassphraseDialog | None = None
-        self._queue: deque[_Ask] = deque()
-        self._current: _Ask | None = None
-        self._closed = False
-        self._gui_thread = threading.get_ident()
-        self._submit.connect(self._on_submit, Qt.ConnectionType.QueuedConnection)
-        self._cancel.connect(self._on_cancel, Qt.ConnectionType.QueuedConnection)
 
     # any thread ------------------------------------------------------------------------------
     def __call__(self, record: KeyRecord, why: str) -> Secret | None:
-        answer = self._ask(_Ask(record, why, self.timeout))
+        answer = self.ask(Question(_Unlock(record, why, None), None, self.timeout))
         return answer if isinstance(answer, Secret) else None
 
     def ask_verified(self, record: KeyRecord, why: str, verify: Attempt) -> object:
         """Like calling it, but each passphrase is checked with ``verify`` while the prompt
         stays open (a wrong one says so and waits); returns what ``verify`` returned for the
         right one, or None (cancelled, timed out)."""
-        return self._ask(_Ask(record, why, self.timeout, verify))
-
-    def _ask(self, ask: _Ask) -> object:
-        if self._closed:
-            return None
-        if threading.get_ident() == self._gui_thread:
-            return self._ask_on_gui_thread(ask)
-        self._submit.emit(ask)
-        if not ask.event.wait(self.timeout):
-            ask.resolve(None)
-            self._cancel.emit(ask)
-        return ask.answer
+        return self.ask(Question(_Unlock(record, why, verify), None, self.timeout))
 
     # GUI thread --------------------------------------------------------------------------
-    def _ask_on_gui_thread(self, ask: _Ask) -> object:
-        loop = QEventLoop()
+    def make_dialog(self, question: Question) -> PassphraseDialog:
+        ask = question.subject
+        assert isinstance(ask, _Unlock)
+        dialog = PassphraseDialog(ask.record, ask.why, deadline=question.deadline,
+                                  verify=ask.verify)
+        dialog.answered.connect(self._on_answered)
+        return dialog
 
-        def finished(done: _Ask) -> None:
-            if done is ask:
-                loop.quit()
-
-        def expire() -> None:
-            if ask.resolve(None):
-                self._on_cancel(ask)
-            loop.quit()
-
-        self._resolved.connect(finished)
-        timer = QTimer()
-        timer.setSingleShot(True)
-        timer.timeout.connect(expire)
-        timer.start(int(self.timeout * 1000))
-        try:
-            self._on_submit(ask)
-            if not ask.done:
-                loop.exec()
-        finally:
-            timer.stop()
-            self._resolved.disconnect(finished)
-        return ask.answer
-
-    def pending_count(self) -> int:
-        return len(self._queue) + (1 if self._current is not None else 0)
-
-    def _on_submit(self, ask: _Ask) -> None:
-        if self._closed:
-            ask.resolve(None)
-            self._resolved.emit(ask)
-            return
-        self._queue.append(ask)
-        self._show_next()
-
-    def _on_cancel(self, ask: _Ask) -> None:
-        if self._current is ask:
-            self._drop_dialog(dismiss=True)
-            self._show_next()
-        elif ask in self._queue:
-            self._queue.remove(ask)
-
-    def _drop_dialog(self, *, dismiss: bool) -> None:
-        if self.dialog is not None:
-            if dismiss:
-                self.dialog.dismiss()
-            self.dialog.deleteLater()
-        self.dialog = None
-        self._current = None
-
-    def _show_next(self) -> None:
-        while self._current is None and self._queue:
-            ask = self._queue.popleft()
-            if ask.done:
-                continue
-            dialog = PassphraseDialog(ask.record, ask.why, deadline=ask.deadline,
-                                      verify=ask.verify)
-            dialog.answered.connect(self._on_answered)
-            self._current = ask
-            self.dialog = dialog
-            dialog.show()
-            dialog.raise_()
-            dialog.activateWindow()
-            self.dialog_shown.emit(dialog)
+    def dismiss_dialog(self, dialog: QWidget) -> None:
+        assert isinstance(dialog, PassphraseDialog)
+        dialog.dismiss()
 
     def _on_answered(self, answer: object) -> None:
-        # Only the current dialog can answer: the others were dismissed (they never emit).
-        ask = self._current
-        if ask is None:
-            return
-        ask.resolve(answer)
-        self._drop_dialog(dismiss=False)
-        self._resolved.emit(ask)
-        self._show_next()
+        self.answer_from(self.sender(), answer)
 
-    def show_current(self) -> None:
-        if self.dialog is not None:
-            bring_forward(self.dialog)
 
-    def shutdown(self) -> None:
-        """Answer None to everything waiting (the app is quitting)."""
-        self._closed = True
-        for ask in [*self._queue, *([self._current] if self._current else [])]:
-            ask.resolve(None)
-            self._resolved.emit(ask)
-        self._queue.clear()
-        self._drop_dialog(dismiss=True)
+class _Unlock:
+    """What an unlock question is about."""
+
+    def __init__(self, record: KeyRecord, why: str, verify: Attempt | None) -> None:
+        self.record = record
+        self.why = why
+        self.verify = verify
 
 
 class TouchPrompt(QDialog):

@@ -616,7 +616,7 @@ def _dialog_latencies(b: Bench) -> list[float]:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from fakes import MemoryKeychain
     from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QDialog
 
     from gui_approver.core.keys.store import KeyStore
     from gui_approver.core.settings import Settings
@@ -690,7 +690,7 @@ def _dialog_latencies(b: Bench) -> list[float]:
             t1 = painted[n] if visible is None else min(visible, painted[n])
             if n > 0:  # the first one warms the app up
                 results.append((t1 - arrivals[n]) * 1000)
-            assert dialog is not None
+            assert isinstance(dialog, QDialog)
             dialog.reject()
             spin_until(partial(lambda th: not th.is_alive(), t), 10)
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from cargo_harness import BRIDGE, CLI, cargo
-from checks import present
+from checks import approval_dialog, present
 from factories import write_crate
 from leakscan import scan
 from PySide6.QtCore import Qt
@@ -42,10 +42,11 @@ class TokenHarness:
             self.qtbot.waitUntil(
                 lambda: self.gui.approver.dialog is not None or proc.poll() is not None,
                 timeout=int(timeout * 1000))
-            dialog = self.gui.approver.dialog
-            if dialog is None:
+            shown = self.gui.approver.dialog
+            if shown is None:
                 assert approve_all, f"cargo exited without asking: {proc.communicate()}"
                 break
+            dialog = approval_dialog(shown)
             seen = {k: v.text() for k, v in dialog.field_labels.items()}
             seen["intro"] = present(dialog.findChild(QLabel, "intro")).text()
             seen["heading"] = present(dialog.findChild(QLabel, "heading")).text()

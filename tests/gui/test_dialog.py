@@ -14,7 +14,7 @@ import threading
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
-from checks import present
+from checks import approval_dialog, present
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 from qt_tools import RecordingDialog
@@ -42,9 +42,20 @@ def approval(op="publish", name="foo", timeout=120.0, **kw):
                            key=None, timeout=timeout, **kw)
 
 
+class FakeClock:
+    """The arming delay's clock: tests move it instead of sitting through the real delay."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def dialog(qtbot):
-    d = RecordingDialog(approval())
+    clock = FakeClock()
+    d = RecordingDialog(approval(), clock=clock)
     qtbot.addWidget(d)
     d.show()
     d.activateWindow()
@@ -53,6 +64,12 @@ def dialog(qtbot):
 
 
 def armed(d, qtbot):
+    clock = getattr(d, "arming_clock", None)
+    if clock is not None:  # the delay passes on the fake clock; the arming timer runs out
+        qtbot.waitUntil(lambda: d._arm_timer.isActive() or d.approve_button.isEnabled(),
+                        timeout=3000)
+        clock.now += d.arming_delay
+        d._arm()
     qtbot.waitUntil(lambda: d.approve_button.isEnabled(), timeout=3000)
 
 
@@ -159,12 +176,12 @@ def test_queue_one_dialog_at_a_time_and_timeout(qtbot):
     for t in threads:
         t.start()
     qtbot.waitUntil(lambda: approver.pending_count() == 3, timeout=5000)
-    first = approver.dialog
-    assert first is not None and "2 more" in first.waiting_label.text()
+    first = approval_dialog(approver.dialog)
+    assert "2 more" in first.waiting_label.text()
     first.reject()  # Escape / close
     qtbot.waitUntil(lambda: approver.dialog is not None and approver.dialog is not first,
                     timeout=3000)
-    second = present(approver.dialog)
+    second = approval_dialog(approver.dialog)
     second.activateWindow()
     qtbot.waitUntil(lambda: second.approve_button.isEnabled(), timeout=3000)
     qtbot.mouseClick(second.approve_button, Qt.MouseButton.LeftButton)

@@ -16,7 +16,7 @@ import hostile_archives as h
 import pyseto
 import pytest
 from cargo_harness import PUBLISH, cargo
-from checks import as_get, present, top_items
+from checks import approval_dialog, as_get, present, top_items
 from factories import paseto_claims, write_crate
 from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
@@ -216,7 +216,7 @@ def test_approver_resolves_approve_all(qtbot):
     t.start()
     try:
         qtbot.waitUntil(lambda: approver.dialog is not None, timeout=5000)
-        d = present(approver.dialog)
+        d = approval_dialog(approver.dialog)
         d.activateWindow()
         button = present(d.approve_all_button)
         qtbot.waitUntil(button.isEnabled, timeout=3000)

@@ -15,8 +15,9 @@ import pytest
 
 from gui_approver.cli.main import main as cli_main
 from gui_approver.review.archive import UNSUPPORTED_WARNING, check_subset, components
-from gui_approver.review.contents import CrateContents, escape_text, inspect_crate_bytes
+from gui_approver.review.contents import CrateContents, inspect_crate_bytes
 from gui_approver.review.inspect import to_json
+from gui_approver.review.text import escape_text
 
 VERS = "1.0.0"
 CORPUS = h.corpus(VERS)

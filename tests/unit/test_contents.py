@@ -20,18 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gui_approver.review.contents import (
-    CargoContext,
     Limits,
-    candidate_paths,
-    escape_text,
-    find_workspace_root,
     inspect_crate_bytes,
     inspect_publish,
     list_archive,
     parse_manifest,
     read_member,
+)
+from gui_approver.review.locate import (
+    CargoContext,
+    candidate_paths,
+    find_workspace_root,
     target_dirs,
 )
+from gui_approver.review.text import escape_text
 
 
 def sha(data: bytes) -> str:

@@ -162,7 +162,7 @@ def test_workspace_review_lists_fresh_crates_once_per_run(tmp_path):
 
 
 def test_workspace_review_prefers_the_files_cargo_holds_open(tmp_path):
-    from gui_approver.review.contents import CargoContext
+    from gui_approver.review.locate import CargoContext
     from gui_approver.review.requester import ProcessInfo, RequesterInfo
 
     files = packaged(tmp_path, ["one", "two", "three"])
