@@ -233,6 +233,28 @@ def _cwd() -> str | None:
         return None
 
 
+def socket_note(request: object) -> str | None:
+    """For ``cargo login`` with a secret: where else it can be stored. The secret crosses the
+    app's socket, and a process running as the user that bound the socket before the app
+    would get it; no check of the peer can stop that. Never quotes the secret."""
+    if not isinstance(request, protocol.Login) or request.token is None:
+        return None
+    name = request.registry.name or ""
+    safe = bool(name) and len(name) <= 64 and all(
+        c.isascii() and (c.isalnum() or c in "-_") for c in name)
+    registry = f"--registry {name}" if safe else "--registry NAME"
+    if request.token.expose().startswith("k3.secret."):
+        how = ("put it in cargo's credentials.toml as `secret-key` and run "
+               "`gui-approver key import-cargo`, which moves it into the keychain directly")
+    else:
+        how = (f"run `gui-approver token add {registry}` and paste it at the no-echo "
+               "prompt")
+    return ("gui-approver: note: the secret you gave `cargo login` goes to the gui-approver "
+            "app over its local socket; a program running as you that took that socket "
+            "before the app would receive it. To store a secret without that hop, " + how
+            + ".")
+
+
 def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     """One protocol exchange. Always writes exactly one answer line; returns 0."""
     stdout.write(protocol.HELLO + "\n")
@@ -240,7 +262,11 @@ def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
     try:
         line = _read_request_line(stdin, STDIN_TIMEOUT)
         raw = protocol.load_request(line)
-        protocol.request_from_json(raw)  # validate here: cargo gets a clear error at once
+        request = protocol.request_from_json(raw)  # validate here: a clear error at once
+        note = socket_note(request)
+        if note:
+            stderr.write(note + "\n")
+            stderr.flush()
         reply = exchange(raw, stderr)  # the request as cargo sent it (the app validates again)
         notice = reply.get("notice")
         if notice:

@@ -30,7 +30,9 @@ prompt itself (tests/gui/test_attacks.py attacks it for real). Hardening:
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -66,6 +68,7 @@ from PySide6.QtWidgets import (
 )
 
 from gui_approver.core.approval import Action, ApprovalRequest
+from gui_approver.core.arming import Arm, ArmingPolicy
 from gui_approver.review.history import INTEGRITY_NOTE
 from gui_approver.review.request import Candidate, RequestReview, shown
 from gui_approver.review.requester import owner_changes
@@ -465,10 +468,13 @@ class ApprovalDialog(QDialog):
         waiting: int = 0,
         parent: QWidget | None = None,
         guard: InputGuard | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` drives the arming delay (tests inject a fake one)."""
         super().__init__(parent)
         self.approval = approval
-        self.arming_delay = max(1.0, arming_delay)
+        self.arming = ArmingPolicy(arming_delay, clock)
+        self.arming_delay = self.arming.delay
         self.guard = guard if guard is not None else default_guard()
         self._done = False
         self._protected = False
@@ -1004,21 +1010,27 @@ class ApprovalDialog(QDialog):
                 and self.isActiveWindow() and not self._obscured())
 
     def _rearm_or_disarm(self, why: str) -> None:
-        if self._can_arm():
-            if not self.approve_button.armed and not self._arm_timer.isActive():
-                self._arm_timer.start(int(self.arming_delay * 1000))
-        else:
+        state = self.arming.consider(self._can_arm())
+        if state is Arm.DISARMED:
             self._disarm(why)
+        elif state is Arm.ARMING and not self._arm_timer.isActive():
+            self._arm_timer.start(math.ceil(self.arming.remaining() * 1000))
         self._update_status()
 
     def _arm(self) -> None:
-        if self._can_arm():
+        state = self.arming.fire(self._can_arm())
+        if state is Arm.ARMED and not self.approve_button.armed:
             for b in self._approve_buttons():
                 b.set_armed(True)
             log.info("dialog %d: Approve armed", self.approval.id)
-            self._update_status()
+        elif state is Arm.ARMING:  # the timer fired early: wait for the rest
+            self._arm_timer.start(math.ceil(self.arming.remaining() * 1000))
+        elif state is Arm.DISARMED:
+            self._disarm("the dialog could not arm")
+        self._update_status()
 
     def _disarm(self, why: str) -> None:
+        self.arming.restart()
         self._arm_timer.stop()
         if self.approve_button.armed:
             log.info("dialog %d: Approve disarmed (%s)", self.approval.id, why)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyseto
 import pytest
+from checks import json_of, present
 from fakes import MemoryKeychain
 
 from gui_approver.client import framing, paths, protocol
@@ -84,7 +85,7 @@ def test_read_exact_stdout(runtime, app):
     assert answer["Ok"]["operation_independent"] is False
     pub = pyseto.Key.from_paserk(app.store.find(LOCAL).public)
     decoded = pyseto.decode(pub, answer["Ok"]["token"])
-    assert json.loads(decoded.footer)["url"] == LOCAL
+    assert json_of(decoded.footer)["url"] == LOCAL
 
 
 def test_publish_approved_and_denied(runtime, app):
@@ -197,7 +198,7 @@ def test_second_server_instance_is_refused(runtime, app):
         other.start()
     assert info.value.pid == os.getpid()
     # and the live socket still answers
-    assert ipc.ping(str(runtime / "gui-approver"))["pid"] == os.getpid()
+    assert present(ipc.ping(str(runtime / "gui-approver")))["pid"] == os.getpid()
 
 
 def test_stale_socket_is_replaced(runtime, tmp_path):
@@ -246,3 +247,33 @@ def test_the_installed_bridge_starts_isolated_from_cargos_python_environment(run
     assert hello == protocol.HELLO
     assert "is not running" in json.loads(answer)["Err"]["message"]
     assert not marker.exists()
+
+
+# -- issue 12 item 14: a secret passed to `cargo login` crosses the app's socket ------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "command"),
+    [("k3.secret.SHOULDNOTAPPEARxyz", "gui-approver key import-cargo"),
+     ("cio-SHOULDNOTAPPEAR-bearer", "gui-approver token add --registry other")],
+)
+def test_login_with_a_secret_says_how_to_store_it_without_the_socket(runtime, token, command):
+    """No check of the peer can stop a same-user process that bound the socket first, so the
+    bridge tells the user, on stderr, the way that does not pass the secret through it. The
+    app need not be running: the note comes from the bridge itself."""
+    login = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "other"},
+                        "kind": "login", "token": token})
+    proc = run_bridge(runtime, login + "\n", GUI_APPROVER_NO_AUTOSTART="1")
+    err = proc.stderr.decode()
+    assert "socket" in err and command in err
+    assert "SHOULDNOTAPPEAR" not in err + proc.stdout.decode()
+    assert lines(proc)[0] == '{"v":[1]}' and len(lines(proc)) == 2
+
+
+def test_no_socket_note_without_a_secret(runtime, app):
+    login = json.dumps({"v": 1, "registry": {"index-url": LOCAL + "x/", "name": "x"},
+                        "kind": "login"})
+    for request in (login, READ):
+        proc = run_bridge(runtime, request + "\n")
+        assert "import-cargo" not in proc.stderr.decode()
+        assert "token add" not in proc.stderr.decode()

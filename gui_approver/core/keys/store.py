@@ -44,9 +44,12 @@ KEYCHAIN_SERVICE = "gui-approver"
 _SECRET_PREFIX = "k3.secret."  # noqa: S105 - a PASERK header, not a secret
 _WRAPPED_PREFIX = "k3.secret-pw."
 #: PBKDF2-HMAC-SHA384 count for ``k3.secret-pw`` (PASERK PBKW records it in the wrapped item,
-#: so older items stay readable). 100,000 took 0.14 s here (2026-11); 350,000 keeps an unlock
-#: near 0.5 s. Items wrapped with fewer are re-wrapped on their next unlock.
-WRAP_ITERATIONS = 350_000
+#: so older items stay readable). Measured on the 2-core test machine (2026-11, unwrap,
+#: `SigningKey.from_wrapped`): 350,000 took 0.20-0.26 s, 1,000,000 took 0.48-0.69 s; so
+#: 1,000,000, which is also the most pyseto accepts when unwrapping (its bound against a
+#: crafted item that would tie up the CPU). Items wrapped with fewer (100,000 before) are
+#: re-wrapped on their next unlock.
+WRAP_ITERATIONS = 1_000_000
 #: Wrong passphrases: the n-th consecutive failure blocks further attempts for 2**n s (max 5 min).
 _MAX_BACKOFF = 300.0
 _PUBLIC_PREFIX = "k3.public."
