@@ -718,13 +718,23 @@ def inspect_publish(
             name, vers, cksum, False, f"inspection failed ({type(exc).__name__})",
             searched=tuple(searched), elapsed=time.monotonic() - t0,
         )
+    return _not_found(name, vers, cksum, ctx, limits, searched=tuple(searched), t0=t0,
+                      deadline=deadline, mismatch=mismatch, too_big=too_big, stale=stale)
+
+
+def _not_found(
+    name: str, vers: str, cksum: str, ctx: CargoContext, limits: Limits, *,
+    searched: tuple[str, ...], t0: float, deadline: float, mismatch: tuple[str, str] | None,
+    too_big: str | None, stale: str | None,
+) -> CrateContents:
+    """Why no file with the requested sha256 was listed: the most telling reason first."""
+    elapsed = time.monotonic() - t0
     if mismatch is None and stale is not None:
         return CrateContents(
             name, vers, cksum, False,
             f"a .crate for this version ({escape_text(stale, 300)}) was written before the "
             "requesting process started, and the requester is not a verified cargo process, "
-            "so it is not taken for this request's contents",
-            searched=tuple(searched), elapsed=time.monotonic() - t0)
+            "so it is not taken for this request's contents", searched=searched, elapsed=elapsed)
     if mismatch is not None:
         p, actual = mismatch
         reason = (
@@ -732,19 +742,18 @@ def inspect_publish(
             "to sign: the .crate was changed after packaging, or the upload is not this file"
         )
         return CrateContents(name, vers, cksum, False, reason, path=p, actual_sha256=actual,
-                             searched=tuple(searched), elapsed=time.monotonic() - t0)
+                             searched=searched, elapsed=elapsed)
     if too_big is not None:
         reason = f"the packaged file is larger than {human_size(limits.max_crate_bytes)}"
-        return CrateContents(name, vers, cksum, False, reason, path=too_big,
-                             searched=tuple(searched), elapsed=time.monotonic() - t0)
+        return CrateContents(name, vers, cksum, False, reason, path=too_big, searched=searched,
+                             elapsed=elapsed)
     if time.monotonic() > deadline:
         reason = "looking for the packaged file took too long"
     elif not ctx.cwd and not ctx.open_crates:
         reason = "cargo's working directory is unknown, so the packaged file cannot be found"
     else:
         reason = f"no packaged {name}-{vers}.crate was found (looked in {len(searched)} places)"
-    return CrateContents(name, vers, cksum, False, reason, searched=tuple(searched),
-                         elapsed=time.monotonic() - t0)
+    return CrateContents(name, vers, cksum, False, reason, searched=searched, elapsed=elapsed)
 
 
 def _with(result: CrateContents, searched: list[str], t0: float) -> CrateContents:
