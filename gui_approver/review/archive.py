@@ -284,6 +284,12 @@ def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> Non
                 "file system unpacks one over the other)")
         if m.typeflag == b"0":
             files.add(comps)
+    _check_nesting(seen, files, bad)
+
+
+def _check_nesting(seen: dict[tuple[str, ...], bytes], files: set[tuple[str, ...]],
+                   bad: _Bad) -> None:
+    """No entry may lie inside a path another entry makes a file."""
     for comps in seen:
         for i in range(1, len(comps)):
             if comps[:i] in files:
