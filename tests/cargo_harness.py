@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from checks import approval_dialog
 from leakscan import scan
 from PySide6.QtCore import Qt
 
-from gui_approver.core.keys.store import KeyringKeychain, KeyStore
+from gui_approver.core.keys.store import KeyRecord, KeyringKeychain, KeyStore
 from gui_approver.core.settings import Settings
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
@@ -50,8 +51,9 @@ class Harness:
                 lambda: self.gui.approver.dialog is not None or proc.poll() is not None,
                 timeout=int(timeout * 1000),
             )
-            dialog = self.gui.approver.dialog
-            assert dialog is not None, f"cargo exited without asking: {proc.communicate()}"
+            shown = self.gui.approver.dialog
+            assert shown is not None, f"cargo exited without asking: {proc.communicate()}"
+            dialog = approval_dialog(shown)
             self.dialogs.append({k: v.text() for k, v in dialog.field_labels.items()})
             if answer == "approve":
                 dialog.activateWindow()
@@ -67,6 +69,7 @@ class Harness:
         return proc.returncode, out.decode(), err.decode()
 
     dialogs: list[dict[str, str]]
+    record: KeyRecord
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ class NodeVerifyError(Exception):
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float,
     interval: float = 0.01,
     what: str = "condition",

@@ -141,3 +141,11 @@ def write_crate(
         f"pub fn {name.replace('-', '_')}() -> u32 {{\n    {body}\n}}\n"
     )
     return crate
+
+
+def paseto_claims(public: Any, token: str | bytes) -> dict[str, Any]:
+    """The claims of ``token``, verified with ``public`` (a pyseto key)."""
+    payload = pyseto.decode(public, token).payload
+    assert isinstance(payload, bytes), payload
+    claims: dict[str, Any] = json.loads(payload)
+    return claims

@@ -9,7 +9,8 @@ import gzip
 import io
 import tarfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 MiB = 1024 * 1024
 
@@ -234,22 +235,26 @@ def _with_field(entry: bytes, offset: int, value: bytes) -> bytes:
     return bytes(h) + entry[512:]
 
 
-def _shapes() -> dict[str, object]:
+#: name, vers -> the .crate bytes of one shape
+Builder = Callable[[str, str], bytes]
+
+
+def _shapes() -> dict[str, Builder]:
     """name -> builder(name, vers) -> .crate bytes. ``ok_*`` shapes are what cargo writes."""
     def P(n: str, v: str) -> str:
         return f"{n}-{v}"
 
-    def only(*entries: bytes, **kw: object) -> object:
+    def only(*entries: bytes | Builder, **kw: Any) -> Builder:
         return lambda n, v: raw_crate(n, v, *[e if isinstance(e, bytes) else e(n, v)
                                               for e in entries], **kw)
 
-    def e(path: str, data: bytes = EVIL, **kw: object) -> object:
+    def e(path: str, data: bytes = EVIL, **kw: object) -> Builder:
         return lambda n, v: raw_entry(f"{P(n, v)}/{path}" if path else P(n, v), data, **kw)
 
-    def lit(fn: object) -> object:
+    def lit(fn: Builder) -> Builder:
         return fn
 
-    s: dict[str, object] = {
+    s: dict[str, Builder] = {
         # inside the subset (must be verified and equal to cargo's unpacking)
         "ok_plain": only(e("README.md", b"# readme\n")),
         "ok_tarfile": lambda n, v: crate(n, v, {"src/lib.rs": BENIGN, "README.md": b"hi\n"}),
@@ -335,7 +340,7 @@ def _shapes() -> dict[str, object]:
     return s
 
 
-SHAPES: dict[str, object] = _shapes()
+SHAPES: dict[str, Builder] = _shapes()
 
 
 def corpus(vers: str = "1.0.0") -> dict[str, tuple[str, bytes]]:
@@ -343,5 +348,5 @@ def corpus(vers: str = "1.0.0") -> dict[str, tuple[str, bytes]]:
     out: dict[str, tuple[str, bytes]] = {}
     for shape, build in SHAPES.items():
         name = "hz-" + shape.replace("_", "-").lower()
-        out[shape] = (name, build(name, vers))  # type: ignore[operator]
+        out[shape] = (name, build(name, vers))
     return out

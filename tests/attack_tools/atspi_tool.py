@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import pyatspi
 
 KEYSYMS = {"space": 0x20, "Return": 0xFF0D, "Tab": 0xFF09, "Escape": 0xFF1B}
 
 
-def apps() -> list:
+def apps() -> list[Any]:
     desk = pyatspi.Registry.getDesktop(0)
     return [desk.getChildAtIndex(i) for i in range(desk.childCount)]
 
@@ -50,7 +51,7 @@ def nodes(acc, depth: int = 0):
             yield from nodes(child, depth + 1)
 
 
-def describe(acc) -> dict:
+def describe(acc) -> dict[str, Any]:
     info = {"role": acc.getRoleName(), "name": acc.name, "description": acc.description}
     try:
         text = acc.queryText()
@@ -79,14 +80,14 @@ def find_button(win, name: str):
     return None
 
 
-def press(title: str, name: str) -> dict:
+def press(title: str, name: str) -> dict[str, Any]:
     win = find_window(title)
     if win is None:
         return {"found": False}
     button = find_button(win, name)
     if button is None:
         return {"found": False, "window": True}
-    out: dict = {"found": True, "button": describe(button), "attempts": []}
+    out: dict[str, Any] = {"found": True, "button": describe(button), "attempts": []}
     try:
         action = button.queryAction()
         listed = action.nActions
@@ -104,7 +105,7 @@ def press(title: str, name: str) -> dict:
     return out
 
 
-def main(argv: list[str]) -> dict:
+def main(argv: list[str]) -> dict[str, Any]:
     cmd, args = (argv[0], argv[1:]) if argv else ("", [])
     if cmd == "apps":
         return {"apps": [a.name for a in apps() if a is not None]}

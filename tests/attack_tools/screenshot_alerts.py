@@ -40,7 +40,7 @@ def render(out: Path, tmp: Path) -> list[Path]:
     from gui_approver.ui.alerts import AlertsWindow, WatchRunner
 
     app = QApplication.instance() or QApplication(["gui-approver"])
-    app.setApplicationDisplayName("gui-approver")
+    QApplication.setApplicationDisplayName("gui-approver")
     with DemoRegistry(tmp / "registry", token_mode=True) as reg:
         token = reg.issue_token("ci")
         state = tmp / "state"

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "resources" / "screenshots" / "dialog.png"
@@ -40,7 +41,7 @@ TOKEN_OUT = REPO / "resources" / "screenshots" / "dialog-token.png"
 CHILD = "GUI_APPROVER_SCREENSHOT_CHILD"
 
 
-def sample_batch(tmp: Path, hist: object, first: object) -> tuple[object, ...]:
+def sample_batch(tmp: Path, hist: Any, first: Any) -> tuple[object, ...]:
     """The other crates of a ``cargo publish --workspace`` run, each with its own flags: core
     (only the version changed), macros (becomes a proc-macro), cli (a changed file)."""
     import hostile_archives as h
@@ -50,22 +51,22 @@ def sample_batch(tmp: Path, hist: object, first: object) -> tuple[object, ...]:
 
     index = "sparse+https://index.crates.io/"
     lib = {"src/lib.rs": b"pub fn f() {}\n"}
-    out = [Candidate(first.name, first.vers, first.cksum, first.path, first)]  # type: ignore[attr-defined]
+    out = [Candidate(first.name, first.vers, first.cksum, first.path, first)]
     for name, new_files, kw in (
         ("tokio-frobnicate-core", lib, {}),
         ("tokio-frobnicate-macros", lib, {"proc_macro": True}),
         ("tokio-frobnicate-cli", {"src/lib.rs": b"pub fn f() { run() }\n"}, {}),
     ):
-        def listed(vers: str, files: dict[str, bytes], **kw2: object) -> object:
+        def listed(vers: str, files: dict[str, bytes], **kw2: Any) -> Any:
             data = h.crate(name, vers, files, **kw2)  # noqa: B023
             return inspect_crate_bytes(
                 data, name=name, vers=vers, cksum=hashlib.sha256(data).hexdigest(),  # noqa: B023
                 path=f"/home/alex/src/tokio-frobnicate/target/package/{name}-{vers}.crate")  # noqa: B023
 
-        hist.record_approved(index, listed("1.4.1", lib), registry_name="crates-io")  # type: ignore[attr-defined]
+        hist.record_approved(index, listed("1.4.1", lib), registry_name="crates-io")
         c = listed("1.4.2", new_files, **kw)
-        cand = Candidate(name, "1.4.2", c.cksum, c.path, c)  # type: ignore[attr-defined]
-        out.append(candidate_flags(cand, hist.previous(index, name)))  # type: ignore[attr-defined]
+        cand = Candidate(name, "1.4.2", c.cksum, c.path, c)
+        out.append(candidate_flags(cand, hist.previous(index, name)))
     return tuple(out)
 
 

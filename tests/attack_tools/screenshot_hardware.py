@@ -38,7 +38,7 @@ def render(out: Path, hsm: softhsm.SoftHsm) -> list[Path]:
     from gui_approver.ui.passphrase import PassphraseDialog, TouchPrompt
 
     app = QApplication.instance() or QApplication(["gui-approver"])
-    app.setApplicationDisplayName("gui-approver")
+    QApplication.setApplicationDisplayName("gui-approver")
     store = KeyStore(KeyringKeychain())
     info = pkcs11.backend().generate(hsm.module, "pkcs11:token=YubiKey%20PIV;id=%01",
                                      Secret(softhsm.PIN), label="PIV AUTH key")

@@ -43,7 +43,7 @@ def render(out: Path, tmp: Path) -> list[Path]:
     from gui_approver.ui.keys import KeyManagerWindow, NewKeyWizard
 
     app = QApplication.instance() or QApplication(["gui-approver"])
-    app.setApplicationDisplayName("gui-approver")
+    QApplication.setApplicationDisplayName("gui-approver")
     store = KeyStore(KeyringKeychain())
     main = store.create(registry="my-registry", index_url="sparse+https://my.registry.example/index/",
                         subject="alice", expires="2027-06-30")

@@ -47,7 +47,7 @@ def render(out: Path, tmp: Path) -> list[Path]:
     from gui_approver.ui.passphrase import PassphraseDialog
 
     app = QApplication.instance() or QApplication(["gui-approver"])
-    app.setApplicationDisplayName("gui-approver")
+    QApplication.setApplicationDisplayName("gui-approver")
     store = KeyStore(KeyringKeychain())
     written = []
 

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from jeepney import DBusAddress, MessageType, new_error, new_method_call, new_method_return
 from jeepney.bus_messages import message_bus
@@ -98,7 +99,7 @@ def serve_watcher() -> None:
         conn.send(out)
 
 
-def _walk(layout: tuple, out: list[tuple[int, str]]) -> None:
+def _walk(layout: tuple[Any, ...], out: list[tuple[int, str]]) -> None:
     item_id, props, children = layout
     label = props.get("label", ("s", ""))[1]
     out.append((item_id, label))
@@ -132,7 +133,7 @@ def _click(conn, menu: DBusAddress, item_id: int) -> str:
 
 def attack(quit_only: bool) -> None:
     conn = open_dbus_connection(bus="SESSION")
-    result: dict[str, list] = {"items": [], "labels": [], "triggered": []}
+    result: dict[str, list[Any]] = {"items": [], "labels": [], "triggered": []}
     for service in _items(conn):
         result["items"].append(service)
         menu, entries = _menu(conn, service)

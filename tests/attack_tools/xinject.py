@@ -30,6 +30,7 @@ import json
 import select
 import sys
 import time
+from typing import Any
 
 V = ctypes.c_void_p
 x11 = ctypes.CDLL("libX11.so.6")
@@ -94,7 +95,7 @@ class XWindowAttributes(ctypes.Structure):
                 ("height", ctypes.c_int), ("pad", ctypes.c_char * 256)]
 
 
-def devices(dpy: int) -> list[dict]:
+def devices(dpy: int) -> list[dict[str, Any]]:
     n = ctypes.c_int()
     ptr = xi.XListInputDevices(dpy, ctypes.byref(n))
     infos = ctypes.cast(ptr, ctypes.POINTER(XDeviceInfo))
@@ -105,7 +106,8 @@ def devices(dpy: int) -> list[dict]:
 def real_device(dpy: int, use: int) -> int:
     for d in devices(dpy):
         if d["use"] == use and "XTEST" not in d["name"]:
-            return xi.XOpenDevice(dpy, d["id"])
+            device: int = xi.XOpenDevice(dpy, d["id"])
+            return device
     raise SystemExit(f"no real device of use {use}")
 
 
@@ -138,7 +140,7 @@ def window_name(dpy: int, window: int) -> str:
     return ""
 
 
-def race(dpy: int, title: str, dx: int, dy: int) -> dict:
+def race(dpy: int, title: str, dx: int, dy: int) -> dict[str, Any]:
     root = x11.XDefaultRootWindow(dpy)
     x11.XSelectInput(dpy, root, SUBSTRUCTURE_NOTIFY_MASK)
     x11.XSync(dpy, 0)
@@ -160,12 +162,12 @@ def race(dpy: int, title: str, dx: int, dy: int) -> dict:
             "window": ev.window, "geometry": [attrs.x, attrs.y, attrs.width, attrs.height]}
 
 
-def main(argv: list[str]) -> dict:
+def main(argv: list[str]) -> dict[str, Any]:
     dpy = x11.XOpenDisplay(None)
     if not dpy:
         raise SystemExit("cannot open the display")
     cmd, args = (argv[0], argv[1:]) if argv else ("", [])
-    out: dict = {"done": cmd}
+    out: dict[str, Any] = {"done": cmd}
     if cmd == "devices":
         out["devices"] = devices(dpy)
     elif cmd == "device-click":
@@ -221,7 +223,7 @@ def _override_redirect_attrs() -> ctypes.c_void_p:
     return ctypes.cast(ctypes.byref(attrs), V)
 
 
-_keep: list = []
+_keep: list[Any] = []
 
 if __name__ == "__main__":
     print(json.dumps(main(sys.argv[1:])), flush=True)

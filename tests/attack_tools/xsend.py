@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from Xlib import XK, X, display
 from Xlib.protocol import event
 
 
-def remap(d: display.Display, keycode: int, names: list[str]) -> dict:
+def remap(d: display.Display, keycode: int, names: list[str]) -> dict[str, Any]:
     old = d.get_keyboard_mapping(keycode, 1)[0]
     names_of = {v: k[3:] for k, v in vars(XK).items() if k.startswith("XK_")}
     old_names = [names_of.get(k, "NoSymbol") for k in old]
@@ -35,7 +36,7 @@ def remap(d: display.Display, keycode: int, names: list[str]) -> dict:
     return {"keycode": keycode, "old": old_names, "new": names}
 
 
-def main(argv: list[str]) -> dict:
+def main(argv: list[str]) -> dict[str, Any]:
     d = display.Display()
     if argv[0] == "remap":
         return remap(d, int(argv[1]), argv[2:])

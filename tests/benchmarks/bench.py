@@ -59,6 +59,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -615,7 +616,7 @@ def _dialog_latencies(b: Bench) -> list[float]:
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from fakes import MemoryKeychain
     from PySide6.QtCore import QEvent, QEventLoop, QObject, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QDialog
 
     from gui_approver.core.keys.store import KeyStore
     from gui_approver.core.settings import Settings
@@ -682,15 +683,16 @@ def _dialog_latencies(b: Bench) -> list[float]:
         for n in range(b.runs * 2 + 1):
             t = threading.Thread(target=client, args=(n,))
             t.start()
-            spin_until(lambda n=n: len(painted) > n and gui.approver.dialog is not None, 10)
+            spin_until(partial(lambda k: len(painted) > k and gui.approver.dialog is not None,
+                               n), 10)
             dialog = gui.approver.dialog
             visible = getattr(dialog, "visible_at", None)
             t1 = painted[n] if visible is None else min(visible, painted[n])
             if n > 0:  # the first one warms the app up
                 results.append((t1 - arrivals[n]) * 1000)
-            assert dialog is not None
+            assert isinstance(dialog, QDialog)
             dialog.reject()
-            spin_until(lambda t=t: not t.is_alive(), 10)
+            spin_until(partial(lambda th: not th.is_alive(), t), 10)
     finally:
         gui.stop()
         app.processEvents()
@@ -832,7 +834,7 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
                 audit.record(event="get", registry="bench", index_url=reg.index_url,
                              operation="publish", crate=name, version=vers, cksum=cksum,
                              decision="signed")
-                meta = {"deps": [], "features": {"std": []}, "links": None}
+                meta: dict[str, Any] = {"deps": [], "features": {"std": []}, "links": None}
                 return _index_entry(meta, name, vers, cksum)
 
             for name in names:

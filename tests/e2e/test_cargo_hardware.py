@@ -94,6 +94,7 @@ def hw_harness(qtbot, gui_app, app_env, softhsm, tmp_path, monkeypatch):
         assert hits == [], hits
 
 
+@pytest.mark.slow
 def test_publish_with_a_hardware_key_approval_then_pin(hw_harness, node_verifier):
     h = hw_harness
     assert Path(BRIDGE).exists()

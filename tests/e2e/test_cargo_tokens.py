@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cargo_harness import BRIDGE, CLI, cargo
+from checks import approval_dialog, present
 from factories import write_crate
 from leakscan import scan
 from PySide6.QtCore import Qt
@@ -41,13 +42,14 @@ class TokenHarness:
             self.qtbot.waitUntil(
                 lambda: self.gui.approver.dialog is not None or proc.poll() is not None,
                 timeout=int(timeout * 1000))
-            dialog = self.gui.approver.dialog
-            if dialog is None:
+            shown = self.gui.approver.dialog
+            if shown is None:
                 assert approve_all, f"cargo exited without asking: {proc.communicate()}"
                 break
+            dialog = approval_dialog(shown)
             seen = {k: v.text() for k, v in dialog.field_labels.items()}
-            seen["intro"] = dialog.findChild(QLabel, "intro").text()
-            seen["heading"] = dialog.findChild(QLabel, "heading").text()
+            seen["intro"] = present(dialog.findChild(QLabel, "intro")).text()
+            seen["heading"] = present(dialog.findChild(QLabel, "heading")).text()
             self.dialogs.append(seen)
             answer = answers.pop(0) if answers else "approve"
             if answer == "approve":
@@ -104,6 +106,7 @@ def token_harness(qtbot, gui_app, app_env, tmp_path):
     _stop(h, app_env)
 
 
+@pytest.mark.slow
 def test_import_then_publish_yank_owner_each_approved(token_harness):
     h = token_harness
     home = Path(h.env["CARGO_HOME"])

@@ -15,7 +15,8 @@ import factories
 import hostile_archives as h
 import pyseto
 import pytest
-from factories import request, write_crate
+from checks import as_get
+from factories import paseto_claims, request, write_crate
 from fakes import MemoryKeychain
 
 from gui_approver.client.protocol import Publish
@@ -68,15 +69,15 @@ class ReviewingApprover:
             raise
 
     def _decide(self, approval: ApprovalRequest) -> Decision:
-        request, prov = approval.request, approval.provenance
+        request, prov = as_get(approval.request), approval.provenance
         # ipc.py has already put the kernel's SO_PEERCRED pid into the provenance.
         peer_pid = prov.pid
-        if isinstance(request.operation, Publish):
+        if isinstance(publish := request.operation, Publish):
             run = run_key_for_pid(peer_pid)
             assert run == run_key(resolve_requester(prov, peer_pid))
             taken = self.workspace.batch.take(request, run=run)
             if taken is not None:
-                self.batched.append((request.name, request.vers, request.cksum))
+                self.batched.append((publish.name, publish.vers, publish.cksum))
                 self.inspector.record_candidate(request, taken[1])
                 return Decision.approve("approved with the workspace list")
         if self.before_review is not None:
@@ -133,7 +134,7 @@ class Rig:
         pub = pyseto.Key.from_paserk(self.record.public)
         out = []
         for t in self.registry.accepted_tokens:
-            claims = json.loads(pyseto.decode(pub, t).payload)
+            claims = paseto_claims(pub, t)
             if claims.get("mutation") == "publish":
                 out.append(claims["cksum"])
         return out

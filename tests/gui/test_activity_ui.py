@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from checks import present
+
 from gui_approver.core.audit import AuditLog
 from gui_approver.ui.activity import ActivityWindow
 
@@ -20,10 +22,13 @@ def test_shows_decisions_newest_first_as_plain_text(qtbot, tmp_path):
     w = ActivityWindow(path)
     qtbot.addWidget(w)
     assert w.table.rowCount() == 2
-    assert w.table.item(0, 1).text() == "denied" and w.table.item(0, 3).text() == "<b>bar</b>"
-    assert w.table.item(1, 1).text() == "signed"
-    assert "/src/foo" in w.table.item(1, 7).text()
-    assert w.table.item(1, 6).text() == "approved in the dialog"
+    def cell(row: int, column: int) -> str:
+        return present(w.table.item(row, column)).text()
+
+    assert cell(0, 1) == "denied" and cell(0, 3) == "<b>bar</b>"
+    assert cell(1, 1) == "signed"
+    assert "/src/foo" in cell(1, 7)
+    assert present(w.table.item(1, 6)).text() == "approved in the dialog"
 
 
 def test_times_are_local_and_relative_today_and_reason_is_visible(qtbot, tmp_path):
@@ -59,7 +64,8 @@ def test_times_are_local_and_relative_today_and_reason_is_visible(qtbot, tmp_pat
     header = w.table.horizontalHeader()
     right = header.sectionViewportPosition(reason) + header.sectionSize(reason)
     assert right <= w.table.viewport().width(), (right, w.table.viewport().width())
-    assert "T" not in w.table.item(0, 0).text() and w.table.item(0, 0).toolTip().endswith("Z")
+    when = present(w.table.item(0, 0))
+    assert "T" not in when.text() and when.toolTip().endswith("Z")
 
 
 def test_empty_log(qtbot, tmp_path):

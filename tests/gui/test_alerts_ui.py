@@ -54,7 +54,7 @@ def setup(gui_app: Any, tmp_path: Path) -> Iterator[Setup]:
         store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
         gui = gui_app(store, Settings(), watch=watch, first_run=False)
         s = Setup(tmp_path, reg, gui, watch)
-        gui.notify = lambda title, msg, warning=False: s.notes.append((title, msg))  # type: ignore[method-assign]
+        gui.notify = lambda title, msg, warning=False: s.notes.append((title, msg))
         yield s
         gui.stop()  # before the registry goes
 
@@ -144,7 +144,11 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
     window = setup.gui.alerts_window
     assert window is not None
     asked: list[str] = []
-    window.confirm = lambda title, text: asked.append(text) is None  # answers Yes
+    def confirm(title: str, text: str) -> bool:  # answers Yes
+        asked.append(text)
+        return True
+
+    window.confirm = confirm
     (card,) = window.cards
     assert card.revoke_button.isEnabled()
     assert rec.fingerprint in card.revoke_button.toolTip()

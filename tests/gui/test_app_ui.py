@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from checks import present
 from fakes import MemoryKeychain
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
 from gui_approver.core.keys.store import KeyStore
+from gui_approver.core.service import SignEvent
 from gui_approver.core.settings import Settings
 from gui_approver.secret import Secret
 
@@ -71,7 +73,7 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, gui_app, tmp_path):
     import sys
     from pathlib import Path
 
-    events = []
+    events: list[SignEvent] = []
     gui, store = make_app(gui_app, tmp_path)
     gui.service.on_event = events.append
     store.create(registry="local", index_url=LOCAL)
@@ -81,8 +83,8 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, gui_app, tmp_path):
                           "vers": "1.0.0"})
     proc = subprocess.Popen([str(bridge), "--cargo-plugin"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(request.encode() + b"\n")
-    proc.stdin.flush()
+    present(proc.stdin).write(request.encode() + b"\n")
+    present(proc.stdin).flush()
     qtbot.waitUntil(lambda: gui.approver.dialog is not None, timeout=10000)
     proc.kill()  # cargo interrupted with Ctrl-C takes its provider with it
     proc.wait(5)
@@ -164,8 +166,8 @@ def test_second_launch_raises_the_running_apps_window(qtbot, gui_app, tmp_path):
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gui-approver"), "app"],
                             stderr=subprocess.PIPE, text=True)
     qtbot.waitUntil(lambda: proc.poll() is not None, timeout=30000)
-    err = proc.stderr.read()
-    proc.stderr.close()
+    err = present(proc.stderr).read()
+    present(proc.stderr).close()
     assert proc.returncode == 0, err
     assert "brought its window forward" in err
     qtbot.waitUntil(lambda: not window.isMinimized(), timeout=3000)

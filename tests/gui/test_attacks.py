@@ -58,10 +58,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import envtools
 import pyseto
 import pytest
+from checks import json_of
 
 pytestmark = pytest.mark.gui
 
@@ -120,8 +122,8 @@ class Bridge:
             return False
         return not select.select([self.proc.stdout.fileno()], [], [], 0)[0]
 
-    def answer(self, timeout: float = 10) -> dict:
-        out: dict = json.loads(self._line(timeout))
+    def answer(self, timeout: float = 10) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self._line(timeout))
         self.proc.wait(5)
         return out
 
@@ -256,7 +258,7 @@ class Arena:
         x, y, w, h = self.geometry(self.window(name))
         return x + w - APPROVE_FROM_CORNER[0], y + h - APPROVE_FROM_CORNER[1]
 
-    def deny_by_closing(self, bridge: Bridge, name: str) -> dict:
+    def deny_by_closing(self, bridge: Bridge, name: str) -> dict[str, Any]:
         """WM_DELETE_WINDOW, as a window manager's close button: the dialog denies."""
         self.tool("xsend.py", "close", str(self.window(name)), system=True)
         return bridge.answer()
@@ -269,12 +271,12 @@ class Arena:
             raise AssertionError(f"{argv} failed ({proc.returncode}): {proc.stderr}")
         return proc.stdout
 
-    def tool(self, script: str, *args: str, system: bool = False) -> dict:
+    def tool(self, script: str, *args: str, system: bool = False) -> dict[str, Any]:
         python = SYSTEM_PYTHON if system else sys.executable
         out = self.run([python, str(TOOLS / script), *args])
         return dict(json.loads(out.strip().splitlines()[-1]))
 
-    def atspi(self, *args: str) -> dict:
+    def atspi(self, *args: str) -> dict[str, Any]:
         return self.tool("atspi_tool.py", *args, system=True)
 
     def spawn_tool(self, script: str, *args: str, system: bool = False,
@@ -324,7 +326,7 @@ class Arena:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def read_json_line(proc: subprocess.Popen[bytes], timeout: float = 10) -> dict:
+def read_json_line(proc: subprocess.Popen[bytes], timeout: float = 10) -> dict[str, Any]:
     assert proc.stdout is not None
     if not select.select([proc.stdout.fileno()], [], [], timeout)[0]:
         raise AssertionError("the tool printed nothing")
@@ -403,15 +405,15 @@ def arena(session) -> Iterator[Arena]:
 
 
 
-def assert_denied(answer: dict) -> None:
+def assert_denied(answer: dict[str, Any]) -> None:
     assert "Ok" not in answer, answer
     assert "denied" in answer["Err"]["message"], answer
 
 
-def assert_token(arena: Arena, answer: dict) -> None:
+def assert_token(arena: Arena, answer: dict[str, Any]) -> None:
     token = answer["Ok"]["token"]
     decoded = pyseto.decode(pyseto.Key.from_paserk(arena.public), token)
-    assert json.loads(decoded.footer)["url"] == LOCAL
+    assert json_of(decoded.footer)["url"] == LOCAL
 
 
 # -- the genuine path (and the X11 hole it shares) -------------------------------------------
@@ -736,6 +738,7 @@ def test_tray_dbus_actions_cannot_approve(arena):
         envtools.wait_for(lambda: not arena.app.alive, 15, what="the arena's app to quit too")
 
 
+@pytest.mark.slow
 def test_keyboard_remapped_while_the_dialog_is_open(arena):
     """A worm turns letters into Tab and Space (what xmodmap does) hoping the user types:
     the dialog disarms and arms again from scratch, and typed letters keep it disarmed."""

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from checks import present
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
@@ -103,7 +104,7 @@ def test_first_run_moves_the_crates_io_token_and_only_then_points_cargo_at_the_b
     click(qtbot, win.import_button)
     assert "now only in the keychain" in win.status.text()
     tokens = bearer_store(store)
-    rec = tokens.find_by_registry("crates-io")
+    rec = present(tokens.find_by_registry("crates-io"))
     assert rec.index_url == cargo_config.CRATES_IO_INDEX and rec.origin == "dialog"
     assert tokens.token(rec) == Secret(TOKEN)
     assert (cargo_home / "credentials.toml").read_text() == "[registry]\n"
@@ -131,7 +132,7 @@ def test_key_manager_deletes_a_bearer_token_after_the_name_is_typed(qtbot, store
     manager.show()
     manager.table.selectRow(0)
     assert manager.selected_token() == rec and manager.delete_button.isEnabled()
-    dialog = manager.delete_selected()
+    dialog = present(manager.delete_selected())
     assert "bearer token" in dialog.windowTitle() or "token" in dialog.windowTitle()
     assert not dialog.delete_button.isEnabled()
     qtbot.keyClicks(dialog.confirm_edit, "crates-io")

@@ -14,8 +14,10 @@ import threading
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
+from checks import approval_dialog, present
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
+from qt_tools import RecordingDialog
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -53,12 +55,8 @@ class FakeClock:
 @pytest.fixture
 def dialog(qtbot):
     clock = FakeClock()
-    d = ApprovalDialog(approval(), clock=clock)
-    d.arming_clock = clock
+    d = RecordingDialog(approval(), clock=clock)
     qtbot.addWidget(d)
-    decisions = []
-    d.decided.connect(decisions.append)
-    d.decisions = decisions
     d.show()
     d.activateWindow()
     qtbot.waitUntil(d.isActiveWindow, timeout=3000)
@@ -178,12 +176,12 @@ def test_queue_one_dialog_at_a_time_and_timeout(qtbot):
     for t in threads:
         t.start()
     qtbot.waitUntil(lambda: approver.pending_count() == 3, timeout=5000)
-    first = approver.dialog
-    assert first is not None and "2 more" in first.waiting_label.text()
+    first = approval_dialog(approver.dialog)
+    assert "2 more" in first.waiting_label.text()
     first.reject()  # Escape / close
     qtbot.waitUntil(lambda: approver.dialog is not None and approver.dialog is not first,
                     timeout=3000)
-    second = approver.dialog
+    second = approval_dialog(approver.dialog)
     second.activateWindow()
     qtbot.waitUntil(lambda: second.approve_button.isEnabled(), timeout=3000)
     qtbot.mouseClick(second.approve_button, Qt.MouseButton.LeftButton)
@@ -352,7 +350,8 @@ def guard(qtbot):
 
 def feed(guard, data: bytes) -> bool:
     buf = ctypes.create_string_buffer(data, len(data))
-    return guard.filter_event(ctypes.addressof(buf))
+    handled: bool = guard.filter_event(ctypes.addressof(buf))
+    return handled
 
 
 def mouse_release(time):
@@ -507,7 +506,7 @@ def test_the_heading_names_the_registry_of_the_stored_key(qtbot, action):
     reaches any label."""
     d = ApprovalDialog(_hostile_approval(action=action))
     qtbot.addWidget(d)
-    heading = d.findChild(QLabel, "heading").text()
+    heading = present(d.findChild(QLabel, "heading")).text()
     assert "\n" not in heading and "throwa" not in heading
     assert " local?" in heading or "local " in heading
     registry = d.field_labels["Registry"].text()
@@ -521,7 +520,7 @@ def test_the_heading_names_the_registry_of_the_stored_key(qtbot, action):
 def test_a_request_without_a_stored_key_shows_the_name_escaped(qtbot):
     d = ApprovalDialog(_hostile_approval(key=False))
     qtbot.addWidget(d)
-    heading = d.findChild(QLabel, "heading").text()
+    heading = present(d.findChild(QLabel, "heading")).text()
     assert "\n" not in heading and "\\u202e" in heading
     for label in d.findChildren(QLabel):
         for ch in _INVISIBLE:

@@ -3,6 +3,7 @@ the dialog (not over Approve) with coloured diff lines (offscreen, pytest-qt).""
 
 from __future__ import annotations
 
+from checks import present
 from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QWidget
 from test_review_dialog import changed_review, contents, review_for, show
@@ -14,7 +15,8 @@ def _content_bottom(d) -> int:
     bottoms = [w.mapTo(d, QPoint(0, w.height())).y()
                for w in content.findChildren(QWidget)
                if w.isVisible() and w.parentWidget() is content]
-    return max(bottoms)
+    bottom: int = max(bottoms)
+    return bottom
 
 
 def test_no_empty_band_above_the_footer(qtbot):
@@ -35,13 +37,13 @@ def test_diff_window_opens_beside_the_dialog_with_coloured_lines(qtbot, tmp_path
     d = show(qtbot, changed_review(tmp_path))
     d.move(0, 0)
     d.show_changes()
-    w = d.changes_window
+    w = present(d.changes_window)
     qtbot.waitExposed(w)
     approve = QRect(d.approve_button.mapToGlobal(QPoint(0, 0)), d.approve_button.size())
     deny = QRect(d.deny_button.mapToGlobal(QPoint(0, 0)), d.deny_button.size())
     assert not w.frameGeometry().intersects(approve)
     assert not w.frameGeometry().intersects(deny)
-    colours = {}
+    colours: dict[str, object] = {}
     block = w.text.document().begin()
     while block.isValid():
         text = block.text()

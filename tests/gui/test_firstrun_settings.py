@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import shiboken6
 from fakes import MemoryKeychain
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
 from gui_approver.core import settings as settings_mod
@@ -48,7 +49,7 @@ def test_first_run_window_appears_without_keys_and_opens_the_wizard(qtbot, gui_a
     assert win.text.text().count(". ") + 1 == 3  # three sentences
     # cargo has no config at all: the window offers to configure it.
     assert win.needs_cargo and not win.configure_button.isHidden()
-    qtbot.mouseClick(win.new_key_button, app_mod.Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(win.new_key_button, Qt.MouseButton.LeftButton)
     assert isinstance(win.wizard, NewKeyWizard) and win.wizard.isVisible()
 
 
@@ -220,7 +221,7 @@ def test_expired_key_warning(gui_app, tmp_path, cargo_home):
     past = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     aged = type(rec)(**{**rec.to_json(), "expires": past})
     real_list = store.list
-    store.list = lambda **kw: [aged if r.kip == rec.kip else r  # type: ignore[method-assign]
+    store.list = lambda **kw: [aged if r.kip == rec.kip else r
                                for r in real_list(**kw)]
     texts = gui.check_expiry()
     assert texts == [f"The key for old expired on {past}; it is no longer used. "

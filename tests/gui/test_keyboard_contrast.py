@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from checks import present
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPalette
-from PySide6.QtWidgets import QApplication, QPushButton, QWidget
+from PySide6.QtWidgets import QApplication, QPushButton, QScrollArea, QWidget
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -97,7 +98,7 @@ def test_tab_stops_only_on_usable_things(dialog, qtbot):
     qtbot.waitUntil(dialog.approve_button.isEnabled, timeout=3000)
     seen = []
     for _ in range(8):
-        w = QApplication.focusWidget()
+        w = present(QApplication.focusWidget())
         seen.append(w)
         assert isinstance(w, QPushButton) and w.isEnabled() and w.isVisible(), (
             type(w).__name__, w.objectName())
@@ -109,7 +110,7 @@ def test_review_scroll_area_is_a_tab_stop_only_when_it_scrolls(qtbot):
     from test_review_dialog import contents, review_for, show
 
     d = show(qtbot, review_for(contents(files={"src/lib.rs": b"pub fn a() {}\n"})))
-    scroll = d.findChild(QWidget, "reviewScroll")
+    scroll = present(d.findChild(QScrollArea, "reviewScroll"))
     bar = scroll.verticalScrollBar()
     qtbot.waitUntil(lambda: (bar.maximum() > 0) == bool(
         scroll.focusPolicy() & Qt.FocusPolicy.TabFocus), timeout=3000)

@@ -12,6 +12,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 import shiboken6
+from checks import present
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QWizard
@@ -24,6 +25,7 @@ from gui_approver.registry.server import DemoRegistry
 from gui_approver.secret import Secret
 from gui_approver.ui.keys import (
     COLUMNS,
+    ConfigureCargoDialog,
     KeyManagerWindow,
     NewKeyWizard,
     format_when,
@@ -193,7 +195,7 @@ def test_wizard_with_a_passphrase_stores_a_wrapped_key(qtbot, store, cargo_home)
     assert wizard.currentId() == NewKeyWizard.PAGE_RESULT
     rec = wizard.record
     assert rec.protection == "passphrase" and rec.registry == "pw-reg"
-    item = KeyringKeychain().get(rec.kip).expose()
+    item = present(KeyringKeychain().get(rec.kip)).expose()
     assert item.startswith("k3.secret-pw.") and "k3.secret." not in item
     assert opts.passphrase.first.text() == "" and opts.passphrase.second.text() == ""
     assert "passphrase" in wizard.result_page.details.text()
@@ -423,7 +425,7 @@ def test_manager_imports_cargo_paseto_keys(qtbot, store, cargo_home):
     rec = store.find(LOCAL)
     assert rec is not None and rec.kip == key.kip and rec.public == key.public_paserk
     assert rec.registry == "local" and rec.subject == "sub"
-    assert KeyringKeychain().get(key.kip).expose() == secret
+    assert present(KeyringKeychain().get(key.kip)).expose() == secret
     after = creds.read_text()
     assert secret not in after and "secret-key" not in after
     assert after.startswith('# tokens\n[registries.other]\ntoken = "keep-me"\n')
@@ -490,7 +492,7 @@ def gone_or_hidden(dialog):
 
 
 def shown_dialogs(unlocker):
-    shown = []
+    shown: list[object] = []
     unlocker.dialog_shown.connect(shown.append)
     return shown
 
@@ -516,7 +518,7 @@ def test_unlocker_from_a_worker_thread_unlocks_a_real_key(qtbot, store, caplog, 
     qtbot.keyClicks(dialog.edit, "hunter2")
     click(qtbot, dialog.unlock_button)
     qtbot.waitUntil(lambda: not worker.is_alive())
-    assert worker.error is None and worker.result.kip == rec.kip
+    assert worker.error is None and present(worker.result).kip == rec.kip
     qtbot.waitUntil(lambda: gone_or_hidden(dialog))
     assert "hunter2" not in caplog.text
 
@@ -546,7 +548,7 @@ def test_unlocker_wrong_passphrase_signs_nothing(qtbot, store, make_unlocker):
     assert dialog.edit.text() == "right"
     qtbot.keyClick(dialog.edit, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: not worker.is_alive())
-    assert worker.error is None and worker.result.kip == rec.kip
+    assert worker.error is None and present(worker.result).kip == rec.kip
 
 
 def test_unlocker_wrong_passphrase_then_cancel_signs_nothing(qtbot, store, make_unlocker):
@@ -636,7 +638,7 @@ def test_no_secret_reaches_the_key_index_files(qtbot, store, app_env):
     qtbot.keyClicks(wizard.registry_page.index_edit, LOCAL)
     click(qtbot, wizard_button(wizard, "NextButton"))
     click(qtbot, wizard_button(wizard, "CommitButton"))
-    secret = KeyringKeychain().get(wizard.record.kip).expose()
+    secret = present(KeyringKeychain().get(wizard.record.kip)).expose()
     for path in Path(app_env["XDG_CONFIG_HOME"]).rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace")
@@ -669,7 +671,8 @@ def test_manager_configures_cargo_for_an_existing_key(qtbot, store, cargo_home):
     assert window.configure_button.isEnabled()
     click(qtbot, window.configure_button)
     dialog = window.dialog
-    assert dialog is not None and dialog.windowTitle() == "Configure cargo for mine"
+    assert isinstance(dialog, ConfigureCargoDialog)
+    assert dialog.windowTitle() == "Configure cargo for mine"
     assert "+credential-provider" in dialog.view.diff.toPlainText()
     click(qtbot, dialog.view.apply_button)
     text = (cargo_home / "config.toml").read_text()

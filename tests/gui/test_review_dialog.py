@@ -16,10 +16,12 @@ import hostile_archives as h
 import pyseto
 import pytest
 from cargo_harness import PUBLISH, cargo
-from factories import write_crate
+from checks import approval_dialog, as_get, present, top_items
+from factories import paseto_claims, write_crate
 from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
+from qt_tools import RecordingDialog
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -76,12 +78,10 @@ def changed_review(tmp_path: Path) -> RequestReview:
     return review_for(new, previous=prev, changes=ch, diffs=diffs)
 
 
-def show(qtbot, review: RequestReview) -> ApprovalDialog:
-    d = ApprovalDialog(ApprovalRequest(request=review.request, key=None, review=review,
-                                       provenance=Provenance(pid=4242, ppid=4241)))
+def show(qtbot, review: RequestReview) -> RecordingDialog:
+    d = RecordingDialog(ApprovalRequest(request=review.request, key=None, review=review,
+                                        provenance=Provenance(pid=4242, ppid=4241)))
     qtbot.addWidget(d)
-    d.decisions = []  # type: ignore[attr-defined]
-    d.decided.connect(d.decisions.append)  # type: ignore[attr-defined]
     d.show()
     d.activateWindow()
     qtbot.waitUntil(d.isActiveWindow, timeout=3000)
@@ -103,7 +103,7 @@ def test_verified_contents_show_the_file_list(qtbot):
     assert "3 files" in details and "License: MIT" in details
     assert "Description: a test crate" in details and "https://example.com/repo" in details
     assert d.file_list is not None
-    rows = [d.file_list.topLevelItem(i).text(0) for i in range(d.file_list.topLevelItemCount())]
+    rows = [item.text(0) for item in top_items(d.file_list)]
     assert sorted(rows) == ["Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]
     assert "No earlier approved version" in d.review_labels["changes"].text()
     assert "contentsWarning" not in d.review_labels
@@ -168,7 +168,7 @@ def test_flags_changes_and_view_changes(qtbot, tmp_path):
     qtbot.mouseClick(d.view_changes_button, Qt.MouseButton.LeftButton)
     w = d.changes_window
     assert w is not None and w.isVisible()
-    text = w.findChild(QPlainTextEdit, "diffText")
+    text = present(w.findChild(QPlainTextEdit, "diffText"))
     assert text.isReadOnly()
     body = text.toPlainText()
     assert "=== src/lib.rs ===" in body and "+pub fn answer() -> u32 { 43 }" in body
@@ -189,7 +189,7 @@ def test_approve_all_listed_needs_a_genuine_click(qtbot):
     assert b is not None and b.objectName() == "approveAllButton"
     assert not b.isDefault() and not b.autoDefault() and "&" not in b.text()
     assert d.batch_list is not None and d.batch_list.topLevelItemCount() == 3
-    assert [d.batch_list.topLevelItem(i).text(3) for i in range(3)] == ["verified"] * 3
+    assert [item.text(3) for item in top_items(d.batch_list)] == ["verified"] * 3
     assert not b.isEnabled()  # arming, like Approve
     qtbot.waitUntil(b.isEnabled, timeout=3000)
     assert b.text() == "Approve all listed"
@@ -216,10 +216,11 @@ def test_approver_resolves_approve_all(qtbot):
     t.start()
     try:
         qtbot.waitUntil(lambda: approver.dialog is not None, timeout=5000)
-        d = approver.dialog
+        d = approval_dialog(approver.dialog)
         d.activateWindow()
-        qtbot.waitUntil(lambda: d.approve_all_button.isEnabled(), timeout=3000)
-        qtbot.mouseClick(d.approve_all_button, Qt.MouseButton.LeftButton)
+        button = present(d.approve_all_button)
+        qtbot.waitUntil(button.isEnabled, timeout=3000)
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: bool(out), timeout=3000)
     finally:
         approver.shutdown()
@@ -278,7 +279,7 @@ def test_real_cargo_workspace_approve_all_and_changes(harness):
     crates = registry.crates()
     assert sorted(crates) == names
     pub = pyseto.Key.from_paserk(harness.record.public)
-    signed = [json.loads(pyseto.decode(pub, t).payload) for t in registry.accepted_tokens]
+    signed = [paseto_claims(pub, t) for t in registry.accepted_tokens]
     by_name = {c["name"]: c["cksum"] for c in signed if c.get("mutation") == "publish"}
     assert by_name == {n: crates[n][0]["cksum"] for n in names}
     inspector = gui.service.inspector
@@ -314,9 +315,9 @@ class SpyInspector(Inspector):
         self.fixed = review
         self.calls: list[str] = []
 
-    def review(self, request, provenance, peer_pid=None, *, timeout=None):  # type: ignore[override]
+    def review(self, request, provenance, peer_pid=None, *, timeout=None):
         self.calls.append(request.operation.op)
-        if self.fixed is not None and request.cksum == self.fixed.request.cksum:
+        if self.fixed is not None and request.cksum == as_get(self.fixed.request).cksum:
             return self.fixed
         return super().review(request, provenance, peer_pid, timeout=timeout)
 
@@ -439,7 +440,7 @@ def test_approve_all_covers_only_unflagged_crates(tmp_path, monkeypatch):
     assert len(approver.seen) == 1  # b: covered by "Approve all listed"
     for n in "cde":  # each flagged crate gets its own dialog (denied here)
         assert "Ok" not in svc.handle(request(by_name[n].contents), Provenance()).response
-        assert approver.seen[-1].request.name == n
+        assert as_get(approver.seen[-1].request).name == n
     assert len(approver.seen) == 4
 
 
@@ -447,8 +448,7 @@ def test_dialog_shows_each_crates_flags(qtbot, tmp_path, monkeypatch):
     review = flagged_batch_review(tmp_path, monkeypatch)
     d = show(qtbot, review)
     assert d.batch_list is not None and d.approve_all_button is not None
-    rows = {d.batch_list.topLevelItem(i).text(0).split()[0]: d.batch_list.topLevelItem(i)
-            for i in range(d.batch_list.topLevelItemCount())}
+    rows = {item.text(0).split()[0]: item for item in top_items(d.batch_list)}
     assert rows["b"].text(4) == "none"
     for n in "cde":
         assert rows[n].text(4).startswith("⚠ own dialog: "), n
@@ -482,9 +482,9 @@ def test_an_unverified_requester_gets_a_boxed_warning_at_the_top(qtbot):
     assert warning.isVisible()
     assert "NOT A VERIFIED CARGO REQUEST" in warning.text()
     assert "started by timeout" in warning.text()
-    box = warning.parentWidget()
+    box = present(warning.parentWidget())
     assert box.objectName() == "requesterWarningBox"
-    heading = d.findChild(QLabel, "heading")
+    heading = present(d.findChild(QLabel, "heading"))
     assert box.mapTo(d, box.rect().topLeft()).y() < heading.mapTo(d, heading.rect().topLeft()).y()
     # no "Approve all listed", and the list says why
     assert d.approve_all_button is None

@@ -11,11 +11,12 @@ import json
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QInputEvent
+from qt_tools import RecordingDialog
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
-from gui_approver.ui.dialog import SOFTWARE_INPUT_NOTE, ApprovalDialog
+from gui_approver.ui.dialog import SOFTWARE_INPUT_NOTE
 from gui_approver.ui.guard import FROM_SOFTWARE, InputGuard
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
@@ -38,11 +39,9 @@ def dialog(qtbot):
     req = parse_request(json.dumps({
         "v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
         "operation": "publish", "name": "foo", "vers": "1.2.3", "cksum": "ab" * 32}))
-    d = ApprovalDialog(ApprovalRequest(request=req, provenance=Provenance(), key=None,
-                                       timeout=120), guard=SoftwareGuard())
+    d = RecordingDialog(ApprovalRequest(request=req, provenance=Provenance(), key=None,
+                                        timeout=120), guard=SoftwareGuard())
     qtbot.addWidget(d)
-    d.decisions = []
-    d.decided.connect(d.decisions.append)
     d.show()
     d.activateWindow()
     qtbot.waitUntil(d.isActiveWindow, timeout=3000)
@@ -124,11 +123,9 @@ def test_software_input_opens_and_closes_the_diff_window(qtbot, tmp_path):
 
     review = changed_review(tmp_path)
     guard = SoftwareGuard()
-    d = ApprovalDialog(ApprovalRequest(request=review.request, key=None, review=review,
-                                       provenance=Provenance(pid=1)), guard=guard)
+    d = RecordingDialog(ApprovalRequest(request=review.request, key=None, review=review,
+                                        provenance=Provenance(pid=1)), guard=guard)
     qtbot.addWidget(d)
-    d.decisions = []
-    d.decided.connect(d.decisions.append)
     d.show()
     d.activateWindow()
     qtbot.waitUntil(d.isActiveWindow, timeout=3000)

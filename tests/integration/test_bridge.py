@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyseto
 import pytest
+from checks import json_of, present
 from fakes import MemoryKeychain
 
 from gui_approver.client import framing, paths, protocol
@@ -84,7 +85,7 @@ def test_read_exact_stdout(runtime, app):
     assert answer["Ok"]["operation_independent"] is False
     pub = pyseto.Key.from_paserk(app.store.find(LOCAL).public)
     decoded = pyseto.decode(pub, answer["Ok"]["token"])
-    assert json.loads(decoded.footer)["url"] == LOCAL
+    assert json_of(decoded.footer)["url"] == LOCAL
 
 
 def test_publish_approved_and_denied(runtime, app):
@@ -197,7 +198,7 @@ def test_second_server_instance_is_refused(runtime, app):
         other.start()
     assert info.value.pid == os.getpid()
     # and the live socket still answers
-    assert ipc.ping(str(runtime / "gui-approver"))["pid"] == os.getpid()
+    assert present(ipc.ping(str(runtime / "gui-approver")))["pid"] == os.getpid()
 
 
 def test_stale_socket_is_replaced(runtime, tmp_path):

@@ -198,7 +198,8 @@ def test_backups_made_in_the_same_second_both_survive(app_env, monkeypatch):
     home = Path(app_env["CARGO_HOME"])
     config = home / "config.toml"
     config.write_text("[net]\nretry = 1\n")
-    monkeypatch.setattr(cargo_config.time, "strftime", lambda fmt, *a: "20261130-111111")
+    monkeypatch.setattr("gui_approver.core.cargo_config.time.strftime",
+                        lambda fmt, *a: "20261130-111111")
     first = cargo_config.plan_configure("one", LOCAL, bridge=BRIDGE, home=home)
     b1 = cargo_config.apply(first)
     second = cargo_config.plan_configure("two", LOCAL + "2", bridge=BRIDGE, home=home)

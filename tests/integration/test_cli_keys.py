@@ -149,7 +149,9 @@ def test_bridge_starts_the_real_app_when_it_is_not_running(app_env):
     finally:
         pong = ipc.ping()
         if pong:
-            os.kill(int(pong["pid"]), signal.SIGTERM)
+            pid = pong["pid"]
+            assert isinstance(pid, int), pong
+            os.kill(pid, signal.SIGTERM)
     from envtools import wait_for
 
     wait_for(lambda: ipc.ping() is None, timeout=10, what="the app to quit on SIGTERM")

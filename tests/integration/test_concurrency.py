@@ -19,6 +19,7 @@ from typing import Any
 
 import pyseto
 import pytest
+from checks import as_get, json_of, present
 from envtools import wait_for
 from leakscan import scan
 
@@ -86,7 +87,7 @@ class BarrierApprover:
             self._pending -= 1
         if not all_in:
             return Decision.deny("the test barrier timed out")
-        name = request.request.name or ""
+        name = as_get(request.request).name or ""
         if approved_by_rule(name):
             return Decision.approve("approved by the test rule")
         return Decision.deny(f"denied by the test rule for {name}")
@@ -175,7 +176,7 @@ def test_fifty_bridges_at_once_each_get_their_own_answer(app_env, keyed_store, t
 
     # all mutation approvals were pending at the same moment: real concurrency
     assert approver.peak == len(mutations)
-    assert sorted(a.request.name for a in approver.seen) == sorted(
+    assert sorted(as_get(a.request).name or "" for a in approver.seen) == sorted(
         j.request["name"] for j in mutations)
 
     public = pyseto.Key.from_paserk(key.public_paserk)
@@ -192,9 +193,9 @@ def test_fifty_bridges_at_once_each_get_their_own_answer(app_env, keyed_store, t
         assert ok["operation_independent"] is False
         assert ok["cache"] == ("session" if job.op == "read" else "never")
         decoded = pyseto.decode(public, ok["token"])
-        claims = json.loads(decoded.payload)
-        assert json.loads(decoded.footer) == {"url": LOCAL, "kip": key.kip}
-        want = {k: req[k] for k in ("name", "vers", "cksum") if k in req}
+        claims = json_of(decoded.payload)
+        assert json_of(decoded.footer) == {"url": LOCAL, "kip": key.kip}
+        want: dict[str, Any] = {k: req[k] for k in ("name", "vers", "cksum") if k in req}
         if job.op != "read":
             want["mutation"] = job.op
         assert {k: v for k, v in claims.items() if k != "iat"} == want, (job.i, claims)
@@ -237,7 +238,7 @@ def test_pending_cap_denies_the_surplus_with_a_clear_reason(app_env, keyed_store
         spawn_bridges(jobs, bridge_env(app_env))
         # The cap is reached and every surplus bridge has its answer while the gate is shut.
         wait_for(lambda: approver.entered == cap, 30, what=f"{cap} pending approvals")
-        wait_for(lambda: sum(j.proc.poll() is not None for j in jobs) == surplus, 30,
+        wait_for(lambda: sum(present(j.proc).poll() is not None for j in jobs) == surplus, 30,
                  what="the surplus bridges to be answered")
         assert approver.entered == cap
         approver.open.set()

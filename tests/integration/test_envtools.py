@@ -17,6 +17,7 @@ import keyring
 import keyring.backend
 import keyring.errors
 import pytest
+from checks import present
 
 SERVICE = "gui-approver-test"
 USER = "https://registry.example/index"
@@ -225,7 +226,8 @@ def test_gui_env_shows_a_real_qt_window_on_xvfb(gui_env, xvfb_display):
 
         def window_ids():
             if proc.poll() is not None:
-                raise AssertionError(f"Qt probe exited {proc.returncode}: {proc.stderr.read()}")
+                err = present(proc.stderr).read()
+                raise AssertionError(f"Qt probe exited {proc.returncode}: {err}")
             return subprocess.run(
                 ["xdotool", "search", "--onlyvisible", "--name", title],
                 env=gui_env,
@@ -243,11 +245,11 @@ def test_gui_env_shows_a_real_qt_window_on_xvfb(gui_env, xvfb_display):
             check=True,
         ).stdout
         assert "200x100" in geometry
-        assert proc.stdout.readline().strip() == "xcb"
+        assert present(proc.stdout).readline().strip() == "xcb"
     finally:
         envtools.stop_process(proc)
-        proc.stdout.close()
-        proc.stderr.close()
+        present(proc.stdout).close()
+        present(proc.stderr).close()
 
 
 # -- Node PASETO verifier ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import pyseto
 import pytest
 import tinyfs
+from checks import json_of, present
 from envtools import spawn, stop_process, wait_for
 from fakes import MemoryKeychain
 from leakscan import scan
@@ -94,7 +95,7 @@ def key(app_env) -> SigningKey:
 
 def token_claims(key: SigningKey, token: str) -> dict[str, Any]:
     decoded = pyseto.decode(pyseto.Key.from_paserk(key.public_paserk), token)
-    claims: dict[str, Any] = json.loads(decoded.payload)
+    claims: dict[str, Any] = json_of(decoded.payload)
     return claims
 
 
@@ -175,7 +176,7 @@ def test_a_live_socket_is_never_unlinked(app_env, key, tmp_path):
         second = App(app_env, tmp_path / "second.log")
         assert second.proc.wait(20) == 0
         assert "already running" in second.text()
-        assert ipc.ping(first.socket_dir)["pid"] == first.proc.pid
+        assert present(ipc.ping(first.socket_dir))["pid"] == first.proc.pid
         assert "Ok" in answer(run_bridge(app_env, READ))
     finally:
         first.stop()
@@ -200,7 +201,7 @@ def test_a_live_socket_is_never_unlinked(app_env, key, tmp_path):
     server = ipc.UnixSocketServer(lambda m, a: ({}, None), str(directory))
     server.start()  # now stale: replaced
     try:
-        assert ipc.ping(str(directory))["pid"] == os.getpid()
+        assert present(ipc.ping(str(directory)))["pid"] == os.getpid()
     finally:
         server.stop()
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyseto
 import pytest
+from checks import present
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -191,7 +192,7 @@ def test_cli_accepts_a_strong_passphrase_and_wraps_with_many_iterations(app_env)
     r = cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL,
             "--passphrase-file", "-", "--json", input=STRONG + "\n")
     assert r.returncode == 0, r.stderr
-    item = KeyringKeychain().get(json.loads(r.stdout)["kip"]).expose()
+    item = present(KeyringKeychain().get(json.loads(r.stdout)["kip"])).expose()
     assert iterations_of(item) == store_mod.WRAP_ITERATIONS >= 300_000
 
 
@@ -203,11 +204,11 @@ def test_old_100k_key_unlocks_and_is_rewrapped(app_env):
     old = pyseto.Key.from_paserk(key.secret_paserk().expose()).to_paserk(
         password=STRONG, iteration=100_000)
     KeyringKeychain().set(rec.kip, Secret(old))
-    assert iterations_of(KeyringKeychain().get(rec.kip).expose()) == 100_000
+    assert iterations_of(present(KeyringKeychain().get(rec.kip)).expose()) == 100_000
 
     store = KeyStore(KeyringKeychain())
     store.unlock(rec, Secret(STRONG))
-    item = KeyringKeychain().get(rec.kip).expose()
+    item = present(KeyringKeychain().get(rec.kip)).expose()
     assert item.startswith("k3.secret-pw.")
     assert iterations_of(item) == store_mod.WRAP_ITERATIONS
     assert SigningKey.from_wrapped(Secret(item), Secret(STRONG)).kip == rec.kip

@@ -36,11 +36,11 @@ def hw_env(app_env, softhsm):
     return env
 
 
-class Outputs(list):
+class Outputs(list[str | bytes]):
     pass
 
 
-class Env(dict):
+class Env(dict[str, str]):
     dirs: object
 
 
@@ -223,6 +223,7 @@ def test_unlock_lock_and_cargo_publish_with_a_hardware_key(hw_env, softhsm, tmp_
         assert hits == [], hits
 
 
+@pytest.mark.slow
 def test_unlock_passphrase_key_through_the_app(app_env):
     from gui_approver.core.keys.store import KeyringKeychain, KeyStore
     from gui_approver.secret import Secret

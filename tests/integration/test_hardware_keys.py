@@ -10,6 +10,7 @@ import threading
 import pkcs11 as p11
 import pyseto
 import pytest
+from checks import json_of
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fakes import MemoryKeychain
@@ -188,10 +189,10 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
     token_text = paseto.sign_request(key, publish_request(), subject=None)
     assert repr(key) == f"HardwareSigningKey(kip={rec.kip!r})"
     decoded = pyseto.decode(pyseto.Key.from_paserk(rec.public), token_text)
-    claims = json.loads(decoded.payload)
+    claims = json_of(decoded.payload)
     assert (claims["mutation"], claims["name"], claims["cksum"]) == ("publish", "alpha",
                                                                       "ab" * 32)
-    assert json.loads(decoded.footer) == {"url": INDEX, "kip": rec.kip}
+    assert json_of(decoded.footer) == {"url": INDEX, "kip": rec.kip}
     node = node_verifier(token_text, pem_of(rec.public))
     assert json.loads(node["payload_raw"]) == claims
     # Tampered: rejected.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyseto
 import pytest
 import softhsm
+from checks import json_of
 from fakes import MemoryKeychain
 from softhsm import PIN
 
@@ -75,7 +76,7 @@ def test_tpm_key_adopted_and_signing(tpm, app_env, tmp_path, node_verifier, monk
     rec = store.add_hardware(info, registry="tpm", index_url=INDEX, subject=None)
     request = Get(RegistryInfo(index_url=INDEX, name="tpm"), Publish("t", "1.0.0", "cd" * 32))
     token = paseto.sign_request(store.signing_key(rec), request, subject=None)
-    claims = json.loads(pyseto.decode(pyseto.Key.from_paserk(rec.public), token).payload)
+    claims = json_of(pyseto.decode(pyseto.Key.from_paserk(rec.public), token).payload)
     assert claims["cksum"] == "cd" * 32
     from cryptography.hazmat.primitives import serialization
 

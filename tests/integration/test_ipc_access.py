@@ -21,8 +21,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from checks import present
 from envtools import make_runtime_dir
 
 from gui_approver.client import framing, paths, protocol
@@ -205,7 +207,8 @@ def test_the_app_refuses_an_unsafe_dir_at_startup(app_env, tmp_path):
 
 def test_another_user_cannot_reach_the_socket(server, other_user):
     srv, handler = server
-    result = as_user(other_user, SYSTEM_PYTHON, "-I", "-c", CLIENT, srv.path, credential_line())
+    result = as_user(other_user, present(SYSTEM_PYTHON), "-I", "-c", CLIENT, srv.path,
+                     credential_line())
     assert json.loads(result.stdout) == {"connect": "PermissionError"}, result.stderr
     assert handler.calls == 0
     assert ipc.ping(srv.directory) is not None  # we still can
@@ -220,7 +223,8 @@ def test_another_user_is_refused_even_if_the_permissions_break(server, other_use
     os.chmod(srv.directory, 0o711)
     os.chmod(srv.path, 0o666)
     caplog.set_level(logging.WARNING, logger="gui_approver.core.ipc")
-    result = as_user(other_user, SYSTEM_PYTHON, "-I", "-c", CLIENT, srv.path, credential_line())
+    result = as_user(other_user, present(SYSTEM_PYTHON), "-I", "-c", CLIENT, srv.path,
+                     credential_line())
     got = json.loads(result.stdout)
     assert got["connect"] == "ok" and got["received"] == "", (got, result.stderr)
     assert got.get("error") in (None, "BrokenPipeError", "ConnectionResetError")
@@ -260,7 +264,7 @@ def test_the_bridge_refuses_an_app_run_by_another_user(shared_tmp, other_user):
     os.set_inheritable(fd, True)
     listener = subprocess.Popen(  # ... but the listening process is another user
         ["setpriv", f"--reuid={other_user.pw_uid}", f"--regid={other_user.pw_gid}",
-         "--clear-groups", SYSTEM_PYTHON, "-I", "-c", LISTENER, str(fd)],
+         "--clear-groups", present(SYSTEM_PYTHON), "-I", "-c", LISTENER, str(fd)],
         pass_fds=(fd,), stdout=subprocess.PIPE, text=True, cwd="/")
     try:
         assert listener.stdout is not None
@@ -283,7 +287,7 @@ def test_the_bridge_refuses_an_app_run_by_another_user(shared_tmp, other_user):
 # ------------------------------------------------------------------------------ slowloris
 
 
-def _ask(path: str, line: bytes, timeout: float) -> list[dict[str, object]]:
+def _ask(path: str, line: bytes, timeout: float) -> list[dict[str, Any]]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)

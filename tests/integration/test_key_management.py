@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checks import present
 from envtools import wait_for
 
 from gui_approver.client.framing import Provenance
@@ -51,7 +52,7 @@ def test_passphrase_key_is_wrapped_in_the_keychain(app_env, tmp_path):
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["protection"] == "passphrase"
-    item = KeyringKeychain().get(rec["kip"]).expose()
+    item = present(KeyringKeychain().get(rec["kip"])).expose()
     assert item.startswith("k3.secret-pw.") and "k3.secret." not in item
     # stdin works too, and a non-tty without a passphrase source never prompts
     r2 = cli(app_env, "key", "new", "--registry", "two", "--index", LOCAL + "2",
@@ -131,13 +132,13 @@ def test_rotate_keeps_old_until_confirmed(app_env):
     rot = json.loads(r.stdout)
     assert rot["old"]["kip"] == first["kip"] and rot["new"]["status"] == "pending"
     store = KeyStore(KeyringKeychain())
-    assert store.find(LOCAL).kip == first["kip"]  # old still signs
+    assert present(store.find(LOCAL)).kip == first["kip"]  # old still signs
     pending_pub = cli(app_env, "key", "export", "--registry", "local", "--pending").stdout
     assert pending_pub.strip() == rot["new"]["public"]
     done = cli(app_env, "key", "rotate", "--registry", "local", "--confirm", "--json")
     assert done.returncode == 0, done.stderr
     store = KeyStore(KeyringKeychain())
-    assert store.find(LOCAL).kip == rot["new"]["kip"]
+    assert present(store.find(LOCAL)).kip == rot["new"]["kip"]
     assert KeyringKeychain().get(first["kip"]) is None
     assert [r["status"] for r in json.loads(cli(app_env, "key", "list", "--json").stdout)] == [
         "active"]
@@ -159,7 +160,7 @@ def test_import_from_real_cargo_login_then_publish_through_the_bridge(app_env, t
                                 "local"], env=env, capture_output=True, text=True, timeout=60,
                                input="")
         assert login.returncode == 0, login.stderr
-        public = re.search(r"k3\.public\.[A-Za-z0-9_-]+", login.stderr).group(0)
+        public = present(re.search(r"k3\.public\.[A-Za-z0-9_-]+", login.stderr)).group(0)
         creds = home / "credentials.toml"
         before = creds.read_text()
         assert "secret-key" in before
@@ -177,7 +178,7 @@ def test_import_from_real_cargo_login_then_publish_through_the_bridge(app_env, t
                              if not line.startswith("secret-key")) + "\n"
         assert after == expected
         assert (os.stat(creds).st_mode & 0o777) == 0o600
-        assert KeyStore(KeyringKeychain()).find(registry.index_url).public == public
+        assert present(KeyStore(KeyringKeychain()).find(registry.index_url)).public == public
         assert "cargo-credential-gui-approver" in (home / "config.toml").read_text()
         assert "# keep me" in (home / "config.toml").read_text()
 

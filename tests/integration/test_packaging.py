@@ -13,6 +13,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import envtools
 import pytest
@@ -152,7 +153,7 @@ def _read_request(index_url: str) -> str:
                        "kind": "get", "operation": "read"}) + "\n"
 
 
-def _bridge_read(bridge: Path, env: dict[str, str], index_url: str) -> tuple[float, dict]:
+def _bridge_read(bridge: Path, env: dict[str, str], index_url: str) -> tuple[float, dict[str, Any]]:
     elapsed, out = _timed([str(bridge), "--cargo-plugin"], env=env,
                           input=_read_request(index_url))
     hello, answer = out.splitlines()
@@ -249,7 +250,8 @@ def test_bundle_builds_and_works_against_the_real_keychain(tmp_path, app_env):
 
         pong = ipc.ping(sock_dir)
         assert pong is not None, "the auto-started app is not answering"
-        pid = int(pong["pid"])
+        pid = pong["pid"]
+        assert isinstance(pid, int), pong
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert cmdline[0] == str(app).encode() and b"--started-by-bridge" in cmdline
         os.kill(pid, 15)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checks import present
 
 from gui_approver.client.framing import Provenance
 from gui_approver.review.requester import cargo_subcommand, resolve_requester
@@ -65,7 +66,7 @@ class Tree:
             cmd = f'cd "$CRATE" && {sys.executable} -c "$BRIDGE_CODE" --cargo-plugin; true'
         argv = ["bash", "-c", cmd]
         if terminal:  # a stand-in terminal (bash under another name) runs that shell
-            (bindir / terminal).symlink_to(shutil.which("bash"))
+            (bindir / terminal).symlink_to(present(shutil.which("bash")))
             argv = [str(bindir / terminal), "-c", f"bash -c {shlex.quote(cmd)}; true"]
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, pass_fds=(r,))
         os.close(r)

@@ -34,16 +34,20 @@ class Locks:
     def __init__(self):
         self.reasons: list[str] = []
 
+
     def __call__(self, reason):
         self.reasons.append(reason)
+
+
+class Watcher(SessionLockWatcher):
+    locks: Locks  # what the fixture hands it, for the tests to read
 
 
 @pytest.fixture
 def watcher(buses):
     system, session = buses
     locks = Locks()
-    w = SessionLockWatcher(locks, system_address=system.address,
-                           session_address=session.address)
+    w = Watcher(locks, system_address=system.address, session_address=session.address)
     w.start()
     assert w.ready.wait(10)
     w.locks = locks

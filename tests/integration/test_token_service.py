@@ -8,8 +8,10 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+from checks import present
 from fakes import MemoryKeychain
 from leakscan import scan
 
@@ -41,7 +43,7 @@ class Recorder:
 class ConfigServer:
     """A sparse index root serving config.json (optionally auth-required, or 401)."""
 
-    def __init__(self, body: dict | None, status: int = 200):
+    def __init__(self, body: dict[str, Any] | None, status: int = 200):
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -147,7 +149,7 @@ def test_read_of_an_auth_required_registry_asks_and_says_it_can_publish(tmp_path
         assert ok["token"] == TOKEN and ok["operation_independent"] is False
         # The per-registry setting: reads without a dialog.
         tokens = bearer_store(svc.store)
-        tokens.set_silent_reads(tokens.find(url), True)
+        tokens.set_silent_reads(present(tokens.find(url)), True)
         silent = Recorder(Decision.deny("must not be asked"))
         svc.approver = silent
         ok = svc.handle(req(url, "read", headers=headers), Provenance()).response["Ok"]
@@ -176,7 +178,7 @@ def test_auto_approve_loopback_rule_is_the_same_for_tokens(tmp_path, open_index)
 # -- login / logout over the socket (issue 12, item 2) -----------------------------------------
 
 
-def raw_socket_request(sock_dir: Path, request: dict) -> dict:
+def raw_socket_request(sock_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
     """What a same-user worm does: connect to the app's socket and send a request."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(20)
@@ -286,4 +288,4 @@ def test_cargo_login_for_crates_io_refuses_a_key(socket_app):
     login["token"] = TOKEN
     out = raw_socket_request(sock, login)
     assert out["response"] == {"Ok": {"kind": "login"}}
-    assert bearer_store(svc.store).find_by_registry("crates-io").origin == "dialog"
+    assert present(bearer_store(svc.store).find_by_registry("crates-io")).origin == "dialog"

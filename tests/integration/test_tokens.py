@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from checks import present
 from leakscan import scan
 
 from gui_approver.core.keys import flows
@@ -46,7 +47,7 @@ def test_token_add_list_show_delete_in_the_real_keychain(app_env):
     assert shown["scopes"] == "publish-update; crates: foo" and shown["expires"]
     assert shown["protection"] == "keychain" and shown["origin"] == "cli"
     # The token is in the keychain, in no file, in no output.
-    rec = bearer_store(KeyStore(KeyringKeychain())).find(LOCAL)
+    rec = present(bearer_store(KeyStore(KeyringKeychain())).find(LOCAL))
     assert KeyringKeychain().get(rec.account) == Secret(TOKEN)
     listed = cli(app_env, "key", "list")
     assert "local\ttoken\tsha256:" in listed.stdout
@@ -61,7 +62,7 @@ def test_token_add_list_show_delete_in_the_real_keychain(app_env):
     assert dup.returncode == 1 and "already has a bearer token" in dup.stderr
     rot = cli(app_env, "token", "rotate", "--registry", "local", input=OTHER + "\n")
     assert rot.returncode == 0, rot.stderr
-    new = bearer_store(KeyStore(KeyringKeychain())).find(LOCAL)
+    new = present(bearer_store(KeyStore(KeyringKeychain())).find(LOCAL))
     assert new.fingerprint == fingerprint(Secret(OTHER)) and new.scopes == shown["scopes"]
     assert KeyringKeychain().get(rec.account) is None
     no = cli(app_env, "token", "delete", "--registry", "local")
@@ -94,9 +95,9 @@ def test_passphrase_token_unlock_backoff_and_idle_lock(app_env, tmp_path):
     answers: list[Secret | None] = []
     store = KeyStore(KeyringKeychain(), unlocker=lambda rec, why: answers.pop(0))
     tokens = bearer_store(store)
-    rec = tokens.find(LOCAL)
+    rec = present(tokens.find(LOCAL))
     assert rec.protection == "passphrase"
-    stored = KeyringKeychain().get(rec.account)
+    stored = present(KeyringKeychain().get(rec.account))
     assert TOKEN not in stored.expose()  # only the wrapped form is in the keychain
     assert unwrap_token(stored, Secret("correct horse battery staple"), rec.account) == Secret(
         TOKEN)
@@ -149,10 +150,10 @@ def test_import_cargo_moves_both_tokens_and_keeps_every_other_byte(app_env):
         f'token = "{OTHER}"\n', "")
     assert (os.stat(creds).st_mode & 0o777) == 0o640
     tokens = bearer_store(KeyStore(KeyringKeychain()))
-    crates = tokens.find_by_registry("crates-io")
+    crates = present(tokens.find_by_registry("crates-io"))
     assert crates.index_url == "https://github.com/rust-lang/crates.io-index"
     assert tokens.token(crates) == Secret(TOKEN)
-    assert tokens.token(tokens.find(LOCAL)) == Secret(OTHER)
+    assert tokens.token(present(tokens.find(LOCAL))) == Secret(OTHER)
     text = config.read_text()
     assert text.startswith("# my config\n")
     assert f'[registry]\ncredential-provider = ["{BRIDGE}"]' in text

@@ -336,7 +336,7 @@ def test_revoke_refuses_plain_http_to_a_remote_api(tmp_path: Path) -> None:
         cfg.mkdir(parents=True, exist_ok=True)
         orig = reg._route
 
-        def route(method, seg, headers, body):  # type: ignore[no-untyped-def]
+        def route(method, seg, headers, body):
             if seg == ["index", "config.json"]:
                 from gui_approver.registry.server import _json_response
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import tinyfs
+from checks import present
 from factories import request
 from fakes import MemoryKeychain
 from leakscan import scan
@@ -24,7 +25,7 @@ from gui_approver.core import audit
 from gui_approver.core.approval import Decision
 from gui_approver.core.audit import AuditError, AuditLog, read_recent
 from gui_approver.core.keys.store import KeyStore, SigningKey
-from gui_approver.core.service import SigningService
+from gui_approver.core.service import SignEvent, SigningService
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 CKSUM = "ef" * 32
@@ -132,14 +133,14 @@ def test_a_writer_killed_mid_record_loses_only_that_record(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "half-written"
+        assert present(proc.stdout).readline().strip() == "half-written"
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.stdin.close()
-        proc.stdout.close()
+        present(proc.stdin).close()
+        present(proc.stdout).close()
     assert not path.read_bytes().endswith(b"\n")
     recs = read_recent(1000, path)
     assert [r["reason"] for r in recs] == [str(i) for i in range(100)]
@@ -165,13 +166,13 @@ def test_sigkill_at_any_moment_leaves_earlier_records_intact(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _LOOPING_WRITER, str(path)],
                             stdout=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "running"
+        assert present(proc.stdout).readline().strip() == "running"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.stdout.close()
+        present(proc.stdout).close()
     recs = read_recent(10**6, path)
     assert len(recs) >= 50
     assert [r["reason"] for r in recs] == [str(i) for i in range(len(recs))]
@@ -320,7 +321,7 @@ def test_no_record_no_token(store, tmp_path):
     """If the record cannot be written the token is never released: the request is denied."""
     (tmp_path / "blocked").write_text("a file, so the log's directory cannot be created")
     log = AuditLog(tmp_path / "blocked" / "audit.jsonl")
-    events = []
+    events: list[SignEvent] = []
     svc = SigningService(store, Fixed(True), audit=log, on_event=events.append)
     for op in ("read", "publish"):
         out = svc.handle(req(op), Provenance()).response

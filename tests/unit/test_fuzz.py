@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from gui_approver.secret import Secret
 
 #: Generated inputs per parser: 10,000 in the `ci` hypothesis profile (make test), fewer in
 #: `dev` (make check); the profiles are registered in conftest.py.
-FUZZ_EXAMPLES = settings.default.max_examples
+FUZZ_EXAMPLES: int = settings().max_examples  # the loaded profile's
 _SCALE = FUZZ_EXAMPLES / 10_000
 #: Per parser, from structured (shrinkable) hypothesis strategies.
 RICH_EXAMPLES = max(30, round(300 * _SCALE))
@@ -170,7 +171,8 @@ arbitrary_bytes = st.binary(max_size=300)
 arbitrary_text = st.text(max_size=120).map(lambda s: s.encode("utf-8", "surrogatepass"))
 arbitrary_json = json_value.map(_dumps)
 
-CARGO_PATHS = [(k,) for k in REQUEST_KEYS] + [("registry", k) for k in REGISTRY_KEYS]
+CARGO_PATHS: list[tuple[str, ...]] = [
+    *[(k,) for k in REQUEST_KEYS], *[("registry", k) for k in REGISTRY_KEYS]]
 
 #: The passphrase/PIN in the "unlock" template: it must never show in a parse error or repr.
 UNLOCK_SECRET = "pin-S3cr3t-7731"
@@ -493,7 +495,7 @@ def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
     with pytest.raises(AttributeError, match="frozen"):
         req.kind = "get"  # type: ignore[misc]
     with pytest.raises(AttributeError, match="frozen"):
-        del req.kind  # type: ignore[misc]
+        del req.kind
     for clone in (copy.copy(req), copy.deepcopy(req), pickle.loads(pickle.dumps(req))):
         assert clone == req
     prov = framing.Provenance(1, 2, "/x")
@@ -557,7 +559,7 @@ def test_deep_nesting_at_every_depth_and_stack_position() -> None:
         for depth in depths:
             for doc in _nested_documents(depth):
                 for _name, parse in PARSERS:
-                    _at_stack_depth(stack, lambda p=parse, d=doc: refused_clearly(lambda: p(d)))
+                    _at_stack_depth(stack, partial(refused_clearly, partial(parse, doc)))
                     cases += 1
     assert cases > 5_000
 
@@ -574,7 +576,7 @@ def test_huge_lines_at_the_size_limit(name: str, parse: Callable[[bytes], Any]) 
     for size in (limit - 1, limit, limit + 1, 2 * limit, 16 * limit):
         doc = (base + "x" * max(0, size - len(base) - 2) + '"}').encode()
         assert len(doc) == size
-        result = refused_clearly(lambda d=doc: parse(d))
+        result = refused_clearly(partial(parse, doc))
         assert (result is not None) == (size <= limit), (name, size)
     with pytest.raises(ProtocolError, match="too large"):
         parse(b"[" * (limit + 1))
@@ -586,9 +588,9 @@ def test_huge_lines_at_the_size_limit(name: str, parse: Callable[[bytes], Any]) 
 def test_numbers_beyond_pythons_int_limit(value: Any) -> None:
     digits = str(value) if isinstance(value, int) else value
     for name, parse in PARSERS:  # refused with a clear message, never a crash or a hang
-        assert refused_clearly(lambda p=parse: p(('{"v":' + digits + "}").encode())) is None, name
-        assert refused_clearly(lambda p=parse: p(('{"ipc":1,"type":"ack","timeout":' + digits
-                                                  + "}").encode())) is None, name
+        assert refused_clearly(partial(parse, ('{"v":' + digits + "}").encode())) is None, name
+        ack = '{"ipc":1,"type":"ack","timeout":' + digits + "}"
+        assert refused_clearly(partial(parse, ack.encode())) is None, name
 
 
 # ----------------------------------------------------------------------------- the bridge
@@ -615,7 +617,7 @@ def assert_one_answer(rc: int, lines: list[str]) -> dict[str, Any]:
     assert lines[-1] == "", "the answer line ends with a newline"
     assert lines[:-1][0] == protocol.HELLO
     assert len(lines) == 3, lines  # hello, exactly one answer, ""
-    answer = json.loads(lines[1])
+    answer: dict[str, Any] = json.loads(lines[1])
     assert protocol.validate_response(answer) == answer
     return answer
 
@@ -693,7 +695,7 @@ def test_fuzz_bridge_run_with_app_replies(tmp_path: Path) -> None:
         answer = assert_one_answer(rc, lines)
         expected = None
         for raw in reply.split(b"\n")[:-1]:  # the complete lines, as the bridge reads them
-            msg = refused_clearly(lambda r=raw: framing.parse_ipc_reply(r + b"\n"))
+            msg = refused_clearly(partial(framing.parse_ipc_reply, raw + b"\n"))
             if msg is None or msg["type"] not in ("ack", "response"):
                 break
             if msg["type"] == "response":

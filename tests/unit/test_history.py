@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hostile_archives as h
 import pytest
+from checks import present
 
 from gui_approver.review.contents import inspect_crate_bytes
 from gui_approver.review.history import History, compare, default_root, unified_diff
@@ -201,7 +202,7 @@ def test_size_bound_evicts_superseded_then_oldest(tmp_path):
     assert hist.total_bytes() <= 10_000
     kept = hist.entries()
     assert ("bar", "1.0.0") in [(e.name, e.vers) for e in kept]
-    assert hist.previous(REG, "foo").vers == "0.5.0"  # the newest of foo survives
+    assert present(hist.previous(REG, "foo")).vers == "0.5.0"  # the newest of foo survives
     assert len([e for e in kept if e.name == "foo"]) < 6
 
 
@@ -209,7 +210,7 @@ def test_crate_larger_than_the_bound_keeps_metadata_only(tmp_path):
     hist = History(tmp_path / "h", max_bytes=600)
     entry = hist.record_approved(REG, contents("0.1.0"))  # ~400 B copy + ~700 B metadata
     assert entry.crate_path is None
-    assert hist.previous(REG, "foo").files == entry.files
+    assert present(hist.previous(REG, "foo")).files == entry.files
 
 
 def test_corrupt_entries_are_ignored(hist):
@@ -240,7 +241,7 @@ EVIL_LIB = b"pub fn answer() -> u32 {\n    std::process::abort()\n}\n"
 def forge_previous(root: Path, genuine, fake) -> None:
     """What a same-user worm does: rewrite the approved 1.0.0 entry so that it already
     contains the poisoned source (the file list and the kept copy), keeping the format."""
-    path = Path(genuine.entry_path)
+    path = Path(present(genuine.entry_path))
     doc = json.loads(path.read_text())
     doc["cksum"] = fake.cksum
     doc["files"] = [[f.path, f.size, f.kind, f.sha256, f.note] for f in fake.files]
@@ -266,7 +267,8 @@ def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
     genuine = History(root, mac=HistoryMac(keychain)).record_approved(
         REG, contents("1.0.0"), registry_name="local")
     secret = keychain.get(HISTORY_MAC_ACCOUNT)
-    assert secret is not None and secret.expose() not in Path(genuine.entry_path).read_text()
+    assert secret is not None
+    assert secret.expose() not in Path(present(genuine.entry_path)).read_text()
     # the app restarted: the same keychain key still vouches for the genuine entry
     assert History(root, mac=HistoryMac(keychain)).previous(REG, "foo") == genuine
 
@@ -294,7 +296,7 @@ def test_edited_or_unsigned_entries_fail_and_other_keys_do_not_verify(tmp_path):
     keychain = MemoryKeychain()
     root = tmp_path / "history"
     entry = History(root, mac=HistoryMac(keychain)).record_approved(REG, contents("1.0.0"))
-    path = Path(entry.entry_path)
+    path = Path(present(entry.entry_path))
     doc = json.loads(path.read_text())
     # a key in another keychain (another user, or a fresh one) does not vouch for it
     assert History(root, mac=HistoryMac(MemoryKeychain())).scan() == ([], 1)
@@ -326,7 +328,7 @@ def test_service_keeps_the_history_key_in_the_keychain(tmp_path):
     assert svc.inspector is not None and svc.inspector.history is not None
     entry = svc.inspector.history.record_approved(REG, contents("1.0.0"))
     assert keychain.get(HISTORY_MAC_ACCOUNT) is not None
-    assert "mac" in json.loads(Path(entry.entry_path).read_text())
+    assert "mac" in json.loads(Path(present(entry.entry_path)).read_text())
 
 
 def test_a_version_going_backwards_is_flagged(hist):

@@ -16,7 +16,7 @@ INDEX = "sparse+http://127.0.0.1:8765/index/"
 
 
 class FailingKeychain(MemoryKeychain):
-    def set(self, account, secret):  # type: ignore[no-untyped-def]
+    def set(self, account, secret):
         raise KeychainUnavailable("the keychain is not available")
 
 

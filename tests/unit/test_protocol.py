@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from checks import as_get, as_login
 
 from gui_approver.client import framing, paths, protocol
 from gui_approver.client.protocol import ProtocolError, parse_request
@@ -27,7 +28,7 @@ def test_every_cargo_request_round_trips_byte_for_byte(line):
 
 
 def test_request_fields():
-    req = parse_request(REQUESTS[1])
+    req = as_get(parse_request(REQUESTS[1]))
     assert req == protocol.Get(req.registry, protocol.Publish("foo", "0.6.0", req.cksum or ""))
     assert (req.kind, req.operation.op, req.name, req.vers) == ("get", "publish", "foo", "0.6.0")
     assert req.cksum and len(req.cksum) == 64
@@ -43,7 +44,7 @@ def test_request_fields():
 def test_login_token_is_secret_and_never_printed():
     line = ('{"v":1,"registry":{"index-url":"sparse+http://h/index/"},"kind":"login",'
             '"token":"k3.secret.SHOULDNOTAPPEAR"}')
-    req = parse_request(line)
+    req = as_login(parse_request(line))
     assert req.token is not None and req.token.expose() == "k3.secret.SHOULDNOTAPPEAR"
     assert "SHOULDNOTAPPEAR" not in repr(req)
     assert "SHOULDNOTAPPEAR" not in str(req.token)
@@ -54,7 +55,7 @@ def test_unknown_fields_are_ignored():
     obj = json.loads(REQUESTS[2])
     obj["future-field"] = {"x": [1, 2]}
     obj["registry"]["also-new"] = True
-    req = parse_request(json.dumps(obj))
+    req = as_get(parse_request(json.dumps(obj)))
     assert req.operation == protocol.Yank("foo", "0.6.0")
 
 
@@ -136,7 +137,7 @@ def test_ipc_credential_message_round_trip():
     assert msg.endswith(b"\n") and msg.count(b"\n") == 1
     parsed = framing.parse_ipc_request(msg)
     assert parsed.type == "credential"
-    assert parsed.request is not None and parsed.request.cksum == raw["cksum"]
+    assert parsed.request is not None and as_get(parsed.request).cksum == raw["cksum"]
     assert parsed.provenance == framing.Provenance(10, 9, "/src/foo")
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import hostile_archives as h
+from checks import present
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -196,10 +197,11 @@ def crate_in(tmp_path, name="foo"):
 
 def test_inspection_is_bounded_and_a_timeout_is_could_not_verify(tmp_path, monkeypatch):
     import gui_approver.review.request as review_mod
+    import gui_approver.review.requester as requester_mod
 
     d, data = crate_in(tmp_path)
     release, entered = threading.Event(), threading.Event()
-    real = review_mod.resolve_requester
+    real = requester_mod.resolve_requester
 
     def stuck(*args, **kw):  # a /proc read stuck in the kernel, say
         entered.set()
@@ -220,7 +222,7 @@ def test_inspection_is_bounded_and_a_timeout_is_could_not_verify(tmp_path, monke
         assert review.requester.summary.startswith("requester could not be verified")
         # the stuck worker holds the only slot: the next review answers at once
         busy = insp.review(publish_req("foo", "0.1.0", sha(data)), prov, os.getpid())
-        assert "too many inspections" in busy.contents.reason
+        assert "too many inspections" in present(busy.contents).reason
     finally:
         release.set()
 

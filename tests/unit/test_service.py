@@ -8,6 +8,7 @@ import threading
 
 import pyseto
 import pytest
+from checks import as_get, json_of, present
 from factories import request
 from fakes import MemoryKeychain
 
@@ -53,7 +54,7 @@ def verify(store, token, url=LOCAL):
     rec = store.find(url)
     pub = pyseto.Key.from_paserk(rec.public)
     decoded = pyseto.decode(pub, token)
-    return json.loads(decoded.payload), json.loads(decoded.footer)
+    return json_of(decoded.payload), json_of(decoded.footer)
 
 
 def test_read_is_signed_without_asking_and_cached_for_the_session(store):
@@ -88,7 +89,7 @@ def test_mutations_are_signed_only_after_approval(store, op):
     assert ("cksum" in claims) == (op == "publish")
     assert next(iter(claims)) == "iat"
     (seen,) = approver.seen
-    assert seen.provenance.cwd == "/x" and seen.request.operation.op == op
+    assert seen.provenance.cwd == "/x" and as_get(seen.request).operation.op == op
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_login_generates_key_and_prints_public(tmp_path):
     assert "k3.secret" not in (out.notice or "")
     # second login keeps the key
     out2 = svc.handle(login, Provenance())
-    assert out2.response == protocol.ok_login() and store.find(LOCAL).kip == rec.kip
+    assert out2.response == protocol.ok_login() and present(store.find(LOCAL)).kip == rec.kip
 
 
 def test_login_imports_a_given_secret(tmp_path):
@@ -205,7 +206,7 @@ def test_login_imports_a_given_secret(tmp_path):
                                       "token": key.secret_paserk().expose()}))
     out = svc.handle(login, Provenance())
     assert out.response == protocol.ok_login()
-    assert store.find(LOCAL).kip == key.kip
+    assert present(store.find(LOCAL)).kip == key.kip
     bad = parse_request(json.dumps({"v": 1, "registry": {"index-url": REMOTE}, "kind": "login",
                                     "token": "k3.secret.not-a-key-at-all"}))
     out = svc.handle(bad, Provenance())
@@ -220,7 +221,7 @@ def test_login_imports_a_given_secret(tmp_path):
     assert "plain-old-token" not in json.dumps(out.response) + (out.notice or "")
     assert store.find(REMOTE) is None
     from gui_approver.core.keys.bearer import bearer_store
-    assert bearer_store(store).find(REMOTE).origin == "dialog"
+    assert present(bearer_store(store).find(REMOTE)).origin == "dialog"
 
 
 def test_logout_needs_confirmation(store):
