@@ -34,13 +34,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from gui_approver.demo import keychain
 
 T = TypeVar("T")
 
@@ -137,16 +138,7 @@ def require_program(name: str, debian_package: str) -> str:
     return path
 
 
-def make_runtime_dir(prefix: str = "gat-") -> Path:
-    """A fresh 0700 directory with a *short* path, for Unix sockets (108-byte limit).
-
-    pytest's tmp_path can be ~80 characters long, too long for ``<dir>/keyring/control`` or
-    an app socket, so runtime directories live directly in /tmp. Callers remove them.
-    """
-    base = "/tmp" if os.path.isdir("/tmp") else None
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-    path.chmod(0o700)
-    return path
+make_runtime_dir = keychain.make_runtime_dir  # a short 0700 dir in /tmp, for sockets
 
 
 def _pdeathsig_prefix() -> list[str]:
@@ -250,221 +242,23 @@ class _Managed:
 
 
 # --------------------------------------------------------------------------------------------
-# Private D-Bus session bus
+# The private keychain: gui_approver/demo/keychain.py (the demo's own), with this API on top
 # --------------------------------------------------------------------------------------------
 
-_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <keep_umask/>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <!-- Deliberately no <standard_session_servicedirs/>: nothing is D-Bus-activatable here, so
-       a call to org.freedesktop.secrets can never start a second (locked) gnome-keyring and
-       a locked collection can never pop up gcr-prompter. -->
-  <servicedir>{servicedir}</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-@dataclass
-class SessionBus(_Managed):
-    address: str
-    process: subprocess.Popen[bytes]
-    runtime_dir: Path  # short 0700 dir holding the socket; removed by stop()
-    tmpdir: Path
-    log_path: Path
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"DBUS_SESSION_BUS_ADDRESS": self.address}
-
-    def connect(self) -> Any:
-        """A blocking jeepney connection to this bus (close it, or use it in ``with``)."""
-        from jeepney.io.blocking import open_dbus_connection
-
-        return open_dbus_connection(bus=self.address)
-
-    def name_has_owner(self, name: str) -> bool:
-        from jeepney.bus_messages import message_bus
-
-        with self.connect() as conn:
-            return bool(_call(conn, message_bus.NameHasOwner(name))[0])
-
-    def _cleanup(self) -> None:
-        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+#: What ``secret_service`` yields: .env, .lock(), .unlock(), .is_locked(), .address,
+#: .runtime_dir, .bus (SessionBus), .keyring (GnomeKeyring), .tmpdir, .stop().
+SecretService = keychain.PrivateKeychain
+SessionBus = keychain.SessionBus
+GnomeKeyring = keychain.GnomeKeyring
+read_alias = keychain.read_alias
+keyring_is_locked = keychain.keyring_is_locked
+lock_keyring = keychain.lock_keyring
 
 
 def start_session_bus(tmpdir: Path | str, *, timeout: float = 10.0) -> SessionBus:
-    """Start a private ``dbus-daemon --session`` listening on a unix:path socket.
-
-    ``tmpdir`` holds the config and the log; the socket lives in a short runtime directory
-    (``bus.runtime_dir``, also usable as XDG_RUNTIME_DIR) that ``stop()`` removes.
-    """
-    daemon = require_program("dbus-daemon", "dbus")
-    tmpdir = Path(tmpdir)
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    runtime_dir = make_runtime_dir("gat-bus-")
-    servicedir = tmpdir / "dbus-services"
-    servicedir.mkdir(exist_ok=True)
-    config = tmpdir / "dbus-session.conf"
-    config.write_text(_BUS_CONFIG.format(socket=runtime_dir / "bus", servicedir=servicedir))
-    log_path = tmpdir / "dbus-daemon.log"
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = spawn(
-            [
-                daemon,
-                f"--config-file={config}",
-                "--nofork",
-                "--nopidfile",
-                "--nosyslog",
-                f"--print-address={write_fd}",
-            ],
-            env=_minimal_env(),
-            log_path=log_path,
-            pass_fds=(write_fd,),
-        )
-    except BaseException:
-        os.close(read_fd)
-        os.close(write_fd)
-        shutil.rmtree(runtime_dir, ignore_errors=True)
-        raise
-    os.close(write_fd)
-    try:
-        address = _read_line_from_fd(
-            read_fd, proc, time.monotonic() + timeout, "dbus-daemon's address", log_path
-        )
-    except BaseException:
-        stop_process(proc)
-        shutil.rmtree(runtime_dir, ignore_errors=True)
-        raise
-    finally:
-        os.close(read_fd)
-    return SessionBus(address, proc, runtime_dir, tmpdir, log_path)
-
-
-def _minimal_env(**extra: str) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-    }
-    env.update(extra)
-    return env
-
-
-def _call(conn: Any, msg: Any, timeout: float = 5.0) -> tuple[Any, ...]:
-    from jeepney.wrappers import unwrap_msg
-
-    return tuple(unwrap_msg(conn.send_and_get_reply(msg, timeout=timeout)))
-
-
-# --------------------------------------------------------------------------------------------
-# gnome-keyring (a real Secret Service)
-# --------------------------------------------------------------------------------------------
-
-
-def _secrets_service() -> Any:
-    from jeepney import DBusAddress
-
-    return DBusAddress(SECRETS_PATH, SECRETS_BUS_NAME, "org.freedesktop.Secret.Service")
-
-
-def _read_alias(conn: Any, alias: str = "default") -> str:
-    from jeepney import new_method_call
-
-    return str(_call(conn, new_method_call(_secrets_service(), "ReadAlias", "s", (alias,)))[0])
-
-
-def _collection_locked(conn: Any, path: str) -> bool:
-    from jeepney import DBusAddress, Properties
-
-    coll = DBusAddress(path, SECRETS_BUS_NAME, "org.freedesktop.Secret.Collection")
-    return bool(_call(conn, Properties(coll).get("Locked"))[0][1])
-
-
-def lock_keyring(bus: SessionBus, collection: str = DEFAULT_ALIAS_PATH) -> None:
-    """Lock a collection (default: the default alias) through Secret Service ``Lock``."""
-    from jeepney import new_method_call
-
-    with bus.connect() as conn:
-        locked, prompt = _call(
-            conn, new_method_call(_secrets_service(), "Lock", "ao", ([collection],))
-        )
-        if prompt != "/":
-            raise EnvToolError(f"Lock wanted a prompt ({prompt}); cannot lock non-interactively")
-        if not _collection_locked(conn, collection):
-            raise EnvToolError(f"{collection} still unlocked after Lock (returned {locked})")
-
-
-def unlock_keyring(
-    bus: SessionBus, password: str = KEYRING_PASSWORD, collection: str = DEFAULT_ALIAS_PATH
-) -> None:
-    """Unlock a collection without a prompt, as a user typing the password would.
-
-    Uses gnome-keyring's own ``UnlockWithMasterPassword`` (the standard ``Unlock`` needs a
-    graphical prompter, which the private bus deliberately cannot start).
-    """
-    from jeepney import DBusAddress, new_method_call
-
-    with bus.connect() as conn:
-        if collection.startswith("/org/freedesktop/secrets/aliases/"):
-            collection = _read_alias(conn, collection.rsplit("/", 1)[1])
-        _output, session = _call(
-            conn,
-            new_method_call(_secrets_service(), "OpenSession", "sv", ("plain", ("s", ""))),
-        )
-        internal = DBusAddress(
-            SECRETS_PATH,
-            SECRETS_BUS_NAME,
-            "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
-        )
-        secret = (session, b"", password.encode(), "text/plain")
-        _call(
-            conn,
-            new_method_call(
-                internal, "UnlockWithMasterPassword", "o(oayays)", (collection, secret)
-            ),
-        )
-        if _collection_locked(conn, collection):
-            raise EnvToolError(f"{collection} is still locked (wrong password?)")
-
-
-def read_alias(bus: SessionBus, alias: str = "default") -> str:
-    """The collection path an alias points at ("/" when unset)."""
-    with bus.connect() as conn:
-        return _read_alias(conn, alias)
-
-
-def keyring_is_locked(bus: SessionBus, collection: str = DEFAULT_ALIAS_PATH) -> bool:
-    with bus.connect() as conn:
-        return _collection_locked(conn, collection)
-
-
-@dataclass
-class GnomeKeyring(_Managed):
-    bus: SessionBus
-    process: subprocess.Popen[bytes]
-    home: Path
-    runtime_dir: Path
-    password: str
-    log_path: Path
-
-    def lock(self) -> None:
-        lock_keyring(self.bus)
-
-    def unlock(self) -> None:
-        unlock_keyring(self.bus, self.password)
-
-    def is_locked(self) -> bool:
-        return keyring_is_locked(self.bus)
+    """A private ``dbus-daemon --session``; ``tmpdir`` holds its config and log, the socket
+    is in ``bus.runtime_dir`` (short, also usable as XDG_RUNTIME_DIR; ``stop()`` removes it)."""
+    return keychain.start_session_bus(tmpdir, timeout=timeout)
 
 
 def start_gnome_keyring(
@@ -475,146 +269,22 @@ def start_gnome_keyring(
     runtime_dir: Path | None = None,
     timeout: float = 10.0,
 ) -> GnomeKeyring:
-    """Run ``gnome-keyring-daemon --foreground --unlock --components=secrets`` on ``bus``.
-
-    The daemon sees only ``home`` (HOME, XDG_DATA_HOME=home/.local/share where its
-    ``keyrings/login.keyring`` is created with ``password``, XDG_CONFIG_HOME, XDG_CACHE_HOME)
-    and ``runtime_dir`` (default: the bus's runtime dir; its control socket goes in
-    ``keyring/``), never the real user's keyrings. No DISPLAY, so it can never prompt.
-
-    Returns once ``org.freedesktop.secrets`` is owned on the bus and the default alias points
-    at an unlocked collection (``login``).
-    """
-    daemon = require_program("gnome-keyring-daemon", "gnome-keyring")
-    home = Path(home)
-    data_home = home / ".local" / "share"
-    for d in (data_home, home / ".config", home / ".cache"):
-        d.mkdir(parents=True, exist_ok=True)
-    runtime_dir = runtime_dir or bus.runtime_dir
-    env = _minimal_env(
-        HOME=str(home),
-        XDG_DATA_HOME=str(data_home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        XDG_RUNTIME_DIR=str(runtime_dir),
-        DBUS_SESSION_BUS_ADDRESS=bus.address,
-    )
-    log_path = bus.tmpdir / "gnome-keyring.log"
-    proc = spawn(
-        [daemon, "--foreground", "--unlock", "--components=secrets"],
-        env=env,
-        log_path=log_path,
-        stdin=subprocess.PIPE,
-        cwd=home,
-    )
-    kr = GnomeKeyring(bus, proc, home, runtime_dir, password, log_path)
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write(password.encode())
-        proc.stdin.close()
-        _wait_for_secret_service(bus, proc, timeout, log_path)
-    except BaseException:
-        stop_process(proc)
-        raise
-    return kr
+    """gnome-keyring on ``bus``, its files under ``home``; returns once it is unlocked."""
+    return keychain.start_gnome_keyring(bus, home, password=password, runtime_dir=runtime_dir,
+                                        timeout=timeout)
 
 
-def _wait_for_secret_service(
-    bus: SessionBus, proc: subprocess.Popen[bytes], timeout: float, log_path: Path
+def unlock_keyring(
+    bus: SessionBus, password: str = KEYRING_PASSWORD, collection: str = DEFAULT_ALIAS_PATH
 ) -> None:
-    from jeepney.bus_messages import message_bus
-    from jeepney.wrappers import DBusErrorResponse
-
-    deadline = time.monotonic() + timeout
-
-    def check(ok: bool, what: str) -> bool:
-        if ok:
-            return True
-        if proc.poll() is not None:
-            raise EnvToolError(
-                f"gnome-keyring-daemon exited with {proc.returncode} while waiting for {what}; "
-                f"log:\n{_log_tail(log_path)}"
-            )
-        if time.monotonic() > deadline:
-            raise EnvToolError(
-                f"timed out after {timeout:g}s waiting for {what}; log:\n{_log_tail(log_path)}"
-            )
-        time.sleep(0.002)
-        return False
-
-    with bus.connect() as conn:
-        what = f"{SECRETS_BUS_NAME} to be owned on {bus.address}"
-        while not check(bool(_call(conn, message_bus.NameHasOwner(SECRETS_BUS_NAME))[0]), what):
-            pass
-        what = "an unlocked default collection"
-        while True:
-            try:
-                path = _read_alias(conn)
-                ready = path != "/" and not _collection_locked(conn, path)
-            except DBusErrorResponse:
-                ready = False
-            if check(ready, what):
-                break
-
-
-@dataclass
-class SecretService:
-    """A private session bus with gnome-keyring on it: what ``secret_service`` yields."""
-
-    bus: SessionBus
-    keyring: GnomeKeyring
-    tmpdir: Path
-
-    @property
-    def address(self) -> str:
-        return self.bus.address
-
-    @property
-    def runtime_dir(self) -> Path:
-        return self.bus.runtime_dir
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Variables a subprocess needs to use this keychain (merge into its env)."""
-        return {
-            "DBUS_SESSION_BUS_ADDRESS": self.bus.address,
-            "XDG_RUNTIME_DIR": str(self.bus.runtime_dir),
-        }
-
-    def lock(self) -> None:
-        self.keyring.lock()
-
-    def unlock(self) -> None:
-        self.keyring.unlock()
-
-    def is_locked(self) -> bool:
-        return self.keyring.is_locked()
-
-    def stop(self) -> None:
-        try:
-            self.keyring.stop()
-        finally:
-            self.bus.stop()
-
-    def __enter__(self) -> SecretService:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    keychain.unlock_keyring(bus, password, collection)
 
 
 def start_secret_service(
     tmpdir: Path | str, *, password: str = KEYRING_PASSWORD, timeout: float = 10.0
 ) -> SecretService:
     """Private bus + unlocked gnome-keyring whose files live under ``tmpdir``."""
-    tmpdir = Path(tmpdir)
-    bus = start_session_bus(tmpdir, timeout=timeout)
-    try:
-        kr = start_gnome_keyring(bus, tmpdir / "keyring-home", password=password, timeout=timeout)
-    except BaseException:
-        bus.stop()
-        raise
-    return SecretService(bus, kr, tmpdir)
+    return keychain.start_private_keychain(tmpdir, password=password, timeout=timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -706,7 +376,7 @@ def start_xvfb(tmpdir: Path | str, *, screen: str = XVFB_SCREEN, timeout: float 
                 "tcp",
                 "-noreset",
             ],
-            env=_minimal_env(),
+            env=keychain.minimal_env(),
             log_path=log_path,
             pass_fds=(write_fd,),
         )

@@ -20,32 +20,35 @@ and machines without a screen. Qt is never imported here.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from gui_approver.errors import GuiApproverError
+from gui_approver.demo.keychain import (
+    Child,
+    DemoError,
+    PrivateKeychain,
+    spawn,
+    start_private_keychain,
+    wait_until,
+)
 
 T = TypeVar("T")
 
 REGISTRY_NAME = "gui-approver-demo"
 CRATE_NAME = "hello-gui-approver"
 CRATE_VERSION = "0.1.0"
-SECRETS_BUS_NAME = "org.freedesktop.secrets"
-
 #: Variables that would connect a child to your real session's keychain, cargo or app.
 _LEAKY_VARS = frozenset({
     "DBUS_SESSION_BUS_ADDRESS", "DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE",
@@ -54,234 +57,24 @@ _LEAKY_VARS = frozenset({
 })
 _LEAKY_PREFIXES = ("CARGO_", "GUI_APPROVER_", "KEYRING_")
 
-_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <keep_umask/>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <!-- No standard service dirs: nothing can be D-Bus-activated on this bus, so a second,
-       locked gnome-keyring (or a password prompter) can never start here. -->
-  <servicedir>{servicedir}</servicedir>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
-
-
-class DemoError(GuiApproverError):
-    """The demo could not run; nothing of the user's was touched."""
-
-
 def _say(msg: str, err: TextIO | None = None) -> None:
     stream = err or sys.stderr
     stream.write(f"demo: {msg}\n")
     stream.flush()
 
 
-# -- processes -----------------------------------------------------------------------------
-
-
-def _pdeathsig_prefix() -> list[str]:
-    # util-linux setpriv: the child gets SIGTERM if the demo dies, even by SIGKILL.
-    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    return [setpriv, "--pdeathsig", "TERM"] if setpriv else []
-
-
-@dataclass
-class _Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, limit: int = 3000) -> str:
-        try:
-            text = self.log.read_text("utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return text[-limit:].strip() or "(empty log)"
-
-    def stop(self, timeout: float = 5.0) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
-            break
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-
-
-def _spawn(name: str, argv: list[str], env: Mapping[str, str], logs: Path, *,
-           stdin: int | None = subprocess.DEVNULL, pass_fds: tuple[int, ...] = (),
-           cwd: Path | None = None) -> _Child:
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{name}.log"
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            [*_pdeathsig_prefix(), *argv], env=dict(env), stdin=stdin, stdout=fh,
-            stderr=subprocess.STDOUT, pass_fds=pass_fds, cwd=cwd, start_new_session=True,
-        )
-    return _Child(name, proc, log)
-
-
-def _wait_until(predicate: Callable[[], T | None], timeout: float, what: str,
-                child: _Child | None = None) -> T:
-    """Poll ``predicate`` until it returns a truthy value; fail early if ``child`` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if child is not None and child.proc.poll() is not None:
-            raise DemoError(f"{child.name} exited with code {child.proc.returncode} while "
-                            f"waiting for {what}; its log:\n{child.tail()}")
-        if time.monotonic() >= deadline:
-            extra = f"; {child.name}'s log:\n{child.tail()}" if child else ""
-            raise DemoError(f"timed out after {timeout:g} s waiting for {what}{extra}")
-        time.sleep(0.01)
-
-
-def _read_line(fd: int, child: _Child, timeout: float, what: str) -> str:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    while not buf.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise DemoError(f"timed out waiting for {what}; log:\n{child.tail()}")
-        ready, _, _ = select.select([fd], [], [], min(remaining, 0.2))
-        if ready:
-            chunk = os.read(fd, 512)
-            if not chunk:
-                break
-            buf += chunk
-        elif child.proc.poll() is not None:
-            break
-    if not buf.strip():
-        raise DemoError(f"{child.name} gave no {what}; log:\n{child.tail()}")
-    return buf.decode().strip()
-
-
 # -- the throwaway keychain ----------------------------------------------------------------
 
 
-class PrivateKeychain:
-    """``dbus-daemon`` + ``gnome-keyring-daemon`` of our own, under ``root``.
-
-    The bus socket goes in ``runtime`` (keep that path short: Unix sockets allow ~107 bytes).
-    """
-
-    def __init__(self, root: Path, runtime: Path) -> None:
-        self.root = root
-        self.runtime = runtime
-        self.address = ""
-        self.children: list[_Child] = []
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"DBUS_SESSION_BUS_ADDRESS": self.address}
-
-    def start(self, timeout: float = 15.0) -> None:
-        dbus = shutil.which("dbus-daemon")
-        gkd = shutil.which("gnome-keyring-daemon")
-        if not sys.platform.startswith("linux") or not dbus or not gkd:
-            raise DemoError(
-                "the demo needs dbus-daemon and gnome-keyring-daemon to make a throwaway "
-                "keychain (it never uses your own keychain)",
-                hint="on Debian/Ubuntu: sudo apt-get install dbus gnome-keyring",
-            )
-        try:
-            import jeepney  # noqa: F401  (keyring's Secret Service backend brings it)
-        except ImportError:
-            raise DemoError("the demo needs the jeepney package (a keyring dependency on "
-                            "Linux)") from None
-        self.root.mkdir(parents=True, exist_ok=True)
-        servicedir = self.root / "dbus-services"
-        servicedir.mkdir(exist_ok=True)
-        config = self.root / "dbus-session.conf"
-        config.write_text(_BUS_CONFIG.format(socket=self.runtime / "bus", servicedir=servicedir))
-        base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        read_fd, write_fd = os.pipe()
-        try:
-            bus = _spawn("dbus-daemon", [
-                dbus, f"--config-file={config}", "--nofork", "--nopidfile", "--nosyslog",
-                f"--print-address={write_fd}",
-            ], base, self.root / "logs", pass_fds=(write_fd,))
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        self.children.append(bus)
-        try:
-            self.address = _read_line(read_fd, bus, timeout, "D-Bus address")
-        finally:
-            os.close(read_fd)
-
-        home = self.root / "keyring-home"
-        for sub in (".local/share", ".config", ".cache"):
-            (home / sub).mkdir(parents=True, exist_ok=True)
-        env = dict(base, HOME=str(home), XDG_DATA_HOME=str(home / ".local/share"),
-                   XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"),
-                   XDG_RUNTIME_DIR=str(self.runtime), DBUS_SESSION_BUS_ADDRESS=self.address)
-        keyring = _spawn("gnome-keyring-daemon",
-                         [gkd, "--foreground", "--unlock", "--components=secrets"],
-                         env, self.root / "logs", stdin=subprocess.PIPE, cwd=home)
-        self.children.append(keyring)
-        assert keyring.proc.stdin is not None
-        # --unlock reads the new login keyring's password from stdin (until EOF).
-        keyring.proc.stdin.write(secrets.token_urlsafe(24).encode())
-        keyring.proc.stdin.close()
-        self._wait_ready(keyring, timeout)
-
-    def _wait_ready(self, keyring: _Child, timeout: float) -> None:
-        """Wait for the bus name, then for the default collection to exist and be unlocked.
-
-        Using the keychain before its name is owned would make D-Bus try to activate a second
-        daemon; before the collection exists, keyring would ask for a prompt.
-        """
-        from jeepney import DBusAddress, Properties, new_method_call
-        from jeepney.bus_messages import message_bus
-        from jeepney.io.blocking import open_dbus_connection
-        from jeepney.wrappers import DBusErrorResponse, unwrap_msg
-
-        service = DBusAddress("/org/freedesktop/secrets", SECRETS_BUS_NAME,
-                              "org.freedesktop.Secret.Service")
-
-        def call(conn: Any, msg: Any) -> Any:
-            return unwrap_msg(conn.send_and_get_reply(msg, timeout=5.0))
-
-        with open_dbus_connection(bus=self.address) as conn:
-            _wait_until(lambda: bool(call(conn, message_bus.NameHasOwner(SECRETS_BUS_NAME))[0]),
-                        timeout, "the keychain to appear on the private bus", keyring)
-
-            def unlocked() -> bool:
-                try:
-                    path = str(call(conn, new_method_call(service, "ReadAlias", "s",
-                                                          ("default",)))[0])
-                    if path == "/":
-                        return False
-                    coll = DBusAddress(path, SECRETS_BUS_NAME,
-                                       "org.freedesktop.Secret.Collection")
-                    return not bool(call(conn, Properties(coll).get("Locked"))[0][1])
-                except DBusErrorResponse:
-                    return False
-
-            _wait_until(unlocked, timeout, "the throwaway keychain to be unlocked", keyring)
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-        self.children.clear()
+def _start_keychain(root: Path, runtime: Path) -> PrivateKeychain:
+    if not sys.platform.startswith("linux") or not (
+            shutil.which("dbus-daemon") and shutil.which("gnome-keyring-daemon")):
+        raise DemoError(
+            "the demo needs dbus-daemon and gnome-keyring-daemon to make a throwaway "
+            "keychain (it never uses your own keychain)",
+            hint="on Debian/Ubuntu: sudo apt-get install dbus gnome-keyring",
+        )
+    return start_private_keychain(root, password=secrets.token_urlsafe(24), runtime_dir=runtime)
 
 
 # -- environment and helpers ---------------------------------------------------------------
@@ -432,13 +225,12 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
     root = make_root()
     keychain: PrivateKeychain | None = None
     registry: DemoRegistry | None = None
-    app: _Child | None = None
-    cargo_proc: _Child | None = None
+    app: Child | None = None
+    cargo_proc: Child | None = None
     try:
         dirs = DemoDirs(root)
         _say(f"working in {root} (removed at the end)", err)
-        keychain = PrivateKeychain(root / "keychain", dirs.runtime)
-        keychain.start()
+        keychain = _start_keychain(root / "keychain", dirs.runtime)
         _say("started a throwaway keychain (gnome-keyring on a private D-Bus)", err)
         env = demo_env(os.environ, dirs, keychain.env)
 
@@ -458,9 +250,9 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
         crate = write_crate(root / "src")
 
         app_args = ["app", "--no-gui", "--auto-approve-loopback"] if unattended else ["app"]
-        app = _spawn("gui-approver-app", [*self_command(), *app_args], env, dirs.logs)
+        app = spawn("gui-approver-app", [*self_command(), *app_args], env, dirs.logs)
         sock_dir = paths.socket_dir(env)
-        _wait_until(lambda: ipc.ping(sock_dir, timeout=1.0), 30.0,
+        wait_until(lambda: ipc.ping(sock_dir, timeout=1.0), 30.0,
                     "the gui-approver app to listen", app)
         _say(f"started `gui-approver {' '.join(app_args)}`", err)
         if unattended:
@@ -471,7 +263,7 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
                  "(it arms after a second; Deny shows a refused publish).", err)
 
         cmd = [cargo, "publish", "--registry", REGISTRY_NAME, "--no-verify", "--allow-dirty"]
-        cargo_proc = _spawn("cargo-publish", cmd, env, dirs.logs, cwd=crate)
+        cargo_proc = spawn("cargo-publish", cmd, env, dirs.logs, cwd=crate)
         try:
             rc = cargo_proc.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

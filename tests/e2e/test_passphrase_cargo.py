@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from cargo_harness import PUBLISH, cargo
+from factories import write_crate
 from PySide6.QtCore import Qt
-from test_cargo import write_crate
 
 from gui_approver.registry.verify import RegisteredKey
 from gui_approver.secret import Secret
