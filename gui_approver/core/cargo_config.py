@@ -150,69 +150,71 @@ def plan_configure(
     path = config_path(home)
     bridge = bridge or bridge_path()
     before, doc = _load(path)
-    warnings: list[str] = []
     if registry == CRATES_IO:
-        reg = doc.get("registry")
-        if reg is None:
-            reg = tomlkit.table()
-            doc["registry"] = reg
-        if not isinstance(reg, dict):
-            raise ConfigError(f"{path}: [registry] is not a table")
-        if not _same_provider(reg.get("credential-provider"), bridge):
-            reg["credential-provider"] = _provider_value(bridge)
-        if "token" in reg:
-            warnings.append(f"{path} still has a plaintext [registry] token; remove it")
+        entry = _table(doc, "registry", path, "[registry]")
+        secrets: tuple[str, ...] = ("token",)
     else:
         if not index_url:
             raise ConfigError(f"registry {registry} needs an index URL (--index)")
-        regs = doc.get("registries")
-        if regs is None:
-            regs = tomlkit.table(is_super_table=True)
-            doc["registries"] = regs
-        if not isinstance(regs, dict):
-            raise ConfigError(f"{path}: [registries] is not a table")
-        entry = regs.get(registry)
-        if entry is None:
-            entry = tomlkit.table()
-            regs[registry] = entry
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{path}: [registries.{registry}] is not a table")
+        regs = _table(doc, "registries", path, "[registries]", super_table=True)
+        entry = _table(regs, registry, path, f"[registries.{registry}]")
         if entry.get("index") != index_url:
             entry["index"] = index_url
-        if not _same_provider(entry.get("credential-provider"), bridge):
-            entry["credential-provider"] = _provider_value(bridge)
-        for secret in ("token", "secret-key"):
-            if secret in entry:
-                warnings.append(
-                    f"{path} still has a plaintext `{secret}` for registry {registry}; remove it"
-                )
+        secrets = ("token", "secret-key")
+    if not _same_provider(entry.get("credential-provider"), bridge):
+        entry["credential-provider"] = _provider_value(bridge)
+    warnings = [
+        f"{path} still has a plaintext `{secret}` for registry {registry}; remove it"
+        for secret in secrets if secret in entry
+    ]
     creds = home / "credentials.toml"
-    if creds.exists():
-        _, cdoc = _load(creds)
-        table = cdoc.get("registry") if registry == CRATES_IO else (
-            cdoc.get("registries", {}).get(registry)
-            if isinstance(cdoc.get("registries"), dict) else None
-        )
-        if isinstance(table, dict):
-            for field in ("token", "secret-key"):
-                if field in table:
-                    how = "key import-cargo" if field == "secret-key" else "token import-cargo"
-                    warnings.append(
-                        f"{creds} still has a plaintext `{field}` for registry {registry}: a "
-                        f"secret on disk (import it with `gui-approver {how}`)"
-                    )
-    for readable in (path, creds):
+    warnings += _credentials_warnings(creds, registry)
+    warnings += _readable_secret_warnings((path, creds))
+    warnings.extend(backup_warnings(home))
+    return ConfigChange(path=path, before=before, after=tomlkit.dumps(doc),
+                        warnings=tuple(warnings))
+
+
+def _table(doc: Any, key: str, path: Path, label: str, *, super_table: bool = False) -> Any:
+    """``doc[key]``, created when missing; a ConfigError when it is not a table."""
+    table = doc.get(key)
+    if table is None:
+        table = tomlkit.table(is_super_table=super_table) if super_table else tomlkit.table()
+        doc[key] = table
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {label} is not a table")
+    return table
+
+
+def _credentials_warnings(creds: Path, registry: str) -> list[str]:
+    """A plaintext secret left in credentials.toml for ``registry``."""
+    if not creds.exists():
+        return []
+    _, cdoc = _load(creds)
+    table = _secret_table(cdoc, registry)
+    if table is None:
+        return []
+    out = []
+    for field in ("token", "secret-key"):
+        if field in table:
+            how = "key import-cargo" if field == "secret-key" else "token import-cargo"
+            out.append(f"{creds} still has a plaintext `{field}` for registry {registry}: a "
+                       f"secret on disk (import it with `gui-approver {how}`)")
+    return out
+
+
+def _readable_secret_warnings(paths: tuple[Path, ...]) -> list[str]:
+    out = []
+    for readable in paths:
         try:
             mode = stat.S_IMODE(os.stat(readable).st_mode)
             held = holds_secret(readable.read_text("utf-8", errors="replace"))
         except OSError:
             continue
         if held and mode & 0o044:
-            warnings.append(f"{readable} holds a plaintext secret and is readable by other "
-                            f"users (mode {mode:o}); run: chmod 600 {readable}")
-    warnings.extend(backup_warnings(home))
-    return ConfigChange(path=path, before=before, after=tomlkit.dumps(doc),
-                        warnings=tuple(warnings))
+            out.append(f"{readable} holds a plaintext secret and is readable by other "
+                       f"users (mode {mode:o}); run: chmod 600 {readable}")
+    return out
 
 
 def apply(change: ConfigChange, *, scrub: tuple[Secret, ...] = ()) -> Path | None:

@@ -250,32 +250,7 @@ def _verify(
     max_age: float,
     max_skew: float,
 ) -> VerifiedToken:
-    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
-        shown = token[:16] if isinstance(token, str) else type(token).__name__
-        raise VerificationError(
-            "not-v3-public",
-            f"The token is not an asymmetric PASETO v3.public token (it starts {shown!r}).",
-        )
-    parts = token.split(".")
-    if len(parts) != 4 or not parts[2] or not parts[3]:
-        raise VerificationError(
-            "malformed",
-            "The token must have four dot-separated parts: v3, public, payload and footer.",
-        )
-    try:
-        _b64url_decode(parts[2])
-        footer_bytes = _b64url_decode(parts[3])
-    except (ValueError, binascii.Error):
-        raise VerificationError("malformed", "The token is not valid base64url.") from None
-
-    # The footer is authenticated by the signature, but we need its kip to find the key.
-    footer = _json_object(footer_bytes, "footer")
-    url = footer.get("url")
-    kip = footer.get("kip")
-    if not isinstance(url, str) or not isinstance(kip, str):
-        raise VerificationError(
-            "malformed", 'The token\'s footer must hold string fields "url" and "kip".'
-        )
+    footer, url, kip = _read_footer(token)
 
     key = next((k for k in keys if k.kip == kip), None)
     if key is None:
@@ -302,7 +277,55 @@ def _verify(
 
     claims = _json_object(payload, "payload")
 
-    # iat: recent, not in the future.
+    _check_iat(claims, now, max_age=max_age, max_skew=max_skew)
+
+    sub = claims.get("sub")
+    if sub != key.subject:
+        raise VerificationError(
+            "sub-mismatch",
+            f"The token's subject is {_describe(sub)}, but key {kip} is registered "
+            f"with subject {_describe(key.subject)}.",
+        )
+
+    _check_operation(claims, expected)
+
+    return VerifiedToken(claims=claims, footer=footer, key=key)
+
+
+def _read_footer(token: str) -> tuple[dict[str, Any], str, str]:
+    """The token's shape and its footer (``url`` and ``kip``); the footer is authenticated
+    by the signature, but its kip is needed to find the key first."""
+    if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
+        shown = token[:16] if isinstance(token, str) else type(token).__name__
+        raise VerificationError(
+            "not-v3-public",
+            f"The token is not an asymmetric PASETO v3.public token (it starts {shown!r}).",
+        )
+    parts = token.split(".")
+    if len(parts) != 4 or not parts[2] or not parts[3]:
+        raise VerificationError(
+            "malformed",
+            "The token must have four dot-separated parts: v3, public, payload and footer.",
+        )
+    try:
+        _b64url_decode(parts[2])
+        footer_bytes = _b64url_decode(parts[3])
+    except (ValueError, binascii.Error):
+        raise VerificationError("malformed", "The token is not valid base64url.") from None
+    footer = _json_object(footer_bytes, "footer")
+    url = footer.get("url")
+    kip = footer.get("kip")
+    if not isinstance(url, str) or not isinstance(kip, str):
+        raise VerificationError(
+            "malformed", 'The token\'s footer must hold string fields "url" and "kip".'
+        )
+
+    return footer, url, kip
+
+
+def _check_iat(claims: dict[str, Any], now: datetime | None, *, max_age: float,
+               max_skew: float) -> None:
+    """``iat``: recent, not in the future."""
     iat = parse_iat(claims.get("iat"))
     current = now if now is not None else datetime.now(UTC)
     if current.tzinfo is None:
@@ -321,14 +344,10 @@ def _verify(
             f"future; more than {max_skew:g} s of clock skew is refused.",
         )
 
-    sub = claims.get("sub")
-    if sub != key.subject:
-        raise VerificationError(
-            "sub-mismatch",
-            f"The token's subject is {_describe(sub)}, but key {kip} is registered "
-            f"with subject {_describe(key.subject)}.",
-        )
 
+
+def _check_operation(claims: dict[str, Any], expected: Expected) -> None:
+    """``v``, the claims' types, and the mutation claims against the request."""
     if "v" in claims:
         v = claims["v"]
         if type(v) is not int or v != 1:
@@ -382,8 +401,6 @@ def _verify(
                 f"The token is for a .crate with checksum {_describe(cksum)}, "
                 f"but this {op} request has {_describe(want_cksum)}.",
             )
-
-    return VerifiedToken(claims=claims, footer=footer, key=key)
 
 
 # --------------------------------------------------------------------------- CLI

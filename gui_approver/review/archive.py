@@ -142,68 +142,19 @@ def _walk(raw: bytes, bad: _Bad, max_members: int, max_name: int) -> list[RawMem
         if len(members) > max_members:
             bad("too many entries to check")
             break
-        if off + BLOCK > len(raw):
-            if raw[off:].strip(b"\0"):
-                bad("the tar data ends inside a header")
-            else:
-                bad("the tar data has no end-of-archive marker")
+        h = _next_header(raw, off, long_name, bad)
+        parsed = _parse_header(h, off, bad) if h is not None else None
+        if parsed is None:
             break
-        h = raw[off : off + BLOCK]
-        if not h.strip(b"\0"):
-            if long_name is not None:
-                bad("a GNU long name is not followed by an entry")
-            if raw[off:].strip(b"\0"):
-                bad("data after the tar end-of-archive marker (cargo never reads it)")
-            break
-        stored = _octal(h[148:156])
-        if stored != sum(h[:148]) + 8 * 32 + sum(h[156:]):
-            bad(f"a tar header at offset {off} has a bad checksum (cargo stops with an error "
-                "there; the list may go on or stop)")
-            break
-        magic = h[257:265]
-        prefix_field = b""
-        if magic == GNU_MAGIC:
-            if h[345:500].strip(b"\0"):
-                bad("a GNU header carries data in its prefix/time fields (Python's tarfile "
-                    "reads it as part of the name, cargo ignores it)")
-        elif magic == USTAR_MAGIC:
-            prefix_field = _nts(h[345:500])
-        else:
-            bad("a tar header without the ustar/GNU magic (cargo and Python's tarfile "
-                "handle such headers differently)")
-        for lo, hi in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
-            field = h[lo:hi]
-            # cargo leaves uid, gid and device numbers all NUL; mode and mtime it sets
-            if (lo in (100, 136) or field.strip(b"\0")) and _octal(field) is None:
-                bad(f"a tar header at offset {off} has a numeric field (bytes {lo}-{hi}) that "
-                    "is not plain octal (Python's tarfile stops listing there; cargo may not)")
-                break
-        size = _octal(h[124:136])
-        if size is None:
-            bad(f"a tar header at offset {off} has a size field that is not plain octal")
-            break
-        typeflag = h[156:157]
-        name = _nts(h[0:100])
-        if prefix_field:
-            name = prefix_field + b"/" + name
+        name, typeflag, size = parsed
         header_at = off
         data = off + BLOCK
-        end = data + (size + BLOCK - 1) // BLOCK * BLOCK
         if data + size > len(raw):
             bad("the tar data ends inside an entry")
             break
-        off = end
+        off = data + (size + BLOCK - 1) // BLOCK * BLOCK
         if typeflag == b"L":
-            if long_name is not None:
-                bad("two GNU long names for one entry")
-            body = raw[data : data + size]
-            if size > max_name:
-                bad(f"a GNU long name of {size} bytes")
-            if not body.endswith(b"\0") or b"\0" in body[:-1]:
-                bad("a GNU long name that is not text ending in one NUL (cargo and Python "
-                    "read different names from it)")
-            # tar-rs drops one trailing NUL; tarfile cuts at the first one
-            long_name = body[:-1] if body.endswith(b"\0") else body
+            long_name = _long_name(raw[data : data + size], long_name, max_name, bad)
             continue
         if typeflag not in (b"0", b"5"):
             bad(f"an entry of type {_type_name(typeflag)} ({_show(name)})")
@@ -216,6 +167,73 @@ def _walk(raw: bytes, bad: _Bad, max_members: int, max_name: int) -> list[RawMem
                 "tarfile reads that data as further entries, cargo skips it")
         members.append(RawMember(path, typeflag, size, header_at, data))
     return members
+
+
+def _next_header(raw: bytes, off: int, long_name: bytes | None, bad: _Bad) -> bytes | None:
+    """The 512-byte header at ``off``, or None at the end of the archive (said why)."""
+    if off + BLOCK > len(raw):
+        if raw[off:].strip(b"\0"):
+            bad("the tar data ends inside a header")
+        else:
+            bad("the tar data has no end-of-archive marker")
+        return None
+    h = raw[off : off + BLOCK]
+    if not h.strip(b"\0"):
+        if long_name is not None:
+            bad("a GNU long name is not followed by an entry")
+        if raw[off:].strip(b"\0"):
+            bad("data after the tar end-of-archive marker (cargo never reads it)")
+        return None
+    return h
+
+
+def _parse_header(h: bytes, off: int, bad: _Bad) -> tuple[bytes, bytes, int] | None:
+    """(name, typeflag, size) of a header cargo's reader and ours read alike; None where the
+    two may part ways from here on (a bad checksum or size)."""
+    stored = _octal(h[148:156])
+    if stored != sum(h[:148]) + 8 * 32 + sum(h[156:]):
+        bad(f"a tar header at offset {off} has a bad checksum (cargo stops with an error "
+            "there; the list may go on or stop)")
+        return None
+    magic = h[257:265]
+    prefix_field = b""
+    if magic == GNU_MAGIC:
+        if h[345:500].strip(b"\0"):
+            bad("a GNU header carries data in its prefix/time fields (Python's tarfile "
+                "reads it as part of the name, cargo ignores it)")
+    elif magic == USTAR_MAGIC:
+        prefix_field = _nts(h[345:500])
+    else:
+        bad("a tar header without the ustar/GNU magic (cargo and Python's tarfile "
+            "handle such headers differently)")
+    for lo, hi in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
+        field = h[lo:hi]
+        # cargo leaves uid, gid and device numbers all NUL; mode and mtime it sets
+        if (lo in (100, 136) or field.strip(b"\0")) and _octal(field) is None:
+            bad(f"a tar header at offset {off} has a numeric field (bytes {lo}-{hi}) that "
+                "is not plain octal (Python's tarfile stops listing there; cargo may not)")
+            break
+    size = _octal(h[124:136])
+    if size is None:
+        bad(f"a tar header at offset {off} has a size field that is not plain octal")
+        return None
+    name = _nts(h[0:100])
+    if prefix_field:
+        name = prefix_field + b"/" + name
+    return name, h[156:157], size
+
+
+def _long_name(body: bytes, pending: bytes | None, max_name: int, bad: _Bad) -> bytes:
+    """A GNU long name (type L) for the next entry."""
+    if pending is not None:
+        bad("two GNU long names for one entry")
+    if len(body) > max_name:
+        bad(f"a GNU long name of {len(body)} bytes")
+    if not body.endswith(b"\0") or b"\0" in body[:-1]:
+        bad("a GNU long name that is not text ending in one NUL (cargo and Python "
+            "read different names from it)")
+    # tar-rs drops one trailing NUL; tarfile cuts at the first one
+    return body[:-1] if body.endswith(b"\0") else body
 
 
 def components(path: str) -> tuple[str, ...]:
@@ -266,6 +284,12 @@ def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> Non
                 "file system unpacks one over the other)")
         if m.typeflag == b"0":
             files.add(comps)
+    _check_nesting(seen, files, bad)
+
+
+def _check_nesting(seen: dict[tuple[str, ...], bytes], files: set[tuple[str, ...]],
+                   bad: _Bad) -> None:
+    """No entry may lie inside a path another entry makes a file."""
     for comps in seen:
         for i in range(1, len(comps)):
             if comps[:i] in files:

@@ -434,14 +434,9 @@ def list_archive(
         return ArchiveListing((), 0, len(data), len(raw), None, tuple(problems), False)
     try:
         while True:
-            if time.monotonic() > deadline:
-                problems.append("reading the archive took too long; the listing is incomplete")
-                complete = False
-                break
-            if len(files) >= limits.max_members:
-                problems.append(
-                    f"more than {limits.max_members} entries; the listing stops there"
-                )
+            stop = _stop_reason(len(files), deadline, limits)
+            if stop is not None:
+                problems.append(stop)
                 complete = False
                 break
             try:
@@ -453,43 +448,20 @@ def list_archive(
             if m is None:
                 break
             raw_name = m.name
-            if len(raw_name) > limits.max_name_chars:
-                problems.append(f"an entry name is {len(raw_name)} characters long (cut)")
-            display, notes = _name_notes(raw_name, prefix)
-            if has_hidden_chars(display):
-                notes.append("the name contains control, invisible or undecodable characters")
-            display = escape_text(display, limits.max_name_chars)
-            kind = _kind(m)
-            if kind in ("symlink", "hardlink"):
-                link = escape_text(m.linkname, limits.max_name_chars)
-                notes.append(f"{'symbolic' if kind == 'symlink' else 'hard'} link to {link} "
-                             "(not followed)")
-            elif kind == "device":
-                notes.append(f"device file {m.devmajor}:{m.devminor}")
-            elif kind == "fifo":
-                notes.append("named pipe")
-            elif kind == "sparse":
-                notes.append("sparse file (contents not read)")
-            elif kind == "other":
-                notes.append(f"unusual entry type {escape_text(m.type.decode('latin-1'))}")
-            if m.mode & (stat.S_ISUID | stat.S_ISGID):
-                notes.append("setuid/setgid bit")
-            if raw_name in seen:
-                notes.append("duplicate entry")
-            seen.add(raw_name)
+            display, kind, notes = _entry_notes(m, prefix, limits, seen, problems)
             seen_by_tarfile.append((raw_name.rstrip("/"), int(m.size), m.offset_data, kind))
             size = max(0, int(m.size))
             digest: str | None = None
             if kind == "file":
                 total += size
                 content = _member_data(raw, m)
-                if content is not None:
+                if content is None:
+                    notes.append("truncated: the archive ends inside this file")
+                    complete = False
+                else:
                     digest = hashlib.sha256(content).hexdigest()
                     if prefix and raw_name == f"{prefix}/Cargo.toml":
                         manifest_bytes = bytes(content[: limits.max_manifest_bytes + 1])
-                else:
-                    notes.append("truncated: the archive ends inside this file")
-                    complete = False
             note = "; ".join(notes) if notes else None
             if note:
                 entry_problems.append(f"{display}: {note}")
@@ -497,9 +469,7 @@ def list_archive(
     finally:
         tf.close()
     tail = raw[tf.offset:] if tf.offset < len(raw) else b""
-    if complete and tail.strip(b"\0"):
-        problems.append(f"{len(tail)} bytes of unreadable tar data after the last entry")
-        complete = False
+    complete = _tail_complete(tail, complete, problems)
     if prefix is None:
         problems.append("the crate name and version are unknown; entries were not checked "
                         "against <name>-<vers>/")
@@ -507,26 +477,92 @@ def list_archive(
         unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
     except Exception as exc:  # noqa: BLE001 - never raise; an unchecked archive is not verified
         unsupported = (f"the tar headers could not be checked ({type(exc).__name__})",)
-    manifest: ManifestInfo | None = None
-    if manifest_bytes is not None:
-        manifest = parse_manifest(manifest_bytes, limits)
-    elif prefix is not None:
-        problems.append(f"no {prefix}/Cargo.toml in the archive")
-    if manifest is not None and prefix is not None and manifest.error is None and (
+    manifest = _read_manifest(manifest_bytes, prefix, name, vers, limits=limits,
+                              problems=problems)
+    problems.extend(_capped(entry_problems))
+    return ArchiveListing(
+        tuple(files), total, len(data), len(raw), manifest, tuple(problems), complete,
+        unsupported,
+    )
+
+
+def _stop_reason(listed: int, deadline: float, limits: Limits) -> str | None:
+    if time.monotonic() > deadline:
+        return "reading the archive took too long; the listing is incomplete"
+    if listed >= limits.max_members:
+        return f"more than {limits.max_members} entries; the listing stops there"
+    return None
+
+
+def _capped(entry_problems: list[str]) -> list[str]:
+    if len(entry_problems) <= MAX_PROBLEMS:
+        return entry_problems
+    extra = len(entry_problems) - MAX_PROBLEMS
+    return [*entry_problems[:MAX_PROBLEMS], f"… and {extra} more suspicious entries"]
+
+
+def _tail_complete(tail: bytes, complete: bool, problems: list[str]) -> bool:
+    if complete and tail.strip(b"\0"):
+        problems.append(f"{len(tail)} bytes of unreadable tar data after the last entry")
+        return False
+    return complete
+
+
+def _entry_notes(
+    m: tarfile.TarInfo, prefix: str | None, limits: Limits, seen: set[str], problems: list[str]
+) -> tuple[str, str, list[str]]:
+    """What the listing shows of one entry: its name (escaped), its kind, and what is odd
+    about it."""
+    raw_name = m.name
+    if len(raw_name) > limits.max_name_chars:
+        problems.append(f"an entry name is {len(raw_name)} characters long (cut)")
+    display, notes = _name_notes(raw_name, prefix)
+    if has_hidden_chars(display):
+        notes.append("the name contains control, invisible or undecodable characters")
+    display = escape_text(display, limits.max_name_chars)
+    kind = _kind(m)
+    notes += _kind_notes(m, kind, limits)
+    if m.mode & (stat.S_ISUID | stat.S_ISGID):
+        notes.append("setuid/setgid bit")
+    if raw_name in seen:
+        notes.append("duplicate entry")
+    seen.add(raw_name)
+    return display, kind, notes
+
+
+def _kind_notes(m: tarfile.TarInfo, kind: str, limits: Limits) -> list[str]:
+    if kind in ("symlink", "hardlink"):
+        link = escape_text(m.linkname, limits.max_name_chars)
+        return [f"{'symbolic' if kind == 'symlink' else 'hard'} link to {link} (not followed)"]
+    if kind == "device":
+        return [f"device file {m.devmajor}:{m.devminor}"]
+    if kind == "fifo":
+        return ["named pipe"]
+    if kind == "sparse":
+        return ["sparse file (contents not read)"]
+    if kind == "other":
+        return [f"unusual entry type {escape_text(m.type.decode('latin-1'))}"]
+    return []
+
+
+def _read_manifest(
+    manifest_bytes: bytes | None, prefix: str | None, name: str | None, vers: str | None, *,
+    limits: Limits, problems: list[str],
+) -> ManifestInfo | None:
+    """The archive's Cargo.toml, and whether it names the requested crate and version."""
+    if manifest_bytes is None:
+        if prefix is not None:
+            problems.append(f"no {prefix}/Cargo.toml in the archive")
+        return None
+    manifest = parse_manifest(manifest_bytes, limits)
+    if prefix is not None and manifest.error is None and (
         manifest.name != name or manifest.version != vers
     ):
         problems.append(
             f"the manifest says {manifest.name} {manifest.version}, "
             f"the request says {name} {vers}"
         )
-    if len(entry_problems) > MAX_PROBLEMS:
-        extra = len(entry_problems) - MAX_PROBLEMS
-        entry_problems[MAX_PROBLEMS:] = [f"… and {extra} more suspicious entries"]
-    problems.extend(entry_problems)
-    return ArchiveListing(
-        tuple(files), total, len(data), len(raw), manifest, tuple(problems), complete,
-        unsupported,
-    )
+    return manifest
 
 
 def _unsupported(
@@ -718,13 +754,23 @@ def inspect_publish(
             name, vers, cksum, False, f"inspection failed ({type(exc).__name__})",
             searched=tuple(searched), elapsed=time.monotonic() - t0,
         )
+    return _not_found(name, vers, cksum, ctx, limits, searched=tuple(searched), t0=t0,
+                      deadline=deadline, mismatch=mismatch, too_big=too_big, stale=stale)
+
+
+def _not_found(
+    name: str, vers: str, cksum: str, ctx: CargoContext, limits: Limits, *,
+    searched: tuple[str, ...], t0: float, deadline: float, mismatch: tuple[str, str] | None,
+    too_big: str | None, stale: str | None,
+) -> CrateContents:
+    """Why no file with the requested sha256 was listed: the most telling reason first."""
+    elapsed = time.monotonic() - t0
     if mismatch is None and stale is not None:
         return CrateContents(
             name, vers, cksum, False,
             f"a .crate for this version ({escape_text(stale, 300)}) was written before the "
             "requesting process started, and the requester is not a verified cargo process, "
-            "so it is not taken for this request's contents",
-            searched=tuple(searched), elapsed=time.monotonic() - t0)
+            "so it is not taken for this request's contents", searched=searched, elapsed=elapsed)
     if mismatch is not None:
         p, actual = mismatch
         reason = (
@@ -732,19 +778,18 @@ def inspect_publish(
             "to sign: the .crate was changed after packaging, or the upload is not this file"
         )
         return CrateContents(name, vers, cksum, False, reason, path=p, actual_sha256=actual,
-                             searched=tuple(searched), elapsed=time.monotonic() - t0)
+                             searched=searched, elapsed=elapsed)
     if too_big is not None:
         reason = f"the packaged file is larger than {human_size(limits.max_crate_bytes)}"
-        return CrateContents(name, vers, cksum, False, reason, path=too_big,
-                             searched=tuple(searched), elapsed=time.monotonic() - t0)
+        return CrateContents(name, vers, cksum, False, reason, path=too_big, searched=searched,
+                             elapsed=elapsed)
     if time.monotonic() > deadline:
         reason = "looking for the packaged file took too long"
     elif not ctx.cwd and not ctx.open_crates:
         reason = "cargo's working directory is unknown, so the packaged file cannot be found"
     else:
         reason = f"no packaged {name}-{vers}.crate was found (looked in {len(searched)} places)"
-    return CrateContents(name, vers, cksum, False, reason, searched=tuple(searched),
-                         elapsed=time.monotonic() - t0)
+    return CrateContents(name, vers, cksum, False, reason, searched=searched, elapsed=elapsed)
 
 
 def _with(result: CrateContents, searched: list[str], t0: float) -> CrateContents:

@@ -180,54 +180,64 @@ def parse_uri(text: str) -> Pkcs11Uri:
     path, _, query = body.partition("?")
     values: dict[str, str] = {}
     extra: list[tuple[str, str]] = []
-
-    def take(item: str, allowed: tuple[str, ...], where: str) -> None:
-        if not item:
-            return
-        name, eq, raw = item.partition("=")
-        name = name.strip().lower()
-        if name in ("pin-value", "pin-source"):
-            raise UnsafeUri("the pkcs11: URI carries a PIN (pin-value/pin-source); refused")
-        if not eq:
-            raise BadUri(f"the pkcs11: URI attribute {name[:40]!r} has no value")
-        try:
-            value = urllib.parse.unquote(raw, errors="strict") if name != "id" else raw
-        except UnicodeDecodeError:
-            raise BadUri(f"the pkcs11: URI attribute {name!r} is not UTF-8") from None
-        if name not in allowed:
-            if name.startswith("x-"):  # vendor extensions: kept, never interpreted
-                extra.append((name, value))
-                return
-            raise BadUri(f"unknown {where} attribute {name[:40]!r} in the pkcs11: URI")
-        if name in values:
-            raise BadUri(f"the pkcs11: URI names {name!r} twice")
-        values[name] = value
-
     for item in path.split(";"):
-        take(item, _PATH_ATTRS, "path")
+        _take_attr(item, _PATH_ATTRS, "path", values, extra)
     for item in query.split("&") if query else ():
-        take(item, _QUERY_ATTRS, "query")
-    key_id: bytes | None = None
-    if "id" in values:
-        try:
-            key_id = urllib.parse.unquote_to_bytes(values["id"])
-        except ValueError:
-            raise BadUri("the id in the pkcs11: URI is not percent-encoded bytes") from None
+        _take_attr(item, _QUERY_ATTRS, "query", values, extra)
     kind = values.get("type")
     if kind is not None and kind not in ("private", "public"):
         raise BadUri(f"the pkcs11: URI names a {kind!r} object; a signing key is "
                      "type=private")
-    slot_id: int | None = None
-    if "slot-id" in values:
-        if not values["slot-id"].isdigit():
-            raise BadUri("slot-id in the pkcs11: URI must be a number")
-        slot_id = int(values["slot-id"])
     return Pkcs11Uri(
         token=values.get("token"), manufacturer=values.get("manufacturer"),
-        serial=values.get("serial"), model=values.get("model"), slot_id=slot_id,
-        object=values.get("object"), id=key_id, type=kind,
-        module_path=values.get("module-path"), extra=tuple(extra),
+        serial=values.get("serial"), model=values.get("model"),
+        slot_id=_slot_id(values.get("slot-id")), object=values.get("object"),
+        id=_key_id(values.get("id")), type=kind, module_path=values.get("module-path"),
+        extra=tuple(extra),
     )
+
+
+def _take_attr(item: str, allowed: tuple[str, ...], where: str, values: dict[str, str],
+               extra: list[tuple[str, str]]) -> None:
+    """One ``name=value`` of a pkcs11: URI into ``values`` (vendor ``x-`` ones into
+    ``extra``, kept and never interpreted)."""
+    if not item:
+        return
+    name, eq, raw = item.partition("=")
+    name = name.strip().lower()
+    if name in ("pin-value", "pin-source"):
+        raise UnsafeUri("the pkcs11: URI carries a PIN (pin-value/pin-source); refused")
+    if not eq:
+        raise BadUri(f"the pkcs11: URI attribute {name[:40]!r} has no value")
+    try:
+        value = urllib.parse.unquote(raw, errors="strict") if name != "id" else raw
+    except UnicodeDecodeError:
+        raise BadUri(f"the pkcs11: URI attribute {name!r} is not UTF-8") from None
+    if name not in allowed:
+        if name.startswith("x-"):
+            extra.append((name, value))
+            return
+        raise BadUri(f"unknown {where} attribute {name[:40]!r} in the pkcs11: URI")
+    if name in values:
+        raise BadUri(f"the pkcs11: URI names {name!r} twice")
+    values[name] = value
+
+
+def _key_id(raw: str | None) -> bytes | None:
+    if raw is None:
+        return None
+    try:
+        return urllib.parse.unquote_to_bytes(raw)
+    except ValueError:
+        raise BadUri("the id in the pkcs11: URI is not percent-encoded bytes") from None
+
+
+def _slot_id(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise BadUri("slot-id in the pkcs11: URI must be a number")
+    return int(raw)
 
 
 # ---------------------------------------------------------------------------------------------
