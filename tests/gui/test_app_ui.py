@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checks import present
+from factories import cargo_request, request
 from fakes import MemoryKeychain
 from PySide6.QtWidgets import QPushButton, QSystemTrayIcon
 
@@ -78,9 +79,7 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, gui_app, tmp_path):
     gui.service.on_event = events.append
     store.create(registry="local", index_url=LOCAL)
     bridge = Path(sys.executable).parent / "cargo-credential-gui-approver"
-    request = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
-                          "kind": "get", "operation": "yank", "name": "foo",
-                          "vers": "1.0.0"})
+    request = json.dumps(cargo_request("yank", name="foo", vers="1.0.0", index_url=LOCAL))
     proc = subprocess.Popen([str(bridge), "--cargo-plugin"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     present(proc.stdin).write(request.encode() + b"\n")
@@ -99,7 +98,6 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, gui_app, tmp_path):
 
 def test_show_pending_request_unminimizes_the_dialog(qtbot, gui_app, tmp_path):
     from gui_approver.client.framing import Provenance
-    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
 
     gui, _ = make_app(gui_app, tmp_path)
@@ -107,11 +105,8 @@ def test_show_pending_request_unminimizes_the_dialog(qtbot, gui_app, tmp_path):
     gui._make_tray()
     gui._refresh()
     assert not gui._show_action.isEnabled()  # nothing pending: nothing to show
-    import json
 
-    req = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
-                                    "kind": "get", "operation": "yank", "name": "foo",
-                                    "vers": "1.0.0"}))
+    req = request("yank", name="foo", vers="1.0.0", index_url=LOCAL)
     approval = ApprovalRequest(request=req, provenance=Provenance(), key=None,
                                timeout=60)
     import threading

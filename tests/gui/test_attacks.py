@@ -64,6 +64,7 @@ import envtools
 import pyseto
 import pytest
 from checks import json_of
+from factories import cargo_request
 
 pytestmark = pytest.mark.gui
 
@@ -77,9 +78,8 @@ APPROVE_FROM_CORNER = (51, 22)
 
 
 def publish_line(name: str, vers: str = "1.0.0") -> str:
-    return json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
-                       "kind": "get", "operation": "publish", "name": name, "vers": vers,
-                       "cksum": "ab" * 32}) + "\n"
+    request = cargo_request("publish", name=name, vers=vers, cksum="ab" * 32, index_url=LOCAL)
+    return json.dumps(request) + "\n"
 
 
 class Bridge:

@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 from checks import approval_dialog, present
+from factories import cargo_request
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 from qt_tools import RecordingDialog
@@ -488,9 +489,8 @@ _INVISIBLE = ("\u202e", "\u202d", "\u2066", "\u200b", "\x1b", "\r", "\u2028")
 def _hostile_approval(*, key: bool = True, **kw):
     from gui_approver.core.keys.store import KeyRecord
 
-    obj = {"v": 1, "registry": {"index-url": LOCAL + "\u202e", "name": HOSTILE_NAME},
-           "kind": "get", "operation": "publish", "name": "foo", "vers": "1.2.4",
-           "cksum": "0123456789abcdef" * 4}
+    obj = cargo_request("publish", name="foo", vers="1.2.4", cksum="0123456789abcdef" * 4,
+                        index_url=LOCAL + "\u202e", registry=HOSTILE_NAME)
     record = KeyRecord(registry="local", index_url=LOCAL, public="k3.public.x",
                        kip="k3.pid.x", subject=None, created="2026-11-30T00:00:00+00:00")
     return ApprovalRequest(request=parse_request(json.dumps(obj)),

@@ -4,6 +4,7 @@ the dialog (not over Approve) with coloured diff lines (offscreen, pytest-qt).""
 from __future__ import annotations
 
 from checks import present
+from factories import request
 from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QWidget
 from review_tools import changed_review, contents, review_for, show
@@ -58,10 +59,8 @@ def test_diff_window_opens_beside_the_dialog_with_coloured_lines(qtbot, tmp_path
 
 
 def test_owner_change_is_shown_from_cargos_command_line(qtbot):
-    import json
 
     from gui_approver.client.framing import Provenance
-    from gui_approver.client.protocol import parse_request
     from gui_approver.core.approval import ApprovalRequest
     from gui_approver.review.request import RequestReview
     from gui_approver.review.requester import ProcessInfo, RequesterInfo, owner_changes
@@ -73,10 +72,7 @@ def test_owner_change_is_shown_from_cargos_command_line(qtbot):
     assert owner_changes(("cargo", "owner", "--add=dave", "-aeve")) == "add dave, eve"
     assert owner_changes(("cargo", "publish", "--add", "x")) is None
 
-    req = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": "sparse+http://127.0.0.1:8765/index/",
-                             "name": "local"},
-        "kind": "get", "operation": "owners", "name": "foo"}))
+    req = request("owners", name="foo", index_url="sparse+http://127.0.0.1:8765/index/")
     cargo = ProcessInfo(pid=10, name="cargo", role="cargo",
                         cmdline=("cargo", "owner", "--add", "alice", "foo"))
     who = RequesterInfo(verified=True, summary="cargo owner in ~/src/foo", pid=11,

@@ -4,16 +4,14 @@ widgets really paint with)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from checks import present
+from factories import request
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage, QPalette
 from PySide6.QtWidgets import QApplication, QPushButton, QScrollArea, QWidget
 
 from gui_approver.client.framing import Provenance
-from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.ui import style
 from gui_approver.ui.dialog import ApprovalDialog
@@ -30,9 +28,7 @@ def test_contrast_ratio_matches_wcag_examples():
 
 @pytest.fixture
 def dialog(qtbot):
-    req = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-        "operation": "publish", "name": "foo", "vers": "1.2.3", "cksum": "ab" * 32}))
+    req = request("publish", name="foo", vers="1.2.3", cksum="ab" * 32, index_url=LOCAL)
     d = ApprovalDialog(ApprovalRequest(request=req, provenance=Provenance(pid=1), key=None,
                                        timeout=120))
     qtbot.addWidget(d)

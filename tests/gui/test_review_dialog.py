@@ -16,7 +16,7 @@ import pyseto
 import pytest
 from cargo_harness import PUBLISH, cargo
 from checks import approval_dialog, as_get, present, top_items
-from factories import paseto_claims, write_crate
+from factories import paseto_claims, request, write_crate
 from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
@@ -32,7 +32,6 @@ from review_tools import (
 )
 
 from gui_approver.client.framing import Provenance
-from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest, Decision
 from gui_approver.core.keys.store import KeyStore
 from gui_approver.core.service import SigningService
@@ -302,12 +301,10 @@ def service_with(tmp_path: Path, inspector, decision: Decision, **kw):
 def test_service_inspects_only_mutations_for_the_approver(tmp_path):
     spy = SpyInspector()
     svc, approver = service_with(tmp_path, spy, Decision.approve())
-    read = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL}, "kind": "get",
-                                     "operation": "read"}))
+    read = request(index_url=LOCAL, registry=None)
     assert "Ok" in svc.handle(read, Provenance()).response
     assert spy.calls == [] and approver.seen == []
-    yank = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL}, "kind": "get",
-                                     "operation": "yank", "name": "foo", "vers": "1.0.0"}))
+    yank = request("yank", name="foo", vers="1.0.0", index_url=LOCAL, registry=None)
     assert "Ok" in svc.handle(yank, Provenance()).response
     assert spy.calls == ["yank"] and approver.seen[0].review is not None
     # auto-approved loopback mutations: no inspection either

@@ -6,15 +6,13 @@ rules against real XTEST under Xvfb: tests/gui/test_attacks.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from factories import request
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QInputEvent
 from qt_tools import RecordingDialog
 
 from gui_approver.client.framing import Provenance
-from gui_approver.client.protocol import parse_request
 from gui_approver.core.approval import ApprovalRequest
 from gui_approver.ui.dialog import SOFTWARE_INPUT_NOTE
 from gui_approver.ui.guard import FROM_SOFTWARE, InputGuard
@@ -36,9 +34,7 @@ class SoftwareGuard(InputGuard):
 
 @pytest.fixture
 def dialog(qtbot):
-    req = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-        "operation": "publish", "name": "foo", "vers": "1.2.3", "cksum": "ab" * 32}))
+    req = request("publish", name="foo", vers="1.2.3", cksum="ab" * 32, index_url=LOCAL)
     d = RecordingDialog(ApprovalRequest(request=req, provenance=Provenance(), key=None,
                                         timeout=120), guard=SoftwareGuard())
     qtbot.addWidget(d)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import envtools
 import pytest
+from factories import cargo_request
 
 pytestmark = pytest.mark.gui
 
@@ -68,10 +69,9 @@ def test_second_launch_unminimizes_the_pending_dialog(desktop, tmp_path):
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env={**env, "GUI_APPROVER_NO_AUTOSTART": "1"})
         assert bridge.stdin is not None
-        bridge.stdin.write((json.dumps({
-            "v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-            "operation": "publish", "name": "minimized", "vers": "1.0.0",
-            "cksum": "ab" * 32}) + "\n").encode())
+        publish = cargo_request("publish", name="minimized", vers="1.0.0", cksum="ab" * 32,
+                                index_url=LOCAL)
+        bridge.stdin.write((json.dumps(publish) + "\n").encode())
         bridge.stdin.flush()
 
         def dialog() -> str | None:

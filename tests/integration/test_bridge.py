@@ -14,6 +14,7 @@ from pathlib import Path
 import pyseto
 import pytest
 from checks import json_of, present
+from factories import cargo_request
 from fakes import MemoryKeychain
 
 from gui_approver.client import framing, paths, protocol
@@ -24,11 +25,9 @@ from gui_approver.core.service import SigningService, ipc_handler
 
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
-READ = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-                   "operation": "read"})
-PUBLISH = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-                      "operation": "publish", "name": "foo", "vers": "1.2.3",
-                      "cksum": "cd" * 32})
+READ = json.dumps(cargo_request(index_url=LOCAL))
+PUBLISH = json.dumps(
+    cargo_request("publish", name="foo", vers="1.2.3", cksum="cd" * 32, index_url=LOCAL))
 
 
 @pytest.fixture

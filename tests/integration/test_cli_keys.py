@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import cargo_request
 
 from gui_approver.client import paths
 from gui_approver.core import cargo_config, ipc
@@ -126,8 +127,7 @@ def test_configure_cargo_warns_about_plaintext_secrets(app_env):
 def test_bridge_starts_the_real_app_when_it_is_not_running(app_env):
     store = KeyStore(KeyringKeychain())
     rec = store.create(registry="local", index_url=LOCAL)
-    request = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
-                          "kind": "get", "operation": "read"})
+    request = json.dumps(cargo_request(index_url=LOCAL))
     assert ipc.ping() is None
     proc = subprocess.run([BRIDGE, "--cargo-plugin"], input=request + "\n", env=app_env,
                           capture_output=True, text=True, timeout=60)

@@ -24,6 +24,7 @@ import pytest
 import tinyfs
 from checks import json_of, present
 from envtools import spawn, stop_process, wait_for
+from factories import cargo_request
 from fakes import MemoryKeychain
 from leakscan import scan
 
@@ -36,10 +37,8 @@ BRIDGE = str(VENV_BIN / "cargo-credential-gui-approver")
 APP = [str(VENV_BIN / "gui-approver"), "app", "--no-gui"]
 HOLDING_APP = [sys.executable, str(Path(__file__).resolve().parents[1] / "holding_app.py")]
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
-READ = {"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-        "operation": "read"}
-PUBLISH = {"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-           "operation": "publish", "name": "foo", "vers": "1.2.3", "cksum": "12" * 32}
+READ = cargo_request(index_url=LOCAL)
+PUBLISH = cargo_request("publish", name="foo", vers="1.2.3", cksum="12" * 32, index_url=LOCAL)
 
 
 class App:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from checks import present
 from envtools import make_runtime_dir
+from factories import cargo_request
 
 from gui_approver.client import framing, paths, protocol
 from gui_approver.core import ipc
@@ -33,8 +34,7 @@ from gui_approver.core import ipc
 OTHER_USER = "gat-ipc-other"
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
 BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
-READ = {"v": 1, "registry": {"index-url": "sparse+http://127.0.0.1:1/index/"}, "kind": "get",
-        "operation": "read"}
+READ = cargo_request(index_url="sparse+http://127.0.0.1:1/index/", registry=None)
 
 CLIENT = textwrap.dedent("""
     import json, socket, sys

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from checks import present
 from envtools import wait_for
+from factories import request
 
 from gui_approver.client.framing import Provenance
-from gui_approver.client.protocol import parse_request
 from gui_approver.core import ipc
 from gui_approver.core.approval import Decision
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore
@@ -35,8 +35,7 @@ def cli(env, *args, input=None):
 
 
 def read_req(url=LOCAL):
-    return parse_request(json.dumps({"v": 1, "registry": {"index-url": url}, "kind": "get",
-                                     "operation": "yank", "name": "foo", "vers": "1.0.0"}))
+    return request("yank", name="foo", vers="1.0.0", index_url=url, registry=None)
 
 
 class Yes:

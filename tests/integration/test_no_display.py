@@ -11,15 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import cargo_request
 
 from gui_approver.client.display import NO_DISPLAY, display_problem
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-PUBLISH = json.dumps({"v": 1, "registry": {"index-url": "sparse+http://127.0.0.1:8765/index/",
-                                           "name": "local"},
-                      "kind": "get", "operation": "publish", "name": "foo", "vers": "1.0.0",
-                      "cksum": "cd" * 32})
+PUBLISH = json.dumps(cargo_request("publish", name="foo", vers="1.0.0", cksum="cd" * 32, index_url="sparse+http://127.0.0.1:8765/index/"))
 
 
 def headless_env(**extra: str) -> dict[str, str]:

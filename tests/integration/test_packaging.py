@@ -17,6 +17,7 @@ from typing import Any
 
 import envtools
 import pytest
+from factories import cargo_request
 
 from gui_approver import __version__
 from gui_approver.cli.main import build_parser
@@ -149,8 +150,7 @@ def _timed(argv: list[str], env: dict[str, str] | None = None, **kw) -> tuple[fl
 
 
 def _read_request(index_url: str) -> str:
-    return json.dumps({"v": 1, "registry": {"index-url": index_url, "name": "local"},
-                       "kind": "get", "operation": "read"}) + "\n"
+    return json.dumps(cargo_request(index_url=index_url)) + "\n"
 
 
 def _bridge_read(bridge: Path, env: dict[str, str], index_url: str) -> tuple[float, dict[str, Any]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import hostile_archives as h
 import pytest
 from checks import present
+from factories import request
 
 from gui_approver.review.contents import inspect_crate_bytes
 from gui_approver.review.history import History, compare, default_root, unified_diff
@@ -256,7 +257,6 @@ def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
     from fakes import MemoryKeychain
 
     from gui_approver.client.framing import Provenance
-    from gui_approver.client.protocol import parse_request
     from gui_approver.core.keys.history_mac import HISTORY_MAC_ACCOUNT, HistoryMac
     from gui_approver.review import request as review_mod
     from gui_approver.review.history import INTEGRITY_NOTE
@@ -279,9 +279,7 @@ def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
     assert hist.entries() == []
 
     monkeypatch.setattr(review_mod, "inspect_publish", lambda *a, **kw: poisoned)
-    req = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": REG, "name": "local"}, "kind": "get",
-        "operation": "publish", "name": "foo", "vers": "1.0.1", "cksum": poisoned.cksum}))
+    req = request("publish", name="foo", vers="1.0.1", cksum=poisoned.cksum, index_url=REG)
     review = Inspector(hist).review(req, Provenance(), None)
     assert review.previous is None and review.changes is None
     assert INTEGRITY_NOTE in review.notes and INTEGRITY_NOTE in review.text()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import hostile_archives as h
 from checks import present
+from factories import request
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -46,10 +47,7 @@ def sha(data: bytes) -> str:
 
 
 def publish_req(name="foo", vers="0.1.0", cksum="a" * 64, url=REG):
-    return parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": url, "name": "local"}, "kind": "get",
-        "operation": "publish", "name": name, "vers": vers, "cksum": cksum,
-    }))
+    return request("publish", name=name, vers=vers, cksum=cksum, index_url=url)
 
 
 def req(op, name="foo"):
