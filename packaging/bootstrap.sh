@@ -12,7 +12,7 @@ run_debs=(libglib2.0-0 libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 libfontco
   libdbus-1-3 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0
   libxcb-image0 libxcb-randr0 libxcb-xkb1 libxcb-xinerama0 libxcb-xinput0 libx11-xcb1
   libxi6 gnome-keyring dbus xvfb xauth)
-test_debs=(xdotool x11-utils desktop-file-utils appstream softhsm2 nodejs npm binutils at-spi2-core python3-pyatspi python3-xlib libxtst6
+test_debs=(xdotool x11-utils openbox desktop-file-utils appstream softhsm2 nodejs npm binutils at-spi2-core python3-pyatspi python3-xlib libxtst6
   swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools)
 want=("${run_debs[@]}")
 [ "$mode" = test ] && want+=("${test_debs[@]}")

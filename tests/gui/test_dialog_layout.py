@@ -6,7 +6,7 @@ from __future__ import annotations
 from checks import present
 from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QWidget
-from test_review_dialog import changed_review, contents, review_for, show
+from review_tools import changed_review, contents, review_for, show
 
 
 def _content_bottom(d) -> int:

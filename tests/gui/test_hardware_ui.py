@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 
+from checks import present
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QLineEdit
+from qt_tools import click, open_wizard, wizard_button
 from softhsm import PIN, WRONG_PIN
-from test_keys_ui import click, open_wizard, wizard_button
 
 from gui_approver.core.keys import pkcs11
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore
@@ -79,7 +80,7 @@ def test_wizard_adopts_an_existing_key(qtbot, app_env, softhsm):
     qtbot.keyClicks(opts.hardware.pin, PIN)
     click(qtbot, wizard_button(wizard, "CommitButton"))
     assert wizard.currentId() == NewKeyWizard.PAGE_RESULT, opts.error.text()
-    assert wizard.record.public == "k3.public." + base64.urlsafe_b64encode(
+    assert present(wizard.record).public == "k3.public." + base64.urlsafe_b64encode(
         info.point).rstrip(b"=").decode()
 
 

@@ -107,7 +107,7 @@ def test_tab_stops_only_on_usable_things(dialog, qtbot):
 
 
 def test_review_scroll_area_is_a_tab_stop_only_when_it_scrolls(qtbot):
-    from test_review_dialog import contents, review_for, show
+    from review_tools import contents, review_for, show
 
     d = show(qtbot, review_for(contents(files={"src/lib.rs": b"pub fn a() {}\n"})))
     scroll = present(d.findChild(QScrollArea, "reviewScroll"))

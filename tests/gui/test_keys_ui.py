@@ -16,6 +16,7 @@ from checks import present
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QLineEdit, QWizard
+from qt_tools import click, open_wizard, wizard_button
 
 from gui_approver.core import cargo_config
 from gui_approver.core.keys import flows
@@ -47,19 +48,10 @@ def cargo_home(app_env) -> Path:
     return Path(app_env["CARGO_HOME"])
 
 
-def click(qtbot, button):
-    assert button.isVisible() and button.isEnabled(), button.text()
-    qtbot.mouseClick(button, LEFT)
-
-
 def tick(qtbot, checkbox):
     """Click a check box on its indicator (its centre may be empty space in a wide layout)."""
     assert checkbox.isVisible() and checkbox.isEnabled()
     qtbot.mouseClick(checkbox, LEFT, pos=QPoint(8, checkbox.height() // 2))
-
-
-def wizard_button(wizard, which):
-    return wizard.button(getattr(QWizard.WizardButton, which))
 
 
 def all_labels_plain(widget):
@@ -68,14 +60,6 @@ def all_labels_plain(widget):
     assert labels
     for label in labels:
         assert label.textFormat() == Qt.TextFormat.PlainText, label.text()
-
-
-def open_wizard(qtbot, store, **kw):
-    wizard = NewKeyWizard(store, **kw)
-    qtbot.addWidget(wizard)
-    wizard.show()
-    qtbot.waitExposed(wizard)
-    return wizard
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +177,7 @@ def test_wizard_with_a_passphrase_stores_a_wrapped_key(qtbot, store, cargo_home)
     qtbot.keyClicks(opts.passphrase.second, "correct horse")
     click(qtbot, wizard_button(wizard, "CommitButton"))
     assert wizard.currentId() == NewKeyWizard.PAGE_RESULT
-    rec = wizard.record
+    rec = present(wizard.record)
     assert rec.protection == "passphrase" and rec.registry == "pw-reg"
     item = present(KeyringKeychain().get(rec.kip)).expose()
     assert item.startswith("k3.secret-pw.") and "k3.secret." not in item
@@ -233,7 +217,7 @@ def test_wizard_checks_the_registry_and_handles_crates_io(qtbot, store, cargo_ho
     qtbot.keyClicks(wizard.token_page.token, "cioWizardToken0123456789")
     click(qtbot, wizard_button(wizard, "CommitButton"))
     assert wizard.record is None
-    rec = wizard.token_record
+    rec = present(wizard.token_record)
     assert rec.registry == "crates-io" and rec.index_url == cargo_config.CRATES_IO_INDEX
     assert rec.origin == "dialog" and store.list() == [existing]
     assert wizard.currentId() == NewKeyWizard.PAGE_CARGO
@@ -638,12 +622,13 @@ def test_no_secret_reaches_the_key_index_files(qtbot, store, app_env):
     qtbot.keyClicks(wizard.registry_page.index_edit, LOCAL)
     click(qtbot, wizard_button(wizard, "NextButton"))
     click(qtbot, wizard_button(wizard, "CommitButton"))
-    secret = present(KeyringKeychain().get(wizard.record.kip)).expose()
+    record = present(wizard.record)
+    secret = present(KeyringKeychain().get(record.kip)).expose()
     for path in Path(app_env["XDG_CONFIG_HOME"]).rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace")
     index = json.loads(store.index_path.read_text())
-    assert [k["kip"] for k in index["keys"]] == [wizard.record.kip]
+    assert [k["kip"] for k in index["keys"]] == [record.kip]
 
 
 def test_wizard_close_on_the_last_page_leaves_cargo_alone(qtbot, store, cargo_home):

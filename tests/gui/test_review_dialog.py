@@ -4,7 +4,6 @@ cargo (``cargo publish --workspace`` approved once with "Approve all listed").""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -21,7 +20,16 @@ from factories import paseto_claims, write_crate
 from fakes import MemoryKeychain
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QTreeWidget
-from qt_tools import RecordingDialog
+from review_tools import (
+    WHO,
+    changed_review,
+    contents,
+    request_for,
+    requester,
+    review_for,
+    sha,
+    show,
+)
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -31,61 +39,13 @@ from gui_approver.core.service import SigningService
 from gui_approver.core.settings import Settings
 from gui_approver.review.archive import UNSUPPORTED_WARNING
 from gui_approver.review.contents import CrateContents, inspect_crate_bytes
-from gui_approver.review.history import History, compare, unified_diff
+from gui_approver.review.history import History
 from gui_approver.review.request import Candidate, Inspector, RequestReview, WorkspaceReview
 from gui_approver.review.requester import RequesterInfo
 from gui_approver.ui.app import QtApprover
 from gui_approver.ui.dialog import ApprovalDialog
 
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
-WHO = "cargo publish in ~/src/foo, started from bash in xterm"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def contents(name="foo", vers="0.2.0", files=None, **kw) -> CrateContents:
-    data = h.crate(name, vers, files, **kw)
-    return inspect_crate_bytes(data, name=name, vers=vers, cksum=sha(data),
-                               path=f"/tmp/target/package/{name}-{vers}.crate")
-
-
-def request(c: CrateContents):
-    return parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-        "operation": "publish", "name": c.name, "vers": c.vers, "cksum": c.cksum}))
-
-
-def requester() -> RequesterInfo:
-    return RequesterInfo(verified=True, summary=WHO, pid=4242, pid_source="kernel")
-
-
-def review_for(c: CrateContents, **kw) -> RequestReview:
-    return RequestReview(request(c), requester(), c, **kw)
-
-
-def changed_review(tmp_path: Path) -> RequestReview:
-    """0.1.0 approved earlier; 0.2.0 changes lib.rs and adds a build script."""
-    old = contents(vers="0.1.0", files={"src/lib.rs": b"pub fn answer() -> u32 { 42 }\n"})
-    prev = History(tmp_path / "h").record_approved(LOCAL, old, registry_name="local")
-    assert prev is not None
-    new = contents(files={"src/lib.rs": b"pub fn answer() -> u32 { 43 }\n",
-                          "build.rs": b"fn main() { /* fetches things */ }\n"},
-                   build="build.rs")
-    ch = compare(prev, new)
-    diffs = tuple((p, unified_diff(prev, new, p)) for p in ("build.rs", "src/lib.rs"))
-    return review_for(new, previous=prev, changes=ch, diffs=diffs)
-
-
-def show(qtbot, review: RequestReview) -> RecordingDialog:
-    d = RecordingDialog(ApprovalRequest(request=review.request, key=None, review=review,
-                                        provenance=Provenance(pid=4242, ppid=4241)))
-    qtbot.addWidget(d)
-    d.show()
-    d.activateWindow()
-    qtbot.waitUntil(d.isActiveWindow, timeout=3000)
-    return d
 
 
 def all_text(d: ApprovalDialog) -> str:
@@ -371,17 +331,17 @@ def test_service_approve_all_signs_the_listed_crates_once(tmp_path):
     assert len(approver.seen) == 1 and approver.seen[0].review is review
     approver.decision = Decision.deny("a dialog was shown")
     for c in others:
-        assert "Ok" in svc.handle(request(c.contents), Provenance()).response
+        assert "Ok" in svc.handle(request_for(c.contents), Provenance()).response
     assert len(approver.seen) == 1  # no dialog for the listed ones
     # each entry is consumed: the same request again needs a dialog (denied here)
-    assert "Ok" not in svc.handle(request(others[0].contents), Provenance()).response
+    assert "Ok" not in svc.handle(request_for(others[0].contents), Provenance()).response
     assert len(approver.seen) == 2
     # approve all again, then lock: the list is forgotten
     approver.decision = Decision(True, "all", approve_all=True)
     assert "Ok" in svc.handle(review.request, Provenance()).response
     svc.end_batches()
     approver.decision = Decision.deny("dialog")
-    assert "Ok" not in svc.handle(request(others[1].contents), Provenance()).response
+    assert "Ok" not in svc.handle(request_for(others[1].contents), Provenance()).response
     assert len(approver.seen) == 4
 
 
@@ -409,7 +369,7 @@ def flagged_batch_review(tmp_path: Path, monkeypatch) -> RequestReview:
     monkeypatch.setattr(WorkspaceReview, "candidates", lambda self, *a, **kw: batch)
     # a verified cargo asked ("Approve all listed" is never offered otherwise: item 4)
     monkeypatch.setattr(review_mod, "resolve_requester", lambda *a, **kw: requester())
-    review = Inspector(hist, WorkspaceReview()).review(request(first), Provenance(), None)
+    review = Inspector(hist, WorkspaceReview()).review(request_for(first), Provenance(), None)
     assert [c.name for c in review.batch] == ["a", "b", "c", "d", "e"]
     return review
 
@@ -436,10 +396,10 @@ def test_approve_all_covers_only_unflagged_crates(tmp_path, monkeypatch):
     assert len(approver.seen) == 1
     approver.decision = Decision.deny("its own dialog")
     by_name = {c.name: c for c in review.batch}
-    assert "Ok" in svc.handle(request(by_name["b"].contents), Provenance()).response
+    assert "Ok" in svc.handle(request_for(by_name["b"].contents), Provenance()).response
     assert len(approver.seen) == 1  # b: covered by "Approve all listed"
     for n in "cde":  # each flagged crate gets its own dialog (denied here)
-        assert "Ok" not in svc.handle(request(by_name[n].contents), Provenance()).response
+        assert "Ok" not in svc.handle(request_for(by_name[n].contents), Provenance()).response
         assert as_get(approver.seen[-1].request).name == n
     assert len(approver.seen) == 4
 
@@ -505,5 +465,5 @@ def test_the_service_ignores_approve_all_for_an_unverified_requester(tmp_path):
     assert "Ok" in svc.handle(review.request, Provenance()).response
     approver.decision = Decision.deny("a dialog was shown")
     for c in review.batch[1:]:
-        assert "Ok" not in svc.handle(request(c.contents), Provenance()).response
+        assert "Ok" not in svc.handle(request_for(c.contents), Provenance()).response
     assert len(approver.seen) == len(review.batch)  # every crate had its own dialog

@@ -119,7 +119,7 @@ def test_the_users_own_input_still_approves(dialog, qtbot):
 def test_software_input_opens_and_closes_the_diff_window(qtbot, tmp_path):
     """View changes… and the diff window's Close accept any input (#14)."""
     from PySide6.QtWidgets import QPushButton
-    from test_review_dialog import changed_review
+    from review_tools import changed_review
 
     review = changed_review(tmp_path)
     guard = SoftwareGuard()
