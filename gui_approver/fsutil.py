@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o600) -> None:
@@ -26,3 +28,25 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True, mode: int = 0o6
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_index(path: Path, field: str) -> list[dict[str, Any]] | None:
+    """The entries of a versioned index file (``{"version": 1, field: [...]}``); None when
+    the file does not exist. Raises ValueError for anything else than that shape."""
+    try:
+        raw = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    obj = json.loads(raw)
+    if not isinstance(obj, dict) or obj.get("version") != 1:
+        raise ValueError("unknown version")
+    items = obj.get(field, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError(f"{field!r} is not a list of objects")
+    return items
+
+
+def write_index(path: Path, field: str, items: list[dict[str, Any]]) -> None:
+    """Atomically write a versioned index file (0600)."""
+    data = json.dumps({"version": 1, field: items}, indent=2)
+    atomic_write(path, data.encode() + b"\n")

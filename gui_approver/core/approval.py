@@ -130,11 +130,14 @@ def registry_host(index_url: str) -> str | None:
 def is_loopback_index(index_url: str) -> bool:
     """True only when the index URL's host is a loopback address or ``localhost``."""
     host = registry_host(index_url)
-    if not host:
-        return False
+    return bool(host) and is_loopback_host(host or "")
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback IP address (IPv6 in brackets or not)."""
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False

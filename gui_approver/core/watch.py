@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from typing import Any
 
 from gui_approver import __version__
 from gui_approver.core import audit
+from gui_approver.core.approval import is_loopback_host
 from gui_approver.core.cargo_config import CRATES_IO, CRATES_IO_INDEX
 from gui_approver.errors import GuiApproverError
 from gui_approver.fsutil import atomic_write
@@ -180,15 +180,6 @@ def canonical_index(index_url: str) -> str:
     if url.startswith("sparse+"):
         return url.rstrip("/") + "/"
     return url.rstrip("/")
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _now() -> datetime:
@@ -444,7 +435,7 @@ class Fetcher:
         if conn is not None:
             return conn, True
         proxy = None
-        if not _is_loopback_host(host) and not urllib.request.proxy_bypass(host):
+        if not is_loopback_host(host) and not urllib.request.proxy_bypass(host):
             proxy = urllib.request.getproxies().get(parts.scheme)
         target = (host, port)
         if proxy:
@@ -927,7 +918,7 @@ class Watch:
             raise WatchError(f"{base}config.json answered HTTP {status}: {_error_detail(body)}")
         api = _config_api(body, base)
         parts = urllib.parse.urlsplit(api)
-        if parts.scheme != "https" and not _is_loopback_host(parts.hostname or ""):
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname or ""):
             raise WatchError(
                 f"refusing to send the token to {api} over plain HTTP",
                 hint="revoke it on the registry's web site",

@@ -256,20 +256,10 @@ def test_gui_env_shows_a_real_qt_window_on_xvfb(gui_env, xvfb_display):
 
 
 @pytest.fixture(scope="module")
-def p384():
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+def p384() -> tuple[bytes, str]:
+    from factories import p384_pems
 
-    private = ec.generate_private_key(ec.SECP384R1())
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private_pem, public_pem.decode()
+    return p384_pems()
 
 
 CARGO_LIKE_PAYLOAD = {

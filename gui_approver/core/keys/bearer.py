@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import json
 import os
 import threading
 import time
@@ -36,7 +35,7 @@ from gui_approver.errors import (
     KeyNotFound,
     WrongPassphrase,
 )
-from gui_approver.fsutil import atomic_write
+from gui_approver.fsutil import read_index, write_index
 from gui_approver.secret import Secret
 
 from .store import (
@@ -222,20 +221,13 @@ class BearerStore:
     # -- index file ----------------------------------------------------------------------
     def _read(self) -> list[TokenRecord]:
         try:
-            raw = self.index_path.read_text("utf-8")
-        except FileNotFoundError:
-            return []
-        try:
-            obj = json.loads(raw)
-            if not isinstance(obj, dict) or obj.get("version") != 1:
-                raise ValueError("unknown version")
-            return [TokenRecord.from_json(r) for r in obj.get("tokens", [])]
+            items = read_index(self.index_path, "tokens")
+            return [TokenRecord.from_json(r) for r in items or ()]
         except ValueError as exc:
             raise ConfigError(f"the token index {self.index_path} is damaged ({exc})") from None
 
     def _write(self, records: list[TokenRecord]) -> None:
-        data = json.dumps({"version": 1, "tokens": [r.to_json() for r in records]}, indent=2)
-        atomic_write(self.index_path, data.encode() + b"\n")
+        write_index(self.index_path, "tokens", [r.to_json() for r in records])
 
     # -- queries -------------------------------------------------------------------------
     def list(self) -> list[TokenRecord]:

@@ -36,6 +36,7 @@ from gui_approver.errors import (
     WrongPassphrase,
 )
 from gui_approver.fsutil import atomic_write as _atomic_write
+from gui_approver.fsutil import read_index, write_index
 from gui_approver.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -500,22 +501,13 @@ class KeyStore:
     # -- index file ------------------------------------------------------------------------
     def _read(self) -> list[KeyRecord]:
         try:
-            raw = self.index_path.read_text("utf-8")
-        except FileNotFoundError:
-            return []
-        try:
-            obj = json.loads(raw)
-            if not isinstance(obj, dict) or obj.get("version") != 1:
-                raise ValueError("unknown version")
-            return [KeyRecord.from_json(r) for r in obj.get("keys", [])]
+            items = read_index(self.index_path, "keys")
+            return [KeyRecord.from_json(r) for r in items or ()]
         except ValueError as exc:
             raise ConfigError(f"the key index {self.index_path} is damaged ({exc})") from None
 
     def _write(self, records: list[KeyRecord]) -> None:
-        data = json.dumps(
-            {"version": 1, "keys": [r.to_json() for r in records]}, indent=2
-        ).encode()
-        _atomic_write(self.index_path, data + b"\n")
+        write_index(self.index_path, "keys", [r.to_json() for r in records])
 
     # -- queries ---------------------------------------------------------------------------
     def list(self, *, include_pending: bool = True) -> list[KeyRecord]:
