@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
+from gui_approver.client import protocol
 from gui_approver.client.protocol import CredentialRequest, Get, Login
 from gui_approver.ui.dialog import ApprovalDialog
 
@@ -46,3 +47,14 @@ def approval_dialog(widget: QWidget | None) -> ApprovalDialog:
     """The approval dialog the app's queue shows (it holds any QWidget)."""
     assert isinstance(widget, ApprovalDialog), widget
     return widget
+
+
+def assert_one_answer(rc: int, lines: list[str]) -> dict[str, Any]:
+    """The bridge's answer to cargo: exit 0, the hello line, exactly one valid answer."""
+    assert rc == 0
+    assert lines[-1] == "", "the answer line ends with a newline"
+    assert lines[:-1][0] == protocol.HELLO
+    assert len(lines) == 3, lines  # hello, exactly one answer, ""
+    answer: dict[str, Any] = json.loads(lines[1])
+    assert protocol.validate_response(answer) == answer
+    return answer

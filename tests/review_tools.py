@@ -5,6 +5,8 @@ itself shown offscreen."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +72,21 @@ def show(qtbot: Any, review: RequestReview) -> RecordingDialog:
     d.activateWindow()
     qtbot.waitUntil(d.isActiveWindow, timeout=3000)
     return d
+
+
+def packaged(tmp_path: Path, names: list[str], *,
+             old: tuple[str, ...] = ()) -> dict[str, tuple[Path, bytes]]:
+    """.crate files as ``cargo package`` leaves them in target/package (``old`` ones an hour
+    old): name -> (path, bytes)."""
+    d = tmp_path / "target" / "package"
+    d.mkdir(parents=True)
+    out = {}
+    for n in names:
+        data = h.crate(n, "0.1.0", {"src/lib.rs": f"// {n}\n".encode()})
+        p = d / f"{n}-0.1.0.crate"
+        p.write_bytes(data)
+        if n in old:
+            t = time.time() - 3600
+            os.utime(p, (t, t))
+        out[n] = (p, data)
+    return out

@@ -16,9 +16,9 @@ reproduces from the input hypothesis prints). :data:`RICH_EXAMPLES` more per par
 from fully structured, shrinkable hypothesis strategies.
 
 ``bridge.run`` is driven in-process (BytesIO/StringIO) with :data:`BRIDGE_EXAMPLES` cargo
-inputs and :data:`REPLY_EXAMPLES` app replies from a fake app; a handful of cases go through
-the real ``cargo-credential-gui-approver`` subprocess. Each time: the hello line, exactly
-one well-formed answer line, exit code 0, no hang.
+inputs and :data:`REPLY_EXAMPLES` app replies from a fake app (the installed bridge process
+gets a handful of cases in tests/integration/test_bridge_process.py). Each time: the hello
+line, exactly one well-formed answer line, exit code 0, no hang.
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ import contextlib
 import io
 import json
 import math
-import os
 import random
 import re
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from checks import assert_one_answer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,7 +69,6 @@ FUZZ = settings(
 GOLDEN = Path(__file__).parents[1] / "golden"
 REQUESTS = [json.loads(x) for x in (GOLDEN / "requests.jsonl").read_text().splitlines()]
 RESPONSES = [json.loads(x) for x in (GOLDEN / "responses.jsonl").read_text().splitlines()]
-BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -507,17 +505,6 @@ def test_records_behave_like_the_frozen_dataclasses_they_replaced() -> None:
     assert {prov, framing.Provenance(1, 2, "/x")} == {prov}
 
 
-def test_protocol_and_bridge_import_no_heavy_modules() -> None:
-    """What keeps the bridge fast: no json/re/enum/typing/dataclasses/socket.py at start."""
-    code = ("import sys; before = set(sys.modules); import gui_approver.client.bridge; "
-            "print(' '.join(sorted(set(sys.modules) - before)))")
-    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
-                         check=True, cwd=str(Path(__file__).parents[2])).stdout.split()
-    for heavy in ("json", "re", "enum", "typing", "dataclasses", "inspect", "socket",
-                  "selectors"):
-        assert heavy not in out, (heavy, out)
-
-
 # ----------------------------------------------------------------------------- limits
 
 PARSERS: list[tuple[str, Callable[[bytes], Any]]] = [
@@ -612,16 +599,6 @@ def run_bridge_in_process(data: bytes) -> tuple[int, list[str], str]:
     return rc, out.getvalue().split("\n"), err.getvalue()
 
 
-def assert_one_answer(rc: int, lines: list[str]) -> dict[str, Any]:
-    assert rc == 0
-    assert lines[-1] == "", "the answer line ends with a newline"
-    assert lines[:-1][0] == protocol.HELLO
-    assert len(lines) == 3, lines  # hello, exactly one answer, ""
-    answer: dict[str, Any] = json.loads(lines[1])
-    assert protocol.validate_response(answer) == answer
-    return answer
-
-
 def test_fuzz_bridge_run_with_cargo_input(tmp_path: Path) -> None:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
@@ -713,27 +690,3 @@ def test_fuzz_bridge_run_with_app_replies(tmp_path: Path) -> None:
         app.close()
 
 
-SUBPROCESS_CASES = [
-    (b"\x00\xff garbage\n", "not valid"),
-    (b"[" * 100_000 + b"\n", "too large"),
-    (b"[" * 30_000 + b"\n", "nested too deeply"),
-    (b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":["read"]}\n', "string"),
-    (b'{"v":1,"registry":{"index-url":"x"},"kind":"sign"}\n', "unsupported request kind"),
-    (b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"delete"}\n',
-     "unsupported operation"),
-    (b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"x"}\n',
-     "missing the field 'vers'"),
-    (b"x" * (protocol.MAX_REQUEST_BYTES + 10), "too large"),  # no newline at all
-    (b"", "closed stdin"),
-]
-
-
-@pytest.mark.parametrize(("stdin", "needle"), SUBPROCESS_CASES)
-def test_real_bridge_subprocess_answers_once(tmp_path: Path, stdin: bytes, needle: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
-    env.update(GUI_APPROVER_NO_AUTOSTART="1", GUI_APPROVER_RUNTIME_DIR=str(tmp_path / "run"))
-    proc = subprocess.run([BRIDGE, "--cargo-plugin"], input=stdin, capture_output=True,
-                          env=env, timeout=30)
-    lines = proc.stdout.decode().split("\n")
-    answer = assert_one_answer(proc.returncode, lines)
-    assert needle in answer["Err"]["message"]
