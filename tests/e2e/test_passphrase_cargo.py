@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 PASSPHRASE = "correct horse battery staple"
 
 
+@pytest.mark.slow
 def test_a_mistyped_passphrase_keeps_cargo_waiting(harness):
     gui = harness.gui
     gui.store.delete(harness.record)

@@ -507,6 +507,7 @@ def test_unlocker_from_a_worker_thread_unlocks_a_real_key(qtbot, store, caplog, 
     assert "hunter2" not in caplog.text
 
 
+@pytest.mark.slow
 def test_unlocker_wrong_passphrase_signs_nothing(qtbot, store, make_unlocker):
     rec = store.create(registry="local", index_url=LOCAL, passphrase=Secret("right"))
     store.forget_cached()
