@@ -34,6 +34,9 @@ Fixtures:
   gui_app (function)         factory: gui_app(store, settings=None, *, start=True, **kw) -> a
                              ui.app.GuiApp (started unless start=False); every app it made and
                              not yet stopped is stopped in teardown, newest first.
+  harness (function)         the e2e harness (tests/cargo_harness.py): the app in-process, the
+                             demo registry, a CARGO_HOME pointing the real cargo at the bridge;
+                             .run(args, cwd, decide=["approve"|"deny", ...]), .dialogs.
   node_verifier (session)    envtools.NodeVerifier, callable: node_verifier(token, public_pem)
                              -> {"payload": dict, "payload_raw": str, "footer": str | None};
                              raises envtools.NodeVerifyError. One node process for the session
