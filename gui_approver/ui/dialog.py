@@ -78,7 +78,7 @@ from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default
 
 log = logging.getLogger(__name__)
 
-#: Shown when input the guard does not vouch for lands on Approve (issue #14).
+#: Shown when input the guard does not vouch for lands on Approve.
 SOFTWARE_INPUT_NOTE = (
     "Approve ignored that: that input came from software, not from your mouse or keyboard, "
     "so it cannot approve. Deny and Escape work with any input."
@@ -970,7 +970,7 @@ class ApprovalDialog(QDialog):
                                                    else 1280) - 40))
         others = self.sizeHint().height() - scroll.sizeHint().height()
         # The content's height at the width it will really have (wrapped labels are taller
-        # when narrow: measuring at the size hint's width left an empty band, #14).
+        # when narrow: measuring at the size hint's width left an empty band).
         outer = self.layout()
         margins = outer.contentsMargins() if outer is not None else None
         inner = width - (margins.left() + margins.right() if margins is not None else 36)

@@ -442,10 +442,10 @@ def run_keys_window() -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     app.setApplicationName("gui-approver")
     # No display name: Qt would append " — gui-approver" to titles that already start
-    # with "gui-approver: " (#14).
+    # with "gui-approver: ".
     from gui_approver.ui import style
 
-    style.install(app)  # focus rings, readable grey text (#14)
+    style.install(app)  # focus rings, readable grey text
     window = KeyManagerWindow(KeyStore(KeyringKeychain()))
     window.show()
     return app.exec()

@@ -86,7 +86,7 @@ class RegistryPage(QWizardPage):
         self.config_note = _plain(config_problem or note, selectable=False)
         self.crates_io = QRadioButton("crates.io (its bearer token)")
         self.other = QRadioButton("Another registry:")
-        # The kind of credential (issue 11): crates.io takes only bearer tokens.
+        # The kind of credential: crates.io takes only bearer tokens.
         self.kind_box = QGroupBox("Which kind of credential does this registry take?")
         self.kind_box.setObjectName("kindBox")
         kind_layout = QVBoxLayout(self.kind_box)
@@ -486,7 +486,7 @@ class CargoPage(QWizardPage):
                          "manager can configure it later).")
         layout = QVBoxLayout(self)
         self.view = CargoConfigView(home, store=wizard.store)
-        # Applying is this page's action (its Finish button), not a second button (#14).
+        # Applying is this page's action (its Finish button), not a second button.
         self.view.apply_button.hide()
         layout.addWidget(self.view)
 
