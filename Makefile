@@ -29,6 +29,7 @@ lint:
 	$(VENV)/bin/ruff check gui_approver tests
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/vulture
 
 bootstrap-run:
 	@bash packaging/bootstrap.sh run

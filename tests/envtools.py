@@ -5,10 +5,11 @@ smoke test) can use them exactly as the fixtures in ``tests/conftest.py`` do. ``
 a package: pytest imports this as ``envtools`` (tests/ is on sys.path); a script does
 ``sys.path.insert(0, "<repo>/tests")`` and then::
 
-    from envtools import start_secret_service, start_xvfb, make_app_env
+    from envtools import app_env_for, make_app_dirs, start_secret_service, start_xvfb
 
     with start_secret_service(tmp) as ss, start_xvfb(tmp) as xvfb:
-        env = make_app_env(tmp / "app", keychain_env=ss.env, display=xvfb.display)
+        dirs = make_app_dirs(tmp / "app", runtime_dir=ss.runtime_dir)
+        env = app_env_for(dirs, keychain_env=ss.env, display=xvfb.display)
         subprocess.run([...], env=env)
 
 Nothing here mocks anything: every helper starts the real program (``dbus-daemon``,
@@ -492,22 +493,6 @@ def app_env_for(
     if keychain_env:
         env.update(keychain_env)
     return env
-
-
-def make_app_env(
-    root: Path | str,
-    *,
-    keychain_env: Mapping[str, str] | None = None,
-    display: str | None = None,
-) -> dict[str, str]:
-    """Shortcut for scripts: dirs under ``root`` (+ the keychain's runtime dir if given).
-
-    Without a keychain this makes a /tmp/gat-run-* runtime dir that nobody removes; use
-    ``make_app_dirs`` + ``app_env_for`` + ``AppDirs.cleanup`` when that matters.
-    """
-    runtime = (keychain_env or {}).get("XDG_RUNTIME_DIR")
-    dirs = make_app_dirs(root, runtime_dir=Path(runtime) if runtime else None)
-    return app_env_for(dirs, keychain_env=keychain_env, display=display)
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,9 +11,8 @@ from __future__ import annotations
 # The C module, not ``socket``: socket.py builds enums and imports selectors at start-up,
 # which is a good part of a bridge's whole run; the bridge needs only these few calls.
 import _socket as socket
-import os
+import posix
 import select
-import struct
 import sys
 import time
 
@@ -23,6 +22,7 @@ from gui_approver.errors import BridgeError, GuiApproverError, ProtocolError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, BinaryIO, TextIO
 
 #: How long to wait for cargo's request line.
@@ -65,9 +65,8 @@ def _peer_uid(sock: socket.socket) -> int | None:
     so_peercred = getattr(socket, "SO_PEERCRED", None)
     if so_peercred is None:
         return None
-    raw = sock.getsockopt(socket.SOL_SOCKET, so_peercred, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", raw)
-    return int(uid)
+    raw = sock.getsockopt(socket.SOL_SOCKET, so_peercred, 12)  # struct ucred: 3 ints
+    return int.from_bytes(raw[4:8], sys.byteorder, signed=True)
 
 
 def _connect(path: str) -> socket.socket | None:
@@ -79,13 +78,15 @@ def _connect(path: str) -> socket.socket | None:
         sock.close()
         return None
     uid = _peer_uid(sock)
-    if uid is not None and uid != os.getuid():
+    if uid is not None and uid != posix.getuid():
         sock.close()
         raise BridgeError(f"the socket {path} belongs to another user (uid {uid}); refusing it")
     return sock
 
 
 def _app_command() -> list[str]:
+    import os  # only when starting the app (the rare path)
+
     override = os.environ.get("GUI_APPROVER_APP_COMMAND")
     if override:
         import shlex
@@ -104,7 +105,7 @@ _UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "MALLOC_CHECK_",
                          "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH"})
 
 
-def app_environment(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+def app_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The environment for an app started by the bridge: cargo's, minus anything that
     would load other code into the process that holds the keys (LD_PRELOAD, PYTHONPATH,
     Qt plugin paths, ...). The display variables stay: the dialog must reach the user."""
@@ -116,6 +117,8 @@ def app_environment(env: dict[str, str] | os._Environ[str]) -> dict[str, str]:
 
 
 def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
+    import os  # only when starting the app (the rare path)
+
     if os.environ.get("GUI_APPROVER_NO_AUTOSTART"):
         raise BridgeError("gui-approver is not running; " + _START_HINT)
     import subprocess
@@ -194,15 +197,15 @@ def _recv_line(sock: socket.socket, buf: bytearray, timeout: float) -> bytes:
 def exchange(raw_request: dict[str, Any], err: TextIO) -> dict[str, Any]:
     """Send one credential request to the app and return its reply message."""
     directory = paths.socket_dir()
-    path = os.path.join(directory, paths.SOCKET_NAME)
-    if os.path.exists(directory):
+    path = directory.rstrip("/") + "/" + paths.SOCKET_NAME
+    if paths.exists(directory):
         problem = paths.check_private_dir(directory)
         if problem:
             raise BridgeError(f"refusing to use the socket directory: {problem}")
     sock = _connect(path)
     if sock is None:
         sock = _start_app_and_connect(path, err)
-    provenance = framing.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=_cwd())
+    provenance = framing.Provenance(pid=posix.getpid(), ppid=posix.getppid(), cwd=_cwd())
     try:
         sock.settimeout(5.0)
         try:
@@ -228,7 +231,7 @@ def exchange(raw_request: dict[str, Any], err: TextIO) -> dict[str, Any]:
 
 def _cwd() -> str | None:
     try:
-        return os.getcwd()
+        return posix.getcwd()
     except OSError:
         return None
 
@@ -310,7 +313,7 @@ def _exit_now(code: int) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    os._exit(code)
+    posix._exit(code)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,6 @@ class Owners(_Operation):
 
 
 Operation = Read | Publish | Yank | Unyank | Owners
-Mutation = Publish | Yank | Unyank | Owners
 
 
 class Get(Record):

@@ -10,14 +10,12 @@ cargo starts holds no key and is not touched.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 
 log = logging.getLogger(__name__)
 
 PR_SET_DUMPABLE = 4
-PR_GET_DUMPABLE = 3
 
 
 def harden_process() -> bool:
@@ -44,14 +42,3 @@ def harden_process() -> bool:
         log.warning("could not make the process non-dumpable (%s)", exc)
         return False
     return ok
-
-
-def is_dumpable() -> bool | None:
-    """What the kernel says (None where it cannot be asked)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
-        return bool(ctypes.CDLL(None).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
-    return None

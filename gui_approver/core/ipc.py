@@ -21,7 +21,6 @@ bytes trickle in, and at most :data:`MAX_UNREAD` connections may be still sendin
 that the oldest one that has had :data:`UNREAD_GRACE` seconds is hung up on. A real bridge
 sends its message as soon as it connects, so it is never the one dropped.
 
-The transport sits behind :class:`Transport` so a named pipe can replace it elsewhere.
 """
 
 from __future__ import annotations
@@ -80,11 +79,6 @@ class Ack(Protocol):
 
 #: handler(request, ack) -> (response, notice)
 Handler = Callable[[IpcRequest, Ack], tuple[dict[str, object], str | None]]
-
-
-class Transport(Protocol):
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:

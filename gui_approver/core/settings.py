@@ -27,7 +27,7 @@ class Settings:
 
     def validate(self) -> list[str]:
         problems = []
-        # Under 30 s there is no time to read the dialog (#14).
+        # Under 30 s there is no time to read the dialog.
         if not 30 <= self.approval_timeout <= 3600:
             problems.append("approval_timeout must be between 30 and 3600 seconds")
         if not 1.0 <= self.arming_delay <= 10:

@@ -810,14 +810,6 @@ class Watch:
             return False
         return current is None or current.fingerprint == revoked
 
-    def clear_needs_new_token(self, index_url: str) -> None:
-        index_url = canonical_index(index_url)
-        with self._locked():
-            regs = self._prefs()
-            if index_url in regs:
-                regs[index_url].pop("needs_new_token", None)
-                self._save_prefs(regs)
-
     # -- alerts ------------------------------------------------------------------------------
 
     def alerts(self, *, include_handled: bool = False, registry: str | None = None) -> list[Alert]:

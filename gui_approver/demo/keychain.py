@@ -474,8 +474,8 @@ class PrivateKeychain:
     def __enter__(self) -> PrivateKeychain:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, _exc_type: type[BaseException] | None, _exc: BaseException | None,
+                 _tb: TracebackType | None) -> None:
         self.stop()
 
 

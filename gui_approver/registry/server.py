@@ -1025,7 +1025,7 @@ def _run_demo_registry(args: argparse.Namespace) -> int:
         return 2
     stop = threading.Event()
 
-    def on_signal(signum: int, frame: object) -> None:
+    def on_signal(_signum: int, _frame: object) -> None:
         stop.set()
 
     previous: dict[signal.Signals, Any] = {}

@@ -46,7 +46,6 @@ __all__ = [
 
 TOKEN_PREFIX = "v3.public."  # noqa: S105 - a format prefix, not a secret
 PUBLIC_PREFIX = "k3.public."
-PID_PREFIX = "k3.pid."
 
 #: The mutations RFC 3231 (and cargo) know about.
 MUTATIONS = ("publish", "yank", "unyank", "owners")

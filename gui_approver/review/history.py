@@ -143,7 +143,7 @@ class Changes:
     new_build_script: bool
     becomes_proc_macro: bool
     #: worth knowing but no warning (a license change): shown as information, so the ⚠
-    #: flags keep meaning "look twice" (#14)
+    #: flags keep meaning "look twice"
     notes: tuple[str, ...] = ()
 
     @property

@@ -676,9 +676,9 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     app = QApplication(sys.argv[:1])
     app.setApplicationName("gui-approver")
     # No display name: Qt would append " — gui-approver" to titles that already start
-    # with "gui-approver: " (#14).
+    # with "gui-approver: ".
     app.setQuitOnLastWindowClosed(False)
-    style.install(app)  # focus rings, readable grey text (#14)
+    style.install(app)  # focus rings, readable grey text
     gui = GuiApp(KeyStore(KeyringKeychain()), settings,
                  auto_approve_loopback=auto_approve_loopback, problems=problems,
                  first_run=first_run, settings_path=default_settings_path())

@@ -78,7 +78,7 @@ from gui_approver.ui.guard import POINTER_MOVED_BY_SOFTWARE, InputGuard, default
 
 log = logging.getLogger(__name__)
 
-#: Shown when input the guard does not vouch for lands on Approve (issue #14).
+#: Shown when input the guard does not vouch for lands on Approve.
 SOFTWARE_INPUT_NOTE = (
     "Approve ignored that: that input came from software, not from your mouse or keyboard, "
     "so it cannot approve. Deny and Escape work with any input."
@@ -455,6 +455,55 @@ def requester_warning_text(review: RequestReview) -> str:
             + ("; \"Approve all listed\" is not offered." if review.batch else "."))
 
 
+def _field_rows(approval: ApprovalRequest) -> list[tuple[str, str, bool]]:
+    """(name, value, monospace) of each field the dialog shows, values already escaped."""
+    req = approval.request
+    fields = shown(req)
+    rows: list[tuple[str, str, bool]] = [
+        ("Operation", fields.op, False),
+        ("Registry", elide_middle(_registry_row(approval), 140), False),
+        ("Index URL", elide_middle(escape_text(req.registry.index_url, 2048)), True),
+    ]
+    if fields.name:
+        rows.append(("Crate", escape_text(fields.name, 200), True))
+    if fields.vers:
+        rows.append(("Version", escape_text(fields.vers, 200), True))
+    if fields.cksum:
+        rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
+    if approval.bearer is not None:
+        tok = approval.bearer
+        rows.append(("Credential", f"bearer token sha256:{tok.fingerprint} "
+                                   f"({tok.protection})", True))
+        rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
+        rows.append(("Token expiry", tok.expires or "expiry unknown", False))
+    elif approval.key is not None and approval.action is not Action.LOGIN:
+        rows.append(("Signing key", approval.key.kip, True))
+    rows += _requester_rows(approval, fields.is_owners)
+    return rows
+
+
+def _requester_rows(approval: ApprovalRequest, is_owners: bool) -> list[tuple[str, str, bool]]:
+    review = approval.review
+    if review is None:
+        prov = approval.provenance
+        who = []
+        if prov.pid is not None:
+            who.append(f"bridge pid {prov.pid}")
+        if prov.ppid is not None:
+            who.append(f"started by pid {prov.ppid}")
+        if prov.cwd:
+            who.append(f"in {elide_middle(escape_text(prov.cwd, 2048), 100)}")
+        return [("Requested by", ", ".join(who) or "unknown (not reported)", False)]
+    rows = [("Requested by", _requester_text(review), False)]
+    cargo_proc = review.requester.cargo
+    owners = owner_changes(cargo_proc.cmdline) if is_owners and cargo_proc is not None else None
+    if owners:
+        # Cargo's request does not say this; its command line (read by the app) does.
+        rows.append(("Owner change", elide_middle(owners, 300)
+                     + "\n(read from cargo's command line, not from its request)", False))
+    return rows
+
+
 class ApprovalDialog(QDialog):
     """``decided(bool)`` fires exactly once: True only for a genuine Approve."""
 
@@ -480,14 +529,21 @@ class ApprovalDialog(QDialog):
         self._protected = False
         self.shown_at: float | None = None
         self.visible_at: float | None = None
-        req = approval.request
-        fields = shown(req)
+        self.review = approval.review
+        self.approve_all_chosen = False
+        self.review_labels: dict[str, QLabel] = {}
+        self.field_labels: dict[str, QLabel] = {}
+        self.file_list: QTreeWidget | None = None
+        self.batch_list: QTreeWidget | None = None
+        self.view_changes_button: QPushButton | None = None
+        self.changes_window: ChangesWindow | None = None
+        self.approve_all_button: ApproveButton | None = None
         self.setWindowTitle(f"gui-approver: {elide_middle(escape_text(approval.summary()), 120)}")
         self.setWindowFlag(Qt.WindowType.WindowStaysOnTopHint, True)
         self.setModal(False)
         self.setObjectName("approvalDialog")
         self.setMinimumWidth(560)
-        # A visible focus ring on the buttons; grey text that reaches WCAG AA (#14).
+        # A visible focus ring on the buttons; grey text that reaches WCAG AA.
         style.install()
         style.make_secondary_readable(self)
         # KDE's platform theme adds mnemonics to buttons automatically unless told not to.
@@ -497,7 +553,18 @@ class ApprovalDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 16, 18, 14)
         layout.setSpacing(10)
-        self.review_labels: dict[str, QLabel] = {}
+        self._add_heading(layout)
+        scroll, content = self._add_body(layout, self._fields_box(_field_rows(approval)))
+        self._add_footer(layout, waiting)
+        self._add_buttons(layout)
+        self._start_watching()
+        if scroll is not None and content is not None:
+            self._fit(scroll, content)
+        self._update_status()
+
+    # construction ------------------------------------------------------------------------
+    def _add_heading(self, layout: QVBoxLayout) -> None:
+        approval = self.approval
         if approval.review is not None and not approval.review.requester.verified:
             layout.addWidget(self._requester_warning(approval.review))
         title = _plain(_heading(approval), selectable=False)
@@ -517,6 +584,7 @@ class ApprovalDialog(QDialog):
             intro.setFont(bold)
         layout.addWidget(intro)
 
+    def _fields_box(self, rows: list[tuple[str, str, bool]]) -> QFrame:
         box = QFrame()
         box.setObjectName("fields")
         box.setFrameShape(QFrame.Shape.StyledPanel)
@@ -526,47 +594,6 @@ class ApprovalDialog(QDialog):
         grid.setContentsMargins(12, 10, 12, 10)
         grid.setHorizontalSpacing(14)
         grid.setVerticalSpacing(6)
-        rows: list[tuple[str, str, bool]] = [
-            ("Operation", fields.op, False),
-            ("Registry", elide_middle(_registry_row(approval), 140), False),
-            ("Index URL", elide_middle(escape_text(req.registry.index_url, 2048)), True),
-        ]
-        if fields.name:
-            rows.append(("Crate", escape_text(fields.name, 200), True))
-        if fields.vers:
-            rows.append(("Version", escape_text(fields.vers, 200), True))
-        if fields.cksum:
-            rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
-        if approval.bearer is not None:
-            tok = approval.bearer
-            rows.append(("Credential", f"bearer token sha256:{tok.fingerprint} "
-                                       f"({tok.protection})", True))
-            rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
-            rows.append(("Token expiry", tok.expires or "expiry unknown", False))
-        elif approval.key is not None and approval.action is not Action.LOGIN:
-            rows.append(("Signing key", approval.key.kip, True))
-        review = approval.review
-        if review is not None:
-            rows.append(("Requested by", _requester_text(review), False))
-            cargo_proc = review.requester.cargo
-            owners = (owner_changes(cargo_proc.cmdline)
-                      if fields.is_owners and cargo_proc is not None else None)
-            if owners:
-                # Cargo's request does not say this; its command line (read by the app) does.
-                rows.append(("Owner change", elide_middle(owners, 300)
-                             + "\n(read from cargo's command line, not from its request)",
-                             False))
-        else:
-            prov = approval.provenance
-            who = []
-            if prov.pid is not None:
-                who.append(f"bridge pid {prov.pid}")
-            if prov.ppid is not None:
-                who.append(f"started by pid {prov.ppid}")
-            if prov.cwd:
-                who.append(f"in {elide_middle(escape_text(prov.cwd, 2048), 100)}")
-            rows.append(("Requested by", ", ".join(who) or "unknown (not reported)", False))
-        self.field_labels: dict[str, QLabel] = {}
         for r, (name, value, mono) in enumerate(rows):
             key = _plain(name, selectable=False)
             key.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
@@ -581,16 +608,14 @@ class ApprovalDialog(QDialog):
             grid.addWidget(val, r, 1)
             self.field_labels[name] = val
         grid.setColumnStretch(1, 1)
+        return box
 
-        # The review (issue #4): flags first, then the fields, the contents, the changes and
-        # the workspace list, all in a scroll area so the dialog fits small screens.
-        self.review = review
-        self.approve_all_chosen = False
-        self.file_list: QTreeWidget | None = None
-        self.batch_list: QTreeWidget | None = None
-        self.view_changes_button: QPushButton | None = None
-        self.changes_window: ChangesWindow | None = None
-        self.approve_all_button: ApproveButton | None = None
+    def _add_body(self, layout: QVBoxLayout, box: QFrame
+                  ) -> tuple[QScrollArea | None, QWidget | None]:
+        """The fields and, with a review, flags first, then the fields, the contents, the
+        changes and the workspace list, all in a scroll area so the dialog fits small
+        screens."""
+        review = self.review
         body: QVBoxLayout = layout
         scroll: QScrollArea | None = None
         content: QWidget | None = None
@@ -600,7 +625,7 @@ class ApprovalDialog(QDialog):
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QFrame.Shape.NoFrame)
             scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            # A Tab stop only while there is something to scroll (#14).
+            # A Tab stop only while there is something to scroll.
             scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             scroll.verticalScrollBar().rangeChanged.connect(self._scroll_range_changed)
             self._scroll = scroll
@@ -611,8 +636,7 @@ class ApprovalDialog(QDialog):
             body.setSpacing(10)
             self._add_flags(body, review)
         body.addWidget(box)
-
-        if fields.is_owners:
+        if shown(self.approval.request).is_owners:
             note = _plain(OWNERS_NOTE, selectable=False)
             note.setObjectName("ownersNote")
             body.addWidget(note)
@@ -621,7 +645,9 @@ class ApprovalDialog(QDialog):
             body.addStretch(1)
             scroll.setWidget(content)
             layout.addWidget(scroll, 1)
+        return scroll, content
 
+    def _add_footer(self, layout: QVBoxLayout, waiting: int) -> None:
         self.status_label = _plain("", selectable=False)
         self.status_label.setObjectName("statusLabel")
         self.status_label.setAccessibleDescription("Status")
@@ -641,9 +667,10 @@ class ApprovalDialog(QDialog):
         layout.addWidget(self.refused_label)
         layout.addWidget(self.waiting_label)
         self.set_waiting(waiting)
-        if review is None:
+        if self.review is None:
             layout.addStretch(1)  # with a review, the scroll area takes the spare height
 
+    def _add_buttons(self, layout: QVBoxLayout) -> None:
         buttons = QHBoxLayout()
         buttons.setSpacing(8)
         buttons.addStretch(1)
@@ -658,7 +685,7 @@ class ApprovalDialog(QDialog):
         self.approve_button.set_armed(False)
         self.approve_button.approved.connect(self._approve)
         buttons.addWidget(self.deny_button)
-        if review is not None and _batch_others(review):
+        if self.review is not None and _batch_others(self.review):
             # Exactly the same genuine-input and arming rules as Approve (same class).
             self.approve_all_button = ApproveButton(
                 guard=self.guard, label="Approve all listed", name="approveAllButton")
@@ -670,6 +697,9 @@ class ApprovalDialog(QDialog):
         layout.addLayout(buttons)
         self.deny_button.setFocus()
 
+    def _start_watching(self) -> None:
+        """The timers, the input guard's signals and the event filter that keep Approve
+        honest."""
         self._arm_timer = QTimer(self)
         self._arm_timer.setSingleShot(True)
         self._arm_timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -691,9 +721,6 @@ class ApprovalDialog(QDialog):
         if not self.guard.available:
             for b in self._approve_buttons():
                 b.set_unavailable()
-        if scroll is not None and content is not None:
-            self._fit(scroll, content)
-        self._update_status()
 
     # review ------------------------------------------------------------------------------
     def _approve_buttons(self) -> list[ApproveButton]:
@@ -943,7 +970,7 @@ class ApprovalDialog(QDialog):
                                                    else 1280) - 40))
         others = self.sizeHint().height() - scroll.sizeHint().height()
         # The content's height at the width it will really have (wrapped labels are taller
-        # when narrow: measuring at the size hint's width left an empty band, #14).
+        # when narrow: measuring at the size hint's width left an empty band).
         outer = self.layout()
         margins = outer.contentsMargins() if outer is not None else None
         inner = width - (margins.left() + margins.right() if margins is not None else 36)

@@ -111,7 +111,7 @@ class FirstRunWindow(QWidget):
         self.text.setWordWrap(True)
         layout.addWidget(self.text)
 
-        # No keychain: say so now, in this window, not after the whole wizard (#14).
+        # No keychain: say so now, in this window, not after the whole wizard.
         self.keychain_problem = keychain_problem(store)
         self.keychain_note = QLabel(NO_KEYCHAIN)
         self.keychain_note.setObjectName("keychainProblem")

@@ -1,4 +1,4 @@
-"""Readability for keyboard users and low vision (issue #14): a visible focus ring on every
+"""Readability for keyboard users and low vision: a visible focus ring on every
 push button, and secondary ("grey") text that reaches WCAG AA contrast (4.5:1)."""
 
 from __future__ import annotations

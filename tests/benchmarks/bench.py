@@ -796,9 +796,10 @@ def bench_concurrent(b: Bench, n: int = 200) -> list[Row]:
 def bytecode_state() -> str:
     pkg = REPO / "gui_approver"
     stale = []
-    for name in ("__init__", "bridge", "protocol"):
+    for name in ("__init__", "errors", "secret", "client/__init__", "client/bridge",
+                 "client/protocol", "client/framing", "client/paths", "client/records"):
         src = pkg / f"{name}.py"
-        pyc = pkg / "__pycache__" / f"{name}.{sys.implementation.cache_tag}.pyc"
+        pyc = src.parent / "__pycache__" / f"{src.stem}.{sys.implementation.cache_tag}.pyc"
         if not pyc.exists() or pyc.stat().st_mtime < src.stat().st_mtime:
             stale.append(name)
     return "compiled" if not stale else f"NOT compiled: {', '.join(stale)}"

@@ -43,6 +43,20 @@ def test_bridge_imports_only_stdlib_and_protocol():
         assert heavy not in loaded
 
 
+def test_the_bridge_started_as_cargo_starts_it_skips_os_struct_and_typing():
+    """Started `python -IS` (the launcher bootstrap writes), the bridge's hot path imports
+    neither ``os`` (with posixpath and collections.abc) nor ``struct``, ``typing``, ``json``
+    or ``re``: each is a measurable part of the start-up cargo waits for."""
+    code = ("import sys; sys.path.insert(0, " + repr(str(ROOT)) + "); before = set(sys.modules);"
+            " import gui_approver.client.bridge;"
+            " print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "gui_approver.client.bridge" in loaded
+    assert not loaded & {"os", "struct", "typing", "json", "re", "enum", "dataclasses"}, loaded
+
+
 def test_cli_imports_ui_only_inside_handlers():
     for path in (PKG / "cli").rglob("*.py"):
         tree = ast.parse(path.read_text())

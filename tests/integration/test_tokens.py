@@ -32,10 +32,6 @@ def cli(env, *args, input=None):
                           timeout=60)
 
 
-def files_hold(root: Path, token: str) -> list[str]:
-    return [str(h) for h in scan(token, paths=[root])]
-
-
 def test_token_add_list_show_delete_in_the_real_keychain(app_env):
     r = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL,
             "--expires", "90d", "--scopes", "publish-update; crates: foo", input=TOKEN + "\n")

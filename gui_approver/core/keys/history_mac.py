@@ -1,4 +1,4 @@
-"""The key that authenticates the history of approved publishes (issue 12, item 5).
+"""The key that authenticates the history of approved publishes.
 
 History entries are plain files in the data directory, which any same-user process can
 write. Each entry carries an HMAC-SHA256 whose key lives only in the keychain (account
