@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from checks import approval_dialog
@@ -18,6 +19,7 @@ from gui_approver.core.settings import Settings
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.registry.verify import RegisteredKey
 from gui_approver.ui.app import GuiApp
+from gui_approver.ui.dialog import ApprovalDialog
 
 BIN = Path(sys.executable).parent
 BRIDGE = str(BIN / "cargo-credential-gui-approver")
@@ -29,6 +31,34 @@ def cargo(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[b
         ["cargo", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
+
+
+def next_dialog(qtbot: Any, gui: GuiApp, proc: subprocess.Popen[bytes],
+                timeout: float) -> ApprovalDialog | None:
+    """The app's next approval dialog, or None once cargo exited without one."""
+    qtbot.waitUntil(lambda: gui.approver.dialog is not None or proc.poll() is not None,
+                    timeout=int(timeout * 1000))
+    shown = gui.approver.dialog
+    return None if shown is None else approval_dialog(shown)
+
+
+def answer_dialog(qtbot: Any, gui: GuiApp, dialog: ApprovalDialog, answer: str) -> None:
+    """Answer like the user ("approve": a real click once Approve is armed; else Deny), then
+    wait until the app has let go of this dialog."""
+    if answer == "approve":
+        dialog.activateWindow()
+        qtbot.waitUntil(dialog.approve_button.isEnabled, timeout=5000)
+        qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
+    else:
+        qtbot.mouseClick(dialog.deny_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gui.approver.dialog is not dialog, timeout=5000)
+
+
+def finish(qtbot: Any, proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, bytes, bytes]:
+    """Wait for cargo to exit: its exit code, stdout and stderr."""
+    qtbot.waitUntil(lambda: proc.poll() is not None, timeout=int(timeout * 1000))
+    out, err = proc.communicate()
+    return proc.returncode, out, err
 
 
 class Harness:
@@ -47,26 +77,13 @@ class Harness:
         """Run cargo; ``decide`` is a list of "approve"/"deny" answers to the dialogs."""
         proc = cargo(args, cwd, env or self.env)
         for answer in decide or []:
-            self.qtbot.waitUntil(
-                lambda: self.gui.approver.dialog is not None or proc.poll() is not None,
-                timeout=int(timeout * 1000),
-            )
-            shown = self.gui.approver.dialog
-            assert shown is not None, f"cargo exited without asking: {proc.communicate()}"
-            dialog = approval_dialog(shown)
+            dialog = next_dialog(self.qtbot, self.gui, proc, timeout)
+            assert dialog is not None, f"cargo exited without asking: {proc.communicate()}"
             self.dialogs.append({k: v.text() for k, v in dialog.field_labels.items()})
-            if answer == "approve":
-                dialog.activateWindow()
-                self.qtbot.waitUntil(dialog.approve_button.isEnabled, timeout=5000)
-                self.qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
-            else:
-                self.qtbot.mouseClick(dialog.deny_button, Qt.MouseButton.LeftButton)
-            self.qtbot.waitUntil(lambda d=dialog: self.gui.approver.dialog is not d,
-                                 timeout=5000)
-        self.qtbot.waitUntil(lambda: proc.poll() is not None, timeout=int(timeout * 1000))
-        out, err = proc.communicate()
+            answer_dialog(self.qtbot, self.gui, dialog, answer)
+        rc, out, err = finish(self.qtbot, proc, timeout)
         self.outputs += [out, err]
-        return proc.returncode, out.decode(), err.decode()
+        return rc, out.decode(), err.decode()
 
     dialogs: list[dict[str, str]]
     record: KeyRecord

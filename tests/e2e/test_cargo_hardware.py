@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cargo_harness import BRIDGE, CLI, PUBLISH, cargo, harness_pem
+from cargo_harness import BRIDGE, CLI, PUBLISH, answer_dialog, cargo, harness_pem, next_dialog
 from factories import write_crate
 from leakscan import scan_pin
 from PySide6.QtCore import Qt
@@ -34,17 +34,12 @@ class HwHarness:
         self.events: list[str] = []
 
     def approve_next(self, proc, timeout=60):
-        self.qtbot.waitUntil(lambda: self.gui.approver.dialog is not None
-                             or proc.poll() is not None, timeout=timeout * 1000)
-        dialog = self.gui.approver.dialog
+        dialog = next_dialog(self.qtbot, self.gui, proc, timeout)
         assert dialog is not None, f"cargo exited without asking: {proc.communicate()}"
         # The PIN prompt never comes before the approval.
         assert self.gui.unlocker.dialog is None
         self.events.append("approve:" + dialog.field_labels["Operation"].text())
-        dialog.activateWindow()
-        self.qtbot.waitUntil(dialog.approve_button.isEnabled, timeout=5000)
-        self.qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
-        self.qtbot.waitUntil(lambda d=dialog: self.gui.approver.dialog is not d, timeout=5000)
+        answer_dialog(self.qtbot, self.gui, dialog, "approve")
 
     def enter_pin(self, proc, pin, timeout=30):
         self.qtbot.waitUntil(lambda: self.gui.unlocker.dialog is not None

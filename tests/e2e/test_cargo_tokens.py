@@ -9,11 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cargo_harness import BRIDGE, CLI, cargo
-from checks import approval_dialog, present
+from cargo_harness import BRIDGE, CLI, answer_dialog, cargo, finish, next_dialog
+from checks import present
 from factories import write_crate
 from leakscan import scan
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
 from gui_approver.core.keys.bearer import bearer_store
@@ -39,31 +38,18 @@ class TokenHarness:
         proc = cargo(args, cwd, self.env)
         answers = list(decide)
         while answers or approve_all:
-            self.qtbot.waitUntil(
-                lambda: self.gui.approver.dialog is not None or proc.poll() is not None,
-                timeout=int(timeout * 1000))
-            shown = self.gui.approver.dialog
-            if shown is None:
+            dialog = next_dialog(self.qtbot, self.gui, proc, timeout)
+            if dialog is None:
                 assert approve_all, f"cargo exited without asking: {proc.communicate()}"
                 break
-            dialog = approval_dialog(shown)
             seen = {k: v.text() for k, v in dialog.field_labels.items()}
             seen["intro"] = present(dialog.findChild(QLabel, "intro")).text()
             seen["heading"] = present(dialog.findChild(QLabel, "heading")).text()
             self.dialogs.append(seen)
-            answer = answers.pop(0) if answers else "approve"
-            if answer == "approve":
-                dialog.activateWindow()
-                self.qtbot.waitUntil(dialog.approve_button.isEnabled, timeout=5000)
-                self.qtbot.mouseClick(dialog.approve_button, Qt.MouseButton.LeftButton)
-            else:
-                self.qtbot.mouseClick(dialog.deny_button, Qt.MouseButton.LeftButton)
-            self.qtbot.waitUntil(lambda d=dialog: self.gui.approver.dialog is not d,
-                                 timeout=5000)
-        self.qtbot.waitUntil(lambda: proc.poll() is not None, timeout=int(timeout * 1000))
-        out, err = proc.communicate()
+            answer_dialog(self.qtbot, self.gui, dialog, answers.pop(0) if answers else "approve")
+        rc, out, err = finish(self.qtbot, proc, timeout)
         self.outputs += [out, err]
-        return proc.returncode, out.decode(), err.decode()
+        return rc, out.decode(), err.decode()
 
 
 def _start(qtbot, gui_app, app_env, tmp_path, *, auth_required=False):
