@@ -94,8 +94,9 @@ TESTS = Path(__file__).resolve().parent
 # Directory -> marker applied to every test in it.
 _DIR_MARKERS = {"e2e": "e2e", "gui": "gui"}
 # Fixtures that start a real component: not in unit/.
+# (Qt widgets, even offscreen, are gui/ tests.)
 _NOT_IN_UNIT = frozenset({"secret_service", "app_env", "gui_env", "no_keychain", "xvfb_display",
-                          "node_verifier", "softhsm", "harness"})
+                          "node_verifier", "softhsm", "harness", "qtbot", "qapp", "gui_app"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
