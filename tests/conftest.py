@@ -56,6 +56,7 @@ import pytest
 import softhsm as softhsm_tools
 from cargo_harness import harness  # noqa: F401 - the e2e harness fixture
 from hypothesis import settings
+from watch_tools import cli_env, world  # noqa: F401 - the watch tests' fixtures
 
 if TYPE_CHECKING:
     from gui_approver.core.keys.store import KeyStore

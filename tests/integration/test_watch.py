@@ -1,22 +1,19 @@
-"""The watch (gui_approver.core.watch, ``gui-approver watch``): against the real demo registry
-over loopback, with out-of-band publishes and yanks made by the real cargo (``cargo:token``
-from another CARGO_HOME), and the audit log written by the real AuditLog."""
+"""The watch (gui_approver.core.watch, ``gui-approver watch``) against the real demo registry
+over loopback, and the audit log written by the real AuditLog; with the real cargo publishing
+out of band: tests/e2e/test_watch_cargo.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from leakscan import scan
-from registry_tools import CARGO, TokenCargo, call, token_cargo
+from registry_tools import call
+from watch_tools import CLI, World, run_cli
 
 from gui_approver.core.audit import AuditLog
 from gui_approver.core.settings import Settings
@@ -30,65 +27,6 @@ from gui_approver.core.watch import (
 )
 from gui_approver.registry.server import DemoRegistry
 from gui_approver.secret import Secret
-
-CLI = str(Path(sys.executable).parent / "gui-approver")
-needs_cargo = pytest.mark.skipif(CARGO is None, reason="cargo is not on PATH")
-
-
-class World:
-    """A token-mode demo registry, a watch with its own state dir, and an audit log."""
-
-    def __init__(self, tmp: Path, reg: DemoRegistry) -> None:
-        self.tmp = tmp
-        self.reg = reg
-        self.state = tmp / "state"
-        self.audit = AuditLog(self.state / "audit.jsonl")
-        self.watch = Watch(self.state, timeout=5.0)
-        self.token = reg.issue_token("ci")
-        self._cargo: TokenCargo | None = None
-
-    @property
-    def cargo(self) -> TokenCargo:
-        """The other machine: publishes with the same token through cargo:token."""
-        if self._cargo is None:
-            self._cargo = token_cargo(self.tmp / "elsewhere", self.reg, self.token)
-        return self._cargo
-
-    def publish(self, crate: str, vers: str) -> str:
-        """Publish out of band with the real cargo; returns the registry's cksum."""
-        path = self.tmp / "elsewhere" / crate
-        if not path.exists():
-            path = self.cargo.new_crate(crate)
-        manifest = path / "Cargo.toml"
-        text = manifest.read_text()
-        manifest.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{vers}"', text, count=1))
-        proc = self.cargo.publish(path)
-        assert proc.returncode == 0, proc.stderr
-        (entry,) = [e for e in self.reg.crates()[crate] if e["vers"] == vers]
-        return str(entry["cksum"])
-
-    def yank(self, crate: str, vers: str, undo: bool = False) -> None:
-        args = ["yank", "--registry", "local", "--version", vers, crate]
-        proc = self.cargo.cargo(*args, *(["--undo"] if undo else []), cwd=self.tmp)
-        assert proc.returncode == 0, proc.stderr
-
-    def approve(self, op: str, crate: str, vers: str, cksum: str | None = None) -> None:
-        """The record SigningService writes when a mutation was approved and released."""
-        self.audit.record(
-            event="get", registry="local", index_url=self.reg.index_url, operation=op,
-            crate=crate, version=vers, cksum=cksum, decision="signed",
-            reason="approved in the dialog", key_id="k3.pid.test",
-        )
-
-    def served_since(self, n: int) -> list[str]:
-        return [f"{s.status} {s.path}" for s in list(self.reg.served)[n:]]
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    with DemoRegistry(tmp_path / "registry", token_mode=True) as reg:
-        yield World(tmp_path, reg)
-
 
 # ----------------------------------------------------------------------------- units
 
@@ -167,98 +105,6 @@ def test_nothing_is_fetched_when_nothing_is_watched(world: World) -> None:
     assert list(world.reg.served) == []
 
 
-@needs_cargo
-@pytest.mark.e2e
-def test_out_of_band_publish_raises_exactly_one_alert(world: World) -> None:
-    cksum = world.publish("wa-one", "0.1.0")
-    world.approve("publish", "wa-one", "0.1.0", cksum)
-    first = world.watch.run_once()
-    assert (first.exit_code, first.new_alerts, first.errors) == (0, [], [])  # the baseline
-    assert first.requests == 2  # config.json + the crate's file
-
-    world.publish("wa-one", "0.2.0")  # nobody approved this here
-    second = world.watch.run_once()
-    assert second.errors == []
-    assert [(a.crate, a.version, a.kind) for a in second.new_alerts] == [
-        ("wa-one", "0.2.0", "unapproved-version")
-    ]
-    alert = second.new_alerts[0]
-    assert alert.message.startswith("wa-one 0.2.0 appeared on local at ")
-    assert alert.message.endswith("but was never approved on this machine")
-    assert second.exit_code == 1 and second.open_alerts == [alert]
-
-    # still open on the next pass (printed again), but raised only once
-    third = world.watch.run_once()
-    assert third.new_alerts == [] and [a.id for a in third.open_alerts] == [alert.id]
-    stored = json.loads((world.state / "alerts.json").read_text())["alerts"]
-    assert len(stored) == 1 and stored[0]["notified"] is False
-    world.watch.mark_notified([alert.id])
-    assert world.watch.alerts()[0].notified is True
-
-    # "It was me": closed, and the next pass is clean
-    world.watch.mark_expected(alert.id)
-    assert world.watch.run_once().exit_code == 0
-    assert world.watch.alerts(include_handled=True)[0].status == "expected"
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_approved_publish_raises_none_and_wrong_cksum_does(world: World) -> None:
-    world.watch.add("local", ["wa-ok"], world.reg.index_url)
-    assert world.watch.run_once().exit_code == 0  # baseline of a crate not published yet
-    cksum = world.publish("wa-ok", "1.0.0")
-    world.approve("publish", "wa-ok", "1.0.0", cksum)
-    result = world.watch.run_once()
-    assert (result.exit_code, result.new_alerts) == (0, [])
-
-    cksum2 = world.publish("wa-ok", "1.1.0")
-    world.approve("publish", "wa-ok", "1.1.0", "f" * 64)  # approved other bytes
-    assert cksum2 != "f" * 64
-    mismatch = world.watch.run_once()
-    assert [(a.version, a.kind) for a in mismatch.new_alerts] == [("1.1.0", "checksum-mismatch")]
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_unapproved_yank_raises_one_and_approved_yank_none(world: World) -> None:
-    cksum = world.publish("wa-yank", "0.1.0")
-    world.approve("publish", "wa-yank", "0.1.0", cksum)
-    cksum2 = world.publish("wa-yank", "0.2.0")
-    world.approve("publish", "wa-yank", "0.2.0", cksum2)
-    assert world.watch.run_once().exit_code == 0
-
-    world.yank("wa-yank", "0.1.0")  # nobody approved it
-    yanked = world.watch.run_once()
-    assert [(a.version, a.kind, a.yanked) for a in yanked.new_alerts] == [
-        ("0.1.0", "unapproved-yank", True)
-    ]
-    assert "was yanked on local at" in yanked.new_alerts[0].message
-
-    world.approve("yank", "wa-yank", "0.2.0")
-    world.yank("wa-yank", "0.2.0")
-    again = world.watch.run_once()
-    assert again.new_alerts == [] and len(again.open_alerts) == 1
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_second_pass_uses_etag_and_gets_304(world: World) -> None:
-    cksum = world.publish("wa-etag", "0.1.0")
-    world.approve("publish", "wa-etag", "0.1.0", cksum)
-    world.watch.run_once()
-    n = len(world.reg.served)
-    result = world.watch.run_once()
-    assert (result.requests, result.not_modified) == (2, 2)
-    assert world.served_since(n) == [
-        "304 /index/config.json", f"304 /index/{index_path('wa-etag')}"
-    ]
-    sent = list(world.reg.served)[n:]
-    assert all("If-None-Match" in s.request_headers for s in sent)
-    assert all("If-Modified-Since" in s.request_headers for s in sent)
-    assert result.bytes == 0
-    assert len({s.peer for s in sent}) == 1  # one kept-alive connection for the whole pass
-
-
 def test_one_connection_per_pass_for_many_crates(world: World) -> None:
     names = [f"wa-many-{i}" for i in range(12)]
     world.watch.add("local", names, world.reg.index_url)
@@ -267,65 +113,6 @@ def test_one_connection_per_pass_for_many_crates(world: World) -> None:
     sent = list(world.reg.served)
     assert [s.status for s in sent] == [200] + [404] * 12
     assert len({s.peer for s in sent}) == 1
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_published_elsewhere_switch_silences_a_crate(world: World) -> None:
-    world.watch.add("local", ["wa-ci"], world.reg.index_url)
-    world.watch.run_once()
-    world.publish("wa-ci", "0.1.0")
-    (alert,) = world.watch.run_once().new_alerts
-    world.watch.mark_expected(alert.id, elsewhere=True)
-    assert world.watch.elsewhere(world.reg.index_url) == {"wa-ci"}
-    world.publish("wa-ci", "0.2.0")
-    world.yank("wa-ci", "0.1.0")
-    assert world.watch.run_once().exit_code == 0
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_yank_action_runs_cargo_yank(world: World) -> None:
-    world.watch.add("local", ["wa-act"], world.reg.index_url)
-    world.watch.run_once()
-    world.publish("wa-act", "0.3.0")
-    (alert,) = world.watch.run_once().new_alerts
-    assert world.watch.yank_command(alert) == [
-        "cargo", "yank", "--registry", "local", "--version", "0.3.0", "wa-act"
-    ]
-
-    def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
-        # the same command, in the CARGO_HOME that knows registry "local"
-        return subprocess.run(cmd, env=world.cargo.env, capture_output=True, text=True,
-                              timeout=60, check=False, cwd=world.tmp)
-
-    proc = world.watch.yank(alert.id, run)
-    assert proc.returncode == 0, proc.stderr
-    assert world.reg.crates()["wa-act"][0]["yanked"] is True
-    assert world.watch.alerts() == []
-    assert world.watch.alerts(include_handled=True)[0].status == "yanked"
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_revoke_token_makes_the_registry_reject_it(world: World) -> None:
-    deleted: list[bool] = []
-    world.watch.revoke_token(world.reg.index_url, Secret(world.token),
-                             on_revoked=lambda: deleted.append(True))
-    assert deleted == [True]
-    assert world.watch.needs_new_token(world.reg.index_url)
-    refused = call(world.reg, "DELETE", "/api/v1/tokens/current",
-                   headers={"Authorization": world.token})
-    assert refused.status == 403
-    # cargo with that token is refused too, and shows why
-    path = world.cargo.new_crate("wa-after")
-    proc = world.cargo.publish(path)
-    assert proc.returncode != 0 and "the token has been revoked" in proc.stderr
-    # a second revoke fails with the registry's reason; nothing is deleted
-    with pytest.raises(WatchError, match="revoked"):
-        world.watch.revoke_token(world.reg.index_url, Secret(world.token),
-                                 on_revoked=lambda: deleted.append(True))
-    assert deleted == [True]
 
 
 def test_revoke_refuses_plain_http_to_a_remote_api(tmp_path: Path) -> None:
@@ -375,26 +162,6 @@ def test_a_registry_that_never_answers_times_out(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "timed out" in result.errors[0]
 
 
-@needs_cargo
-@pytest.mark.e2e
-def test_malformed_index_file_is_an_error_and_raises_no_alert(world: World) -> None:
-    cksum = world.publish("wa-bad", "0.1.0")
-    world.approve("publish", "wa-bad", "0.1.0", cksum)
-    world.watch.run_once()
-    path = world.reg.data_dir / "index" / index_path("wa-bad")
-    good = path.read_bytes()
-    path.write_bytes(good + b'{"name":"wa-bad","vers":"0.9.9","cksum":"nope"}\n')
-    os.utime(path, (path.stat().st_mtime + 5,) * 2)
-    result = world.watch.run_once()
-    assert result.exit_code == 2 and result.new_alerts == []
-    assert "bad index file" in result.errors[0] and "line 2" in result.errors[0]
-    assert world.watch.alerts() == []
-    # the state was not updated from the bad file: once it is fixed, nothing is raised
-    path.write_bytes(good)
-    os.utime(path, (path.stat().st_mtime + 10,) * 2)
-    assert world.watch.run_once().exit_code == 0
-
-
 def test_damaged_alerts_file_is_a_clear_error(world: World) -> None:
     world.state.mkdir(parents=True, exist_ok=True)
     (world.state / "alerts.json").write_text("{broken")
@@ -403,56 +170,6 @@ def test_damaged_alerts_file_is_a_clear_error(world: World) -> None:
 
 
 # ------------------------------------------------------------------------------ CLI
-
-
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
-    env["XDG_STATE_HOME"] = str(tmp_path / "xdg-state")
-    return env
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_cli_watch_once_exit_codes_and_json(world: World, cli_env: dict[str, str]) -> None:
-    state = Path(cli_env["XDG_STATE_HOME"]) / "gui-approver"
-    world.state, world.audit = state, AuditLog(state / "audit.jsonl")
-    cksum = world.publish("wa-cli", "0.1.0")
-    world.approve("publish", "wa-cli", "0.1.0", cksum)
-
-    listed = run_cli(cli_env, "watch", "list", "--json")
-    assert json.loads(listed.stdout) == [{
-        "registry": "local", "index_url": world.reg.index_url, "crates": ["wa-cli"],
-        "published_elsewhere": [], "needs_new_token": False,
-    }]
-    base = run_cli(cli_env, "watch", "--once")
-    assert base.returncode == 0, base.stderr
-    assert "no alerts (1 crate(s) in 1 registry checked)" in base.stdout
-
-    world.publish("wa-cli", "0.2.0")
-    hit = run_cli(cli_env, "watch", "--once", "--registry", "local", "--json")
-    assert hit.returncode == 1, hit.stderr
-    doc = json.loads(hit.stdout)
-    (alert,) = doc["alerts"]
-    assert doc["new"] == [alert["id"]] and doc["errors"] == []
-    assert (alert["crate"], alert["version"], alert["kind"]) == ("wa-cli", "0.2.0",
-                                                                "unapproved-version")
-    # raised earlier, still printed by a later pass
-    text = run_cli(cli_env, "watch", "--once")
-    assert text.returncode == 1
-    assert f"ALERT {alert['id']}: wa-cli 0.2.0 appeared on local at" in text.stdout
-
-    assert run_cli(cli_env, "watch", "expect", alert["id"]).returncode == 0
-    assert run_cli(cli_env, "watch", "--once").returncode == 0
-    unknown = run_cli(cli_env, "watch", "--once", "--registry", "nope")
-    assert unknown.returncode == 2 and "no watched registry is named 'nope'" in unknown.stderr
-    bad = run_cli(cli_env, "watch", "expect", "0000")
-    assert bad.returncode == 2 and "no alert '0000'" in bad.stderr
 
 
 def test_cli_watch_network_error_exit_2(cli_env: dict[str, str]) -> None:
@@ -472,99 +189,7 @@ def test_cli_watch_network_error_exit_2(cli_env: dict[str, str]) -> None:
     assert run_cli(cli_env, "watch").returncode == 2  # neither --once nor an action
 
 
-@needs_cargo
-@pytest.mark.e2e
-def test_crates_io_is_read_from_its_sparse_index(world: World) -> None:
-    """cargo names crates.io github.com/rust-lang/crates.io-index; the watch reads the sparse
-    index (here redirected to the local registry)."""
-    gh = "https://github.com/rust-lang/crates.io-index"
-    world.publish("wa-cio", "0.1.0")
-    world.audit.record(event="get", registry="crates-io", index_url=gh, operation="publish",
-                       crate="wa-cio", version="0.1.0", cksum="0" * 64, decision="signed")
-    watch = Watch(world.state, crates_io_index=world.reg.index_url)
-    n = len(world.reg.served)
-    first = watch.run_once("crates-io")
-    assert first.errors == [] and first.registries == 1
-    assert world.served_since(n) == ["200 /index/config.json",
-                                     f"200 /index/{index_path('wa-cio')}"]
-    world.publish("wa-cio", "0.2.0")
-    (alert,) = watch.run_once().new_alerts
-    assert alert.message.startswith("wa-cio 0.2.0 appeared on crates-io at")
-    assert watch.yank_command(alert)[2:4] == ["--registry", "crates-io"]
-
-
 # ------------------------------------------------ the real service writes the approvals
-
-
-@needs_cargo
-@pytest.mark.e2e
-def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
-    app_env: Any, tmp_path: Path
-) -> None:
-    """The audit records come from the real app (headless, --auto-approve-loopback) signing
-    for the real cargo through the bridge; the out-of-band publish from another CARGO_HOME
-    with its own key (cargo:paseto) is the only alert."""
-    from envtools import wait_for
-    from factories import KeyPair
-    from registry_tools import make_cargo_env
-
-    from gui_approver.core import ipc
-    from gui_approver.registry.verify import RegisteredKey
-
-    with DemoRegistry(tmp_path / "registry") as reg:
-        key = run_cli(app_env, "key", "new", "--registry", "local", "--index", reg.index_url,
-                      "--json")
-        assert key.returncode == 0, key.stderr
-        reg.add_key(RegisteredKey(public=json.loads(key.stdout)["public"]))
-        cc = run_cli(app_env, "configure-cargo", "--registry", "local", "--index",
-                     reg.index_url)
-        assert cc.returncode == 0, cc.stderr
-        app = subprocess.Popen([CLI, "app", "--no-gui", "--auto-approve-loopback"],
-                               env=app_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_for(lambda: ipc.ping() is not None, timeout=10, what="the headless app")
-            crate = tmp_path / "ours"
-            (crate / "src").mkdir(parents=True)
-            (crate / "src" / "lib.rs").write_text("")
-
-            def publish_here(vers: str) -> None:
-                (crate / "Cargo.toml").write_text(
-                    f'[package]\nname = "wa-real"\nversion = "{vers}"\nedition = "2021"\n'
-                    'license = "MIT"\ndescription = "x"\n')
-                pub = subprocess.run(
-                    ["cargo", "publish", "--registry", "local", "--no-verify", "--allow-dirty"],
-                    cwd=crate, env=app_env, capture_output=True, text=True, timeout=120,
-                    check=False)
-                assert pub.returncode == 0, pub.stderr
-
-            publish_here("0.1.0")
-            base = run_cli(app_env, "watch", "--once")
-            assert base.returncode == 0, base.stdout + base.stderr
-            assert "1 crate(s) in 1 registry" in base.stdout
-            publish_here("0.2.0")  # approved: no alert
-            approved = run_cli(app_env, "watch", "--once", "--json")
-            assert approved.returncode == 0, approved.stdout + approved.stderr
-            assert json.loads(approved.stdout)["alerts"] == []
-
-            other = KeyPair()
-            reg.add_key(other.registered())
-            elsewhere = make_cargo_env(tmp_path / "elsewhere", reg, other, subject=None)
-            theirs = elsewhere.new_crate("wa-real")
-            manifest = theirs / "Cargo.toml"
-            manifest.write_text(manifest.read_text().replace('version = "0.1.0"',
-                                                             'version = "0.3.0"'))
-            elsewhere.publish(theirs)
-            hit = run_cli(app_env, "watch", "--once", "--json")
-            assert hit.returncode == 1, hit.stdout + hit.stderr
-            alerts = json.loads(hit.stdout)["alerts"]
-            assert [(a["crate"], a["version"], a["kind"]) for a in alerts] == [
-                ("wa-real", "0.3.0", "unapproved-version")
-            ]
-        finally:
-            app.send_signal(15)
-            app.wait(10)
-            if app.stderr:
-                app.stderr.close()
 
 
 def _one_shot_server(responses: list[bytes]) -> tuple[socket.socket, int, list[bytes]]:
