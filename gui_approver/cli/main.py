@@ -69,8 +69,9 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise GuiApproverError(problem, hint=NO_DISPLAY_HINT)
     from gui_approver.ui.app import run_app
 
-    return run_app(auto_approve_loopback=args.auto_approve_loopback,
-                   first_run=not args.started_by_bridge)
+    return run_app(
+        auto_approve_loopback=args.auto_approve_loopback, first_run=not args.started_by_bridge
+    )
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -136,10 +137,19 @@ def _print_new_key(rec: Any, heading: str) -> None:
     if rec.hardware is not None:
         print(f"token key: {rec.hardware.uri}\nmodule: {rec.hardware.module}")
         attrs = dict(rec.hardware.attributes)
-        print("as read back from the token: " + ", ".join(
-            f"{name.upper()}={'yes' if attrs[name] else 'no'}"
-            for name in ("always_sensitive", "never_extractable", "local",
-                         "always_authenticate") if name in attrs))
+        print(
+            "as read back from the token: "
+            + ", ".join(
+                f"{name.upper()}={'yes' if attrs[name] else 'no'}"
+                for name in (
+                    "always_sensitive",
+                    "never_extractable",
+                    "local",
+                    "always_authenticate",
+                )
+                if name in attrs
+            )
+        )
         if rec.hardware.touch_policy:
             print(f"touch policy: {rec.hardware.touch_policy}")
 
@@ -176,18 +186,29 @@ def _hardware_key_new(args: argparse.Namespace, index: str, expires: str | None)
 
     held = bearer_store(store).find_by_registry(args.registry) or bearer_store(store).find(index)
     if held is not None:
-        raise GuiApproverError(f"registry {held.registry} already has a bearer token "
-                               f"({held.fingerprint}); a registry takes either a bearer token "
-                               "or an asymmetric key")
+        raise GuiApproverError(
+            f"registry {held.registry} already has a bearer token "
+            f"({held.fingerprint}); a registry takes either a bearer token "
+            "or an asymmetric key"
+        )
     info = _make_hardware_key(args)
-    rec = store.add_hardware(info, registry=args.registry, index_url=index,
-                             subject=args.subject, expires=expires, origin="cli")
+    rec = store.add_hardware(
+        info,
+        registry=args.registry,
+        index_url=index,
+        subject=args.subject,
+        expires=expires,
+        origin="cli",
+    )
     if args.json:
         _print_json(_record_json(rec))
         return 0
     verb = "Adopted" if args.use_existing else "Generated"
-    _print_new_key(rec, f"{verb} a key on token {info.token_label!r} for registry "
-                        f"{rec.registry} ({rec.index_url}).")
+    _print_new_key(
+        rec,
+        f"{verb} a key on token {info.token_label!r} for registry "
+        f"{rec.registry} ({rec.index_url}).",
+    )
     return 0
 
 
@@ -196,21 +217,25 @@ def _make_hardware_key(args: argparse.Namespace) -> Any:
     from gui_approver.core.keys import pkcs11
 
     if args.passphrase or args.passphrase_file:
-        raise GuiApproverError("a hardware key is protected by its token's PIN; "
-                               "--passphrase does not apply")
+        raise GuiApproverError(
+            "a hardware key is protected by its token's PIN; --passphrase does not apply"
+        )
     uri = pkcs11.parse_uri(args.pkcs11)
     if uri.type == "public":
-        raise GuiApproverError("the --pkcs11 URI names a public key; name the private key "
-                               "(type=private) or leave type out")
+        raise GuiApproverError(
+            "the --pkcs11 URI names a public key; name the private key "
+            "(type=private) or leave type out"
+        )
     module = pkcs11.find_module(args.pkcs11, args.module)
     label = uri.token or "the token"
     pin = _read_secret(args, f"PIN of {label}: ")
     b = pkcs11.backend()
     if args.use_existing:
         if uri.id is None and uri.object is None:
-            raise GuiApproverError("--use-existing needs the key's id= or object= in the URI",
-                                   hint="`gui-approver hardware list` prints the URI of each "
-                                        "P-384 key")
+            raise GuiApproverError(
+                "--use-existing needs the key's id= or object= in the URI",
+                hint="`gui-approver hardware list` prints the URI of each P-384 key",
+            )
         info = b.adopt(module, args.pkcs11, pin)
     else:
         info = b.generate(module, args.pkcs11, pin, label=f"gui-approver {args.registry}")
@@ -235,15 +260,24 @@ def cmd_key_new(args: argparse.Namespace) -> int:
     expires = _expiry(args.expires)
     if args.pkcs11:
         return _hardware_key_new(args, index, expires)
-    for flag, given in (("--module", args.module), ("--pin-file", args.pin_file),
-                        ("--use-existing", args.use_existing)):
+    for flag, given in (
+        ("--module", args.module),
+        ("--pin-file", args.pin_file),
+        ("--use-existing", args.use_existing),
+    ):
         if given:
             raise GuiApproverError(f"{flag} needs --pkcs11 URI (a key on a hardware token)")
     passphrase = _passphrase(args, confirm=True)
     store = _store()
-    rec = flows.create_key(store, registry=args.registry, index_url=index,
-                           subject=args.subject, expires=expires, passphrase=passphrase,
-                           origin="cli")
+    rec = flows.create_key(
+        store,
+        registry=args.registry,
+        index_url=index,
+        subject=args.subject,
+        expires=expires,
+        passphrase=passphrase,
+        origin="cli",
+    )
     if args.json:
         _print_json(_record_json(rec))
     else:
@@ -256,8 +290,10 @@ def _find(store: Any, registry: str) -> Any:
     if rec is None:
         from gui_approver.errors import KeyNotFound
 
-        raise KeyNotFound(f"no key for registry {registry}",
-                          hint=f"create one: gui-approver key new --registry {registry}")
+        raise KeyNotFound(
+            f"no key for registry {registry}",
+            hint=f"create one: gui-approver key new --registry {registry}",
+        )
     return rec
 
 
@@ -287,20 +323,61 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     tokens = bearer_store(store).list()
     used = store.last_used()
     if args.json:
-        _print_json([{**_record_json(r), "kind": "asymmetric", "last_used": used.get(r.kip)}
-                     for r in records] + [_token_json(t) for t in tokens])
+        _print_json(
+            [
+                {**_record_json(r), "kind": "asymmetric", "last_used": used.get(r.kip)}
+                for r in records
+            ]
+            + [_token_json(t) for t in tokens]
+        )
         return 0
     if not records and not tokens:
-        print("No keys or tokens yet. Create a key: gui-approver key new --registry NAME "
-              "[--index URL]; keep a bearer token (crates.io): gui-approver token import-cargo")
+        print(
+            "No keys or tokens yet. Create a key: gui-approver key new --registry NAME "
+            "[--index URL]; keep a bearer token (crates.io): gui-approver token import-cargo"
+        )
         return 0
-    rows = [["REGISTRY", "KIND", "KEY ID", "SUBJECT", "CREATED", "EXPIRES", "PROTECTION",
-             "LAST USED", "STATUS"]]
-    rows += [[r.registry, "asymmetric", r.kip, r.subject or "-", r.created,
-              r.expires or "never", r.protection, used.get(r.kip, "never"), r.status]
-             for r in records]
-    rows += [[t.registry, "token", f"sha256:{t.fingerprint}", "-", t.added,
-              t.expires or "unknown", t.protection, "-", "active"] for t in tokens]
+    rows = [
+        [
+            "REGISTRY",
+            "KIND",
+            "KEY ID",
+            "SUBJECT",
+            "CREATED",
+            "EXPIRES",
+            "PROTECTION",
+            "LAST USED",
+            "STATUS",
+        ]
+    ]
+    rows += [
+        [
+            r.registry,
+            "asymmetric",
+            r.kip,
+            r.subject or "-",
+            r.created,
+            r.expires or "never",
+            r.protection,
+            used.get(r.kip, "never"),
+            r.status,
+        ]
+        for r in records
+    ]
+    rows += [
+        [
+            t.registry,
+            "token",
+            f"sha256:{t.fingerprint}",
+            "-",
+            t.added,
+            t.expires or "unknown",
+            t.protection,
+            "-",
+            "active",
+        ]
+        for t in tokens
+    ]
     if sys.stdout.isatty():
         # A person reads it: aligned columns. Scripts (a pipe) keep one tab between fields.
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -324,8 +401,15 @@ def cmd_key_export(args: argparse.Namespace) -> int:
     if args.format == "pem":
         print(flows.public_pem(rec.public))
     elif args.format == "json":
-        _print_json({"registry": rec.registry, "index_url": rec.index_url,
-                     "public": rec.public, "kip": rec.kip, "subject": rec.subject})
+        _print_json(
+            {
+                "registry": rec.registry,
+                "index_url": rec.index_url,
+                "public": rec.public,
+                "kip": rec.kip,
+                "subject": rec.subject,
+            }
+        )
     else:
         print(rec.public)
     return 0
@@ -344,17 +428,22 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
                     f"{verdict.why}: it is not registered yet, so the old key "
                     f"({_find(store, args.registry).kip}) was kept and still signs",
                     hint=f"register the new key (gui-approver key export --registry "
-                         f"{args.registry} --pending) and confirm again, or pass --no-check")
-            note = (verdict.why + "." if verdict.accepted else
-                    f"note: could not check that the registry accepts the new key: "
-                    f"{verdict.why}.")
+                    f"{args.registry} --pending) and confirm again, or pass --no-check",
+                )
+            note = (
+                verdict.why + "."
+                if verdict.accepted
+                else f"note: could not check that the registry accepts the new key: {verdict.why}."
+            )
             print(note, file=sys.stderr)
         new = store.finish_rotation(args.registry)
         if args.json:
             _print_json(_record_json(new))
         else:
-            print(f"Registry {new.registry} now signs with {new.kip}; the old key was deleted"
-                  " (a key on a hardware token stays on the token).")
+            print(
+                f"Registry {new.registry} now signs with {new.kip}; the old key was deleted"
+                " (a key on a hardware token stays on the token)."
+            )
         return 0
     old = _find(store, args.registry)
     pending = store.find_pending(args.registry)
@@ -362,8 +451,9 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
         expires = _expiry(args.expires)
         pending = store.start_rotation(old, expires=expires, hardware=_make_hardware_key(args))
     elif pending is None:
-        pending = store.start_rotation(old, expires=_expiry(args.expires),
-                                       passphrase=_passphrase(args, confirm=True))
+        pending = store.start_rotation(
+            old, expires=_expiry(args.expires), passphrase=_passphrase(args, confirm=True)
+        )
     if args.json:
         _print_json({"old": _record_json(old), "new": _record_json(pending)})
         return 0
@@ -378,13 +468,17 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
     from gui_approver.core.keys import flows
     from gui_approver.core.keys.store import SigningKey
 
-    found = [f for f in cargo_config.find_cargo_secrets()
-             if args.registry is None or f.registry == args.registry]
+    found = [
+        f
+        for f in cargo_config.find_cargo_secrets()
+        if args.registry is None or f.registry == args.registry
+    ]
     if not found:
         where = cargo_config.cargo_home()
-        raise GuiApproverError(f"no cargo:paseto secret-key found in {where}/credentials.toml"
-                               f" or config.toml"
-                               + (f" for registry {args.registry}" if args.registry else ""))
+        raise GuiApproverError(
+            f"no cargo:paseto secret-key found in {where}/credentials.toml"
+            f" or config.toml" + (f" for registry {args.registry}" if args.registry else "")
+        )
     store = _store()
     results = []
     reports: list[list[str]] = []
@@ -397,16 +491,32 @@ def cmd_key_import_cargo(args: argparse.Namespace) -> int:
             ) from None
         index = cargo_config.registry_index(item.registry)
         if not index:
-            raise GuiApproverError(f"registry {item.registry} has no index in "
-                                   f"{cargo_config.config_path()}; nothing was imported")
+            raise GuiApproverError(
+                f"registry {item.registry} has no index in "
+                f"{cargo_config.config_path()}; nothing was imported"
+            )
         if args.dry_run:
-            results.append({"registry": item.registry, "file": str(item.path),
-                            "public": key.public_paserk, "kip": key.kip, "imported": False})
+            results.append(
+                {
+                    "registry": item.registry,
+                    "file": str(item.path),
+                    "public": key.public_paserk,
+                    "kip": key.kip,
+                    "imported": False,
+                }
+            )
             reports.append(flows.import_report(item.registry, item.path, key, dry_run=True))
             continue
         flows.import_cargo_key(store, item, key, index, origin="cli")
-        results.append({"registry": item.registry, "file": str(item.path),
-                        "public": key.public_paserk, "kip": key.kip, "imported": True})
+        results.append(
+            {
+                "registry": item.registry,
+                "file": str(item.path),
+                "public": key.public_paserk,
+                "kip": key.kip,
+                "imported": True,
+            }
+        )
         reports.append(flows.import_report(item.registry, item.path, key))
     if args.json:
         _print_json(results)
@@ -425,8 +535,10 @@ def cmd_key_lock(args: argparse.Namespace) -> int:
         text = "gui-approver is not running, so no key is unlocked."
     else:
         info = {"running": True, "locked": reply.get("count", 0)}
-        text = (f"Locked {info['locked']} unlocked key(s) or token login(s); the next use asks "
-                "for the passphrase or PIN.")
+        text = (
+            f"Locked {info['locked']} unlocked key(s) or token login(s); the next use asks "
+            "for the passphrase or PIN."
+        )
     if args.json:
         _print_json(info)
     else:
@@ -442,15 +554,20 @@ def cmd_key_unlock(args: argparse.Namespace) -> int:
         print(f"The key for registry {rec.registry} is in the keychain and needs no unlocking.")
         return 0
     if ipc.ping() is None:
-        raise GuiApproverError("gui-approver is not running, so there is nothing to unlock",
-                               hint="start it (gui-approver app) and run this again")
+        raise GuiApproverError(
+            "gui-approver is not running, so there is nothing to unlock",
+            hint="start it (gui-approver app) and run this again",
+        )
     if rec.protection == "hardware":
         assert rec.hardware is not None
-        secret = _read_secret(args, f"PIN of token {rec.hardware.token or '(hardware key)'} "
-                                    f"for registry {rec.registry}: ")
+        secret = _read_secret(
+            args,
+            f"PIN of token {rec.hardware.token or '(hardware key)'} for registry {rec.registry}: ",
+        )
     else:
-        secret = _read_secret(args, f"Passphrase of the key for registry {rec.registry}: ",
-                              what="passphrase")
+        secret = _read_secret(
+            args, f"Passphrase of the key for registry {rec.registry}: ", what="passphrase"
+        )
     reply = ipc.request_unlock(rec.registry, secret)
     if reply is None:
         raise GuiApproverError("gui-approver did not answer; nothing was unlocked")
@@ -467,8 +584,9 @@ def cmd_hardware_list(args: argparse.Namespace) -> int:
     from gui_approver.core.keys import pkcs11
     from gui_approver.core.keys.store import _PUBLIC_PREFIX, _b64e, paserk_pid
 
-    modules = [args.module] if args.module else [
-        m for m in pkcs11.default_modules() if os.path.isfile(m)]
+    modules = (
+        [args.module] if args.module else [m for m in pkcs11.default_modules() if os.path.isfile(m)]
+    )
     result: list[dict[str, Any]] = []
     for module in modules:
         entry: dict[str, Any] = {"module": module, "tokens": []}
@@ -483,33 +601,58 @@ def cmd_hardware_list(args: argparse.Namespace) -> int:
             keys = []
             for k in t.keys:
                 public = _PUBLIC_PREFIX + _b64e(k.point)
-                keys.append({"uri": k.uri, "id": k.id, "label": k.label, "curve": "P-384",
-                             "public": public, "kip": paserk_pid(public)})
-            entry["tokens"].append({"label": t.label, "manufacturer": t.manufacturer,
-                                    "model": t.model, "serial": t.serial,
-                                    "slot_id": t.slot_id, "flags": t.flags, "uri": t.uri,
-                                    "keys": keys, "other_keys": t.other_keys})
+                keys.append(
+                    {
+                        "uri": k.uri,
+                        "id": k.id,
+                        "label": k.label,
+                        "curve": "P-384",
+                        "public": public,
+                        "kip": paserk_pid(public),
+                    }
+                )
+            entry["tokens"].append(
+                {
+                    "label": t.label,
+                    "manufacturer": t.manufacturer,
+                    "model": t.model,
+                    "serial": t.serial,
+                    "slot_id": t.slot_id,
+                    "flags": t.flags,
+                    "uri": t.uri,
+                    "keys": keys,
+                    "other_keys": t.other_keys,
+                }
+            )
         result.append(entry)
     if args.json:
         _print_json({"modules": result})
         return 0
     if not result:
-        print("No PKCS#11 module found at the default paths ("
-              + ", ".join(pkcs11.default_modules()) + "); name one with --module PATH.")
+        print(
+            "No PKCS#11 module found at the default paths ("
+            + ", ".join(pkcs11.default_modules())
+            + "); name one with --module PATH."
+        )
         return 0
     for entry in result:
         print(f"module {entry['module']}" + (f": {entry['error']}" if "error" in entry else ""))
         if not entry["tokens"] and "error" not in entry:
             print("  (no token present)")
         for t in entry["tokens"]:
-            print(f"  token {t['label']!r} ({t['manufacturer']} {t['model']}, serial "
-                  f"{t['serial'] or '-'})  {t['uri']}")
+            print(
+                f"  token {t['label']!r} ({t['manufacturer']} {t['model']}, serial "
+                f"{t['serial'] or '-'})  {t['uri']}"
+            )
             for k in t["keys"]:
-                print(f"    P-384 key id {k['id'] or '-'} {k['label']!r}\n      uri:    {k['uri']}"
-                      f"\n      public: {k['public']}")
+                print(
+                    f"    P-384 key id {k['id'] or '-'} {k['label']!r}\n      uri:    {k['uri']}"
+                    f"\n      public: {k['public']}"
+                )
             if not t["keys"]:
-                print("    no P-384 key (create one: gui-approver key new --pkcs11 "
-                      f"'{t['uri']}' …)")
+                print(
+                    f"    no P-384 key (create one: gui-approver key new --pkcs11 '{t['uri']}' …)"
+                )
             if t["other_keys"]:
                 print(f"    ({t['other_keys']} key(s) on other curves/types, not usable)")
     return 0
@@ -522,10 +665,14 @@ def cmd_key_delete(args: argparse.Namespace) -> int:
     signed = f" It last signed at {used}." if used else " It has never signed anything."
     if not args.yes:
         if not sys.stdin.isatty():
-            raise GuiApproverError("refusing to delete a key without confirmation; pass --yes"
-                                   + (f" (it last signed at {used})" if used else ""))
-        answer = input(f"Delete the key {rec.kip} for registry {rec.registry}?{signed} "
-                       f"Type the registry name to confirm: ")
+            raise GuiApproverError(
+                "refusing to delete a key without confirmation; pass --yes"
+                + (f" (it last signed at {used})" if used else "")
+            )
+        answer = input(
+            f"Delete the key {rec.kip} for registry {rec.registry}?{signed} "
+            f"Type the registry name to confirm: "
+        )
         if answer.strip() != rec.registry:
             print("Not deleted.", file=sys.stderr)
             return 1
@@ -565,8 +712,10 @@ def _read_token(prompt: str) -> Any:
 
 def _token_passphrase(args: argparse.Namespace) -> Any:
     if getattr(args, "passphrase_file", None) == "-" and not sys.stdin.isatty():
-        raise GuiApproverError("stdin carries the token; pass the passphrase in a file "
-                               "(--passphrase-file FILE) or on the terminal (--passphrase)")
+        raise GuiApproverError(
+            "stdin carries the token; pass the passphrase in a file "
+            "(--passphrase-file FILE) or on the terminal (--passphrase)"
+        )
     return _passphrase(args, confirm=True)
 
 
@@ -586,41 +735,69 @@ def cmd_token_add(args: argparse.Namespace) -> int:
     expires = _expiry(args.expires)
     passphrase = _token_passphrase(args)
     token = _read_token(f"Bearer token for {args.registry} (not shown): ")
-    rec = flows.add_token(_store(), token, registry=args.registry, index_url=index,
-                          expires=expires, scopes=args.scopes, passphrase=passphrase,
-                          origin="cli")
+    rec = flows.add_token(
+        _store(),
+        token,
+        registry=args.registry,
+        index_url=index,
+        expires=expires,
+        scopes=args.scopes,
+        passphrase=passphrase,
+        origin="cli",
+    )
     del token
     if args.json:
         _print_json(_token_json(rec))
         return 0
-    print(f"Stored the bearer token for registry {rec.registry} in the keychain "
-          f"(sha256:{rec.fingerprint}, protection {rec.protection}).")
-    print(f"Point cargo at gui-approver for it: gui-approver configure-cargo --registry "
-          f"{rec.registry}" + ("" if args.registry == "crates-io" else f" --index {index}"))
+    print(
+        f"Stored the bearer token for registry {rec.registry} in the keychain "
+        f"(sha256:{rec.fingerprint}, protection {rec.protection})."
+    )
+    print(
+        f"Point cargo at gui-approver for it: gui-approver configure-cargo --registry "
+        f"{rec.registry}" + ("" if args.registry == "crates-io" else f" --index {index}")
+    )
     return 0
 
 
 def cmd_token_import_cargo(args: argparse.Namespace) -> int:
     from gui_approver.core.keys import flows
 
-    results = flows.import_cargo_tokens(_store(), registry=args.registry,
-                                        dry_run=args.dry_run, origin="cli")
+    results = flows.import_cargo_tokens(
+        _store(), registry=args.registry, dry_run=args.dry_run, origin="cli"
+    )
     if args.json:
-        _print_json([{"registry": r.registry, "file": str(r.path), "index_url": r.index_url,
-                      "fingerprint": r.fingerprint, "imported": r.imported,
-                      "config": str(r.config_path) if r.config_path else None}
-                     for r in results])
+        _print_json(
+            [
+                {
+                    "registry": r.registry,
+                    "file": str(r.path),
+                    "index_url": r.index_url,
+                    "fingerprint": r.fingerprint,
+                    "imported": r.imported,
+                    "config": str(r.config_path) if r.config_path else None,
+                }
+                for r in results
+            ]
+        )
         return 0
     for r in results:
         if args.dry_run:
-            print(f"Would move the token of registry {r.registry} (sha256:{r.fingerprint}) "
-                  f"from {r.path} into the keychain and point cargo at gui-approver for it.")
+            print(
+                f"Would move the token of registry {r.registry} (sha256:{r.fingerprint}) "
+                f"from {r.path} into the keychain and point cargo at gui-approver for it."
+            )
             continue
-        print(f"Moved the token of registry {r.registry} (sha256:{r.fingerprint}) from "
-              f"{r.path} into the keychain.")
+        print(
+            f"Moved the token of registry {r.registry} (sha256:{r.fingerprint}) from "
+            f"{r.path} into the keychain."
+        )
         print(f"  {r.path}: the token line is gone, everything else is unchanged.")
-        print(f"  {r.config_path}: cargo now asks gui-approver for {r.registry}'s token"
-              + (f" (backup: {r.backup})" if r.backup else "") + ".")
+        print(
+            f"  {r.config_path}: cargo now asks gui-approver for {r.registry}'s token"
+            + (f" (backup: {r.backup})" if r.backup else "")
+            + "."
+        )
         print("  Every publish, yank and owner change now waits for your approval.")
     return 0
 
@@ -648,9 +825,20 @@ def cmd_token_list(args: argparse.Namespace) -> int:
         return 0
     print("REGISTRY\tFINGERPRINT\tADDED\tEXPIRES\tSCOPES\tPROTECTION\tORIGIN\tREADS")
     for t in tokens:
-        print("\t".join([t.registry, f"sha256:{t.fingerprint}", t.added,
-                         t.expires or "unknown", t.scopes_text(), t.protection, t.origin,
-                         "no dialog (warning)" if t.silent_reads else "dialog"]))
+        print(
+            "\t".join(
+                [
+                    t.registry,
+                    f"sha256:{t.fingerprint}",
+                    t.added,
+                    t.expires or "unknown",
+                    t.scopes_text(),
+                    t.protection,
+                    t.origin,
+                    "no dialog (warning)" if t.silent_reads else "dialog",
+                ]
+            )
+        )
     return 0
 
 
@@ -660,16 +848,19 @@ def cmd_token_delete(args: argparse.Namespace) -> int:
     rec = flows.find_token(_store(), args.registry)
     if not args.yes:
         if not sys.stdin.isatty():
-            raise GuiApproverError("refusing to delete a token without confirmation; "
-                                   "pass --yes")
-        answer = input(f"Delete the bearer token sha256:{rec.fingerprint} of registry "
-                       f"{rec.registry} from the keychain? Type the registry name to confirm: ")
+            raise GuiApproverError("refusing to delete a token without confirmation; pass --yes")
+        answer = input(
+            f"Delete the bearer token sha256:{rec.fingerprint} of registry "
+            f"{rec.registry} from the keychain? Type the registry name to confirm: "
+        )
         if answer.strip() != rec.registry:
             print("Not deleted.", file=sys.stderr)
             return 1
     flows.delete_token(_store(), rec.registry)
-    print(f"Deleted the bearer token of registry {rec.registry} (sha256:{rec.fingerprint}). "
-          "It still works at the registry until you revoke it there.")
+    print(
+        f"Deleted the bearer token of registry {rec.registry} (sha256:{rec.fingerprint}). "
+        "It still works at the registry until you revoke it there."
+    )
     return 0
 
 
@@ -681,14 +872,23 @@ def cmd_token_rotate(args: argparse.Namespace) -> int:
     expires = _expiry(args.expires)
     passphrase = _token_passphrase(args)
     token = _read_token(f"New bearer token for {args.registry} (not shown): ")
-    old, new = flows.rotate_token(store, args.registry, token, expires=expires,
-                                  scopes=args.scopes, passphrase=passphrase, origin="cli")
+    old, new = flows.rotate_token(
+        store,
+        args.registry,
+        token,
+        expires=expires,
+        scopes=args.scopes,
+        passphrase=passphrase,
+        origin="cli",
+    )
     del token
     if args.json:
         _print_json({"old": _token_json(old), "new": _token_json(new)})
         return 0
-    print(f"Registry {new.registry} now uses the token sha256:{new.fingerprint}; the old one "
-          f"(sha256:{old.fingerprint}) was deleted from the keychain.")
+    print(
+        f"Registry {new.registry} now uses the token sha256:{new.fingerprint}; the old one "
+        f"(sha256:{old.fingerprint}) was deleted from the keychain."
+    )
     print("Revoke the old token at the registry (crates.io: Account Settings, API Tokens).")
     return 0
 
@@ -701,8 +901,10 @@ def cmd_token_allow_reads(args: argparse.Namespace) -> int:
     rec = flows.find_token(store, args.registry)
     rec = bearer_store(store).set_silent_reads(rec, args.state == "on")
     if rec.silent_reads:
-        print(f"warning: reads of registry {rec.registry} now get its bearer token without a "
-              "dialog; that token can also publish.")
+        print(
+            f"warning: reads of registry {rec.registry} now get its bearer token without a "
+            "dialog; that token can also publish."
+        )
     else:
         print(f"Reads of registry {rec.registry} that need its token ask first.")
     return 0
@@ -733,23 +935,34 @@ def cmd_configure_cargo(args: argparse.Namespace) -> int:
 
     validate.check_registry_name(args.registry)
     store = _store()
-    recorded = None if args.registry == cargo_config.CRATES_IO else _recorded_index(
-        store, args.registry)
+    recorded = (
+        None if args.registry == cargo_config.CRATES_IO else _recorded_index(store, args.registry)
+    )
     if args.index:
         index: str | None = validate.check_index_url(args.index)
     else:
         # The index the key was made for: cargo then asks for exactly that key.
         index = recorded or cargo_config.registry_index(args.registry)
     current = cargo_config.registry_index(args.registry)
-    if (args.registry != cargo_config.CRATES_IO and index and current
-            and current != index and not args.dry_run):
-        mismatch = (f"; the key for {args.registry} was made for {recorded}"
-                    if recorded and recorded != index else "")
-        _confirm(f"Registry {args.registry} already uses the index {current} in "
-                 f"{cargo_config.config_path()}. Change it to {index}{mismatch}?",
-                 yes=args.yes,
-                 refusal=f"registry {args.registry} already has the index {current}; "
-                         f"changing it to {index} needs confirmation{mismatch}")
+    if (
+        args.registry != cargo_config.CRATES_IO
+        and index
+        and current
+        and current != index
+        and not args.dry_run
+    ):
+        mismatch = (
+            f"; the key for {args.registry} was made for {recorded}"
+            if recorded and recorded != index
+            else ""
+        )
+        _confirm(
+            f"Registry {args.registry} already uses the index {current} in "
+            f"{cargo_config.config_path()}. Change it to {index}{mismatch}?",
+            yes=args.yes,
+            refusal=f"registry {args.registry} already has the index {current}; "
+            f"changing it to {index} needs confirmation{mismatch}",
+        )
     change = flows.plan_configure(store, args.registry, index, bridge=args.bridge)
     for w in change.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -785,16 +998,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         info["keys"] = [r.registry for r in records]
         info["key_protection"] = {r.registry: r.protection for r in records}
         info["tokens"] = [t.registry for t in tokens]
-        info["registries"] = (
-            [{"registry": r.registry, "kind": "asymmetric"} for r in records]
-            + [{"registry": t.registry, "kind": "token"} for t in tokens])
+        info["registries"] = [{"registry": r.registry, "kind": "asymmetric"} for r in records] + [
+            {"registry": t.registry, "kind": "token"} for t in tokens
+        ]
     except GuiApproverError as exc:
         info["keys_error"] = str(exc)
     from gui_approver.core import cargo_config
 
     try:
-        info["backups_with_secrets"] = [
-            str(p) for p, _f in cargo_config.backups_with_secrets()]
+        info["backups_with_secrets"] = [str(p) for p, _f in cargo_config.backups_with_secrets()]
         for w in cargo_config.backup_warnings():
             print(f"warning: {w}", file=sys.stderr)
     except OSError:
@@ -805,8 +1017,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = f"running (pid {info['pid']})" if info["running"] else "not running"
         print(f"gui-approver {__version__}: {state}\nsocket: {info['socket']}")
         prot = info.get("key_protection", {})
-        print("keys: " + (", ".join(f"{k} ({prot.get(k, '?')})" for k in info.get("keys", []))
-                          or "(none)"))
+        print(
+            "keys: "
+            + (", ".join(f"{k} ({prot.get(k, '?')})" for k in info.get("keys", [])) or "(none)")
+        )
         print(f"bearer tokens: {', '.join(info.get('tokens', [])) or '(none)'}")
     return 0 if info["running"] else 3
 
@@ -832,17 +1046,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"gui-approver {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log more (never secrets)")
-    p.set_defaults(func=cmd_app, auto_approve_loopback=False, no_gui=False,
-                   started_by_bridge=False)
+    p.set_defaults(func=cmd_app, auto_approve_loopback=False, no_gui=False, started_by_bridge=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     app = sub.add_parser("app", help="run the tray app (the default)")
-    app.add_argument("--auto-approve-loopback", action="store_true",
-                     help="approve mutations for registries on 127.0.0.0/8, ::1 or localhost "
-                          "without a dialog (demos, benchmarks, unattended tests)")
-    app.add_argument("--no-gui", action="store_true",
-                     help="run without Qt: reads are signed, mutations need "
-                          "--auto-approve-loopback and a loopback registry, else denied")
+    app.add_argument(
+        "--auto-approve-loopback",
+        action="store_true",
+        help="approve mutations for registries on 127.0.0.0/8, ::1 or localhost "
+        "without a dialog (demos, benchmarks, unattended tests)",
+    )
+    app.add_argument(
+        "--no-gui",
+        action="store_true",
+        help="run without Qt: reads are signed, mutations need "
+        "--auto-approve-loopback and a loopback registry, else denied",
+    )
     app.add_argument("--started-by-bridge", action="store_true", help=argparse.SUPPRESS)
     app.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     app.set_defaults(func=cmd_app)
@@ -851,24 +1070,42 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = key.add_subparsers(dest="key_command", metavar="ACTION", required=True)
 
     def passphrase_opts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--passphrase", action="store_true",
-                       help="protect the key with a passphrase (asked on the terminal)")
-        p.add_argument("--passphrase-file", metavar="FILE",
-                       help="read the passphrase from the first line of FILE (- for stdin)")
+        p.add_argument(
+            "--passphrase",
+            action="store_true",
+            help="protect the key with a passphrase (asked on the terminal)",
+        )
+        p.add_argument(
+            "--passphrase-file",
+            metavar="FILE",
+            help="read the passphrase from the first line of FILE (- for stdin)",
+        )
 
     def hardware_opts(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--pkcs11", metavar="URI",
-                       help="make the key on a hardware token (YubiKey, smart card, TPM) named "
-                            "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'")
-        p.add_argument("--module", metavar="PATH",
-                       help="the token's PKCS#11 module (default: the URI's module-path, else "
-                            "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)")
-        p.add_argument("--pin-file", metavar="FILE",
-                       help="read the token PIN from the first line of FILE (- for stdin); "
-                            "default: a no-echo prompt, or stdin when it is not a terminal")
-        p.add_argument("--use-existing", action="store_true",
-                       help="use the P-384 key already on the token at the URI (e.g. made "
-                            "with ykman in a PIV slot) instead of generating one")
+        p.add_argument(
+            "--pkcs11",
+            metavar="URI",
+            help="make the key on a hardware token (YubiKey, smart card, TPM) named "
+            "by an RFC 7512 pkcs11: URI, e.g. 'pkcs11:token=NAME;id=%%01'",
+        )
+        p.add_argument(
+            "--module",
+            metavar="PATH",
+            help="the token's PKCS#11 module (default: the URI's module-path, else "
+            "p11-kit, OpenSC, ykcs11 and SoftHSM2 at their Debian paths)",
+        )
+        p.add_argument(
+            "--pin-file",
+            metavar="FILE",
+            help="read the token PIN from the first line of FILE (- for stdin); "
+            "default: a no-echo prompt, or stdin when it is not a terminal",
+        )
+        p.add_argument(
+            "--use-existing",
+            action="store_true",
+            help="use the P-384 key already on the token at the URI (e.g. made "
+            "with ykman in a PIV slot) instead of generating one",
+        )
 
     new = ksub.add_parser("new", help="create a key for a registry")
     new.add_argument("--registry", required=True)
@@ -894,29 +1131,41 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_key_export)
     rotate = ksub.add_parser("rotate", help="create a successor key; --confirm switches to it")
     rotate.add_argument("--registry", required=True)
-    rotate.add_argument("--confirm", action="store_true",
-                        help="the new key is registered: use it and delete the old one")
-    rotate.add_argument("--no-check", action="store_true",
-                        help="with --confirm: do not first ask the registry whether it "
-                             "accepts the new key")
+    rotate.add_argument(
+        "--confirm",
+        action="store_true",
+        help="the new key is registered: use it and delete the old one",
+    )
+    rotate.add_argument(
+        "--no-check",
+        action="store_true",
+        help="with --confirm: do not first ask the registry whether it accepts the new key",
+    )
     rotate.add_argument("--expires", help="expiry of the new key (none, 90d, 1y, YYYY-MM-DD)")
     passphrase_opts(rotate)
     hardware_opts(rotate)
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=cmd_key_rotate)
-    imp = ksub.add_parser("import-cargo",
-                          help="move cargo:paseto secret keys from credentials.toml into the "
-                               "keychain and switch cargo to gui-approver")
+    imp = ksub.add_parser(
+        "import-cargo",
+        help="move cargo:paseto secret keys from credentials.toml into the "
+        "keychain and switch cargo to gui-approver",
+    )
     imp.add_argument("--registry", help="only this registry")
     imp.add_argument("--dry-run", action="store_true", help="show what would be imported")
     imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_key_import_cargo)
-    unlock = ksub.add_parser("unlock", help="give the running app a key's passphrase or "
-                                            "token PIN (asked on the terminal, or stdin)")
+    unlock = ksub.add_parser(
+        "unlock",
+        help="give the running app a key's passphrase or "
+        "token PIN (asked on the terminal, or stdin)",
+    )
     unlock.add_argument("--registry", required=True)
     unlock.set_defaults(func=cmd_key_unlock)
-    lock = ksub.add_parser("lock", help="make the running app forget unlocked passphrase keys "
-                                        "and log out of hardware tokens")
+    lock = ksub.add_parser(
+        "lock",
+        help="make the running app forget unlocked passphrase keys and log out of hardware tokens",
+    )
     lock.add_argument("--json", action="store_true")
     lock.set_defaults(func=cmd_key_lock)
     delete = ksub.add_parser("delete", help="delete a registry's key")
@@ -924,22 +1173,32 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(func=cmd_key_delete)
 
-    tok = sub.add_parser("token", help="manage bearer tokens (crates.io and other registries "
-                                       "that take bearer tokens)")
+    tok = sub.add_parser(
+        "token",
+        help="manage bearer tokens (crates.io and other registries that take bearer tokens)",
+    )
     tsub = tok.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    tadd = tsub.add_parser("add", help="store a registry's bearer token in the keychain "
-                                       "(read from a no-echo prompt, or stdin)")
+    tadd = tsub.add_parser(
+        "add",
+        help="store a registry's bearer token in the keychain "
+        "(read from a no-echo prompt, or stdin)",
+    )
     tadd.add_argument("--registry", required=True)
     tadd.add_argument("--index", help="index URL (default: crates.io's, or from config.toml)")
     tadd.add_argument("--expires", help="when the token expires: 90d, 1y or YYYY-MM-DD")
-    tadd.add_argument("--scopes", help="the scopes the token has, as you created it "
-                                       "(e.g. 'publish-update; crates: foo, foo-*')")
+    tadd.add_argument(
+        "--scopes",
+        help="the scopes the token has, as you created it "
+        "(e.g. 'publish-update; crates: foo, foo-*')",
+    )
     passphrase_opts(tadd)
     tadd.add_argument("--json", action="store_true")
     tadd.set_defaults(func=cmd_token_add)
-    timp = tsub.add_parser("import-cargo",
-                           help="move cargo's plaintext token (credentials.toml) into the "
-                                "keychain and point cargo at gui-approver")
+    timp = tsub.add_parser(
+        "import-cargo",
+        help="move cargo's plaintext token (credentials.toml) into the "
+        "keychain and point cargo at gui-approver",
+    )
     timp.add_argument("--registry", help="only this registry (crates-io for crates.io)")
     timp.add_argument("--dry-run", action="store_true", help="show what would be moved")
     timp.add_argument("--json", action="store_true")
@@ -962,24 +1221,33 @@ def build_parser() -> argparse.ArgumentParser:
     passphrase_opts(trot)
     trot.add_argument("--json", action="store_true")
     trot.set_defaults(func=cmd_token_rotate)
-    tread = tsub.add_parser("silent-reads",
-                            help="on: release the token for reads of an auth-required "
-                                 "registry without a dialog (not recommended)")
+    tread = tsub.add_parser(
+        "silent-reads",
+        help="on: release the token for reads of an auth-required "
+        "registry without a dialog (not recommended)",
+    )
     tread.add_argument("--registry", required=True)
     tread.add_argument("state", choices=("on", "off"))
     tread.set_defaults(func=cmd_token_allow_reads)
 
     cc = sub.add_parser("configure-cargo", help="point cargo at gui-approver for a registry")
-    cc.add_argument("--registry", required=True, metavar="NAME",
-                    help="the registry's name, as in cargo --registry NAME (crates-io for "
-                         "crates.io)")
-    cc.add_argument("--index", metavar="URL",
-                    help="its index URL, e.g. sparse+https://my.registry/index/ (default: "
-                         "the index its key was made for, else the one in cargo's config; "
-                         "not needed for crates-io)")
+    cc.add_argument(
+        "--registry",
+        required=True,
+        metavar="NAME",
+        help="the registry's name, as in cargo --registry NAME (crates-io for crates.io)",
+    )
+    cc.add_argument(
+        "--index",
+        metavar="URL",
+        help="its index URL, e.g. sparse+https://my.registry/index/ (default: "
+        "the index its key was made for, else the one in cargo's config; "
+        "not needed for crates-io)",
+    )
     cc.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
-    cc.add_argument("--yes", action="store_true",
-                    help="change a registry's existing index without asking")
+    cc.add_argument(
+        "--yes", action="store_true", help="change a registry's existing index without asking"
+    )
     cc.add_argument("--bridge", help=argparse.SUPPRESS)
     cc.set_defaults(func=cmd_configure_cargo)
 
@@ -988,9 +1256,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
 
     ins = sub.add_parser(
-        "inspect", help="show the review the approval dialog would show for a .crate file",
+        "inspect",
+        help="show the review the approval dialog would show for a .crate file",
         description="Verify and list a .crate exactly as the approval dialog does. Exit "
-        "status 0: verified (the list is exactly what cargo unpacks); 2: not verified.")
+        "status 0: verified (the list is exactly what cargo unpacks); 2: not verified.",
+    )
     ins.add_argument("file", metavar="FILE.crate")
     ins.add_argument("--name", help="crate name (default: from NAME-VERS.crate)")
     ins.add_argument("--vers", help="crate version (default: from NAME-VERS.crate)")
@@ -1003,9 +1273,12 @@ def build_parser() -> argparse.ArgumentParser:
     hw = sub.add_parser("hardware", help="PKCS#11 tokens (YubiKey, smart card, TPM)")
     hwsub = hw.add_subparsers(dest="hardware_command", metavar="ACTION", required=True)
     hwl = hwsub.add_parser("list", help="the tokens and P-384 keys a module exposes (no PIN)")
-    hwl.add_argument("--module", metavar="PATH",
-                     help="this PKCS#11 module only (default: p11-kit proxy, OpenSC, ykcs11, "
-                          "SoftHSM2 at their Debian paths)")
+    hwl.add_argument(
+        "--module",
+        metavar="PATH",
+        help="this PKCS#11 module only (default: p11-kit proxy, OpenSC, ykcs11, "
+        "SoftHSM2 at their Debian paths)",
+    )
     hwl.add_argument("--json", action="store_true")
     hwl.set_defaults(func=cmd_hardware_list)
 

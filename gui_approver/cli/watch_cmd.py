@@ -19,9 +19,11 @@ def _keys() -> Any:
 def _watch(args: argparse.Namespace) -> Any:
     from gui_approver.core.watch import Watch, app_registries
 
-    return Watch(crates_io_index=getattr(args, "crates_io_index", None),
-                 timeout=getattr(args, "timeout", None) or 10.0,
-                 registries=lambda: app_registries(_keys()))
+    return Watch(
+        crates_io_index=getattr(args, "crates_io_index", None),
+        timeout=getattr(args, "timeout", None) or 10.0,
+        registries=lambda: app_registries(_keys()),
+    )
 
 
 def _print_alert(alert: Any) -> None:
@@ -31,8 +33,11 @@ def _print_alert(alert: Any) -> None:
 def cmd_watch(args: argparse.Namespace) -> int:
     """``watch --once``: exit 0 no open alert, 1 open alerts, 2 error (nothing raised for it)."""
     if not args.once:
-        print("gui-approver: error: say --once (the app watches while it runs), or use "
-              "watch add|remove|list|expect|yank|revoke", file=sys.stderr)
+        print(
+            "gui-approver: error: say --once (the app watches while it runs), or use "
+            "watch add|remove|list|expect|yank|revoke",
+            file=sys.stderr,
+        )
         return 2
     try:
         result = _watch(args).run_once(args.registry)
@@ -45,11 +50,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
         for alert in result.open_alerts:
             _print_alert(alert)
         if result.open_alerts:
-            print("  mark one as expected: gui-approver watch expect ID [--elsewhere]; "
-                  "yank it: gui-approver watch yank ID")
+            print(
+                "  mark one as expected: gui-approver watch expect ID [--elsewhere]; "
+                "yank it: gui-approver watch yank ID"
+            )
         elif not result.errors:
-            print(f"no alerts ({result.crates} crate(s) in {result.registries} "
-                  f"registr{'y' if result.registries == 1 else 'ies'} checked)")
+            print(
+                f"no alerts ({result.crates} crate(s) in {result.registries} "
+                f"registr{'y' if result.registries == 1 else 'ies'} checked)"
+            )
     for err in result.errors:
         print(f"gui-approver: error: {err}", file=sys.stderr)
     code: int = result.exit_code
@@ -78,16 +87,27 @@ def cmd_watch_list(args: argparse.Namespace) -> int:
         return bool(w.needs_new_token(url, current))
 
     if args.json:
-        print(json.dumps([
-            {"registry": x.name, "index_url": x.index_url, "crates": list(x.crates),
-             "published_elsewhere": sorted(w.elsewhere(x.index_url)),
-             "needs_new_token": needs_token(x.index_url)}
-            for x in watched
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "registry": x.name,
+                        "index_url": x.index_url,
+                        "crates": list(x.crates),
+                        "published_elsewhere": sorted(w.elsewhere(x.index_url)),
+                        "needs_new_token": needs_token(x.index_url),
+                    }
+                    for x in watched
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not watched:
-        print("Nothing is watched yet (crates you publish through gui-approver are "
-              "watched automatically; add others with gui-approver watch add).")
+        print(
+            "Nothing is watched yet (crates you publish through gui-approver are "
+            "watched automatically; add others with gui-approver watch add)."
+        )
     for x in watched:
         extra = " (needs a new token)" if needs_token(x.index_url) else ""
         print(f"{x.label} [{x.index_url}]{extra}: {', '.join(x.crates)}")
@@ -105,21 +125,25 @@ def cmd_watch_revoke(args: argparse.Namespace) -> int:
         raise GuiApproverError(
             f"gui-approver keeps no bearer token for registry {args.registry}",
             hint="only a bearer token stored with gui-approver token add/import-cargo can be "
-                 "revoked from here",
+            "revoked from here",
         )
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to revoke a token without confirmation; pass --yes")
-        answer = input(f"Revoke the bearer token sha256:{stored.fingerprint} of {stored.registry}"
-                       " at the registry and delete it? Nothing can publish with it afterwards. "
-                       "Type the registry name to confirm: ")
+        answer = input(
+            f"Revoke the bearer token sha256:{stored.fingerprint} of {stored.registry}"
+            " at the registry and delete it? Nothing can publish with it afterwards. "
+            "Type the registry name to confirm: "
+        )
         if answer.strip() != stored.registry:
             print("Not revoked.", file=sys.stderr)
             return 1
     w.revoke_stored(url, stored)
-    print(f"Revoked the bearer token sha256:{stored.fingerprint} of {stored.registry} at the "
-          "registry and deleted it from the keychain. To publish again, store a new one: "
-          f"gui-approver token add --registry {stored.registry}")
+    print(
+        f"Revoked the bearer token sha256:{stored.fingerprint} of {stored.registry} at the "
+        "registry and deleted it from the keychain. To publish again, store a new one: "
+        f"gui-approver token add --registry {stored.registry}"
+    )
     return 0
 
 
@@ -139,8 +163,10 @@ def cmd_watch_expect(args: argparse.Namespace) -> int:
     alert = _watch(args).mark_expected(args.id, elsewhere=args.elsewhere)
     print(f"Marked as expected: {alert.message}")
     if args.elsewhere:
-        print(f"New versions and yanks of {alert.crate} on {alert.label} are now expected "
-              "from elsewhere (no alerts).")
+        print(
+            f"New versions and yanks of {alert.crate} on {alert.label} are now expected "
+            "from elsewhere (no alerts)."
+        )
     return 0
 
 
@@ -163,9 +189,12 @@ def add_parsers(sub: Any) -> None:
     w.add_argument("--once", action="store_true", help="do one pass and print the open alerts")
     w.add_argument("--registry", metavar="NAME", help="only this registry")
     w.add_argument("--json", action="store_true")
-    w.add_argument("--crates-io-index", metavar="URL",
-                   help="read crates.io's sparse index from URL (default https://index.crates.io/,"
-                        " or $GUI_APPROVER_CRATES_IO_INDEX)")
+    w.add_argument(
+        "--crates-io-index",
+        metavar="URL",
+        help="read crates.io's sparse index from URL (default https://index.crates.io/,"
+        " or $GUI_APPROVER_CRATES_IO_INDEX)",
+    )
     w.add_argument("--timeout", type=float, metavar="SECONDS", help="per request (default 10)")
     w.set_defaults(func=cmd_watch)
     ws = w.add_subparsers(dest="watch_command", metavar="ACTION")
@@ -184,14 +213,20 @@ def add_parsers(sub: Any) -> None:
     rm.set_defaults(func=cmd_watch_remove)
     exp = ws.add_parser("expect", help="mark an alert as expected (it was me / my CI)")
     exp.add_argument("id")
-    exp.add_argument("--elsewhere", action="store_true",
-                     help="also expect this crate to be published elsewhere from now on")
+    exp.add_argument(
+        "--elsewhere",
+        action="store_true",
+        help="also expect this crate to be published elsewhere from now on",
+    )
     exp.set_defaults(func=cmd_watch_expect)
     yank = ws.add_parser("yank", help="cargo yank an alert's version (asks for approval)")
     yank.add_argument("id")
     yank.set_defaults(func=cmd_watch_yank)
-    rev = ws.add_parser("revoke", help="revoke a registry's stored bearer token at the registry "
-                                       "(DELETE /api/v1/tokens/current), then delete it")
+    rev = ws.add_parser(
+        "revoke",
+        help="revoke a registry's stored bearer token at the registry "
+        "(DELETE /api/v1/tokens/current), then delete it",
+    )
     rev.add_argument("--registry", required=True, metavar="NAME")
     rev.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     rev.set_defaults(func=cmd_watch_revoke)

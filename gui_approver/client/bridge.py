@@ -101,8 +101,9 @@ def _app_command() -> list[str]:
 
 #: Variables cargo's environment may carry that would change what code the app runs.
 _UNSAFE_ENV_PREFIXES = ("LD_", "PYTHON", "QT_PLUGIN", "QT_QPA_PLATFORM_PLUGIN", "QML", "GCONV_")
-_UNSAFE_ENV = frozenset({"QT_DEBUG_PLUGINS", "MALLOC_CHECK_",
-                         "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH"})
+_UNSAFE_ENV = frozenset(
+    {"QT_DEBUG_PLUGINS", "MALLOC_CHECK_", "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH"}
+)
 
 
 def app_environment(env: Mapping[str, str]) -> dict[str, str]:
@@ -110,8 +111,10 @@ def app_environment(env: Mapping[str, str]) -> dict[str, str]:
     would load other code into the process that holds the keys (LD_PRELOAD, PYTHONPATH,
     Qt plugin paths, ...). The display variables stay: the dialog must reach the user."""
     return {
-        k: v for k, v in env.items()
-        if k not in _UNSAFE_ENV and not k.startswith(_UNSAFE_ENV_PREFIXES)
+        k: v
+        for k, v in env.items()
+        if k not in _UNSAFE_ENV
+        and not k.startswith(_UNSAFE_ENV_PREFIXES)
         and k != "PYTHONUNBUFFERED"
     }
 
@@ -128,8 +131,9 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
     env = app_environment(os.environ)
     problem = display_problem(env)
     if problem is not None:
-        raise BridgeError(f"gui-approver is not running and cannot start here: {problem}; "
-                          "nothing was signed")
+        raise BridgeError(
+            f"gui-approver is not running and cannot start here: {problem}; nothing was signed"
+        )
     cmd = _app_command()
     err.write("gui-approver: the app is not running; starting it\n")
     err.flush()
@@ -145,8 +149,7 @@ def _start_app_and_connect(path: str, err: TextIO) -> socket.socket:
         )
     except OSError as exc:
         raise BridgeError(
-            f"gui-approver is not running and could not be started ({exc.strerror}); "
-            + _START_HINT
+            f"gui-approver is not running and could not be started ({exc.strerror}); " + _START_HINT
         ) from None
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
@@ -243,19 +246,24 @@ def socket_note(request: object) -> str | None:
     if not isinstance(request, protocol.Login) or request.token is None:
         return None
     name = request.registry.name or ""
-    safe = bool(name) and len(name) <= 64 and all(
-        c.isascii() and (c.isalnum() or c in "-_") for c in name)
+    safe = (
+        bool(name)
+        and len(name) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
+    )
     registry = f"--registry {name}" if safe else "--registry NAME"
     if request.token.expose().startswith("k3.secret."):
-        how = ("put it in cargo's credentials.toml as `secret-key` and run "
-               "`gui-approver key import-cargo`, which moves it into the keychain directly")
+        how = (
+            "put it in cargo's credentials.toml as `secret-key` and run "
+            "`gui-approver key import-cargo`, which moves it into the keychain directly"
+        )
     else:
-        how = (f"run `gui-approver token add {registry}` and paste it at the no-echo "
-               "prompt")
-    return ("gui-approver: note: the secret you gave `cargo login` goes to the gui-approver "
-            "app over its local socket; a program running as you that took that socket "
-            "before the app would receive it. To store a secret without that hop, " + how
-            + ".")
+        how = f"run `gui-approver token add {registry}` and paste it at the no-echo prompt"
+    return (
+        "gui-approver: note: the secret you gave `cargo login` goes to the gui-approver "
+        "app over its local socket; a program running as you that took that socket "
+        "before the app would receive it. To store a secret without that hop, " + how + "."
+    )
 
 
 def run(stdin: BinaryIO, stdout: TextIO, stderr: TextIO) -> int:
@@ -318,4 +326,3 @@ def _exit_now(code: int) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -17,11 +17,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-NO_DISPLAY = ("no graphical session (DISPLAY/WAYLAND_DISPLAY unset or unreachable): the "
-              "approval dialog needs your desktop")
+NO_DISPLAY = (
+    "no graphical session (DISPLAY/WAYLAND_DISPLAY unset or unreachable): the "
+    "approval dialog needs your desktop"
+)
 #: What to do about it (the app and `make run` print this under the sentence).
-NO_DISPLAY_HINT = ("run gui-approver in your desktop session, or `gui-approver demo "
-                   "--unattended` to see it work without one")
+NO_DISPLAY_HINT = (
+    "run gui-approver in your desktop session, or `gui-approver demo "
+    "--unattended` to see it work without one"
+)
 #: Qt platforms that need no display server.
 _HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb", "vkkhrdisplay")
 
@@ -46,16 +50,17 @@ def x11_reachable(display: str) -> bool:
         return False
     number = rest.split(".", 1)[0]
     if host.startswith("/"):
-        return _connects(socket.AF_UNIX, display.rsplit(".", 1)[0] if "." in rest
-                         else display) or os.path.exists(host)
+        return _connects(
+            socket.AF_UNIX, display.rsplit(".", 1)[0] if "." in rest else display
+        ) or os.path.exists(host)
     if not number.isdigit():
         return False
     if host in ("", "unix"):
         path = f"/tmp/.X11-unix/X{number}"  # noqa: S108 - the X server's fixed socket
         # Linux listens on the abstract name too (and only there inside some sandboxes).
-        return ((sys.platform.startswith("linux")
-                 and _connects(socket.AF_UNIX, "\0" + path))
-                or _connects(socket.AF_UNIX, path))
+        return (
+            sys.platform.startswith("linux") and _connects(socket.AF_UNIX, "\0" + path)
+        ) or _connects(socket.AF_UNIX, path)
     return _connects(socket.AF_INET, (host.strip("[]"), 6000 + int(number)))
 
 

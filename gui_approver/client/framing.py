@@ -69,8 +69,9 @@ class IpcRequest(Record):
         registry: str | None = None,
         secret: Secret | None = None,
     ) -> None:
-        self._init(type, request, provenance if provenance is not None else Provenance(),
-                   registry, secret)
+        self._init(
+            type, request, provenance if provenance is not None else Provenance(), registry, secret
+        )
 
 
 #: Longest passphrase or PIN an "unlock" message may carry.
@@ -140,8 +141,10 @@ def parse_ipc_reply(data: bytes) -> dict[str, Any]:
     typ = obj.get("type")
     if typ == "ack":
         timeout = obj.get("timeout")
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not (
-            0 < timeout <= 86400
+        if (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or not (0 < timeout <= 86400)
         ):
             raise ProtocolError("the app's acknowledgement is malformed")
         return obj
@@ -155,8 +158,9 @@ def parse_ipc_reply(data: bytes) -> dict[str, Any]:
         return obj
     if typ == "unlocked":
         message = obj.get("message")
-        if type(obj.get("ok")) is not bool or (message is not None
-                                               and not isinstance(message, str)):
+        if type(obj.get("ok")) is not bool or (
+            message is not None and not isinstance(message, str)
+        ):
             raise ProtocolError("the app's unlock answer is malformed")
         return obj
     raise ProtocolError(f"unknown reply type {typ!r} from the app")

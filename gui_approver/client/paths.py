@@ -21,8 +21,10 @@ _S_IFDIR = 0o040000
 
 def environ() -> dict[str, str]:
     """The process environment as text (what ``os.environ`` holds)."""
-    return {k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
-            for k, v in posix.environ.items()}
+    return {
+        k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
+        for k, v in posix.environ.items()
+    }
 
 
 def is_dir(path: str) -> bool:

@@ -444,15 +444,17 @@ def validate_response(obj: Any) -> dict[str, Any]:
     """Check that ``obj`` is a well-formed cargo response; raise ProtocolError otherwise."""
     if not isinstance(obj, dict) or len(obj) != 1:
         raise ProtocolError("the app's answer is not a credential response")
-    (tag, body), = obj.items()
+    ((tag, body),) = obj.items()
     if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
         raise ProtocolError("the app's answer is not a credential response")
     kind = body["kind"]
     if tag == "Ok":
         if kind == "get":
-            if not isinstance(body.get("token"), str) or body.get("cache") not in (
-                "never", "session", "expires"
-            ) or body.get("operation_independent") is not False:
+            if (
+                not isinstance(body.get("token"), str)
+                or body.get("cache") not in ("never", "session", "expires")
+                or body.get("operation_independent") is not False
+            ):
                 raise ProtocolError("the app's token answer is malformed")
             if body["cache"] == "expires" and type(body.get("expiration")) is not int:
                 raise ProtocolError("the app's token answer is malformed")
@@ -470,5 +472,3 @@ def validate_response(obj: Any) -> dict[str, Any]:
     else:
         raise ProtocolError("the app's answer is neither Ok nor Err")
     return obj
-
-

@@ -32,7 +32,9 @@ class _ScanContext:
     parse_float = float
     parse_int = int
     parse_constant = {
-        "NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf"),
+        "NaN": float("nan"),
+        "Infinity": float("inf"),
+        "-Infinity": float("-inf"),
     }.__getitem__
 
 
@@ -74,11 +76,10 @@ def json_dumps(obj: Any, *, ensure_ascii: bool) -> str:
     encode_str = _cjson.encode_basestring_ascii if ensure_ascii else _cjson.encode_basestring
     if isinstance(obj, str):
         return encode_str(obj)
-    encoder = _cjson.make_encoder({}, _not_serializable, encode_str, None, ":", ",", False,
-                                  False, True)
+    encoder = _cjson.make_encoder(
+        {}, _not_serializable, encode_str, None, ":", ",", False, False, True
+    )
     return "".join(encoder(obj, 0))
-
-
 
 
 class Record:

@@ -38,7 +38,6 @@ class Action(StrEnum):
     LOGOUT = "logout"
 
 
-
 @dataclass(frozen=True)
 class ApprovalRequest:
     request: CredentialRequest
@@ -119,7 +118,7 @@ def registry_host(index_url: str) -> str | None:
     url = index_url
     for prefix in ("sparse+", "registry+"):
         if url.startswith(prefix):
-            url = url[len(prefix):]
+            url = url[len(prefix) :]
     try:
         host = urlsplit(url).hostname
     except ValueError:

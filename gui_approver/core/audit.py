@@ -84,7 +84,6 @@ class Verdict(StrEnum):
     TOKEN_STORED = "token-stored"  # noqa: S105 - an audit verdict, not a secret
 
 
-
 class AuditError(GuiApproverError):
     """The audit log cannot be written; nothing may be signed until it can."""
 
@@ -166,11 +165,11 @@ class AuditLog:
         self._ino: tuple[int, int] | None = None
         self._size = 0
         self._torn = False
-        self._lock = threading.Lock()       # the fd, the file size, writes, rotation
+        self._lock = threading.Lock()  # the fd, the file size, writes, rotation
         self._sync_lock = threading.Lock()  # fsync; taken inside _lock only by rotation/close
-        self._written = 0                   # sequence number of the last write
-        self._synced = 0                    # ... of the last write known to be durable
-        self._failed_upto = 0               # writes up to here are of unknown durability
+        self._written = 0  # sequence number of the last write
+        self._synced = 0  # ... of the last write known to be durable
+        self._failed_upto = 0  # writes up to here are of unknown durability
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, record: dict[str, Any]) -> None:

@@ -121,12 +121,15 @@ class ConfigChange:
         return self.before != self.after
 
     def diff(self) -> str:
-        return "".join(difflib.unified_diff(
-            self.before.splitlines(keepends=True), self.after.splitlines(keepends=True),
-            fromfile=str(self.path) + (" (now)" if self.path.exists() else
-                                       " (does not exist yet)"),
-            tofile=str(self.path) + " (after this change)",
-        ))
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                fromfile=str(self.path)
+                + (" (now)" if self.path.exists() else " (does not exist yet)"),
+                tofile=str(self.path) + " (after this change)",
+            )
+        )
 
 
 def _provider_value(bridge: str) -> tomlkit.items.Array:
@@ -165,14 +168,16 @@ def plan_configure(
         entry["credential-provider"] = _provider_value(bridge)
     warnings = [
         f"{path} still has a plaintext `{secret}` for registry {registry}; remove it"
-        for secret in secrets if secret in entry
+        for secret in secrets
+        if secret in entry
     ]
     creds = home / "credentials.toml"
     warnings += _credentials_warnings(creds, registry)
     warnings += _readable_secret_warnings((path, creds))
     warnings.extend(backup_warnings(home))
-    return ConfigChange(path=path, before=before, after=tomlkit.dumps(doc),
-                        warnings=tuple(warnings))
+    return ConfigChange(
+        path=path, before=before, after=tomlkit.dumps(doc), warnings=tuple(warnings)
+    )
 
 
 def _table(doc: Any, key: str, path: Path, label: str, *, super_table: bool = False) -> Any:
@@ -198,8 +203,10 @@ def _credentials_warnings(creds: Path, registry: str) -> list[str]:
     for field in ("token", "secret-key"):
         if field in table:
             how = "key import-cargo" if field == "secret-key" else "token import-cargo"
-            out.append(f"{creds} still has a plaintext `{field}` for registry {registry}: a "
-                       f"secret on disk (import it with `gui-approver {how}`)")
+            out.append(
+                f"{creds} still has a plaintext `{field}` for registry {registry}: a "
+                f"secret on disk (import it with `gui-approver {how}`)"
+            )
     return out
 
 
@@ -212,8 +219,10 @@ def _readable_secret_warnings(paths: tuple[Path, ...]) -> list[str]:
         except OSError:
             continue
         if held and mode & 0o044:
-            out.append(f"{readable} holds a plaintext secret and is readable by other "
-                       f"users (mode {mode:o}); run: chmod 600 {readable}")
+            out.append(
+                f"{readable} holds a plaintext secret and is readable by other "
+                f"users (mode {mode:o}); run: chmod 600 {readable}"
+            )
     return out
 
 
@@ -225,8 +234,7 @@ def apply(change: ConfigChange, *, scrub: tuple[Secret, ...] = ()) -> Path | Non
     if not change.changed:
         return None
     change.path.parent.mkdir(parents=True, exist_ok=True)
-    backup = (make_backup(change.path, change.before, scrub=scrub)
-              if change.path.exists() else None)
+    backup = make_backup(change.path, change.before, scrub=scrub) if change.path.exists() else None
     write_config(change.path, change.after)
     return backup
 
@@ -278,8 +286,11 @@ def without_secrets(text: str) -> str:
     try:
         doc = tomlkit.parse(text)
     except Exception:  # noqa: BLE001 - drop whole lines that name a secret field
-        return "".join(line for line in text.splitlines(keepends=True)
-                       if not any(line.lstrip().startswith(f) for f in SECRET_FIELDS))
+        return "".join(
+            line
+            for line in text.splitlines(keepends=True)
+            if not any(line.lstrip().startswith(f) for f in SECRET_FIELDS)
+        )
     strip(doc)
     return tomlkit.dumps(doc)
 
@@ -297,8 +308,9 @@ def write_config(path: Path, text: str, *, mode: int | None = None) -> None:
         except FileNotFoundError:
             mode = 0o600 if holds_secret(text) else 0o644
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=".gui-approver-tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".gui-approver-tmp"
+    )
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -375,9 +387,11 @@ def backups_with_secrets(home: Path | None = None) -> list[tuple[Path, tuple[str
 
 
 def backup_warnings(home: Path | None = None) -> list[str]:
-    return [f"the backup {path} still holds a plaintext {' and '.join(fields)}: a secret on "
-            "disk; delete it, or edit the secret out of it"
-            for path, fields in backups_with_secrets(home)]
+    return [
+        f"the backup {path} still holds a plaintext {' and '.join(fields)}: a secret on "
+        "disk; delete it, or edit the secret out of it"
+        for path, fields in backups_with_secrets(home)
+    ]
 
 
 def remove_secret_from_backups(secret: Secret, home: Path | None = None) -> list[Path]:
@@ -395,8 +409,9 @@ def remove_secret_from_backups(secret: Secret, home: Path | None = None) -> list
         try:
             doc = tomlkit.parse(text)
         except Exception:  # noqa: BLE001 - unparsable: drop the lines that hold it
-            write_config(path, "".join(line for line in text.splitlines(keepends=True)
-                                       if value not in line))
+            write_config(
+                path, "".join(line for line in text.splitlines(keepends=True) if value not in line)
+            )
             changed.append(path)
             continue
 
@@ -462,10 +477,14 @@ def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
             if table is None or not isinstance(table.get("secret-key"), str):
                 continue
             sub = table.get("secret-key-subject")
-            found.append(CargoSecret(
-                registry=name, path=path, secret=Secret(str(table["secret-key"])),
-                subject=str(sub) if isinstance(sub, str) else None,
-            ))
+            found.append(
+                CargoSecret(
+                    registry=name,
+                    path=path,
+                    secret=Secret(str(table["secret-key"])),
+                    subject=str(sub) if isinstance(sub, str) else None,
+                )
+            )
     return found
 
 
@@ -508,8 +527,11 @@ def find_cargo_tokens(home: Path | None = None) -> list[CargoSecret]:
             table = _secret_table(doc, name)
             if table is None or not isinstance(table.get("token"), str):
                 continue
-            found.append(CargoSecret(registry=name, path=path,
-                                     secret=Secret(str(table["token"])), subject=None))
+            found.append(
+                CargoSecret(
+                    registry=name, path=path, secret=Secret(str(table["token"])), subject=None
+                )
+            )
     return found
 
 

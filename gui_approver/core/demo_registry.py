@@ -20,7 +20,8 @@ def register_public_key(data_dir: Path, public: str, subject: str | None) -> tup
     if not data_dir.is_dir():
         raise ConfigError(
             f"{data_dir} is not a directory. Choose the directory the demo registry was "
-            "started with (--data DIR); nothing was registered.")
+            "started with (--data DIR); nothing was registered."
+        )
     try:
         key = RegisteredKey(public=public, subject=subject)
         add_key_to_file(data_dir, key)

@@ -41,8 +41,10 @@ def run_headless(*, auto_approve_loopback: bool, approver: Approver | None = Non
     )
     store = service.store
     server = ipc.UnixSocketServer(
-        ipc_handler(service), on_lock=store.lock,
-        on_unlock=lambda registry, secret: unlock_registry(store, registry, secret))
+        ipc_handler(service),
+        on_lock=store.lock,
+        on_unlock=lambda registry, secret: unlock_registry(store, registry, secret),
+    )
     watcher = SessionLockWatcher(lambda _reason: store.lock())
     try:
         server.start()

@@ -60,8 +60,11 @@ LISTEN_BACKLOG = 512
 
 class AlreadyRunning(errors.AlreadyRunning):
     def __init__(self, pid: int | None) -> None:
-        super().__init__(f"gui-approver is already running (pid {pid})" if pid else
-                         "gui-approver is already running")
+        super().__init__(
+            f"gui-approver is already running (pid {pid})"
+            if pid
+            else "gui-approver is already running"
+        )
         self.pid = pid
 
 
@@ -227,9 +230,7 @@ class UnixSocketServer:
                     return
                 continue
             self._admit(conn)
-            threading.Thread(
-                target=self._serve, args=(conn,), name="ipc-conn", daemon=True
-            ).start()
+            threading.Thread(target=self._serve, args=(conn,), name="ipc-conn", daemon=True).start()
 
     def _admit(self, conn: socket.socket) -> None:
         """Count ``conn`` as unread; over :data:`MAX_UNREAD`, drop the oldest stale sender."""
@@ -303,9 +304,9 @@ class UnixSocketServer:
             log.warning("dropped a malformed IPC message: %s", exc)
             return
         if message.type == "ping":
-            conn.sendall(framing.encode_ipc(
-                {"type": "pong", "pid": os.getpid(), "version": __version__}
-            ))
+            conn.sendall(
+                framing.encode_ipc({"type": "pong", "pid": os.getpid(), "version": __version__})
+            )
             return
         if message.type == "lock":
             count = self.on_lock() if self.on_lock is not None else 0
@@ -332,20 +333,25 @@ class UnixSocketServer:
         conn.settimeout(READ_TIMEOUT)
         conn.sendall(framing.encode_ipc(payload))
 
-
     def _unlock(self, message: IpcRequest) -> dict[str, object]:
         assert message.registry is not None and message.secret is not None
         if self.on_unlock is None:
-            return {"type": "unlocked", "ok": False,
-                    "message": "this gui-approver cannot unlock keys"}
+            return {
+                "type": "unlocked",
+                "ok": False,
+                "message": "this gui-approver cannot unlock keys",
+            }
         try:
             text = self.on_unlock(message.registry, message.secret)
         except GuiApproverError as exc:
             return {"type": "unlocked", "ok": False, "message": exc.full()}
         except Exception as exc:
             log.exception("unlocking a key failed")
-            return {"type": "unlocked", "ok": False,
-                    "message": f"unlocking failed ({type(exc).__name__})"}
+            return {
+                "type": "unlocked",
+                "ok": False,
+                "message": f"unlocking failed ({type(exc).__name__})",
+            }
         return {"type": "unlocked", "ok": True, "message": text}
 
 
@@ -366,8 +372,9 @@ class _Ack:
     def watch(self) -> threading.Event:
         if not self._watching:
             self._watching = True
-            threading.Thread(target=_watch_hangup, args=(self.conn, self),
-                             name="ipc-hangup", daemon=True).start()
+            threading.Thread(
+                target=_watch_hangup, args=(self.conn, self), name="ipc-hangup", daemon=True
+            ).start()
         return self.gone
 
 
@@ -415,13 +422,15 @@ def _read_line(conn: socket.socket, deadline: float | None = None) -> bytes | No
 
 
 def _answer_busy(conn: socket.socket) -> None:
-    reply = framing.encode_ipc({
-        "type": "response",
-        "response": protocol.err_other(
-            f"gui-approver is busy ({MAX_CONNECTIONS} requests are in progress); nothing was "
-            "signed; run the cargo command again in a moment"
-        ),
-    })
+    reply = framing.encode_ipc(
+        {
+            "type": "response",
+            "response": protocol.err_other(
+                f"gui-approver is busy ({MAX_CONNECTIONS} requests are in progress); nothing was "
+                "signed; run the cargo command again in a moment"
+            ),
+        }
+    )
     with contextlib.suppress(OSError), conn:
         conn.settimeout(1.0)
         conn.sendall(reply)
@@ -458,8 +467,12 @@ def _with_kernel_provenance(message: IpcRequest, peer_pid: int) -> IpcRequest:
         return message
     claimed = message.provenance
     if peer_pid <= 0:
-        log.warning("the kernel did not name the requesting process (pid %d); its claimed "
-                    "pid %s is not trusted", peer_pid, claimed.pid)
+        log.warning(
+            "the kernel did not name the requesting process (pid %d); its claimed "
+            "pid %s is not trusted",
+            peer_pid,
+            claimed.pid,
+        )
         return message.replace(provenance=claimed.replace(pid=None, ppid=None))
     if claimed.pid is not None and claimed.pid != peer_pid:
         log.warning("a requester claimed pid %s but is pid %d", claimed.pid, peer_pid)
@@ -497,8 +510,9 @@ def request_unlock(
 ) -> dict[str, object] | None:
     """Hand a passphrase or PIN for ``registry``'s key to the running app; None when no app
     answers. The reply: ``{"ok": bool, "message": str}``."""
-    return _simple_request("unlock", directory, timeout,
-                           {"registry": registry, "secret": secret.expose()})
+    return _simple_request(
+        "unlock", directory, timeout, {"registry": registry, "secret": secret.expose()}
+    )
 
 
 def request_show(directory: str | None = None, timeout: float = 5.0) -> dict[str, object] | None:

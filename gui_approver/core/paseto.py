@@ -67,15 +67,16 @@ def claims_for_request(request: Get, *, subject: str | None, now_ns: int | None 
         case Read():
             return build_claims(iat=iat, subject=subject)
         case Publish(name, vers, cksum):
-            return build_claims(iat=iat, subject=subject, mutation="publish", name=name,
-                                vers=vers, cksum=cksum)
+            return build_claims(
+                iat=iat, subject=subject, mutation="publish", name=name, vers=vers, cksum=cksum
+            )
         case Yank(name, vers) | Unyank(name, vers):
-            return build_claims(iat=iat, subject=subject, mutation=request.operation.op,
-                                name=name, vers=vers)
+            return build_claims(
+                iat=iat, subject=subject, mutation=request.operation.op, name=name, vers=vers
+            )
         case Owners(name):
             return build_claims(iat=iat, subject=subject, mutation="owners", name=name)
     raise ValueError(f"cannot sign {request.describe()}")  # unreachable: the union is closed
-
 
 
 def sign_request(

@@ -64,21 +64,26 @@ class AuthProbe:
         return answer
 
     def _fetch(self, index_url: str) -> bool:
-        base = index_url[len("sparse+"):]
+        base = index_url[len("sparse+") :]
         if not base.endswith("/"):
             base += "/"
         if not base.startswith(("http://", "https://")):
             return False
-        req = urllib.request.Request(base + "config.json",  # noqa: S310 - http(s) only
-                                     headers={"User-Agent": "gui-approver"})
+        req = urllib.request.Request(  # noqa: S310 - http(s) checked above
+            base + "config.json",
+            headers={"User-Agent": "gui-approver"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 data = resp.read(_PROBE_MAX_BYTES)
         except urllib.error.HTTPError as exc:
             return exc.code in (401, 403)  # the index itself wants a token
         except (OSError, ValueError) as exc:
-            log.info("cannot read %sconfig.json (%s); reads get the placeholder", base,
-                     type(exc).__name__)
+            log.info(
+                "cannot read %sconfig.json (%s); reads get the placeholder",
+                base,
+                type(exc).__name__,
+            )
             return False
         try:
             obj = json.loads(data)
@@ -115,8 +120,9 @@ class Credential:
 class ReleasePolicy:
     """Finds a registry's credential and releases it; the service decides about approval."""
 
-    def __init__(self, store: KeyStore, tokens_store: BearerStore,
-                 probe: AuthProbe | None = None) -> None:
+    def __init__(
+        self, store: KeyStore, tokens_store: BearerStore, probe: AuthProbe | None = None
+    ) -> None:
         self.store = store
         self.tokens = tokens_store
         self.probe = probe or AuthProbe()
@@ -132,8 +138,11 @@ class ReleasePolicy:
 
     def placeholder_read(self, cred: Credential, request: Get) -> bool:
         """True: answer this read with :data:`READ_PLACEHOLDER` (never the token)."""
-        return (cred.kind == "token" and not request.is_mutation
-                and not self.probe.auth_required(request))
+        return (
+            cred.kind == "token"
+            and not request.is_mutation
+            and not self.probe.auth_required(request)
+        )
 
     def read_needs_approval(self, cred: Credential, settings: Settings) -> bool:
         if cred.kind == "token":
@@ -141,8 +150,9 @@ class ReleasePolicy:
             return not cred.bearer.silent_reads
         return settings.reads_need_approval
 
-    def release(self, cred: Credential, request: Get, *, approved: bool,
-                may_ask: bool = True) -> str:
+    def release(
+        self, cred: Credential, request: Get, *, approved: bool, may_ask: bool = True
+    ) -> str:
         """The token for cargo. ``approved``: a human said yes (only that restarts a
         passphrase key's or token's idle clock). ``may_ask``: the request went through
         approval, so a hardware key may ask for its PIN now."""
@@ -150,11 +160,13 @@ class ReleasePolicy:
             assert cred.bearer is not None
             return self.tokens.token(cred.bearer, approved_use=approved).expose()
         assert cred.key is not None
-        purpose = (f"to sign the {request.describe()}" if request.is_mutation else
-                   "to sign the read of the registry's index that cargo makes before a "
-                   "publish, yank or owner change")
-        key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask,
-                                     purpose=purpose)
+        purpose = (
+            f"to sign the {request.describe()}"
+            if request.is_mutation
+            else "to sign the read of the registry's index that cargo makes before a "
+            "publish, yank or owner change"
+        )
+        key = self.store.signing_key(cred.key, approved=approved, may_ask=may_ask, purpose=purpose)
         return paseto.sign_request(key, request, subject=cred.key.subject)
 
     @staticmethod

@@ -114,8 +114,9 @@ class SigningService:
         self.audit: AuditLog | None = audit
         if inspector == "default":
             inspector = Inspector(
-                History.from_settings(self.settings.history_size_mb,
-                                      mac=HistoryMac(store.keychain)),
+                History.from_settings(
+                    self.settings.history_size_mb, mac=HistoryMac(store.keychain)
+                ),
                 WorkspaceReview(BatchApproval(300)),
             )
         self.inspector: Inspector | None = inspector
@@ -155,8 +156,14 @@ class SigningService:
 
     # ------------------------------------------------------------------------------------
     def _record(
-        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
-        kip: str | None, *, token: str | None = None,
+        self,
+        request: CredentialRequest,
+        prov: Provenance,
+        decision: Verdict,
+        reason: str,
+        kip: str | None,
+        *,
+        token: str | None = None,
     ) -> None:
         """Append one audit record (fsync-ed); raise AuditError when it cannot be written."""
         if self.audit is None:
@@ -177,7 +184,11 @@ class SigningService:
         )
 
     def _record_quietly(
-        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
+        self,
+        request: CredentialRequest,
+        prov: Provenance,
+        decision: Verdict,
+        reason: str,
         kip: str | None,
     ) -> None:
         """Record a decision that releases nothing (a denial, an error): best effort."""
@@ -190,7 +201,11 @@ class SigningService:
 
     # ------------------------------------------------------------------------------------
     def _emit(
-        self, request: CredentialRequest, prov: Provenance, decision: Verdict, reason: str,
+        self,
+        request: CredentialRequest,
+        prov: Provenance,
+        decision: Verdict,
+        reason: str,
         kip: str | None,
     ) -> None:
         if self.on_event is None:
@@ -214,8 +229,9 @@ class SigningService:
             self._pending += 1
         try:
             if inspect and self.inspector is not None:
-                approval = replace(approval, review=self._review(approval.request,
-                                                                 approval.provenance))
+                approval = replace(
+                    approval, review=self._review(approval.request, approval.provenance)
+                )
             return decide_safely(self.approver, approval), approval
         finally:
             with self._lock:
@@ -236,17 +252,23 @@ class SigningService:
                 contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
             return RequestReview(
                 request,
-                RequesterInfo(verified=False,
-                              summary=f"requester could not be verified: {reason}",
-                              pid=prov.pid, pid_source="kernel" if prov.pid else "none"),
+                RequesterInfo(
+                    verified=False,
+                    summary=f"requester could not be verified: {reason}",
+                    pid=prov.pid,
+                    pid_source="kernel" if prov.pid else "none",
+                ),
                 contents,
             )
 
     def _take_batch(self, request: Get, prov: Provenance) -> tuple[bool, Candidate | None]:
         """Consume this publish's entry of a workspace list the user approved, if any."""
         inspector = self.inspector
-        if (inspector is None or inspector.workspace is None
-                or not isinstance(request.operation, Publish)):
+        if (
+            inspector is None
+            or inspector.workspace is None
+            or not isinstance(request.operation, Publish)
+        ):
             return False, None
         try:
             taken = inspector.workspace.batch.take(request, run=run_key_for_pid(prov.pid))
@@ -259,23 +281,30 @@ class SigningService:
 
     def _approve_all(self, request: Get, review: RequestReview | None) -> None:
         inspector = self.inspector
-        if (review is None or not review.batch or inspector is None
-                or inspector.workspace is None):
+        if review is None or not review.batch or inspector is None or inspector.workspace is None:
             return
         if not review.requester.verified:  # the dialog offers no "Approve all" then either
-            log.warning("ignored 'approve all' for %s: the requester is not a verified cargo "
-                        "process", request.describe())
+            log.warning(
+                "ignored 'approve all' for %s: the requester is not a verified cargo process",
+                request.describe(),
+            )
             return
         try:
             keys = inspector.workspace.approve_all(request, review.batch, review.requester)
-            log.info("approved %d more crate(s) of the workspace list of %s", len(keys),
-                     request.describe())
+            log.info(
+                "approved %d more crate(s) of the workspace list of %s",
+                len(keys),
+                request.describe(),
+            )
         except Exception:  # without the list: one dialog each
             log.exception("could not remember the approved workspace list")
 
     def _record_history_later(
-        self, request: Get, review: RequestReview | None,
-        candidate: Candidate | None, batched: bool,
+        self,
+        request: Get,
+        review: RequestReview | None,
+        candidate: Candidate | None,
+        batched: bool,
     ) -> None:
         """Add a signed publish to the history, off the signing path."""
         inspector = self.inspector
@@ -294,6 +323,7 @@ class SigningService:
 
             def work() -> None:
                 inspector.record_approved(reviewed)
+
         try:
             threading.Thread(target=work, name="gui-approver-history", daemon=True).start()
         except Exception:  # a missing history entry loses a comparison only
@@ -318,15 +348,23 @@ class SigningService:
         # A hardware key whose token is not logged in asks for its PIN: never for a request
         # the user has not approved, so such a read shows the dialog first (with nobody to
         # ask the PIN, signing fails below with how to unlock it).
-        needs_approval = (mutation or self.release.read_needs_approval(cred, self.settings)
-                          or (cred.key is not None and self.store.needs_login(cred.key)
-                              and self.store.unlocker is not None))
+        needs_approval = (
+            mutation
+            or self.release.read_needs_approval(cred, self.settings)
+            or (
+                cred.key is not None
+                and self.store.needs_login(cred.key)
+                and self.store.unlocker is not None
+            )
+        )
         review: RequestReview | None = None
         batched, candidate = False, None
         auto = False
         if needs_approval:
-            if mutation and self.auto_approve_loopback and is_loopback_index(
-                request.registry.index_url
+            if (
+                mutation
+                and self.auto_approve_loopback
+                and is_loopback_index(request.registry.index_url)
             ):
                 auto = True
                 decision = Decision.approve("auto-approved (--auto-approve-loopback)")
@@ -334,22 +372,24 @@ class SigningService:
                 if mutation:
                     batched, candidate = self._take_batch(request, prov)
                 if batched:
-                    decision = Decision.approve(
-                        "approved as part of the reviewed workspace list")
+                    decision = Decision.approve("approved as part of the reviewed workspace list")
                 else:
                     decision, asked = self._approve(
-                        ApprovalRequest(request=request, provenance=prov, key=record,
-                                        timeout=self.settings.approval_timeout,
-                                        gone=_gone(watch), bearer=cred.bearer),
+                        ApprovalRequest(
+                            request=request,
+                            provenance=prov,
+                            key=record,
+                            timeout=self.settings.approval_timeout,
+                            gone=_gone(watch),
+                            bearer=cred.bearer,
+                        ),
                         inspect=mutation,
                     )
                     review = asked.review
                     if decision.approved and decision.approve_all:
                         self._approve_all(request, review)
             if not decision.approved:
-                message = (
-                    f"{request.describe()} was denied in gui-approver ({decision.reason})"
-                )
+                message = f"{request.describe()} was denied in gui-approver ({decision.reason})"
                 log.info("%s", message)
                 self._record_quietly(request, prov, Verdict.DENIED, decision.reason, cred.kid)
                 self._emit(request, prov, Verdict.DENIED, decision.reason, cred.kid)
@@ -360,8 +400,9 @@ class SigningService:
         else:
             reason = "read (signed without asking)"
         # Only a use a human approved restarts a passphrase key's idle clock.
-        token = self.release.release(cred, request, approved=needs_approval and not auto,
-                                     may_ask=needs_approval)
+        token = self.release.release(
+            cred, request, approved=needs_approval and not auto, may_ask=needs_approval
+        )
         try:
             # Durable before the token leaves: a token that is not on record is never released.
             self._record(request, prov, Verdict.SIGNED, reason, cred.kid, token=token)
@@ -369,26 +410,54 @@ class SigningService:
             del token
             log.error("%s: not released, the audit log failed: %s", request.describe(), exc)
             self._emit(request, prov, Verdict.ERROR, str(exc), cred.kid)
-            return Outcome(protocol.cargo_error(AuditError(
-                f"{request.describe()} was denied because the decision could not be recorded: "
-                f"{exc}", hint=exc.hint,
-            )))
+            return Outcome(
+                protocol.cargo_error(
+                    AuditError(
+                        f"{request.describe()} was denied because the decision could not be "
+                        f"recorded: {exc}",
+                        hint=exc.hint,
+                    )
+                )
+            )
         cache = self.release.cache(cred, mutation)
-        log.info("%s %s for %s with %s", "released" if cred.kind == "token" else "signed",
-                 request.describe(), request.registry.label(), cred.kid)
-        self._emit(request, prov, Verdict.SIGNED, "approved" if needs_approval else "read",
-                   cred.kid)
+        log.info(
+            "%s %s for %s with %s",
+            "released" if cred.kind == "token" else "signed",
+            request.describe(),
+            request.registry.label(),
+            cred.kid,
+        )
+        self._emit(
+            request, prov, Verdict.SIGNED, "approved" if needs_approval else "read", cred.kid
+        )
         if mutation:
             self._record_history_later(request, review, candidate, batched)
         return Outcome(protocol.ok_get(token, cache))
 
     # -- login / logout: every one is approved in a dialog that says what will happen -------
-    def _ask(self, request: CredentialRequest, prov: Provenance, action: Action, detail: str,
-             key: KeyRecord | None, *, watch: Watch | None,
-             bearer: TokenRecord | None = None) -> Decision:
-        decision, _asked = self._approve(ApprovalRequest(
-            request=request, provenance=prov, key=key, action=action, detail=detail,
-            bearer=bearer, timeout=self.settings.approval_timeout, gone=_gone(watch)))
+    def _ask(
+        self,
+        request: CredentialRequest,
+        prov: Provenance,
+        action: Action,
+        detail: str,
+        key: KeyRecord | None,
+        *,
+        watch: Watch | None,
+        bearer: TokenRecord | None = None,
+    ) -> Decision:
+        decision, _asked = self._approve(
+            ApprovalRequest(
+                request=request,
+                provenance=prov,
+                key=key,
+                action=action,
+                detail=detail,
+                bearer=bearer,
+                timeout=self.settings.approval_timeout,
+                gone=_gone(watch),
+            )
+        )
         return decision
 
     def _login(self, request: Login, prov: Provenance, watch: Watch | None) -> Outcome:
@@ -402,50 +471,74 @@ class SigningService:
                 try:
                     given_key = SigningKey.from_paserk(request.token)
                 except ValueError as exc:
-                    return Outcome(protocol.err_other(
-                        f"gui-approver: the token given to `cargo login` is not a usable key "
-                        f"({exc})",
-                        ["gui-approver keeps asymmetric keys; run `cargo login` without a "
-                         "token to generate one"],
-                    ))
+                    return Outcome(
+                        protocol.err_other(
+                            f"gui-approver: the token given to `cargo login` is not a usable key "
+                            f"({exc})",
+                            [
+                                "gui-approver keeps asymmetric keys; run `cargo login` without a "
+                                "token to generate one"
+                            ],
+                        )
+                    )
             else:
                 given_token = check_token(request.token)
         existing = self.release.find(index_url)
         if crates_io and (given_key is not None or (given_token is None and existing is None)):
-            raise ConfigError(CRATES_IO_REFUSAL + "; nothing was stored",
-                              hint="pass your crates.io token: cargo login --registry "
-                                   "crates-io, or better (it never crosses the socket): "
-                                   "gui-approver token add --registry crates-io")
+            raise ConfigError(
+                CRATES_IO_REFUSAL + "; nothing was stored",
+                hint="pass your crates.io token: cargo login --registry "
+                "crates-io, or better (it never crosses the socket): "
+                "gui-approver token add --registry crates-io",
+            )
         if existing is not None:
             return self._login_existing(request, existing, given_key, given_token)
         if given_token is not None:
-            detail = (f"store the bearer token sha256:{fingerprint(given_token)} given to "
-                      f"`cargo login` for registry {registry} in the keychain")
+            detail = (
+                f"store the bearer token sha256:{fingerprint(given_token)} given to "
+                f"`cargo login` for registry {registry} in the keychain"
+            )
         elif given_key is not None:
-            detail = (f"import the asymmetric key {given_key.kip} given to `cargo login` "
-                      f"for registry {registry}")
+            detail = (
+                f"import the asymmetric key {given_key.kip} given to `cargo login` "
+                f"for registry {registry}"
+            )
         else:
             detail = f"generate a new asymmetric key for registry {registry}"
         decision = self._ask(request, prov, Action.LOGIN, detail, None, watch=watch)
         if not decision.approved:
             self._record_quietly(request, prov, Verdict.DENIED, decision.reason, None)
-            return Outcome(protocol.err_other(
-                f"gui-approver: `cargo login` for {registry} was denied ({decision.reason}); "
-                "nothing was stored"))
+            return Outcome(
+                protocol.err_other(
+                    f"gui-approver: `cargo login` for {registry} was denied ({decision.reason}); "
+                    "nothing was stored"
+                )
+            )
         if given_token is not None:
-            rec = self.release.tokens.add(given_token, registry=registry, index_url=index_url,
-                                          origin="dialog")
-            self._record_quietly(request, prov, Verdict.TOKEN_STORED, decision.reason,
-                                 f"bearer:sha256:{rec.fingerprint}")
-            return Outcome(protocol.ok_login(), (
-                f"gui-approver: stored the bearer token for {registry} in the keychain "
-                f"(sha256:{rec.fingerprint}); every publish now asks first.\n"
-                "gui-approver: next time, `gui-approver token add` stores a token without "
-                "passing it through cargo and the app's socket."))
+            rec = self.release.tokens.add(
+                given_token, registry=registry, index_url=index_url, origin="dialog"
+            )
+            self._record_quietly(
+                request,
+                prov,
+                Verdict.TOKEN_STORED,
+                decision.reason,
+                f"bearer:sha256:{rec.fingerprint}",
+            )
+            return Outcome(
+                protocol.ok_login(),
+                (
+                    f"gui-approver: stored the bearer token for {registry} in the keychain "
+                    f"(sha256:{rec.fingerprint}); every publish now asks first.\n"
+                    "gui-approver: next time, `gui-approver token add` stores a token without "
+                    "passing it through cargo and the app's socket."
+                ),
+            )
         subject = _subject_from_args(request.args)
         key = given_key or SigningKey.generate()
-        record = self.store.add(key, registry=registry, index_url=index_url, subject=subject,
-                                origin="dialog")
+        record = self.store.add(
+            key, registry=registry, index_url=index_url, subject=subject, origin="dialog"
+        )
         note = "imported the given key" if given_key else "generated a new key"
         self._record_quietly(request, prov, Verdict.KEY_CREATED, note, record.kip)
         notice = (
@@ -453,37 +546,47 @@ class SigningService:
             f"(key id {record.kip}). Register this public key with the registry."
         )
         if given_key is not None:
-            notice += ("\ngui-approver: next time, `gui-approver key import-cargo` stores a key "
-                       "without passing it through cargo and the app's socket.")
+            notice += (
+                "\ngui-approver: next time, `gui-approver key import-cargo` stores a key "
+                "without passing it through cargo and the app's socket."
+            )
         return Outcome(protocol.ok_login(), notice)
 
     def _login_existing(
-        self, request: Login, existing: Credential, given_key: SigningKey | None,
+        self,
+        request: Login,
+        existing: Credential,
+        given_key: SigningKey | None,
         given_token: Secret | None,
     ) -> Outcome:
         label = existing.record.registry
         if existing.kind == "token":
             assert existing.bearer is not None
             if given_key is not None:
-                raise KeyExists(f"registry {label} takes a bearer token; it already has one "
-                                f"(sha256:{existing.bearer.fingerprint})")
-            if given_token is not None and fingerprint(given_token) != \
-                    existing.bearer.fingerprint:
+                raise KeyExists(
+                    f"registry {label} takes a bearer token; it already has one "
+                    f"(sha256:{existing.bearer.fingerprint})"
+                )
+            if given_token is not None and fingerprint(given_token) != existing.bearer.fingerprint:
                 raise KeyExists(
                     f"registry {label} already has a different bearer token "
                     f"(sha256:{existing.bearer.fingerprint})",
-                    hint=f"replace it: gui-approver token rotate --registry {label}")
+                    hint=f"replace it: gui-approver token rotate --registry {label}",
+                )
             what = f"bearer token sha256:{existing.bearer.fingerprint}"
             trusted = existing.bearer.trusted
         else:
             assert existing.key is not None
             if given_token is not None:
-                raise KeyExists(f"registry {label} uses an asymmetric key ({existing.key.kip}); "
-                                "it takes no bearer token")
+                raise KeyExists(
+                    f"registry {label} uses an asymmetric key ({existing.key.kip}); "
+                    "it takes no bearer token"
+                )
             if given_key is not None and given_key.kip != existing.key.kip:
                 raise KeyExists(
                     f"registry {label} already has a different key ({existing.key.kip})",
-                    hint=f"delete it first: gui-approver key delete --registry {label}")
+                    hint=f"delete it first: gui-approver key delete --registry {label}",
+                )
             what = f"key {existing.key.kip}"
             trusted = existing.key.trusted
         if not trusted:
@@ -492,17 +595,22 @@ class SigningService:
                 f"registry {label} has a {what} that was not created through a gui-approver "
                 "dialog or its CLI; gui-approver does not offer it",
                 hint=f"check it with `gui-approver key list`; if you do not know it, delete it "
-                     f"({'token' if existing.kind == 'token' else 'key'} delete --registry "
-                     f"{label}) and log in again",
+                f"({'token' if existing.kind == 'token' else 'key'} delete --registry "
+                f"{label}) and log in again",
             )
         if existing.kind == "token":
-            return Outcome(protocol.ok_login(),
-                           f"gui-approver: registry {label} already has its {what}.")
+            return Outcome(
+                protocol.ok_login(), f"gui-approver: registry {label} already has its {what}."
+            )
         assert existing.key is not None
-        return Outcome(protocol.ok_login(), (
-            f"gui-approver: registry {label} already has a key; its public key is\n"
-            f"{existing.key.public}\n(key id {existing.key.kip}). Register this public key "
-            "with the registry."))
+        return Outcome(
+            protocol.ok_login(),
+            (
+                f"gui-approver: registry {label} already has a key; its public key is\n"
+                f"{existing.key.public}\n(key id {existing.key.kip}). Register this public key "
+                "with the registry."
+            ),
+        )
 
     def _logout(self, request: Logout, prov: Provenance, watch: Watch | None) -> Outcome:
         cred = self.release.find(request.registry.index_url)
@@ -511,30 +619,44 @@ class SigningService:
         record = cred.record
         if cred.kind == "token":
             assert cred.bearer is not None
-            detail = (f"delete the bearer token sha256:{cred.bearer.fingerprint} of registry "
-                      f"{record.registry} from the keychain")
+            detail = (
+                f"delete the bearer token sha256:{cred.bearer.fingerprint} of registry "
+                f"{record.registry} from the keychain"
+            )
         else:
             detail = f"delete the key {record.kip} of registry {record.registry}"
-        decision = self._ask(request, prov, Action.LOGOUT, detail, record, watch=watch,
-                             bearer=cred.bearer)
+        decision = self._ask(
+            request, prov, Action.LOGOUT, detail, record, watch=watch, bearer=cred.bearer
+        )
         if not decision.approved:
             self._record_quietly(request, prov, Verdict.DENIED, decision.reason, cred.kid)
-            return Outcome(protocol.err_other(
-                f"deleting the {'token' if cred.kind == 'token' else 'key'} for "
-                f"{record.registry} was denied in gui-approver ({decision.reason})"
-            ))
+            return Outcome(
+                protocol.err_other(
+                    f"deleting the {'token' if cred.kind == 'token' else 'key'} for "
+                    f"{record.registry} was denied in gui-approver ({decision.reason})"
+                )
+            )
         try:
             self._record(request, prov, Verdict.KEY_DELETED, decision.reason, cred.kid)
         except AuditError as exc:
-            return Outcome(protocol.cargo_error(AuditError(
-                f"the key for {record.registry} was not deleted because the decision could "
-                f"not be recorded: {exc}", hint=exc.hint,
-            )))
+            return Outcome(
+                protocol.cargo_error(
+                    AuditError(
+                        f"the key for {record.registry} was not deleted because the decision could "
+                        f"not be recorded: {exc}",
+                        hint=exc.hint,
+                    )
+                )
+            )
         if cred.bearer is not None:
             self.release.tokens.delete(cred.bearer)
-            return Outcome(protocol.ok_logout(), (
-                f"gui-approver: deleted the bearer token sha256:{cred.bearer.fingerprint}; it "
-                "still works at the registry until you revoke it there"))
+            return Outcome(
+                protocol.ok_logout(),
+                (
+                    f"gui-approver: deleted the bearer token sha256:{cred.bearer.fingerprint}; it "
+                    "still works at the registry until you revoke it there"
+                ),
+            )
         self.store.delete(record)
         return Outcome(protocol.ok_logout(), f"gui-approver: deleted the key {record.kip}")
 
@@ -545,8 +667,7 @@ def ipc_handler(service: SigningService) -> ipc.Handler:
     def handle(message: IpcRequest, send_ack: ipc.Ack) -> tuple[dict[str, object], str | None]:
         assert message.request is not None
         send_ack(service.settings.approval_timeout + 5.0)
-        outcome = service.handle(message.request, message.provenance,
-                                 watch=send_ack.watch)
+        outcome = service.handle(message.request, message.provenance, watch=send_ack.watch)
         return outcome.response, outcome.notice
 
     return handle

@@ -40,7 +40,9 @@ def _default_address(bus: str) -> str | None:
         return os.environ.get("DBUS_SESSION_BUS_ADDRESS") or None
     return os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or (
         "unix:path=/run/dbus/system_bus_socket"
-        if os.path.exists("/run/dbus/system_bus_socket") else None)
+        if os.path.exists("/run/dbus/system_bus_socket")
+        else None
+    )
 
 
 class SessionLockWatcher:
@@ -59,8 +61,9 @@ class SessionLockWatcher:
         self.on_lock = on_lock
         self.addresses = {
             "system": _default_address("system") if system_address is None else system_address,
-            "session": (_default_address("session") if session_address is None
-                        else session_address),
+            "session": (
+                _default_address("session") if session_address is None else session_address
+            ),
         }
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -76,8 +79,9 @@ class SessionLockWatcher:
             self.ready.set()
             return
         for bus in buses:
-            t = threading.Thread(target=self._run, args=(bus,), name=f"lock-watch-{bus}",
-                                 daemon=True)
+            t = threading.Thread(
+                target=self._run, args=(bus,), name=f"lock-watch-{bus}", daemon=True
+            )
             self._threads.append(t)
             t.start()
 
@@ -124,13 +128,15 @@ class SessionLockWatcher:
                 local = MatchRule(type="signal", interface=iface, member=member)
                 # The bus filters by sender (it resolves logind's well-known name to its
                 # owner); locally the message only names the owner's unique name.
-                wire = (MatchRule(type="signal", interface=iface, member=member, sender=sender)
-                        if sender else local)
+                wire = (
+                    MatchRule(type="signal", interface=iface, member=member, sender=sender)
+                    if sender
+                    else local
+                )
                 conn.send_and_get_reply(message_bus.AddMatch(wire), timeout=5)
                 rules.append((local, member, reason))
         except Exception as exc:  # noqa: BLE001
-            log.warning("could not watch the %s bus for session lock (%s)", bus,
-                        type(exc).__name__)
+            log.warning("could not watch the %s bus for session lock (%s)", bus, type(exc).__name__)
             with contextlib.suppress(Exception):
                 conn.close()
             self._subscribed()

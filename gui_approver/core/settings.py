@@ -61,8 +61,7 @@ def load(path: Path | None = None) -> tuple[Settings, list[str]]:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        return Settings(), [f"{path}: not UTF-8 ({exc.reason} at byte {exc.start}); "
-                            "using defaults"]
+        return Settings(), [f"{path}: not UTF-8 ({exc.reason} at byte {exc.start}); using defaults"]
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message ends with "(at line N, column M)": keep it, it says where.
         return Settings(), [f"{path}: invalid TOML: {exc}; using defaults"]

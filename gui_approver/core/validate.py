@@ -24,8 +24,10 @@ def registry_name_problem(name: str) -> str | None:
     if not REGISTRY_NAME.fullmatch(name):
         if len(name) > 64:
             return f"the registry name {name[:20]!r}… is longer than 64 characters"
-        return (f"the registry name {name!r} may contain only letters, digits, - and _ "
-                "(as in cargo --registry NAME)")
+        return (
+            f"the registry name {name!r} may contain only letters, digits, - and _ "
+            "(as in cargo --registry NAME)"
+        )
     return None
 
 
@@ -37,8 +39,10 @@ def index_url_problem(url: str) -> str | None:
         return f"the index URL {url!r} contains spaces or control characters"
     parsed = urllib.parse.urlsplit(url.removeprefix("sparse+"))
     if parsed.scheme not in INDEX_SCHEMES or not (parsed.netloc or parsed.scheme == "file"):
-        return (f"{url!r} is not an index URL: it must look like sparse+https://host/index/ "
-                "(or a git https:// URL)")
+        return (
+            f"{url!r} is not an index URL: it must look like sparse+https://host/index/ "
+            "(or a git https:// URL)"
+        )
     if url.startswith("sparse+") and parsed.scheme not in ("http", "https"):
         return f"{url!r}: a sparse index is served over http(s)"
     return None
@@ -47,15 +51,19 @@ def index_url_problem(url: str) -> str | None:
 def check_registry_name(name: str) -> str:
     problem = registry_name_problem(name)
     if problem is not None:
-        raise ConfigError(f"{problem}; nothing was changed",
-                          hint="registry names are letters, digits, - and _, e.g. my-registry")
+        raise ConfigError(
+            f"{problem}; nothing was changed",
+            hint="registry names are letters, digits, - and _, e.g. my-registry",
+        )
     return name
 
 
 def check_index_url(url: str) -> str:
     problem = index_url_problem(url)
     if problem is not None:
-        raise ConfigError(f"{problem}; nothing was changed",
-                          hint="the index URL is on the registry's documentation page, e.g. "
-                               "sparse+https://my.registry/index/")
+        raise ConfigError(
+            f"{problem}; nothing was changed",
+            hint="the index URL is on the registry's documentation page, e.g. "
+            "sparse+https://my.registry/index/",
+        )
     return url.strip()

@@ -101,6 +101,7 @@ _VERS_RE = re.compile(
     rf"(?:-{_IDENT}(?:\.{_IDENT})*)?(?:\+{_IDENT}(?:\.{_IDENT})*)?"
 )
 
+
 class AlertKind(StrEnum):
     """What nobody approved here."""
 
@@ -167,7 +168,9 @@ def fetch_base(index_url: str, crates_io: str | None = None) -> str:
 
 
 _CRATES_IO_NAMES = {
-    CRATES_IO_INDEX.rstrip("/"), "sparse+https://index.crates.io", "https://index.crates.io"
+    CRATES_IO_INDEX.rstrip("/"),
+    "sparse+https://index.crates.io",
+    "https://index.crates.io",
 }
 
 
@@ -248,12 +251,10 @@ def _alert_id(index_url: str, crate: str, version: str, kind: str, state: str) -
 def _message(kind: AlertKind, crate: str, vers: str, label: str, when: datetime) -> str:
     at = when.astimezone().strftime("%H:%M")
     what = {
-        "unapproved-version": f"appeared on {label} at {at} but was never approved on this "
-        "machine",
+        "unapproved-version": f"appeared on {label} at {at} but was never approved on this machine",
         "checksum-mismatch": f"appeared on {label} at {at} with a checksum other than the one "
         "approved on this machine",
-        "checksum-changed": f"changed its checksum on {label} at {at} (a registry never "
-        "should)",
+        "checksum-changed": f"changed its checksum on {label} at {at} (a registry never should)",
         "unapproved-yank": f"was yanked on {label} at {at} but that yank was never approved "
         "on this machine",
         "unapproved-unyank": f"was un-yanked on {label} at {at} but that was never approved "
@@ -426,8 +427,9 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connection(self, parts: urllib.parse.SplitResult) -> tuple[http.client.HTTPConnection,
-                                                                    bool]:
+    def _connection(
+        self, parts: urllib.parse.SplitResult
+    ) -> tuple[http.client.HTTPConnection, bool]:
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         key = (parts.scheme, host, port)
@@ -476,8 +478,11 @@ class Fetcher:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        send = {"User-Agent": f"gui-approver-watch/{__version__}",
-                "Accept-Encoding": "gzip", **(headers or {})}
+        send = {
+            "User-Agent": f"gui-approver-watch/{__version__}",
+            "Accept-Encoding": "gzip",
+            **(headers or {}),
+        }
         self.requests += 1
         for attempt in (1, 2):
             conn, reused = self._connection(parts)
@@ -487,8 +492,12 @@ class Fetcher:
                 conn.request(method, url if absolute else path, headers=send)
                 resp = conn.getresponse()
                 body = self._read(resp, limit, time.monotonic() + 6 * self.timeout, what or url)
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest) as exc:
+            except (
+                http.client.RemoteDisconnected,
+                ConnectionResetError,
+                BrokenPipeError,
+                http.client.CannotSendRequest,
+            ) as exc:
                 self._drop(parts)
                 if reused and attempt == 1:
                     continue  # the server closed an idle kept-alive connection: once more
@@ -507,8 +516,9 @@ class Fetcher:
             return resp.status, body, resp.headers
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _read(self, resp: http.client.HTTPResponse, limit: int, deadline: float,
-              what: str) -> bytes:
+    def _read(
+        self, resp: http.client.HTTPResponse, limit: int, deadline: float, what: str
+    ) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -622,8 +632,8 @@ class Watch:
         registries: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
-        self.audit_path = Path(audit_path) if audit_path is not None else (
-            self.state_dir / audit.FILE_NAME
+        self.audit_path = (
+            Path(audit_path) if audit_path is not None else (self.state_dir / audit.FILE_NAME)
         )
         self.crates_io_index = crates_io_index
         self.timeout = timeout
@@ -702,8 +712,10 @@ class Watch:
                 crates.setdefault(c.lower(), c)
             for c in pref.get("removed", []):
                 crates.pop(c.lower(), None)
-            if registry is not None and registry != name and (
-                canonical_index(registry) != index_url
+            if (
+                registry is not None
+                and registry != name
+                and (canonical_index(registry) != index_url)
             ):
                 continue
             if crates:
@@ -757,8 +769,9 @@ class Watch:
             pref = regs.setdefault(url, {})
             pref["name"] = name
             added = {c.lower(): c for c in pref.get("added", [])}
-            removed = [c for c in pref.get("removed", []) if c.lower() not in
-                       {x.lower() for x in crates}]
+            removed = [
+                c for c in pref.get("removed", []) if c.lower() not in {x.lower() for x in crates}
+            ]
             for c in crates:
                 added[c.lower()] = c
             pref["added"] = sorted(added.values())
@@ -815,8 +828,9 @@ class Watch:
     def alerts(self, *, include_handled: bool = False, registry: str | None = None) -> list[Alert]:
         out = [a for a in self._load_alerts() if include_handled or a.is_open]
         if registry is not None:
-            out = [a for a in out
-                   if registry == a.registry or canonical_index(registry) == a.index_url]
+            out = [
+                a for a in out if registry == a.registry or canonical_index(registry) == a.index_url
+            ]
         return out
 
     def _update_alert(self, alert_id: str, change: Callable[[Alert], None]) -> Alert:
@@ -830,7 +844,7 @@ class Watch:
         raise WatchError(f"no alert {alert_id!r}", hint="gui-approver watch --once lists them")
 
     def mark_expected(self, alert_id: str, *, elsewhere: bool = False) -> Alert:
-        """"It was me / my CI": close the alert; ``elsewhere`` also sets the crate's switch."""
+        """ "It was me / my CI": close the alert; ``elsewhere`` also sets the crate's switch."""
 
         def change(a: Alert) -> None:
             a.status = AlertStatus.EXPECTED
@@ -882,9 +896,7 @@ class Watch:
             self._update_alert(alert_id, change)
         return proc
 
-    def revoke_token(
-        self, index_url: str, token: Secret, on_revoked: Callable[[], None]
-    ) -> None:
+    def revoke_token(self, index_url: str, token: Secret, on_revoked: Callable[[], None]) -> None:
         """crates.io's ``DELETE /api/v1/tokens/current`` with ``token`` against the registry's
         ``api`` (from its ``config.json``); then ``on_revoked()`` (delete the token from the
         keychain) and mark the registry as needing a new token. WatchError when refused."""
@@ -899,7 +911,7 @@ class Watch:
             self._save_prefs(regs)
 
     def revoke_stored(self, index_url: str, stored: StoredToken) -> None:
-        """"Revoke this token" for the token the app keeps (see :func:`keychain_tokens`)."""
+        """ "Revoke this token" for the token the app keeps (see :func:`keychain_tokens`)."""
         self.revoke_token(index_url, stored.get(), on_revoked=stored.delete)
 
     def _revoke(self, index_url: str, base: str, token: Secret, fetcher: Fetcher) -> None:
@@ -917,13 +929,15 @@ class Watch:
             )
         url = api.rstrip("/") + "/api/v1/tokens/current"
         status, body, _ = fetcher.request(
-            url, method="DELETE", headers={"Authorization": token.expose()},
-            limit=MAX_CONFIG_BYTES, what=url,
+            url,
+            method="DELETE",
+            headers={"Authorization": token.expose()},
+            limit=MAX_CONFIG_BYTES,
+            what=url,
         )
         if status not in (200, 204):
             raise WatchError(
-                f"the registry refused to revoke the token (HTTP {status}: "
-                f"{_error_detail(body)})",
+                f"the registry refused to revoke the token (HTTP {status}: {_error_detail(body)})",
                 hint="revoke it on the registry's web site",
             )
         log.warning("revoked the bearer token of %s at the registry", index_url)
@@ -957,7 +971,9 @@ class Watch:
         reg_state = state.get(w.index_url, {})
         cfg = reg_state.get("config", {})
         got = fetcher.get_conditional(
-            base + "config.json", cfg.get("etag"), cfg.get("last_modified"),
+            base + "config.json",
+            cfg.get("etag"),
+            cfg.get("last_modified"),
             what=f"{base}config.json",
         )
         if got.status == 404:
@@ -1000,8 +1016,12 @@ class Watch:
                 previous = crates_state.get(crate.lower())
                 if previous is not None and crate.lower() not in elsewhere:
                     for alert in _compare(
-                        w, crate, known_raw=previous.get("versions", {}), current=versions,
-                        approvals=approvals, now=now,
+                        w,
+                        crate,
+                        known_raw=previous.get("versions", {}),
+                        current=versions,
+                        approvals=approvals,
+                        now=now,
                     ):
                         if alert.id not in ids:
                             ids.add(alert.id)
@@ -1027,7 +1047,7 @@ def _config_api(body: bytes, base: str) -> str:
         raise WatchError(f"bad {base}config.json: not JSON") from None
     api = doc.get("api") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or not isinstance(doc.get("dl"), str):
-        raise WatchError(f"bad {base}config.json: no \"dl\"; is {base} a sparse index?")
+        raise WatchError(f'bad {base}config.json: no "dl"; is {base} a sparse index?')
     return api if isinstance(api, str) else ""
 
 
@@ -1067,8 +1087,7 @@ def _compare(
         approved = approvals.published.get(key, set())
         if vers not in known:
             if cksum not in approved:
-                kind = (AlertKind.CHECKSUM_MISMATCH if approved
-                        else AlertKind.UNAPPROVED_VERSION)
+                kind = AlertKind.CHECKSUM_MISMATCH if approved else AlertKind.UNAPPROVED_VERSION
                 alert(kind, vers, cksum, yanked, cksum)
             continue
         old_cksum, old_yanked = known[vers]
@@ -1083,6 +1102,10 @@ def _compare(
 def _run_cargo(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     # cargo asks gui-approver for the yank token, which waits for the approval dialog.
     return subprocess.run(
-        cmd, check=False, capture_output=True, text=True, timeout=3600,
+        cmd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=3600,
         stdin=subprocess.DEVNULL,
     )

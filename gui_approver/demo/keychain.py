@@ -98,22 +98,36 @@ class Child:
                 self.proc.stdin.close()
 
 
-def spawn(name: str, argv: list[str], env: Mapping[str, str], logs: Path, *,
-          stdin: int | None = subprocess.DEVNULL, pass_fds: tuple[int, ...] = (),
-          cwd: Path | None = None) -> Child:
+def spawn(
+    name: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    logs: Path,
+    *,
+    stdin: int | None = subprocess.DEVNULL,
+    pass_fds: tuple[int, ...] = (),
+    cwd: Path | None = None,
+) -> Child:
     """Start ``argv`` in a new session, stdout and stderr appended to ``logs``/NAME.log."""
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            [*_pdeathsig_prefix(), *argv], env=dict(env), stdin=stdin, stdout=fh,
-            stderr=subprocess.STDOUT, pass_fds=pass_fds, cwd=cwd, start_new_session=True,
+            [*_pdeathsig_prefix(), *argv],
+            env=dict(env),
+            stdin=stdin,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            pass_fds=pass_fds,
+            cwd=cwd,
+            start_new_session=True,
         )
     return Child(name, proc, log)
 
 
-def wait_until(predicate: Callable[[], T | None], timeout: float, what: str,
-               child: Child | None = None) -> T:
+def wait_until(
+    predicate: Callable[[], T | None], timeout: float, what: str, child: Child | None = None
+) -> T:
     """Poll ``predicate`` until it returns a truthy value; fail early if ``child`` exits."""
     deadline = time.monotonic() + timeout
     while True:
@@ -121,8 +135,10 @@ def wait_until(predicate: Callable[[], T | None], timeout: float, what: str,
         if value:
             return value
         if child is not None and child.proc.poll() is not None:
-            raise DemoError(f"{child.name} exited with code {child.proc.returncode} while "
-                            f"waiting for {what}; its log:\n{child.tail()}")
+            raise DemoError(
+                f"{child.name} exited with code {child.proc.returncode} while "
+                f"waiting for {what}; its log:\n{child.tail()}"
+            )
         if time.monotonic() >= deadline:
             extra = f"; {child.name}'s log:\n{child.tail()}" if child else ""
             raise DemoError(f"timed out after {timeout:g} s waiting for {what}{extra}")
@@ -159,8 +175,7 @@ def make_runtime_dir(prefix: str = "gat-") -> Path:
 
 
 def minimal_env(**extra: str) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "LC_ALL": "C.UTF-8"}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     env.update(extra)
     return env
 
@@ -237,8 +252,9 @@ class SessionBus(_Daemon):
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
-def start_session_bus(tmpdir: Path | str, *, runtime_dir: Path | None = None,
-                      timeout: float = 10.0) -> SessionBus:
+def start_session_bus(
+    tmpdir: Path | str, *, runtime_dir: Path | None = None, timeout: float = 10.0
+) -> SessionBus:
     """Start a private session bus. ``tmpdir`` holds its config and log; the socket goes in
     ``runtime_dir`` (default: a new short directory in /tmp that ``stop()`` removes)."""
     daemon = _require("dbus-daemon", "dbus")
@@ -252,10 +268,20 @@ def start_session_bus(tmpdir: Path | str, *, runtime_dir: Path | None = None,
     config.write_text(_BUS_CONFIG.format(socket=runtime / "bus", servicedir=servicedir))
     read_fd, write_fd = os.pipe()
     try:
-        child = spawn("dbus-daemon", [
-            daemon, f"--config-file={config}", "--nofork", "--nopidfile", "--nosyslog",
-            f"--print-address={write_fd}",
-        ], minimal_env(), tmpdir, pass_fds=(write_fd,))
+        child = spawn(
+            "dbus-daemon",
+            [
+                daemon,
+                f"--config-file={config}",
+                "--nofork",
+                "--nopidfile",
+                "--nosyslog",
+                f"--print-address={write_fd}",
+            ],
+            minimal_env(),
+            tmpdir,
+            pass_fds=(write_fd,),
+        )
     except BaseException:
         os.close(read_fd)
         if owns:
@@ -320,15 +346,15 @@ def lock_keyring(bus: SessionBus, collection: str = DEFAULT_ALIAS_PATH) -> None:
 
     with bus.connect() as conn:
         locked, prompt = _call(
-            conn, new_method_call(_secrets_service(), "Lock", "ao", ([collection],)))
+            conn, new_method_call(_secrets_service(), "Lock", "ao", ([collection],))
+        )
         if prompt != "/":
             raise DemoError(f"Lock wanted a prompt ({prompt}); cannot lock non-interactively")
         if not _collection_locked(conn, collection):
             raise DemoError(f"{collection} still unlocked after Lock (returned {locked})")
 
 
-def unlock_keyring(bus: SessionBus, password: str,
-                   collection: str = DEFAULT_ALIAS_PATH) -> None:
+def unlock_keyring(bus: SessionBus, password: str, collection: str = DEFAULT_ALIAS_PATH) -> None:
     """Unlock a collection without a prompt, as a user typing the password would (with
     gnome-keyring's ``UnlockWithMasterPassword``: the standard ``Unlock`` needs a graphical
     prompter, which this bus deliberately cannot start)."""
@@ -337,13 +363,21 @@ def unlock_keyring(bus: SessionBus, password: str,
     with bus.connect() as conn:
         if collection.startswith("/org/freedesktop/secrets/aliases/"):
             collection = _read_alias(conn, collection.rsplit("/", 1)[1])
-        _output, session = _call(conn, new_method_call(
-            _secrets_service(), "OpenSession", "sv", ("plain", ("s", ""))))
-        internal = DBusAddress(SECRETS_PATH, SECRETS_BUS_NAME,
-                               "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface")
+        _output, session = _call(
+            conn, new_method_call(_secrets_service(), "OpenSession", "sv", ("plain", ("s", "")))
+        )
+        internal = DBusAddress(
+            SECRETS_PATH,
+            SECRETS_BUS_NAME,
+            "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+        )
         secret = (session, b"", password.encode(), "text/plain")
-        _call(conn, new_method_call(internal, "UnlockWithMasterPassword", "o(oayays)",
-                                    (collection, secret)))
+        _call(
+            conn,
+            new_method_call(
+                internal, "UnlockWithMasterPassword", "o(oayays)", (collection, secret)
+            ),
+        )
         if _collection_locked(conn, collection):
             raise DemoError(f"{collection} is still locked (wrong password?)")
 
@@ -368,8 +402,14 @@ class GnomeKeyring(_Daemon):
         return keyring_is_locked(self.bus)
 
 
-def start_gnome_keyring(bus: SessionBus, home: Path | str, *, password: str,
-                        runtime_dir: Path | None = None, timeout: float = 10.0) -> GnomeKeyring:
+def start_gnome_keyring(
+    bus: SessionBus,
+    home: Path | str,
+    *,
+    password: str,
+    runtime_dir: Path | None = None,
+    timeout: float = 10.0,
+) -> GnomeKeyring:
     """Run ``gnome-keyring-daemon --foreground --unlock --components=secrets`` on ``bus``.
 
     The daemon sees only ``home`` (HOME and XDG_DATA/CONFIG/CACHE_HOME under it; its
@@ -381,19 +421,30 @@ def start_gnome_keyring(bus: SessionBus, home: Path | str, *, password: str,
     try:
         import jeepney  # noqa: F401  (keyring's Secret Service backend brings it)
     except ImportError:
-        raise DemoError("a throwaway keychain needs the jeepney package (a keyring "
-                        "dependency on Linux)") from None
+        raise DemoError(
+            "a throwaway keychain needs the jeepney package (a keyring dependency on Linux)"
+        ) from None
     home = Path(home)
     data_home = home / ".local" / "share"
     for d in (data_home, home / ".config", home / ".cache"):
         d.mkdir(parents=True, exist_ok=True)
     runtime = runtime_dir or bus.runtime_dir
-    env = minimal_env(HOME=str(home), XDG_DATA_HOME=str(data_home),
-                       XDG_CONFIG_HOME=str(home / ".config"),
-                       XDG_CACHE_HOME=str(home / ".cache"), XDG_RUNTIME_DIR=str(runtime),
-                       DBUS_SESSION_BUS_ADDRESS=bus.address)
-    child = spawn("gnome-keyring", [daemon, "--foreground", "--unlock", "--components=secrets"],
-                  env, bus.tmpdir, stdin=subprocess.PIPE, cwd=home)
+    env = minimal_env(
+        HOME=str(home),
+        XDG_DATA_HOME=str(data_home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_RUNTIME_DIR=str(runtime),
+        DBUS_SESSION_BUS_ADDRESS=bus.address,
+    )
+    child = spawn(
+        "gnome-keyring",
+        [daemon, "--foreground", "--unlock", "--components=secrets"],
+        env,
+        bus.tmpdir,
+        stdin=subprocess.PIPE,
+        cwd=home,
+    )
     try:
         assert child.proc.stdin is not None
         # --unlock reads the new login keyring's password from stdin (until EOF).
@@ -417,8 +468,12 @@ def _wait_ready(bus: SessionBus, child: Child, timeout: float) -> None:
 
     deadline = time.monotonic() + timeout
     with bus.connect() as conn:
-        wait_until(lambda: bool(_call(conn, message_bus.NameHasOwner(SECRETS_BUS_NAME))[0]),
-                   timeout, f"{SECRETS_BUS_NAME} on the private bus", child)
+        wait_until(
+            lambda: bool(_call(conn, message_bus.NameHasOwner(SECRETS_BUS_NAME))[0]),
+            timeout,
+            f"{SECRETS_BUS_NAME} on the private bus",
+            child,
+        )
 
         def unlocked() -> bool:
             try:
@@ -427,8 +482,9 @@ def _wait_ready(bus: SessionBus, child: Child, timeout: float) -> None:
             except DBusErrorResponse:
                 return False
 
-        wait_until(unlocked, max(0.0, deadline - time.monotonic()),
-                   "an unlocked default collection", child)
+        wait_until(
+            unlocked, max(0.0, deadline - time.monotonic()), "an unlocked default collection", child
+        )
 
 
 # -- both ------------------------------------------------------------------------------------
@@ -453,8 +509,10 @@ class PrivateKeychain:
     @property
     def env(self) -> dict[str, str]:
         """What a process needs to use this keychain (merge into its environment)."""
-        return {"DBUS_SESSION_BUS_ADDRESS": self.bus.address,
-                "XDG_RUNTIME_DIR": str(self.bus.runtime_dir)}
+        return {
+            "DBUS_SESSION_BUS_ADDRESS": self.bus.address,
+            "XDG_RUNTIME_DIR": str(self.bus.runtime_dir),
+        }
 
     def lock(self) -> None:
         self.keyring.lock()
@@ -474,21 +532,26 @@ class PrivateKeychain:
     def __enter__(self) -> PrivateKeychain:
         return self
 
-    def __exit__(self, _exc_type: type[BaseException] | None, _exc: BaseException | None,
-                 _tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        _exc_type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
-def start_private_keychain(tmpdir: Path | str, *, password: str,
-                           runtime_dir: Path | None = None,
-                           timeout: float = 15.0) -> PrivateKeychain:
+def start_private_keychain(
+    tmpdir: Path | str, *, password: str, runtime_dir: Path | None = None, timeout: float = 15.0
+) -> PrivateKeychain:
     """A private bus and an unlocked gnome-keyring whose files live under ``tmpdir``; the
     bus socket goes in ``runtime_dir`` (default: a new short directory, removed by stop)."""
     tmpdir = Path(tmpdir)
     bus = start_session_bus(tmpdir, runtime_dir=runtime_dir, timeout=timeout)
     try:
-        keyring = start_gnome_keyring(bus, tmpdir / "keyring-home", password=password,
-                                      timeout=timeout)
+        keyring = start_gnome_keyring(
+            bus, tmpdir / "keyring-home", password=password, timeout=timeout
+        )
     except BaseException:
         bus.stop()
         raise

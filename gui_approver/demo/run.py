@@ -50,12 +50,20 @@ REGISTRY_NAME = "gui-approver-demo"
 CRATE_NAME = "hello-gui-approver"
 CRATE_VERSION = "0.1.0"
 #: Variables that would connect a child to your real session's keychain, cargo or app.
-_LEAKY_VARS = frozenset({
-    "DBUS_SESSION_BUS_ADDRESS", "DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE",
-    "PYTHON_KEYRING_BACKEND", "GNOME_KEYRING_CONTROL", "GNOME_KEYRING_PID",
-    "KDE_FULL_SESSION", "KDE_SESSION_VERSION",
-})
+_LEAKY_VARS = frozenset(
+    {
+        "DBUS_SESSION_BUS_ADDRESS",
+        "DBUS_STARTER_ADDRESS",
+        "DBUS_STARTER_BUS_TYPE",
+        "PYTHON_KEYRING_BACKEND",
+        "GNOME_KEYRING_CONTROL",
+        "GNOME_KEYRING_PID",
+        "KDE_FULL_SESSION",
+        "KDE_SESSION_VERSION",
+    }
+)
 _LEAKY_PREFIXES = ("CARGO_", "GUI_APPROVER_", "KEYRING_")
+
 
 def _say(msg: str, err: TextIO | None = None) -> None:
     stream = err or sys.stderr
@@ -68,7 +76,8 @@ def _say(msg: str, err: TextIO | None = None) -> None:
 
 def _start_keychain(root: Path, runtime: Path) -> PrivateKeychain:
     if not sys.platform.startswith("linux") or not (
-            shutil.which("dbus-daemon") and shutil.which("gnome-keyring-daemon")):
+        shutil.which("dbus-daemon") and shutil.which("gnome-keyring-daemon")
+    ):
         raise DemoError(
             "the demo needs dbus-daemon and gnome-keyring-daemon to make a throwaway "
             "keychain (it never uses your own keychain)",
@@ -110,12 +119,16 @@ def make_root() -> Path:
     return root
 
 
-def demo_env(base: Mapping[str, str], dirs: DemoDirs, keychain_env: Mapping[str, str],
-             ) -> dict[str, str]:
+def demo_env(
+    base: Mapping[str, str],
+    dirs: DemoDirs,
+    keychain_env: Mapping[str, str],
+) -> dict[str, str]:
     """``base`` without anything that reaches your keychain, cargo config or app, pointed at
     the demo's directories and keychain. The display (X11/Wayland) stays, for the dialog."""
-    env = {k: v for k, v in base.items()
-           if k not in _LEAKY_VARS and not k.startswith(_LEAKY_PREFIXES)}
+    env = {
+        k: v for k, v in base.items() if k not in _LEAKY_VARS and not k.startswith(_LEAKY_PREFIXES)
+    }
     wayland = env.get("WAYLAND_DISPLAY")
     real_runtime = base.get("XDG_RUNTIME_DIR")
     if wayland and not os.path.isabs(wayland) and real_runtime:
@@ -151,8 +164,10 @@ def find_cargo() -> str:
     home_cargo = Path.home() / ".cargo" / "bin" / "cargo"
     if home_cargo.is_file() and os.access(home_cargo, os.X_OK):
         return str(home_cargo)
-    raise DemoError("the demo runs the real `cargo publish`, and cargo is not installed",
-                    hint="install Rust with rustup (https://rustup.rs) and run the demo again")
+    raise DemoError(
+        "the demo runs the real `cargo publish`, and cargo is not installed",
+        hint="install Rust with rustup (https://rustup.rs) and run the demo again",
+    )
 
 
 def write_crate(parent: Path, name: str = CRATE_NAME, version: str = CRATE_VERSION) -> Path:
@@ -181,11 +196,19 @@ def write_crate(parent: Path, name: str = CRATE_NAME, version: str = CRATE_VERSI
 
 
 def _run_cli(args: list[str], env: Mapping[str, str], what: str, timeout: float = 60.0) -> str:
-    result = subprocess.run([*self_command(), *args], env=dict(env), capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        [*self_command(), *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if result.returncode != 0:
-        raise DemoError(f"{what} failed (exit {result.returncode}): "
-                        f"{(result.stderr or result.stdout).strip()}")
+        raise DemoError(
+            f"{what} failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()}"
+        )
     return result.stdout
 
 
@@ -220,8 +243,10 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
     if not unattended and not _has_display(os.environ):
         from gui_approver.client.display import NO_DISPLAY
 
-        raise DemoError(f"the demo shows the approval dialog, but there is {NO_DISPLAY}",
-                        hint="run it in your desktop session, or pass --unattended")
+        raise DemoError(
+            f"the demo shows the approval dialog, but there is {NO_DISPLAY}",
+            hint="run it in your desktop session, or pass --unattended",
+        )
     root = make_root()
     keychain: PrivateKeychain | None = None
     registry: DemoRegistry | None = None
@@ -239,28 +264,41 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
         index_url = registry.index_url
         _say(f"started the demo registry at {index_url}", err)
 
-        record = json.loads(_run_cli(
-            ["key", "new", "--registry", REGISTRY_NAME, "--index", index_url, "--json"],
-            env, "creating the demo key"))
+        record = json.loads(
+            _run_cli(
+                ["key", "new", "--registry", REGISTRY_NAME, "--index", index_url, "--json"],
+                env,
+                "creating the demo key",
+            )
+        )
         registry.add_key(RegisteredKey(public=record["public"]))
-        _say(f"created a key in the throwaway keychain and registered {record['public'][:24]}...",
-             err)
-        _run_cli(["configure-cargo", "--registry", REGISTRY_NAME, "--index", index_url],
-                 env, "configuring the demo CARGO_HOME")
+        _say(
+            f"created a key in the throwaway keychain and registered {record['public'][:24]}...",
+            err,
+        )
+        _run_cli(
+            ["configure-cargo", "--registry", REGISTRY_NAME, "--index", index_url],
+            env,
+            "configuring the demo CARGO_HOME",
+        )
         crate = write_crate(root / "src")
 
         app_args = ["app", "--no-gui", "--auto-approve-loopback"] if unattended else ["app"]
         app = spawn("gui-approver-app", [*self_command(), *app_args], env, dirs.logs)
         sock_dir = paths.socket_dir(env)
-        wait_until(lambda: ipc.ping(sock_dir, timeout=1.0), 30.0,
-                    "the gui-approver app to listen", app)
+        wait_until(
+            lambda: ipc.ping(sock_dir, timeout=1.0), 30.0, "the gui-approver app to listen", app
+        )
         _say(f"started `gui-approver {' '.join(app_args)}`", err)
         if unattended:
             _say("--unattended: loopback publishes are approved without a dialog", err)
         else:
-            _say(f"running `cargo publish` for {CRATE_NAME} {CRATE_VERSION}: a dialog asks you "
-                 "to approve it. Check the crate, version and checksum, then click Approve "
-                 "(it arms after a second; Deny shows a refused publish).", err)
+            _say(
+                f"running `cargo publish` for {CRATE_NAME} {CRATE_VERSION}: a dialog asks you "
+                "to approve it. Check the crate, version and checksum, then click Approve "
+                "(it arms after a second; Deny shows a refused publish).",
+                err,
+            )
 
         cmd = [cargo, "publish", "--registry", REGISTRY_NAME, "--no-verify", "--allow-dirty"]
         cargo_proc = spawn("cargo-publish", cmd, env, dirs.logs, cwd=crate)
@@ -274,9 +312,13 @@ def run_demo(*, unattended: bool, timeout: float, err: TextIO | None = None) -> 
         if rc != 0:
             raise DemoError(f"cargo publish failed (exit {rc}); nothing was published")
 
-        entries = [json.loads(line) for line in _fetch(
-            f"{registry.api_url}/index/{index_path(CRATE_NAME)}").decode().splitlines()
-            if line.strip()]
+        entries = [
+            json.loads(line)
+            for line in _fetch(f"{registry.api_url}/index/{index_path(CRATE_NAME)}")
+            .decode()
+            .splitlines()
+            if line.strip()
+        ]
         entry = next((e for e in entries if e.get("vers") == CRATE_VERSION), None)
         if entry is None:
             raise DemoError("cargo said it published, but the registry index has no entry")
@@ -321,12 +363,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"Published {result['crate']} {result['version']} to the demo registry "
-              f"(sha256 {result['cksum']}) in {result['seconds']:.1f} s.")
-        print("The registry verified the token your approval produced. Everything the demo "
-              "made is gone; your keychain and cargo configuration were never used.")
-        print("Next: `gui-approver key new --registry NAME --index URL` for a real registry "
-              "(see the README).")
+        print(
+            f"Published {result['crate']} {result['version']} to the demo registry "
+            f"(sha256 {result['cksum']}) in {result['seconds']:.1f} s."
+        )
+        print(
+            "The registry verified the token your approval produced. Everything the demo "
+            "made is gone; your keychain and cargo configuration were never used."
+        )
+        print(
+            "Next: `gui-approver key new --registry NAME --index URL` for a real registry "
+            "(see the README)."
+        )
     return 0
 
 
@@ -336,13 +384,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "demo",
         help="publish a sample crate to a throwaway local registry, approved in the dialog",
         description="Start a throwaway keychain, registry, CARGO_HOME and app, run the real "
-                    "`cargo publish` of a generated crate so you approve it in the real "
-                    "dialog, then remove everything. Your own keychain and cargo config are "
-                    "never touched.",
+        "`cargo publish` of a generated crate so you approve it in the real "
+        "dialog, then remove everything. Your own keychain and cargo config are "
+        "never touched.",
     )
-    p.add_argument("--unattended", action="store_true",
-                   help="no dialog: run the app as `app --no-gui --auto-approve-loopback`")
-    p.add_argument("--timeout", type=float, default=180.0, metavar="SECONDS",
-                   help="how long cargo publish may take, your approval included (default 180)")
+    p.add_argument(
+        "--unattended",
+        action="store_true",
+        help="no dialog: run the app as `app --no-gui --auto-approve-loopback`",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="how long cargo publish may take, your approval included (default 180)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_demo)

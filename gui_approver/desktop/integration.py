@@ -85,7 +85,7 @@ def app_executable() -> Path:
 
 # -- desktop entries -----------------------------------------------------------------------
 
-_RESERVED = set(' \t\n"\'\\><~|&;$*?#()`')
+_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
 
 
 def exec_quote(arg: str) -> str:
@@ -101,8 +101,7 @@ def exec_quote(arg: str) -> str:
     return '"' + quoted.replace("\\", "\\\\").replace("%", "%%") + '"'
 
 
-def desktop_entry(exec_path: str = APP_NAME, *, icon: str = APP_ID,
-                  autostart: bool = False) -> str:
+def desktop_entry(exec_path: str = APP_NAME, *, icon: str = APP_ID, autostart: bool = False) -> str:
     """The text of the menu entry (``resources/gui-approver.desktop`` is this with defaults)
     or, with ``autostart``, of the XDG autostart entry."""
     lines = [
@@ -244,8 +243,9 @@ def _installed_files() -> list[Path]:
         share / "metainfo" / f"{APP_ID}.metainfo.xml",
         share / "icons" / "hicolor" / "scalable" / "apps" / f"{APP_ID}.svg",
     ]
-    files += [share / "icons" / "hicolor" / f"{s}x{s}" / "apps" / f"{APP_ID}.png"
-              for s in APP_ICON_SIZES]
+    files += [
+        share / "icons" / "hicolor" / f"{s}x{s}" / "apps" / f"{APP_ID}.png" for s in APP_ICON_SIZES
+    ]
     return files
 
 
@@ -283,8 +283,10 @@ def uninstall_desktop_files() -> list[Path]:
 def _not_freedesktop() -> str | None:
     if sys.platform.startswith("linux") or "bsd" in sys.platform:
         return None
-    return (f"{sys.platform} has no XDG autostart; see packaging/README.md for the macOS "
-            "LaunchAgent and the Windows startup entry")
+    return (
+        f"{sys.platform} has no XDG autostart; see packaging/README.md for the macOS "
+        "LaunchAgent and the Windows startup entry"
+    )
 
 
 def cmd_autostart(args: argparse.Namespace) -> int:
@@ -330,11 +332,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "autostart",
         help="start gui-approver when you log in (XDG autostart)",
         description="Write or remove $XDG_CONFIG_HOME/autostart/gui-approver.desktop, which "
-                    "runs the installed gui-approver (absolute path) when you log in.",
+        "runs the installed gui-approver (absolute path) when you log in.",
     )
     a.add_argument("action", choices=("enable", "disable", "status"))
-    a.add_argument("--exec", metavar="PATH",
-                   help="the gui-approver executable to start (default: this installation's)")
+    a.add_argument(
+        "--exec",
+        metavar="PATH",
+        help="the gui-approver executable to start (default: this installation's)",
+    )
     a.add_argument("--json", action="store_true", help="status as JSON")
     a.set_defaults(func=cmd_autostart)
 
@@ -342,9 +347,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "desktop",
         help="add or remove the application-menu entry and icons",
         description="Install or remove the menu entry, the icons and the AppStream metainfo "
-                    "under $XDG_DATA_HOME (~/.local/share).",
+        "under $XDG_DATA_HOME (~/.local/share).",
     )
     d.add_argument("action", choices=("install", "uninstall"))
-    d.add_argument("--exec", metavar="PATH",
-                   help="the gui-approver executable the entry runs (default: this one)")
+    d.add_argument(
+        "--exec",
+        metavar="PATH",
+        help="the gui-approver executable the entry runs (default: this one)",
+    )
     d.set_defaults(func=cmd_desktop)

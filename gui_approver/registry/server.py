@@ -516,13 +516,22 @@ class _Handler(BaseHTTPRequestHandler):
         # after its request returned finds it there.
         header_bytes = sum(len(h) for h in getattr(self, "_headers_buffer", [])) + 2
         request_line: bytes = getattr(self, "raw_requestline", b"")
-        request_bytes = (len(request_line) + len(self.headers.as_bytes())
-                         + int(self.headers.get("Content-Length") or 0))
+        request_bytes = (
+            len(request_line)
+            + len(self.headers.as_bytes())
+            + int(self.headers.get("Content-Length") or 0)
+        )
         self.server.registry.served.append(
-            Served(self.command, urllib.parse.urlsplit(self.path).path, response.status,
-                   0 if no_body else len(response.body), dict(self.headers.items()),
-                   f"{self.client_address[0]}:{self.client_address[1]}",
-                   request_bytes, header_bytes)
+            Served(
+                self.command,
+                urllib.parse.urlsplit(self.path).path,
+                response.status,
+                0 if no_body else len(response.body),
+                dict(self.headers.items()),
+                f"{self.client_address[0]}:{self.client_address[1]}",
+                request_bytes,
+                header_bytes,
+            )
         )
         self.end_headers()
         if not no_body:

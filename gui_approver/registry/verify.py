@@ -322,8 +322,9 @@ def _read_footer(token: str) -> tuple[dict[str, Any], str, str]:
     return footer, url, kip
 
 
-def _check_iat(claims: dict[str, Any], now: datetime | None, *, max_age: float,
-               max_skew: float) -> None:
+def _check_iat(
+    claims: dict[str, Any], now: datetime | None, *, max_age: float, max_skew: float
+) -> None:
     """``iat``: recent, not in the future."""
     iat = parse_iat(claims.get("iat"))
     current = now if now is not None else datetime.now(UTC)
@@ -342,7 +343,6 @@ def _check_iat(claims: dict[str, Any], now: datetime | None, *, max_age: float,
             f"The token was issued at {claims['iat']}, {-age.total_seconds():.1f} s in the "
             f"future; more than {max_skew:g} s of clock skew is refused.",
         )
-
 
 
 def _check_operation(claims: dict[str, Any], expected: Expected) -> None:

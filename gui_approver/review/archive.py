@@ -47,11 +47,20 @@ UNSUPPORTED_WARNING: Final = (
 
 _OCTAL = re.compile(rb"^ *([0-7]+) *$")
 _TYPE_NAMES: Final = {
-    b"1": "hard link", b"2": "symbolic link", b"3": "character device",
-    b"4": "block device", b"6": "named pipe", b"7": "contiguous file",
-    b"\0": "old-style regular file", b"S": "GNU sparse file", b"K": "GNU long link name",
-    b"x": "PAX extended header", b"g": "PAX global header", b"V": "volume label",
-    b"M": "multi-volume continuation", b"D": "GNU dump directory",
+    b"1": "hard link",
+    b"2": "symbolic link",
+    b"3": "character device",
+    b"4": "block device",
+    b"6": "named pipe",
+    b"7": "contiguous file",
+    b"\0": "old-style regular file",
+    b"S": "GNU sparse file",
+    b"K": "GNU long link name",
+    b"x": "PAX extended header",
+    b"g": "PAX global header",
+    b"V": "volume label",
+    b"M": "multi-volume continuation",
+    b"D": "GNU dump directory",
 }
 
 
@@ -120,8 +129,10 @@ def check_subset(
             out.append(text)
 
     if prefix is None:
-        bad("the crate name and version are unknown, so the entries cannot be checked "
-            "against <name>-<vers>/")
+        bad(
+            "the crate name and version are unknown, so the entries cannot be checked "
+            "against <name>-<vers>/"
+        )
     if gzip_members > 1:
         bad(f"{gzip_members} gzip members: cargo reads only the first, the list shows all")
     if gzip_trailing:
@@ -163,8 +174,10 @@ def _walk(raw: bytes, bad: _Bad, max_members: int, max_name: int) -> list[RawMem
         path = long_name if long_name is not None else name
         long_name = None
         if typeflag == b"5" and size:
-            bad(f"a directory entry with {size} bytes of data ({_show(path)}): Python's "
-                "tarfile reads that data as further entries, cargo skips it")
+            bad(
+                f"a directory entry with {size} bytes of data ({_show(path)}): Python's "
+                "tarfile reads that data as further entries, cargo skips it"
+            )
         members.append(RawMember(path, typeflag, size, header_at, data))
     return members
 
@@ -192,26 +205,34 @@ def _parse_header(h: bytes, off: int, bad: _Bad) -> tuple[bytes, bytes, int] | N
     two may part ways from here on (a bad checksum or size)."""
     stored = _octal(h[148:156])
     if stored != sum(h[:148]) + 8 * 32 + sum(h[156:]):
-        bad(f"a tar header at offset {off} has a bad checksum (cargo stops with an error "
-            "there; the list may go on or stop)")
+        bad(
+            f"a tar header at offset {off} has a bad checksum (cargo stops with an error "
+            "there; the list may go on or stop)"
+        )
         return None
     magic = h[257:265]
     prefix_field = b""
     if magic == GNU_MAGIC:
         if h[345:500].strip(b"\0"):
-            bad("a GNU header carries data in its prefix/time fields (Python's tarfile "
-                "reads it as part of the name, cargo ignores it)")
+            bad(
+                "a GNU header carries data in its prefix/time fields (Python's tarfile "
+                "reads it as part of the name, cargo ignores it)"
+            )
     elif magic == USTAR_MAGIC:
         prefix_field = _nts(h[345:500])
     else:
-        bad("a tar header without the ustar/GNU magic (cargo and Python's tarfile "
-            "handle such headers differently)")
+        bad(
+            "a tar header without the ustar/GNU magic (cargo and Python's tarfile "
+            "handle such headers differently)"
+        )
     for lo, hi in ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345)):
         field = h[lo:hi]
         # cargo leaves uid, gid and device numbers all NUL; mode and mtime it sets
         if (lo in (100, 136) or field.strip(b"\0")) and _octal(field) is None:
-            bad(f"a tar header at offset {off} has a numeric field (bytes {lo}-{hi}) that "
-                "is not plain octal (Python's tarfile stops listing there; cargo may not)")
+            bad(
+                f"a tar header at offset {off} has a numeric field (bytes {lo}-{hi}) that "
+                "is not plain octal (Python's tarfile stops listing there; cargo may not)"
+            )
             break
     size = _octal(h[124:136])
     if size is None:
@@ -230,8 +251,10 @@ def _long_name(body: bytes, pending: bytes | None, max_name: int, bad: _Bad) -> 
     if len(body) > max_name:
         bad(f"a GNU long name of {len(body)} bytes")
     if not body.endswith(b"\0") or b"\0" in body[:-1]:
-        bad("a GNU long name that is not text ending in one NUL (cargo and Python "
-            "read different names from it)")
+        bad(
+            "a GNU long name that is not text ending in one NUL (cargo and Python "
+            "read different names from it)"
+        )
     # tar-rs drops one trailing NUL; tarfile cuts at the first one
     return body[:-1] if body.endswith(b"\0") else body
 
@@ -267,7 +290,8 @@ def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> Non
             bad(f"a '..' component ({shown})")
         canonical = "/".join(comps)
         if not text.startswith("/") and text not in (
-            canonical, canonical + "/" if m.typeflag == b"5" else canonical
+            canonical,
+            canonical + "/" if m.typeflag == b"5" else canonical,
         ):
             bad(f"a name spelled with '.', '//' or a trailing '/' ({shown})")
         if comps and comps[-1] == ".cargo-ok":
@@ -275,20 +299,25 @@ def _check_paths(members: list[RawMember], prefix: str | None, bad: _Bad) -> Non
         if prefix is not None and comps == (prefix,) and m.typeflag != b"5":
             bad(f"the crate directory {prefix} itself is not a directory")
         if comps in seen:
-            bad(f"two entries name the same path {'/'.join(comps)[:160]} (cargo unpacks "
-                "the last one over the first)")
+            bad(
+                f"two entries name the same path {'/'.join(comps)[:160]} (cargo unpacks "
+                "the last one over the first)"
+            )
         seen[comps] = m.typeflag
         fold = tuple(c.casefold() for c in comps)
         if folded.setdefault(fold, comps) != comps:
-            bad(f"two entries differ only in case ({'/'.join(comps)[:160]}; a case-insensitive "
-                "file system unpacks one over the other)")
+            bad(
+                f"two entries differ only in case ({'/'.join(comps)[:160]}; a case-insensitive "
+                "file system unpacks one over the other)"
+            )
         if m.typeflag == b"0":
             files.add(comps)
     _check_nesting(seen, files, bad)
 
 
-def _check_nesting(seen: dict[tuple[str, ...], bytes], files: set[tuple[str, ...]],
-                   bad: _Bad) -> None:
+def _check_nesting(
+    seen: dict[tuple[str, ...], bytes], files: set[tuple[str, ...]], bad: _Bad
+) -> None:
     """No entry may lie inside a path another entry makes a file."""
     for comps in seen:
         for i in range(1, len(comps)):

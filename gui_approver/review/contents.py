@@ -203,8 +203,10 @@ class CrateContents:
             return "sha256 matches, but the archive was not listed"
         lst = self.listing
         n = len(lst.files)
-        counts = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
-                  f"({human_size(lst.compressed_size)} compressed), sha256 matches")
+        counts = (
+            f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
+            f"({human_size(lst.compressed_size)} compressed), sha256 matches"
+        )
         if lst.unsupported:
             return f"UNSAFE LISTING: {UNSUPPORTED_WARNING} ({counts})"
         if not lst.files and lst.problems:
@@ -230,8 +232,10 @@ class CrateContents:
         m = self.manifest
         if m is not None:
             for label, value in (
-                ("description", m.description), ("license", m.license or m.license_file),
-                ("repository", m.repository), ("homepage", m.homepage),
+                ("description", m.description),
+                ("license", m.license or m.license_file),
+                ("repository", m.repository),
+                ("homepage", m.homepage),
             ):
                 if value:
                     out.append(f"{label}: {value}")
@@ -252,8 +256,13 @@ class CrateContents:
 
 
 def _gunzip(
-    data: bytes, limit: int, deadline: float, problems: list[str], lim: Limits,
-    *, gzinfo: list[int] | None = None,
+    data: bytes,
+    limit: int,
+    deadline: float,
+    problems: list[str],
+    lim: Limits,
+    *,
+    gzinfo: list[int] | None = None,
 ) -> tuple[bytes, bool]:
     """Decompress gzip ``data`` (several members allowed) into at most ``limit`` bytes.
     ``gzinfo``, if given, receives ``[members, bytes after the first member]`` (cargo reads
@@ -409,8 +418,9 @@ def list_archive(
         deadline = time.monotonic() + 5.0
     problems: list[str] = []
     gzinfo = [1, 0]
-    raw, complete = _gunzip(data, limits.max_uncompressed_bytes, deadline, problems, limits,
-                            gzinfo=gzinfo)
+    raw, complete = _gunzip(
+        data, limits.max_uncompressed_bytes, deadline, problems, limits, gzinfo=gzinfo
+    )
     full_raw = raw
     seen_by_tarfile: list[tuple[str, int, int, str]] = []
     files: list[FileEntry] = []
@@ -468,20 +478,27 @@ def list_archive(
             files.append(FileEntry(display, size, kind, digest, note))
     finally:
         tf.close()
-    tail = raw[tf.offset:] if tf.offset < len(raw) else b""
+    tail = raw[tf.offset :] if tf.offset < len(raw) else b""
     complete = _tail_complete(tail, complete, problems)
     if prefix is None:
-        problems.append("the crate name and version are unknown; entries were not checked "
-                        "against <name>-<vers>/")
+        problems.append(
+            "the crate name and version are unknown; entries were not checked "
+            "against <name>-<vers>/"
+        )
     try:
         unsupported = _unsupported(full_raw, prefix, gzinfo, seen_by_tarfile, limits)
     except Exception as exc:  # noqa: BLE001 - never raise; an unchecked archive is not verified
         unsupported = (f"the tar headers could not be checked ({type(exc).__name__})",)
-    manifest = _read_manifest(manifest_bytes, prefix, name, vers, limits=limits,
-                              problems=problems)
+    manifest = _read_manifest(manifest_bytes, prefix, name, vers, limits=limits, problems=problems)
     problems.extend(_capped(entry_problems))
     return ArchiveListing(
-        tuple(files), total, len(data), len(raw), manifest, tuple(problems), complete,
+        tuple(files),
+        total,
+        len(data),
+        len(raw),
+        manifest,
+        tuple(problems),
+        complete,
         unsupported,
     )
 
@@ -546,8 +563,13 @@ def _kind_notes(m: tarfile.TarInfo, kind: str, limits: Limits) -> list[str]:
 
 
 def _read_manifest(
-    manifest_bytes: bytes | None, prefix: str | None, name: str | None, vers: str | None, *,
-    limits: Limits, problems: list[str],
+    manifest_bytes: bytes | None,
+    prefix: str | None,
+    name: str | None,
+    vers: str | None,
+    *,
+    limits: Limits,
+    problems: list[str],
 ) -> ManifestInfo | None:
     """The archive's Cargo.toml, and whether it names the requested crate and version."""
     if manifest_bytes is None:
@@ -555,32 +577,45 @@ def _read_manifest(
             problems.append(f"no {prefix}/Cargo.toml in the archive")
         return None
     manifest = parse_manifest(manifest_bytes, limits)
-    if prefix is not None and manifest.error is None and (
-        manifest.name != name or manifest.version != vers
+    if (
+        prefix is not None
+        and manifest.error is None
+        and (manifest.name != name or manifest.version != vers)
     ):
         problems.append(
-            f"the manifest says {manifest.name} {manifest.version}, "
-            f"the request says {name} {vers}"
+            f"the manifest says {manifest.name} {manifest.version}, the request says {name} {vers}"
         )
     return manifest
 
 
 def _unsupported(
-    raw: bytes, prefix: str | None, gzinfo: list[int],
-    by_tarfile: list[tuple[str, int, int, str]], limits: Limits,
+    raw: bytes,
+    prefix: str | None,
+    gzinfo: list[int],
+    by_tarfile: list[tuple[str, int, int, str]],
+    limits: Limits,
 ) -> tuple[str, ...]:
     """Departures from the subset cargo writes, plus any entry on which tarfile and the raw
     walk (tar-rs's reading) disagree."""
     members, trailing = gzinfo
-    check = check_subset(raw, prefix, gzip_members=members,
-                         gzip_trailing=trailing if members == 1 else 0,
-                         max_members=limits.max_members, max_name=limits.max_name_chars * 4)
+    check = check_subset(
+        raw,
+        prefix,
+        gzip_members=members,
+        gzip_trailing=trailing if members == 1 else 0,
+        max_members=limits.max_members,
+        max_name=limits.max_name_chars * 4,
+    )
     out = list(check.violations)
     if not out:
         kinds = {b"0": "file", b"5": "dir"}
         walked = [
-            (m.path.decode("utf-8", "surrogateescape").rstrip("/"), m.size, m.data_offset,
-             kinds.get(m.typeflag, "other"))
+            (
+                m.path.decode("utf-8", "surrogateescape").rstrip("/"),
+                m.size,
+                m.data_offset,
+                kinds.get(m.typeflag, "other"),
+            )
             for m in check.members
         ]
         if walked != by_tarfile:
@@ -647,8 +682,9 @@ def read_member(
     raw, _ = _gunzip(data, limits.max_uncompressed_bytes, deadline, problems, limits)
     prefix = f"{name}-{vers}" if name and vers else None
     try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8",
-                          errors="surrogateescape") as tf:
+        with tarfile.open(
+            fileobj=io.BytesIO(raw), mode="r:", encoding="utf-8", errors="surrogateescape"
+        ) as tf:
             for _ in range(limits.max_members):
                 m = tf.next()
                 if m is None:
@@ -680,15 +716,27 @@ def inspect_crate_bytes(
     actual = hashlib.sha256(data).hexdigest()
     if actual != cksum:
         return CrateContents(
-            name, vers, cksum, False,
+            name,
+            vers,
+            cksum,
+            False,
             f"the packaged file's sha256 ({actual[:16]}…) differs from the checksum cargo "
             "asks to sign: the .crate was changed after packaging, or this is not it",
-            path=path, actual_sha256=actual, elapsed=time.monotonic() - t0,
+            path=path,
+            actual_sha256=actual,
+            elapsed=time.monotonic() - t0,
         )
     listing = list_archive(data, name=name, vers=vers, limits=limits, deadline=deadline)
     return CrateContents(
-        name, vers, cksum, True, "the sha256 of the packaged file equals the checksum",
-        path=path, actual_sha256=actual, listing=listing, elapsed=time.monotonic() - t0,
+        name,
+        vers,
+        cksum,
+        True,
+        "the sha256 of the packaged file equals the checksum",
+        path=path,
+        actual_sha256=actual,
+        listing=listing,
+        elapsed=time.monotonic() - t0,
         data=data,
     )
 
@@ -743,7 +791,12 @@ def inspect_publish(
             actual = hashlib.sha256(data).hexdigest()
             if actual == cksum:
                 result = inspect_crate_bytes(
-                    data, name=name, vers=vers, cksum=cksum, path=p, limits=limits,
+                    data,
+                    name=name,
+                    vers=vers,
+                    cksum=cksum,
+                    path=p,
+                    limits=limits,
                     deadline=deadline,
                 )
                 return _with(result, searched, t0)
@@ -751,38 +804,79 @@ def inspect_publish(
                 mismatch = (p, actual)
     except Exception as exc:  # noqa: BLE001 - never let inspection break the signing path
         return CrateContents(
-            name, vers, cksum, False, f"inspection failed ({type(exc).__name__})",
-            searched=tuple(searched), elapsed=time.monotonic() - t0,
+            name,
+            vers,
+            cksum,
+            False,
+            f"inspection failed ({type(exc).__name__})",
+            searched=tuple(searched),
+            elapsed=time.monotonic() - t0,
         )
-    return _not_found(name, vers, cksum, ctx, limits, searched=tuple(searched), t0=t0,
-                      deadline=deadline, mismatch=mismatch, too_big=too_big, stale=stale)
+    return _not_found(
+        name,
+        vers,
+        cksum,
+        ctx,
+        limits,
+        searched=tuple(searched),
+        t0=t0,
+        deadline=deadline,
+        mismatch=mismatch,
+        too_big=too_big,
+        stale=stale,
+    )
 
 
 def _not_found(
-    name: str, vers: str, cksum: str, ctx: CargoContext, limits: Limits, *,
-    searched: tuple[str, ...], t0: float, deadline: float, mismatch: tuple[str, str] | None,
-    too_big: str | None, stale: str | None,
+    name: str,
+    vers: str,
+    cksum: str,
+    ctx: CargoContext,
+    limits: Limits,
+    *,
+    searched: tuple[str, ...],
+    t0: float,
+    deadline: float,
+    mismatch: tuple[str, str] | None,
+    too_big: str | None,
+    stale: str | None,
 ) -> CrateContents:
     """Why no file with the requested sha256 was listed: the most telling reason first."""
     elapsed = time.monotonic() - t0
     if mismatch is None and stale is not None:
         return CrateContents(
-            name, vers, cksum, False,
+            name,
+            vers,
+            cksum,
+            False,
             f"a .crate for this version ({escape_text(stale, 300)}) was written before the "
             "requesting process started, and the requester is not a verified cargo process, "
-            "so it is not taken for this request's contents", searched=searched, elapsed=elapsed)
+            "so it is not taken for this request's contents",
+            searched=searched,
+            elapsed=elapsed,
+        )
     if mismatch is not None:
         p, actual = mismatch
         reason = (
             f"the packaged file's sha256 ({actual[:16]}…) differs from the checksum cargo asks "
             "to sign: the .crate was changed after packaging, or the upload is not this file"
         )
-        return CrateContents(name, vers, cksum, False, reason, path=p, actual_sha256=actual,
-                             searched=searched, elapsed=elapsed)
+        return CrateContents(
+            name,
+            vers,
+            cksum,
+            False,
+            reason,
+            path=p,
+            actual_sha256=actual,
+            searched=searched,
+            elapsed=elapsed,
+        )
     if too_big is not None:
         reason = f"the packaged file is larger than {human_size(limits.max_crate_bytes)}"
-        return CrateContents(name, vers, cksum, False, reason, path=too_big, searched=searched,
-                             elapsed=elapsed)
+        return CrateContents(
+            name, vers, cksum, False, reason, path=too_big, searched=searched, elapsed=elapsed
+        )
     if time.monotonic() > deadline:
         reason = "looking for the packaged file took too long"
     elif not ctx.cwd and not ctx.open_crates:
@@ -809,4 +903,3 @@ __all__ = [
     "parse_manifest",
     "read_member",
 ]
-

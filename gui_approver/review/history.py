@@ -67,8 +67,11 @@ def _ephemeral_mac() -> Mac:
 
 def _mac_input(doc: dict[str, Any]) -> bytes:
     body = {k: v for k, v in doc.items() if k != "mac"}
-    return _MAC_CONTEXT + json.dumps(body, sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=True).encode("ascii")
+    return _MAC_CONTEXT + json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+
+
 DEFAULT_MAX_BYTES: Final = 50 * 1_000_000
 MAX_CRATE_COPY: Final = 64 * MiB
 MAX_DIFF_INPUT: Final = 256 * 1024
@@ -184,10 +187,18 @@ def _registry_key(index_url: str) -> str:
 
 def _entry_to_json(e: HistoryEntry) -> dict[str, Any]:
     return {
-        "format": FORMAT, "registry": e.registry, "registry_name": e.registry_name,
-        "name": e.name, "vers": e.vers, "cksum": e.cksum, "recorded_at": e.recorded_at,
-        "build": e.build, "proc_macro": e.proc_macro, "description": e.description,
-        "license": e.license, "repository": e.repository,
+        "format": FORMAT,
+        "registry": e.registry,
+        "registry_name": e.registry_name,
+        "name": e.name,
+        "vers": e.vers,
+        "cksum": e.cksum,
+        "recorded_at": e.recorded_at,
+        "build": e.build,
+        "proc_macro": e.proc_macro,
+        "description": e.description,
+        "license": e.license,
+        "repository": e.repository,
         "files": [[f.path, f.size, f.kind, f.sha256, f.note] for f in e.files],
     }
 
@@ -206,13 +217,20 @@ def _entry_from_json(doc: Any, entry_path: Path) -> HistoryEntry | None:
         )
         crate = entry_path.with_suffix(".crate")
         return HistoryEntry(
-            registry=str(doc["registry"]), registry_name=_opt_str(doc.get("registry_name")),
-            name=str(doc["name"]), vers=str(doc["vers"]), cksum=str(doc["cksum"]),
-            recorded_at=float(doc["recorded_at"]), files=files,
-            build=_opt_str(doc.get("build")), proc_macro=doc.get("proc_macro") is True,
-            description=_opt_str(doc.get("description")), license=_opt_str(doc.get("license")),
+            registry=str(doc["registry"]),
+            registry_name=_opt_str(doc.get("registry_name")),
+            name=str(doc["name"]),
+            vers=str(doc["vers"]),
+            cksum=str(doc["cksum"]),
+            recorded_at=float(doc["recorded_at"]),
+            files=files,
+            build=_opt_str(doc.get("build")),
+            proc_macro=doc.get("proc_macro") is True,
+            description=_opt_str(doc.get("description")),
+            license=_opt_str(doc.get("license")),
             repository=_opt_str(doc.get("repository")),
-            crate_path=str(crate) if crate.is_file() else None, entry_path=str(entry_path),
+            crate_path=str(crate) if crate.is_file() else None,
+            entry_path=str(entry_path),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -221,16 +239,22 @@ def _entry_from_json(doc: Any, entry_path: Path) -> HistoryEntry | None:
 class History:
     """The approved-publish history. Thread-safe; one app instance writes it."""
 
-    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES, *,
-                 mac: Mac | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        mac: Mac | None = None,
+    ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.max_bytes = max(0, int(max_bytes))
         self._mac = mac if mac is not None else _ephemeral_mac()
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, history_size_mb: float, root: Path | None = None, *,
-                      mac: Mac | None = None) -> History:
+    def from_settings(
+        cls, history_size_mb: float, root: Path | None = None, *, mac: Mac | None = None
+    ) -> History:
         return cls(root, int(history_size_mb * 1_000_000), mac=mac)
 
     def _authentic(self, doc: object) -> bool:
@@ -281,14 +305,20 @@ class History:
             if keep_copy:
                 _atomic_write(crate_path, contents.data)
             entry = HistoryEntry(
-                registry=registry, registry_name=registry_name, name=contents.name,
-                vers=contents.vers, cksum=contents.cksum,
+                registry=registry,
+                registry_name=registry_name,
+                name=contents.name,
+                vers=contents.vers,
+                cksum=contents.cksum,
                 recorded_at=time.time() if now is None else now,
-                files=contents.listing.files, build=build,
+                files=contents.listing.files,
+                build=build,
                 proc_macro=bool(m and m.proc_macro),
-                description=m.description if m else None, license=m.license if m else None,
+                description=m.description if m else None,
+                license=m.license if m else None,
                 repository=m.repository if m else None,
-                crate_path=str(crate_path) if keep_copy else None, entry_path=str(entry_path),
+                crate_path=str(crate_path) if keep_copy else None,
+                entry_path=str(entry_path),
             )
             doc = _entry_to_json(entry)
             doc["mac"] = self._mac(_mac_input(doc)).hex()
@@ -489,8 +519,10 @@ def compare(previous: Snapshot, current: Snapshot) -> Changes:
         if _key(a) == _key(b):
             unchanged += 1
             continue
-        if p in VERSION_FILES and previous.vers != current.vers and _version_only(
-            previous, current, p
+        if (
+            p in VERSION_FILES
+            and previous.vers != current.vers
+            and _version_only(previous, current, p)
         ):
             version_only.append(p)
             continue
@@ -523,9 +555,16 @@ def compare(previous: Snapshot, current: Snapshot) -> Changes:
     if a_lic != b_lic:
         notes.append(f"license: {a_lic or '(none)'} before, {b_lic or '(none)'} now")
     return Changes(
-        previous_vers=previous.vers, current_vers=current.vers, added=added, removed=removed,
-        changed=tuple(changed), version_only=tuple(version_only), unchanged=unchanged,
-        flags=tuple(flags), new_build_script=new_build, becomes_proc_macro=becomes_pm,
+        previous_vers=previous.vers,
+        current_vers=current.vers,
+        added=added,
+        removed=removed,
+        changed=tuple(changed),
+        version_only=tuple(version_only),
+        unchanged=unchanged,
+        flags=tuple(flags),
+        new_build_script=new_build,
+        becomes_proc_macro=becomes_pm,
         notes=tuple(notes),
     )
 
@@ -590,8 +629,10 @@ def _unified_diff(
     if old_entry is not None:
         got = _member(previous, path, max_bytes)
         if got is None:
-            return (f"the copy of {previous.vers} is no longer kept (or unreadable); "
-                    f"{path} cannot be diffed")
+            return (
+                f"the copy of {previous.vers} is no longer kept (or unreadable); "
+                f"{path} cannot be diffed"
+            )
         old = got
     if new_entry is not None:
         got = _member(current, path, max_bytes)
@@ -600,12 +641,15 @@ def _unified_diff(
         new = got
     if _is_binary(old) or _is_binary(new):
         return f"Binary files {a_name} and {b_name} differ"
-    lines = list(difflib.unified_diff(
-        old.decode("utf-8").splitlines(keepends=True),
-        new.decode("utf-8").splitlines(keepends=True),
-        fromfile=f"{a_name} ({previous.vers})", tofile=f"{b_name} ({current.vers})",
-        n=3,
-    ))
+    lines = list(
+        difflib.unified_diff(
+            old.decode("utf-8").splitlines(keepends=True),
+            new.decode("utf-8").splitlines(keepends=True),
+            fromfile=f"{a_name} ({previous.vers})",
+            tofile=f"{b_name} ({current.vers})",
+            n=3,
+        )
+    )
     out = [_diff_line(x) for x in lines[:max_lines]]
     if len(lines) > max_lines:
         out.append(f"… diff truncated ({len(lines) - max_lines} more lines)")

@@ -183,7 +183,10 @@ class BatchApproval:
         self._lock = threading.Lock()
 
     def approve(
-        self, index_url: str, items: Iterable[Candidate | tuple[str, str, str]], *,
+        self,
+        index_url: str,
+        items: Iterable[Candidate | tuple[str, str, str]],
+        *,
         run: RunKey | None = None,
     ) -> tuple[BatchKey, ...]:
         """Remember ``items`` (candidates or ``(name, vers, cksum)``) for ``window`` seconds."""
@@ -326,8 +329,15 @@ class WorkspaceReview:
                 continue
             name, vers = parsed
             cksum = hashlib.sha256(data).hexdigest()
-            listed = inspect_crate_bytes(data, name=name, vers=vers, cksum=cksum, path=p,
-                                         limits=self.limits, deadline=deadline)
+            listed = inspect_crate_bytes(
+                data,
+                name=name,
+                vers=vers,
+                cksum=cksum,
+                path=p,
+                limits=self.limits,
+                deadline=deadline,
+            )
             m = listed.manifest
             if m is None or m.name != name or m.version != vers:
                 continue  # not a crate this file name says it is: leave it to its own dialog
@@ -371,15 +381,21 @@ class WorkspaceReview:
         return out
 
     def approve_all(
-        self, request: Get, candidates: Iterable[Candidate],
+        self,
+        request: Get,
+        candidates: Iterable[Candidate],
         requester: RequesterInfo | None = None,
     ) -> tuple[BatchKey, ...]:
         """The user approved every listed crate: remember all but the one being answered
         (that one is approved by the dialog itself) and the flagged ones (each of those gets
         its own dialog)."""
-        others = [c for c in candidates
-                  if (c.name, c.vers, c.cksum) != (request.name, request.vers, request.cksum)
-                  and not c.flags and c.contents.listing_verified]
+        others = [
+            c
+            for c in candidates
+            if (c.name, c.vers, c.cksum) != (request.name, request.vers, request.cksum)
+            and not c.flags
+            and c.contents.listing_verified
+        ]
         return self.batch.approve(request.registry.index_url, others, run=run_key(requester))
 
     def end(self) -> None:
@@ -492,16 +508,25 @@ class Inspector:
         t0 = time.monotonic()
         limit = self.timeout if timeout is None else timeout
         if not self._slots.acquire(blocking=False):
-            return self._failed(request, provenance, peer_pid, t0,
-                                "too many inspections are still running", timed_out=True)
+            return self._failed(
+                request,
+                provenance,
+                peer_pid,
+                t0,
+                "too many inspections are still running",
+                timed_out=True,
+            )
         box: list[RequestReview] = []
 
         def work() -> None:
             try:
                 box.append(self._build(request, provenance, peer_pid, t0 + limit * 0.9))
             except Exception as exc:  # noqa: BLE001 - reported below as "could not verify"
-                box.append(self._failed(request, provenance, peer_pid, t0,
-                                        f"internal error ({type(exc).__name__})"))
+                box.append(
+                    self._failed(
+                        request, provenance, peer_pid, t0, f"internal error ({type(exc).__name__})"
+                    )
+                )
             finally:
                 self._slots.release()
 
@@ -510,27 +535,44 @@ class Inspector:
         worker.join(limit)
         if box:
             return replace(box[0], elapsed=time.monotonic() - t0)
-        return self._failed(request, provenance, peer_pid, t0,
-                            f"inspection did not finish within {limit * 1000:.0f} ms",
-                            timed_out=True)
+        return self._failed(
+            request,
+            provenance,
+            peer_pid,
+            t0,
+            f"inspection did not finish within {limit * 1000:.0f} ms",
+            timed_out=True,
+        )
 
     def _failed(
-        self, request: CredentialRequest, provenance: Provenance, peer_pid: int | None,
-        t0: float, reason: str, *, timed_out: bool = False,
+        self,
+        request: CredentialRequest,
+        provenance: Provenance,
+        peer_pid: int | None,
+        t0: float,
+        reason: str,
+        *,
+        timed_out: bool = False,
     ) -> RequestReview:
         requester = RequesterInfo(
-            verified=False, summary=f"requester could not be verified: {reason}",
-            pid=peer_pid or provenance.pid, pid_source="kernel" if peer_pid else "none",
+            verified=False,
+            summary=f"requester could not be verified: {reason}",
+            pid=peer_pid or provenance.pid,
+            pid_source="kernel" if peer_pid else "none",
         )
         contents = None
         if isinstance(request, Get) and isinstance(request.operation, Publish):
             op = request.operation
             contents = CrateContents(op.name, op.vers, op.cksum, False, reason)
-        return RequestReview(request, requester, contents, timed_out=timed_out,
-                             elapsed=time.monotonic() - t0)
+        return RequestReview(
+            request, requester, contents, timed_out=timed_out, elapsed=time.monotonic() - t0
+        )
 
     def _build(
-        self, request: CredentialRequest, provenance: Provenance, peer_pid: int | None,
+        self,
+        request: CredentialRequest,
+        provenance: Provenance,
+        peer_pid: int | None,
         deadline: float,
     ) -> RequestReview:
         requester = resolve_requester(provenance, peer_pid)
@@ -549,19 +591,28 @@ class Inspector:
             # files) steers the lookup, and only a .crate written since the process that
             # started the bridge began could be its run's.
             ctx = CargoContext(cwd=ctx.cwd)
-            started = [p.started for p in (requester.cargo, requester.bridge)
-                       if p is not None and p.started is not None]
+            started = [
+                p.started
+                for p in (requester.cargo, requester.bridge)
+                if p is not None and p.started is not None
+            ]
             written_after = started[0] if started else time.time()
         contents = inspect_publish(
-            op.name, op.vers, op.cksum, ctx, limits=self.limits,
-            timeout=max(0.0, deadline - time.monotonic()), written_after=written_after,
+            op.name,
+            op.vers,
+            op.cksum,
+            ctx,
+            limits=self.limits,
+            timeout=max(0.0, deadline - time.monotonic()),
+            written_after=written_after,
         )
         previous: HistoryEntry | None = None
         changes: Changes | None = None
         diffs: list[tuple[str, str]] = []
         if contents.verified and self.history is not None:
             previous, rejected = self.history.previous_checked(
-                request.registry.index_url, op.name, exclude_cksum=op.cksum)
+                request.registry.index_url, op.name, exclude_cksum=op.cksum
+            )
             if rejected:
                 notes.append(INTEGRITY_NOTE)
             if previous is not None:
@@ -591,13 +642,15 @@ class Inspector:
                 out.append(c)
                 continue
             if time.monotonic() > deadline:
-                out.append(replace(c, flags=(
-                    "not compared with its last approved version in time",)))
+                out.append(
+                    replace(c, flags=("not compared with its last approved version in time",))
+                )
                 continue
             previous, rejected = None, 0
             if self.history is not None and c.contents.verified:
                 previous, rejected = self.history.previous_checked(
-                    request.registry.index_url, c.name, exclude_cksum=c.cksum)
+                    request.registry.index_url, c.name, exclude_cksum=c.cksum
+                )
             out.append(candidate_flags(c, previous, rejected))
         return tuple(out)
 
@@ -608,25 +661,27 @@ class Inspector:
             return None
         try:
             return self.history.record_approved(
-                review.request.registry.index_url, review.contents,
+                review.request.registry.index_url,
+                review.contents,
                 registry_name=review.request.registry.name,
             )
         except Exception:  # noqa: BLE001
             return None
 
-    def record_candidate(
-        self, request: Get, candidate: Candidate | None
-    ) -> HistoryEntry | None:
+    def record_candidate(self, request: Get, candidate: Candidate | None) -> HistoryEntry | None:
         """Add a crate signed through the workspace batch to the history. Never raises."""
         if self.history is None or candidate is None or not candidate.contents.verified:
             return None
         if (candidate.name, candidate.vers, candidate.cksum) != (
-            request.name, request.vers, request.cksum
+            request.name,
+            request.vers,
+            request.cksum,
         ):
             return None
         try:
             return self.history.record_approved(
-                request.registry.index_url, candidate.contents,
+                request.registry.index_url,
+                candidate.contents,
                 registry_name=request.registry.name,
             )
         except Exception:  # noqa: BLE001

@@ -36,30 +36,121 @@ MAX_DEPTH: Final = 8
 MAX_ARGS: Final = 64
 MAX_LINE: Final = 400
 
-SHELLS: Final = frozenset({
-    "bash", "sh", "dash", "zsh", "fish", "ksh", "mksh", "tcsh", "csh", "nu", "elvish",
-    "xonsh", "pwsh", "ion", "oil", "osh", "busybox",
-})
-TERMINALS: Final = frozenset({
-    "xterm", "uxterm", "gnome-terminal-server", "gnome-terminal", "konsole", "kitty",
-    "alacritty", "wezterm", "wezterm-gui", "foot", "footclient", "tilix", "terminator",
-    "urxvt", "rxvt", "st", "xfce4-terminal", "mate-terminal", "lxterminal", "qterminal",
-    "terminology", "sakura", "guake", "yakuake", "kgx", "ptyxis", "ptyxis-agent", "blackbox",
-    "warp", "ghostty", "contour", "cool-retro-term", "eterm", "hyper",
-})
+SHELLS: Final = frozenset(
+    {
+        "bash",
+        "sh",
+        "dash",
+        "zsh",
+        "fish",
+        "ksh",
+        "mksh",
+        "tcsh",
+        "csh",
+        "nu",
+        "elvish",
+        "xonsh",
+        "pwsh",
+        "ion",
+        "oil",
+        "osh",
+        "busybox",
+    }
+)
+TERMINALS: Final = frozenset(
+    {
+        "xterm",
+        "uxterm",
+        "gnome-terminal-server",
+        "gnome-terminal",
+        "konsole",
+        "kitty",
+        "alacritty",
+        "wezterm",
+        "wezterm-gui",
+        "foot",
+        "footclient",
+        "tilix",
+        "terminator",
+        "urxvt",
+        "rxvt",
+        "st",
+        "xfce4-terminal",
+        "mate-terminal",
+        "lxterminal",
+        "qterminal",
+        "terminology",
+        "sakura",
+        "guake",
+        "yakuake",
+        "kgx",
+        "ptyxis",
+        "ptyxis-agent",
+        "blackbox",
+        "warp",
+        "ghostty",
+        "contour",
+        "cool-retro-term",
+        "eterm",
+        "hyper",
+    }
+)
 MULTIPLEXERS: Final = frozenset({"tmux", "tmux: server", "screen", "zellij", "byobu"})
-IDES: Final = frozenset({
-    "code", "code-oss", "codium", "vscodium", "cursor", "windsurf", "zed", "zed-editor",
-    "clion", "rustrover", "idea", "pycharm", "intellij-idea-ultimate", "fleet", "emacs",
-    "vim", "nvim", "gvim", "helix", "hx", "kate", "kdevelop", "sublime_text", "lapce",
-    "gnome-builder",
-})
-SESSIONS: Final = frozenset({
-    "sshd", "sshd-session", "login", "systemd", "init", "gnome-session-binary",
-    "gnome-shell", "plasmashell", "kwin_x11", "kwin_wayland", "xinit", "lightdm",
-    "gdm-session-worker", "sddm-helper", "startplasma-x11", "startplasma-wayland",
-    "xfce4-session", "cron", "crond", "containerd-shim", "docker-init", "runc",
-})
+IDES: Final = frozenset(
+    {
+        "code",
+        "code-oss",
+        "codium",
+        "vscodium",
+        "cursor",
+        "windsurf",
+        "zed",
+        "zed-editor",
+        "clion",
+        "rustrover",
+        "idea",
+        "pycharm",
+        "intellij-idea-ultimate",
+        "fleet",
+        "emacs",
+        "vim",
+        "nvim",
+        "gvim",
+        "helix",
+        "hx",
+        "kate",
+        "kdevelop",
+        "sublime_text",
+        "lapce",
+        "gnome-builder",
+    }
+)
+SESSIONS: Final = frozenset(
+    {
+        "sshd",
+        "sshd-session",
+        "login",
+        "systemd",
+        "init",
+        "gnome-session-binary",
+        "gnome-shell",
+        "plasmashell",
+        "kwin_x11",
+        "kwin_wayland",
+        "xinit",
+        "lightdm",
+        "gdm-session-worker",
+        "sddm-helper",
+        "startplasma-x11",
+        "startplasma-wayland",
+        "xfce4-session",
+        "cron",
+        "crond",
+        "containerd-shim",
+        "docker-init",
+        "runc",
+    }
+)
 INTERPRETERS: Final = ("python", "node", "perl", "ruby", "java")
 
 
@@ -133,7 +224,7 @@ class RequesterInfo:
 
 def _home(text: str, home: str | None) -> str:
     if home and home != "/" and (text == home or text.startswith(home.rstrip("/") + "/")):
-        return "~" + text[len(home.rstrip("/")):]
+        return "~" + text[len(home.rstrip("/")) :]
     return text
 
 
@@ -198,8 +289,15 @@ def _read(proc: psutil.Process, role: str | None = None) -> ProcessInfo:
         except psutil.AccessDenied:
             errors.append("working directory: access denied")
     return ProcessInfo(
-        pid=proc.pid, name=name, role=role or _role(name, exe), exe=exe, cmdline=cmdline,
-        cwd=cwd, uid=uid, started=started, error="; ".join(errors) or None,
+        pid=proc.pid,
+        name=name,
+        role=role or _role(name, exe),
+        exe=exe,
+        cmdline=cmdline,
+        cwd=cwd,
+        uid=uid,
+        started=started,
+        error="; ".join(errors) or None,
     )
 
 
@@ -223,9 +321,7 @@ def _cargo_context(proc: psutil.Process) -> CargoContext:
         pass
     with contextlib.suppress(*_PROCESS_ERRORS):
         open_crates = [f.path for f in proc.open_files() if f.path.endswith(".crate")][:256]
-    return CargoContext(
-        cwd=cwd, cmdline=cmdline, env=tuple(env), open_crates=tuple(open_crates)
-    )
+    return CargoContext(cwd=cwd, cmdline=cmdline, env=tuple(env), open_crates=tuple(open_crates))
 
 
 _VALUE_OPTIONS: Final = frozenset({"--config", "-Z", "-C", "--color", "--explain"})
@@ -264,7 +360,7 @@ def owner_changes(cmdline: tuple[str, ...]) -> str | None:
                 into.extend(x for x in args[i + 1].split(",") if x)
                 i += 1
             elif arg.startswith(long + "="):
-                into.extend(x for x in arg[len(long) + 1:].split(",") if x)
+                into.extend(x for x in arg[len(long) + 1 :].split(",") if x)
             elif arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
                 into.extend(x for x in arg[2:].split(",") if x)
         if arg in ("--list", "-l"):
@@ -281,14 +377,28 @@ def owner_changes(cmdline: tuple[str, ...]) -> str | None:
 
 
 def _unverified(
-    reason: str, pid: int | None, source: str, warnings: list[str], home: str | None, *,
-    bridge: ProcessInfo | None = None, cargo: ProcessInfo | None = None,
-    ancestors: tuple[ProcessInfo, ...] = (), context: CargoContext | None = None,
+    reason: str,
+    pid: int | None,
+    source: str,
+    warnings: list[str],
+    home: str | None,
+    *,
+    bridge: ProcessInfo | None = None,
+    cargo: ProcessInfo | None = None,
+    ancestors: tuple[ProcessInfo, ...] = (),
+    context: CargoContext | None = None,
 ) -> RequesterInfo:
     return RequesterInfo(
-        verified=False, summary=f"requester could not be verified: {reason}", pid=pid,
-        pid_source=source, bridge=bridge, cargo=cargo, ancestors=ancestors,
-        warnings=tuple(warnings), context=context, home=home,
+        verified=False,
+        summary=f"requester could not be verified: {reason}",
+        pid=pid,
+        pid_source=source,
+        bridge=bridge,
+        cargo=cargo,
+        ancestors=ancestors,
+        warnings=tuple(warnings),
+        context=context,
+        home=home,
     )
 
 
@@ -314,13 +424,12 @@ def resolve_requester(
     try:
         return _resolve(provenance, peer_pid, max_depth, home)
     except Exception as exc:  # noqa: BLE001 - informational; never break the signing path
-        return _unverified(f"internal error ({type(exc).__name__})", peer_pid or provenance.pid,
-                           "none", [], home)
+        return _unverified(
+            f"internal error ({type(exc).__name__})", peer_pid or provenance.pid, "none", [], home
+        )
 
 
-def _resolve(
-    prov: Provenance, peer_pid: int | None, max_depth: int, home: str
-) -> RequesterInfo:
+def _resolve(prov: Provenance, peer_pid: int | None, max_depth: int, home: str) -> RequesterInfo:
     warnings: list[str] = []
     if peer_pid is not None and peer_pid > 0:
         pid: int | None = peer_pid
@@ -334,14 +443,16 @@ def _resolve(
         source = "self-reported"
         warnings.append("the pid was reported by the requester itself, not by the kernel")
     else:
-        return _unverified("the requesting process is unknown (no pid)", None, "none",
-                           warnings, home)
+        return _unverified(
+            "the requesting process is unknown (no pid)", None, "none", warnings, home
+        )
     try:
         bridge_proc = psutil.Process(pid)
         bridge = _read(bridge_proc, "bridge")
     except Exception as exc:  # noqa: BLE001
-        return _unverified(_gone(exc, f"the requesting process (pid {pid})"), pid, source,
-                           warnings, home)
+        return _unverified(
+            _gone(exc, f"the requesting process (pid {pid})"), pid, source, warnings, home
+        )
     if bridge.uid is not None and bridge.uid != os.getuid():
         warnings.append(f"the requesting process runs as uid {bridge.uid}, not as you")
     if "--cargo-plugin" not in bridge.cmdline:
@@ -349,8 +460,10 @@ def _resolve(
             f"the requesting process ({bridge.label()}) is not a credential provider that "
             "cargo started (no --cargo-plugin argument)"
         )
-    if prov.cwd is not None and bridge.cwd is not None and escape_text(prov.cwd, 2048) != (
-        bridge.cwd
+    if (
+        prov.cwd is not None
+        and bridge.cwd is not None
+        and escape_text(prov.cwd, 2048) != (bridge.cwd)
     ):
         warnings.append(
             f"the requester said its directory is {_home(escape_text(prov.cwd), home)}, "
@@ -359,12 +472,22 @@ def _resolve(
     try:
         parent = bridge_proc.parent()
     except Exception as exc:  # noqa: BLE001
-        return _unverified(_gone(exc, "the parent of the requesting process"), pid, source,
-                           warnings, home, bridge=bridge)
+        return _unverified(
+            _gone(exc, "the parent of the requesting process"),
+            pid,
+            source,
+            warnings,
+            home,
+            bridge=bridge,
+        )
     if parent is None or parent.pid <= 1:
         return _unverified(
             "the process that started the credential provider (cargo) has already exited",
-            pid, source, warnings, home, bridge=bridge,
+            pid,
+            source,
+            warnings,
+            home,
+            bridge=bridge,
         )
     if prov.ppid is not None and prov.ppid != parent.pid and source == "kernel":
         warnings.append(
@@ -374,8 +497,14 @@ def _resolve(
         cargo = _read(parent)
         context = _cargo_context(parent)
     except Exception as exc:  # noqa: BLE001
-        return _unverified(_gone(exc, f"the parent process (pid {parent.pid})"), pid, source,
-                           warnings, home, bridge=bridge)
+        return _unverified(
+            _gone(exc, f"the parent process (pid {parent.pid})"),
+            pid,
+            source,
+            warnings,
+            home,
+            bridge=bridge,
+        )
     is_cargo = cargo.role == "cargo"
     if not is_cargo:
         cargo = replace(cargo, role="parent")
@@ -384,7 +513,13 @@ def _resolve(
         return _unverified(
             f"the credential provider was started by {cargo.label()} (pid {cargo.pid}), "
             "not by cargo",
-            pid, source, warnings, home, bridge=bridge, cargo=cargo, ancestors=ancestors,
+            pid,
+            source,
+            warnings,
+            home,
+            bridge=bridge,
+            cargo=cargo,
+            ancestors=ancestors,
             context=context,
         )
     summary = _summary(cargo, ancestors, home)
@@ -417,8 +552,9 @@ def _ancestors(start: psutil.Process, max_depth: int) -> tuple[ProcessInfo, ...]
         try:
             info = _read(proc)
         except Exception as exc:  # noqa: BLE001
-            out.append(ProcessInfo(pid=proc.pid, name="?", role="other",
-                                   error=_gone(exc, "this process")))
+            out.append(
+                ProcessInfo(pid=proc.pid, name="?", role="other", error=_gone(exc, "this process"))
+            )
             break
         out.append(info)
         if info.role in ("terminal", "ide", "session"):
@@ -446,5 +582,4 @@ def _summary(cargo: ProcessInfo, ancestors: tuple[ProcessInfo, ...], home: str) 
     return text
 
 
-__all__ = ["ProcessInfo", "RequesterInfo", "cargo_subcommand", "owner_changes",
-           "resolve_requester"]
+__all__ = ["ProcessInfo", "RequesterInfo", "cargo_subcommand", "owner_changes", "resolve_requester"]

@@ -40,8 +40,10 @@ def prepare_accessibility(paranoid: bool) -> None:
     """Call before the QApplication exists. ``paranoid`` detaches from AT-SPI entirely."""
     if paranoid:
         os.environ["AT_SPI_BUS_ADDRESS"] = DETACHED_BUS_ADDRESS
-        log.info("paranoid accessibility: not connecting to the accessibility bus "
-                 "(screen readers cannot read gui-approver)")
+        log.info(
+            "paranoid accessibility: not connecting to the accessibility bus "
+            "(screen readers cannot read gui-approver)"
+        )
 
 
 class NoActionAccessible(QAccessibleWidget):
@@ -57,8 +59,7 @@ class NoActionAccessible(QAccessibleWidget):
         return []
 
     def doAction(self, actionName: str) -> None:
-        log.info("accessibility: refused action %r on %s", actionName,
-                 type(self.object()).__name__)
+        log.info("accessibility: refused action %r on %s", actionName, type(self.object()).__name__)
 
     def keyBindingsForAction(self, actionName: str) -> list[str]:
         return []

@@ -20,8 +20,7 @@ from PySide6.QtWidgets import (
 from gui_approver.core import audit
 
 #: The reason comes before the (long) requester, which takes what width is left.
-COLUMNS = ("Time", "Decision", "Operation", "Crate", "Version", "Registry", "Reason",
-           "Requester")
+COLUMNS = ("Time", "Decision", "Operation", "Crate", "Version", "Registry", "Reason", "Requester")
 
 
 def format_time(value: Any, now: datetime | None = None) -> str:
@@ -98,9 +97,16 @@ class ActivityWindow(QWidget):
         records = list(reversed(audit.read_recent(self.limit, self.path)))
         self.table.setRowCount(len(records))
         for r, rec in enumerate(records):
-            values = (format_time(rec.get("time")), rec.get("decision"), rec.get("operation"),
-                      rec.get("crate"), rec.get("version"), rec.get("registry"),
-                      rec.get("reason"), _requester(rec))
+            values = (
+                format_time(rec.get("time")),
+                rec.get("decision"),
+                rec.get("operation"),
+                rec.get("crate"),
+                rec.get("version"),
+                rec.get("registry"),
+                rec.get("reason"),
+                _requester(rec),
+            )
             for c, value in enumerate(values):
                 self.table.setItem(r, c, _cell(value))
             time_item = self.table.item(r, 0)
@@ -113,5 +119,6 @@ class ActivityWindow(QWidget):
         where = self.path or audit.default_path()
         self.summary.setText(
             f"{len(records)} most recent decisions (newest first) from {where}"
-            if records else f"No decisions recorded yet ({where})."
+            if records
+            else f"No decisions recorded yet ({where})."
         )

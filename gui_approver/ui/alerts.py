@@ -159,8 +159,9 @@ class AlertCard(QFrame):
         self.alert = alert
         self.setObjectName("alertCard")
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setStyleSheet("#alertCard { border: 1px solid #c9a227; border-radius: 4px; "
-                           "background: #fff8e1; }")
+        self.setStyleSheet(
+            "#alertCard { border: 1px solid #c9a227; border-radius: 4px; background: #fff8e1; }"
+        )
         layout = QVBoxLayout(self)
         self.message = _plain(alert.message, bold=True)
         layout.addWidget(self.message)
@@ -172,8 +173,10 @@ class AlertCard(QFrame):
         self.details = _plain(" · ".join(details))
         self.details.setStyleSheet("color: #555;")
         layout.addWidget(self.details)
-        self.elsewhere = QCheckBox(f"{alert.crate} is also published from elsewhere (e.g. CI): "
-                                   "no more alerts for this crate")
+        self.elsewhere = QCheckBox(
+            f"{alert.crate} is also published from elsewhere (e.g. CI): "
+            "no more alerts for this crate"
+        )
         layout.addWidget(self.elsewhere)
         row = QHBoxLayout()
         self.expected_button = QPushButton("It was me / my CI")
@@ -182,7 +185,8 @@ class AlertCard(QFrame):
         self.yank_button = QPushButton("Yank it")
         self.yank_button.setToolTip(
             f"Run cargo yank --version {alert.version} {alert.crate}; gui-approver asks you "
-            "to approve the yank as usual.")
+            "to approve the yank as usual."
+        )
         self.yank_button.clicked.connect(lambda: window.yank(self))
         if alert.yanked:
             self.yank_button.setEnabled(False)
@@ -193,9 +197,10 @@ class AlertCard(QFrame):
         self.revoke_button.setToolTip(
             f"Revoke the bearer token sha256:{stored.fingerprint} of {stored.registry} at the "
             "registry (DELETE /api/v1/tokens/current), then delete it from the keychain."
-            if stored is not None else
-            "No bearer token is stored for this registry (only bearer tokens can be revoked "
-            "from here).")
+            if stored is not None
+            else "No bearer token is stored for this registry (only bearer tokens can be revoked "
+            "from here)."
+        )
         self.revoke_button.clicked.connect(lambda: window.revoke(self))
         for b in (self.expected_button, self.yank_button, self.revoke_button):
             b.setAccessibleName(f"{b.text()}: {alert.crate} {alert.version}")
@@ -244,7 +249,8 @@ class AlertsWindow(QWidget):
         row = QHBoxLayout()
         self.explain = _plain(
             "gui-approver checks the registries' indexes for versions of your crates that "
-            "were never approved on this machine.")
+            "were never approved on this machine."
+        )
         self.explain.setStyleSheet("color: #555;")
         row.addWidget(self.explain, 1)
         self.check_button = QPushButton("Check now")
@@ -287,10 +293,14 @@ class AlertsWindow(QWidget):
         n = len(alerts)
         lines = [
             f"{n} open alert{'s' if n != 1 else ''}: versions nobody approved on this machine."
-            if n else "No open alerts."
+            if n
+            else "No open alerts."
         ]
-        lines += [f"The token of {label} was revoked: store a new one to publish there "
-                  "(gui-approver token add)." for label in self._revoked_registries()]
+        lines += [
+            f"The token of {label} was revoked: store a new one to publish there "
+            "(gui-approver token add)."
+            for label in self._revoked_registries()
+        ]
         self.summary.setText("\n".join(lines))
         self._show_last()
 
@@ -312,13 +322,16 @@ class AlertsWindow(QWidget):
             self.status.setText("Not checked yet since gui-approver started.")
         elif last.errors:
             self.status.setStyleSheet("color: #b00020;")
-            self.status.setText("The last check failed (no alert was raised for it):\n"
-                                + "\n".join(last.errors))
+            self.status.setText(
+                "The last check failed (no alert was raised for it):\n" + "\n".join(last.errors)
+            )
             return
         else:
-            self.status.setText(f"Last check: {last.crates} crate(s) on {last.registries} "
-                                f"registr{'y' if last.registries == 1 else 'ies'}, "
-                                f"{last.requests} request(s).")
+            self.status.setText(
+                f"Last check: {last.crates} crate(s) on {last.registries} "
+                f"registr{'y' if last.registries == 1 else 'ies'}, "
+                f"{last.requests} request(s)."
+            )
         self.status.setStyleSheet("")
 
     def check_now(self) -> None:
@@ -345,8 +358,7 @@ class AlertsWindow(QWidget):
         except GuiApproverError as exc:
             self._on_action_done(f"Could not mark it as expected: {exc.full()}", False)
             return
-        self._on_action_done(f"Marked as expected: {card.alert.crate} {card.alert.version}.",
-                             True)
+        self._on_action_done(f"Marked as expected: {card.alert.crate} {card.alert.version}.", True)
 
     def yank(self, card: AlertCard) -> None:
         alert = card.alert
@@ -357,15 +369,15 @@ class AlertsWindow(QWidget):
             return
         card.set_busy(True)
         self.status.setStyleSheet("")
-        self.status.setText(f"Running {' '.join(cmd)}: approve the yank in the "
-                            "dialog…")
+        self.status.setText(f"Running {' '.join(cmd)}: approve the yank in the dialog…")
 
         def job() -> str:
             proc: subprocess.CompletedProcess[str] = self.watch.yank(alert.id)
             if proc.returncode != 0:
                 tail = (proc.stderr or "").strip().splitlines()[-3:]
                 raise GuiApproverError(
-                    f"cargo yank exited with {proc.returncode}: " + " / ".join(tail))
+                    f"cargo yank exited with {proc.returncode}: " + " / ".join(tail)
+                )
             return f"Yanked {alert.crate} {alert.version}."
 
         self.runner.in_background("Yank", job)
@@ -386,8 +398,10 @@ class AlertsWindow(QWidget):
 
         def job() -> str:
             self.watch.revoke_stored(alert.index_url, stored)
-            return (f"The token sha256:{stored.fingerprint} of {stored.registry} was revoked "
-                    f"and deleted; store a new one to publish again (gui-approver token add "
-                    f"--registry {stored.registry}).")
+            return (
+                f"The token sha256:{stored.fingerprint} of {stored.registry} was revoked "
+                f"and deleted; store a new one to publish again (gui-approver token add "
+                f"--registry {stored.registry})."
+            )
 
         self.runner.in_background("Revoke", job)

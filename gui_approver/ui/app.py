@@ -73,8 +73,9 @@ class QtApprover(PromptQueue):
 
     # worker threads ----------------------------------------------------------------------
     def decide(self, request: ApprovalRequest) -> Decision:
-        answer = self.ask(Question(request, Decision.deny("gui-approver quit"), request.timeout,
-                                   request.gone))
+        answer = self.ask(
+            Question(request, Decision.deny("gui-approver quit"), request.timeout, request.gone)
+        )
         return answer if isinstance(answer, Decision) else Decision.deny("no decision")
 
     def timeout_answer(self, question: Question) -> Decision:
@@ -93,10 +94,18 @@ class QtApprover(PromptQueue):
     def make_dialog(self, question: Question) -> ApprovalDialog:
         approval = question.subject
         assert isinstance(approval, ApprovalRequest)
-        dialog = ApprovalDialog(approval, arming_delay=self.settings.arming_delay,
-                                waiting=len(self.queue), guard=self.guard)
-        log.info("dialog %d: showing %s (%d more waiting)", approval.id, approval.summary(),
-                 len(self.queue))
+        dialog = ApprovalDialog(
+            approval,
+            arming_delay=self.settings.arming_delay,
+            waiting=len(self.queue),
+            guard=self.guard,
+        )
+        log.info(
+            "dialog %d: showing %s (%d more waiting)",
+            approval.id,
+            approval.summary(),
+            len(self.queue),
+        )
         dialog.decided.connect(self._on_dialog_decided)  # no lambda: see ApprovalDialog
         return dialog
 
@@ -109,8 +118,9 @@ class QtApprover(PromptQueue):
         if not isinstance(dialog, ApprovalDialog):
             return
         if approved and dialog.approve_all_chosen is True:
-            decision = Decision(True, "approved in the dialog, with all listed crates",
-                                approve_all=True)
+            decision = Decision(
+                True, "approved in the dialog, with all listed crates", approve_all=True
+            )
         elif approved:
             decision = Decision.approve("approved in the dialog")
         else:
@@ -158,7 +168,8 @@ class StatusWindow(QWidget):
         if controller.problems:
             self.problems.setText(
                 "Settings problems (gui-approver started with the default settings):\n"
-                + "\n".join(f"• {p}" for p in controller.problems))
+                + "\n".join(f"• {p}" for p in controller.problems)
+            )
             layout.addWidget(self.problems)
             fix = QHBoxLayout()
             fix.addStretch(1)
@@ -272,13 +283,19 @@ class GuiApp(QObject):
         self.auto_approve_loopback = auto_approve_loopback
         self.approver = QtApprover(settings)
         self.service = SigningService(
-            store, self.approver, settings, auto_approve_loopback=auto_approve_loopback,
+            store,
+            self.approver,
+            settings,
+            auto_approve_loopback=auto_approve_loopback,
             on_event=self._emit_event,
         )
-        self.server = ipc.UnixSocketServer(ipc_handler(self.service), socket_dir,
-                                           on_lock=self._lock_from_ipc,
-                                           on_unlock=self._unlock_from_ipc,
-                                           on_show=self._show_from_ipc)
+        self.server = ipc.UnixSocketServer(
+            ipc_handler(self.service),
+            socket_dir,
+            on_lock=self._lock_from_ipc,
+            on_unlock=self._unlock_from_ipc,
+            on_show=self._show_from_ipc,
+        )
         self.problems = problems or []
         self.tray: QSystemTrayIcon | None = None
         self.status_window: StatusWindow | None = None
@@ -307,8 +324,10 @@ class GuiApp(QObject):
         for p in self.problems:
             self.notify("Settings problem", p, warning=True)
         if self.auto_approve_loopback:
-            self.notify("Auto-approve is on",
-                        "Mutations for loopback registries are signed without a dialog.")
+            self.notify(
+                "Auto-approve is on",
+                "Mutations for loopback registries are signed without a dialog.",
+            )
         self.check_expiry()
         self._expiry_timer.start()
         self.watch_runner.start()
@@ -356,12 +375,16 @@ class GuiApp(QObject):
             if left is None:
                 continue
             if rec.is_expired():
-                texts.append(f"The key for {rec.registry} expired on {rec.expires}; it is no "
-                             "longer used. Rotate it (Keys…) to keep publishing.")
+                texts.append(
+                    f"The key for {rec.registry} expired on {rec.expires}; it is no "
+                    "longer used. Rotate it (Keys…) to keep publishing."
+                )
             elif left <= EXPIRY_WARN_DAYS:
                 days = max(1, math.ceil(left))
-                texts.append(f"The key for {rec.registry} expires in {days} "
-                             f"day{'s' if days != 1 else ''}; rotate it.")
+                texts.append(
+                    f"The key for {rec.registry} expires in {days} "
+                    f"day{'s' if days != 1 else ''}; rotate it."
+                )
         for text in texts:
             self.notify("Key expiry", text, warning=True)
         return texts
@@ -427,8 +450,11 @@ class GuiApp(QObject):
             self.notify("Version nobody approved", alert.message, warning=True)
         rest = len(alerts) - MAX_ALERT_NOTIFICATIONS
         if rest > 0:
-            self.notify("Versions nobody approved",
-                        f"…and {rest} more: see Alerts… in the gui-approver menu.", warning=True)
+            self.notify(
+                "Versions nobody approved",
+                f"…and {rest} more: see Alerts… in the gui-approver menu.",
+                warning=True,
+            )
         if self.alerts_window is not None and self.alerts_window.isVisible():
             self.alerts_window.refresh()
         self._refresh()
@@ -502,8 +528,11 @@ class GuiApp(QObject):
         self.service.end_batches()
         n = self.store.lock()
         log.info("locked %d unlocked key(s) on request", n)
-        text = (f"Locked {n} key{'' if n == 1 else 's'}: the next use asks for the passphrase "
-                "again." if n else "No key was unlocked: nothing to lock.")
+        text = (
+            f"Locked {n} key{'' if n == 1 else 's'}: the next use asks for the passphrase again."
+            if n
+            else "No key was unlocked: nothing to lock."
+        )
         self.notify("Lock now", text)
         if self.status_window is not None:
             self.status_window.feedback.setText(text)
@@ -516,8 +545,7 @@ class GuiApp(QObject):
     def _lock_if_idle(self) -> None:
         n = self.store.lock_if_idle(self.settings.idle_lock_minutes * 60)
         if n:
-            log.info("locked %d key(s) after %.0f idle minutes", n,
-                     self.settings.idle_lock_minutes)
+            log.info("locked %d key(s) after %.0f idle minutes", n, self.settings.idle_lock_minutes)
             self._refresh()
 
     def _on_queue_changed(self, _n: int) -> None:
@@ -533,9 +561,17 @@ class GuiApp(QObject):
         try:
             keys = self.store.list()
             tokens = bearer_store(self.store).list()
-            parts.append("Keys: " + (", ".join(
-                [f"{r.registry} (asymmetric)" for r in keys]
-                + [f"{t.registry} (bearer token)" for t in tokens]) or "none yet") + ".")
+            parts.append(
+                "Keys: "
+                + (
+                    ", ".join(
+                        [f"{r.registry} (asymmetric)" for r in keys]
+                        + [f"{t.registry} (bearer token)" for t in tokens]
+                    )
+                    or "none yet"
+                )
+                + "."
+            )
         except Exception as exc:  # noqa: BLE001
             parts.append(f"Keys unavailable: {exc}")
         if self.auto_approve_loopback:
@@ -548,8 +584,15 @@ class GuiApp(QObject):
     def _refresh(self) -> None:
         text = self.status_text()
         n = self.approver.pending_count()
-        state = "pending" if n else ("auto" if self.auto_approve_loopback else (
-            "locked" if self._all_locked() else "idle"))
+        state = (
+            "pending"
+            if n
+            else (
+                "auto"
+                if self.auto_approve_loopback
+                else ("locked" if self._all_locked() else "idle")
+            )
+        )
         if self.tray is not None:
             self.tray.setToolTip(text)
             self.tray.setIcon(make_icon(state))
@@ -582,16 +625,22 @@ class GuiApp(QObject):
     def notify(self, title: str, message: str, *, warning: bool = False) -> None:
         (log.warning if warning else log.info)("%s: %s", title, message)
         if self.tray is not None and QSystemTrayIcon.supportsMessages():
-            icon = (QSystemTrayIcon.MessageIcon.Warning if warning
-                    else QSystemTrayIcon.MessageIcon.Information)
+            icon = (
+                QSystemTrayIcon.MessageIcon.Warning
+                if warning
+                else QSystemTrayIcon.MessageIcon.Information
+            )
             self.tray.showMessage(title, message, icon, 10000 if warning else 5000)
 
     def _on_event(self, event: SignEvent) -> None:
         if event.decision == "signed" and event.request.is_mutation:
             self.notify(
                 "Signed",
-                escape_text(f"Signed {event.request.describe()} for registry "
-                            f"{event.request.registry.label()}", 300),
+                escape_text(
+                    f"Signed {event.request.describe()} for registry "
+                    f"{event.request.registry.label()}",
+                    300,
+                ),
             )
         if self.keys_window is not None and self.keys_window.isVisible():
             self.keys_window.refresh()
@@ -614,8 +663,13 @@ class GuiApp(QObject):
             log.debug("event after shutdown dropped")
 
     #: The windows the app may have opened; each is closed when the app stops.
-    _WINDOWS = ("alerts_window", "keys_window", "first_run_window", "settings_window",
-                "activity_window")
+    _WINDOWS = (
+        "alerts_window",
+        "keys_window",
+        "first_run_window",
+        "settings_window",
+        "activity_window",
+    )
 
     def stop(self) -> None:
         self._stopped = True
@@ -679,15 +733,23 @@ def run_app(*, auto_approve_loopback: bool = False, first_run: bool = True) -> i
     # with "gui-approver: ".
     app.setQuitOnLastWindowClosed(False)
     style.install(app)  # focus rings, readable grey text
-    gui = GuiApp(KeyStore(KeyringKeychain()), settings,
-                 auto_approve_loopback=auto_approve_loopback, problems=problems,
-                 first_run=first_run, settings_path=default_settings_path())
+    gui = GuiApp(
+        KeyStore(KeyringKeychain()),
+        settings,
+        auto_approve_loopback=auto_approve_loopback,
+        problems=problems,
+        first_run=first_run,
+        settings_path=default_settings_path(),
+    )
     try:
         gui.start()
     except ipc.AlreadyRunning as exc:
         shown = ipc.request_show() is not None
-        print(f"gui-approver: {exc}; " + ("brought its window forward." if shown else
-                                          "use its tray icon or window."), file=sys.stderr)
+        print(
+            f"gui-approver: {exc}; "
+            + ("brought its window forward." if shown else "use its tray icon or window."),
+            file=sys.stderr,
+        )
         return 0
     except ipc.UnsafeDirectory as exc:
         print(f"gui-approver: {exc}", file=sys.stderr)

@@ -141,9 +141,12 @@ def _heading(approval: ApprovalRequest) -> str:
     name = escape_text(fields.name, 200) if fields.name else ""
     vers = escape_text(fields.vers, 200) if fields.vers else ""
     what = f"{name} {vers}" if name and vers else name
-    verbs = {"publish": f"Publish {what} to {where}?", "yank": f"Yank {what} on {where}?",
-             "unyank": f"Unyank {what} on {where}?",
-             "owners": f"Change the owners of {what} on {where}?"}
+    verbs = {
+        "publish": f"Publish {what} to {where}?",
+        "yank": f"Yank {what} on {where}?",
+        "unyank": f"Unyank {what} on {where}?",
+        "owners": f"Change the owners of {what} on {where}?",
+    }
     return verbs.get(fields.op, f"Sign a token for this {fields.op}?")
 
 
@@ -154,20 +157,28 @@ BEARER_LINE = "This registry takes a bearer token: approving hands cargo the tok
 def _intro(approval: ApprovalRequest) -> str:
     if approval.action is Action.LOGOUT:
         what = "bearer token" if approval.bearer is not None else "signing key"
-        return (f"cargo logout asked gui-approver to delete this registry's {what}. "
-                f"Approving will {approval.detail or 'delete it'}.")
+        return (
+            f"cargo logout asked gui-approver to delete this registry's {what}. "
+            f"Approving will {approval.detail or 'delete it'}."
+        )
     if approval.action is Action.LOGIN:
-        return (f"A program sent a `cargo login` request. Approving will {approval.detail}. "
-                "Approve only if you just ran cargo login yourself: a credential stored "
-                "here is one gui-approver will use for this registry.")
+        return (
+            f"A program sent a `cargo login` request. Approving will {approval.detail}. "
+            "Approve only if you just ran cargo login yourself: a credential stored "
+            "here is one gui-approver will use for this registry."
+        )
     if approval.bearer is not None:
         text = BEARER_LINE
         if shown(approval.request).op == "read":
-            text += (" This registry requires a token even to read, and this token can also "
-                     "publish: approve only if you are running cargo on it now.")
+            text += (
+                " This registry requires a token even to read, and this token can also "
+                "publish: approve only if you are running cargo on it now."
+            )
         return text
-    return ("A program asked gui-approver to sign a registry token for exactly this request. "
-            "Approve only if you started it yourself and every field is what you expect.")
+    return (
+        "A program asked gui-approver to sign a registry token for exactly this request. "
+        "Approve only if you started it yourself and every field is what you expect."
+    )
 
 
 def elide_middle(text: str, limit: int = 120) -> str:
@@ -179,17 +190,18 @@ def elide_middle(text: str, limit: int = 120) -> str:
 
 def format_cksum(cksum: str) -> str:
     """Groups of 8 hex digits, two lines of 32, so a person can compare them."""
-    groups = [cksum[i: i + 8] for i in range(0, len(cksum), 8)]
+    groups = [cksum[i : i + 8] for i in range(0, len(cksum), 8)]
     return " ".join(groups[:4]) + "\n" + " ".join(groups[4:])
 
 
 def _requester_text(review: RequestReview) -> str:
-    """"cargo publish in ~/src/foo, started from bash in xterm" plus how the pid is known."""
+    """ "cargo publish in ~/src/foo, started from bash in xterm" plus how the pid is known."""
     r = review.requester
     text = elide_middle(r.summary, 240)
     if r.pid is not None:
         source = {"kernel": "verified by the kernel", "self-reported": "self-reported"}.get(
-            r.pid_source, r.pid_source)
+            r.pid_source, r.pid_source
+        )
         text += f"\n(bridge pid {r.pid}, {source})"
     return text
 
@@ -207,8 +219,10 @@ class ChangesWindow(QDialog):
         req = review.request
         name, vers = shown(req).name, shown(req).vers
         prev = review.previous.vers if review.previous is not None else "?"
-        self.setWindowTitle(f"gui-approver: changes in {elide_middle(name or '?', 60)} "
-                            f"{elide_middle(vers or '?', 30)} since {elide_middle(prev, 30)}")
+        self.setWindowTitle(
+            f"gui-approver: changes in {elide_middle(name or '?', 60)} "
+            f"{elide_middle(vers or '?', 30)} since {elide_middle(prev, 30)}"
+        )
         layout = QVBoxLayout(self)
         summary = review.changes.summary() if review.changes is not None else ""
         layout.addWidget(_plain(elide_middle(summary, 300)))
@@ -254,8 +268,7 @@ class ChangesWindow(QDialog):
         top = max(avail.top(), min(frame.top(), avail.bottom() - height))
         if max(right_room, left_room) >= 360:
             width = min(self.width(), max(right_room, left_room))
-            x = (frame.right() + gap if right_room >= left_room
-                 else frame.left() - gap - width)
+            x = frame.right() + gap if right_room >= left_room else frame.left() - gap - width
             self.setGeometry(x, top, width, height)
             return
         # No room at either side: above the dialog's buttons, as wide as the screen allows.
@@ -279,9 +292,17 @@ def colour_diff(edit: QPlainTextEdit) -> None:
     block = doc.begin()
     while block.isValid():
         text = block.text()
-        kind = "=" if text.startswith("=== ") else (
-            "@" if text.startswith("@@") else
-            text[:1] if text[:1] in "+-" and not text.startswith(("+++", "---")) else "")
+        kind = (
+            "="
+            if text.startswith("=== ")
+            else (
+                "@"
+                if text.startswith("@@")
+                else text[:1]
+                if text[:1] in "+-" and not text.startswith(("+++", "---"))
+                else ""
+            )
+        )
         if kind:
             fg, bg = _DIFF_COLOURS[kind]
             fmt = QTextCharFormat()
@@ -292,24 +313,42 @@ def colour_diff(edit: QPlainTextEdit) -> None:
             if kind == "=":
                 fmt.setFontWeight(QFont.Weight.Bold)
             cursor = QTextCursor(block)
-            cursor.movePosition(QTextCursor.MoveOperation.EndOfBlock,
-                                QTextCursor.MoveMode.KeepAnchor)
+            cursor.movePosition(
+                QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor
+            )
             cursor.setCharFormat(fmt)
         block = block.next()
 
 
 #: Keys that do not count as "typing": what a person uses to answer the dialog.
-_ANSWER_KEYS = frozenset({
-    Qt.Key.Key_Tab, Qt.Key.Key_Backtab, Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter,
-    Qt.Key.Key_Escape, Qt.Key.Key_Shift, Qt.Key.Key_Control, Qt.Key.Key_Alt, Qt.Key.Key_AltGr,
-    Qt.Key.Key_Meta, Qt.Key.Key_Super_L, Qt.Key.Key_Super_R,
-})
+_ANSWER_KEYS = frozenset(
+    {
+        Qt.Key.Key_Tab,
+        Qt.Key.Key_Backtab,
+        Qt.Key.Key_Space,
+        Qt.Key.Key_Return,
+        Qt.Key.Key_Enter,
+        Qt.Key.Key_Escape,
+        Qt.Key.Key_Shift,
+        Qt.Key.Key_Control,
+        Qt.Key.Key_Alt,
+        Qt.Key.Key_AltGr,
+        Qt.Key.Key_Meta,
+        Qt.Key.Key_Super_L,
+        Qt.Key.Key_Super_R,
+    }
+)
 
 #: The events the guard judges (presses and releases of keys and mouse buttons).
-_INPUT_EVENTS = frozenset({
-    QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.MouseButtonPress,
-    QEvent.Type.MouseButtonRelease, QEvent.Type.MouseButtonDblClick,
-})
+_INPUT_EVENTS = frozenset(
+    {
+        QEvent.Type.KeyPress,
+        QEvent.Type.KeyRelease,
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseButtonRelease,
+        QEvent.Type.MouseButtonDblClick,
+    }
+)
 
 #: Focus reasons that only a person's Tab or click produce (not setFocus()/accessibility).
 _GENUINE_FOCUS = (
@@ -325,8 +364,12 @@ class ApproveButton(QPushButton):
     approved = Signal()
 
     def __init__(
-        self, parent: QWidget | None = None, guard: InputGuard | None = None, *,
-        label: str = "Approve", name: str = "approveButton",
+        self,
+        parent: QWidget | None = None,
+        guard: InputGuard | None = None,
+        *,
+        label: str = "Approve",
+        name: str = "approveButton",
     ) -> None:
         super().__init__(label, parent)
         self._label = label
@@ -376,8 +419,12 @@ class ApproveButton(QPushButton):
         super().focusInEvent(e)
 
     def mousePressEvent(self, e: QMouseEvent) -> None:
-        self._press_ok = (self._armed and e.button() == Qt.MouseButton.LeftButton
-                          and e.spontaneous() and self.accept_input_event(e))
+        self._press_ok = (
+            self._armed
+            and e.button() == Qt.MouseButton.LeftButton
+            and e.spontaneous()
+            and self.accept_input_event(e)
+        )
         super().mousePressEvent(e)
 
     def mouseReleaseEvent(self, e: QMouseEvent) -> None:
@@ -401,14 +448,18 @@ class ApproveButton(QPushButton):
             e.ignore()
             return
         if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
-            self._press_ok = (self._armed and self._focus_ok and e.spontaneous()
-                              and self.accept_input_event(e))
+            self._press_ok = (
+                self._armed and self._focus_ok and e.spontaneous() and self.accept_input_event(e)
+            )
         super().keyPressEvent(e)
 
     def keyReleaseEvent(self, e: QKeyEvent) -> None:
         genuine = (
-            self._armed and self._press_ok and self._focus_ok
-            and e.key() == Qt.Key.Key_Space and not e.isAutoRepeat()
+            self._armed
+            and self._press_ok
+            and self._focus_ok
+            and e.key() == Qt.Key.Key_Space
+            and not e.isAutoRepeat()
             and self.accept_input_event(e)
         )
         if e.key() == Qt.Key.Key_Space and not e.isAutoRepeat():
@@ -448,11 +499,13 @@ def _batch_others(review: RequestReview) -> list[Candidate]:
 def requester_warning_text(review: RequestReview) -> str:
     r = review.requester
     summary = r.summary[:1].upper() + r.summary[1:]
-    return ("⚠  NOT A VERIFIED CARGO REQUEST\n"
-            f"{elide_middle(summary, 240)}.\n"
-            "Any program running as you could have sent it. Approve only if you just ran this "
-            "cargo command yourself"
-            + ("; \"Approve all listed\" is not offered." if review.batch else "."))
+    return (
+        "⚠  NOT A VERIFIED CARGO REQUEST\n"
+        f"{elide_middle(summary, 240)}.\n"
+        "Any program running as you could have sent it. Approve only if you just ran this "
+        "cargo command yourself"
+        + ('; "Approve all listed" is not offered.' if review.batch else ".")
+    )
 
 
 def _field_rows(approval: ApprovalRequest) -> list[tuple[str, str, bool]]:
@@ -472,8 +525,9 @@ def _field_rows(approval: ApprovalRequest) -> list[tuple[str, str, bool]]:
         rows.append(("Checksum (sha256)", format_cksum(fields.cksum), True))
     if approval.bearer is not None:
         tok = approval.bearer
-        rows.append(("Credential", f"bearer token sha256:{tok.fingerprint} "
-                                   f"({tok.protection})", True))
+        rows.append(
+            ("Credential", f"bearer token sha256:{tok.fingerprint} ({tok.protection})", True)
+        )
         rows.append(("Token scopes", elide_middle(tok.scopes_text(), 200), False))
         rows.append(("Token expiry", tok.expires or "expiry unknown", False))
     elif approval.key is not None and approval.action is not Action.LOGIN:
@@ -499,8 +553,14 @@ def _requester_rows(approval: ApprovalRequest, is_owners: bool) -> list[tuple[st
     owners = owner_changes(cargo_proc.cmdline) if is_owners and cargo_proc is not None else None
     if owners:
         # Cargo's request does not say this; its command line (read by the app) does.
-        rows.append(("Owner change", elide_middle(owners, 300)
-                     + "\n(read from cargo's command line, not from its request)", False))
+        rows.append(
+            (
+                "Owner change",
+                elide_middle(owners, 300)
+                + "\n(read from cargo's command line, not from its request)",
+                False,
+            )
+        )
     return rows
 
 
@@ -610,8 +670,9 @@ class ApprovalDialog(QDialog):
         grid.setColumnStretch(1, 1)
         return box
 
-    def _add_body(self, layout: QVBoxLayout, box: QFrame
-                  ) -> tuple[QScrollArea | None, QWidget | None]:
+    def _add_body(
+        self, layout: QVBoxLayout, box: QFrame
+    ) -> tuple[QScrollArea | None, QWidget | None]:
         """The fields and, with a review, flags first, then the fields, the contents, the
         changes and the workspace list, all in a scroll area so the dialog fits small
         screens."""
@@ -688,7 +749,8 @@ class ApprovalDialog(QDialog):
         if self.review is not None and _batch_others(self.review):
             # Exactly the same genuine-input and arming rules as Approve (same class).
             self.approve_all_button = ApproveButton(
-                guard=self.guard, label="Approve all listed", name="approveAllButton")
+                guard=self.guard, label="Approve all listed", name="approveAllButton"
+            )
             self.approve_all_button.setMinimumWidth(104)
             self.approve_all_button.set_armed(False)
             self.approve_all_button.approved.connect(self._approve_all)
@@ -729,8 +791,16 @@ class ApprovalDialog(QDialog):
             out.append(self.approve_all_button)
         return out
 
-    def _review_label(self, body: QVBoxLayout, name: str, text: str, *, bold: bool = False,
-                      mono: bool = False, warn: bool = False) -> QLabel:
+    def _review_label(
+        self,
+        body: QVBoxLayout,
+        name: str,
+        text: str,
+        *,
+        bold: bool = False,
+        mono: bool = False,
+        warn: bool = False,
+    ) -> QLabel:
         label = _plain(text, mono=mono)
         label.setObjectName(name)
         if bold:
@@ -749,8 +819,11 @@ class ApprovalDialog(QDialog):
     def _add_flags(self, body: QVBoxLayout, review: RequestReview) -> None:
         flags = list(review.flags)
         if review.contents is not None and review.contents.unsupported:
-            flags.insert(0, "NOT WHAT CARGO UNPACKS: this archive uses tar features cargo "
-                         "never produces (see below)")
+            flags.insert(
+                0,
+                "NOT WHAT CARGO UNPACKS: this archive uses tar features cargo "
+                "never produces (see below)",
+            )
         if review.contents is not None and review.contents.verified:
             flags += [f"problem in the archive: {p}" for p in review.contents.problems[:5]]
         flags += list(review.requester.warnings[:3])
@@ -774,45 +847,64 @@ class ApprovalDialog(QDialog):
         assert contents is not None
         if not contents.verified or contents.listing is None:
             self._review_label(
-                body, "contentsWarning",
+                body,
+                "contentsWarning",
                 "⚠ CONTENTS NOT VERIFIED: "
                 + elide_middle(contents.reason or "the .crate file was not found", 300)
                 + "\ngui-approver could not find the exact file cargo asks to sign, so it "
                 "cannot show what will be published. Approving signs the checksum above "
                 "whatever that archive contains.",
-                bold=True, warn=True)
+                bold=True,
+                warn=True,
+            )
             return
         lst = contents.listing
         why = contents.why_not_verified
         if why is None:
-            self._review_label(body, "contentsVerified",
-                               "Contents verified: this is exactly what will be published",
-                               bold=True)
+            self._review_label(
+                body,
+                "contentsVerified",
+                "Contents verified: this is exactly what will be published",
+                bold=True,
+            )
         else:
             reasons = [elide_middle(u, 160) for u in contents.unsupported[:4]]
             if len(contents.unsupported) > 4:
                 reasons.append(f"… and {len(contents.unsupported) - 4} more")
-            head = ("⚠ CARGO MAY UNPACK SOMETHING ELSE: " if lst.unsupported
-                    else "⚠ INCOMPLETE LISTING: ")
+            head = (
+                "⚠ CARGO MAY UNPACK SOMETHING ELSE: "
+                if lst.unsupported
+                else "⚠ INCOMPLETE LISTING: "
+            )
             box = self._review_label(
-                body, "contentsUnsupported",
-                head + why + "\n" + "".join(f"• {r}\n" for r in reasons)
+                body,
+                "contentsUnsupported",
+                head
+                + why
+                + "\n"
+                + "".join(f"• {r}\n" for r in reasons)
                 + "The list below is what gui-approver read; approving signs the checksum "
                 "above, whatever cargo makes of this archive.",
-                bold=True, warn=True)
+                bold=True,
+                warn=True,
+            )
             box.setForegroundRole(QPalette.ColorRole.BrightText)
             box.setBackgroundRole(QPalette.ColorRole.Dark)
         n = len(lst.files)
-        size = (f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
-                f"({human_size(lst.compressed_size)} compressed)")
+        size = (
+            f"{n} file{'' if n == 1 else 's'}, {human_size(lst.total_size)} "
+            f"({human_size(lst.compressed_size)} compressed)"
+        )
         if not lst.complete:
             size += "; the listing is incomplete"
         details = [size]
         m = contents.manifest
         if m is not None:
-            for label, value in (("Description", m.description),
-                                 ("License", m.license or m.license_file),
-                                 ("Repository", m.repository)):
+            for label, value in (
+                ("Description", m.description),
+                ("License", m.license or m.license_file),
+                ("Repository", m.repository),
+            ):
                 if value:
                     details.append(f"{label}: {elide_middle(' '.join(value.split()), 160)}")
             if m.build:
@@ -844,22 +936,26 @@ class ApprovalDialog(QDialog):
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             files.addTopLevelItem(item)
         rows = max(2, min(len(lst.files), 8))
-        files.setFixedHeight(files.sizeHintForRow(0) * rows + header.sizeHint().height() + 6
-                             if lst.files else 60)
+        files.setFixedHeight(
+            files.sizeHintForRow(0) * rows + header.sizeHint().height() + 6 if lst.files else 60
+        )
         body.addWidget(files)
         self.file_list = files
 
     def _add_changes(self, body: QVBoxLayout, review: RequestReview) -> None:
         ch = review.changes
         if ch is None:
-            self._review_label(body, "changes",
-                               "No earlier approved version of this crate is on record.")
+            self._review_label(
+                body, "changes", "No earlier approved version of this crate is on record."
+            )
             return
         lines = [elide_middle(ch.summary(), 300)]
         lines += [elide_middle(n, 200) for n in ch.notes]  # information, not a ⚠ flag
-        listed = ([f"changed  {c.describe()}" for c in ch.changed]
-                  + [f"added    {f.describe()}" for f in ch.added]
-                  + [f"removed  {f.describe()}" for f in ch.removed])
+        listed = (
+            [f"changed  {c.describe()}" for c in ch.changed]
+            + [f"added    {f.describe()}" for f in ch.added]
+            + [f"removed  {f.describe()}" for f in ch.removed]
+        )
         lines += ["  " + elide_middle(t, 150) for t in listed[:12]]
         if len(listed) > 12:
             lines.append(f"  … and {len(listed) - 12} more")
@@ -881,10 +977,12 @@ class ApprovalDialog(QDialog):
         frame = QFrame()
         frame.setObjectName("requesterWarningBox")
         frame.setFrameShape(QFrame.Shape.Box)
-        frame.setStyleSheet("QFrame#requesterWarningBox { border: 2px solid #b3261e; "
-                            "border-radius: 4px; background: #fdecea; }"
-                            "QFrame#requesterWarningBox QLabel { color: #8c1d18; "
-                            "border: none; background: transparent; }")
+        frame.setStyleSheet(
+            "QFrame#requesterWarningBox { border: 2px solid #b3261e; "
+            "border-radius: 4px; background: #fdecea; }"
+            "QFrame#requesterWarningBox QLabel { color: #8c1d18; "
+            "border: none; background: transparent; }"
+        )
         box = QVBoxLayout(frame)
         box.setContentsMargins(12, 8, 12, 8)
         label = _plain(requester_warning_text(review), selectable=False)
@@ -902,21 +1000,29 @@ class ApprovalDialog(QDialog):
         others = _batch_others(review)
         flagged = [c for c in review.batch[1:] if c not in others]
         if not review.requester.verified:
-            text = (f"This run lists {n} crates. The requester is not a verified cargo "
-                    "process, so \"Approve all listed\" is not offered: each crate gets its "
-                    "own dialog.")
+            text = (
+                f"This run lists {n} crates. The requester is not a verified cargo "
+                'process, so "Approve all listed" is not offered: each crate gets its '
+                "own dialog."
+            )
             flagged = []
         elif others:
-            text = (f"This cargo run packaged {n} crates. \"Approve all listed\" also "
-                    f"approves the {len(others)} unflagged other"
-                    f"{'' if len(others) == 1 else 's'}, each only with exactly this checksum, "
-                    "for 5 minutes; anything else gets its own dialog.")
+            text = (
+                f'This cargo run packaged {n} crates. "Approve all listed" also '
+                f"approves the {len(others)} unflagged other"
+                f"{'' if len(others) == 1 else 's'}, each only with exactly this checksum, "
+                "for 5 minutes; anything else gets its own dialog."
+            )
         else:
-            text = (f"This cargo run packaged {n} crates; each of the others is flagged "
-                    "below and gets its own dialog.")
+            text = (
+                f"This cargo run packaged {n} crates; each of the others is flagged "
+                "below and gets its own dialog."
+            )
         if others and flagged:
-            text += (f" The {len(flagged)} flagged crate{'' if len(flagged) == 1 else 's'} "
-                     "(⚠) will each get their own dialog.")
+            text += (
+                f" The {len(flagged)} flagged crate{'' if len(flagged) == 1 else 's'} "
+                "(⚠) will each get their own dialog."
+            )
         self._review_label(body, "batchHeading", text, bold=True)
         lst = QTreeWidget()
         lst.setObjectName("batchList")
@@ -927,9 +1033,13 @@ class ApprovalDialog(QDialog):
         lst.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         lst.setAccessibleName("Crates of this cargo run")
         for i, c in enumerate(review.batch):
-            state = ("verified" if c.contents.listing_verified
-                     else "NOT verified" if not c.contents.verified
-                     else "cargo may unpack something else")
+            state = (
+                "verified"
+                if c.contents.listing_verified
+                else "NOT verified"
+                if not c.contents.verified
+                else "cargo may unpack something else"
+            )
             name = elide_middle(c.name, 64) + ("  (this request)" if i == 0 else "")
             if i == 0:
                 flags = "(this dialog)"
@@ -938,7 +1048,8 @@ class ApprovalDialog(QDialog):
             else:
                 flags = "none"
             item = QTreeWidgetItem(
-                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state, flags])
+                [name, elide_middle(c.vers, 40), c.cksum[:16] + "…", state, flags]
+            )
             if i and c.flags:
                 item.setToolTip(4, "\n".join(elide_middle(f, 300) for f in c.flags[:10]))
                 font = item.font(4)
@@ -956,8 +1067,11 @@ class ApprovalDialog(QDialog):
         body.addWidget(lst)
         self.batch_list = lst
         if flagged:
-            lines = [f"⚠ {elide_middle(c.name, 64)} {elide_middle(c.vers, 40)}: "
-                     + elide_middle("; ".join(c.flags), 300) for c in flagged[:8]]
+            lines = [
+                f"⚠ {elide_middle(c.name, 64)} {elide_middle(c.vers, 40)}: "
+                + elide_middle("; ".join(c.flags), 300)
+                for c in flagged[:8]
+            ]
             if len(flagged) > 8:
                 lines.append(f"… and {len(flagged) - 8} more flagged crates")
             self._review_label(body, "batchFlags", "\n".join(lines), warn=True)
@@ -966,8 +1080,9 @@ class ApprovalDialog(QDialog):
         screen = self.screen()
         avail = screen.availableGeometry() if screen is not None else None
         max_h = (avail.height() if avail is not None else 800) - 60
-        width = max(self.minimumWidth(), min(760, (avail.width() if avail is not None
-                                                   else 1280) - 40))
+        width = max(
+            self.minimumWidth(), min(760, (avail.width() if avail is not None else 1280) - 40)
+        )
         others = self.sizeHint().height() - scroll.sizeHint().height()
         # The content's height at the width it will really have (wrapped labels are taller
         # when narrow: measuring at the size hint's width left an empty band).
@@ -976,8 +1091,11 @@ class ApprovalDialog(QDialog):
         inner = width - (margins.left() + margins.right() if margins is not None else 36)
         inner -= scroll.verticalScrollBar().sizeHint().width()
         body = content.layout()
-        want = (body.totalHeightForWidth(inner) if body is not None and body.hasHeightForWidth()
-                else content.sizeHint().height()) + 4
+        want = (
+            body.totalHeightForWidth(inner)
+            if body is not None and body.hasHeightForWidth()
+            else content.sizeHint().height()
+        ) + 4
         height = max(120, min(want, max_h - others))
         scroll.setMinimumHeight(height)
         self.resize(width, min(others + height, max_h))
@@ -1006,7 +1124,9 @@ class ApprovalDialog(QDialog):
     def set_waiting(self, n: int) -> None:
         self.waiting_label.setText(
             f"{n} more request{'' if n == 1 else 's'} waiting (each gets its own dialog)"
-            if n else "")
+            if n
+            else ""
+        )
         self.waiting_label.setVisible(bool(n))
 
     def _remaining(self) -> float:
@@ -1017,8 +1137,10 @@ class ApprovalDialog(QDialog):
 
     def _update_status(self) -> None:
         self.status_label.setForegroundRole(
-            QPalette.ColorRole.WindowText if not self.guard.available
-            else QPalette.ColorRole.PlaceholderText)
+            QPalette.ColorRole.WindowText
+            if not self.guard.available
+            else QPalette.ColorRole.PlaceholderText
+        )
         if not self.guard.available:
             state = f"{self.guard.problem} "
         elif self.approve_button.armed:
@@ -1028,13 +1150,20 @@ class ApprovalDialog(QDialog):
         elif not self.isActiveWindow():
             state = "Approve is disarmed while this window is not the active window. "
         else:
-            state = ("Approve is arming; it works once this window has been active for "
-                     f"{self.arming_delay:g} s. ")
+            state = (
+                "Approve is arming; it works once this window has been active for "
+                f"{self.arming_delay:g} s. "
+            )
         self.status_label.setText(f"{state}Denies automatically in {self._remaining():.0f} s.")
 
     def _can_arm(self) -> bool:
-        return (not self._done and self.guard.available and self.isVisible()
-                and self.isActiveWindow() and not self._obscured())
+        return (
+            not self._done
+            and self.guard.available
+            and self.isVisible()
+            and self.isActiveWindow()
+            and not self._obscured()
+        )
 
     def _rearm_or_disarm(self, why: str) -> None:
         state = self.arming.consider(self._can_arm())
@@ -1073,13 +1202,21 @@ class ApprovalDialog(QDialog):
         self._rearm_or_disarm(why)
 
     def eventFilter(self, watched: QObject, e: QEvent) -> bool:
-        if (e.type() in _INPUT_EVENTS and isinstance(e, QInputEvent) and e.spontaneous()
-                and not self._done and self.guard.available):
+        if (
+            e.type() in _INPUT_EVENTS
+            and isinstance(e, QInputEvent)
+            and e.spontaneous()
+            and not self._done
+            and self.guard.available
+        ):
             why = self.guard.refusal(e)
             if why is not None and self._software_input(watched, e, why):
                 return True
-        if (e.type() == QEvent.Type.KeyPress and isinstance(e, QKeyEvent)
-                and (e.key() not in _ANSWER_KEYS or e.isAutoRepeat())):
+        if (
+            e.type() == QEvent.Type.KeyPress
+            and isinstance(e, QKeyEvent)
+            and (e.key() not in _ANSWER_KEYS or e.isAutoRepeat())
+        ):
             self._restart_arming("typing")
         return False
 
@@ -1090,11 +1227,14 @@ class ApprovalDialog(QDialog):
             key = e.key()
             if e.type() == QEvent.Type.KeyPress and key in (Qt.Key.Key_Tab, Qt.Key.Key_Backtab):
                 forward = key == Qt.Key.Key_Tab and not (
-                    e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+                    e.modifiers() & Qt.KeyboardModifier.ShiftModifier
+                )
                 self.focusNextPrevChild(forward)
                 if isinstance(self.focusWidget(), ApproveButton):
-                    log.info("dialog %d: a Tab from software would focus Approve; focus "
-                             "stays on Deny", self.approval.id)
+                    log.info(
+                        "dialog %d: a Tab from software would focus Approve; focus stays on Deny",
+                        self.approval.id,
+                    )
                     self.deny_button.setFocus(Qt.FocusReason.OtherFocusReason)
                 return True
             if isinstance(watched, ApproveButton) and key == Qt.Key.Key_Space:
@@ -1113,16 +1253,21 @@ class ApprovalDialog(QDialog):
         return False
 
     def _scroll_range_changed(self, _low: int, high: int) -> None:
-        self._scroll.setFocusPolicy(Qt.FocusPolicy.StrongFocus if high > 0
-                                    else Qt.FocusPolicy.NoFocus)
+        self._scroll.setFocusPolicy(
+            Qt.FocusPolicy.StrongFocus if high > 0 else Qt.FocusPolicy.NoFocus
+        )
 
     def _say_refused(self, button: ApproveButton, why: str) -> None:
         if not button.armed:
             return  # a disarmed Approve is disabled: nothing to explain
         text = WARPED_POINTER_NOTE if why == POINTER_MOVED_BY_SOFTWARE else SOFTWARE_INPUT_NOTE
-        log.info("dialog %d: Approve refused input (%s)", self.approval.id,
-                 "pointer moved by software" if why == POINTER_MOVED_BY_SOFTWARE
-                 else "input from software")
+        log.info(
+            "dialog %d: Approve refused input (%s)",
+            self.approval.id,
+            "pointer moved by software"
+            if why == POINTER_MOVED_BY_SOFTWARE
+            else "input from software",
+        )
         self.refused_label.setText(text)
         if self.refused_label.isHidden():
             self.refused_label.show()
@@ -1139,11 +1284,16 @@ class ApprovalDialog(QDialog):
             for b in self._approve_buttons():
                 b.set_unavailable()
         # Covered by our own "View changes" window: stay disarmed, but do not jump over it.
-        if (self._obscured() and self.isVisible() and not self._raise_timer.isActive()
-                and not self._changes_open()):
+        if (
+            self._obscured()
+            and self.isVisible()
+            and not self._raise_timer.isActive()
+            and not self._changes_open()
+        ):
             self._raise_timer.start()
-        self._rearm_or_disarm("covered by another window" if self._obscured()
-                              else "input provenance unavailable")
+        self._rearm_or_disarm(
+            "covered by another window" if self._obscured() else "input provenance unavailable"
+        )
 
     def _reassert_on_top(self) -> None:
         if not self._done and self.isVisible() and not self._changes_open():
@@ -1173,8 +1323,11 @@ class ApprovalDialog(QDialog):
         super().paintEvent(e)
         if self.visible_at is None:
             self.visible_at = time.monotonic()
-            log.info("dialog %d: visible %.1f ms after the request arrived",
-                     self.approval.id, (self.visible_at - self.approval.received) * 1000)
+            log.info(
+                "dialog %d: visible %.1f ms after the request arrived",
+                self.approval.id,
+                (self.visible_at - self.approval.received) * 1000,
+            )
 
     def keyPressEvent(self, e: QKeyEvent) -> None:
         if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape):
@@ -1206,9 +1359,13 @@ class ApprovalDialog(QDialog):
         self._done = True
         self._arm_timer.stop()
         self._tick.stop()
-        log.info("dialog %d: %s", self.approval.id,
-                 ("approved (all listed)" if self.approve_all_chosen else "approved")
-                 if approved else "denied")
+        log.info(
+            "dialog %d: %s",
+            self.approval.id,
+            ("approved (all listed)" if self.approve_all_chosen else "approved")
+            if approved
+            else "denied",
+        )
         self._close_changes()
         self.decided.emit(approved)
         self.hide()

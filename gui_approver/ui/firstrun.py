@@ -123,8 +123,7 @@ class FirstRunWindow(QWidget):
 
         self.needs_cargo = not cargo_uses_bridge(cargo_home)
         self.cargo_note = QLabel(
-            "cargo is not configured to use gui-approver for any registry yet. "
-            + CRATES_IO_NOTE
+            "cargo is not configured to use gui-approver for any registry yet. " + CRATES_IO_NOTE
         )
         self.cargo_note.setObjectName("cargoNote")
         self.cargo_note.setTextFormat(Qt.TextFormat.PlainText)
@@ -206,7 +205,8 @@ class FirstRunWindow(QWidget):
             self._say(
                 f"cargo keeps your crates.io token in plaintext in {found.path}. Move it into "
                 "the keychain: the file keeps every other line, and cargo then asks "
-                "gui-approver, which asks you, before each publish, yank or owner change.")
+                "gui-approver, which asks you, before each publish, yank or owner change."
+            )
             self.import_button.setVisible(True)
             self.import_button.setDefault(True)
             return
@@ -216,15 +216,16 @@ class FirstRunWindow(QWidget):
     def import_crates_io(self) -> bool:
         try:
             (done,) = flows.import_cargo_tokens(
-                self.store, registry=cargo_config.CRATES_IO, home=self.cargo_home,
-                origin="dialog")
+                self.store, registry=cargo_config.CRATES_IO, home=self.cargo_home, origin="dialog"
+            )
         except (GuiApproverError, ValueError, OSError) as exc:
             self._say(f"Nothing was moved: {exc}")
             return False
         self._say(
             f"Your crates.io token (sha256:{done.fingerprint}) is now only in the keychain, "
             f"and cargo uses gui-approver for crates.io ({done.config_path}). Your next "
-            "cargo publish shows an approval window first.")
+            "cargo publish shows an approval window first."
+        )
         self.import_button.setVisible(False)
         self.configure_button.setEnabled(False)
         self.new_key_button.setEnabled(True)
@@ -256,7 +257,9 @@ class FirstRunWindow(QWidget):
         self.resize(max(self.width(), 720), max(self.height(), 480))
 
     def _created(self, _rec: object) -> None:
-        self.text.setText("Your key or token is stored. Finish the wizard's steps, then close "
-                          "this window; gui-approver keeps running in the tray.")
+        self.text.setText(
+            "Your key or token is stored. Finish the wizard's steps, then close "
+            "this window; gui-approver keeps running in the tray."
+        )
         self.new_key_button.setEnabled(False)
         self.changed.emit()

@@ -105,8 +105,11 @@ def make_guard(app: QGuiApplication | None = None) -> InputGuard:
     elif platform in TRUSTED_PLATFORMS:
         guard = InputGuard()
     elif platform in UNGUARDED_PLATFORMS:
-        log.warning("input guard: no input-provenance checks on %s: a program running as you "
-                    "could click Approve (SendInput / CGEventPost)", platform)
+        log.warning(
+            "input guard: no input-provenance checks on %s: a program running as you "
+            "could click Approve (SendInput / CGEventPost)",
+            platform,
+        )
         guard = InputGuard()
     else:
         guard = RefusingGuard(

@@ -78,10 +78,15 @@ class PassphraseDialog(QDialog):
 
         layout = QVBoxLayout(self)
         title = _plain(
-            (f"Enter the PIN of the security key for registry "
-             f"{elide_middle(escape_text(record.registry, 200), 80)}") if hardware else
-            f"Unlock the key for registry {elide_middle(escape_text(record.registry, 200), 80)}",
-            selectable=False)
+            (
+                f"Enter the PIN of the security key for registry "
+                f"{elide_middle(escape_text(record.registry, 200), 80)}"
+            )
+            if hardware
+            else "Unlock the key for registry "
+            f"{elide_middle(escape_text(record.registry, 200), 80)}",
+            selectable=False,
+        )
         f = title.font()
         f.setPointSizeF(f.pointSizeF() * 1.2)
         f.setBold(True)
@@ -89,9 +94,11 @@ class PassphraseDialog(QDialog):
         layout.addWidget(title)
 
         grid = QGridLayout()
-        rows = [("Registry", elide_middle(escape_text(record.registry, 200), 80), False),
-                ("Index URL", elide_middle(escape_text(record.index_url, 2048)), True),
-                ("Key id", record.kip, True)]
+        rows = [
+            ("Registry", elide_middle(escape_text(record.registry, 200), 80), False),
+            ("Index URL", elide_middle(escape_text(record.index_url, 2048)), True),
+            ("Key id", record.kip, True),
+        ]
         if record.subject:
             rows.append(("Subject", elide_middle(record.subject, 80), True))
         if hardware and record.hardware is not None:
@@ -111,8 +118,7 @@ class PassphraseDialog(QDialog):
         layout.addLayout(grid)
 
         why = why.strip().rstrip(".")
-        self.why_label = _plain(why[:1].upper() + why[1:] + "." if why else "",
-                                selectable=False)
+        self.why_label = _plain(why[:1].upper() + why[1:] + "." if why else "", selectable=False)
         self.why_label.setObjectName("why")
         self.why_label.setVisible(bool(why))
         if "wrong" in why.lower():
@@ -159,8 +165,7 @@ class PassphraseDialog(QDialog):
         self.edit.setFocus()
 
     def _update_buttons(self) -> None:
-        self.unlock_button.setEnabled(bool(self.edit.text())
-                                      and time.monotonic() >= self.retry_at)
+        self.unlock_button.setEnabled(bool(self.edit.text()) and time.monotonic() >= self.retry_at)
 
     def _wrong(self, wait: float) -> None:
         """A wrong passphrase: keep the prompt, say so, and hold Unlock for ``wait`` s."""
@@ -178,8 +183,9 @@ class PassphraseDialog(QDialog):
     def _show_retry(self) -> None:
         left = self.retry_at - time.monotonic()
         if left > 0:
-            self.why_label.setText(f"Wrong {self.secret_name.lower()}, {math.ceil(left):.0f} s "
-                                   "before the next try.")
+            self.why_label.setText(
+                f"Wrong {self.secret_name.lower()}, {math.ceil(left):.0f} s before the next try."
+            )
         else:
             self.why_label.setText(f"Wrong {self.secret_name.lower()}; try again.")
 
@@ -195,8 +201,10 @@ class PassphraseDialog(QDialog):
             self.status_label.setVisible(False)
             return
         left = max(0.0, self.deadline - time.monotonic())
-        self.status_label.setText(f"Cancels automatically in {left:.0f} s; nothing is signed "
-                                  f"without the {self.secret_name.lower()}.")
+        self.status_label.setText(
+            f"Cancels automatically in {left:.0f} s; nothing is signed "
+            f"without the {self.secret_name.lower()}."
+        )
 
     def _unlock(self) -> None:
         text = self.edit.text()
@@ -270,8 +278,9 @@ class QtUnlocker(PromptQueue):
     def make_dialog(self, question: Question) -> PassphraseDialog:
         ask = question.subject
         assert isinstance(ask, _Unlock)
-        dialog = PassphraseDialog(ask.record, ask.why, deadline=question.deadline,
-                                  verify=ask.verify)
+        dialog = PassphraseDialog(
+            ask.record, ask.why, deadline=question.deadline, verify=ask.verify
+        )
         dialog.answered.connect(self._on_answered)
         return dialog
 
@@ -293,7 +302,7 @@ class _Unlock:
 
 
 class TouchPrompt(QDialog):
-    """"Touch your security key now": shown while a hardware key may wait for a touch."""
+    """ "Touch your security key now": shown while a hardware key may wait for a touch."""
 
     def __init__(self, record: KeyRecord, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -311,11 +320,14 @@ class TouchPrompt(QDialog):
         title.setObjectName("touchTitle")
         layout.addWidget(title)
         token = record.hardware.token if record.hardware is not None else ""
-        layout.addWidget(_plain(
-            f"The request for registry {elide_middle(escape_text(record.registry, 200), 60)} "
-            "is approved; the "
-            f"security key{' ' + repr(token) if token else ''} signs it when you touch it.",
-            selectable=False))
+        layout.addWidget(
+            _plain(
+                f"The request for registry {elide_middle(escape_text(record.registry, 200), 60)} "
+                "is approved; the "
+                f"security key{' ' + repr(token) if token else ''} signs it when you touch it.",
+                selectable=False,
+            )
+        )
 
 
 class QtTouchNotifier(QObject):

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class Question:
     """One question waiting for a person. The first answer wins; later ones are ignored."""
 
-    def __init__(self, subject: object, default: object, timeout: float,
-                 gone: threading.Event | None = None) -> None:
+    def __init__(
+        self, subject: object, default: object, timeout: float, gone: threading.Event | None = None
+    ) -> None:
         self.subject = subject
         self.default = default
         self.timeout = timeout
@@ -110,10 +111,12 @@ class PromptQueue(QObject):
             return self._ask_on_gui_thread(question)
         self._submit.emit(question)
         if question.gone is not None:
-            threading.Thread(target=self._withdraw_when_gone, args=(question,),
-                             name="prompt-gone", daemon=True).start()
+            threading.Thread(
+                target=self._withdraw_when_gone, args=(question,), name="prompt-gone", daemon=True
+            ).start()
         if not question.event.wait(question.timeout) and question.resolve(
-                self.timeout_answer(question)):
+            self.timeout_answer(question)
+        ):
             self._cancel.emit(question)
         return question.answer
 

@@ -54,48 +54,59 @@ class SettingsWindow(QWidget):
         layout = QVBoxLayout(self)
         form = QFormLayout()
         self.approval_timeout = _spin(" s", 0)
-        self.approval_timeout.setToolTip("How long a request waits for you before it is "
-                                         "denied (30–3600 seconds).")
+        self.approval_timeout.setToolTip(
+            "How long a request waits for you before it is denied (30–3600 seconds)."
+        )
         form.addRow("Approval timeout:", self.approval_timeout)
         self.reads_need_approval = QCheckBox("Ask before signing read-only requests too")
         form.addRow("", self.reads_need_approval)
         self.arming_delay = _spin(" s", 1)
         self.arming_delay.setSingleStep(0.5)
-        self.arming_delay.setToolTip("How long Approve stays disabled after the dialog "
-                                     "appears (1–10 seconds).")
+        self.arming_delay.setToolTip(
+            "How long Approve stays disabled after the dialog appears (1–10 seconds)."
+        )
         form.addRow("Approve arms after:", self.arming_delay)
         self.paranoid_accessibility = QCheckBox(
-            "Hide gui-approver from accessibility tools, screen readers too (after a restart)")
+            "Hide gui-approver from accessibility tools, screen readers too (after a restart)"
+        )
         self.paranoid_accessibility.setToolTip(
             "Detaches the whole app from the accessibility bus: no screen reader can read any "
             "of its windows then. Approve never accepts accessibility actions anyway; this "
-            "only also hides what the dialog shows.")
+            "only also hides what the dialog shows."
+        )
         form.addRow("", self.paranoid_accessibility)
         self.idle_lock_minutes = _spin(" min", 0)
-        self.idle_lock_minutes.setToolTip("Forget unlocked passphrase keys after this many "
-                                          "idle minutes (0: never; at most 10080, a week).")
+        self.idle_lock_minutes.setToolTip(
+            "Forget unlocked passphrase keys after this many "
+            "idle minutes (0: never; at most 10080, a week)."
+        )
         form.addRow("Lock keys when idle for:", self.idle_lock_minutes)
         self.history_size_mb = _spin(" MB", 0)
         self.history_size_mb.setToolTip(
             "Disk space for copies of the crates you approved, so that the dialog can show "
-            "what changed since the last approved version (applies after a restart).")
+            "what changed since the last approved version (applies after a restart)."
+        )
         form.addRow("History size:", self.history_size_mb)
         self.watch_interval_minutes = _spin(" min", 0)
         self.watch_interval_minutes.setToolTip(
             "How often the registries' indexes are checked for versions of your crates that "
-            "nobody approved here (1–1440 minutes; 0: never).")
+            "nobody approved here (1–1440 minutes; 0: never)."
+        )
         form.addRow("Check for unapproved versions every:", self.watch_interval_minutes)
-        for name, widget in (("Approval timeout", self.approval_timeout),
-                             ("Approve arms after", self.arming_delay),
-                             ("Lock keys when idle for", self.idle_lock_minutes),
-                             ("History size", self.history_size_mb),
-                             ("Check for unapproved versions every",
-                              self.watch_interval_minutes)):
+        for name, widget in (
+            ("Approval timeout", self.approval_timeout),
+            ("Approve arms after", self.arming_delay),
+            ("Lock keys when idle for", self.idle_lock_minutes),
+            ("History size", self.history_size_mb),
+            ("Check for unapproved versions every", self.watch_interval_minutes),
+        ):
             widget.setAccessibleName(name)
         layout.addLayout(form)
 
-        self.note = QLabel("Settings marked “after a restart” apply the next time "
-                           "gui-approver starts; the others apply when you press Save.")
+        self.note = QLabel(
+            "Settings marked “after a restart” apply the next time "
+            "gui-approver starts; the others apply when you press Save."
+        )
         self.note.setWordWrap(True)
         self.note.setTextFormat(Qt.TextFormat.PlainText)
         layout.addWidget(self.note)
@@ -133,8 +144,13 @@ class SettingsWindow(QWidget):
 
     def edited(self) -> Settings:
         """The settings as edited (max_pending and anything not shown: kept as they are)."""
-        for box in (self.approval_timeout, self.arming_delay, self.idle_lock_minutes,
-                    self.history_size_mb, self.watch_interval_minutes):
+        for box in (
+            self.approval_timeout,
+            self.arming_delay,
+            self.idle_lock_minutes,
+            self.history_size_mb,
+            self.watch_interval_minutes,
+        ):
             box.interpretText()
         return replace(
             self.current,

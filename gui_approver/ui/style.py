@@ -37,13 +37,16 @@ def contrast_ratio(a: QColor, b: QColor) -> float:
 
 def _mix(a: QColor, b: QColor, t: float) -> QColor:
     """``a`` moved ``t`` (0..1) of the way to ``b``."""
-    return QColor.fromRgbF(a.redF() + (b.redF() - a.redF()) * t,
-                           a.greenF() + (b.greenF() - a.greenF()) * t,
-                           a.blueF() + (b.blueF() - a.blueF()) * t)
+    return QColor.fromRgbF(
+        a.redF() + (b.redF() - a.redF()) * t,
+        a.greenF() + (b.greenF() - a.greenF()) * t,
+        a.blueF() + (b.blueF() - a.blueF()) * t,
+    )
 
 
-def readable_secondary(palette: QPalette,
-                       group: QPalette.ColorGroup = QPalette.ColorGroup.Active) -> QColor:
+def readable_secondary(
+    palette: QPalette, group: QPalette.ColorGroup = QPalette.ColorGroup.Active
+) -> QColor:
     """The palette's secondary text colour (PlaceholderText), moved toward the normal text
     colour just enough to reach AA contrast on both the window and the base background."""
     window = palette.color(group, QPalette.ColorRole.Window)
@@ -61,8 +64,9 @@ def make_secondary_readable(widget: QWidget) -> None:
     """Give ``widget`` (and its children) a PlaceholderText colour that reaches AA."""
     palette = widget.palette()
     for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
-        palette.setColor(group, QPalette.ColorRole.PlaceholderText,
-                         readable_secondary(palette, group))
+        palette.setColor(
+            group, QPalette.ColorRole.PlaceholderText, readable_secondary(palette, group)
+        )
     widget.setPalette(palette)
 
 
@@ -70,12 +74,19 @@ class FocusRingStyle(QProxyStyle):
     """The platform style plus a 2 px ring in the highlight colour around a focused push
     button (Fusion's own focus cue on buttons is a barely visible tint)."""
 
-    def drawControl(self, element: QStyle.ControlElement, option: QStyleOption,
-                    painter: QPainter, widget: QWidget | None = None) -> None:
+    def drawControl(
+        self,
+        element: QStyle.ControlElement,
+        option: QStyleOption,
+        painter: QPainter,
+        widget: QWidget | None = None,
+    ) -> None:
         super().drawControl(element, option, painter, widget)
-        if (element == QStyle.ControlElement.CE_PushButton
-                and option.state & QStyle.StateFlag.State_HasFocus
-                and option.state & QStyle.StateFlag.State_Enabled):
+        if (
+            element == QStyle.ControlElement.CE_PushButton
+            and option.state & QStyle.StateFlag.State_HasFocus
+            and option.state & QStyle.StateFlag.State_Enabled
+        ):
             painter.save()
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             pen = QPen(option.palette.color(QPalette.ColorRole.Highlight), RING_WIDTH)
@@ -95,6 +106,7 @@ def install(app: QApplication | None = None) -> None:
     app.setStyle(FocusRingStyle(app.style().name()))
     palette = app.palette()
     for group in (QPalette.ColorGroup.Active, QPalette.ColorGroup.Inactive):
-        palette.setColor(group, QPalette.ColorRole.PlaceholderText,
-                         readable_secondary(palette, group))
+        palette.setColor(
+            group, QPalette.ColorRole.PlaceholderText, readable_secondary(palette, group)
+        )
     app.setPalette(palette)

@@ -67,14 +67,18 @@ XI_DEVICE_EVENTS = frozenset({2, 3, 4, 5, 6, 18, 19, 20})  # key/button/motion/t
 XI_KEY_EVENTS = frozenset({2, 3})
 #: The raw event type that accompanies each device event type.
 RAW_OF = {2: 13, 3: 14, 4: 15, 5: 16, 6: 17, 18: 22, 19: 23, 20: 24}
-XI_KIND = {2: "key-press", 3: "key-release", 4: "button-press", 5: "button-release",
-           6: "motion"}
+XI_KIND = {2: "key-press", 3: "key-release", 4: "button-press", 5: "button-release", 6: "motion"}
 XI_CROSSING_EVENTS = frozenset({7, 8, 9, 10})
 XI_GESTURE_EVENTS = frozenset(range(27, 33))
 XI_ALL_DEVICES, XI_ALL_MASTER_DEVICES = 0, 1
 # XIDeviceInfo.use
 XI_MASTER_POINTER, XI_MASTER_KEYBOARD, XI_SLAVE_POINTER, XI_SLAVE_KEYBOARD, XI_FLOATING = (
-    1, 2, 3, 4, 5)
+    1,
+    2,
+    3,
+    4,
+    5,
+)
 VISIBILITY_CHANGE_MASK = 1 << 16
 CW_EVENT_MASK = 1 << 11
 VISIBILITY_UNOBSCURED = 0
@@ -117,12 +121,20 @@ class Device:
     @property
     def trusted(self) -> bool:
         """A slave (or floating) device that is not an XTEST device."""
-        return self.enabled and not self.xtest and self.use in (
-            XI_SLAVE_POINTER, XI_SLAVE_KEYBOARD, XI_FLOATING)
+        return (
+            self.enabled
+            and not self.xtest
+            and self.use in (XI_SLAVE_POINTER, XI_SLAVE_KEYBOARD, XI_FLOATING)
+        )
 
     def describe(self) -> str:
-        kind = "XTEST device" if self.xtest else (
-            "master device" if self.use in (XI_MASTER_POINTER, XI_MASTER_KEYBOARD) else "device")
+        kind = (
+            "XTEST device"
+            if self.xtest
+            else (
+                "master device" if self.use in (XI_MASTER_POINTER, XI_MASTER_KEYBOARD) else "device"
+            )
+        )
         return f"{kind} {self.name!r} (id {self.id})"
 
 
@@ -232,22 +244,25 @@ class _Xcb:
     def intern_atom(self, name: str) -> int:
         raw = name.encode()
         cookie = self.xcb.xcb_intern_atom(self.conn, 1, len(raw), raw)
-        reply = self._take_reply(self.xcb.xcb_intern_atom_reply(self.conn, cookie, None),
-                                 "InternAtom")
+        reply = self._take_reply(
+            self.xcb.xcb_intern_atom_reply(self.conn, cookie, None), "InternAtom"
+        )
         return int(struct.unpack_from("=I", reply, 8)[0])
 
     def query_devices(self) -> list[tuple[int, int, str, bool]]:
         """(id, use, name, enabled) of every input device."""
         cookie = self.xi.xcb_input_xi_query_device(self.conn, XI_ALL_DEVICES)
         reply = self._take_reply(
-            self.xi.xcb_input_xi_query_device_reply(self.conn, cookie, None), "XIQueryDevice")
+            self.xi.xcb_input_xi_query_device_reply(self.conn, cookie, None), "XIQueryDevice"
+        )
         (count,) = struct.unpack_from("=H", reply, 8)
         out, off = [], 32
         for _ in range(count):
             devid, use, _attach, nclasses, name_len, enabled = struct.unpack_from(
-                "=HHHHHB", reply, off)
+                "=HHHHHB", reply, off
+            )
             off += 12
-            name = reply[off: off + name_len].decode("utf-8", "replace")
+            name = reply[off : off + name_len].decode("utf-8", "replace")
             off += (name_len + 3) & ~3
             for _ in range(nclasses):
                 (clen,) = struct.unpack_from("=H", reply, off + 2)
@@ -258,8 +273,8 @@ class _Xcb:
     def device_properties(self, devid: int) -> set[int]:
         cookie = self.xi.xcb_input_xi_list_properties(self.conn, devid)
         reply = self._take_reply(
-            self.xi.xcb_input_xi_list_properties_reply(self.conn, cookie, None),
-            "XIListProperties")
+            self.xi.xcb_input_xi_list_properties_reply(self.conn, cookie, None), "XIListProperties"
+        )
         (count,) = struct.unpack_from("=H", reply, 8)
         return set(struct.unpack_from(f"={count}I", reply, 32))
 
@@ -269,7 +284,8 @@ class _Xcb:
         cookie = self.xi.xcb_input_xi_get_selected_events(self.conn, window)
         reply = self._take_reply(
             self.xi.xcb_input_xi_get_selected_events_reply(self.conn, cookie, None),
-            "XIGetSelectedEvents")
+            "XIGetSelectedEvents",
+        )
         (count,) = struct.unpack_from("=H", reply, 8)
         masks: dict[int, int] = {}
         off = 32
@@ -287,8 +303,9 @@ class _Xcb:
         for devid, value in masks.items():
             words = max(1, (value.bit_length() + 31) // 32)
             buf += struct.pack("=HH", devid, words)
-            buf += b"".join(struct.pack("=I", (value >> (32 * i)) & 0xFFFFFFFF)
-                            for i in range(words))
+            buf += b"".join(
+                struct.pack("=I", (value >> (32 * i)) & 0xFFFFFFFF) for i in range(words)
+            )
         cbuf = ctypes.create_string_buffer(buf, len(buf))
         cookie = self.xi.xcb_input_xi_select_events_checked(self.conn, window, len(masks), cbuf)
         self._check(cookie, "XISelectEvents")
@@ -296,12 +313,13 @@ class _Xcb:
     def add_event_mask(self, window: int, mask: int) -> None:
         cookie = self.xcb.xcb_get_window_attributes(self.conn, window)
         reply = self._take_reply(
-            self.xcb.xcb_get_window_attributes_reply(self.conn, cookie, None),
-            "GetWindowAttributes")
+            self.xcb.xcb_get_window_attributes_reply(self.conn, cookie, None), "GetWindowAttributes"
+        )
         (current,) = struct.unpack_from("=I", reply, 36)  # your_event_mask
         value = ctypes.c_uint32(current | mask)
         cookie = self.xcb.xcb_change_window_attributes_checked(
-            self.conn, window, CW_EVENT_MASK, ctypes.byref(value))
+            self.conn, window, CW_EVENT_MASK, ctypes.byref(value)
+        )
         self._check(cookie, "ChangeWindowAttributes")
 
 
@@ -310,8 +328,9 @@ class _Filter(QAbstractNativeEventFilter):
         super().__init__()
         self.guard = guard
 
-    def nativeEventFilter(self, eventType: QByteArray | bytes | bytearray | memoryview,
-                          message: int) -> object:
+    def nativeEventFilter(
+        self, eventType: QByteArray | bytes | bytearray | memoryview, message: int
+    ) -> object:
         kind = eventType.data() if isinstance(eventType, QByteArray) else bytes(eventType)
         if kind != b"xcb_generic_event_t":
             return False, 0
@@ -358,7 +377,8 @@ class X11InputGuard(InputGuard):
         assert self.xcb is not None
         if os.environ.get("QT_XCB_NO_XI2") is not None:
             self.problem = NO_XI2_PROBLEM.format(
-                why="QT_XCB_NO_XI2 is set, so Qt reads the mouse without XInput2")
+                why="QT_XCB_NO_XI2 is set, so Qt reads the mouse without XInput2"
+            )
         self.xi_opcode = self.xcb.xinput_opcode()
         self.xkb_event = self.xcb.xkb_first_event()
         if self.xi_opcode is None:
@@ -368,8 +388,9 @@ class X11InputGuard(InputGuard):
             self._xtest_atom = self.xcb.intern_atom("XTEST Device")
             raw = sum(1 << t for t in XI_RAW_EVENTS)
             for root in self.xcb.roots():
-                self.xcb.add_xi_selection(root, {XI_ALL_MASTER_DEVICES: raw,
-                                                 XI_ALL_DEVICES: 1 << XI_HIERARCHY_CHANGED})
+                self.xcb.add_xi_selection(
+                    root, {XI_ALL_MASTER_DEVICES: raw, XI_ALL_DEVICES: 1 << XI_HIERARCHY_CHANGED}
+                )
             self.xcb.xcb.xcb_flush(self.xcb.conn)
             self._refresh_devices()
         except XcbError as exc:
@@ -426,8 +447,10 @@ class X11InputGuard(InputGuard):
                 del self._protected[wid]
                 self._visibility.pop(wid, None)
         if not self._protected and self._drops:
-            log.info("input guard: while the dialog was open: %s",
-                     ", ".join(f"{n} {k}" for k, n in sorted(self._drops.items())))
+            log.info(
+                "input guard: while the dialog was open: %s",
+                ", ".join(f"{n} {k}" for k, n in sorted(self._drops.items())),
+            )
             self._drops.clear()
 
     def is_obscured(self, widget: QWidget) -> bool:
@@ -441,11 +464,15 @@ class X11InputGuard(InputGuard):
     def accept_approval_event(self, event: QInputEvent) -> bool:
         why = self.refusal(event)
         if why == POINTER_MOVED_BY_SOFTWARE:
-            log.info("input guard: refused a real click on Approve: the pointer was "
-                     "last moved there by a program (warp or XTEST), not the mouse")
+            log.info(
+                "input guard: refused a real click on Approve: the pointer was "
+                "last moved there by a program (warp or XTEST), not the mouse"
+            )
         elif why is not None and self.available:
-            log.info("input guard: refused an Approve %s that did not come from a real "
-                     "device", _kind_of(event))
+            log.info(
+                "input guard: refused an Approve %s that did not come from a real device",
+                _kind_of(event),
+            )
         return why is None
 
     def refusal(self, event: QInputEvent) -> str | None:
@@ -476,8 +503,9 @@ class X11InputGuard(InputGuard):
         n = self._drops.get(key, 0) + 1
         self._drops[key] = n
         if n <= MAX_DROP_LOGS:
-            log.info("input guard: untrusted %s from %s: passed on, it cannot approve",
-                     kind, source)
+            log.info(
+                "input guard: untrusted %s from %s: passed on, it cannot approve", kind, source
+            )
         return False
 
     def _drop(self, kind: str, source: str, stamp: int | None = None) -> bool:
@@ -523,8 +551,9 @@ class X11InputGuard(InputGuard):
             return False
         if not self.engaged:
             return False
-        if code == MAPPING_NOTIFY or (code == self.xkb_event and head[1] in (
-                XKB_NEW_KEYBOARD_NOTIFY, XKB_MAP_NOTIFY)):
+        if code == MAPPING_NOTIFY or (
+            code == self.xkb_event and head[1] in (XKB_NEW_KEYBOARD_NOTIFY, XKB_MAP_NOTIFY)
+        ):
             # Someone changed what keys or buttons mean (xmodmap, setxkbmap, a program
             # turning the letters you type into Tab and Space): start arming again.
             log.debug("mapping event %d/%d", code, head[1])
@@ -539,8 +568,7 @@ class X11InputGuard(InputGuard):
             # does not, and then nothing tells us where the mouse input comes from: approval
             # is refused, but the mouse still works for Deny.
             self.pointer_trusted = False
-            self._set_problem(NO_XI2_PROBLEM.format(
-                why="Qt is reading the mouse without XInput2"))
+            self._set_problem(NO_XI2_PROBLEM.format(why="Qt is reading the mouse without XInput2"))
             return self._untrusted("core mouse event", "a session without XInput2 mouse input")
         if code in (ENTER_NOTIFY, LEAVE_NOTIFY, FOCUS_IN, FOCUS_OUT) and synthetic:
             return self._drop("a synthetic crossing/focus event", "XSendEvent")
@@ -611,8 +639,10 @@ class X11InputGuard(InputGuard):
                 # event) counts; a warp, a window mapped or moved under the pointer, or XTEST
                 # means a click needs a real move first.
                 time, source = struct.unpack_from("=IH", ev, 12)
-                self.pointer_trusted = (self._source(source)[0] and
-                                        self._raw_source(XI_RAW_MOTION, time, None) == source)
+                self.pointer_trusted = (
+                    self._source(source)[0]
+                    and self._raw_source(XI_RAW_MOTION, time, None) == source
+                )
             return False
         # The dialog has no use for touchpad gestures: drop them all.
         return evtype in XI_GESTURE_EVENTS

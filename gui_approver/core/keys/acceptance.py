@@ -37,8 +37,13 @@ def _read_token(key: SigningKey, index_url: str, subject: str | None) -> str:
 
 
 def _status(url: str, token: str) -> int:
-    req = urllib.request.Request(url, headers={"Authorization": token,  # noqa: S310
-                                               "User-Agent": "gui-approver"})
+    req = urllib.request.Request(  # noqa: S310 - the registry's http(s) index URL
+        url,
+        headers={
+            "Authorization": token,
+            "User-Agent": "gui-approver",
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 - http(s) only
             return int(resp.status)
@@ -49,8 +54,9 @@ def _status(url: str, token: str) -> int:
 def check_accepted(store: KeyStore, record: KeyRecord) -> Acceptance:
     index = record.index_url
     if not index.startswith(("sparse+http://", "sparse+https://")):
-        return Acceptance(None, "its index is not a sparse (HTTP) index, so gui-approver "
-                                "cannot ask it")
+        return Acceptance(
+            None, "its index is not a sparse (HTTP) index, so gui-approver cannot ask it"
+        )
     url = index.removeprefix("sparse+").rstrip("/") + "/config.json"
     try:
         key = store.signing_key(record)
@@ -59,8 +65,9 @@ def check_accepted(store: KeyStore, record: KeyRecord) -> Acceptance:
     try:
         status = _status(url, _read_token(key, index, record.subject))
         if status in (401, 403):
-            return Acceptance(False, f"the registry refused a read signed with the new key "
-                                     f"(HTTP {status})")
+            return Acceptance(
+                False, f"the registry refused a read signed with the new key (HTTP {status})"
+            )
         if status != 200:
             return Acceptance(None, f"the registry answered HTTP {status}")
         stranger = _status(url, _read_token(SigningKey.generate(), index, record.subject))
@@ -69,5 +76,6 @@ def check_accepted(store: KeyStore, record: KeyRecord) -> Acceptance:
         return Acceptance(None, f"the registry could not be reached ({reason})")
     if stranger in (401, 403):
         return Acceptance(True, "the registry accepted a read signed with the new key")
-    return Acceptance(None, "the registry does not check tokens on reads, so it cannot "
-                            "confirm the new key")
+    return Acceptance(
+        None, "the registry does not check tokens on reads, so it cannot confirm the new key"
+    )

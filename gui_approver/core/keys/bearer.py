@@ -96,7 +96,8 @@ def _derive(passphrase: Secret, salt: bytes) -> bytes:
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
     return Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=8, p=1).derive(
-        passphrase.expose().encode("utf-8"))
+        passphrase.expose().encode("utf-8")
+    )
 
 
 def wrap_token(token: Secret, passphrase: Secret, aad: str) -> Secret:
@@ -105,8 +106,9 @@ def wrap_token(token: Secret, passphrase: Secret, aad: str) -> Secret:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     salt, nonce = os.urandom(16), os.urandom(12)
-    ct = AESGCM(_derive(passphrase, salt)).encrypt(nonce, token.expose().encode("utf-8"),
-                                                  aad.encode("utf-8"))
+    ct = AESGCM(_derive(passphrase, salt)).encrypt(
+        nonce, token.expose().encode("utf-8"), aad.encode("utf-8")
+    )
     return Secret(_WRAPPED_PREFIX + _b64e(salt + nonce + ct))
 
 
@@ -115,7 +117,7 @@ def unwrap_token(wrapped: Secret, passphrase: Secret, aad: str) -> Secret:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     try:
-        raw = _b64d(wrapped.expose()[len(_WRAPPED_PREFIX):])
+        raw = _b64d(wrapped.expose()[len(_WRAPPED_PREFIX) :])
         salt, nonce, ct = raw[:16], raw[16:28], raw[28:]
         plain = AESGCM(_derive(passphrase, salt)).decrypt(nonce, ct, aad.encode("utf-8"))
     except (InvalidTag, ValueError):
@@ -174,10 +176,17 @@ class TokenRecord:
 
     def as_key_record(self) -> KeyRecord:
         """A stand-in for the unlock prompt, which shows a key's registry and id."""
-        return KeyRecord(registry=self.registry, index_url=self.index_url,
-                         public="(bearer token)", kip=f"bearer token {self.fingerprint}",
-                         subject=None, created=self.added, expires=self.expires,
-                         protection=self.protection, origin=self.origin)
+        return KeyRecord(
+            registry=self.registry,
+            index_url=self.index_url,
+            public="(bearer token)",
+            kip=f"bearer token {self.fingerprint}",
+            subject=None,
+            created=self.added,
+            expires=self.expires,
+            protection=self.protection,
+            origin=self.origin,
+        )
 
     @classmethod
     def from_json(cls, obj: Any) -> TokenRecord:
@@ -196,9 +205,13 @@ class TokenRecord:
             raise ValueError(f"unknown protection {protection!r}")
         origin = obj.get("origin", "unknown")
         return cls(
-            registry=obj["registry"], index_url=obj["index_url"],
-            fingerprint=obj["fingerprint"], added=obj["added"], expires=obj.get("expires"),
-            scopes=obj.get("scopes"), protection=protection,
+            registry=obj["registry"],
+            index_url=obj["index_url"],
+            fingerprint=obj["fingerprint"],
+            added=obj["added"],
+            expires=obj.get("expires"),
+            scopes=obj.get("scopes"),
+            protection=protection,
             origin=origin if isinstance(origin, str) else "unknown",
             silent_reads=obj.get("silent_reads") is True,
         )
@@ -278,7 +291,8 @@ class BearerStore:
                 if rec is replacing or rec == replacing:
                     continue
                 if rec.registry == registry or normalize_index_url(
-                        rec.index_url) == normalize_index_url(index_url):
+                    rec.index_url
+                ) == normalize_index_url(index_url):
                     raise KeyExists(
                         f"registry {rec.registry} ({rec.index_url}) already has a bearer "
                         f"token ({rec.fingerprint})",
@@ -286,26 +300,33 @@ class BearerStore:
                     )
             for key in self.keys.list():
                 if key.registry == registry or normalize_index_url(
-                        key.index_url) == normalize_index_url(index_url):
+                    key.index_url
+                ) == normalize_index_url(index_url):
                     raise KeyExists(
                         f"registry {key.registry} already has an asymmetric key ({key.kip}); "
                         "a registry takes either a key or a bearer token",
                         hint=f"delete the key first: gui-approver key delete --registry "
-                             f"{key.registry}",
+                        f"{key.registry}",
                     )
             record = TokenRecord(
-                registry=registry, index_url=index_url, fingerprint=fingerprint(token),
-                added=datetime.now(UTC).replace(microsecond=0).isoformat(), expires=expires,
+                registry=registry,
+                index_url=index_url,
+                fingerprint=fingerprint(token),
+                added=datetime.now(UTC).replace(microsecond=0).isoformat(),
+                expires=expires,
                 scopes=scopes.strip() if scopes and scopes.strip() else None,
                 protection="passphrase" if passphrase is not None else "keychain",
                 origin=origin,
                 silent_reads=replacing.silent_reads if replacing is not None else False,
             )
             if replacing is not None and record.account == replacing.account:
-                raise KeyExists(f"registry {registry} already holds this very token "
-                                f"({record.fingerprint}); nothing changed")
-            stored = (wrap_token(token, passphrase, record.account)
-                      if passphrase is not None else token)
+                raise KeyExists(
+                    f"registry {registry} already holds this very token "
+                    f"({record.fingerprint}); nothing changed"
+                )
+            stored = (
+                wrap_token(token, passphrase, record.account) if passphrase is not None else token
+            )
             self.keychain.set(record.account, stored)
             kept = [r for r in records if replacing is None or r != replacing]
             try:
@@ -358,8 +379,7 @@ class BearerStore:
             raise KeyExpired(
                 f"the bearer token for registry {record.registry} expired on "
                 f"{record.expires}; nothing was released",
-                hint=f"store its successor: gui-approver token rotate --registry "
-                     f"{record.registry}",
+                hint=f"store its successor: gui-approver token rotate --registry {record.registry}",
             )
         with self.keys._lock:
             cached = self._cache.get(record.account)
@@ -377,8 +397,10 @@ class BearerStore:
         wrapped = stored.expose().startswith(_WRAPPED_PREFIX)
         token = self._unlock(record, stored) if wrapped else stored
         if fingerprint(token) != record.fingerprint:
-            raise KeyNotFound(f"the keychain item for {record.registry} does not match its "
-                              f"recorded fingerprint {record.fingerprint}; nothing was released")
+            raise KeyNotFound(
+                f"the keychain item for {record.registry} does not match its "
+                f"recorded fingerprint {record.fingerprint}; nothing was released"
+            )
         with self.keys._lock:
             self._cache[record.account] = token
             if wrapped:
@@ -404,15 +426,19 @@ class BearerStore:
         why = "wrong passphrase, try again" if count else "unlock the bearer token"
         passphrase = keys.unlocker(record.as_key_record(), why)
         if passphrase is None:
-            raise KeyLocked(f"unlocking the bearer token for {record.registry} was cancelled; "
-                            "nothing was released")
+            raise KeyLocked(
+                f"unlocking the bearer token for {record.registry} was cancelled; "
+                "nothing was released"
+            )
         try:
             token = unwrap_token(wrapped, passphrase, record.account)
         except WrongPassphrase:
             count += 1
             with keys._lock:
                 keys._failures[record.account] = (
-                    count, time.monotonic() + min(2.0**count, _MAX_BACKOFF))
+                    count,
+                    time.monotonic() + min(2.0**count, _MAX_BACKOFF),
+                )
             raise WrongPassphrase(
                 f"wrong passphrase for the bearer token of registry {record.registry}; "
                 "nothing was released"
@@ -455,5 +481,12 @@ def kind_of(keys: KeyStore, index_url: str) -> str | None:
     return None
 
 
-__all__ = ["READ_PLACEHOLDER", "BearerStore", "TokenRecord", "bearer_store", "check_token",
-           "fingerprint", "kind_of"]
+__all__ = [
+    "READ_PLACEHOLDER",
+    "BearerStore",
+    "TokenRecord",
+    "bearer_store",
+    "check_token",
+    "fingerprint",
+    "kind_of",
+]

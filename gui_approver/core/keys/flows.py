@@ -81,8 +81,14 @@ def refuse_crates_io_key(registry: str | None, index_url: str | None) -> None:
 
 
 def create_key(
-    store: KeyStore, *, registry: str, index_url: str, subject: str | None = None,
-    expires: str | None = None, passphrase: Secret | None = None, origin: str,
+    store: KeyStore,
+    *,
+    registry: str,
+    index_url: str,
+    subject: str | None = None,
+    expires: str | None = None,
+    passphrase: Secret | None = None,
+    origin: str,
 ) -> KeyRecord:
     """A new P-384 key (``origin``: ``cli`` or ``dialog``). Refused for crates.io and for a
     registry that holds a bearer token."""
@@ -95,42 +101,76 @@ def create_key(
             "registry takes either a bearer token or an asymmetric key",
             hint=f"delete the token first: gui-approver token delete --registry {held.registry}",
         )
-    return store.create(registry=registry, index_url=index_url, subject=subject,
-                        expires=expires, passphrase=passphrase, origin=origin)
+    return store.create(
+        registry=registry,
+        index_url=index_url,
+        subject=subject,
+        expires=expires,
+        passphrase=passphrase,
+        origin=origin,
+    )
 
 
 # -- bearer tokens -----------------------------------------------------------------------------
 
 
 def add_token(
-    store: KeyStore, token: Secret, *, registry: str, index_url: str | None = None,
-    expires: str | None = None, scopes: str | None = None, passphrase: Secret | None = None,
-    origin: str, home: Path | None = None,
+    store: KeyStore,
+    token: Secret,
+    *,
+    registry: str,
+    index_url: str | None = None,
+    expires: str | None = None,
+    scopes: str | None = None,
+    passphrase: Secret | None = None,
+    origin: str,
+    home: Path | None = None,
 ) -> TokenRecord:
     index = index_for(registry, index_url, home)
-    return bearer_store(store).add(token, registry=registry, index_url=index, expires=expires,
-                                   scopes=scopes, passphrase=passphrase, origin=origin)
+    return bearer_store(store).add(
+        token,
+        registry=registry,
+        index_url=index,
+        expires=expires,
+        scopes=scopes,
+        passphrase=passphrase,
+        origin=origin,
+    )
 
 
 def find_token(store: KeyStore, registry: str) -> TokenRecord:
     tokens = bearer_store(store)
     rec = tokens.find_by_registry(registry) or tokens.find(registry)
     if rec is None:
-        raise KeyNotFound(f"no bearer token for registry {registry}",
-                          hint=f"store one: gui-approver token add --registry {registry}")
+        raise KeyNotFound(
+            f"no bearer token for registry {registry}",
+            hint=f"store one: gui-approver token add --registry {registry}",
+        )
     return rec
 
 
 def rotate_token(
-    store: KeyStore, registry: str, token: Secret, *, expires: str | None = None,
-    scopes: str | None = None, passphrase: Secret | None = None, origin: str,
+    store: KeyStore,
+    registry: str,
+    token: Secret,
+    *,
+    expires: str | None = None,
+    scopes: str | None = None,
+    passphrase: Secret | None = None,
+    origin: str,
 ) -> tuple[TokenRecord, TokenRecord]:
     """Replace the stored token of ``registry`` by ``token``; returns (old, new)."""
     old = find_token(store, registry)
     new = bearer_store(store).add(
-        token, registry=old.registry, index_url=old.index_url, expires=expires,
-        scopes=scopes if scopes is not None else old.scopes, passphrase=passphrase,
-        origin=origin, replacing=old)
+        token,
+        registry=old.registry,
+        index_url=old.index_url,
+        expires=expires,
+        scopes=scopes if scopes is not None else old.scopes,
+        passphrase=passphrase,
+        origin=origin,
+        replacing=old,
+    )
     return old, new
 
 
@@ -155,14 +195,22 @@ class TokenImport:
 
 
 def import_cargo_tokens(
-    store: KeyStore, *, registry: str | None = None, dry_run: bool = False,
-    home: Path | None = None, origin: str = "cli", bridge: str | None = None,
+    store: KeyStore,
+    *,
+    registry: str | None = None,
+    dry_run: bool = False,
+    home: Path | None = None,
+    origin: str = "cli",
+    bridge: str | None = None,
 ) -> list[TokenImport]:
     """Move each ``token`` from cargo's credentials file(s) into the keychain, point that
     registry at gui-approver in ``config.toml``, and remove the token from the file (every
     other byte and the file's mode kept; no backup of a file holding the token is left)."""
-    found = [f for f in cargo_config.find_cargo_tokens(home)
-             if registry is None or f.registry == registry]
+    found = [
+        f
+        for f in cargo_config.find_cargo_tokens(home)
+        if registry is None or f.registry == registry
+    ]
     if not found:
         where = home or cargo_config.cargo_home()
         raise KeyNotFound(
@@ -184,20 +232,37 @@ def import_cargo_tokens(
                 hint=f"replace it: gui-approver token rotate --registry {item.registry}",
             )
         if dry_run:
-            results.append(TokenImport(item.registry, item.path, index, fingerprint(token),
-                                       imported=False, already_stored=same))
+            results.append(
+                TokenImport(
+                    item.registry,
+                    item.path,
+                    index,
+                    fingerprint(token),
+                    imported=False,
+                    already_stored=same,
+                )
+            )
             continue
         if existing is None:
             tokens.add(token, registry=item.registry, index_url=index, origin=origin)
         # The token is in the keychain: point cargo at the bridge, then take it off the disk.
         change = cargo_config.plan_configure(
-            item.registry, None if item.registry == CRATES_IO else index, bridge=bridge,
-            home=home)
+            item.registry, None if item.registry == CRATES_IO else index, bridge=bridge, home=home
+        )
         backup = cargo_config.apply(change, scrub=(token,))
         cargo_config.remove_cargo_token(item)
-        results.append(TokenImport(item.registry, item.path, index, fingerprint(token),
-                                   imported=True, config_path=change.path, backup=backup,
-                                   already_stored=same))
+        results.append(
+            TokenImport(
+                item.registry,
+                item.path,
+                index,
+                fingerprint(token),
+                imported=True,
+                config_path=change.path,
+                backup=backup,
+                already_stored=same,
+            )
+        )
     return results
 
 
@@ -205,7 +270,11 @@ def import_cargo_tokens(
 
 
 def plan_configure(
-    store: KeyStore, registry: str, index: str | None, *, bridge: str | None = None,
+    store: KeyStore,
+    registry: str,
+    index: str | None,
+    *,
+    bridge: str | None = None,
     home: Path | None = None,
 ) -> cargo_config.ConfigChange:
     """The change that points ``registry`` at gui-approver. For crates.io only once its bearer
@@ -247,21 +316,22 @@ def import_cargo_key(
     failure at any step leaves the key usable from where it still is."""
     existing = store.find(index)
     if existing is None:
-        store.add(key, registry=item.registry, index_url=index, subject=item.subject,
-                  origin=origin)
+        store.add(key, registry=item.registry, index_url=index, subject=item.subject, origin=origin)
     elif existing.kip != key.kip:
-        raise KeyExists(f"registry {item.registry} already has a different key "
-                        f"({existing.kip}); nothing was imported")
+        raise KeyExists(
+            f"registry {item.registry} already has a different key "
+            f"({existing.kip}); nothing was imported"
+        )
     cargo_config.remove_cargo_secret(item)
     cargo_config.apply(cargo_config.plan_configure(item.registry, index, home=home))
 
 
-def import_report(registry: str, path: Path, key: SigningKey, *, dry_run: bool = False
-                  ) -> list[str]:
+def import_report(
+    registry: str, path: Path, key: SigningKey, *, dry_run: bool = False
+) -> list[str]:
     """What ``key import-cargo`` and the GUI's import say about one key."""
     lines = [
-        f"{'Would import' if dry_run else 'Imported'} the key of registry {registry} "
-        f"from {path}.",
+        f"{'Would import' if dry_run else 'Imported'} the key of registry {registry} from {path}.",
         f"  public key (unchanged, nothing to re-register): {key.public_paserk}",
         f"  key id (unchanged): {key.kip}",
     ]

@@ -58,7 +58,11 @@ class HardwareSigningKey:
             return notifier(record) if notifier is not None else None
 
         sig = self._backend.sign_digest(
-            hw.module, hw.uri, digest, expected_point=self._point, pin=pin,
+            hw.module,
+            hw.uri,
+            digest,
+            expected_point=self._point,
+            pin=pin,
             touch_known=hw.touch_policy in ("always", "cached"),
             on_touch=on_touch if notifier is not None else None,
         )

@@ -46,8 +46,9 @@ class HistoryMac:
                     # absent or unusable: a new key (entries made with the old one no longer
                     # verify, which fails closed)
                     key = secrets.token_bytes(32)
-                    self._keychain.set(HISTORY_MAC_ACCOUNT,
-                                       Secret(base64.b64encode(key).decode("ascii")))
+                    self._keychain.set(
+                        HISTORY_MAC_ACCOUNT, Secret(base64.b64encode(key).decode("ascii"))
+                    )
                 self._key = key
             return self._key
 

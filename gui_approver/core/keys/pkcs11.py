@@ -44,8 +44,11 @@ TOUCH_HINT_DELAY = 0.5
 
 def _multiarch() -> str:
     machine = platform.machine()
-    return {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
-            "armv7l": "arm-linux-gnueabihf"}.get(machine, f"{machine}-linux-gnu")
+    return {
+        "x86_64": "x86_64-linux-gnu",
+        "aarch64": "aarch64-linux-gnu",
+        "armv7l": "arm-linux-gnueabihf",
+    }.get(machine, f"{machine}-linux-gnu")
 
 
 def default_modules() -> list[str]:
@@ -78,13 +81,17 @@ class HardwareKeyError(GuiApproverError):
 
 
 class ModuleMissing(HardwareKeyError):
-    hint = ("install the token's PKCS#11 module (ykcs11: package ykcs11; smart cards: "
-            "opensc-pkcs11; TPM: libtpm2-pkcs11-1) or name it with --module PATH")
+    hint = (
+        "install the token's PKCS#11 module (ykcs11: package ykcs11; smart cards: "
+        "opensc-pkcs11; TPM: libtpm2-pkcs11-1) or name it with --module PATH"
+    )
 
 
 class TokenMissing(HardwareKeyError):
-    hint = ("plug in the security key (or insert the card) and try again; "
-            "`gui-approver hardware list` shows the tokens the module sees")
+    hint = (
+        "plug in the security key (or insert the card) and try again; "
+        "`gui-approver hardware list` shows the tokens the module sees"
+    )
 
 
 class TokenRemoved(HardwareKeyError):
@@ -92,8 +99,10 @@ class TokenRemoved(HardwareKeyError):
 
 
 class KeyMismatch(HardwareKeyError):
-    hint = ("the token no longer holds the recorded key (another token, or the key was "
-            "replaced); plug in the right token, or create a new key and register it")
+    hint = (
+        "the token no longer holds the recorded key (another token, or the key was "
+        "replaced); plug in the right token, or create a new key and register it"
+    )
 
 
 class WrongPin(WrongPassphrase):
@@ -101,8 +110,10 @@ class WrongPin(WrongPassphrase):
 
 
 class PinBlocked(HardwareKeyError):
-    hint = ("the PIN is blocked after too many wrong tries; unblock it with the token's PUK "
-            "or admin tool (YubiKey: ykman piv access unblock-pin)")
+    hint = (
+        "the PIN is blocked after too many wrong tries; unblock it with the token's PUK "
+        "or admin tool (YubiKey: ykman piv access unblock-pin)"
+    )
 
 
 class TouchTimeout(HardwareKeyError):
@@ -114,16 +125,30 @@ class UnsafeUri(HardwareKeyError):
 
 
 class BadUri(HardwareKeyError):
-    hint = ("a key URI looks like pkcs11:token=LABEL;id=%01;type=private (RFC 7512); "
-            "`gui-approver hardware list` prints the URI of every key")
+    hint = (
+        "a key URI looks like pkcs11:token=LABEL;id=%01;type=private (RFC 7512); "
+        "`gui-approver hardware list` prints the URI of every key"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # RFC 7512 URIs
 
-_PATH_ATTRS = ("token", "manufacturer", "serial", "model", "library-manufacturer",
-               "library-description", "library-version", "object", "type", "id",
-               "slot-description", "slot-manufacturer", "slot-id")
+_PATH_ATTRS = (
+    "token",
+    "manufacturer",
+    "serial",
+    "model",
+    "library-manufacturer",
+    "library-description",
+    "library-version",
+    "object",
+    "type",
+    "id",
+    "slot-description",
+    "slot-manufacturer",
+    "slot-id",
+)
 _QUERY_ATTRS = ("module-name", "module-path")
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
@@ -144,16 +169,30 @@ class Pkcs11Uri:
     extra: tuple[tuple[str, str], ...] = field(default=())
 
     def with_key(self, *, id: bytes | None, object: str | None) -> Pkcs11Uri:
-        return Pkcs11Uri(self.token, self.manufacturer, self.serial, self.model, self.slot_id,
-                         object, id, "private", self.module_path, self.extra)
+        return Pkcs11Uri(
+            self.token,
+            self.manufacturer,
+            self.serial,
+            self.model,
+            self.slot_id,
+            object,
+            id,
+            "private",
+            self.module_path,
+            self.extra,
+        )
 
     def __str__(self) -> str:
         def enc(text: str) -> str:
             return urllib.parse.quote(text, safe=_UNRESERVED)
 
         parts: list[str] = []
-        for name, value in (("token", self.token), ("manufacturer", self.manufacturer),
-                            ("serial", self.serial), ("model", self.model)):
+        for name, value in (
+            ("token", self.token),
+            ("manufacturer", self.manufacturer),
+            ("serial", self.serial),
+            ("model", self.model),
+        ):
             if value is not None:
                 parts.append(f"{name}={enc(value)}")
         if self.slot_id is not None:
@@ -176,7 +215,7 @@ def parse_uri(text: str) -> Pkcs11Uri:
     text = text.strip()
     if not text.lower().startswith("pkcs11:"):
         raise BadUri(f"not a pkcs11: URI: {text[:80]!r}")
-    body = text[len("pkcs11:"):]
+    body = text[len("pkcs11:") :]
     path, _, query = body.partition("?")
     values: dict[str, str] = {}
     extra: list[tuple[str, str]] = []
@@ -186,19 +225,28 @@ def parse_uri(text: str) -> Pkcs11Uri:
         _take_attr(item, _QUERY_ATTRS, "query", values, extra)
     kind = values.get("type")
     if kind is not None and kind not in ("private", "public"):
-        raise BadUri(f"the pkcs11: URI names a {kind!r} object; a signing key is "
-                     "type=private")
+        raise BadUri(f"the pkcs11: URI names a {kind!r} object; a signing key is type=private")
     return Pkcs11Uri(
-        token=values.get("token"), manufacturer=values.get("manufacturer"),
-        serial=values.get("serial"), model=values.get("model"),
-        slot_id=_slot_id(values.get("slot-id")), object=values.get("object"),
-        id=_key_id(values.get("id")), type=kind, module_path=values.get("module-path"),
+        token=values.get("token"),
+        manufacturer=values.get("manufacturer"),
+        serial=values.get("serial"),
+        model=values.get("model"),
+        slot_id=_slot_id(values.get("slot-id")),
+        object=values.get("object"),
+        id=_key_id(values.get("id")),
+        type=kind,
+        module_path=values.get("module-path"),
         extra=tuple(extra),
     )
 
 
-def _take_attr(item: str, allowed: tuple[str, ...], where: str, values: dict[str, str],
-               extra: list[tuple[str, str]]) -> None:
+def _take_attr(
+    item: str,
+    allowed: tuple[str, ...],
+    where: str,
+    values: dict[str, str],
+    extra: list[tuple[str, str]],
+) -> None:
     """One ``name=value`` of a pkcs11: URI into ``values`` (vendor ``x-`` ones into
     ``extra``, kept and never interpreted)."""
     if not item:
@@ -317,7 +365,8 @@ class _Worker:
 
     def __init__(self) -> None:
         self._q: queue.Queue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
-            queue.Queue())
+            queue.Queue()
+        )
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -364,9 +413,15 @@ def _serial(token: Any) -> str:
     return str(raw).strip()
 
 
-_TOKEN_FLAG_NAMES = ("LOGIN_REQUIRED", "PROTECTED_AUTHENTICATION_PATH", "USER_PIN_COUNT_LOW",
-                     "USER_PIN_FINAL_TRY", "USER_PIN_LOCKED", "USER_PIN_TO_BE_CHANGED",
-                     "TOKEN_INITIALIZED")
+_TOKEN_FLAG_NAMES = (
+    "LOGIN_REQUIRED",
+    "PROTECTED_AUTHENTICATION_PATH",
+    "USER_PIN_COUNT_LOW",
+    "USER_PIN_FINAL_TRY",
+    "USER_PIN_LOCKED",
+    "USER_PIN_TO_BE_CHANGED",
+    "TOKEN_INITIALIZED",
+)
 
 
 class Pkcs11Backend:
@@ -407,8 +462,9 @@ class Pkcs11Backend:
         try:
             slots = lib.get_slots(token_present=True)
         except pkcs11.PKCS11Error as exc:
-            raise HardwareKeyError(f"the PKCS#11 module {module} failed to list its slots "
-                                   f"({type(exc).__name__})") from None
+            raise HardwareKeyError(
+                f"the PKCS#11 module {module} failed to list its slots ({type(exc).__name__})"
+            ) from None
         found = []
         for slot in slots:
             try:
@@ -437,8 +493,9 @@ class Pkcs11Backend:
             what = f"token {uri.token!r}" if uri.token else "a token matching the URI"
             raise TokenMissing(f"{what} is not present in {module}; nothing was signed")
         if len(found) > 1:
-            raise BadUri(f"{len(found)} tokens in {module} match the URI; add serial= or "
-                         "token= to it")
+            raise BadUri(
+                f"{len(found)} tokens in {module} match the URI; add serial= or token= to it"
+            )
         return found[0][1]
 
     def _login_key(self, module: str, token: Any) -> tuple[str, str, str]:
@@ -465,14 +522,16 @@ class Pkcs11Backend:
             raise BadUri("the pkcs11: URI names no key (give id= or object=)")
         pub = self._find_one(session, ObjectClass.PUBLIC_KEY, uri)
         if pub is None:
-            raise KeyMismatch("the token has no public key matching the recorded URI; "
-                              "nothing was signed")
+            raise KeyMismatch(
+                "the token has no public key matching the recorded URI; nothing was signed"
+            )
         params = pub[Attribute.EC_PARAMS]
         if bytes(params) != P384_PARAMS:
             raise HardwareKeyError(
-                "the key on the token is not on the P-384 curve; RFC 3231 (PASETO v3) needs "
-                "P-384", hint="generate an ECCP384 key (ykman piv keys generate --algorithm "
-                "ECCP384) or let gui-approver generate one")
+                "the key on the token is not on the P-384 curve; RFC 3231 (PASETO v3) needs P-384",
+                hint="generate an ECCP384 key (ykman piv keys generate --algorithm "
+                "ECCP384) or let gui-approver generate one",
+            )
         return compress_point(bytes(pub[Attribute.EC_POINT]))
 
     # -- operations (any thread) ------------------------------------------------------------
@@ -507,14 +566,30 @@ class Pkcs11Backend:
                             continue
                         kid = bytes(pub[Attribute.ID] or b"")
                         label = str(pub[Attribute.LABEL] or "")
-                        keys.append(TokenKey(str(base.with_key(id=kid or None,
-                                                               object=None if kid else label)),
-                                             kid.hex(), label, point))
+                        keys.append(
+                            TokenKey(
+                                str(base.with_key(id=kid or None, object=None if kid else label)),
+                                kid.hex(),
+                                label,
+                                point,
+                            )
+                        )
             except pkcs11.PKCS11Error as exc:
                 flags.append(f"cannot-open-session:{type(exc).__name__}")
-            out.append(TokenInfo(module, slot.slot_id, token.label.strip(),
-                                 token.manufacturer_id.strip(), token.model.strip(),
-                                 _serial(token), flags, keys, others, str(base)))
+            out.append(
+                TokenInfo(
+                    module,
+                    slot.slot_id,
+                    token.label.strip(),
+                    token.manufacturer_id.strip(),
+                    token.model.strip(),
+                    _serial(token),
+                    flags,
+                    keys,
+                    others,
+                    str(base),
+                )
+            )
         return out
 
     def read_public(self, module: str, uri: str) -> bytes:
@@ -530,9 +605,12 @@ class Pkcs11Backend:
     def is_logged_in(self, module: str, uri: str) -> bool:
         parsed = parse_uri(uri)
         with self._state:
-            for (mod, serial, label) in self._logins:
-                if mod == module and (parsed.token is None or parsed.token == label) and (
-                        parsed.serial is None or parsed.serial == serial):
+            for mod, serial, label in self._logins:
+                if (
+                    mod == module
+                    and (parsed.token is None or parsed.token == label)
+                    and (parsed.serial is None or parsed.serial == serial)
+                ):
                     return True
         return False
 
@@ -554,19 +632,24 @@ class Pkcs11Backend:
         except pkcs11.PinIncorrect:
             raise self._wrong_pin(module, uri) from None
         except pkcs11.PinLocked:
-            raise PinBlocked(f"the PIN of token {token.label.strip()!r} is blocked; "
-                             "nothing was signed") from None
+            raise PinBlocked(
+                f"the PIN of token {token.label.strip()!r} is blocked; nothing was signed"
+            ) from None
         except pkcs11.UserAlreadyLoggedIn:
             # Logged in by this process some other way: a session without a PIN shares it.
             session = token.open()
         except (pkcs11.PinLenRange, pkcs11.PinInvalid):
-            raise WrongPin(f"the token {token.label.strip()!r} refused the PIN (wrong length "
-                           "or characters); nothing was signed") from None
+            raise WrongPin(
+                f"the token {token.label.strip()!r} refused the PIN (wrong length "
+                "or characters); nothing was signed"
+            ) from None
         except (pkcs11.DeviceRemoved, pkcs11.TokenNotPresent):
             raise TokenRemoved("the security key was removed; nothing was signed") from None
         except pkcs11.PKCS11Error as exc:
-            raise HardwareKeyError(f"logging in to token {token.label.strip()!r} failed "
-                                   f"({type(exc).__name__}); nothing was signed") from None
+            raise HardwareKeyError(
+                f"logging in to token {token.label.strip()!r} failed "
+                f"({type(exc).__name__}); nothing was signed"
+            ) from None
         with self._state:
             self._logins[key] = session
         return session
@@ -578,17 +661,20 @@ class Pkcs11Backend:
         try:
             flags = self._token(module, uri).flags
             if flags & pkcs11.TokenFlag.USER_PIN_LOCKED:
-                return PinBlocked("wrong PIN: the token has now blocked its PIN; nothing was "
-                                  "signed")
+                return PinBlocked(
+                    "wrong PIN: the token has now blocked its PIN; nothing was signed"
+                )
             if flags & pkcs11.TokenFlag.USER_PIN_FINAL_TRY:
                 left = " One try left before the PIN is blocked."
             elif flags & pkcs11.TokenFlag.USER_PIN_COUNT_LOW:
                 left = " Few tries left before the PIN is blocked."
         except GuiApproverError:
             pass
-        return WrongPin(f"wrong PIN for the security key; nothing was signed.{left}",
-                        hint="the PIN is never retried automatically; run the command again "
-                             "and type it carefully")
+        return WrongPin(
+            f"wrong PIN for the security key; nothing was signed.{left}",
+            hint="the PIN is never retried automatically; run the command again "
+            "and type it carefully",
+        )
 
     def logout(self, module: str, uri: str) -> bool:
         parsed = parse_uri(uri)
@@ -596,9 +682,13 @@ class Pkcs11Backend:
 
     def _logout_matching(self, module: str, uri: Pkcs11Uri) -> bool:
         with self._state:
-            keys = [k for k in self._logins if k[0] == module and
-                    (uri.token is None or uri.token == k[2]) and
-                    (uri.serial is None or uri.serial == k[1])]
+            keys = [
+                k
+                for k in self._logins
+                if k[0] == module
+                and (uri.token is None or uri.token == k[2])
+                and (uri.serial is None or uri.serial == k[1])
+            ]
             sessions = [self._logins.pop(k) for k in keys]
         for s in sessions:
             with contextlib.suppress(Exception):
@@ -641,25 +731,34 @@ class Pkcs11Backend:
 
         try:
             yield
-        except (pkcs11.DeviceRemoved, pkcs11.TokenNotPresent, pkcs11.SessionHandleInvalid,
-                pkcs11.SessionClosed, pkcs11.DeviceError):
+        except (
+            pkcs11.DeviceRemoved,
+            pkcs11.TokenNotPresent,
+            pkcs11.SessionHandleInvalid,
+            pkcs11.SessionClosed,
+            pkcs11.DeviceError,
+        ):
             with self._state:
                 stale = self._logins.pop(self._login_key(module, token), None)
             if stale is not None:
                 with contextlib.suppress(Exception):
                     stale.close()
-            raise TokenRemoved("the security key was removed or stopped answering; nothing "
-                               "was signed") from None
+            raise TokenRemoved(
+                "the security key was removed or stopped answering; nothing was signed"
+            ) from None
 
     # -- creating keys ----------------------------------------------------------------------
-    def generate(self, module: str, uri: str, pin: Secret, *, label: str,
-                 always_authenticate: bool = False) -> KeyInfo:
+    def generate(
+        self, module: str, uri: str, pin: Secret, *, label: str, always_authenticate: bool = False
+    ) -> KeyInfo:
         parsed = parse_uri(uri)
         return self._worker.call(
-            lambda: self._generate(module, parsed, pin, label, always_authenticate), 60.0)
+            lambda: self._generate(module, parsed, pin, label, always_authenticate), 60.0
+        )
 
-    def _generate(self, module: str, uri: Pkcs11Uri, pin: Secret, label: str,
-                  always_authenticate: bool) -> KeyInfo:
+    def _generate(
+        self, module: str, uri: Pkcs11Uri, pin: Secret, label: str, always_authenticate: bool
+    ) -> KeyInfo:
         import pkcs11
         from pkcs11 import Attribute, KeyType, MechanismFlag
 
@@ -670,24 +769,35 @@ class Pkcs11Backend:
         target = uri.with_key(id=kid, object=None)
         try:
             with token.open(rw=True) as session:
-                if self._find_one(session, pkcs11.ObjectClass.PRIVATE_KEY, target) or \
-                        self._find_one(session, pkcs11.ObjectClass.PUBLIC_KEY, target):
+                if self._find_one(
+                    session, pkcs11.ObjectClass.PRIVATE_KEY, target
+                ) or self._find_one(session, pkcs11.ObjectClass.PUBLIC_KEY, target):
                     raise HardwareKeyError(
                         "the token already holds a key with that id; nothing was generated",
-                        hint="pass --use-existing to use it, or another id= in the URI")
+                        hint="pass --use-existing to use it, or another id= in the URI",
+                    )
                 private_template: dict[Any, Any] = {
-                    Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False, Attribute.SIGN: True,
-                    Attribute.ID: kid, Attribute.LABEL: obj_label,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.SIGN: True,
+                    Attribute.ID: kid,
+                    Attribute.LABEL: obj_label,
                 }
                 if always_authenticate:
                     private_template[Attribute.ALWAYS_AUTHENTICATE] = True
                 session.generate_keypair(
                     KeyType.EC,
                     capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
-                    public_template={Attribute.EC_PARAMS: P384_PARAMS, Attribute.VERIFY: True,
-                                     Attribute.PRIVATE: False, Attribute.TOKEN: True,
-                                     Attribute.ID: kid, Attribute.LABEL: obj_label},
+                    public_template={
+                        Attribute.EC_PARAMS: P384_PARAMS,
+                        Attribute.VERIFY: True,
+                        Attribute.PRIVATE: False,
+                        Attribute.TOKEN: True,
+                        Attribute.ID: kid,
+                        Attribute.LABEL: obj_label,
+                    },
                     private_template=private_template,
                     store=True,
                 )
@@ -695,7 +805,8 @@ class Pkcs11Backend:
             raise HardwareKeyError(
                 f"the token refused to generate a P-384 key ({type(exc).__name__})",
                 hint="some tokens generate keys only with their own tool (YubiKey: ykman piv "
-                     "keys generate --algorithm ECCP384 …); then pass --use-existing") from None
+                "keys generate --algorithm ECCP384 …); then pass --use-existing",
+            ) from None
         return self._describe(module, token, target)
 
     def adopt(self, module: str, uri: str, pin: Secret) -> KeyInfo:
@@ -716,15 +827,16 @@ class Pkcs11Backend:
             point = self._public_point(session, uri)
             priv = self._find_one(session, ObjectClass.PRIVATE_KEY, uri)
             if priv is None:
-                raise KeyMismatch("the token has no private key matching the URI (after "
-                                  "login)")
+                raise KeyMismatch("the token has no private key matching the URI (after login)")
             attrs: dict[str, bool] = {}
-            for name, attr in (("sensitive", Attribute.SENSITIVE),
-                               ("extractable", Attribute.EXTRACTABLE),
-                               ("always_sensitive", Attribute.ALWAYS_SENSITIVE),
-                               ("never_extractable", Attribute.NEVER_EXTRACTABLE),
-                               ("local", Attribute.LOCAL),
-                               ("always_authenticate", Attribute.ALWAYS_AUTHENTICATE)):
+            for name, attr in (
+                ("sensitive", Attribute.SENSITIVE),
+                ("extractable", Attribute.EXTRACTABLE),
+                ("always_sensitive", Attribute.ALWAYS_SENSITIVE),
+                ("never_extractable", Attribute.NEVER_EXTRACTABLE),
+                ("local", Attribute.LOCAL),
+                ("always_authenticate", Attribute.ALWAYS_AUTHENTICATE),
+            ):
                 try:
                     attrs[name] = bool(priv[attr])
                 except pkcs11.PKCS11Error:
@@ -732,16 +844,29 @@ class Pkcs11Backend:
             if attrs.get("extractable") or attrs.get("sensitive") is False:
                 raise HardwareKeyError(
                     "the private key on the token can be exported (not sensitive or "
-                    "extractable); gui-approver only uses keys that never leave the token")
+                    "extractable); gui-approver only uses keys that never leave the token"
+                )
             kid = bytes(priv[Attribute.ID] or b"")
             label = str(priv[Attribute.LABEL] or "")
             touch = _touch_policy(priv)
         serial = _serial(token)
-        full = Pkcs11Uri(token=token.label.strip(), serial=serial or None,
-                         id=kid or None, object=None if kid else label, type="private")
-        return KeyInfo(module=module, uri=str(full), point=point,
-                       token_label=token.label.strip(), token_serial=serial, label=label,
-                       attributes=attrs, touch_policy=touch)
+        full = Pkcs11Uri(
+            token=token.label.strip(),
+            serial=serial or None,
+            id=kid or None,
+            object=None if kid else label,
+            type="private",
+        )
+        return KeyInfo(
+            module=module,
+            uri=str(full),
+            point=point,
+            token_label=token.label.strip(),
+            token_serial=serial,
+            label=label,
+            attributes=attrs,
+            touch_policy=touch,
+        )
 
     # -- signing ----------------------------------------------------------------------------
     def sign_digest(
@@ -763,8 +888,7 @@ class Pkcs11Backend:
         if len(digest) != 48:
             raise ValueError("CKM_ECDSA signs a SHA-384 digest only")
         parsed = parse_uri(uri)
-        fut = self._worker.submit(
-            lambda: self._sign(module, parsed, digest, expected_point, pin))
+        fut = self._worker.submit(lambda: self._sign(module, parsed, digest, expected_point, pin))
         done: Callable[[], None] | None = None
         try:
             if on_touch is not None and not touch_known:
@@ -775,16 +899,19 @@ class Pkcs11Backend:
             try:
                 return fut.result(SIGN_TIMEOUT)
             except concurrent.futures.TimeoutError:
-                raise TouchTimeout("the security key did not sign within "
-                                   f"{SIGN_TIMEOUT:.0f} s (not touched?); nothing was "
-                                   "signed") from None
+                raise TouchTimeout(
+                    "the security key did not sign within "
+                    f"{SIGN_TIMEOUT:.0f} s (not touched?); nothing was "
+                    "signed"
+                ) from None
         finally:
             if done is not None:
                 with contextlib.suppress(Exception):
                     done()
 
-    def _sign(self, module: str, uri: Pkcs11Uri, digest: bytes, expected: bytes,
-              pin: Secret | None) -> bytes:
+    def _sign(
+        self, module: str, uri: Pkcs11Uri, digest: bytes, expected: bytes, pin: Secret | None
+    ) -> bytes:
         import pkcs11
         from pkcs11 import Mechanism, ObjectClass
 
@@ -793,9 +920,10 @@ class Pkcs11Backend:
         with self._state:
             logged_in = key in self._logins
         if not logged_in:
-            raise KeyLocked("the security key is not unlocked (no PIN given); nothing was "
-                            "signed", hint="unlock it in the app, or: gui-approver key unlock "
-                                           "--registry NAME")
+            raise KeyLocked(
+                "the security key is not unlocked (no PIN given); nothing was signed",
+                hint="unlock it in the app, or: gui-approver key unlock --registry NAME",
+            )
         with self._guard(module, token):
             # A fresh session per signature: after a failed per-signature login the session
             # is stuck (OperationActive), so it is thrown away with any error.
@@ -803,12 +931,16 @@ class Pkcs11Backend:
             try:
                 point = self._public_point(session, uri)
                 if point != expected:
-                    raise KeyMismatch("the key on the token differs from the recorded public "
-                                      "key; nothing was signed")
+                    raise KeyMismatch(
+                        "the key on the token differs from the recorded public "
+                        "key; nothing was signed"
+                    )
                 priv = self._find_one(session, ObjectClass.PRIVATE_KEY, uri)
                 if priv is None:
-                    raise KeyMismatch("the token has no private key for the recorded URI "
-                                      "(logged in); nothing was signed")
+                    raise KeyMismatch(
+                        "the token has no private key for the recorded URI "
+                        "(logged in); nothing was signed"
+                    )
                 signer = cast(Any, priv)
                 try:
                     if pin is not None:
@@ -818,23 +950,33 @@ class Pkcs11Backend:
                 except pkcs11.PinIncorrect:
                     raise self._wrong_pin(module, uri) from None
                 except pkcs11.PinLocked:
-                    raise PinBlocked("the PIN of the security key is blocked; nothing was "
-                                     "signed") from None
+                    raise PinBlocked(
+                        "the PIN of the security key is blocked; nothing was signed"
+                    ) from None
                 except pkcs11.UserNotLoggedIn:
-                    raise KeyLocked("the key asks for its PIN for every signature and none "
-                                    "was given; nothing was signed") from None
-                except (pkcs11.FunctionFailed, pkcs11.FunctionCancelled,
-                        pkcs11.FunctionRejected) as exc:
-                    raise TouchTimeout(f"the security key refused to sign "
-                                       f"({type(exc).__name__}: not touched in time, or "
-                                       "the request was cancelled); nothing was signed") from None
+                    raise KeyLocked(
+                        "the key asks for its PIN for every signature and none "
+                        "was given; nothing was signed"
+                    ) from None
+                except (
+                    pkcs11.FunctionFailed,
+                    pkcs11.FunctionCancelled,
+                    pkcs11.FunctionRejected,
+                ) as exc:
+                    raise TouchTimeout(
+                        f"the security key refused to sign "
+                        f"({type(exc).__name__}: not touched in time, or "
+                        "the request was cancelled); nothing was signed"
+                    ) from None
             finally:
                 with contextlib.suppress(Exception):
                     session.close()
         sig = bytes(sig)
         if len(sig) != 96:
-            raise HardwareKeyError(f"the token returned a {len(sig)}-byte signature, not a raw "
-                                   "P-384 r||s; nothing was signed")
+            raise HardwareKeyError(
+                f"the token returned a {len(sig)}-byte signature, not a raw "
+                "P-384 r||s; nothing was signed"
+            )
         return sig
 
 
@@ -899,10 +1041,15 @@ def find_module(uri: str, module: str | None) -> str:
         except GuiApproverError:
             continue
     if not candidates:
-        raise ModuleMissing("no PKCS#11 module is installed at the default paths ("
-                            + ", ".join(default_modules()) + ")")
-    raise TokenMissing("no default PKCS#11 module sees a token matching the URI "
-                       f"(searched {', '.join(candidates)})")
+        raise ModuleMissing(
+            "no PKCS#11 module is installed at the default paths ("
+            + ", ".join(default_modules())
+            + ")"
+        )
+    raise TokenMissing(
+        "no default PKCS#11 module sees a token matching the URI "
+        f"(searched {', '.join(candidates)})"
+    )
 
 
 def pae(pieces: list[bytes]) -> bytes:

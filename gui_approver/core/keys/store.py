@@ -61,8 +61,9 @@ def _b64e(data: bytes) -> str:
 
 
 def _b64d(text: str) -> bytes:
-    if not text or any(c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                       for c in text):
+    if not text or any(
+        c not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" for c in text
+    ):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -82,7 +83,7 @@ def wrapped_iterations(wrapped: Secret) -> int | None:
     if not text.startswith(_WRAPPED_PREFIX):
         return None
     try:
-        raw = _b64d(text[len(_WRAPPED_PREFIX):])
+        raw = _b64d(text[len(_WRAPPED_PREFIX) :])
     except ValueError:
         return None
     return int.from_bytes(raw[32:36], "big") if len(raw) >= 36 else None
@@ -109,7 +110,7 @@ def parse_public_paserk(text: str) -> ec.EllipticCurvePublicKey:
     text = text.strip()
     if not text.startswith(_PUBLIC_PREFIX):
         raise ValueError("a public key must start with 'k3.public.'")
-    point = _b64d(text[len(_PUBLIC_PREFIX):])
+    point = _b64d(text[len(_PUBLIC_PREFIX) :])
     if len(point) != 49:
         raise ValueError("a k3.public key holds a 49-byte compressed P-384 point")
     return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), point)
@@ -138,7 +139,7 @@ class SigningKey:
         if not text.startswith(_SECRET_PREFIX):
             raise ValueError("a secret key must be a PASERK starting with 'k3.secret.'")
         try:
-            raw = _b64d(text[len(_SECRET_PREFIX):])
+            raw = _b64d(text[len(_SECRET_PREFIX) :])
         except ValueError:
             raise ValueError("the secret key is not valid base64url") from None
         if len(raw) != 48:
@@ -175,16 +176,20 @@ class SigningKey:
 
     @property
     def public_pem(self) -> str:
-        return self._private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode("ascii")
+        return (
+            self._private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode("ascii")
+        )
 
     def sign(self, payload: bytes, footer: bytes) -> str:
         """A ``v3.public`` PASETO token, signed here with the one key object (no PEM or
         second key is ever made from it). PASETO v3: ``m2 = PAE(pk, h, m, f, i)`` with the
         compressed public key, ECDSA P-384 / SHA-384, signature ``r || s`` (96 bytes)."""
         header = b"v3.public."
-        point = _b64d(self.public_paserk[len(_PUBLIC_PREFIX):])
+        point = _b64d(self.public_paserk[len(_PUBLIC_PREFIX) :])
         m2 = _pae([point, header, payload, footer, b""])
         der = self._private.sign(m2, ec.ECDSA(hashes.SHA384()))
         r, s = decode_dss_signature(der)
@@ -310,15 +315,19 @@ TRUSTED_ORIGINS = ("cli", "dialog")
 
 CRATES_IO = "crates-io"
 #: How cargo names crates.io to a provider, and the sparse index it actually fetches.
-CRATES_IO_INDEXES = ("https://github.com/rust-lang/crates.io-index",
-                     "sparse+https://index.crates.io")
+CRATES_IO_INDEXES = (
+    "https://github.com/rust-lang/crates.io-index",
+    "sparse+https://index.crates.io",
+)
 CRATES_IO_REFUSAL = (
     "crates.io does not accept asymmetric tokens (RFC 3231) yet: it takes only bearer tokens, "
     "so a key made here would be rejected by crates.io"
 )
-CRATES_IO_HINT = ("keep your crates.io token in the keychain instead: "
-                  "gui-approver token import-cargo (or: gui-approver token add --registry "
-                  "crates-io)")
+CRATES_IO_HINT = (
+    "keep your crates.io token in the keychain instead: "
+    "gui-approver token import-cargo (or: gui-approver token add --registry "
+    "crates-io)"
+)
 
 
 def is_crates_io(registry: str | None, index_url: str | None) -> bool:
@@ -345,8 +354,13 @@ class HardwareRef:
         return dict(self.attributes).get("always_authenticate", False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"module": self.module, "uri": self.uri, "token": self.token,
-                "attributes": dict(self.attributes), "touch_policy": self.touch_policy}
+        return {
+            "module": self.module,
+            "uri": self.uri,
+            "token": self.token,
+            "attributes": dict(self.attributes),
+            "touch_policy": self.touch_policy,
+        }
 
     @classmethod
     def from_json(cls, obj: Any) -> HardwareRef:
@@ -370,8 +384,13 @@ class HardwareRef:
         if touch not in (None, "always", "cached", "never"):
             raise ValueError(f"unknown touch policy {touch!r}")
         token = obj.get("token", "")
-        return cls(module=module, uri=uri, token=token if isinstance(token, str) else "",
-                   attributes=tuple(sorted(attrs.items())), touch_policy=touch)
+        return cls(
+            module=module,
+            uri=uri,
+            token=token if isinstance(token, str) else "",
+            attributes=tuple(sorted(attrs.items())),
+            touch_policy=touch,
+        )
 
 
 @dataclass(frozen=True)
@@ -455,9 +474,17 @@ class KeyRecord:
         if not isinstance(origin, str):
             raise ValueError("key record field 'origin' must be a string")
         return cls(
-            registry=obj["registry"], index_url=obj["index_url"], public=obj["public"],
-            kip=obj["kip"], subject=sub, created=obj["created"], expires=expires,
-            protection=protection, status=status, hardware=hardware, origin=origin,
+            registry=obj["registry"],
+            index_url=obj["index_url"],
+            public=obj["public"],
+            kip=obj["kip"],
+            subject=sub,
+            created=obj["created"],
+            expires=expires,
+            protection=protection,
+            status=status,
+            hardware=hardware,
+            origin=origin,
         )
 
 
@@ -628,13 +655,22 @@ class KeyStore:
             records = self._read()
             _check_free(records, registry, index_url, status)
             record = KeyRecord(
-                registry=registry, index_url=index_url, public=public,
-                kip=paserk_pid(public), subject=subject,
+                registry=registry,
+                index_url=index_url,
+                public=public,
+                kip=paserk_pid(public),
+                subject=subject,
                 created=datetime.now(UTC).replace(microsecond=0).isoformat(),
-                expires=expires, protection="hardware", status=status,
-                hardware=HardwareRef(module=info.module, uri=info.uri, token=info.token_label,
-                                     attributes=tuple(sorted(info.attributes.items())),
-                                     touch_policy=info.touch_policy),
+                expires=expires,
+                protection="hardware",
+                status=status,
+                hardware=HardwareRef(
+                    module=info.module,
+                    uri=info.uri,
+                    token=info.token_label,
+                    attributes=tuple(sorted(info.attributes.items())),
+                    touch_policy=info.touch_policy,
+                ),
                 origin=origin,
             )
             self._write([*records, record])
@@ -650,29 +686,52 @@ class KeyStore:
         passphrase: Secret | None = None,
         origin: str = "unknown",
     ) -> KeyRecord:
-        return self.add(SigningKey.generate(), registry=registry, index_url=index_url,
-                        subject=subject, expires=expires, passphrase=passphrase, origin=origin)
+        return self.add(
+            SigningKey.generate(),
+            registry=registry,
+            index_url=index_url,
+            subject=subject,
+            expires=expires,
+            passphrase=passphrase,
+            origin=origin,
+        )
 
     def start_rotation(
-        self, record: KeyRecord, *, expires: str | None = None, passphrase: Secret | None = None,
+        self,
+        record: KeyRecord,
+        *,
+        expires: str | None = None,
+        passphrase: Secret | None = None,
         hardware: Any = None,
     ) -> KeyRecord:
         """Create the successor of ``record`` (pending until :meth:`finish_rotation`);
         ``hardware``: a pkcs11.KeyInfo made on a token for it."""
         if hardware is not None:
-            return self.add_hardware(hardware, registry=record.registry,
-                                     index_url=record.index_url, subject=record.subject,
-                                     expires=expires, status="pending", origin=record.origin)
+            return self.add_hardware(
+                hardware,
+                registry=record.registry,
+                index_url=record.index_url,
+                subject=record.subject,
+                expires=expires,
+                status="pending",
+                origin=record.origin,
+            )
         if record.protection == "hardware":
             # The successor would be a keychain key: that silently weakens the protection.
             raise ConfigError(
                 f"the key of registry {record.registry} is on a hardware token; rotating it "
                 "would put its successor in the keychain, so gui-approver does not",
                 hint=f"make the successor on a token: gui-approver key rotate --registry "
-                     f"{record.registry} --pkcs11 URI")
+                f"{record.registry} --pkcs11 URI",
+            )
         return self.add(
-            SigningKey.generate(), registry=record.registry, index_url=record.index_url,
-            subject=record.subject, expires=expires, passphrase=passphrase, status="pending",
+            SigningKey.generate(),
+            registry=record.registry,
+            index_url=record.index_url,
+            subject=record.subject,
+            expires=expires,
+            passphrase=passphrase,
+            status="pending",
             origin=record.origin,
         )
 
@@ -681,11 +740,16 @@ class KeyStore:
         with self._lock:
             pending = self.find_pending(registry)
             if pending is None:
-                raise KeyNotFound(f"registry {registry} has no pending successor key",
-                                  hint=f"start one: gui-approver key rotate --registry {registry}")
+                raise KeyNotFound(
+                    f"registry {registry} has no pending successor key",
+                    hint=f"start one: gui-approver key rotate --registry {registry}",
+                )
             old = self.find_by_registry(registry)
-            records = [r for r in self._read() if r.kip not in (pending.kip,) and
-                       (old is None or r.kip != old.kip)]
+            records = [
+                r
+                for r in self._read()
+                if r.kip not in (pending.kip,) and (old is None or r.kip != old.kip)
+            ]
             promoted = replace(pending, status="active")
             self._write([*records, promoted])
             if old is not None:
@@ -718,7 +782,11 @@ class KeyStore:
             hook(kip)
 
     def signing_key(
-        self, record: KeyRecord, *, approved: bool = False, may_ask: bool = True,
+        self,
+        record: KeyRecord,
+        *,
+        approved: bool = False,
+        may_ask: bool = True,
         purpose: str | None = None,
     ) -> SigningKey:
         """The key to sign with now: checks expiry, loads the secret from the keychain once,
@@ -759,12 +827,13 @@ class KeyStore:
         hw = record.hardware
         if hw is None:
             raise ConfigError(f"the hardware key record of {record.registry} is incomplete")
-        point = _b64d(record.public[len(_PUBLIC_PREFIX):])
+        point = _b64d(record.public[len(_PUBLIC_PREFIX) :])
         b = pkcs11.backend()
         if b.read_public(hw.module, hw.uri) != point:
             raise pkcs11.KeyMismatch(
                 f"the token no longer holds the key recorded for registry {record.registry} "
-                f"({record.kip}); nothing was signed")
+                f"({record.kip}); nothing was signed"
+            )
         pin_for_signature: Secret | None = None
         if not b.is_logged_in(hw.module, hw.uri):
             if not may_ask:  # e.g. logged out (idle lock) since the request came in
@@ -772,7 +841,8 @@ class KeyStore:
                     f"the security key for registry {record.registry} is not logged in and "
                     "this request was not approved, so no PIN is asked; nothing was signed",
                     hint="run the cargo command again (it will be shown for approval), or: "
-                         f"gui-approver key unlock --registry {record.registry}")
+                    f"gui-approver key unlock --registry {record.registry}",
+                )
             pin = self._ask_pin(record, "enter the PIN of the security key to sign")
             b.login(hw.module, hw.uri, pin)
             if hw.always_authenticate:
@@ -781,25 +851,30 @@ class KeyStore:
             if not may_ask:
                 raise KeyLocked(
                     f"the security key for registry {record.registry} asks for its PIN for "
-                    "every signature and this request was not approved; nothing was signed")
+                    "every signature and this request was not approved; nothing was signed"
+                )
             pin_for_signature = self._ask_pin(
-                record, "this key asks for its PIN for every signature")
+                record, "this key asks for its PIN for every signature"
+            )
         with self._lock:
             # The login starts the idle clock; only approved uses restart it (_note_used).
             self._hw_unlocked.setdefault(record.kip, (time.monotonic(), hw.module, hw.uri))
-        return HardwareSigningKey(record, point, b, pin=pin_for_signature,
-                                  notifier=self.touch_notifier)
+        return HardwareSigningKey(
+            record, point, b, pin=pin_for_signature, notifier=self.touch_notifier
+        )
 
     def _ask_pin(self, record: KeyRecord, why: str) -> Secret:
         if self.unlocker is None:
             raise KeyLocked(
                 f"the key for registry {record.registry} is on a security key that is not "
                 "unlocked; nothing was signed",
-                hint=f"unlock it: gui-approver key unlock --registry {record.registry}")
+                hint=f"unlock it: gui-approver key unlock --registry {record.registry}",
+            )
         pin = self.unlocker(record, why)
         if pin is None or not pin.expose():
-            raise KeyLocked(f"no PIN was given for the key of {record.registry}; nothing "
-                            "was signed")
+            raise KeyLocked(
+                f"no PIN was given for the key of {record.registry}; nothing was signed"
+            )
         return pin
 
     def _hw_logout(self, kip: str) -> bool:
@@ -845,8 +920,7 @@ class KeyStore:
                 self._unlocked_at[record.kip] = time.monotonic()
         return key
 
-    def _unlock(self, record: KeyRecord, wrapped: Secret,
-                purpose: str | None = None) -> SigningKey:
+    def _unlock(self, record: KeyRecord, wrapped: Secret, purpose: str | None = None) -> SigningKey:
         now = time.monotonic()
         with self._lock:
             count, until = self._failures.get(record.kip, (0, 0.0))
@@ -860,25 +934,30 @@ class KeyStore:
                 f"the key for registry {record.registry} is protected by a passphrase and is "
                 "locked; unlock it in the gui-approver app. Nothing was signed."
             )
-        why = "wrong passphrase, try again" if count else (
-            f"unlock the key {purpose}" if purpose else "unlock the key to sign")
+        why = (
+            "wrong passphrase, try again"
+            if count
+            else (f"unlock the key {purpose}" if purpose else "unlock the key to sign")
+        )
         asker = getattr(self.unlocker, "ask_verified", None)
         if callable(asker):
             return self._unlock_in_prompt(record, wrapped, why, asker)
         passphrase = self.unlocker(record, why)
         if passphrase is None:
-            raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
-                            "nothing was signed")
+            raise KeyLocked(
+                f"unlocking the key for {record.registry} was cancelled; nothing was signed"
+            )
         try:
             key = SigningKey.from_wrapped(wrapped, passphrase)
         except WrongPassphrase:
             count += 1
             with self._lock:
-                self._failures[record.kip] = (count, time.monotonic() + min(2.0**count,
-                                                                            _MAX_BACKOFF))
+                self._failures[record.kip] = (
+                    count,
+                    time.monotonic() + min(2.0**count, _MAX_BACKOFF),
+                )
             raise WrongPassphrase(
-                f"wrong passphrase for the key of registry {record.registry}; nothing was "
-                "signed"
+                f"wrong passphrase for the key of registry {record.registry}; nothing was signed"
             ) from None
         with self._lock:
             self._failures.pop(record.kip, None)
@@ -886,8 +965,9 @@ class KeyStore:
             self._rewrap_if_weak(record, key, wrapped, passphrase)
         return key
 
-    def _unlock_in_prompt(self, record: KeyRecord, wrapped: Secret, why: str,
-                          asker: Any) -> SigningKey:
+    def _unlock_in_prompt(
+        self, record: KeyRecord, wrapped: Secret, why: str, asker: Any
+    ) -> SigningKey:
         """An unlocker that checks each passphrase while its prompt stays open: a wrong one
         keeps the prompt ("wrong passphrase, N s before the next try"), within its deadline.
         The backoff is the same as between separate prompts."""
@@ -913,8 +993,9 @@ class KeyStore:
 
         key = asker(record, why, attempt)
         if not isinstance(key, SigningKey):
-            raise KeyLocked(f"unlocking the key for {record.registry} was cancelled; "
-                            "nothing was signed")
+            raise KeyLocked(
+                f"unlocking the key for {record.registry} was cancelled; nothing was signed"
+            )
         return key
 
     def _rewrap_if_weak(
@@ -928,11 +1009,19 @@ class KeyStore:
         try:
             self.keychain.set(record.kip, key.wrap(passphrase))
         except Exception as exc:  # noqa: BLE001 - the old item still works
-            log.warning("could not re-wrap the key of %s with %d iterations (%s)",
-                        record.registry, WRAP_ITERATIONS, type(exc).__name__)
+            log.warning(
+                "could not re-wrap the key of %s with %d iterations (%s)",
+                record.registry,
+                WRAP_ITERATIONS,
+                type(exc).__name__,
+            )
             return
-        log.info("re-wrapped the key of %s: %d -> %d PBKDF2 iterations", record.registry,
-                 count, WRAP_ITERATIONS)
+        log.info(
+            "re-wrapped the key of %s: %d -> %d PBKDF2 iterations",
+            record.registry,
+            count,
+            WRAP_ITERATIONS,
+        )
 
     def unlock(self, record: KeyRecord, passphrase: Secret) -> None:
         """Unlock a passphrase-protected key, or log in to a hardware key's token with its
@@ -944,10 +1033,11 @@ class KeyStore:
             if hw is None:
                 raise ConfigError(f"the hardware key record of {record.registry} is incomplete")
             b = pkcs11.backend()
-            if b.read_public(hw.module, hw.uri) != _b64d(record.public[len(_PUBLIC_PREFIX):]):
+            if b.read_public(hw.module, hw.uri) != _b64d(record.public[len(_PUBLIC_PREFIX) :]):
                 raise pkcs11.KeyMismatch(
                     f"the token no longer holds the key recorded for registry "
-                    f"{record.registry} ({record.kip})")
+                    f"{record.registry} ({record.kip})"
+                )
             b.login(hw.module, hw.uri, passphrase)
             with self._lock:
                 self._hw_unlocked[record.kip] = (time.monotonic(), hw.module, hw.uri)
@@ -998,8 +1088,7 @@ class KeyStore:
             idle = [k for k, t in self._unlocked_at.items() if now - t >= idle_seconds]
             for kip in idle:
                 self._forget(kip)
-            hw_idle = [k for k, (t, _m, _u) in self._hw_unlocked.items()
-                       if now - t >= idle_seconds]
+            hw_idle = [k for k, (t, _m, _u) in self._hw_unlocked.items() if now - t >= idle_seconds]
         locked = len(idle)
         for kip in hw_idle:
             if self._hw_logout(kip):
@@ -1016,8 +1105,7 @@ class KeyStore:
             usage = self.last_used()
             usage[record.kip] = datetime.now(UTC).replace(microsecond=0).isoformat()
             try:
-                _atomic_write(self.usage_path, json.dumps(usage, indent=1).encode(),
-                              fsync=False)
+                _atomic_write(self.usage_path, json.dumps(usage, indent=1).encode(), fsync=False)
             except OSError:
                 log.warning("could not record the key's last use in %s", self.usage_path)
 
@@ -1061,5 +1149,7 @@ def unlock_registry(store: KeyStore, registry: str, secret: Secret) -> str:
         return f"The key for registry {record.registry} needs no unlocking."
     store.unlock(record, secret)
     what = "security key is logged in" if record.protection == "hardware" else "key is unlocked"
-    return (f"The {what} for registry {record.registry} ({record.kip}) until it is locked "
-            "(gui-approver key lock, the idle lock, or the screen lock).")
+    return (
+        f"The {what} for registry {record.registry} ({record.kip}) until it is locked "
+        "(gui-approver key lock, the idle lock, or the screen lock)."
+    )

@@ -16,8 +16,10 @@ from gui_approver.secret import Secret
 MIN_SCORE = 3
 #: zxcvbn's cost grows with the length; the first 100 characters decide.
 _MAX_SCORED = 100
-_HINT = ("use four or more random words, e.g. from a diceware list, or a passphrase from "
-         "your password manager")
+_HINT = (
+    "use four or more random words, e.g. from a diceware list, or a passphrase from "
+    "your password manager"
+)
 
 
 def passphrase_problem(passphrase: Secret, *, context: Iterable[str] = ()) -> str | None:
@@ -36,8 +38,10 @@ def passphrase_problem(passphrase: Secret, *, context: Iterable[str] = ()) -> st
     why = [str(feedback.get("warning") or "").strip()]
     why += [str(s).strip() for s in feedback.get("suggestions") or []]
     detail = " ".join(w.rstrip(".") + "." for w in why if w)
-    return (f"The passphrase is too weak (strength {score} of 4, at least {MIN_SCORE} needed). "
-            + (detail + " " if detail else "")).rstrip()
+    return (
+        f"The passphrase is too weak (strength {score} of 4, at least {MIN_SCORE} needed). "
+        + (detail + " " if detail else "")
+    ).rstrip()
 
 
 def check_passphrase(passphrase: Secret, *, context: Iterable[str] = ()) -> None:

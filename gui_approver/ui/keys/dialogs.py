@@ -53,8 +53,14 @@ class ConfigureCargoDialog(QDialog):
     """The key manager's "Configure cargo…" for an existing key or token: the same preview
     and Apply as the wizard's last page."""
 
-    def __init__(self, store: KeyStore, record: KeyRecord | TokenRecord,
-                 parent: QWidget | None = None, *, cargo_home: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        record: KeyRecord | TokenRecord,
+        parent: QWidget | None = None,
+        *,
+        cargo_home: Path | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("configureCargoDialog")
         self.setWindowTitle(f"Configure cargo for {elide_middle(record.registry, 60)}")
@@ -106,10 +112,13 @@ class RotateDialog(QDialog):
         s.setContentsMargins(0, 0, 0, 0)
         s.addWidget(_bold(_plain(f"Rotate the key for registry {registry}"), 1.2))
         old_kip = self.old.kip if self.old else "(none)"
-        s.addWidget(_plain(
-            "This creates a successor key. The current key keeps signing until you confirm "
-            "that the new one is registered with the registry; then the current key is "
-            "deleted."))
+        s.addWidget(
+            _plain(
+                "This creates a successor key. The current key keeps signing until you confirm "
+                "that the new one is registered with the registry; then the current key is "
+                "deleted."
+            )
+        )
         s.addWidget(_plain(f"Current key: {old_kip}", mono=True))
         form = QFormLayout()
         self.expiry = ExpiryPicker()
@@ -138,16 +147,19 @@ class RotateDialog(QDialog):
         c = QVBoxLayout(confirm)
         c.setContentsMargins(0, 0, 0, 0)
         c.addWidget(_bold(_plain(f"Successor key for registry {registry}"), 1.2))
-        c.addWidget(_plain("Register this public key with the registry (paste it on its key "
-                           "page):", selectable=False))
+        c.addWidget(
+            _plain(
+                "Register this public key with the registry (paste it on its key page):",
+                selectable=False,
+            )
+        )
         self.keys = PublicKeyView()
         c.addWidget(self.keys)
         self.demo = DemoRegistryBox(demo_data_dir)
         c.addWidget(self.demo)
         self.old_note = _plain("")
         c.addWidget(self.old_note)
-        self.registered_box = QCheckBox(
-            f"The new key is registered with {elide_middle(registry)}")
+        self.registered_box = QCheckBox(f"The new key is registered with {elide_middle(registry)}")
         c.addWidget(self.registered_box)
         c.addStretch(1)
         self.confirm_error = _error_label()
@@ -178,8 +190,10 @@ class RotateDialog(QDialog):
         self.demo.setVisible(local)
         self.demo.set_key(pending.public, pending.subject)
         old = f"The current key ({self.old.kip})" if self.old else "No current key"
-        self.old_note.setText(f"{old} keeps signing until you confirm that the new key is "
-                              "registered. Switching deletes the current key.")
+        self.old_note.setText(
+            f"{old} keeps signing until you confirm that the new key is "
+            "registered. Switching deletes the current key."
+        )
         self.stack.setCurrentIndex(1)
 
     def create_successor(self) -> KeyRecord | None:
@@ -192,8 +206,9 @@ class RotateDialog(QDialog):
             return None
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            pending = self.store.start_rotation(self.old, expires=self.expiry.value(),
-                                                passphrase=passphrase)
+            pending = self.store.start_rotation(
+                self.old, expires=self.expiry.value(), passphrase=passphrase
+            )
         except GuiApproverError as exc:
             _show_error(self.start_error, exc.full())
             return None
@@ -223,36 +238,50 @@ class DeleteKeyDialog(QDialog):
 
     deleted = Signal(object)
 
-    def __init__(self, store: KeyStore, record: KeyRecord | TokenRecord,
-                 parent: QWidget | None = None):
+    def __init__(
+        self, store: KeyStore, record: KeyRecord | TokenRecord, parent: QWidget | None = None
+    ):
         super().__init__(parent)
         self.store = store
         self.record = record
         self.setObjectName("deleteDialog")
         token = isinstance(record, TokenRecord)
-        self.setWindowTitle(f"gui-approver: delete the {'token' if token else 'key'} for "
-                            f"{elide_middle(record.registry)}")
+        self.setWindowTitle(
+            f"gui-approver: delete the {'token' if token else 'key'} for "
+            f"{elide_middle(record.registry)}"
+        )
         layout = QVBoxLayout(self)
         if isinstance(record, TokenRecord):
             what = "bearer token"
         else:
             what = "pending successor key" if record.status == "pending" else "key"
-        layout.addWidget(_bold(_plain(f"Delete the {what} for registry {record.registry}?"),
-                               1.2))
-        layout.addWidget(_plain(f"Token: sha256:{record.fingerprint}" if isinstance(
-            record, TokenRecord) else f"Key id: {record.kip}", mono=True))
+        layout.addWidget(_bold(_plain(f"Delete the {what} for registry {record.registry}?"), 1.2))
+        layout.addWidget(
+            _plain(
+                f"Token: sha256:{record.fingerprint}"
+                if isinstance(record, TokenRecord)
+                else f"Key id: {record.kip}",
+                mono=True,
+            )
+        )
         layout.addWidget(_plain(f"Index URL: {record.index_url}"))
         if isinstance(record, TokenRecord):
-            consequence = ("The token is removed from the keychain. It still works at the "
-                           "registry until it expires or you revoke it there.")
+            consequence = (
+                "The token is removed from the keychain. It still works at the "
+                "registry until it expires or you revoke it there."
+            )
         elif record.status == "pending":
-            consequence = ("The current key stays and keeps signing; the rotation is "
-                           "abandoned. The secret of the successor is removed from the "
-                           "keychain.")
+            consequence = (
+                "The current key stays and keeps signing; the rotation is "
+                "abandoned. The secret of the successor is removed from the "
+                "keychain."
+            )
         else:
-            consequence = ("The secret is removed from the keychain and cannot be recovered. "
-                           f"Publishing to {record.registry} then needs a new key registered "
-                           "with the registry.")
+            consequence = (
+                "The secret is removed from the keychain and cannot be recovered. "
+                f"Publishing to {record.registry} then needs a new key registered "
+                "with the registry."
+            )
         layout.addWidget(_plain(consequence))
         layout.addWidget(_plain("Type the registry name to confirm:", selectable=False))
         self.confirm_edit = QLineEdit()
@@ -307,8 +336,9 @@ class _Found:
         try:
             self.key = SigningKey.from_paserk(item.secret)
         except ValueError as exc:
-            self.problem = (f"the secret-key for {item.registry} in {item.path} is not usable "
-                            f"({exc})")
+            self.problem = (
+                f"the secret-key for {item.registry} in {item.path} is not usable ({exc})"
+            )
             return
         try:
             self.index = cargo_config.registry_index(item.registry, home)
@@ -316,8 +346,10 @@ class _Found:
             self.problem = str(exc)
             return
         if not self.index:
-            self.problem = (f"registry {item.registry} has no index in "
-                            f"{cargo_config.config_path(home)}; nothing can be imported")
+            self.problem = (
+                f"registry {item.registry} has no index in "
+                f"{cargo_config.config_path(home)}; nothing can be imported"
+            )
             return
         try:
             existing = store.find(self.index)
@@ -325,8 +357,10 @@ class _Found:
             self.problem = str(exc)
             return
         if existing is not None and existing.kip != self.key.kip:
-            self.problem = (f"registry {item.registry} already has a different key "
-                            f"({existing.kip}); nothing can be imported")
+            self.problem = (
+                f"registry {item.registry} already has a different key "
+                f"({existing.kip}); nothing can be imported"
+            )
         elif existing is not None:
             self.note = "already in the keychain; only the copy on disk is removed"
         else:
@@ -349,11 +383,15 @@ class ImportCargoDialog(QDialog):
         self.setWindowTitle("gui-approver: import keys from cargo")
         layout = QVBoxLayout(self)
         layout.addWidget(_bold(_plain("Import cargo:paseto keys", selectable=False), 1.2))
-        layout.addWidget(_plain(
-            "cargo:paseto keeps secret keys in plain text in cargo's files. Importing moves "
-            "each selected key into the keychain, removes it from the file, and points cargo "
-            "at gui-approver for that registry. The public key and key id stay the same, so "
-            "there is nothing to register again.", selectable=False))
+        layout.addWidget(
+            _plain(
+                "cargo:paseto keeps secret keys in plain text in cargo's files. Importing moves "
+                "each selected key into the keychain, removes it from the file, and points cargo "
+                "at gui-approver for that registry. The public key and key id stay the same, so "
+                "there is nothing to register again.",
+                selectable=False,
+            )
+        )
         self.table = QTableWidget(0, 4)
         self.table.setObjectName("found")
         self.table.setHorizontalHeaderLabels(["Registry", "File", "Key id", "Note"])
@@ -412,8 +450,9 @@ class ImportCargoDialog(QDialog):
         self.table.resizeColumnsToContents()
         if not self.found:
             where = self.home or cargo_config.cargo_home()
-            self.empty.setText(f"No cargo:paseto secret-key found in {where}/credentials.toml "
-                               "or config.toml.")
+            self.empty.setText(
+                f"No cargo:paseto secret-key found in {where}/credentials.toml or config.toml."
+            )
         else:
             self.empty.setText("")
         self.empty.setVisible(not self.found)
@@ -424,8 +463,11 @@ class ImportCargoDialog(QDialog):
         out = []
         for row, f in enumerate(self.found):
             item = self.table.item(row, 0)
-            if f.problem is None and item is not None and \
-                    item.checkState() == Qt.CheckState.Checked:
+            if (
+                f.problem is None
+                and item is not None
+                and item.checkState() == Qt.CheckState.Checked
+            ):
                 out.append(f)
         return out
 
@@ -438,14 +480,17 @@ class ImportCargoDialog(QDialog):
             item, key, index = f.item, f.key, f.index
             assert key is not None and index is not None
             try:
-                flows.import_cargo_key(self.store, item, key, index, origin="dialog",
-                                       home=self.home)
+                flows.import_cargo_key(
+                    self.store, item, key, index, origin="dialog", home=self.home
+                )
             except KeyExists as exc:
                 lines.append(f"Not imported: {exc}.")
                 continue
             except (GuiApproverError, OSError) as exc:
-                lines.append(f"Importing the key of registry {item.registry} from {item.path} "
-                             f"failed: {_err_text(exc)}")
+                lines.append(
+                    f"Importing the key of registry {item.registry} from {item.path} "
+                    f"failed: {_err_text(exc)}"
+                )
                 continue
             done.append(item.registry)
             lines += flows.import_report(item.registry, item.path, key)

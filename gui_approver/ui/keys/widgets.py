@@ -177,8 +177,12 @@ class ExpiryPicker(QWidget):
     """Never / in 90 days / in 1 year / on a date: ``value()`` is an ISO date (UTC) or None,
     computed as ``--expires 90d``/``1y`` do."""
 
-    CHOICES = (("Never", "none"), ("In 90 days", "90d"), ("In 1 year", "1y"),
-               ("On a date…", "date"))
+    CHOICES = (
+        ("Never", "none"),
+        ("In 90 days", "90d"),
+        ("In 1 year", "1y"),
+        ("On a date…", "date"),
+    )
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -227,14 +231,17 @@ def _qdate(d: date) -> QDate:
 class PassphraseFields(QWidget):
     """Passphrase twice. Both empty = keychain only."""
 
-    NOTE = ("Optional. With a passphrase the keychain holds only the key encrypted with it, "
-            "and gui-approver asks for it before signing. Leave both empty to protect the "
-            "key with the keychain only.")
+    NOTE = (
+        "Optional. With a passphrase the keychain holds only the key encrypted with it, "
+        "and gui-approver asks for it before signing. Leave both empty to protect the "
+        "key with the keychain only."
+    )
 
     NOTE_BEARER = (
         "Recommended. With a passphrase the keychain holds only the token encrypted with it, "
         "and gui-approver asks for it before handing the token to cargo. Leave both empty to "
-        "protect the token with the keychain only.")
+        "protect the token with the keychain only."
+    )
 
     def __init__(self, parent: QWidget | None = None, *, note: str | None = None) -> None:
         super().__init__(parent)
@@ -276,9 +283,11 @@ class HardwareFields(QWidget):
     Scanning lists what the module shows without a PIN (``gui-approver hardware list``). The PIN
     is typed here, in the app's own masked field, and cleared once used."""
 
-    NOTE = ("The private key is made on (or already lives on) the token and never leaves it. "
-            "The PIN is asked after you approve a request, once per session; the token may "
-            "also ask for a touch.")
+    NOTE = (
+        "The private key is made on (or already lives on) the token and never leaves it. "
+        "The PIN is asked after you approve a request, once per session; the token may "
+        "also ask for a touch."
+    )
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -333,13 +342,19 @@ class HardwareFields(QWidget):
         for t in tokens:
             base = pkcs11.parse_uri(t.uri)
             new_uri = str(base.with_key(id=None, object=None))
-            self.choice.addItem(f"Generate a new P-384 key on token {t.label!r}",
-                                ("generate", module, new_uri))
+            self.choice.addItem(
+                f"Generate a new P-384 key on token {t.label!r}", ("generate", module, new_uri)
+            )
             for k in t.keys:
-                self.choice.addItem(f"Use the P-384 key {k.label or k.id!r} (id {k.id}) on "
-                                    f"token {t.label!r}", ("adopt", module, k.uri))
-        self.status.setText(f"{len(tokens)} token(s) found." if tokens else
-                            "No token found: plug in the security key and scan again.")
+                self.choice.addItem(
+                    f"Use the P-384 key {k.label or k.id!r} (id {k.id}) on token {t.label!r}",
+                    ("adopt", module, k.uri),
+                )
+        self.status.setText(
+            f"{len(tokens)} token(s) found."
+            if tokens
+            else "No token found: plug in the security key and scan again."
+        )
         return self.choice.count()
 
     def make_key(self) -> Any:
@@ -376,8 +391,11 @@ class PublicKeyView(QWidget):
         self.kip.setObjectName("keyId")
         self.pem = CopyRow(name="PEM")
         self.pem.setObjectName("pem")
-        pem_note = _plain("The same key as PEM (SubjectPublicKeyInfo), for registries that "
-                          "want a standard public key:", selectable=False)
+        pem_note = _plain(
+            "The same key as PEM (SubjectPublicKeyInfo), for registries that "
+            "want a standard public key:",
+            selectable=False,
+        )
         rows: list[tuple[str, QWidget]] = [("Public key:", self.public), ("Key id:", self.kip)]
         for r, (name, widget) in enumerate(rows):
             label = _plain(name, selectable=False)
@@ -404,10 +422,14 @@ class DemoRegistryBox(QGroupBox):
         super().__init__("Local demo registry", parent)
         self.setObjectName("demoRegistry")
         layout = QVBoxLayout(self)
-        layout.addWidget(_plain(
-            "This index URL is on this computer. If it is a gui-approver demo registry "
-            "(gui-approver demo-registry --data DIR), register the key in its data directory "
-            "now; the running registry accepts it at once.", selectable=False))
+        layout.addWidget(
+            _plain(
+                "This index URL is on this computer. If it is a gui-approver demo registry "
+                "(gui-approver demo-registry --data DIR), register the key in its data directory "
+                "now; the running registry accepts it at once.",
+                selectable=False,
+            )
+        )
         row = QHBoxLayout()
         self.dir_edit = QLineEdit(str(data_dir or default_demo_data_dir()))
         self.dir_edit.setAccessibleName("Demo registry data directory")
@@ -466,8 +488,13 @@ class CargoConfigView(QWidget):
 
     applied = Signal(object)
 
-    def __init__(self, home: Path | None = None, parent: QWidget | None = None, *,
-                 store: KeyStore | None = None) -> None:
+    def __init__(
+        self,
+        home: Path | None = None,
+        parent: QWidget | None = None,
+        *,
+        store: KeyStore | None = None,
+    ) -> None:
         super().__init__(parent)
         self.home = home
         self.store = store
@@ -533,15 +560,18 @@ class CargoConfigView(QWidget):
         self.warnings.setText("\n".join(f"warning: {w}" for w in change.warnings))
         self.warnings.setVisible(bool(change.warnings))
         if not change.changed:
-            self.intro.setText(f"{change.path} already uses gui-approver for registry "
-                               f"{self.registry}.")
+            self.intro.setText(
+                f"{change.path} already uses gui-approver for registry {self.registry}."
+            )
             self.diff.setPlainText("")
             self.diff.setVisible(False)
             self.apply_button.setEnabled(False)
             return
-        self.intro.setText(f"To use gui-approver for registry {self.registry}, cargo's "
-                           f"configuration {change.path} changes like this (a backup of the "
-                           "current file is written first):")
+        self.intro.setText(
+            f"To use gui-approver for registry {self.registry}, cargo's "
+            f"configuration {change.path} changes like this (a backup of the "
+            "current file is written first):"
+        )
         self.diff.setVisible(True)
         self.diff.setPlainText(change.diff())
         self.apply_button.setEnabled(True)
@@ -553,8 +583,10 @@ class CargoConfigView(QWidget):
             fresh = self._plan(self.registry, self.index)
             if fresh.before != self.change.before or fresh.after != self.change.after:
                 self._show(fresh)
-                self.status.setText(f"{fresh.path} changed since the preview; review the new "
-                                    "change above and apply again.")
+                self.status.setText(
+                    f"{fresh.path} changed since the preview; review the new "
+                    "change above and apply again."
+                )
                 return False
             backup = cargo_config.apply(fresh)
         except (GuiApproverError, OSError) as exc:

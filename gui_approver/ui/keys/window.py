@@ -48,8 +48,17 @@ from gui_approver.ui.keys.widgets import (
 from gui_approver.ui.keys.wizard import NewKeyWizard
 
 #: Columns of the key table, in order.
-COLUMNS = ("Registry", "Kind", "Key id", "Subject", "Created", "Expires", "Protection",
-           "Last used", "Status")
+COLUMNS = (
+    "Registry",
+    "Kind",
+    "Key id",
+    "Subject",
+    "Created",
+    "Expires",
+    "Protection",
+    "Last used",
+    "Status",
+)
 
 
 _KIP_ROLE = Qt.ItemDataRole.UserRole
@@ -90,15 +99,17 @@ class KeyManagerWindow(QWidget):
         self.table.setWordWrap(False)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
-        self.empty_hint = _plain("No keys yet. Create one (New key…), or import the keys "
-                                 "cargo:paseto left in credentials.toml (Import from "
-                                 "cargo…).", selectable=False)
+        self.empty_hint = _plain(
+            "No keys yet. Create one (New key…), or import the keys "
+            "cargo:paseto left in credentials.toml (Import from "
+            "cargo…).",
+            selectable=False,
+        )
         self.empty_hint.setVisible(False)
         layout.addWidget(self.empty_hint)
         self.token_warning = _plain("", selectable=False)
@@ -118,8 +129,11 @@ class KeyManagerWindow(QWidget):
         self.copy_pem_button.setAutoDefault(False)
         self.copy_pem_button.clicked.connect(self.copy_pem)
         rows: list[tuple[str, QWidget]] = [
-            ("Registry:", self.detail_registry), ("Index URL:", self.detail_index),
-            ("Public key:", self.detail_public), ("Key id:", self.detail_kip)]
+            ("Registry:", self.detail_registry),
+            ("Index URL:", self.detail_index),
+            ("Public key:", self.detail_public),
+            ("Key id:", self.detail_kip),
+        ]
         for r, (name, widget) in enumerate(rows):
             label = _plain(name, selectable=False)
             label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -135,8 +149,9 @@ class KeyManagerWindow(QWidget):
         self.delete_button = QPushButton("Delete…")
         self.import_button = QPushButton("Import from cargo…")
         self.configure_button = QPushButton("Configure cargo…")
-        self.configure_button.setToolTip("Point cargo at gui-approver for the selected key's "
-                                         "registry (shows the change first)")
+        self.configure_button.setToolTip(
+            "Point cargo at gui-approver for the selected key's registry (shows the change first)"
+        )
         self.refresh_button = QPushButton("Refresh")
         self.new_button.clicked.connect(self.new_key)
         self.rotate_button.clicked.connect(self.rotate_selected)
@@ -144,8 +159,13 @@ class KeyManagerWindow(QWidget):
         self.import_button.clicked.connect(self.import_from_cargo)
         self.refresh_button.clicked.connect(self.refresh)
         self.configure_button.clicked.connect(self.configure_cargo_selected)
-        for b in (self.new_button, self.rotate_button, self.delete_button,
-                  self.configure_button, self.import_button):
+        for b in (
+            self.new_button,
+            self.rotate_button,
+            self.delete_button,
+            self.configure_button,
+            self.import_button,
+        ):
             b.setAutoDefault(False)
             buttons.addWidget(b)
         buttons.addStretch(1)
@@ -177,16 +197,24 @@ class KeyManagerWindow(QWidget):
             self._selection_changed()
             return
         order = {r.registry: i for i, r in enumerate(records) if r.status == "active"}
-        records.sort(key=lambda r: (order.get(r.registry, len(order)), r.registry,
-                                    r.status != "active"))
+        records.sort(
+            key=lambda r: (order.get(r.registry, len(order)), r.registry, r.status != "active")
+        )
         self.records = records
         pending_for = {r.registry for r in records if r.status == "pending"}
         self.table.setRowCount(len(records))
         for row, rec in enumerate(records):
-            cells = [rec.registry, "asymmetric", short_kip(rec.kip), rec.subject or "-",
-                     format_when(rec.created, with_time=False), expiry_text(rec),
-                     rec.protection, format_when(used.get(rec.kip)),
-                     self._key_status(rec, pending_for)]
+            cells = [
+                rec.registry,
+                "asymmetric",
+                short_kip(rec.kip),
+                rec.subject or "-",
+                format_when(rec.created, with_time=False),
+                expiry_text(rec),
+                rec.protection,
+                format_when(used.get(rec.kip)),
+                self._key_status(rec, pending_for),
+            ]
             self._set_row(row, cells, rec.kip)
         try:
             self.tokens = bearer_store(self.store).list()
@@ -198,15 +226,26 @@ class KeyManagerWindow(QWidget):
             status = "expired" if tok.is_expired() else "active"
             if tok.silent_reads:
                 status += " — reads released without a dialog"
-            cells = [tok.registry, "bearer token", f"sha256:{tok.fingerprint}",
-                     tok.scopes_text(), format_when(tok.added, with_time=False),
-                     tok.expires or "unknown", tok.protection, "-", status]
+            cells = [
+                tok.registry,
+                "bearer token",
+                f"sha256:{tok.fingerprint}",
+                tok.scopes_text(),
+                format_when(tok.added, with_time=False),
+                tok.expires or "unknown",
+                tok.protection,
+                "-",
+                status,
+            ]
             self._set_row(len(records) + i, cells, tok.account)
         silent = [t.registry for t in self.tokens if t.silent_reads]
         self.token_warning.setText(
             "Warning: reads of " + ", ".join(silent) + " get the bearer token without a "
             "dialog, and that token can also publish. Turn it off: gui-approver token "
-            "silent-reads --registry NAME off" if silent else "")
+            "silent-reads --registry NAME off"
+            if silent
+            else ""
+        )
         self.token_warning.setVisible(bool(silent))
         self.empty_hint.setVisible(not records and not self.tokens)
         if keep is not None:
@@ -283,8 +322,10 @@ class KeyManagerWindow(QWidget):
             self.detail_index.setText(tok.index_url)
             self.detail_public.set_value("(a bearer token: nothing to register)")
             self.detail_kip.set_value(f"sha256:{tok.fingerprint}")
-            self._set_status(f"Bearer token of {tok.registry}: replace it with "
-                             f"gui-approver token rotate --registry {tok.registry}")
+            self._set_status(
+                f"Bearer token of {tok.registry}: replace it with "
+                f"gui-approver token rotate --registry {tok.registry}"
+            )
             return
         rec = self.selected_record()
         self.rotate_button.setEnabled(rec is not None)
@@ -338,8 +379,9 @@ class KeyManagerWindow(QWidget):
         self.refresh()
 
     def new_key(self) -> NewKeyWizard:
-        wizard = NewKeyWizard(self.store, self, cargo_home=self.cargo_home,
-                              demo_data_dir=self.demo_data_dir)
+        wizard = NewKeyWizard(
+            self.store, self, cargo_home=self.cargo_home, demo_data_dir=self.demo_data_dir
+        )
         wizard.created.connect(self._created)
         self._open(wizard)
         return wizard
@@ -363,11 +405,11 @@ class KeyManagerWindow(QWidget):
         self.refresh()
         self._set_status(
             f"Created the successor key for registry {p.registry} ({p.kip}); the current key "
-            "keeps signing until you confirm the new one is registered.")
+            "keeps signing until you confirm the new one is registered."
+        )
 
     def _rotated(self, n: KeyRecord) -> None:
-        self._set_status(f"Registry {n.registry} now signs with {n.kip}; the old key was "
-                         "deleted.")
+        self._set_status(f"Registry {n.registry} now signs with {n.kip}; the old key was deleted.")
 
     def delete_selected(self) -> DeleteKeyDialog | None:
         rec: KeyRecord | TokenRecord | None = self.selected_record() or self.selected_token()
@@ -380,8 +422,10 @@ class KeyManagerWindow(QWidget):
 
     def _deleted(self, r: KeyRecord | TokenRecord) -> None:
         if isinstance(r, TokenRecord):
-            self._set_status(f"Deleted the bearer token for registry {r.registry} "
-                             f"(sha256:{r.fingerprint}); revoke it at the registry too.")
+            self._set_status(
+                f"Deleted the bearer token for registry {r.registry} "
+                f"(sha256:{r.fingerprint}); revoke it at the registry too."
+            )
         else:
             self._set_status(f"Deleted the key for registry {r.registry} ({r.kip}).")
 
@@ -405,14 +449,18 @@ class KeyManagerWindow(QWidget):
 
     def _imported(self, names: list[str]) -> None:
         self.refresh()
-        self._set_status(f"Imported the key(s) of {', '.join(names)} from cargo; public keys "
-                         "unchanged.")
+        self._set_status(
+            f"Imported the key(s) of {', '.join(names)} from cargo; public keys unchanged."
+        )
 
     # -- events ---------------------------------------------------------------------------
     def changeEvent(self, e: QEvent) -> None:
         # Coming back to the window: last-used times may have changed meanwhile.
-        if e.type() == QEvent.Type.ActivationChange and self.isActiveWindow() and \
-                self.dialog is None:
+        if (
+            e.type() == QEvent.Type.ActivationChange
+            and self.isActiveWindow()
+            and self.dialog is None
+        ):
             self.refresh()
         super().changeEvent(e)
 

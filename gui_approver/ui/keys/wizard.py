@@ -77,8 +77,9 @@ class RegistryPage(QWizardPage):
                     has_key = False
                 if not has_key and first_free < 0:
                     first_free = self.combo.count()
-                self.combo.addItem(f"{name}  ({index})" + ("  — has a key" if has_key else ""),
-                                   name)
+                self.combo.addItem(
+                    f"{name}  ({index})" + ("  — has a key" if has_key else ""), name
+                )
         if first_free >= 0:
             self.combo.setCurrentIndex(first_free)
         where = cargo_config.config_path(home)
@@ -95,13 +96,17 @@ class RegistryPage(QWizardPage):
         token_text = _plain(
             "What crates.io, kellnr, Gitea/Forgejo, Artifactory and Cloudsmith take. "
             "gui-approver keeps it in the keychain and hands it to cargo only when you "
-            "approve.", selectable=False)
+            "approve.",
+            selectable=False,
+        )
         self.kind_key = QRadioButton("Asymmetric key (RFC 3231)")
         self.kind_key.setObjectName("kindKey")
         key_text = _plain(
             "Works only with a registry that verifies RFC 3231 tokens (today: gui-approver's "
             "own demo registry). The secret never leaves this machine; each approval signs a "
-            "token for exactly that request.", selectable=False)
+            "token for exactly that request.",
+            selectable=False,
+        )
         self.kind_group = QButtonGroup(self)
         self.kind_group.addButton(self.kind_token, 0)
         self.kind_group.addButton(self.kind_key, 1)
@@ -175,11 +180,14 @@ class RegistryPage(QWizardPage):
             (self.kind_key if local else self.kind_token).setChecked(True)
         if crates_io:
             self.kind_token.setChecked(True)
-            self.kind_note.setText(CRATES_IO_REFUSAL + ". gui-approver protects your "
-                                   "crates.io token instead.")
+            self.kind_note.setText(
+                CRATES_IO_REFUSAL + ". gui-approver protects your crates.io token instead."
+            )
         else:
-            self.kind_note.setText("Not sure? Ask the registry: if it gave you a token to "
-                                   "paste into cargo login, it takes a bearer token.")
+            self.kind_note.setText(
+                "Not sure? Ask the registry: if it gave you a token to "
+                "paste into cargo login, it takes a bearer token."
+            )
         self.kind_key.setEnabled(not crates_io)
         _show_error(self.error, None)
         self.completeChanged.emit()
@@ -220,8 +228,10 @@ class RegistryPage(QWizardPage):
         if name_problem is not None:
             problem = name_problem[:1].upper() + name_problem[1:] + "."
         elif not index:
-            problem = (f"Registry {name} is not in {cargo_config.config_path(self.home)}; "
-                       "enter its index URL.")
+            problem = (
+                f"Registry {name} is not in {cargo_config.config_path(self.home)}; "
+                "enter its index URL."
+            )
         elif self.other.isChecked():
             why = parse_index_url(index)
             problem = f"Invalid index URL: {why}." if why else None
@@ -238,11 +248,15 @@ class RegistryPage(QWizardPage):
             except GuiApproverError as exc:
                 existing, held, problem = None, None, str(exc)
             if existing is not None:
-                problem = (f"Registry {existing.registry} ({existing.index_url}) already has a "
-                           f"key ({existing.kip}). Rotate it, or delete it first.")
+                problem = (
+                    f"Registry {existing.registry} ({existing.index_url}) already has a "
+                    f"key ({existing.kip}). Rotate it, or delete it first."
+                )
             elif held is not None:
-                problem = (f"Registry {held.registry} ({held.index_url}) already has a bearer "
-                           f"token (sha256:{held.fingerprint}). Delete it first.")
+                problem = (
+                    f"Registry {held.registry} ({held.index_url}) already has a bearer "
+                    f"token (sha256:{held.fingerprint}). Delete it first."
+                )
         _show_error(self.error, problem)
         return problem is None
 
@@ -296,16 +310,22 @@ class OptionsPage(QWizardPage):
         if hardware and self.hardware is None:  # built (and pkcs11 imported) when asked for
             self.hardware = HardwareFields()
             self.protection.addWidget(self.hardware)
-        self.protection.setCurrentWidget(self.hardware if hardware and self.hardware
-                                         else self.passphrase)
+        self.protection.setCurrentWidget(
+            self.hardware if hardware and self.hardware else self.passphrase
+        )
 
     def _create_hardware(self, name: str, index: str, subject: str | None) -> KeyRecord:
         assert self.hardware is not None
         self._wizard.store.check_free(name, index)
         info = self.hardware.make_key()
-        return self._wizard.store.add_hardware(info, registry=name, index_url=index,
-                                               subject=subject, expires=self.expiry.value(),
-                                               origin="dialog")
+        return self._wizard.store.add_hardware(
+            info,
+            registry=name,
+            index_url=index,
+            subject=subject,
+            expires=self.expiry.value(),
+            origin="dialog",
+        )
 
     def validatePage(self) -> bool:
         passphrase, problem = self.passphrase.result()
@@ -321,8 +341,11 @@ class OptionsPage(QWizardPage):
             _show_error(self.error, str(exc))
         if not index:
             if not self.error.isVisible():
-                _show_error(self.error, f"Registry {name} has no index URL any more; go back "
-                                        "and choose the registry again.")
+                _show_error(
+                    self.error,
+                    f"Registry {name} has no index URL any more; go back "
+                    "and choose the registry again.",
+                )
             return False
         subject = self.subject.text().strip() or None
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
@@ -330,9 +353,15 @@ class OptionsPage(QWizardPage):
             if self.on_hardware.isChecked():
                 rec = self._create_hardware(name, index, subject)
             else:
-                rec = flows.create_key(self._wizard.store, registry=name, index_url=index,
-                                       subject=subject, expires=self.expiry.value(),
-                                       passphrase=passphrase, origin="dialog")
+                rec = flows.create_key(
+                    self._wizard.store,
+                    registry=name,
+                    index_url=index,
+                    subject=subject,
+                    expires=self.expiry.value(),
+                    passphrase=passphrase,
+                    origin="dialog",
+                )
         except GuiApproverError as exc:
             _show_error(self.error, exc.full())
             return False
@@ -384,14 +413,17 @@ class TokenPage(QWizardPage):
     def initializePage(self) -> None:
         name, index = self._wizard.registry_page.selection()
         if name == cargo_config.CRATES_IO:
-            self.advice.setText(CRATES_IO_REFUSAL + ". " + flows.CRATES_IO_ADVICE + "\n\n"
-                                "Already have a token in ~/.cargo/credentials.toml? Close this "
-                                "and run `gui-approver token import-cargo`: it moves it here.")
+            self.advice.setText(
+                CRATES_IO_REFUSAL + ". " + flows.CRATES_IO_ADVICE + "\n\n"
+                "Already have a token in ~/.cargo/credentials.toml? Close this "
+                "and run `gui-approver token import-cargo`: it moves it here."
+            )
         else:
             self.advice.setText(
                 f"The bearer token registry {name} ({index}) gave you. Prefer a token limited "
                 "to publishing your crates, with an expiry. Say what it allows: gui-approver "
-                "shows it in every approval.")
+                "shows it in every approval."
+            )
         _show_error(self.error, None)
 
     def isComplete(self) -> bool:
@@ -405,10 +437,16 @@ class TokenPage(QWizardPage):
         name, index = self._wizard.registry_page.selection()
         token = Secret(self.token.text())
         try:
-            rec = flows.add_token(self._wizard.store, token, registry=name, index_url=index,
-                                  expires=self.expiry.value(),
-                                  scopes=self.scopes.text().strip() or None,
-                                  passphrase=passphrase, origin="dialog")
+            rec = flows.add_token(
+                self._wizard.store,
+                token,
+                registry=name,
+                index_url=index,
+                expires=self.expiry.value(),
+                scopes=self.scopes.text().strip() or None,
+                passphrase=passphrase,
+                origin="dialog",
+            )
         except GuiApproverError as exc:
             _show_error(self.error, exc.full())
             return False
@@ -425,13 +463,18 @@ class ResultPage(QWizardPage):
         super().__init__()
         self._wizard = wizard
         self.setTitle("Your new key")
-        self.setSubTitle("The secret half is in the keychain. Register the public half with the "
-                         "registry.")
+        self.setSubTitle(
+            "The secret half is in the keychain. Register the public half with the registry."
+        )
         layout = QVBoxLayout(self)
         self.heading = _bold(_plain(""))
         layout.addWidget(self.heading)
-        layout.addWidget(_plain("Register this public key with the registry (paste it on its "
-                                "key page):", selectable=False))
+        layout.addWidget(
+            _plain(
+                "Register this public key with the registry (paste it on its key page):",
+                selectable=False,
+            )
+        )
         self.keys = PublicKeyView()
         layout.addWidget(self.keys)
         self.details = _plain("")
@@ -454,25 +497,42 @@ class ResultPage(QWizardPage):
         bits.append(f"Expires: {rec.expires or 'never'}")
         if rec.protection == "hardware" and rec.hardware is not None:
             attrs = dict(rec.hardware.attributes)
-            bits.append(f"Protection: hardware key on token {rec.hardware.token!r} (PIN asked "
-                        "after approval)")
-            bits.append("As the token reports it: " + ", ".join(
-                f"{n.replace('_', ' ')} {'yes' if attrs[n] else 'no'}"
-                for n in ("always_sensitive", "never_extractable", "local") if n in attrs))
+            bits.append(
+                f"Protection: hardware key on token {rec.hardware.token!r} (PIN asked "
+                "after approval)"
+            )
+            bits.append(
+                "As the token reports it: "
+                + ", ".join(
+                    f"{n.replace('_', ' ')} {'yes' if attrs[n] else 'no'}"
+                    for n in ("always_sensitive", "never_extractable", "local")
+                    if n in attrs
+                )
+            )
             if rec.hardware.touch_policy:
                 bits.append(f"Touch policy: {rec.hardware.touch_policy}")
-            self.setSubTitle("The private key never leaves the token. Register the public "
-                             "half with the registry.")
+            self.setSubTitle(
+                "The private key never leaves the token. Register the public "
+                "half with the registry."
+            )
         else:
-            bits.append("Protection: " + ("passphrase (asked before signing)"
-                                          if rec.protection == "passphrase" else "keychain"))
+            bits.append(
+                "Protection: "
+                + (
+                    "passphrase (asked before signing)"
+                    if rec.protection == "passphrase"
+                    else "keychain"
+                )
+            )
         self.details.setText(" · ".join(bits))
         local = is_loopback_index(rec.index_url)
         self.demo.setVisible(local)
         self.demo.set_key(rec.public, rec.subject)
-        step = ("Next: paste the k3.public key on your registry's key page"
-                + (", or register it with the local demo registry above" if local else "")
-                + ". Then press Next to let gui-approver configure cargo for this registry.")
+        step = (
+            "Next: paste the k3.public key on your registry's key page"
+            + (", or register it with the local demo registry above" if local else "")
+            + ". Then press Next to let gui-approver configure cargo for this registry."
+        )
         self.next_steps.setText(step)
 
 
@@ -481,9 +541,11 @@ class CargoPage(QWizardPage):
         super().__init__()
         self._wizard = wizard
         self.setTitle("Configure cargo")
-        self.setSubTitle("Configure cargo writes this change, so cargo asks gui-approver for "
-                         "this registry. Close leaves cargo's configuration as it is (the key "
-                         "manager can configure it later).")
+        self.setSubTitle(
+            "Configure cargo writes this change, so cargo asks gui-approver for "
+            "this registry. Close leaves cargo's configuration as it is (the key "
+            "manager can configure it later)."
+        )
         layout = QVBoxLayout(self)
         self.view = CargoConfigView(home, store=wizard.store)
         # Applying is this page's action (its Finish button), not a second button.
@@ -495,8 +557,9 @@ class CargoPage(QWizardPage):
         if rec is not None:
             index = None if rec.registry == cargo_config.CRATES_IO else rec.index_url
             self.view.plan(rec.registry, index)
-        self._wizard.setButtonText(QWizard.WizardButton.FinishButton,
-                                   "Configure cargo" if self.view.pending else "Finish")
+        self._wizard.setButtonText(
+            QWizard.WizardButton.FinishButton, "Configure cargo" if self.view.pending else "Finish"
+        )
 
     def validatePage(self) -> bool:
         """Finish applies the change; if that fails the page stays, saying why."""
@@ -547,8 +610,7 @@ class NewKeyWizard(QWizard):
     def nextId(self) -> int:
         current = self.currentId()
         if current == self.PAGE_REGISTRY:
-            return (self.PAGE_TOKEN if self.registry_page.kind() == "token"
-                    else self.PAGE_OPTIONS)
+            return self.PAGE_TOKEN if self.registry_page.kind() == "token" else self.PAGE_OPTIONS
         if current == self.PAGE_TOKEN:
             return self.PAGE_CARGO
         if current == self.PAGE_CARGO:
