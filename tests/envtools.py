@@ -52,6 +52,7 @@ NODE_VERIFY_JS = NODE_DIR / "verify.js"
 # The venv's bin directory, from the running interpreter (not resolved: .venv/bin/python is
 # a symlink to the base interpreter, and we want .venv/bin).
 VENV_BIN = Path(sys.executable).parent
+GUI_APPROVER = str(VENV_BIN / "gui-approver")
 
 KEYRING_PASSWORD = "gui-approver-test-keyring"
 SECRETS_BUS_NAME = "org.freedesktop.secrets"
@@ -169,6 +170,16 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
+
+
+def gui_approver(
+    env: Mapping[str, str], *args: str, input: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``gui-approver`` command with ``env``; stdin is ``input`` (or empty)."""
+    return subprocess.run(
+        [GUI_APPROVER, *args], env=dict(env), capture_output=True, text=True, input=input,
+        stdin=subprocess.DEVNULL if input is None else None, timeout=timeout, check=False,
+    )
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 3.0) -> None:

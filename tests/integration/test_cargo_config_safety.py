@@ -16,22 +16,16 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
+
+from envtools import gui_approver as cli
 
 from gui_approver.core import cargo_config
 from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
 
-BIN = Path(sys.executable).parent
-CLI = str(BIN / "gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 BRIDGE = "/opt/ga/bin/cargo-credential-gui-approver"
 TOKEN = "cio-plaintext-token-5f2b7c"
-
-
-def cli(env, *args):
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def files_holding(root: Path, needle: str) -> list[Path]:

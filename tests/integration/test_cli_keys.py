@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from envtools import gui_approver as cli
 from factories import cargo_request
 
 from gui_approver.client import paths
@@ -20,15 +21,9 @@ from gui_approver.errors import KeychainLocked, KeychainUnavailable
 from gui_approver.registry.verify import Expected, RegisteredKey, verify_token
 
 BIN = Path(sys.executable).parent
-CLI = str(BIN / "gui-approver")
 BRIDGE = str(BIN / "cargo-credential-gui-approver")
 GOLDEN = Path(__file__).parents[1] / "golden" / "cargo-config"
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
-
-
-def cli(env, *args, input=None):
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, input=input,
-                          timeout=60)
 
 
 def test_key_lifecycle_in_the_real_keychain(app_env):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from envtools import gui_approver as cli
 
 from gui_approver.core import validate
 from gui_approver.registry.server import DemoRegistry
@@ -17,11 +18,6 @@ from gui_approver.registry.verify import RegisteredKey
 
 CLI = str(Path(sys.executable).parent / "gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
-
-
-def cli(env, *args):
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
 
 
 def keys(env):

@@ -17,11 +17,11 @@ import gc
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pyseto
 import pytest
 from checks import present
+from envtools import gui_approver as cli
 
 from gui_approver.client.framing import Provenance
 from gui_approver.client.protocol import parse_request
@@ -31,15 +31,8 @@ from gui_approver.core.keys.store import KeyringKeychain, KeyStore, SigningKey
 from gui_approver.core.service import SigningService
 from gui_approver.secret import Secret
 
-BIN = Path(sys.executable).parent
-CLI = str(BIN / "gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 STRONG = "violet tiger lamp quarry"
-
-
-def cli(env, *args, input=None):
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, input=input,
-                          timeout=60)
 
 
 def request(operation: str):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyseto
 import pytest
-from envtools import wait_for
+from envtools import gui_approver, wait_for
 from leakscan import scan_pin
 from softhsm import PIN, WRONG_PIN
 
@@ -45,8 +45,7 @@ class Env(dict[str, str]):
 
 
 def cli(env, *args, input=None, outputs=None):
-    r = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, input=input,
-                       timeout=60)
+    r = gui_approver(env, *args, input=input)
     if outputs is not None:
         outputs += [r.stdout, r.stderr]
     return r

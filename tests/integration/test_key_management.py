@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from checks import present
+from envtools import gui_approver as cli
 from envtools import wait_for
 from factories import request
 
@@ -27,11 +28,6 @@ from gui_approver.secret import Secret
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
-
-
-def cli(env, *args, input=None):
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, input=input,
-                          timeout=60)
 
 
 def read_req(url=LOCAL):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from checks import present
+from envtools import gui_approver as cli
 from leakscan import scan
 
 from gui_approver.core.keys import flows
@@ -20,16 +20,10 @@ from gui_approver.errors import ConfigError, KeyExists, KeyLocked, WrongPassphra
 from gui_approver.secret import Secret
 
 BIN = Path(sys.executable).parent
-CLI = str(BIN / "gui-approver")
 BRIDGE = str(BIN / "cargo-credential-gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 TOKEN = "cioAbCdEfGhIjKlMnOpQrStUvWxYz0123456"
 OTHER = "ciozzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
-
-
-def cli(env, *args, input=None):
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, input=input,
-                          timeout=60)
 
 
 def test_token_add_list_show_delete_in_the_real_keychain(app_env):
