@@ -27,6 +27,7 @@ check: lint
 
 lint:
 	$(VENV)/bin/ruff check gui_approver tests
+	$(VENV)/bin/ruff format --check gui_approver tests
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/vulture

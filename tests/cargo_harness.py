@@ -28,16 +28,23 @@ CLI = str(BIN / "gui-approver")
 
 def cargo(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        ["cargo", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ["cargo", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
 
 
-def next_dialog(qtbot: Any, gui: GuiApp, proc: subprocess.Popen[bytes],
-                timeout: float) -> ApprovalDialog | None:
+def next_dialog(
+    qtbot: Any, gui: GuiApp, proc: subprocess.Popen[bytes], timeout: float
+) -> ApprovalDialog | None:
     """The app's next approval dialog, or None once cargo exited without one."""
-    qtbot.waitUntil(lambda: gui.approver.dialog is not None or proc.poll() is not None,
-                    timeout=int(timeout * 1000))
+    qtbot.waitUntil(
+        lambda: gui.approver.dialog is not None or proc.poll() is not None,
+        timeout=int(timeout * 1000),
+    )
     shown = gui.approver.dialog
     return None if shown is None else approval_dialog(shown)
 
@@ -72,8 +79,14 @@ class Harness:
         self.gui = gui
         self.outputs: list[bytes] = []
 
-    def run(self, args: list[str], cwd: Path, decide=None, timeout: float = 60.0,
-            env: dict[str, str] | None = None):
+    def run(
+        self,
+        args: list[str],
+        cwd: Path,
+        decide=None,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+    ):
         """Run cargo; ``decide`` is a list of "approve"/"deny" answers to the dialogs."""
         proc = cargo(args, cwd, env or self.env)
         for answer in decide or []:
@@ -99,7 +112,9 @@ def harness(qtbot, gui_app, app_env, tmp_path):
     registry.add_key(RegisteredKey(public=rec.public))
     rc = subprocess.run(
         [CLI, "configure-cargo", "--registry", "local", "--index", registry.index_url],
-        env=app_env, capture_output=True, text=True,
+        env=app_env,
+        capture_output=True,
+        text=True,
     )
     assert rc.returncode == 0, rc.stderr
     env = dict(app_env)
@@ -115,9 +130,16 @@ def harness(qtbot, gui_app, app_env, tmp_path):
     # (which includes the bridge's stderr) must be free of the secret key in any encoding.
     secret = KeyringKeychain().get(rec.kip)
     if secret is not None:  # a test may have deleted the key on purpose
-        hits = scan(secret, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
-                                   Path(app_env["CARGO_HOME"]), tmp_path],
-                    texts=h.outputs)
+        hits = scan(
+            secret,
+            paths=[
+                app_env.dirs.root,
+                app_env.dirs.runtime_dir,
+                Path(app_env["CARGO_HOME"]),
+                tmp_path,
+            ],
+            texts=h.outputs,
+        )
         assert hits == [], hits
 
 
@@ -129,6 +151,8 @@ def harness_pem(harness) -> str:
 
     from gui_approver.core.keys.store import parse_public_paserk
 
-    return parse_public_paserk(harness.record.public).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        parse_public_paserk(harness.record.public)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )

@@ -53,8 +53,14 @@ def unpack_all(crates: dict[str, bytes], vers: str, root: Path) -> Unpacked:
     reg = root / "registry"
     (reg / "index").mkdir(parents=True)
     for name, data in crates.items():
-        entry = {"name": name, "vers": vers, "deps": [], "features": {}, "yanked": False,
-                 "cksum": hashlib.sha256(data).hexdigest()}
+        entry = {
+            "name": name,
+            "vers": vers,
+            "deps": [],
+            "features": {},
+            "yanked": False,
+            "cksum": hashlib.sha256(data).hexdigest(),
+        }
         p = reg / "index" / index_path(name)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(entry) + "\n")
@@ -77,14 +83,26 @@ def unpack_all(crates: dict[str, bytes], vers: str, root: Path) -> Unpacked:
             f"[dependencies]\n{deps}"
         )
         (consumer / "Cargo.lock").unlink(missing_ok=True)
-        proc = subprocess.run(["cargo", "fetch", "--offline"], cwd=consumer, env=_env(home),
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            ["cargo", "fetch", "--offline"],
+            cwd=consumer,
+            env=_env(home),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         out.cargo_runs += 1
         if proc.returncode == 0:
             break
-        bad = [n for n in pending
-               if re.search(rf"`{re.escape(n)} v{re.escape(vers)}`|\b{re.escape(n)}-"
-                            rf"{re.escape(vers)}\b|`{re.escape(n)}`", proc.stderr)]
+        bad = [
+            n
+            for n in pending
+            if re.search(
+                rf"`{re.escape(n)} v{re.escape(vers)}`|\b{re.escape(n)}-"
+                rf"{re.escape(vers)}\b|`{re.escape(n)}`",
+                proc.stderr,
+            )
+        ]
         if len(bad) != 1:
             raise AssertionError(f"cannot tell which crate cargo refused:\n{proc.stderr}")
         out.refused[bad[0]] = proc.stderr.strip()

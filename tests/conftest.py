@@ -88,7 +88,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Hypothesis: `ci` (make test, CI) runs the full 10,000 cases per parser; `dev` (make
     # check, a bare pytest) a few hundred. HYPOTHESIS_PROFILE picks one explicitly.
     settings.load_profile(
-        os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+        os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+    )
 
 
 TESTS = Path(__file__).resolve().parent
@@ -96,8 +97,21 @@ TESTS = Path(__file__).resolve().parent
 _DIR_MARKERS = {"e2e": "e2e", "gui": "gui"}
 # Fixtures that start a real component: not in unit/.
 # (Qt widgets, even offscreen, are gui/ tests.)
-_NOT_IN_UNIT = frozenset({"secret_service", "app_env", "gui_env", "no_keychain", "xvfb_display",
-                          "node_verifier", "softhsm", "harness", "qtbot", "qapp", "gui_app"})
+_NOT_IN_UNIT = frozenset(
+    {
+        "secret_service",
+        "app_env",
+        "gui_env",
+        "no_keychain",
+        "xvfb_display",
+        "node_verifier",
+        "softhsm",
+        "harness",
+        "qtbot",
+        "qapp",
+        "gui_app",
+    }
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -117,7 +131,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if bad:
         raise pytest.UsageError(
             "tests/unit/ is for in-process tests; move these to tests/integration/ (or e2e/, "
-            "gui/):\n  " + "\n  ".join(bad))
+            "gui/):\n  " + "\n  ".join(bad)
+        )
 
 
 class AppEnv(dict[str, str]):
@@ -251,8 +266,9 @@ def gui_app(qtbot: Any) -> Iterator[Callable[..., GuiApp]]:
 
     made: list[GuiApp] = []
 
-    def make(store: KeyStore, settings: Settings | None = None, *, start: bool = True,
-             **kw: Any) -> GuiApp:
+    def make(
+        store: KeyStore, settings: Settings | None = None, *, start: bool = True, **kw: Any
+    ) -> GuiApp:
         gui = GuiApp(store, settings if settings is not None else Settings(), **kw)
         made.append(gui)
         if start:

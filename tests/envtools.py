@@ -177,8 +177,14 @@ def gui_approver(
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``gui-approver`` command with ``env``; stdin is ``input`` (or empty)."""
     return subprocess.run(
-        [GUI_APPROVER, *args], env=dict(env), capture_output=True, text=True, input=input,
-        stdin=subprocess.DEVNULL if input is None else None, timeout=timeout, check=False,
+        [GUI_APPROVER, *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -282,8 +288,9 @@ def start_gnome_keyring(
     timeout: float = 10.0,
 ) -> GnomeKeyring:
     """gnome-keyring on ``bus``, its files under ``home``; returns once it is unlocked."""
-    return keychain.start_gnome_keyring(bus, home, password=password, runtime_dir=runtime_dir,
-                                        timeout=timeout)
+    return keychain.start_gnome_keyring(
+        bus, home, password=password, runtime_dir=runtime_dir, timeout=timeout
+    )
 
 
 def unlock_keyring(

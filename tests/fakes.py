@@ -50,8 +50,12 @@ class HoldThenDeny:
 
     def decide(self, request: ApprovalRequest) -> Decision:
         wait = max(0.0, min(self.seconds, request.timeout))
-        log.warning("test hold: holding request %d (%s) for %.1f s, then denying it",
-                    request.id, request.summary(), wait)
+        log.warning(
+            "test hold: holding request %d (%s) for %.1f s, then denying it",
+            request.id,
+            request.summary(),
+            wait,
+        )
         self._stop.wait(wait)
         return Decision.deny(f"{self.reason} (after {wait:.0f} s)")
 

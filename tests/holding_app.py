@@ -19,8 +19,9 @@ def main(argv: list[str]) -> int:
     _setup_logging(False, to_file=True)
     hold = HoldThenDeny(float(argv[0]))
     try:
-        return run_headless(auto_approve_loopback="--auto-approve-loopback" in argv[1:],
-                            approver=hold)
+        return run_headless(
+            auto_approve_loopback="--auto-approve-loopback" in argv[1:], approver=hold
+        )
     finally:
         hold.release()
 

@@ -68,7 +68,7 @@ def secret_forms(secret: Any) -> dict[str, bytes]:
     if isinstance(secret, str) and not secret.strip().startswith("k3.secret."):
         return _bearer_forms(secret)
     paserk = _paserk_of(secret)
-    data = paserk[len("k3.secret."):]
+    data = paserk[len("k3.secret.") :]
     scalar = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
     if len(scalar) != 48:
         raise ValueError("a k3.secret PASERK holds a 48-byte scalar")
@@ -119,7 +119,7 @@ def _file_contains(path: Path, needles: dict[str, bytes]) -> list[str]:
                 for form, needle in needles.items():
                     if form not in found and needle in window:
                         found.add(form)
-                carry = window[-(longest - 1):] if longest > 1 else b""
+                carry = window[-(longest - 1) :] if longest > 1 else b""
     except OSError:
         return []
     return sorted(found)
@@ -138,9 +138,13 @@ def scan(
 def pin_forms(pin: str) -> dict[str, bytes]:
     """Encodings of a PIN or passphrase to look for (use a distinctive one in tests)."""
     raw = pin.encode()
-    return {"pin": raw, "pin-utf16": pin.encode("utf-16-le"), "pin-hex": raw.hex().encode(),
-            "pin-base64": base64.b64encode(raw).rstrip(b"="),
-            "pin-json-escaped": pin.encode("unicode_escape")}
+    return {
+        "pin": raw,
+        "pin-utf16": pin.encode("utf-16-le"),
+        "pin-hex": raw.hex().encode(),
+        "pin-base64": base64.b64encode(raw).rstrip(b"="),
+        "pin-json-escaped": pin.encode("unicode_escape"),
+    }
 
 
 def scan_pin(

@@ -31,11 +31,13 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def contents(name: str = "foo", vers: str = "0.2.0", files: dict[str, bytes] | None = None,
-             **kw: Any) -> CrateContents:
+def contents(
+    name: str = "foo", vers: str = "0.2.0", files: dict[str, bytes] | None = None, **kw: Any
+) -> CrateContents:
     data = h.crate(name, vers, files, **kw)
-    return inspect_crate_bytes(data, name=name, vers=vers, cksum=sha(data),
-                               path=f"/tmp/target/package/{name}-{vers}.crate")
+    return inspect_crate_bytes(
+        data, name=name, vers=vers, cksum=sha(data), path=f"/tmp/target/package/{name}-{vers}.crate"
+    )
 
 
 def request_for(c: CrateContents) -> Get:
@@ -56,17 +58,27 @@ def changed_review(tmp_path: Path) -> RequestReview:
     old = contents(vers="0.1.0", files={"src/lib.rs": b"pub fn answer() -> u32 { 42 }\n"})
     prev = History(tmp_path / "h").record_approved(LOCAL, old, registry_name="local")
     assert prev is not None
-    new = contents(files={"src/lib.rs": b"pub fn answer() -> u32 { 43 }\n",
-                          "build.rs": b"fn main() { /* fetches things */ }\n"},
-                   build="build.rs")
+    new = contents(
+        files={
+            "src/lib.rs": b"pub fn answer() -> u32 { 43 }\n",
+            "build.rs": b"fn main() { /* fetches things */ }\n",
+        },
+        build="build.rs",
+    )
     ch = compare(prev, new)
     diffs = tuple((p, unified_diff(prev, new, p)) for p in ("build.rs", "src/lib.rs"))
     return review_for(new, previous=prev, changes=ch, diffs=diffs)
 
 
 def show(qtbot: Any, review: RequestReview) -> RecordingDialog:
-    d = RecordingDialog(ApprovalRequest(request=review.request, key=None, review=review,
-                                        provenance=Provenance(pid=4242, ppid=4241)))
+    d = RecordingDialog(
+        ApprovalRequest(
+            request=review.request,
+            key=None,
+            review=review,
+            provenance=Provenance(pid=4242, ppid=4241),
+        )
+    )
     qtbot.addWidget(d)
     d.show()
     d.activateWindow()
@@ -74,8 +86,9 @@ def show(qtbot: Any, review: RequestReview) -> RecordingDialog:
     return d
 
 
-def packaged(tmp_path: Path, names: list[str], *,
-             old: tuple[str, ...] = ()) -> dict[str, tuple[Path, bytes]]:
+def packaged(
+    tmp_path: Path, names: list[str], *, old: tuple[str, ...] = ()
+) -> dict[str, tuple[Path, bytes]]:
     """.crate files as ``cargo package`` leaves them in target/package (``old`` ones an hour
     old): name -> (path, bytes)."""
     d = tmp_path / "target" / "package"

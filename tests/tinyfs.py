@@ -30,9 +30,18 @@ def tiny_tmpfs(path: Path, size_kb: int = 64) -> Iterator[Path]:
     """Mount a ``size_kb`` tmpfs (mode 0700) on ``path`` for the duration of the block."""
     path.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=0700,nr_inodes=64", "tmpfs",
-         str(path)],
-        capture_output=True, text=True, check=False,
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={size_kb}k,mode=0700,nr_inodes=64",
+            "tmpfs",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise OSError(errno.EPERM, f"cannot mount a tmpfs on {path}: {result.stderr.strip()}")

@@ -62,9 +62,16 @@ class World:
     def approve(self, op: str, crate: str, vers: str, cksum: str | None = None) -> None:
         """The record SigningService writes when a mutation was approved and released."""
         self.audit.record(
-            event="get", registry="local", index_url=self.reg.index_url, operation=op,
-            crate=crate, version=vers, cksum=cksum, decision="signed",
-            reason="approved in the dialog", key_id="k3.pid.test",
+            event="get",
+            registry="local",
+            index_url=self.reg.index_url,
+            operation=op,
+            crate=crate,
+            version=vers,
+            cksum=cksum,
+            decision="signed",
+            reason="approved in the dialog",
+            key_id="k3.pid.test",
         )
 
     def served_since(self, n: int) -> list[str]:
@@ -78,8 +85,9 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(
+        [CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.fixture

@@ -48,9 +48,17 @@ def render(out: Path, tmp: Path) -> list[Path]:
         for vers in ("1.4.0", "1.4.1"):
             bearer_publish(reg, token, "foo", vers, f"foo {vers}".encode())
             cksum = next(e for e in reg.crates()["foo"] if e["vers"] == vers)["cksum"]
-            audit.record(event="get", registry="my-registry", index_url=reg.index_url,
-                         operation="publish", crate="foo", version=vers, cksum=cksum,
-                         decision="signed", reason="approved in the dialog")
+            audit.record(
+                event="get",
+                registry="my-registry",
+                index_url=reg.index_url,
+                operation="publish",
+                crate="foo",
+                version=vers,
+                cksum=cksum,
+                decision="signed",
+                reason="approved in the dialog",
+            )
         watch = Watch(state)
         watch.run_once()  # the baseline
         bearer_publish(reg, token, "foo", "1.4.2", b"not from here")
@@ -59,8 +67,9 @@ def render(out: Path, tmp: Path) -> list[Path]:
         call(reg, "DELETE", "/api/v1/crates/foo/1.4.0/yank", headers={"Authorization": token})
         runner = WatchRunner(watch, 15)
         runner.last = watch.run_once()
-        stored = StoredToken("my-registry", token_digest(token)[:8], lambda: Secret(token),
-                             lambda: None)
+        stored = StoredToken(
+            "my-registry", token_digest(token)[:8], lambda: Secret(token), lambda: None
+        )
         window = AlertsWindow(runner, lambda url: stored)
         window.show()
         _settle(app)

@@ -72,8 +72,10 @@ def child(out: Path) -> int:
             path = out / name
             saved = pix.save(str(path), "PNG")
             ok = ok and saved
-            print(f"{path}: {pix.width()}x{pix.height()}" if saved else f"cannot write {path}",
-                  flush=True)
+            print(
+                f"{path}: {pix.width()}x{pix.height()}" if saved else f"cannot write {path}",
+                flush=True,
+            )
         settings_window.close()
         settings_window.deleteLater()
         gui.stop()
@@ -90,14 +92,17 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 
-    with tempfile.TemporaryDirectory(prefix="gui-approver-shot-") as tmp, \
-            envtools.start_xvfb(tmp) as xvfb:
+    with (
+        tempfile.TemporaryDirectory(prefix="gui-approver-shot-") as tmp,
+        envtools.start_xvfb(tmp) as xvfb,
+    ):
         dirs = envtools.make_app_dirs(Path(tmp) / "app")
         env = envtools.app_env_for(dirs, display=xvfb.display)
         env[CHILD] = "1"
         try:
-            return subprocess.run([sys.executable, __file__, *argv], env=env,
-                                  timeout=60, check=False).returncode
+            return subprocess.run(
+                [sys.executable, __file__, *argv], env=env, timeout=60, check=False
+            ).returncode
         finally:
             dirs.cleanup()
 

@@ -57,21 +57,27 @@ def sample_batch(tmp: Path, hist: Any, first: Any) -> tuple[object, ...]:
         ("tokio-frobnicate-macros", lib, {"proc_macro": True}),
         ("tokio-frobnicate-cli", {"src/lib.rs": b"pub fn f() { run() }\n"}, {}),
     ):
-        def listed(vers: str, files: dict[str, bytes], **kw2: Any) -> Any:
-            data = h.crate(name, vers, files, **kw2)  # noqa: B023
-            return inspect_crate_bytes(
-                data, name=name, vers=vers, cksum=hashlib.sha256(data).hexdigest(),  # noqa: B023
-                path=f"/home/alex/src/tokio-frobnicate/target/package/{name}-{vers}.crate")  # noqa: B023
 
-        hist.record_approved(index, listed("1.4.1", lib), registry_name="crates-io")
-        c = listed("1.4.2", new_files, **kw)
+        def listed(crate: str, vers: str, files: dict[str, bytes], **kw2: Any) -> Any:
+            data = h.crate(crate, vers, files, **kw2)
+            return inspect_crate_bytes(
+                data,
+                name=crate,
+                vers=vers,
+                cksum=hashlib.sha256(data).hexdigest(),
+                path=f"/home/alex/src/tokio-frobnicate/target/package/{crate}-{vers}.crate",
+            )
+
+        hist.record_approved(index, listed(name, "1.4.1", lib), registry_name="crates-io")
+        c = listed(name, "1.4.2", new_files, **kw)
         cand = Candidate(name, "1.4.2", c.cksum, c.path, c)
         out.append(candidate_flags(cand, hist.previous(index, name)))
     return tuple(out)
 
 
-def sample_review(request: object, tmp: Path, unsupported: bool = False,
-                  batch: bool = False) -> object:
+def sample_review(
+    request: object, tmp: Path, unsupported: bool = False, batch: bool = False
+) -> object:
     """A review like the inspector makes: kernel-verified requester, verified contents, and
     0.14.1 approved earlier (so there is a change summary, with a new build script)."""
     sys.path.insert(0, str(REPO / "tests"))
@@ -89,44 +95,79 @@ def sample_review(request: object, tmp: Path, unsupported: bool = False,
         "LICENSE-MIT": b"MIT License\n" * 40,
         "Cargo.lock": b"# lock\n" * 300,
     }
-    old = h.crate("tokio-frobnicate", "1.4.1", files,
-                  description="Frobnicate tokio streams",
-                  repository="https://github.com/alex/tokio-frobnicate")
+    old = h.crate(
+        "tokio-frobnicate",
+        "1.4.1",
+        files,
+        description="Frobnicate tokio streams",
+        repository="https://github.com/alex/tokio-frobnicate",
+    )
     new_files = dict(files)
-    new_files["src/frob.rs"] = (b"pub fn frobnicate(x: u32) -> u32 {\n"
-                                b"    x.rotate_left(5) ^ 0x5a\n}\n")
-    new_files["build.rs"] = b"fn main() {\n    println!(\"cargo:rerun-if-changed=build.rs\");\n}\n"
-    new = h.crate("tokio-frobnicate", "1.4.2", new_files, build="build.rs",
-                  description="Frobnicate tokio streams",
-                  repository="https://github.com/alex/tokio-frobnicate")
+    new_files["src/frob.rs"] = (
+        b"pub fn frobnicate(x: u32) -> u32 {\n    x.rotate_left(5) ^ 0x5a\n}\n"
+    )
+    new_files["build.rs"] = b'fn main() {\n    println!("cargo:rerun-if-changed=build.rs");\n}\n'
+    new = h.crate(
+        "tokio-frobnicate",
+        "1.4.2",
+        new_files,
+        build="build.rs",
+        description="Frobnicate tokio streams",
+        repository="https://github.com/alex/tokio-frobnicate",
+    )
     if unsupported:  # tarfile lists src/unused.rs; cargo would unpack it over src/frob.rs
         import gzip
 
         raw = gzip.decompress(new).rstrip(b"\0")
         raw += b"\0" * (-len(raw) % 512)
         p = "tokio-frobnicate-1.4.2"
-        new = h.gz(raw + h.pax_record({"path": f"{p}/src/unused.rs"})
-                   + h.gnu_longname(f"{p}/src/frob.rs") + h.raw_entry("x", h.EVIL) + h.END)
+        new = h.gz(
+            raw
+            + h.pax_record({"path": f"{p}/src/unused.rs"})
+            + h.gnu_longname(f"{p}/src/frob.rs")
+            + h.raw_entry("x", h.EVIL)
+            + h.END
+        )
     path = "/home/alex/src/tokio-frobnicate/target/package/tokio-frobnicate-1.4.2.crate"
-    c_old = inspect_crate_bytes(old, name="tokio-frobnicate", vers="1.4.1",
-                                cksum=hashlib.sha256(old).hexdigest(), path=path)
-    c_new = inspect_crate_bytes(new, name="tokio-frobnicate", vers="1.4.2",
-                                cksum=hashlib.sha256(new).hexdigest(), path=path)
+    c_old = inspect_crate_bytes(
+        old, name="tokio-frobnicate", vers="1.4.1", cksum=hashlib.sha256(old).hexdigest(), path=path
+    )
+    c_new = inspect_crate_bytes(
+        new, name="tokio-frobnicate", vers="1.4.2", cksum=hashlib.sha256(new).hexdigest(), path=path
+    )
     prev = History(tmp / "history").record_approved(
-        "sparse+https://index.crates.io/", c_old, registry_name="crates-io")
+        "sparse+https://index.crates.io/", c_old, registry_name="crates-io"
+    )
     assert prev is not None
     changes = compare(prev, c_new)
     diffs = tuple((p, unified_diff(prev, c_new, p)) for p in ("build.rs", "src/frob.rs"))
     requester = RequesterInfo(
-        verified=True, pid=48213, pid_source="kernel",
-        summary="cargo publish in ~/src/tokio-frobnicate, started from bash in xterm")
+        verified=True,
+        pid=48213,
+        pid_source="kernel",
+        summary="cargo publish in ~/src/tokio-frobnicate, started from bash in xterm",
+    )
     listed = sample_batch(tmp, History(tmp / "history"), c_new) if batch else ()
-    return RequestReview(request, requester, c_new, prev, changes, diffs,  # type: ignore[arg-type]
-                         listed)  # type: ignore[arg-type]
+    return RequestReview(
+        request,  # type: ignore[arg-type]
+        requester,
+        c_new,
+        prev,
+        changes,
+        diffs,
+        listed,  # type: ignore[arg-type]
+    )
 
 
-def child(out: Path, arming: bool, review: bool = False, unsupported: bool = False,
-          token: bool = False, hostile: bool = False, batch: bool = False) -> int:
+def child(
+    out: Path,
+    arming: bool,
+    review: bool = False,
+    unsupported: bool = False,
+    token: bool = False,
+    hostile: bool = False,
+    batch: bool = False,
+) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -147,12 +188,19 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         tmp = Path(tempfile.mkdtemp(prefix="gui-approver-shot-review-"))
         rev = sample_review(None, tmp, unsupported, batch)
         cksum = rev.contents.cksum  # type: ignore[attr-defined]
-    request = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": index,
-                             "name": HOSTILE_NAME if hostile else "crates-io"}, "kind": "get",
-        "operation": "publish", "name": "tokio-frobnicate", "vers": "1.4.2",
-        "cksum": cksum,
-    }))
+    request = parse_request(
+        json.dumps(
+            {
+                "v": 1,
+                "registry": {"index-url": index, "name": HOSTILE_NAME if hostile else "crates-io"},
+                "kind": "get",
+                "operation": "publish",
+                "name": "tokio-frobnicate",
+                "vers": "1.4.2",
+                "cksum": cksum,
+            }
+        )
+    )
     if rev is not None:
         import dataclasses
 
@@ -164,26 +212,46 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
             c = rev.contents  # type: ignore[attr-defined]
             other = Candidate("tokio-frobnicate-macros", "1.4.2", "ab" * 32, "", c)
             rev = dataclasses.replace(  # type: ignore[type-var]
-                rev, batch=(Candidate(c.name, c.vers, c.cksum, c.path or "", c), other),
+                rev,
+                batch=(Candidate(c.name, c.vers, c.cksum, c.path or "", c), other),
                 requester=RequesterInfo(
-                    verified=False, pid=48213, pid_source="kernel",
+                    verified=False,
+                    pid=48213,
+                    pid_source="kernel",
                     summary="requester could not be verified: the credential provider was "
-                            "started by timeout (pid 48190), not by cargo"))
-    key = KeyRecord(registry="crates-io", index_url=index, public="k3.public.sample",
-                    kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
-                    subject=None, created="2026-01-05")
+                    "started by timeout (pid 48190), not by cargo",
+                ),
+            )
+    key = KeyRecord(
+        registry="crates-io",
+        index_url=index,
+        public="k3.public.sample",
+        kip="k3.pid.Qn5tJ2pOaE0bVqkF4w9sXr8yLcDz1HgTmUe6WvAiKoB",
+        subject=None,
+        created="2026-01-05",
+    )
     bearer = None
     if token:
         from gui_approver.core.keys.bearer import TokenRecord
 
-        bearer = TokenRecord(registry="crates-io", index_url=index, fingerprint="3fa8c21d",
-                             added="2026-11-02T09:14:00+00:00", expires="2027-01-31",
-                             scopes="publish-update; crates: tokio-frobnicate",
-                             protection="passphrase", origin="cli")
+        bearer = TokenRecord(
+            registry="crates-io",
+            index_url=index,
+            fingerprint="3fa8c21d",
+            added="2026-11-02T09:14:00+00:00",
+            expires="2027-01-31",
+            scopes="publish-update; crates: tokio-frobnicate",
+            protection="passphrase",
+            origin="cli",
+        )
         key = bearer.as_key_record()
     approval = ApprovalRequest(
-        request=request, key=key, review=rev, bearer=bearer,  # type: ignore[arg-type]
-        provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate"))
+        request=request,
+        key=key,
+        review=rev,  # type: ignore[arg-type]
+        bearer=bearer,
+        provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate"),
+    )
     dialog = ApprovalDialog(approval, waiting=1)
     dialog.show()
 
@@ -203,8 +271,7 @@ def child(out: Path, arming: bool, review: bool = False, unsupported: bool = Fal
         shot = dialog.screen().grabWindow(dialog.winId())
         out.parent.mkdir(parents=True, exist_ok=True)
         ok = shot.save(str(out), "PNG")
-        print(f"{out}: {shot.width()}x{shot.height()}" if ok else f"cannot write {out}",
-              flush=True)
+        print(f"{out}: {shot.width()}x{shot.height()}" if ok else f"cannot write {out}", flush=True)
         app.exit(0 if ok else 1)
 
     QTimer.singleShot(0, shoot)
@@ -219,23 +286,36 @@ def main(argv: list[str]) -> int:
     hostile = "--hostile" in argv
     batch = "--batch" in argv
     review = "--review" in argv or unsupported or token or hostile or batch
-    default = (HOSTILE_OUT if hostile else TOKEN_OUT if token else UNSUPPORTED_OUT
-               if unsupported else BATCH_OUT if batch else REVIEW_OUT if review
-               else DEFAULT_OUT)
+    default = (
+        HOSTILE_OUT
+        if hostile
+        else TOKEN_OUT
+        if token
+        else UNSUPPORTED_OUT
+        if unsupported
+        else BATCH_OUT
+        if batch
+        else REVIEW_OUT
+        if review
+        else DEFAULT_OUT
+    )
     out = Path(args[0]).resolve() if args else default
     if os.environ.get(CHILD):
         return child(out, arming, review, unsupported, token, hostile, batch)
     sys.path.insert(0, str(REPO / "tests"))
     import envtools
 
-    with tempfile.TemporaryDirectory(prefix="gui-approver-shot-") as tmp, \
-            envtools.start_xvfb(tmp) as xvfb:
+    with (
+        tempfile.TemporaryDirectory(prefix="gui-approver-shot-") as tmp,
+        envtools.start_xvfb(tmp) as xvfb,
+    ):
         dirs = envtools.make_app_dirs(Path(tmp) / "app")
         env = envtools.app_env_for(dirs, display=xvfb.display)
         env[CHILD] = "1"
         try:
-            return subprocess.run([sys.executable, __file__, *argv], env=env,
-                                  timeout=60, check=False).returncode
+            return subprocess.run(
+                [sys.executable, __file__, *argv], env=env, timeout=60, check=False
+            ).returncode
         finally:
             dirs.cleanup()
 

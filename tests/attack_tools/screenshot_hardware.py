@@ -40,8 +40,9 @@ def render(out: Path, hsm: softhsm.SoftHsm) -> list[Path]:
     app = QApplication.instance() or QApplication(["gui-approver"])
     QApplication.setApplicationDisplayName("gui-approver")
     store = KeyStore(KeyringKeychain())
-    info = pkcs11.backend().generate(hsm.module, "pkcs11:token=YubiKey%20PIV;id=%01",
-                                     Secret(softhsm.PIN), label="PIV AUTH key")
+    info = pkcs11.backend().generate(
+        hsm.module, "pkcs11:token=YubiKey%20PIV;id=%01", Secret(softhsm.PIN), label="PIV AUTH key"
+    )
     pkcs11.backend().logout_all()
     written = []
     wizard = NewKeyWizard(store, cargo_home=Path(os.environ["CARGO_HOME"]))
@@ -67,8 +68,12 @@ def render(out: Path, hsm: softhsm.SoftHsm) -> list[Path]:
         written.append(path)
     opts.hardware.pin.clear()
     wizard.close()
-    rec = store.add_hardware(info, registry="my-registry",
-                             index_url="sparse+https://my.registry.example/index/", subject=None)
+    rec = store.add_hardware(
+        info,
+        registry="my-registry",
+        index_url="sparse+https://my.registry.example/index/",
+        subject=None,
+    )
     dialog = PassphraseDialog(rec, "enter the PIN of the security key to sign", deadline=None)
     dialog.show()
     _settle(app)
@@ -100,8 +105,9 @@ def main() -> int:
             display = envtools.start_xvfb(tmp / "xvfb") if args.xvfb else None
             try:
                 dirs = envtools.make_app_dirs(tmp / "app", runtime_dir=ss.runtime_dir)
-                env = envtools.app_env_for(dirs, keychain_env=ss.env,
-                                           display=display.display if display else None)
+                env = envtools.app_env_for(
+                    dirs, keychain_env=ss.env, display=display.display if display else None
+                )
                 for var in envtools.LEAKY_ENV_VARS:
                     os.environ.pop(var, None)
                 os.environ.update(env)

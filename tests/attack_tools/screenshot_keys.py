@@ -45,13 +45,23 @@ def render(out: Path, tmp: Path) -> list[Path]:
     app = QApplication.instance() or QApplication(["gui-approver"])
     QApplication.setApplicationDisplayName("gui-approver")
     store = KeyStore(KeyringKeychain())
-    main = store.create(registry="my-registry", index_url="sparse+https://my.registry.example/index/",
-                        subject="alice", expires="2027-06-30")
+    main = store.create(
+        registry="my-registry",
+        index_url="sparse+https://my.registry.example/index/",
+        subject="alice",
+        expires="2027-06-30",
+    )
     from gui_approver.core.keys import flows
 
-    flows.add_token(store, Secret("cioSampleTokenForTheScreenshot0123"), registry="crates-io",
-                    expires="2027-01-31", scopes="publish-update; crates: tokio-frobnicate",
-                    passphrase=Secret("correct horse battery staple"), origin="cli")
+    flows.add_token(
+        store,
+        Secret("cioSampleTokenForTheScreenshot0123"),
+        registry="crates-io",
+        expires="2027-01-31",
+        scopes="publish-update; crates: tokio-frobnicate",
+        passphrase=Secret("correct horse battery staple"),
+        origin="cli",
+    )
     store.signing_key(main)  # a real use, so "Last used" shows a time
 
     written = []
@@ -67,8 +77,7 @@ def render(out: Path, tmp: Path) -> list[Path]:
 
     data_dir = tmp / "demo-registry"
     data_dir.mkdir()
-    wizard = NewKeyWizard(store, cargo_home=Path(os.environ["CARGO_HOME"]),
-                          demo_data_dir=data_dir)
+    wizard = NewKeyWizard(store, cargo_home=Path(os.environ["CARGO_HOME"]), demo_data_dir=data_dir)
     wizard.show()
     page = wizard.registry_page
     page.other.setChecked(True)
@@ -79,8 +88,9 @@ def render(out: Path, tmp: Path) -> list[Path]:
     wizard.options_page.expiry.choose("1y")
     wizard.next()
     if wizard.currentId() != NewKeyWizard.PAGE_RESULT:
-        raise SystemExit(f"the wizard did not reach its result page: "
-                         f"{wizard.options_page.error.text()}")
+        raise SystemExit(
+            f"the wizard did not reach its result page: {wizard.options_page.error.text()}"
+        )
     wizard.result_page.demo.register()
     _settle(app)
     wizard.resize(wizard.sizeHint().expandedTo(wizard.size()))
@@ -123,8 +133,9 @@ def main() -> int:
             display = envtools.start_xvfb(tmp / "xvfb") if args.xvfb else None
             try:
                 dirs = envtools.make_app_dirs(tmp / "app", runtime_dir=ss.runtime_dir)
-                env = envtools.app_env_for(dirs, keychain_env=ss.env,
-                                           display=display.display if display else None)
+                env = envtools.app_env_for(
+                    dirs, keychain_env=ss.env, display=display.display if display else None
+                )
                 for var in envtools.LEAKY_ENV_VARS:
                     os.environ.pop(var, None)
                 os.environ.update(env)

@@ -51,8 +51,9 @@ def render(out: Path, tmp: Path) -> list[Path]:
     store = KeyStore(KeyringKeychain())
     written = []
 
-    wizard = NewKeyWizard(store, cargo_home=Path(os.environ["CARGO_HOME"]),
-                          demo_data_dir=tmp / "demo-registry")
+    wizard = NewKeyWizard(
+        store, cargo_home=Path(os.environ["CARGO_HOME"]), demo_data_dir=tmp / "demo-registry"
+    )
     wizard.show()
     page = wizard.registry_page
     page.other.setChecked(True)
@@ -67,12 +68,17 @@ def render(out: Path, tmp: Path) -> list[Path]:
     written.append(_grab(wizard, out / "wizard-cargo.png"))
     wizard.close()
 
-    rec = store.create(registry="company-registry",
-                       index_url="sparse+https://crates.company.example/index/",
-                       passphrase=Secret("correct horse battery staple"))
+    rec = store.create(
+        registry="company-registry",
+        index_url="sparse+https://crates.company.example/index/",
+        passphrase=Secret("correct horse battery staple"),
+    )
     prompt = PassphraseDialog(
-        rec, "unlock the key to sign the read of the registry's index that cargo makes before a "
-        "publish, yank or owner change", deadline=time.monotonic() + 118)
+        rec,
+        "unlock the key to sign the read of the registry's index that cargo makes before a "
+        "publish, yank or owner change",
+        deadline=time.monotonic() + 118,
+    )
     prompt.show()
     _settle(app)
     written.append(_grab(prompt, out / "passphrase.png"))
@@ -88,18 +94,23 @@ def render(out: Path, tmp: Path) -> list[Path]:
 
     samples = [
         (86400 * 2, "signed", "read", None, None, "read before a publish"),
-        (86400 * 2 - 3, "signed", "publish", "tokio-frobnicate", "1.4.1",
-         "approved in the dialog"),
+        (86400 * 2 - 3, "signed", "publish", "tokio-frobnicate", "1.4.1", "approved in the dialog"),
         (3600, "signed", "read", None, None, "read before a publish"),
         (3597, "denied", "publish", "tokio-frobnicate", "1.4.2", "denied in the dialog"),
-        (120, "denied", "yank", "tokio-frobnicate", "1.4.0",
-         "no decision within 120 s"),
+        (120, "denied", "yank", "tokio-frobnicate", "1.4.0", "no decision within 120 s"),
         (30, "signed", "publish", "tokio-frobnicate", "1.4.2", "approved in the dialog"),
     ]
     for ago, decision, op, crate, vers, reason in samples:
-        log.record(time=at(ago), decision=decision, operation=op, crate=crate, version=vers,
-                   registry="my-registry", reason=reason,
-                   requester={"pid": 48213, "cwd": "/home/alex/src/tokio-frobnicate"})
+        log.record(
+            time=at(ago),
+            decision=decision,
+            operation=op,
+            crate=crate,
+            version=vers,
+            registry="my-registry",
+            reason=reason,
+            requester={"pid": 48213, "cwd": "/home/alex/src/tokio-frobnicate"},
+        )
     log.close()
     window = ActivityWindow(tmp / "audit.jsonl")
     window.show()
@@ -123,14 +134,30 @@ def _software_input_dialog(app: object, path: Path) -> Path:
     from gui_approver.ui.dialog import ApprovalDialog
     from gui_approver.ui.guard import FROM_SOFTWARE
 
-    req = parse_request(json.dumps({
-        "v": 1, "registry": {"index-url": "sparse+https://my.registry.example/index/",
-                             "name": "my-registry"},
-        "kind": "get", "operation": "publish", "name": "tokio-frobnicate", "vers": "1.4.2",
-        "cksum": "4bc86c3855a0a147b74da8e22c1bfcdd495334dae87a24e463881299" + "41b78d6c"}))
-    dialog = ApprovalDialog(ApprovalRequest(
-        request=req, key=None, timeout=120,
-        provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate")))
+    req = parse_request(
+        json.dumps(
+            {
+                "v": 1,
+                "registry": {
+                    "index-url": "sparse+https://my.registry.example/index/",
+                    "name": "my-registry",
+                },
+                "kind": "get",
+                "operation": "publish",
+                "name": "tokio-frobnicate",
+                "vers": "1.4.2",
+                "cksum": "4bc86c3855a0a147b74da8e22c1bfcdd495334dae87a24e463881299" + "41b78d6c",
+            }
+        )
+    )
+    dialog = ApprovalDialog(
+        ApprovalRequest(
+            request=req,
+            key=None,
+            timeout=120,
+            provenance=Provenance(pid=48213, ppid=48190, cwd="/home/alex/src/tokio-frobnicate"),
+        )
+    )
     dialog.show()
     deadline = time.monotonic() + 10
     while not dialog.approve_button.armed and time.monotonic() < deadline:

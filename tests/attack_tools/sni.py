@@ -65,9 +65,11 @@ def serve_watcher() -> None:
     print("ready", flush=True)
 
     def props() -> dict[str, tuple[str, object]]:
-        return {"RegisteredStatusNotifierItems": ("as", list(items)),
-                "IsStatusNotifierHostRegistered": ("b", True),
-                "ProtocolVersion": ("i", 0)}
+        return {
+            "RegisteredStatusNotifierItems": ("as", list(items)),
+            "IsStatusNotifierHostRegistered": ("b", True),
+            "ProtocolVersion": ("i", 0),
+        }
 
     while True:
         msg = conn.receive()
@@ -110,7 +112,8 @@ def _walk(layout: tuple[Any, ...], out: list[tuple[int, str]]) -> None:
 def _items(conn) -> list[str]:
     watcher = DBusAddress(WATCHER_PATH, WATCHER, PROPS)
     reply = conn.send_and_get_reply(
-        new_method_call(watcher, "Get", "ss", (WATCHER, "RegisteredStatusNotifierItems")))
+        new_method_call(watcher, "Get", "ss", (WATCHER, "RegisteredStatusNotifierItems"))
+    )
     return list(reply.body[0][1])
 
 
@@ -126,8 +129,11 @@ def _menu(conn, service: str) -> tuple[DBusAddress, list[tuple[int, str]]]:
 
 def _click(conn, menu: DBusAddress, item_id: int) -> str:
     conn.send_and_get_reply(new_method_call(menu, "AboutToShow", "i", (item_id,)))
-    reply = conn.send_and_get_reply(new_method_call(
-        menu, "Event", "isvu", (item_id, "clicked", ("i", 0), int(time.time()) & 0xFFFFFFFF)))
+    reply = conn.send_and_get_reply(
+        new_method_call(
+            menu, "Event", "isvu", (item_id, "clicked", ("i", 0), int(time.time()) & 0xFFFFFFFF)
+        )
+    )
     return "error" if reply.header.message_type == MessageType.error else "ok"
 
 

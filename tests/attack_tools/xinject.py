@@ -47,12 +47,29 @@ x11.XStringToKeysym.restype = ctypes.c_ulong
 x11.XStringToKeysym.argtypes = [ctypes.c_char_p]
 x11.XKeysymToKeycode.restype = ctypes.c_ubyte
 x11.XKeysymToKeycode.argtypes = [V, ctypes.c_ulong]
-x11.XWarpPointer.argtypes = [V, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
-                             ctypes.c_uint, ctypes.c_uint, ctypes.c_int, ctypes.c_int]
+x11.XWarpPointer.argtypes = [
+    V,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_uint,
+    ctypes.c_uint,
+    ctypes.c_int,
+    ctypes.c_int,
+]
 x11.XCreateSimpleWindow.restype = ctypes.c_ulong
-x11.XCreateSimpleWindow.argtypes = [V, ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
-                                    ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-                                    ctypes.c_ulong, ctypes.c_ulong]
+x11.XCreateSimpleWindow.argtypes = [
+    V,
+    ctypes.c_ulong,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_uint,
+    ctypes.c_uint,
+    ctypes.c_uint,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 x11.XMapRaised.argtypes = [V, ctypes.c_ulong]
 x11.XRaiseWindow.argtypes = [V, ctypes.c_ulong]
 x11.XFetchName.argtypes = [V, ctypes.c_ulong, ctypes.POINTER(ctypes.c_char_p)]
@@ -64,18 +81,44 @@ xi.XOpenDevice.restype = V
 xi.XOpenDevice.argtypes = [V, ctypes.c_ulong]
 xi.XListInputDevices.restype = V
 xi.XListInputDevices.argtypes = [V, ctypes.POINTER(ctypes.c_int)]
-xtst.XTestFakeDeviceMotionEvent.argtypes = [V, V, ctypes.c_int, ctypes.c_int,
-                                            ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-                                            ctypes.c_ulong]
-xtst.XTestFakeDeviceButtonEvent.argtypes = [V, V, ctypes.c_uint, ctypes.c_int, V, ctypes.c_int,
-                                            ctypes.c_ulong]
-xtst.XTestFakeDeviceKeyEvent.argtypes = [V, V, ctypes.c_uint, ctypes.c_int, V, ctypes.c_int,
-                                         ctypes.c_ulong]
+xtst.XTestFakeDeviceMotionEvent.argtypes = [
+    V,
+    V,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.POINTER(ctypes.c_int),
+    ctypes.c_int,
+    ctypes.c_ulong,
+]
+xtst.XTestFakeDeviceButtonEvent.argtypes = [
+    V,
+    V,
+    ctypes.c_uint,
+    ctypes.c_int,
+    V,
+    ctypes.c_int,
+    ctypes.c_ulong,
+]
+xtst.XTestFakeDeviceKeyEvent.argtypes = [
+    V,
+    V,
+    ctypes.c_uint,
+    ctypes.c_int,
+    V,
+    ctypes.c_int,
+    ctypes.c_ulong,
+]
 
 
 class XDeviceInfo(ctypes.Structure):
-    _fields_ = [("id", ctypes.c_ulong), ("type", ctypes.c_ulong), ("name", ctypes.c_char_p),
-                ("num_classes", ctypes.c_int), ("use", ctypes.c_int), ("classes", V)]
+    _fields_ = [
+        ("id", ctypes.c_ulong),
+        ("type", ctypes.c_ulong),
+        ("name", ctypes.c_char_p),
+        ("num_classes", ctypes.c_int),
+        ("use", ctypes.c_int),
+        ("classes", V),
+    ]
 
 
 IS_X_EXTENSION_KEYBOARD, IS_X_EXTENSION_POINTER = 3, 4
@@ -85,22 +128,35 @@ CW_OVERRIDE_REDIRECT = 1 << 9
 
 
 class XMapEvent(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
-                ("display", V), ("event", ctypes.c_ulong), ("window", ctypes.c_ulong),
-                ("override_redirect", ctypes.c_int)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("serial", ctypes.c_ulong),
+        ("send_event", ctypes.c_int),
+        ("display", V),
+        ("event", ctypes.c_ulong),
+        ("window", ctypes.c_ulong),
+        ("override_redirect", ctypes.c_int),
+    ]
 
 
 class XWindowAttributes(ctypes.Structure):
-    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int),
-                ("height", ctypes.c_int), ("pad", ctypes.c_char * 256)]
+    _fields_ = [
+        ("x", ctypes.c_int),
+        ("y", ctypes.c_int),
+        ("width", ctypes.c_int),
+        ("height", ctypes.c_int),
+        ("pad", ctypes.c_char * 256),
+    ]
 
 
 def devices(dpy: int) -> list[dict[str, Any]]:
     n = ctypes.c_int()
     ptr = xi.XListInputDevices(dpy, ctypes.byref(n))
     infos = ctypes.cast(ptr, ctypes.POINTER(XDeviceInfo))
-    return [{"id": infos[i].id, "name": infos[i].name.decode(), "use": infos[i].use}
-            for i in range(n.value)]
+    return [
+        {"id": infos[i].id, "name": infos[i].name.decode(), "use": infos[i].use}
+        for i in range(n.value)
+    ]
 
 
 def real_device(dpy: int, use: int) -> int:
@@ -158,8 +214,11 @@ def race(dpy: int, title: str, dx: int, dy: int) -> dict[str, Any]:
     device_button(dpy)
     device_keys(dpy, ["Tab", "space"])
     x11.XSync(dpy, 0)
-    return {"ms_after_map": round((time.monotonic() - mapped) * 1000, 1),
-            "window": ev.window, "geometry": [attrs.x, attrs.y, attrs.width, attrs.height]}
+    return {
+        "ms_after_map": round((time.monotonic() - mapped) * 1000, 1),
+        "window": ev.window,
+        "geometry": [attrs.x, attrs.y, attrs.width, attrs.height],
+    }
 
 
 def main(argv: list[str]) -> dict[str, Any]:
@@ -179,12 +238,12 @@ def main(argv: list[str]) -> dict[str, Any]:
     elif cmd == "device-keys":
         device_keys(dpy, args)
     elif cmd == "warp":
-        x11.XWarpPointer(dpy, 0, x11.XDefaultRootWindow(dpy), 0, 0, 0, 0,
-                         int(args[0]), int(args[1]))
+        x11.XWarpPointer(
+            dpy, 0, x11.XDefaultRootWindow(dpy), 0, 0, 0, 0, int(args[0]), int(args[1])
+        )
     elif cmd == "cover":
         x, y, w, h = (int(a) for a in args[:4])
-        win = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), x, y, w, h, 0, 0,
-                                      0xCC3333)
+        win = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), x, y, w, h, 0, 0, 0xCC3333)
         x11.XChangeWindowAttributes.argtypes = [V, ctypes.c_ulong, ctypes.c_ulong, V]
         x11.XChangeWindowAttributes(dpy, win, CW_OVERRIDE_REDIRECT, _override_redirect_attrs())
         x11.XMapRaised(dpy, win)
@@ -206,14 +265,23 @@ def main(argv: list[str]) -> dict[str, Any]:
 
 
 class XSetWindowAttributes(ctypes.Structure):
-    _fields_ = [("background_pixmap", ctypes.c_ulong), ("background_pixel", ctypes.c_ulong),
-                ("border_pixmap", ctypes.c_ulong), ("border_pixel", ctypes.c_ulong),
-                ("bit_gravity", ctypes.c_int), ("win_gravity", ctypes.c_int),
-                ("backing_store", ctypes.c_int), ("backing_planes", ctypes.c_ulong),
-                ("backing_pixel", ctypes.c_ulong), ("save_under", ctypes.c_int),
-                ("event_mask", ctypes.c_long), ("do_not_propagate_mask", ctypes.c_long),
-                ("override_redirect", ctypes.c_int), ("colormap", ctypes.c_ulong),
-                ("cursor", ctypes.c_ulong)]
+    _fields_ = [
+        ("background_pixmap", ctypes.c_ulong),
+        ("background_pixel", ctypes.c_ulong),
+        ("border_pixmap", ctypes.c_ulong),
+        ("border_pixel", ctypes.c_ulong),
+        ("bit_gravity", ctypes.c_int),
+        ("win_gravity", ctypes.c_int),
+        ("backing_store", ctypes.c_int),
+        ("backing_planes", ctypes.c_ulong),
+        ("backing_pixel", ctypes.c_ulong),
+        ("save_under", ctypes.c_int),
+        ("event_mask", ctypes.c_long),
+        ("do_not_propagate_mask", ctypes.c_long),
+        ("override_redirect", ctypes.c_int),
+        ("colormap", ctypes.c_ulong),
+        ("cursor", ctypes.c_ulong),
+    ]
 
 
 def _override_redirect_attrs() -> ctypes.c_void_p:

@@ -49,22 +49,45 @@ def main(argv: list[str]) -> dict[str, Any]:
     sent = []
     if cmd == "click":
         x, y = int(argv[2]), int(argv[3])
-        for kind, mask in ((event.ButtonPress, X.ButtonPressMask),
-                           (event.ButtonRelease, X.ButtonReleaseMask)):
-            ev = kind(time=X.CurrentTime, root=root, window=win, child=X.NONE,
-                      root_x=ox + x, root_y=oy + y, event_x=x, event_y=y,
-                      state=0 if kind is event.ButtonPress else X.Button1Mask,
-                      same_screen=1, detail=1)
+        for kind, mask in (
+            (event.ButtonPress, X.ButtonPressMask),
+            (event.ButtonRelease, X.ButtonReleaseMask),
+        ):
+            ev = kind(
+                time=X.CurrentTime,
+                root=root,
+                window=win,
+                child=X.NONE,
+                root_x=ox + x,
+                root_y=oy + y,
+                event_x=x,
+                event_y=y,
+                state=0 if kind is event.ButtonPress else X.Button1Mask,
+                same_screen=1,
+                detail=1,
+            )
             win.send_event(ev, event_mask=mask, propagate=False)
             sent.append(kind.__name__)
     elif cmd == "keys":
         for name in argv[2:]:
             code = d.keysym_to_keycode(XK.string_to_keysym(name))
-            for kind, mask in ((event.KeyPress, X.KeyPressMask),
-                               (event.KeyRelease, X.KeyReleaseMask)):
-                ev = kind(time=X.CurrentTime, root=root, window=win, child=X.NONE,
-                          root_x=0, root_y=0, event_x=0, event_y=0, state=0,
-                          same_screen=1, detail=code)
+            for kind, mask in (
+                (event.KeyPress, X.KeyPressMask),
+                (event.KeyRelease, X.KeyReleaseMask),
+            ):
+                ev = kind(
+                    time=X.CurrentTime,
+                    root=root,
+                    window=win,
+                    child=X.NONE,
+                    root_x=0,
+                    root_y=0,
+                    event_x=0,
+                    event_y=0,
+                    state=0,
+                    same_screen=1,
+                    detail=code,
+                )
                 win.send_event(ev, event_mask=mask, propagate=False)
                 sent.append(f"{kind.__name__}:{name}")
     elif cmd == "focus":
@@ -74,8 +97,9 @@ def main(argv: list[str]) -> dict[str, Any]:
     elif cmd == "close":
         protocols = d.intern_atom("WM_PROTOCOLS")
         delete = d.intern_atom("WM_DELETE_WINDOW")
-        ev = event.ClientMessage(window=win, client_type=protocols,
-                                 data=(32, [delete, X.CurrentTime, 0, 0, 0]))
+        ev = event.ClientMessage(
+            window=win, client_type=protocols, data=(32, [delete, X.CurrentTime, 0, 0, 0])
+        )
         win.send_event(ev, event_mask=0, propagate=False)
         sent.append("WM_DELETE_WINDOW")
     else:

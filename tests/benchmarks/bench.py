@@ -96,8 +96,11 @@ class Row:
             return _fmt(self.value, self.unit), "", ""
         if not self.samples:
             return "TODO", "", ""
-        return (_fmt(statistics.median(self.samples), self.unit),
-                _fmt(min(self.samples), self.unit), _fmt(max(self.samples), self.unit))
+        return (
+            _fmt(statistics.median(self.samples), self.unit),
+            _fmt(min(self.samples), self.unit),
+            _fmt(max(self.samples), self.unit),
+        )
 
     @property
     def median(self) -> float:
@@ -122,8 +125,9 @@ def render(rows: list[Row], header: str) -> tuple[str, str]:
     for r in rows:
         med, lo, hi = r.figures()
         ok = "" if r.ok is None else ("yes" if r.ok else "NO")
-        table.append([r.item, r.what, med, lo, hi, r.target, ok,
-                      str(len(r.samples)) if r.samples else ""])
+        table.append(
+            [r.item, r.what, med, lo, hi, r.target, ok, str(len(r.samples)) if r.samples else ""]
+        )
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     lines = [header, ""]
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
@@ -131,8 +135,12 @@ def render(rows: list[Row], header: str) -> tuple[str, str]:
     lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
     notes = [f"[{r.item}] {r.note}" for r in rows if r.note]
     text = "\n".join(lines + (["", *notes] if notes else [])) + "\n"
-    md = [header.replace("\n", "  \n"), "", "| " + " | ".join(cols) + " |",
-          "|" + "|".join("---" for _ in cols) + "|"]
+    md = [
+        header.replace("\n", "  \n"),
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" for _ in cols) + "|",
+    ]
     md += ["| " + " | ".join(v.replace("|", "/") for v in t) + " |" for t in table]
     if notes:
         md += ["", *(f"- {n}" for n in notes)]
@@ -171,24 +179,36 @@ def ping(socket_dir: str) -> dict[str, Any] | None:
 
 
 def read_request(index: str) -> dict[str, Any]:
-    return {"v": 1, "registry": {"index-url": index, "name": "local"}, "kind": "get",
-            "operation": "read"}
+    return {
+        "v": 1,
+        "registry": {"index-url": index, "name": "local"},
+        "kind": "get",
+        "operation": "read",
+    }
 
 
 def publish_request(index: str, n: int) -> dict[str, Any]:
-    return {"v": 1, "registry": {"index-url": index, "name": "local"}, "kind": "get",
-            "operation": "publish", "name": "bench-x", "vers": f"9.9.{n}",
-            "cksum": hashlib.sha256(str(n).encode()).hexdigest()}
+    return {
+        "v": 1,
+        "registry": {"index-url": index, "name": "local"},
+        "kind": "get",
+        "operation": "publish",
+        "name": "bench-x",
+        "vers": f"9.9.{n}",
+        "cksum": hashlib.sha256(str(n).encode()).hexdigest(),
+    }
 
 
-def bridge_once(env: dict[str, str], request: dict[str, Any], bridge: str | list[str] = BRIDGE
-                ) -> tuple[float, dict[str, Any]]:
+def bridge_once(
+    env: dict[str, str], request: dict[str, Any], bridge: str | list[str] = BRIDGE
+) -> tuple[float, dict[str, Any]]:
     """One bridge process as cargo runs it; the wall time from spawn to exit."""
     data = (json.dumps(request, separators=(",", ":")) + "\n").encode()
     cmd = [bridge] if isinstance(bridge, str) else list(bridge)
     t0 = now()
-    proc = subprocess.run([*cmd, "--cargo-plugin"], input=data, capture_output=True,
-                          env=env, check=False)
+    proc = subprocess.run(
+        [*cmd, "--cargo-plugin"], input=data, capture_output=True, env=env, check=False
+    )
     elapsed = now() - t0
     lines = proc.stdout.decode().splitlines()
     if proc.returncode != 0 or len(lines) != 2:
@@ -239,10 +259,12 @@ def installed_layout(root: Path) -> str:
     venv = root / "installed-venv"
     subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    shutil.copytree(REPO / "gui_approver", site / "gui_approver",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(site)],
-                   check=True)
+    shutil.copytree(
+        REPO / "gui_approver",
+        site / "gui_approver",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    subprocess.run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(site)], check=True)
     script = venv / "bin" / "cargo-credential-gui-approver"
     script.write_text(CONSOLE_SCRIPT.format(python=venv / "bin" / "python"))
     script.chmod(0o755)
@@ -257,16 +279,21 @@ class App:
         self.socket_dir = paths.socket_dir(env)
         self.log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.t0 = now()
-        self.proc = subprocess.Popen([*DIE_WITH_US, CLI, "app", *args], env=env,
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*DIE_WITH_US, CLI, "app", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = 30) -> float:
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"the app exited with {self.proc.returncode}; see {self.log.name}")
+                    f"the app exited with {self.proc.returncode}; see {self.log.name}"
+                )
             pong = ping(self.socket_dir)
             return pong is not None and pong.get("pid") == self.proc.pid
 
@@ -294,14 +321,16 @@ def serve_registry(args: argparse.Namespace) -> int:
     from gui_approver.registry.server import DemoRegistry
     from gui_approver.registry.verify import RegisteredKey
 
-    plain_user = RegisteredKey(public=SigningKey.generate().public_paserk,
-                               subject="plain-token-user")
+    plain_user = RegisteredKey(
+        public=SigningKey.generate().public_paserk, subject="plain-token-user"
+    )
 
     class PlainTokenRegistry(DemoRegistry):
         def _authorize(self, headers: Any, expected: Any) -> Any:
             token = headers.get("Authorization")
-            if token is not None and hmac.compare_digest(token.strip().encode(),
-                                                         args.plain_token.encode()):
+            if token is not None and hmac.compare_digest(
+                token.strip().encode(), args.plain_token.encode()
+            ):
                 return plain_user
             return super()._authorize(headers, expected)
 
@@ -363,9 +392,20 @@ class Bench:
     def start_registry(self) -> None:
         data = self.root / "registry"
         self.registry = subprocess.Popen(
-            [*DIE_WITH_US, PY, __file__, "serve-registry", "--data", str(data),
-             "--plain-token", PLAIN_TOKEN],
-            env=self.env, stdout=subprocess.PIPE, text=True)
+            [
+                *DIE_WITH_US,
+                PY,
+                __file__,
+                "serve-registry",
+                "--data",
+                str(data),
+                "--plain-token",
+                PLAIN_TOKEN,
+            ],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.registry.stdout is not None
         line = self.registry.stdout.readline().strip()
         if not line.startswith("index: "):
@@ -374,8 +414,7 @@ class Bench:
         self.registry_data = data
 
     def start_app(self) -> None:
-        self.app = App(self.env, "--no-gui", "--auto-approve-loopback",
-                       log=self.root / "app.log")
+        self.app = App(self.env, "--no-gui", "--auto-approve-loopback", log=self.root / "app.log")
         self.app.wait_ready()
 
     def setup_keys_and_cargo(self) -> None:
@@ -383,9 +422,13 @@ class Bench:
         from gui_approver.registry.server import add_key_to_file
         from gui_approver.registry.verify import RegisteredKey
 
-        out = subprocess.run([CLI, "key", "new", "--registry", "local", "--index", self.index,
-                              "--json"], env=self.env, capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [CLI, "key", "new", "--registry", "local", "--index", self.index, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         add_key_to_file(self.registry_data, RegisteredKey(public=json.loads(out)["public"]))
         paseto = SigningKey.generate()
         add_key_to_file(self.registry_data, RegisteredKey(public=paseto.public_paserk))
@@ -394,17 +437,28 @@ class Bench:
         homes = {m: self.root / f"cargo-{m}" for m in ("ours", "token", "paseto")}
         for home in homes.values():
             home.mkdir()
-        subprocess.run([CLI, "configure-cargo", "--registry", "local", "--index", self.index,
-                        "--bridge", self.bridge],
-                       env={**self.env, "CARGO_HOME": str(homes["ours"])}, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                CLI,
+                "configure-cargo",
+                "--registry",
+                "local",
+                "--index",
+                self.index,
+                "--bridge",
+                self.bridge,
+            ],
+            env={**self.env, "CARGO_HOME": str(homes["ours"])},
+            check=True,
+            capture_output=True,
+        )
         for mode, provider, cred in (
             ("token", "cargo:token", f'token = "{PLAIN_TOKEN}"'),
             ("paseto", "cargo:paseto", f'secret-key = "{self.paseto_secret}"'),
         ):
             (homes[mode] / "config.toml").write_text(
-                f'[registries.local]\nindex = "{self.index}"\n'
-                f'credential-provider = "{provider}"\n')
+                f'[registries.local]\nindex = "{self.index}"\ncredential-provider = "{provider}"\n'
+            )
             cred_file = homes[mode] / "credentials.toml"
             cred_file.write_text(f"[registries.local]\n{cred}\n")
             cred_file.chmod(0o600)
@@ -422,7 +476,8 @@ class Bench:
         self.version += 1
         (self.crate / "Cargo.toml").write_text(
             f'[package]\nname = "{CRATE}"\nversion = "0.1.{self.version}"\nedition = "2021"\n'
-            'description = "benchmark crate"\nlicense = "MIT"\n')
+            'description = "benchmark crate"\nlicense = "MIT"\n'
+        )
 
     def cargo(self, mode: str, args: list[str], cwd: Path) -> float:
         env = {**self.env, "CARGO_HOME": str(self.cargo_homes[mode])}
@@ -431,8 +486,7 @@ class Bench:
             env["RUSTC_BOOTSTRAP"] = "1"
             cmd = ["cargo", "-Z", "asymmetric-token", *args]
         t0 = now()
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
         elapsed = now() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} ({mode}) failed:\n{proc.stderr}")
@@ -440,8 +494,11 @@ class Bench:
 
     def publish(self, mode: str) -> float:
         self.write_manifest()
-        return self.cargo(mode, ["publish", "--no-verify", "--allow-dirty", "--registry",
-                                 "local", "--quiet"], self.crate)
+        return self.cargo(
+            mode,
+            ["publish", "--no-verify", "--allow-dirty", "--registry", "local", "--quiet"],
+            self.crate,
+        )
 
     def owner_list(self, mode: str) -> float:
         return self.cargo(mode, ["owner", "--list", CRATE, "--registry", "local"], self.root)
@@ -462,12 +519,12 @@ def bench_bridge(b: Bench) -> list[Row]:
         t0 = now()
         subprocess.run([PY, "-I", "-S", "-c", "pass"], check=True)
         floor_is.samples.append((now() - t0) * 1000)
-    dev = Row("1", "bridge round trip: read (make run install: `python -IS` launcher)",
-              target="<= 12 ms")
+    dev = Row(
+        "1", "bridge round trip: read (make run install: `python -IS` launcher)", target="<= 12 ms"
+    )
     pub = Row("1", "bridge round trip: publish, auto-approved (launcher)", target="<= 12 ms")
     read = Row("1", "  alt: read through pip's console-script wrapper (regular install)")
-    app = Row("1", "app handling of a read over the socket (no process start)",
-              target="<= 2 ms")
+    app = Row("1", "app handling of a read over the socket (no process start)", target="<= 2 ms")
     bridge_once(b.bridge_env, read_request(b.index))  # warm the app (keychain, pyseto)
     for i in range(b.runs * 2):
         t, ans = bridge_once(b.bridge_env, read_request(b.index), b.installed_bridge)
@@ -483,8 +540,10 @@ def bench_bridge(b: Bench) -> list[Row]:
     for r in (dev, pub):
         r.ok = r.median <= 12
     app.ok = app.median <= 2
-    read.note = ("pip's wrapper starts Python with site (every .pth in site-packages) and "
-                 "honours PYTHON* variables; packaging/bootstrap.sh writes the launcher instead")
+    read.note = (
+        "pip's wrapper starts Python with site (every .pth in site-packages) and "
+        "honours PYTHON* variables; packaging/bootstrap.sh writes the launcher instead"
+    )
     rows += [dev, pub, read, app, floor, floor_is]
     return rows
 
@@ -497,11 +556,18 @@ def bench_cargo_owner(b: Bench) -> list[Row]:
     for _ in range(b.runs):
         ours.samples.append(b.owner_list("ours") * 1000)
         token.samples.append(b.owner_list("token") * 1000)
-    ratio = Row("2", "  ratio ours / cargo:token", unit="x", target="<= 1.5x",
-                value=ours.median / token.median)
+    ratio = Row(
+        "2",
+        "  ratio ours / cargo:token",
+        unit="x",
+        target="<= 1.5x",
+        value=ours.median / token.median,
+    )
     ratio.ok = ratio.value is not None and ratio.value <= 1.5
-    ratio.note = ("the demo registry accepts cargo:token only in the bench's variant "
-                  "(bench.py serve-registry: DemoRegistry + one plain token)")
+    ratio.note = (
+        "the demo registry accepts cargo:token only in the bench's variant "
+        "(bench.py serve-registry: DemoRegistry + one plain token)"
+    )
     return [ours, token, ratio]
 
 
@@ -512,8 +578,13 @@ def bench_cargo_publish(b: Bench) -> list[Row]:
     for _ in range(max(3, b.runs // 2)):
         ours.samples.append(b.publish("ours") * 1000)
         paseto.samples.append(b.publish("paseto") * 1000)
-    ratio = Row("3", "  ratio ours / cargo:paseto", unit="x", target="<= 1.10x",
-                value=ours.median / paseto.median)
+    ratio = Row(
+        "3",
+        "  ratio ours / cargo:paseto",
+        unit="x",
+        target="<= 1.10x",
+        value=ours.median / paseto.median,
+    )
     ratio.ok = ratio.value is not None and ratio.value <= 1.10
     return [ours, paseto, ratio]
 
@@ -535,17 +606,18 @@ def bench_hardware(b: Bench) -> list[Row]:
 
     if b.hsm is None:
         return [Row("7", "hardware keys: skipped (SoftHSM2 is not installed)", target="")]
-    request = Get(RegistryInfo(index_url=b.index, name="local"),
-                  Publish(CRATE, "1.0.0", "ab" * 32))
+    request = Get(RegistryInfo(index_url=b.index, name="local"), Publish(CRATE, "1.0.0", "ab" * 32))
     soft = SigningKey.generate()
     sw = Row("7", "sign one token: keychain key (pyseto, in process; median of 50)")
     hw = Row("7", "sign one token: SoftHSM2 key (logged in, key read back; median of 50)")
     os.environ["SOFTHSM2_CONF"] = str(b.hsm.conf)
     pkcs11.reset_backend()
-    info = pkcs11.backend().generate(b.hsm.module, "pkcs11:token=bench;id=%07",
-                                     Secret(HW_PIN), label="bench-inproc")
-    store = KeyStore(MemoryKeychain(), b.root / "hw-keys.json",
-                     unlocker=lambda _r, _w: Secret(HW_PIN))
+    info = pkcs11.backend().generate(
+        b.hsm.module, "pkcs11:token=bench;id=%07", Secret(HW_PIN), label="bench-inproc"
+    )
+    store = KeyStore(
+        MemoryKeychain(), b.root / "hw-keys.json", unlocker=lambda _r, _w: Secret(HW_PIN)
+    )
     rec = store.add_hardware(info, registry="bench", index_url=b.index + "x", subject=None)
     store.unlock(rec, Secret(HW_PIN))
     paseto.sign_request(soft, request, subject=None)
@@ -567,32 +639,71 @@ def bench_hardware(b: Bench) -> list[Row]:
 
     # End to end: a second registry whose key is on the token, the same headless app.
     reg = subprocess.Popen(
-        [*DIE_WITH_US, PY, __file__, "serve-registry", "--data", str(b.root / "registry-hw"),
-         "--plain-token", PLAIN_TOKEN], env=b.env, stdout=subprocess.PIPE, text=True)
+        [
+            *DIE_WITH_US,
+            PY,
+            __file__,
+            "serve-registry",
+            "--data",
+            str(b.root / "registry-hw"),
+            "--plain-token",
+            PLAIN_TOKEN,
+        ],
+        env=b.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert reg.stdout is not None
         index = reg.stdout.readline().strip().split(" ", 1)[1]
         out = subprocess.run(
-            [CLI, "key", "new", "--registry", "hw", "--index", index, "--pkcs11",
-             "pkcs11:token=bench;id=%08", "--module", b.hsm.module, "--json"],
-            env=b.env, input=HW_PIN + "\n", capture_output=True, text=True, check=True).stdout
+            [
+                CLI,
+                "key",
+                "new",
+                "--registry",
+                "hw",
+                "--index",
+                index,
+                "--pkcs11",
+                "pkcs11:token=bench;id=%08",
+                "--module",
+                b.hsm.module,
+                "--json",
+            ],
+            env=b.env,
+            input=HW_PIN + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         add_key_to_file(b.root / "registry-hw", RegisteredKey(public=json.loads(out)["public"]))
         home = b.root / "cargo-hw"
         home.mkdir()
-        subprocess.run([CLI, "configure-cargo", "--registry", "local", "--index", index,
-                        "--bridge", b.bridge], env={**b.env, "CARGO_HOME": str(home)},
-                       check=True, capture_output=True)
+        subprocess.run(
+            [CLI, "configure-cargo", "--registry", "local", "--index", index, "--bridge", b.bridge],
+            env={**b.env, "CARGO_HOME": str(home)},
+            check=True,
+            capture_output=True,
+        )
         b.cargo_homes["hw"] = home
-        subprocess.run([CLI, "key", "unlock", "--registry", "hw"], env=b.env,
-                       input=HW_PIN + "\n", capture_output=True, text=True, check=True)
+        subprocess.run(
+            [CLI, "key", "unlock", "--registry", "hw"],
+            env=b.env,
+            input=HW_PIN + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         ours = Row("7", "cargo publish --no-verify: keychain key")
         hwp = Row("7", "cargo publish --no-verify: SoftHSM2 hardware key")
         b.publish("hw")
         for _ in range(max(3, b.runs // 2)):
             ours.samples.append(b.publish("ours") * 1000)
             hwp.samples.append(b.publish("hw") * 1000)
-        ratio = Row("7", "  ratio hardware / keychain", unit="x", target="",
-                    value=hwp.median / ours.median)
+        ratio = Row(
+            "7", "  ratio hardware / keychain", unit="x", target="", value=hwp.median / ours.median
+        )
     finally:
         reg.terminate()
         reg.wait(10)
@@ -607,8 +718,10 @@ def bench_dialog(b: Bench) -> list[Row]:
         row.note = f"TODO: not measured ({type(exc).__name__}: {exc})"
         return [row]
     row.ok = row.median <= 100
-    row.note = ("in-process GuiApp (offscreen): t0 when the IPC handler receives the request, "
-                "t1 at the dialog's first paint; then denied")
+    row.note = (
+        "in-process GuiApp (offscreen): t0 when the IPC handler receives the request, "
+        "t1 at the dialog's first paint; then denied"
+    )
     return [row]
 
 
@@ -652,8 +765,11 @@ def _dialog_latencies(b: Bench) -> list[float]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(30)
             s.connect(str(sockdir / paths.SOCKET_NAME))
-            s.sendall(framing.credential_ipc_message(
-                publish_request(b.index, n), framing.Provenance(pid=os.getpid())))
+            s.sendall(
+                framing.credential_ipc_message(
+                    publish_request(b.index, n), framing.Provenance(pid=os.getpid())
+                )
+            )
             while s.recv(65536):
                 pass
 
@@ -683,8 +799,9 @@ def _dialog_latencies(b: Bench) -> list[float]:
         for n in range(b.runs * 2 + 1):
             t = threading.Thread(target=client, args=(n,))
             t.start()
-            spin_until(partial(lambda k: len(painted) > k and gui.approver.dialog is not None,
-                               n), 10)
+            spin_until(
+                partial(lambda k: len(painted) > k and gui.approver.dialog is not None, n), 10
+            )
             dialog = gui.approver.dialog
             visible = getattr(dialog, "visible_at", None)
             t1 = painted[n] if visible is None else min(visible, painted[n])
@@ -769,17 +886,25 @@ def bench_concurrent(b: Bench, n: int = 200) -> list[Row]:
     path = os.path.join(b.app.socket_dir, paths.SOCKET_NAME)
     for _ in range(3):
         t0 = now()
-        procs = [subprocess.Popen([b.bridge, "--cargo-plugin"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  env=b.bridge_env) for _ in range(n)]
+        procs = [
+            subprocess.Popen(
+                [b.bridge, "--cargo-plugin"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=b.bridge_env,
+            )
+            for _ in range(n)
+        ]
         outs = [p.communicate(data)[0] for p in procs]
         procs_row.samples.append((now() - t0) * 1000)
         answered = sum(b'"Ok"' in o for o in outs)
         if answered != n:
             procs_row.note = f"only {answered}/{n} answered Ok"
 
-        message = framing.credential_ipc_message(read_request(b.index),
-                                                  framing.Provenance(pid=os.getpid()))
+        message = framing.credential_ipc_message(
+            read_request(b.index), framing.Provenance(pid=os.getpid())
+        )
         elapsed, ok = _ipc_burst(path, message, n)
         ipc_row.samples.append(elapsed * 1000)
         if ok != n:
@@ -796,8 +921,17 @@ def bench_concurrent(b: Bench, n: int = 200) -> list[Row]:
 def bytecode_state() -> str:
     pkg = REPO / "gui_approver"
     stale = []
-    for name in ("__init__", "errors", "secret", "client/__init__", "client/bridge",
-                 "client/protocol", "client/framing", "client/paths", "client/records"):
+    for name in (
+        "__init__",
+        "errors",
+        "secret",
+        "client/__init__",
+        "client/bridge",
+        "client/protocol",
+        "client/framing",
+        "client/paths",
+        "client/records",
+    ):
         src = pkg / f"{name}.py"
         pyc = src.parent / "__pycache__" / f"{src.stem}.{sys.implementation.cache_tag}.pyc"
         if not pyc.exists() or pyc.stat().st_mtime < src.stat().st_mtime:
@@ -832,17 +966,29 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
             names = [f"watched-crate-{i:03d}" for i in range(n)]
 
             def approved(name: str, vers: str, cksum: str) -> dict[str, Any]:
-                audit.record(event="get", registry="bench", index_url=reg.index_url,
-                             operation="publish", crate=name, version=vers, cksum=cksum,
-                             decision="signed")
+                audit.record(
+                    event="get",
+                    registry="bench",
+                    index_url=reg.index_url,
+                    operation="publish",
+                    crate=name,
+                    version=vers,
+                    cksum=cksum,
+                    decision="signed",
+                )
                 meta: dict[str, Any] = {"deps": [], "features": {"std": []}, "links": None}
                 return _index_entry(meta, name, vers, cksum)
 
             for name in names:
-                reg._write_entries(name, [
-                    approved(name, f"1.{v}.0", hashlib.sha256(f"{name}{v}".encode()).hexdigest())
-                    for v in range(versions)
-                ])
+                reg._write_entries(
+                    name,
+                    [
+                        approved(
+                            name, f"1.{v}.0", hashlib.sha256(f"{name}{v}".encode()).hexdigest()
+                        )
+                        for v in range(versions)
+                    ],
+                )
 
             wire = [0]
 
@@ -876,9 +1022,19 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
                 reg._write_entries(names[0], entries)
 
             result, body, ms = one_pass()
-            table.append([str(n), "cold (baseline)", str(result.requests),
-                          str(result.not_modified), str(body), str(wire[0]), f"{ms:.1f}", "",
-                          ""])
+            table.append(
+                [
+                    str(n),
+                    "cold (baseline)",
+                    str(result.requests),
+                    str(result.not_modified),
+                    str(body),
+                    str(wire[0]),
+                    f"{ms:.1f}",
+                    "",
+                    "",
+                ]
+            )
             cases: list[tuple[str, Callable[[], None] | None]] = [
                 ("ETag (nothing changed)", None),
                 ("no ETag (nothing changed)", drop_validators),
@@ -890,14 +1046,35 @@ def _watch_rows(n: int, runs: int, versions: int) -> list[list[str]]:
                     last = one_pass(prepare)
                     samples.append(last[2])
                 assert last is not None
-                table.append([str(n), label, str(last[0].requests), str(last[0].not_modified),
-                              str(last[1]), str(wire[0]), f"{statistics.median(samples):.1f}",
-                              f"{min(samples):.1f}", f"{max(samples):.1f}"])
+                table.append(
+                    [
+                        str(n),
+                        label,
+                        str(last[0].requests),
+                        str(last[0].not_modified),
+                        str(last[1]),
+                        str(wire[0]),
+                        f"{statistics.median(samples):.1f}",
+                        f"{min(samples):.1f}",
+                        f"{max(samples):.1f}",
+                    ]
+                )
             before = len(reg.served)
             Watch(root / "empty-state").run_once()
             if n == 10:
-                table.append(["0", "nothing watched", str(len(reg.served) - before), "0", "0",
-                              "0", "", "", ""])
+                table.append(
+                    [
+                        "0",
+                        "nothing watched",
+                        str(len(reg.served) - before),
+                        "0",
+                        "0",
+                        "0",
+                        "",
+                        "",
+                        "",
+                    ]
+                )
         finally:
             reg.stop()
     return table
@@ -910,18 +1087,33 @@ def bench_watch(runs: int, sizes: tuple[int, ...] = (10, 100), versions: int = 5
     nothing changed (conditional requests, 304s); 'no ETag' the same pass with the stored
     validators dropped (what a watch without conditional requests would cost); 'one change'
     a pass after one crate got a new version (approved, so no alert)."""
-    cols = ["crates", "pass", "requests", "304s", "body bytes", "HTTP bytes", "median ms",
-            "min", "max"]
+    cols = [
+        "crates",
+        "pass",
+        "requests",
+        "304s",
+        "body bytes",
+        "HTTP bytes",
+        "median ms",
+        "min",
+        "max",
+    ]
     table = [row for n in sizes for row in _watch_rows(n, runs, versions)]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    lines = ["", "watch: cost per pass against the demo registry (loopback, token mode, "
-             f"{versions} versions per crate, runs={runs})", ""]
+    lines = [
+        "",
+        "watch: cost per pass against the demo registry (loopback, token mode, "
+        f"{versions} versions per crate, runs={runs})",
+        "",
+    ]
     lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)) for t in table]
-    lines.append("requests include config.json (one per registry and pass); body bytes: "
-                 "response bodies; HTTP bytes: requests and responses with their headers, both "
-                 "ways (one kept-alive connection; TCP/TLS overhead not counted).")
+    lines.append(
+        "requests include config.json (one per registry and pass); body bytes: "
+        "response bodies; HTTP bytes: requests and responses with their headers, both "
+        "ways (one kept-alive connection; TCP/TLS overhead not counted)."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -952,8 +1144,12 @@ def run(args: argparse.Namespace) -> int:
             b.start_app()
             b.setup_keys_and_cargo()
             steps: list[tuple[str, Callable[[Bench], list[Row]]]] = [
-                ("1", bench_bridge), ("2", bench_cargo_owner), ("3", bench_cargo_publish),
-                ("6", bench_concurrent), ("4", bench_dialog), ("7", bench_hardware),
+                ("1", bench_bridge),
+                ("2", bench_cargo_owner),
+                ("3", bench_cargo_publish),
+                ("6", bench_concurrent),
+                ("4", bench_dialog),
+                ("7", bench_hardware),
             ]
             for key, fn in steps:
                 if only is None or key in only:
@@ -984,13 +1180,19 @@ def run(args: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=10, help="repetitions per figure (default 10)")
-    p.add_argument("--only", help="comma-separated rows to run, e.g. 1,5; 'watch' for the "
-                                  "watch's cost per pass")
+    p.add_argument(
+        "--only",
+        help="comma-separated rows to run, e.g. 1,5; 'watch' for the watch's cost per pass",
+    )
     p.add_argument("--out", default=str(REPO / "bench-results.txt"))
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument("--bridge", choices=("installed", "dev"), default="installed",
-                   help="the bridge cargo runs in rows 2, 3 and 6 (default: a regular install "
-                        "layout; dev: the dev venv's editable install)")
+    p.add_argument(
+        "--bridge",
+        choices=("installed", "dev"),
+        default="installed",
+        help="the bridge cargo runs in rows 2, 3 and 6 (default: a regular install "
+        "layout; dev: the dev venv's editable install)",
+    )
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("serve-registry", help="(internal) the demo registry variant of row 2")
     s.add_argument("--data", required=True)

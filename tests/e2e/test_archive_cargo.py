@@ -39,8 +39,7 @@ def test_differential_inspect_against_real_cargo(
         rc = cli_main(["inspect", str(path), "--json"])
         doc = json.loads(capsys.readouterr().out)
         assert rc == (0 if doc["verified"] else 2)
-        listed = {f["path"]: (f["size"], f["sha256"]) for f in doc["files"]
-                  if f["kind"] == "file"}
+        listed = {f["path"]: (f["size"], f["sha256"]) for f in doc["files"] if f["kind"] == "file"}
         if name in unpacked.refused:
             same = False
         else:
@@ -62,11 +61,14 @@ def test_differential_inspect_against_real_cargo(
         name = CORPUS[shape][0]
         assert unpacked.trees[name]["src/lib.rs"] == h.EVIL, shape
     same_unverified = len(CORPUS) - len(verified) - len(differ)
-    print(f"\ndifferential corpus: {len(CORPUS)} archives; {len(verified)} verified, each "
-          f"identical to cargo's unpacking; {len(differ)} where cargo's result differs from "
-          f"the list ({len(unpacked.refused)} refused by cargo), none verified; "
-          f"{same_unverified} outside the subset but unpacked identically, not verified "
-          f"either; {unpacked.cargo_runs} cargo runs", file=sys.stderr)
+    print(
+        f"\ndifferential corpus: {len(CORPUS)} archives; {len(verified)} verified, each "
+        f"identical to cargo's unpacking; {len(differ)} where cargo's result differs from "
+        f"the list ({len(unpacked.refused)} refused by cargo), none verified; "
+        f"{same_unverified} outside the subset but unpacked identically, not verified "
+        f"either; {unpacked.cargo_runs} cargo runs",
+        file=sys.stderr,
+    )
 
 
 def _member(data: bytes, name: str, path: str) -> bytes | None:
@@ -76,8 +78,9 @@ def _member(data: bytes, name: str, path: str) -> bytes | None:
 
 
 @pytest.mark.e2e
-def test_what_real_cargo_packages_is_verified(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_what_real_cargo_packages_is_verified(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The positive side: `cargo package` output (GNU headers, a GNU long name for a path
     over 100 bytes) is inside the subset."""
     import os
@@ -87,14 +90,21 @@ def test_what_real_cargo_packages_is_verified(tmp_path: Path,
     deep.mkdir(parents=True)
     (crate / "Cargo.toml").write_text(
         '[package]\nname = "realpkg"\nversion = "0.3.0"\nedition = "2021"\n'
-        'description = "x"\nlicense = "MIT"\nbuild = "build.rs"\n')
+        'description = "x"\nlicense = "MIT"\nbuild = "build.rs"\n'
+    )
     (crate / "src" / "lib.rs").write_text("pub fn f() {}\n")
     (crate / "build.rs").write_text("fn main() {}\n")
     (deep / ("f" * 40 + ".rs")).write_text("// deep\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGO_")}
     env.update(CARGO_HOME=str(tmp_path / "home"), CARGO_TERM_COLOR="never")
-    proc = subprocess.run(["cargo", "package", "--no-verify", "--allow-dirty", "--offline"],
-                          cwd=crate, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["cargo", "package", "--no-verify", "--allow-dirty", "--offline"],
+        cwd=crate,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     path = crate / "target" / "package" / "realpkg-0.3.0.crate"
     assert cli_main(["inspect", str(path), "--json"]) == 0

@@ -49,9 +49,15 @@ def test_publish_approved_lands_and_tokens_verify(harness, node_verifier):
     claims = json.loads(payload["payload_raw"])
     assert list(claims) == ["iat", "mutation", "name", "vers", "cksum"]
     assert (claims["mutation"], claims["name"], claims["vers"], claims["cksum"]) == (
-        "publish", "alpha", "0.1.0", cksum)
-    assert json.loads(payload["footer"]) == {"url": harness.registry.index_url,
-                                             "kip": harness.record.kip}
+        "publish",
+        "alpha",
+        "0.1.0",
+        cksum,
+    )
+    assert json.loads(payload["footer"]) == {
+        "url": harness.registry.index_url,
+        "kip": harness.record.kip,
+    }
 
 
 def test_publish_denied_stores_nothing(harness):
@@ -66,16 +72,19 @@ def test_publish_denied_stores_nothing(harness):
 def test_yank_unyank_owner(harness):
     crate = write_crate(harness.tmp, "gamma")
     assert harness.run(PUBLISH, crate, decide=["approve"])[0] == 0
-    rc, _, err = harness.run(["yank", "--version", "0.1.0", "--registry", "local"], crate,
-                             decide=["approve"])
+    rc, _, err = harness.run(
+        ["yank", "--version", "0.1.0", "--registry", "local"], crate, decide=["approve"]
+    )
     assert rc == 0, err
     assert harness.registry.crates()["gamma"][0]["yanked"] is True
-    rc, _, err = harness.run(["yank", "--undo", "--version", "0.1.0", "--registry", "local"],
-                             crate, decide=["approve"])
+    rc, _, err = harness.run(
+        ["yank", "--undo", "--version", "0.1.0", "--registry", "local"], crate, decide=["approve"]
+    )
     assert rc == 0, err
     assert harness.registry.crates()["gamma"][0]["yanked"] is False
-    rc, _out, err = harness.run(["owner", "--list", "--registry", "local"], crate,
-                               decide=["approve"])
+    rc, _out, err = harness.run(
+        ["owner", "--list", "--registry", "local"], crate, decide=["approve"]
+    )
     assert rc == 0, err
     assert [d["Operation"] for d in harness.dialogs] == ["publish", "yank", "unyank", "owners"]
     assert "Version" not in harness.dialogs[-1]
@@ -86,10 +95,12 @@ def test_workspace_publish_two_crates(harness):
     ws.mkdir()
     (ws / "Cargo.toml").write_text('[workspace]\nmembers = ["base", "top"]\nresolver = "2"\n')
     write_crate(ws, "base")
-    write_crate(ws, "top", deps='base = { path = "../base", version = "0.1.0", '
-                              'registry = "local" }\n')
-    rc, _out, err = harness.run(["publish", "--workspace", *PUBLISH[1:]], ws,
-                                decide=["approve", "approve"], timeout=120)
+    write_crate(
+        ws, "top", deps='base = { path = "../base", version = "0.1.0", registry = "local" }\n'
+    )
+    rc, _out, err = harness.run(
+        ["publish", "--workspace", *PUBLISH[1:]], ws, decide=["approve", "approve"], timeout=120
+    )
     assert rc == 0, err
     assert [d["Crate"] for d in harness.dialogs] == ["base", "top"]
     crates = harness.registry.crates()
@@ -132,13 +143,18 @@ def test_app_not_running_and_not_startable(app_env, tmp_path):
     registry = DemoRegistry(tmp_path / "reg")
     registry.start()
     try:
-        subprocess.run([CLI, "configure-cargo", "--registry", "local", "--index",
-                        registry.index_url], env=app_env, check=True, capture_output=True)
+        subprocess.run(
+            [CLI, "configure-cargo", "--registry", "local", "--index", registry.index_url],
+            env=app_env,
+            check=True,
+            capture_output=True,
+        )
         env = dict(app_env, GUI_APPROVER_APP_COMMAND="/bin/false")
         crate = write_crate(tmp_path, "zeta")
         t0 = time.monotonic()
-        proc = subprocess.run(["cargo", *PUBLISH], cwd=crate, env=env, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            ["cargo", *PUBLISH], cwd=crate, env=env, capture_output=True, text=True, timeout=60
+        )
         elapsed = time.monotonic() - t0
         assert proc.returncode != 0
         assert "gui-approver is not running" in proc.stderr
@@ -182,8 +198,9 @@ def test_claims_and_footer_match_cargo_paseto_byte_for_byte(tmp_path, subject):
             ["owner", "--list", "--registry", "local"],
         ]
         for step in steps:
-            proc = subprocess.run(["cargo", *z, *step], cwd=crate, env=env, capture_output=True,
-                                  text=True, timeout=60)
+            proc = subprocess.run(
+                ["cargo", *z, *step], cwd=crate, env=env, capture_output=True, text=True, timeout=60
+            )
             assert proc.returncode == 0, proc.stderr
     finally:
         registry.stop()
@@ -195,8 +212,12 @@ def test_claims_and_footer_match_cargo_paseto_byte_for_byte(tmp_path, subject):
     for decoded, claims in zip(seen, claims_seen, strict=True):
         assert IAT.match(claims["iat"]), claims["iat"]
         ours = paseto.build_claims(
-            iat=claims["iat"], subject=subject, mutation=claims.get("mutation"),
-            name=claims.get("name"), vers=claims.get("vers"), cksum=claims.get("cksum"),
+            iat=claims["iat"],
+            subject=subject,
+            mutation=claims.get("mutation"),
+            name=claims.get("name"),
+            vers=claims.get("vers"),
+            cksum=claims.get("cksum"),
         )
         assert ours == decoded.payload
         assert paseto.build_footer(index_url, key.kip) == decoded.footer

@@ -42,8 +42,10 @@ class HwHarness:
         answer_dialog(self.qtbot, self.gui, dialog, "approve")
 
     def enter_pin(self, proc, pin, timeout=30):
-        self.qtbot.waitUntil(lambda: self.gui.unlocker.dialog is not None
-                             or proc.poll() is not None, timeout=timeout * 1000)
+        self.qtbot.waitUntil(
+            lambda: self.gui.unlocker.dialog is not None or proc.poll() is not None,
+            timeout=timeout * 1000,
+        )
         prompt = self.gui.unlocker.dialog
         assert prompt is not None, f"no PIN prompt: {proc.communicate()}"
         assert prompt.edit.placeholderText() == "PIN"
@@ -64,17 +66,19 @@ def hw_harness(qtbot, gui_app, app_env, softhsm, tmp_path, monkeypatch):
     app_env.update(softhsm.env)
     registry = DemoRegistry(tmp_path / "registry-data")
     registry.start()
-    info = pkcs11.backend().generate(softhsm.module, "pkcs11:token=gat-token;id=%01",
-                                     Secret(PIN), label="e2e")
+    info = pkcs11.backend().generate(
+        softhsm.module, "pkcs11:token=gat-token;id=%01", Secret(PIN), label="e2e"
+    )
     pkcs11.backend().logout_all()
     store = KeyStore(KeyringKeychain())
-    rec = store.add_hardware(info, registry="local", index_url=registry.index_url,
-                             subject=None)
+    rec = store.add_hardware(info, registry="local", index_url=registry.index_url, subject=None)
     registry.add_key(RegisteredKey(public=rec.public))
     gui = gui_app(store, Settings())
     rc = subprocess.run(
         [CLI, "configure-cargo", "--registry", "local", "--index", registry.index_url],
-        env=app_env, capture_output=True, text=True,
+        env=app_env,
+        capture_output=True,
+        text=True,
     )
     assert rc.returncode == 0, rc.stderr
     env = dict(app_env)
@@ -84,8 +88,16 @@ def hw_harness(qtbot, gui_app, app_env, softhsm, tmp_path, monkeypatch):
     gui.stop()  # (gui_app would too, but after the leak scan below)
     registry.stop()
     for pin in (PIN, WRONG_PIN):
-        hits = scan_pin(pin, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
-                                    Path(app_env["CARGO_HOME"]), tmp_path], texts=h.outputs)
+        hits = scan_pin(
+            pin,
+            paths=[
+                app_env.dirs.root,
+                app_env.dirs.runtime_dir,
+                Path(app_env["CARGO_HOME"]),
+                tmp_path,
+            ],
+            texts=h.outputs,
+        )
         assert hits == [], hits
 
 

@@ -53,8 +53,9 @@ class TokenHarness:
 
 
 def _start(qtbot, gui_app, app_env, tmp_path, *, auth_required=False):
-    registry = DemoRegistry(tmp_path / "registry-data", token_mode=True,
-                            auth_required=auth_required)
+    registry = DemoRegistry(
+        tmp_path / "registry-data", token_mode=True, auth_required=auth_required
+    )
     registry.start()
     token = registry.issue_token()
     gui = gui_app(KeyStore(KeyringKeychain()), Settings())
@@ -68,8 +69,11 @@ def _stop(h: TokenHarness, app_env) -> None:
     h.registry.stop()
     # The token is in no file the app, the bridge, cargo or the registry wrote (XDG dirs with
     # logs, audit and history, the runtime dir, CARGO_HOME incl. backups) and in no output.
-    hits = scan(h.token, paths=[app_env.dirs.root, app_env.dirs.runtime_dir,
-                                Path(app_env["CARGO_HOME"]), h.tmp], texts=h.outputs)
+    hits = scan(
+        h.token,
+        paths=[app_env.dirs.root, app_env.dirs.runtime_dir, Path(app_env["CARGO_HOME"]), h.tmp],
+        texts=h.outputs,
+    )
     assert hits == [], hits
 
 
@@ -79,10 +83,17 @@ def token_harness(qtbot, gui_app, app_env, tmp_path):
     home = Path(app_env["CARGO_HOME"])
     (home / "config.toml").write_text(
         "# my cargo config\n[registries.local]\n"
-        f'index = "{h.registry.index_url}"\ncredential-provider = "cargo:token"\n')
+        f'index = "{h.registry.index_url}"\ncredential-provider = "cargo:token"\n'
+    )
     # The user's starting point: `cargo login` with cargo:token wrote credentials.toml.
-    login = subprocess.run(["cargo", "login", "--registry", "local"], env=h.env,
-                           input=h.token + "\n", capture_output=True, text=True, timeout=60)
+    login = subprocess.run(
+        ["cargo", "login", "--registry", "local"],
+        env=h.env,
+        input=h.token + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert login.returncode == 0, login.stderr
     creds = home / "credentials.toml"
     assert h.token in creds.read_text()
@@ -96,13 +107,21 @@ def token_harness(qtbot, gui_app, app_env, tmp_path):
 def test_import_then_publish_yank_owner_each_approved(token_harness):
     h = token_harness
     home = Path(h.env["CARGO_HOME"])
-    imp = subprocess.run([CLI, "token", "import-cargo", "--registry", "local"], env=h.env,
-                         capture_output=True, text=True, timeout=60)
+    imp = subprocess.run(
+        [CLI, "token", "import-cargo", "--registry", "local"],
+        env=h.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     h.outputs += [imp.stdout.encode(), imp.stderr.encode()]
     assert imp.returncode == 0, imp.stderr
     creds = home / "credentials.toml"
-    assert creds.read_text() == "\n".join(
-        line for line in h.creds_before.splitlines() if not line.startswith("token")) + "\n"
+    assert (
+        creds.read_text()
+        == "\n".join(line for line in h.creds_before.splitlines() if not line.startswith("token"))
+        + "\n"
+    )
     assert os.stat(creds).st_mode & 0o777 == h.creds_mode
     config = (home / "config.toml").read_text()
     assert config.startswith("# my cargo config\n")
@@ -131,39 +150,67 @@ def test_import_then_publish_yank_owner_each_approved(token_harness):
     assert h.registry.accepted_tokens == [h.token]
 
     # cache never: the next publish asks again.
-    (crate / "Cargo.toml").write_text((crate / "Cargo.toml").read_text().replace(
-        'version = "0.1.0"', 'version = "0.2.0"'))
+    (crate / "Cargo.toml").write_text(
+        (crate / "Cargo.toml").read_text().replace('version = "0.1.0"', 'version = "0.2.0"')
+    )
     rc, _out, err = h.run(publish, crate, decide=["approve"])
     assert rc == 0, err
     assert len(h.dialogs) == 3 and h.dialogs[-1]["Version"] == "0.2.0"
 
-    rc, _, err = h.run(["yank", "--version", "0.1.0", "--registry", "local"], crate,
-                       decide=["approve"])
+    rc, _, err = h.run(
+        ["yank", "--version", "0.1.0", "--registry", "local"], crate, decide=["approve"]
+    )
     assert rc == 0, err
     assert h.registry.crates()["tokcrate"][0]["yanked"] is True
     rc, _, err = h.run(["owner", "--list", "--registry", "local"], crate, decide=["approve"])
     assert rc == 0, err
-    assert [d["Operation"] for d in h.dialogs] == ["publish", "publish", "publish", "yank",
-                                                   "owners"]
+    assert [d["Operation"] for d in h.dialogs] == [
+        "publish",
+        "publish",
+        "publish",
+        "yank",
+        "owners",
+    ]
     assert h.registry.accepted_tokens == [h.token] * 4
 
 
 def test_a_read_on_an_auth_required_token_registry_asks(qtbot, gui_app, app_env, tmp_path):
     h = _start(qtbot, gui_app, app_env, tmp_path, auth_required=True)
     try:
-        add = subprocess.run([CLI, "token", "add", "--registry", "locked", "--index",
-                              h.registry.index_url, "--scopes", "publish-update"],
-                             env=h.env, input=h.token + "\n", capture_output=True, text=True,
-                             timeout=60)
+        add = subprocess.run(
+            [
+                CLI,
+                "token",
+                "add",
+                "--registry",
+                "locked",
+                "--index",
+                h.registry.index_url,
+                "--scopes",
+                "publish-update",
+            ],
+            env=h.env,
+            input=h.token + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert add.returncode == 0, add.stderr
-        cc = subprocess.run([CLI, "configure-cargo", "--registry", "locked", "--index",
-                             h.registry.index_url], env=h.env, capture_output=True, text=True,
-                            timeout=60)
+        cc = subprocess.run(
+            [CLI, "configure-cargo", "--registry", "locked", "--index", h.registry.index_url],
+            env=h.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert cc.returncode == 0, cc.stderr
         h.outputs += [add.stdout.encode(), add.stderr.encode(), cc.stdout.encode()]
         crate = write_crate(h.tmp, "lockedcrate")
-        rc, _out, err = h.run(["publish", "--registry", "locked", "--no-verify",
-                               "--allow-dirty"], crate, approve_all=True)
+        rc, _out, err = h.run(
+            ["publish", "--registry", "locked", "--no-verify", "--allow-dirty"],
+            crate,
+            approve_all=True,
+        )
         assert rc == 0, err
         first = h.dialogs[0]
         assert first["Operation"] == "read" and "can also publish" in first["intro"]
@@ -174,8 +221,7 @@ def test_a_read_on_an_auth_required_token_registry_asks(qtbot, gui_app, app_env,
         _stop(h, app_env)
 
 
-def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, gui_app, app_env,
-                                                                tmp_path):
+def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, gui_app, app_env, tmp_path):
     """The watch's "Revoke this token" gets the token from the app's bearer store: the
     registry rejects it afterwards and the keychain no longer holds it."""
     import urllib.error
@@ -188,19 +234,22 @@ def test_revoke_this_token_uses_the_stored_token_and_deletes_it(qtbot, gui_app, 
     h = _start(qtbot, gui_app, app_env, tmp_path)
     try:
         store = h.gui.store
-        rec = flows.add_token(store, Secret(h.token), registry="local",
-                              index_url=h.registry.index_url, origin="cli")
+        rec = flows.add_token(
+            store, Secret(h.token), registry="local", index_url=h.registry.index_url, origin="cli"
+        )
         stored = h.gui.token_source(h.registry.index_url)
         assert stored.fingerprint == rec.fingerprint
         token = stored.get()
         assert token == Secret(h.token)
         assert h.gui.token_source("sparse+http://127.0.0.1:9/none/") is None
-        Watch(tmp_path / "watch-state").revoke_token(h.registry.index_url, token,
-                                                     on_revoked=stored.delete)
+        Watch(tmp_path / "watch-state").revoke_token(
+            h.registry.index_url, token, on_revoked=stored.delete
+        )
         assert bearer_store(store).find(h.registry.index_url) is None
         assert KeyringKeychain().get(rec.account) is None
-        req = urllib.request.Request(f"{h.registry.api_url}/api/v1/crates/x/owners",
-                                     headers={"Authorization": h.token})
+        req = urllib.request.Request(
+            f"{h.registry.api_url}/api/v1/crates/x/owners", headers={"Authorization": h.token}
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=10)
         assert err.value.code == 403
@@ -213,8 +262,9 @@ def test_no_welcome_window_when_only_a_bearer_token_exists(gui_app, app_env):
     from gui_approver.secret import Secret
 
     store = KeyStore(KeyringKeychain())
-    flows.add_token(store, Secret("cioOnlyATokenHere0123456789"), registry="crates-io",
-                    origin="cli")
+    flows.add_token(
+        store, Secret("cioOnlyATokenHere0123456789"), registry="crates-io", origin="cli"
+    )
     gui = gui_app(store, Settings())
     assert gui.first_run_window is None
     assert "crates-io (bearer token)" in gui.status_text()

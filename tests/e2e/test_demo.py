@@ -34,16 +34,24 @@ class User:
         cargo_home = self.home / ".cargo"
         cargo_home.mkdir(parents=True)
         (cargo_home / "config.toml").write_text(
-            '[registries.mine]\nindex = "sparse+https://example.invalid/index/"\n')
+            '[registries.mine]\nindex = "sparse+https://example.invalid/index/"\n'
+        )
         (cargo_home / "credentials.toml").write_text('[registry]\ntoken = "users-own"\n')
-        xdg = {name: self.home / sub for name, sub in (
-            ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share"),
-            ("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache"))}
+        xdg = {
+            name: self.home / sub
+            for name, sub in (
+                ("XDG_CONFIG_HOME", ".config"),
+                ("XDG_DATA_HOME", ".local/share"),
+                ("XDG_STATE_HOME", ".local/state"),
+                ("XDG_CACHE_HOME", ".cache"),
+            )
+        }
         for d in xdg.values():
             d.mkdir(parents=True)
         (xdg["XDG_CONFIG_HOME"] / "gui-approver").mkdir()
         (xdg["XDG_CONFIG_HOME"] / "gui-approver" / "keys.json").write_text(
-            '{"version": 1, "keys": []}\n')
+            '{"version": 1, "keys": []}\n'
+        )
         self.keychain = keychain
         self.env = envtools.clean_base_env()
         self.env.update({k: str(v) for k, v in xdg.items()})
@@ -55,9 +63,13 @@ class User:
             CARGO_HOME=str(cargo_home),
             CARGO_REGISTRIES_MINE_TOKEN="users-own",
             GUI_APPROVER_RUNTIME_DIR=str(self.home / "never-used"),
-            PATH=os.pathsep.join([str(Path(sys.executable).parent),
-                                  os.path.dirname(CARGO or "/usr/bin/cargo"),
-                                  os.environ.get("PATH", "/usr/bin:/bin")]),
+            PATH=os.pathsep.join(
+                [
+                    str(Path(sys.executable).parent),
+                    os.path.dirname(CARGO or "/usr/bin/cargo"),
+                    os.environ.get("PATH", "/usr/bin:/bin"),
+                ]
+            ),
         )
         self.env.update(keychain.env)  # DBUS_SESSION_BUS_ADDRESS + XDG_RUNTIME_DIR
 
@@ -69,8 +81,11 @@ class User:
         for top in self.watched():
             for p in sorted(top.rglob("*")):
                 st = p.lstat()
-                kind = ("file:" + hashlib.sha256(p.read_bytes()).hexdigest()
-                        if p.is_file() and not p.is_symlink() else "other")
+                kind = (
+                    "file:" + hashlib.sha256(p.read_bytes()).hexdigest()
+                    if p.is_file() and not p.is_symlink()
+                    else "other"
+                )
                 out[str(p)] = (kind, st.st_mtime_ns)
         return out
 
@@ -131,9 +146,14 @@ def test_unattended_demo_publishes_and_touches_nothing_of_the_user(user):
     assert any(k.endswith("/keyrings/login.keyring") for k in before), sorted(before)
     assert any(k.endswith("/.cargo/credentials.toml") for k in before)
 
-    result = subprocess.run([CLI, "demo", "--unattended", "--json"], env=user.env,
-                            capture_output=True, text=True, timeout=120,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [CLI, "demo", "--unattended", "--json"],
+        env=user.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
 
     res = json.loads(result.stdout)
@@ -165,12 +185,24 @@ def test_demo_shows_the_real_dialog_and_cleans_up_on_sigterm(user, xvfb_display)
     before = user.snapshot()
     err_log = user.root / "demo.err"
     with open(err_log, "w") as err:
-        proc = subprocess.Popen([CLI, "demo"], env=env, stdout=subprocess.PIPE, stderr=err,
-                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [CLI, "demo"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
     try:
+
         def dialog() -> list[str]:
-            out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name",
-                                  demo.CRATE_NAME], env=env, capture_output=True, text=True)
+            out = subprocess.run(
+                ["xdotool", "search", "--onlyvisible", "--name", demo.CRATE_NAME],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             assert proc.poll() is None, err_log.read_text()
             return out.stdout.split()
 
@@ -201,8 +233,9 @@ def test_demo_refuses_without_gnome_keyring_and_leaves_nothing(user, tmp_path):
     assert CARGO
     (bin_dir / "cargo").symlink_to(CARGO)
     env = dict(user.env, PATH=str(bin_dir))
-    result = subprocess.run([CLI, "demo", "--unattended"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [CLI, "demo", "--unattended"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "needs dbus-daemon and gnome-keyring-daemon" in result.stderr
     assert "apt-get install dbus gnome-keyring" in result.stderr
@@ -212,12 +245,20 @@ def test_demo_refuses_without_gnome_keyring_and_leaves_nothing(user, tmp_path):
 def test_demo_env_drops_everything_that_reaches_the_users_session(tmp_path):
     dirs = demo.DemoDirs(tmp_path / "root")
     base = {
-        "HOME": "/home/u", "PATH": "/usr/bin", "DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0",
-        "XDG_RUNTIME_DIR": "/run/user/1000", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x",
-        "GNOME_KEYRING_CONTROL": "/run/user/1000/keyring", "PYTHON_KEYRING_BACKEND": "x",
-        "CARGO_HOME": "/home/u/.cargo", "CARGO_REGISTRY_TOKEN": "t", "CARGO_TARGET_DIR": "/t",
+        "HOME": "/home/u",
+        "PATH": "/usr/bin",
+        "DISPLAY": ":0",
+        "WAYLAND_DISPLAY": "wayland-0",
+        "XDG_RUNTIME_DIR": "/run/user/1000",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x",
+        "GNOME_KEYRING_CONTROL": "/run/user/1000/keyring",
+        "PYTHON_KEYRING_BACKEND": "x",
+        "CARGO_HOME": "/home/u/.cargo",
+        "CARGO_REGISTRY_TOKEN": "t",
+        "CARGO_TARGET_DIR": "/t",
         "GUI_APPROVER_RUNTIME_DIR": "/run/user/1000/gui-approver",
-        "GUI_APPROVER_APP_COMMAND": "evil", "RUSTUP_HOME": "/home/u/.rustup",
+        "GUI_APPROVER_APP_COMMAND": "evil",
+        "RUSTUP_HOME": "/home/u/.rustup",
     }
     env = demo.demo_env(base, dirs, {"DBUS_SESSION_BUS_ADDRESS": "unix:path=/private"})
     assert env["DBUS_SESSION_BUS_ADDRESS"] == "unix:path=/private"
@@ -226,8 +267,14 @@ def test_demo_env_drops_everything_that_reaches_the_users_session(tmp_path):
     assert env["WAYLAND_DISPLAY"] == "/run/user/1000/wayland-0"  # still the user's screen
     assert env["DISPLAY"] == ":0" and env["RUSTUP_HOME"] == "/home/u/.rustup"
     assert env["GUI_APPROVER_NO_AUTOSTART"] == "1"
-    for gone in ("GNOME_KEYRING_CONTROL", "PYTHON_KEYRING_BACKEND", "CARGO_REGISTRY_TOKEN",
-                 "CARGO_TARGET_DIR", "GUI_APPROVER_RUNTIME_DIR", "GUI_APPROVER_APP_COMMAND"):
+    for gone in (
+        "GNOME_KEYRING_CONTROL",
+        "PYTHON_KEYRING_BACKEND",
+        "CARGO_REGISTRY_TOKEN",
+        "CARGO_TARGET_DIR",
+        "GUI_APPROVER_RUNTIME_DIR",
+        "GUI_APPROVER_APP_COMMAND",
+    ):
         assert gone not in env
     for key in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
         assert env[key].startswith(str(dirs.root))
@@ -236,9 +283,12 @@ def test_demo_env_drops_everything_that_reaches_the_users_session(tmp_path):
 def test_demo_crate_is_a_valid_package(tmp_path):
     assert CARGO
     crate = demo.write_crate(tmp_path)
-    result = subprocess.run([CARGO, "package", "--list", "--allow-dirty", "--offline"],
-                            cwd=crate, capture_output=True, text=True,
-                            env=dict(os.environ, CARGO_HOME=str(tmp_path / "ch"),
-                                     RUSTUP_HOME=RUSTUP_HOME))
+    result = subprocess.run(
+        [CARGO, "package", "--list", "--allow-dirty", "--offline"],
+        cwd=crate,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CARGO_HOME=str(tmp_path / "ch"), RUSTUP_HOME=RUSTUP_HOME),
+    )
     assert result.returncode == 0, result.stderr
     assert "src/lib.rs" in result.stdout.split()

@@ -21,8 +21,9 @@ PASSPHRASE = "correct horse battery staple"
 def test_a_mistyped_passphrase_keeps_cargo_waiting(harness):
     gui = harness.gui
     gui.store.delete(harness.record)
-    rec = gui.store.create(registry="local", index_url=harness.registry.index_url,
-                           passphrase=Secret(PASSPHRASE))
+    rec = gui.store.create(
+        registry="local", index_url=harness.registry.index_url, passphrase=Secret(PASSPHRASE)
+    )
     harness.record = rec
     harness.registry.add_key(RegisteredKey(public=rec.public))
     gui.store.lock()
@@ -34,9 +35,14 @@ def test_a_mistyped_passphrase_keeps_cargo_waiting(harness):
         # cargo reads first (the locked key asks before that read), then publishes (the
         # approval dialog): answer whatever comes, mistyping the passphrase the first time.
         while proc.poll() is None:
-            qtbot.waitUntil(lambda: (gui.approver.dialog is not None
-                                     or gui.unlocker.dialog is not None
-                                     or proc.poll() is not None), timeout=60000)
+            qtbot.waitUntil(
+                lambda: (
+                    gui.approver.dialog is not None
+                    or gui.unlocker.dialog is not None
+                    or proc.poll() is not None
+                ),
+                timeout=60000,
+            )
             if gui.unlocker.dialog is not None:
                 prompt = gui.unlocker.dialog
                 if not mistyped:
@@ -44,8 +50,7 @@ def test_a_mistyped_passphrase_keeps_cargo_waiting(harness):
                     qtbot.keyClicks(prompt.edit, "wrong passphrase")
                     qtbot.keyClick(prompt.edit, Qt.Key.Key_Return)
                     assert prompt.isVisible() and proc.poll() is None  # cargo keeps waiting
-                    assert prompt.why_label.text() == (
-                        "Wrong passphrase, 2 s before the next try.")
+                    assert prompt.why_label.text() == ("Wrong passphrase, 2 s before the next try.")
                     mistyped = True
                 qtbot.keyClicks(prompt.edit, PASSPHRASE)
                 qtbot.waitUntil(prompt.unlock_button.isEnabled, timeout=5000)

@@ -43,6 +43,7 @@ BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
+
 REPOSITORY = "https://example.com/repo"
 make_crate = partial(write_crate, repository=REPOSITORY)
 write_manifest = partial(factories.write_manifest, repository=REPOSITORY)
@@ -124,7 +125,11 @@ class Rig:
     def publish(self, cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             ["cargo", "publish", "--registry", "local", "--no-verify", "--allow-dirty", *extra],
-            cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120,
+            cwd=cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
             stdin=subprocess.DEVNULL,
         )
         assert not self.approver.errors, self.approver.errors
@@ -167,8 +172,9 @@ def test_real_cargo_publish_review_history_diff_and_build_script(rig):
     assert os.path.basename(who.cargo.exe) == "cargo"
     assert "publish" in who.cargo.cmdline
     assert who.cargo.cwd == str(crate)
-    assert who.summary.startswith(f"cargo publish in {crate}".replace(os.path.expanduser("~"),
-                                                                      "~", 1))
+    assert who.summary.startswith(
+        f"cargo publish in {crate}".replace(os.path.expanduser("~"), "~", 1)
+    )
     assert who.bridge is not None and "--cargo-plugin" in who.bridge.cmdline
 
     # what: verified, listed; found where cargo 1.95 keeps it while the request is pending
@@ -177,7 +183,11 @@ def test_real_cargo_publish_review_history_diff_and_build_script(rig):
     assert c.path == str(crate / "target/package/tmp-crate/alpha-0.1.0.crate")
     assert who.context is not None and c.path in who.context.open_crates
     assert sorted(f.path for f in c.files) == [
-        "Cargo.lock", "Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]
+        "Cargo.lock",
+        "Cargo.toml",
+        "Cargo.toml.orig",
+        "src/lib.rs",
+    ]
     lib = (crate / "src/lib.rs").read_bytes()
     assert {f.path: f.sha256 for f in c.files}["src/lib.rs"] == sha(lib)
     assert c.manifest.description == "test crate alpha" and c.manifest.license == "MIT"
@@ -198,7 +208,7 @@ def test_real_cargo_publish_review_history_diff_and_build_script(rig):
     assert ch.changed_paths == ("src/lib.rs",) and ch.added == () and ch.removed == ()
     assert set(ch.version_only) == {"Cargo.toml", "Cargo.toml.orig", "Cargo.lock"}
     assert ch.flags == ()
-    (path, diff), = review.diffs
+    ((path, diff),) = review.diffs
     assert path == "src/lib.rs"
     assert "-    42" in diff.splitlines() and "+    43" in diff.splitlines()
 
@@ -257,16 +267,16 @@ def test_real_cargo_workspace_batch(rig):
     ws = rig.tmp / "ws"
     ws.mkdir()
     names = ["wsone", "wstwo", "wsthree"]
-    (ws / "Cargo.toml").write_text(
-        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    (ws / "Cargo.toml").write_text(f'[workspace]\nmembers = {json.dumps(names)}\nresolver = "2"\n')
     for n in names:
         make_crate(ws, n)
     checks = {}
 
     def on_review(review):
         # While the first request is pending: a forged fourth request is never matched.
-        forged = request("publish", name="wstwo", vers="0.1.0", cksum="0" * 64,
-                         index_url=rig.registry.index_url)
+        forged = request(
+            "publish", name="wstwo", vers="0.1.0", cksum="0" * 64, index_url=rig.registry.index_url
+        )
         checks["forged_before"] = rig.workspace.batch.matches(forged)
 
     rig.approver.on_review = on_review
@@ -280,14 +290,16 @@ def test_real_cargo_workspace_batch(rig):
     published = {n: rig.registry.crates()[n][0]["cksum"] for n in names}
     assert {c.name: c.cksum for c in review.batch} == published
     assert sorted(n for n, _v, _c in rig.approver.batched) == sorted(
-        n for n in names if n != review.request.name)
+        n for n in names if n != review.request.name
+    )
     # three tokens, each bound to its own crate's checksum
     assert sorted(rig.token_cksums()) == sorted(published.values())
     # nothing left over, and a fourth request with another checksum is not matched
     assert checks["forged_before"] is False
     assert rig.workspace.batch.pending() == ()
-    forged = request("publish", name="wstwo", vers="0.1.0", cksum="0" * 64,
-                         index_url=rig.registry.index_url)
+    forged = request(
+        "publish", name="wstwo", vers="0.1.0", cksum="0" * 64, index_url=rig.registry.index_url
+    )
     assert not rig.workspace.batch.matches(forged)
     # the batch-approved crates are in the history too
     for n in names:
@@ -303,8 +315,7 @@ def test_real_cargo_workspace_flagged_crates_get_their_own_review(rig):
     ws = rig.tmp / "ws"
     ws.mkdir()
     names = ["fxone", "fxtwo", "fxthree"]
-    (ws / "Cargo.toml").write_text(
-        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    (ws / "Cargo.toml").write_text(f'[workspace]\nmembers = {json.dumps(names)}\nresolver = "2"\n')
     for n in names:
         make_crate(ws, n)
     rig.approver.answers = ["approve-all"]
@@ -332,7 +343,8 @@ def test_real_cargo_workspace_flagged_crates_get_their_own_review(rig):
         if n != reviewed[0]:
             assert any("since 0.1.0 (last approved)" in f for f in flags[n]), flags
     assert any(f.startswith("NEW build script") for f in flags.get(changed[-1], ())) or (
-        reviewed[0] == changed[-1])
+        reviewed[0] == changed[-1]
+    )
     # each changed crate's own review shows its changes
     for r in rig.approver.reviews:
         if r.request.name in changed:

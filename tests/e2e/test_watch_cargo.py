@@ -107,7 +107,8 @@ def test_second_pass_uses_etag_and_gets_304(world: World) -> None:
     result = world.watch.run_once()
     assert (result.requests, result.not_modified) == (2, 2)
     assert world.served_since(n) == [
-        "304 /index/config.json", f"304 /index/{index_path('wa-etag')}"
+        "304 /index/config.json",
+        f"304 /index/{index_path('wa-etag')}",
     ]
     sent = list(world.reg.served)[n:]
     assert all("If-None-Match" in s.request_headers for s in sent)
@@ -138,13 +139,26 @@ def test_yank_action_runs_cargo_yank(world: World) -> None:
     world.publish("wa-act", "0.3.0")
     (alert,) = world.watch.run_once().new_alerts
     assert world.watch.yank_command(alert) == [
-        "cargo", "yank", "--registry", "local", "--version", "0.3.0", "wa-act"
+        "cargo",
+        "yank",
+        "--registry",
+        "local",
+        "--version",
+        "0.3.0",
+        "wa-act",
     ]
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
         # the same command, in the CARGO_HOME that knows registry "local"
-        return subprocess.run(cmd, env=world.cargo.env, capture_output=True, text=True,
-                              timeout=60, check=False, cwd=world.tmp)
+        return subprocess.run(
+            cmd,
+            env=world.cargo.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=world.tmp,
+        )
 
     proc = world.watch.yank(alert.id, run)
     assert proc.returncode == 0, proc.stderr
@@ -157,12 +171,14 @@ def test_yank_action_runs_cargo_yank(world: World) -> None:
 @pytest.mark.e2e
 def test_revoke_token_makes_the_registry_reject_it(world: World) -> None:
     deleted: list[bool] = []
-    world.watch.revoke_token(world.reg.index_url, Secret(world.token),
-                             on_revoked=lambda: deleted.append(True))
+    world.watch.revoke_token(
+        world.reg.index_url, Secret(world.token), on_revoked=lambda: deleted.append(True)
+    )
     assert deleted == [True]
     assert world.watch.needs_new_token(world.reg.index_url)
-    refused = call(world.reg, "DELETE", "/api/v1/tokens/current",
-                   headers={"Authorization": world.token})
+    refused = call(
+        world.reg, "DELETE", "/api/v1/tokens/current", headers={"Authorization": world.token}
+    )
     assert refused.status == 403
     # cargo with that token is refused too, and shows why
     path = world.cargo.new_crate("wa-after")
@@ -170,8 +186,9 @@ def test_revoke_token_makes_the_registry_reject_it(world: World) -> None:
     assert proc.returncode != 0 and "the token has been revoked" in proc.stderr
     # a second revoke fails with the registry's reason; nothing is deleted
     with pytest.raises(WatchError, match="revoked"):
-        world.watch.revoke_token(world.reg.index_url, Secret(world.token),
-                                 on_revoked=lambda: deleted.append(True))
+        world.watch.revoke_token(
+            world.reg.index_url, Secret(world.token), on_revoked=lambda: deleted.append(True)
+        )
     assert deleted == [True]
 
 
@@ -204,10 +221,15 @@ def test_cli_watch_once_exit_codes_and_json(world: World, cli_env: dict[str, str
     world.approve("publish", "wa-cli", "0.1.0", cksum)
 
     listed = run_cli(cli_env, "watch", "list", "--json")
-    assert json.loads(listed.stdout) == [{
-        "registry": "local", "index_url": world.reg.index_url, "crates": ["wa-cli"],
-        "published_elsewhere": [], "needs_new_token": False,
-    }]
+    assert json.loads(listed.stdout) == [
+        {
+            "registry": "local",
+            "index_url": world.reg.index_url,
+            "crates": ["wa-cli"],
+            "published_elsewhere": [],
+            "needs_new_token": False,
+        }
+    ]
     base = run_cli(cli_env, "watch", "--once")
     assert base.returncode == 0, base.stderr
     assert "no alerts (1 crate(s) in 1 registry checked)" in base.stdout
@@ -218,8 +240,11 @@ def test_cli_watch_once_exit_codes_and_json(world: World, cli_env: dict[str, str
     doc = json.loads(hit.stdout)
     (alert,) = doc["alerts"]
     assert doc["new"] == [alert["id"]] and doc["errors"] == []
-    assert (alert["crate"], alert["version"], alert["kind"]) == ("wa-cli", "0.2.0",
-                                                                "unapproved-version")
+    assert (alert["crate"], alert["version"], alert["kind"]) == (
+        "wa-cli",
+        "0.2.0",
+        "unapproved-version",
+    )
     # raised earlier, still printed by a later pass
     text = run_cli(cli_env, "watch", "--once")
     assert text.returncode == 1
@@ -240,14 +265,21 @@ def test_crates_io_is_read_from_its_sparse_index(world: World) -> None:
     index (here redirected to the local registry)."""
     gh = "https://github.com/rust-lang/crates.io-index"
     world.publish("wa-cio", "0.1.0")
-    world.audit.record(event="get", registry="crates-io", index_url=gh, operation="publish",
-                       crate="wa-cio", version="0.1.0", cksum="0" * 64, decision="signed")
+    world.audit.record(
+        event="get",
+        registry="crates-io",
+        index_url=gh,
+        operation="publish",
+        crate="wa-cio",
+        version="0.1.0",
+        cksum="0" * 64,
+        decision="signed",
+    )
     watch = Watch(world.state, crates_io_index=world.reg.index_url)
     n = len(world.reg.served)
     first = watch.run_once("crates-io")
     assert first.errors == [] and first.registries == 1
-    assert world.served_since(n) == ["200 /index/config.json",
-                                     f"200 /index/{index_path('wa-cio')}"]
+    assert world.served_since(n) == ["200 /index/config.json", f"200 /index/{index_path('wa-cio')}"]
     world.publish("wa-cio", "0.2.0")
     (alert,) = watch.run_once().new_alerts
     assert alert.message.startswith("wa-cio 0.2.0 appeared on crates-io at")
@@ -270,15 +302,19 @@ def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
     from gui_approver.registry.verify import RegisteredKey
 
     with DemoRegistry(tmp_path / "registry") as reg:
-        key = run_cli(app_env, "key", "new", "--registry", "local", "--index", reg.index_url,
-                      "--json")
+        key = run_cli(
+            app_env, "key", "new", "--registry", "local", "--index", reg.index_url, "--json"
+        )
         assert key.returncode == 0, key.stderr
         reg.add_key(RegisteredKey(public=json.loads(key.stdout)["public"]))
-        cc = run_cli(app_env, "configure-cargo", "--registry", "local", "--index",
-                     reg.index_url)
+        cc = run_cli(app_env, "configure-cargo", "--registry", "local", "--index", reg.index_url)
         assert cc.returncode == 0, cc.stderr
-        app = subprocess.Popen([CLI, "app", "--no-gui", "--auto-approve-loopback"],
-                               env=app_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        app = subprocess.Popen(
+            [CLI, "app", "--no-gui", "--auto-approve-loopback"],
+            env=app_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             wait_for(lambda: ipc.ping() is not None, timeout=10, what="the headless app")
             crate = tmp_path / "ours"
@@ -288,11 +324,17 @@ def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
             def publish_here(vers: str) -> None:
                 (crate / "Cargo.toml").write_text(
                     f'[package]\nname = "wa-real"\nversion = "{vers}"\nedition = "2021"\n'
-                    'license = "MIT"\ndescription = "x"\n')
+                    'license = "MIT"\ndescription = "x"\n'
+                )
                 pub = subprocess.run(
                     ["cargo", "publish", "--registry", "local", "--no-verify", "--allow-dirty"],
-                    cwd=crate, env=app_env, capture_output=True, text=True, timeout=120,
-                    check=False)
+                    cwd=crate,
+                    env=app_env,
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
                 assert pub.returncode == 0, pub.stderr
 
             publish_here("0.1.0")
@@ -309,8 +351,9 @@ def test_publish_approved_through_the_bridge_raises_none_out_of_band_one(
             elsewhere = make_cargo_env(tmp_path / "elsewhere", reg, other, subject=None)
             theirs = elsewhere.new_crate("wa-real")
             manifest = theirs / "Cargo.toml"
-            manifest.write_text(manifest.read_text().replace('version = "0.1.0"',
-                                                             'version = "0.3.0"'))
+            manifest.write_text(
+                manifest.read_text().replace('version = "0.1.0"', 'version = "0.3.0"')
+            )
             elsewhere.publish(theirs)
             hit = run_cli(app_env, "watch", "--once", "--json")
             assert hit.returncode == 1, hit.stdout + hit.stderr

@@ -11,17 +11,33 @@ from gui_approver.ui.activity import ActivityWindow
 def test_shows_decisions_newest_first_as_plain_text(qtbot, tmp_path):
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
-    log.record(registry="local", operation="publish", crate="foo", version="1.0.0",
-               cksum="ab" * 32, decision="signed", reason="approved in the dialog",
-               requester={"pid": 7, "cwd": "/src/foo"}, key_id="k3.pid.x")
-    log.record(registry="local", operation="yank", crate="<b>bar</b>", version="2.0.0",
-               decision="denied", reason="denied in the dialog", key_id="k3.pid.x")
+    log.record(
+        registry="local",
+        operation="publish",
+        crate="foo",
+        version="1.0.0",
+        cksum="ab" * 32,
+        decision="signed",
+        reason="approved in the dialog",
+        requester={"pid": 7, "cwd": "/src/foo"},
+        key_id="k3.pid.x",
+    )
+    log.record(
+        registry="local",
+        operation="yank",
+        crate="<b>bar</b>",
+        version="2.0.0",
+        decision="denied",
+        reason="denied in the dialog",
+        key_id="k3.pid.x",
+    )
     log.close()
     with open(path, "ab") as fh:
         fh.write(b'{"time": "torn')  # a SIGKILL mid-write leaves a torn last line
     w = ActivityWindow(path)
     qtbot.addWidget(w)
     assert w.table.rowCount() == 2
+
     def cell(row: int, column: int) -> str:
         return present(w.table.item(row, column)).text()
 
@@ -42,19 +58,29 @@ def test_times_are_local_and_relative_today_and_reason_is_visible(qtbot, tmp_pat
         return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     local = now.astimezone()
-    assert format_time(iso(now - timedelta(seconds=20)), now) == \
-        f"{(local - timedelta(seconds=20)):%H:%M:%S}, just now"
+    assert (
+        format_time(iso(now - timedelta(seconds=20)), now)
+        == f"{(local - timedelta(seconds=20)):%H:%M:%S}, just now"
+    )
     assert format_time(iso(now - timedelta(minutes=5)), now).endswith(", 5 min ago")
-    assert format_time(iso(now - timedelta(days=2)), now) == \
-        f"{(local - timedelta(days=2)):%Y-%m-%d %H:%M}"
+    assert (
+        format_time(iso(now - timedelta(days=2)), now)
+        == f"{(local - timedelta(days=2)):%Y-%m-%d %H:%M}"
+    )
     assert format_time("not a time", now) == "not a time"
     assert "T" not in format_time("2026-11-30T10:01:33.704429Z", now)
     # The Reason column comes before the long requester and is on screen.
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
-    log.record(registry="my-registry", operation="publish", crate="tokio-frobnicate",
-               version="1.4.2", decision="denied", reason="no decision within 120 s",
-               requester={"pid": 48213, "cwd": "/home/alex/src/tokio-frobnicate" * 2})
+    log.record(
+        registry="my-registry",
+        operation="publish",
+        crate="tokio-frobnicate",
+        version="1.4.2",
+        decision="denied",
+        reason="no decision within 120 s",
+        requester={"pid": 48213, "cwd": "/home/alex/src/tokio-frobnicate" * 2},
+    )
     log.close()
     w = ActivityWindow(path)
     qtbot.addWidget(w)

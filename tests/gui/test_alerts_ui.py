@@ -37,9 +37,17 @@ class Setup:
         return str(next(e for e in self.reg.crates()[crate] if e["vers"] == vers)["cksum"])
 
     def approve(self, crate: str, vers: str, cksum: str) -> None:
-        self.audit.record(event="get", registry="local", index_url=self.reg.index_url,
-                          operation="publish", crate=crate, version=vers, cksum=cksum,
-                          decision="signed", reason="approved in the dialog")
+        self.audit.record(
+            event="get",
+            registry="local",
+            index_url=self.reg.index_url,
+            operation="publish",
+            crate=crate,
+            version=vers,
+            cksum=cksum,
+            decision="signed",
+            reason="approved in the dialog",
+        )
 
     def run_pass(self, qtbot: Any) -> Any:
         with qtbot.waitSignal(self.gui.watch_runner.passed, timeout=15000) as blocker:
@@ -81,9 +89,7 @@ def test_background_pass_notifies_each_alert_once(qtbot: Any, setup: Setup) -> N
     assert len(setup.notes) == 1
 
 
-def test_alert_raised_by_the_cli_is_notified_once_by_the_app(
-    qtbot: Any, setup: Setup
-) -> None:
+def test_alert_raised_by_the_cli_is_notified_once_by_the_app(qtbot: Any, setup: Setup) -> None:
     setup.approve("ui-cli", "0.1.0", setup.publish("ui-cli", "0.1.0"))
     cli_watch = Watch(setup.watch.state_dir)  # another process would do the same
     cli_watch.run_once()
@@ -127,8 +133,9 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
     store = setup.gui.store
     bearer = bearer_store(store)
     passphrase = Secret("pass phrase") if protection == "passphrase" else None
-    rec = bearer.add(Secret(setup.token), registry="local", index_url=setup.reg.index_url,
-                     passphrase=passphrase)
+    rec = bearer.add(
+        Secret(setup.token), registry="local", index_url=setup.reg.index_url, passphrase=passphrase
+    )
     asked_for_passphrase: list[str] = []
 
     def unlocker(_rec: Any, why: str) -> Secret | None:
@@ -144,6 +151,7 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
     window = setup.gui.alerts_window
     assert window is not None
     asked: list[str] = []
+
     def confirm(title: str, text: str) -> bool:  # answers Yes
         asked.append(text)
         return True
@@ -161,16 +169,18 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
     assert "delete it from the keychain" in asked[0]
     assert bearer.find(setup.reg.index_url) is None  # deleted from the store
     assert setup.watch.needs_new_token(setup.reg.index_url)
-    reply = call(setup.reg, "DELETE", "/api/v1/tokens/current",
-                 headers={"Authorization": setup.token})
+    reply = call(
+        setup.reg, "DELETE", "/api/v1/tokens/current", headers={"Authorization": setup.token}
+    )
     assert reply.status == 403  # the registry rejects the token now
     assert setup.token not in window.status.text()
     window.refresh()
     assert not window.cards[0].revoke_button.isEnabled()
     assert "The token of local was revoked: store a new one" in window.summary.text()
     # a new token for the registry clears "needs a new token"
-    new = bearer.add(Secret(setup.reg.issue_token("ci")), registry="local",
-                     index_url=setup.reg.index_url)
+    new = bearer.add(
+        Secret(setup.reg.issue_token("ci")), registry="local", index_url=setup.reg.index_url
+    )
     lookup = setup.gui.token_source
     assert lookup is not None
     current = lookup(setup.reg.index_url)
@@ -182,9 +192,7 @@ def test_alerts_window_revoke_this_token(qtbot: Any, setup: Setup, protection: s
 
 @pytest.mark.e2e
 @pytest.mark.skipif(CARGO is None, reason="cargo is not on PATH")
-def test_alerts_window_yank_it(
-    qtbot: Any, setup: Setup, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_alerts_window_yank_it(qtbot: Any, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     env = token_cargo(setup.tmp / "cargo", setup.reg, setup.token)
     monkeypatch.setenv("CARGO_HOME", env.env["CARGO_HOME"])
     monkeypatch.chdir(setup.tmp)
@@ -206,8 +214,9 @@ def test_alerts_window_yank_it(
 
 def test_no_watch_pass_when_interval_is_zero(gui_app: Any, tmp_path: Path) -> None:
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-    gui = gui_app(store, Settings(watch_interval_minutes=0), watch=Watch(tmp_path / "s"),
-                  first_run=False)
+    gui = gui_app(
+        store, Settings(watch_interval_minutes=0), watch=Watch(tmp_path / "s"), first_run=False
+    )
     assert not gui.watch_runner._timer.isActive() and not gui.watch_runner._first.isActive()
     gui.apply_settings(Settings(watch_interval_minutes=5))
     assert gui.watch_runner._timer.interval() == 5 * 60_000
@@ -217,8 +226,9 @@ def test_no_watch_pass_when_interval_is_zero(gui_app: Any, tmp_path: Path) -> No
 def test_settings_window_sets_the_watch_interval(gui_app: Any, tmp_path: Path) -> None:
     path = tmp_path / "settings.toml"
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-    gui = gui_app(store, Settings(), watch=Watch(tmp_path / "s"), first_run=False,
-                  settings_path=path)
+    gui = gui_app(
+        store, Settings(), watch=Watch(tmp_path / "s"), first_run=False, settings_path=path
+    )
     gui.show_settings()
     win = gui.settings_window
     assert win is not None
@@ -240,7 +250,8 @@ def test_many_alerts_at_once_do_not_flood_the_desktop(qtbot: Any, setup: Setup) 
         setup.publish(name, "0.1.0")
     assert len(setup.run_pass(qtbot).new_alerts) == 8
     assert [t for t, _ in setup.notes] == ["Version nobody approved"] * 5 + [
-        "Versions nobody approved"]
+        "Versions nobody approved"
+    ]
     assert setup.notes[-1][1].startswith("…and 3 more")
     setup.run_pass(qtbot)
     assert len(setup.notes) == 6  # every alert counts as shown

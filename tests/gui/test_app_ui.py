@@ -26,8 +26,15 @@ def test_status_window_replaces_a_missing_tray(gui_app, tmp_path):
     assert gui.tray is None and gui.status_window is not None
     assert gui.status_window.isVisible()
     labels = [b.text() for b in gui.status_window.findChildren(QPushButton)]
-    assert labels == ["Show pending request", "Keys…", "Recent activity…", "Alerts…",
-                      "Settings…", "Lock now", "Quit"]
+    assert labels == [
+        "Show pending request",
+        "Keys…",
+        "Recent activity…",
+        "Alerts…",
+        "Settings…",
+        "Lock now",
+        "Quit",
+    ]
     assert not any("approve" in t.lower() for t in labels)
     assert "AUTO-APPROVE is ON" in gui.status_window.state.text()
     assert not gui.status_window.show_pending.isEnabled()
@@ -38,8 +45,15 @@ def test_tray_menu_can_only_show_the_dialog(gui_app, tmp_path):
     gui._make_tray()
     gui._refresh()
     texts = [a.text() for a in gui._menu.actions() if not a.isSeparator()]
-    assert texts[1:] == ["Show pending request", "Keys…", "Recent activity…", "Alerts…",
-                         "Settings…", "Lock now", "Quit"]
+    assert texts[1:] == [
+        "Show pending request",
+        "Keys…",
+        "Recent activity…",
+        "Alerts…",
+        "Settings…",
+        "Lock now",
+        "Quit",
+    ]
     assert texts[0] == "No requests waiting."  # the (disabled) status line
     assert not any("approve" in t.lower() or "allow" in t.lower() for t in texts[1:])
 
@@ -80,8 +94,12 @@ def test_dialog_is_withdrawn_when_cargo_goes_away(qtbot, gui_app, tmp_path):
     store.create(registry="local", index_url=LOCAL)
     bridge = Path(sys.executable).parent / "cargo-credential-gui-approver"
     request = json.dumps(cargo_request("yank", name="foo", vers="1.0.0", index_url=LOCAL))
-    proc = subprocess.Popen([str(bridge), "--cargo-plugin"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(bridge), "--cargo-plugin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     present(proc.stdin).write(request.encode() + b"\n")
     present(proc.stdin).flush()
     qtbot.waitUntil(lambda: gui.approver.dialog is not None, timeout=10000)
@@ -107,8 +125,7 @@ def test_show_pending_request_unminimizes_the_dialog(qtbot, gui_app, tmp_path):
     assert not gui._show_action.isEnabled()  # nothing pending: nothing to show
 
     req = request("yank", name="foo", vers="1.0.0", index_url=LOCAL)
-    approval = ApprovalRequest(request=req, provenance=Provenance(), key=None,
-                               timeout=60)
+    approval = ApprovalRequest(request=req, provenance=Provenance(), key=None, timeout=60)
     import threading
 
     threading.Thread(target=gui.approver.decide, args=(approval,), daemon=True).start()
@@ -130,16 +147,17 @@ def test_show_pending_request_unminimizes_the_dialog(qtbot, gui_app, tmp_path):
 
 def test_keys_and_activity_come_back_from_minimized(qtbot, gui_app, tmp_path):
     gui, _ = make_app(gui_app, tmp_path)
-    for show, attr in ((gui.show_keys, "keys_window"), (gui.show_activity,
-                                                       "activity_window"),
-                       (gui.show_settings, "settings_window")):
+    for show, attr in (
+        (gui.show_keys, "keys_window"),
+        (gui.show_activity, "activity_window"),
+        (gui.show_settings, "settings_window"),
+    ):
         show()
         window = getattr(gui, attr)
         window.showMinimized()
         qtbot.waitUntil(window.isMinimized, timeout=3000)
         show()
-        qtbot.waitUntil(lambda w=window: not w.isMinimized() and w.isVisible(),
-                        timeout=3000)
+        qtbot.waitUntil(lambda w=window: not w.isMinimized() and w.isVisible(), timeout=3000)
 
 
 def test_second_launch_raises_the_running_apps_window(qtbot, gui_app, tmp_path):
@@ -158,8 +176,11 @@ def test_second_launch_raises_the_running_apps_window(qtbot, gui_app, tmp_path):
     # The real second launch (same XDG_RUNTIME_DIR, offscreen): no "use its tray icon".
     window.showMinimized()
     qtbot.waitUntil(window.isMinimized, timeout=3000)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gui-approver"), "app"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gui-approver"), "app"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     qtbot.waitUntil(lambda: proc.poll() is not None, timeout=30000)
     err = present(proc.stderr).read()
     present(proc.stderr).close()

@@ -89,7 +89,9 @@ class Bridge:
         self.name = name
         self.proc = subprocess.Popen(
             [str(BIN / "cargo-credential-gui-approver"), "--cargo-plugin"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             env={**env, "GUI_APPROVER_NO_AUTOSTART": "1"},
         )
         self._buf = b""
@@ -142,14 +144,12 @@ class App:
 
     def __init__(self, env: dict[str, str], out: Path) -> None:
         self.env = env
-        self.log_path = Path(env["XDG_STATE_HOME"]) / "gui-approver" / "log" / \
-            "gui-approver.log"
+        self.log_path = Path(env["XDG_STATE_HOME"]) / "gui-approver" / "log" / "gui-approver.log"
         self.proc = envtools.spawn([str(BIN / "gui-approver"), "app"], env=env, log_path=out)
 
         def listening() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the app exited {self.proc.returncode}: "
-                                     f"{out.read_text()}")
+                raise AssertionError(f"the app exited {self.proc.returncode}: {out.read_text()}")
             return "listening on" in out.read_text()
 
         envtools.wait_for(listening, 30, what="the app to listen")
@@ -170,11 +170,13 @@ class App:
     def wait_log(self, pattern: str, since: int = 0, timeout: float = 15) -> re.Match[str]:
         rx = re.compile(pattern)
         try:
-            return envtools.wait_for(lambda: rx.search(self.log()[since:]), timeout,
-                                     what=f"log line /{pattern}/")
+            return envtools.wait_for(
+                lambda: rx.search(self.log()[since:]), timeout, what=f"log line /{pattern}/"
+            )
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; the app's log since then:\n{self.log()[since:]}") \
-                from None
+            raise AssertionError(
+                f"{exc}; the app's log since then:\n{self.log()[since:]}"
+            ) from None
 
     def wait_armed(self, dialog: int, since: int = 0) -> None:
         self.wait_log(rf"dialog {dialog}: Approve armed", since)
@@ -211,9 +213,13 @@ class Arena:
         root = Path(tempfile.mkdtemp(prefix="app-", dir=self.tmp))
         runtime = envtools.make_runtime_dir("gat-x-")
         self.cleanup_dirs.append(runtime)
-        env = {**self.env, "XDG_RUNTIME_DIR": str(runtime),
-               "XDG_STATE_HOME": str(root / "state"), "XDG_CONFIG_HOME": str(root / "config"),
-               **extra_env}
+        env = {
+            **self.env,
+            "XDG_RUNTIME_DIR": str(runtime),
+            "XDG_STATE_HOME": str(root / "state"),
+            "XDG_CONFIG_HOME": str(root / "config"),
+            **extra_env,
+        }
         config = root / "config" / "gui-approver"
         shutil.copytree(Path(self.env["XDG_CONFIG_HOME"]) / "gui-approver", config)  # keys
         (config / "settings.toml").write_text(settings)
@@ -221,8 +227,13 @@ class Arena:
         self.extra_apps.append(app)
         return app
 
-    def publish(self, name: str, *, armed: bool = True, app: App | None = None,
-                ) -> tuple[Bridge, int]:
+    def publish(
+        self,
+        name: str,
+        *,
+        armed: bool = True,
+        app: App | None = None,
+    ) -> tuple[Bridge, int]:
         app = app or self.app
         since = app.mark()
         bridge = Bridge(app.env, name)
@@ -245,8 +256,13 @@ class Arena:
         return envtools.wait_for(find, timeout, what=f"the dialog window for {name}")
 
     def find_windows(self, title: str) -> list[int]:
-        out = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", title],
-                             env=self.env, capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            ["xdotool", "search", "--onlyvisible", "--name", title],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return [int(w) for w in out.stdout.split()]
 
     def geometry(self, wid: int) -> tuple[int, int, int, int]:
@@ -265,8 +281,9 @@ class Arena:
 
     # -- tools -----------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float = 20) -> str:
-        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if proc.returncode != 0:
             raise AssertionError(f"{argv} failed ({proc.returncode}): {proc.stderr}")
         return proc.stdout
@@ -279,15 +296,25 @@ class Arena:
     def atspi(self, *args: str) -> dict[str, Any]:
         return self.tool("atspi_tool.py", *args, system=True)
 
-    def spawn_tool(self, script: str, *args: str, system: bool = False,
-                   stdin: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    def spawn_tool(
+        self, script: str, *args: str, system: bool = False, stdin: int | None = subprocess.PIPE
+    ) -> subprocess.Popen[bytes]:
         python = SYSTEM_PYTHON if system else sys.executable
         return self.spawn([python, str(TOOLS / script), *args], stdin=stdin)
 
-    def spawn(self, argv: list[str], stdin: int | None = subprocess.DEVNULL,
-              ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, env=self.env, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+    def spawn(
+        self,
+        argv: list[str],
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            argv,
+            env=self.env,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         self.helpers.append(proc)
         return proc
 
@@ -313,8 +340,7 @@ class Arena:
                 bridge.answer(5)
             bridge.close()
         self.bridges.clear()
-        envtools.wait_for(lambda: not self.find_windows(TITLE), 10,
-                          what="every dialog to be gone")
+        envtools.wait_for(lambda: not self.find_windows(TITLE), 10, what="every dialog to be gone")
         if not self.app.alive:
             self.app = self._start_app(self.env)
             self.log, self.mark, self.wait_log = self.app.log, self.app.mark, self.app.wait_log
@@ -346,8 +372,9 @@ def start_a11y_bus(env: dict[str, str], tmp: Path) -> subprocess.Popen[bytes]:
     def announced() -> bool:
         if proc.poll() is not None:
             raise AssertionError(log.read_text())
-        out = subprocess.run(["xprop", "-root", "AT_SPI_BUS"], env=env,
-                             capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(
+            ["xprop", "-root", "AT_SPI_BUS"], env=env, capture_output=True, text=True, check=False
+        ).stdout
         return env["XDG_RUNTIME_DIR"] in out
 
     try:
@@ -361,13 +388,15 @@ def start_a11y_bus(env: dict[str, str], tmp: Path) -> subprocess.Popen[bytes]:
 def require_system_python() -> None:
     """The AT-SPI and python-xlib attackers run on Debian's python3 (packaging/bootstrap.sh
     installs python3-pyatspi and python3-xlib); fail loudly, never skip, without them."""
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import pyatspi, Xlib"], capture_output=True,
-                           text=True, check=False)
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import pyatspi, Xlib"], capture_output=True, text=True, check=False
+    )
     if probe.returncode != 0:
         raise envtools.EnvToolError(
             f"{SYSTEM_PYTHON} cannot import pyatspi and Xlib ({probe.stderr.strip()}): "
             "install the Debian packages python3-pyatspi and python3-xlib "
-            "(packaging/bootstrap.sh test does)")
+            "(packaging/bootstrap.sh test does)"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -381,9 +410,23 @@ def session(tmp_path_factory, xvfb_display) -> Iterator[Arena]:
     arena = None
     try:
         a11y = start_a11y_bus(env, tmp)
-        key = subprocess.run([str(BIN / "gui-approver"), "key", "new", "--registry", "local",
-                              "--index", LOCAL, "--json"], env=env, capture_output=True,
-                             text=True, check=True, timeout=30)
+        key = subprocess.run(
+            [
+                str(BIN / "gui-approver"),
+                "key",
+                "new",
+                "--registry",
+                "local",
+                "--index",
+                LOCAL,
+                "--json",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
         arena = Arena(env, tmp, json.loads(key.stdout)["public"])
         yield arena
     finally:
@@ -391,8 +434,12 @@ def session(tmp_path_factory, xvfb_display) -> Iterator[Arena]:
             arena.stop()
         if a11y is not None:
             envtools.stop_process(a11y)
-            subprocess.run(["xprop", "-root", "-remove", "AT_SPI_BUS"], env=env,
-                           check=False, capture_output=True)
+            subprocess.run(
+                ["xprop", "-root", "-remove", "AT_SPI_BUS"],
+                env=env,
+                check=False,
+                capture_output=True,
+            )
         keychain.stop()
 
 
@@ -402,7 +449,6 @@ def arena(session) -> Iterator[Arena]:
         yield session
     finally:
         session.end_test()
-
 
 
 def assert_denied(answer: dict[str, Any]) -> None:
@@ -485,8 +531,7 @@ def test_atspi_do_action_and_grab_focus_on_approve(arena):
     assert [a for a in result["attempts"] if a[1] is True] == [], result
     assert bridge.pending
     # Deny, the safe answer, stays pressable for assistive technology.
-    assert ["DoAction(0)", True] in arena.atspi("press", TITLE + "a11ypress", "Deny")[
-        "attempts"]
+    assert ["DoAction(0)", True] in arena.atspi("press", TITLE + "a11ypress", "Deny")["attempts"]
     assert_denied(bridge.answer())
 
 
@@ -513,8 +558,11 @@ def test_paranoid_accessibility_detaches_from_the_bus(arena):
     bridge, _ = arena.publish("paranoid", app=app)
     # A control Qt app in the same session does show up on the bus ...
     arena.spawn([sys.executable, "-c", QT_PROBE])
-    envtools.wait_for(lambda: "attack-probe" in arena.atspi("apps")["apps"], 15,
-                      what="the control app on the accessibility bus")
+    envtools.wait_for(
+        lambda: "attack-probe" in arena.atspi("apps")["apps"],
+        15,
+        what="the control app on the accessibility bus",
+    )
     # ... and so does the ordinary gui-approver, but not the paranoid one: its dialog
     # cannot be found there at all.
     assert arena.atspi("press", TITLE + "paranoid", "Approve") == {"found": False}
@@ -553,9 +601,12 @@ XDOTOOL_ATTACKS = {
     "xdotool key space": lambda a, w, x, y: [["xdotool", "key", "space"]],
     "xdotool key Tab space": lambda a, w, x, y: [["xdotool", "key", "Tab", "space"]],
     "xdotool click --window (XSendEvent)": lambda a, w, x, y: [
-        ["xdotool", "mousemove", str(x), str(y)], ["xdotool", "click", "--window", str(w), "1"]],
+        ["xdotool", "mousemove", str(x), str(y)],
+        ["xdotool", "click", "--window", str(w), "1"],
+    ],
     "xdotool key --window Tab space": lambda a, w, x, y: [
-        ["xdotool", "key", "--window", str(w), "Tab", "space"]],
+        ["xdotool", "key", "--window", str(w), "Tab", "space"]
+    ],
 }
 
 
@@ -568,8 +619,11 @@ def test_xdotool(arena, attack):
     since = arena.mark()
     for argv in XDOTOOL_ATTACKS[attack](arena, wid, x, y):
         arena.run(argv)
-    arena.wait_log(r"input guard: (dropped a (synthetic )?(button|key|mouse)|untrusted "
-                   r"(button|key))", since)
+    arena.wait_log(
+        r"input guard: (dropped a (synthetic )?(button|key|mouse)|untrusted "
+        r"(button|key))",
+        since,
+    )
     outcome = XDOTOOL_OUTCOME[attack]
     if outcome == "pending":
         if attack == "xdotool click":
@@ -644,8 +698,7 @@ def test_forged_xsendevent_python_xlib(arena, attack):
 def test_keys_and_click_within_100ms_of_the_dialog_appearing(arena):
     """Even input the guard cannot tell from a person (XTEST on the real devices) is too
     early: Approve is not armed until the dialog has been active for a second."""
-    racer = arena.spawn_tool("xinject.py", "race", TITLE + "racer",
-                               *map(str, APPROVE_FROM_CORNER))
+    racer = arena.spawn_tool("xinject.py", "race", TITLE + "racer", *map(str, APPROVE_FROM_CORNER))
     assert racer.stdout is not None
     assert racer.stdout.readline().strip() == b"watching"
     since = arena.mark()
@@ -673,8 +726,7 @@ def test_pointer_warped_onto_approve_then_real_click(arena):
     since = arena.mark()
     arena.tool("xinject.py", "warp", str(x), str(y))
     arena.tool("xinject.py", "device-button")  # the user's real click
-    arena.wait_log(r"refused a real click on Approve: the pointer was last moved there",
-                     since)
+    arena.wait_log(r"refused a real click on Approve: the pointer was last moved there", since)
     assert bridge.pending
     assert_denied(arena.deny_by_closing(bridge, "warp"))
 
@@ -683,8 +735,9 @@ def test_window_over_the_dialog_disarms_approve(arena):
     bridge, dialog = arena.publish("covered")
     x, y, _w, _h = arena.geometry(arena.window("covered"))
     since = arena.mark()
-    cover = arena.spawn_tool("xinject.py", "cover", str(x + 20), str(y + 20), "200", "60",
-                               "--fight")
+    cover = arena.spawn_tool(
+        "xinject.py", "cover", str(x + 20), str(y + 20), "200", "60", "--fight"
+    )
     assert "mapped" in read_json_line(cover)
     arena.wait_log(rf"dialog {dialog}: Approve disarmed \(covered by another window\)", since)
     ax, ay = arena.approve_point("covered")
@@ -747,8 +800,11 @@ def test_keyboard_remapped_while_the_dialog_is_open(arena):
     since = arena.mark()
     old = arena.tool("xsend.py", "remap", "38", "Tab", system=True)["old"]  # "a" -> Tab
     try:
-        disarmed = arena.wait_log(rf"dialog {dialog}: Approve disarmed \(the keyboard or "
-                                  r"pointer mapping changed\)", since)
+        disarmed = arena.wait_log(
+            rf"dialog {dialog}: Approve disarmed \(the keyboard or "
+            r"pointer mapping changed\)",
+            since,
+        )
         # armed again from scratch: an "armed" line after the disarm (not the first arming,
         # which a loaded machine may log after `since`)
         arena.wait_armed(dialog, since + disarmed.end())

@@ -72,8 +72,9 @@ def test_wizard_offers_crates_io_only_as_a_bearer_token(qtbot, store, cargo_home
     # Another registry: the wizard asks which kind, and says what asymmetric needs.
     page.other.setChecked(True)
     assert page.kind_key.isEnabled()
-    assert any("verifies RFC 3231" in w.text() for w in page.kind_box.findChildren(
-        type(page.kind_note)))
+    assert any(
+        "verifies RFC 3231" in w.text() for w in page.kind_box.findChildren(type(page.kind_note))
+    )
     page.crates_io.setChecked(True)
     click(qtbot, wizard.button(QWizard.WizardButton.NextButton))
     assert wizard.currentId() == NewKeyWizard.PAGE_TOKEN
@@ -88,7 +89,8 @@ def test_wizard_offers_crates_io_only_as_a_bearer_token(qtbot, store, cargo_home
 
 
 def test_first_run_moves_the_crates_io_token_and_only_then_points_cargo_at_the_bridge(
-        qtbot, store, cargo_home):
+    qtbot, store, cargo_home
+):
     win = FirstRunWindow(store, cargo_home=cargo_home)
     qtbot.addWidget(win)
     win.show()

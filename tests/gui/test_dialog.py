@@ -32,15 +32,24 @@ LOCAL = "sparse+http://127.0.0.1:8765/index/"
 
 
 def approval(op="publish", name="foo", timeout=120.0, **kw):
-    obj = {"v": 1, "registry": {"index-url": LOCAL, "name": "local"}, "kind": "get",
-           "operation": op, "name": name}
+    obj = {
+        "v": 1,
+        "registry": {"index-url": LOCAL, "name": "local"},
+        "kind": "get",
+        "operation": op,
+        "name": name,
+    }
     if op in ("publish", "yank", "unyank"):
         obj["vers"] = "1.2.3"
     if op == "publish":
         obj["cksum"] = "0123456789abcdef" * 4
-    return ApprovalRequest(request=parse_request(json.dumps(obj)),
-                           provenance=Provenance(pid=42, ppid=41, cwd="/home/u/src/foo"),
-                           key=None, timeout=timeout, **kw)
+    return ApprovalRequest(
+        request=parse_request(json.dumps(obj)),
+        provenance=Provenance(pid=42, ppid=41, cwd="/home/u/src/foo"),
+        key=None,
+        timeout=timeout,
+        **kw,
+    )
 
 
 class FakeClock:
@@ -67,8 +76,9 @@ def dialog(qtbot):
 def armed(d, qtbot):
     clock = getattr(d, "arming_clock", None)
     if clock is not None:  # the delay passes on the fake clock; the arming timer runs out
-        qtbot.waitUntil(lambda: d._arm_timer.isActive() or d.approve_button.isEnabled(),
-                        timeout=3000)
+        qtbot.waitUntil(
+            lambda: d._arm_timer.isActive() or d.approve_button.isEnabled(), timeout=3000
+        )
         clock.now += d.arming_delay
         d._arm()
     qtbot.waitUntil(lambda: d.approve_button.isEnabled(), timeout=3000)
@@ -79,8 +89,7 @@ def test_shows_every_field_as_plain_text(dialog):
     assert texts["Operation"] == "publish"
     assert texts["Registry"] == "local" and texts["Index URL"] == LOCAL
     assert texts["Crate"] == "foo" and texts["Version"] == "1.2.3"
-    assert texts["Checksum (sha256)"].replace(" ", "").replace("\n", "") == \
-        "0123456789abcdef" * 4
+    assert texts["Checksum (sha256)"].replace(" ", "").replace("\n", "") == "0123456789abcdef" * 4
     assert "/home/u/src/foo" in texts["Requested by"]
     for label in dialog.findChildren(QLabel):
         assert label.textFormat() == Qt.TextFormat.PlainText
@@ -180,8 +189,9 @@ def test_queue_one_dialog_at_a_time_and_timeout(qtbot):
     first = approval_dialog(approver.dialog)
     assert "2 more" in first.waiting_label.text()
     first.reject()  # Escape / close
-    qtbot.waitUntil(lambda: approver.dialog is not None and approver.dialog is not first,
-                    timeout=3000)
+    qtbot.waitUntil(
+        lambda: approver.dialog is not None and approver.dialog is not first, timeout=3000
+    )
     second = approval_dialog(approver.dialog)
     second.activateWindow()
     qtbot.waitUntil(lambda: second.approve_button.isEnabled(), timeout=3000)
@@ -191,8 +201,11 @@ def test_queue_one_dialog_at_a_time_and_timeout(qtbot):
     for t in threads:
         t.join(5)
     decided = sorted((r.approved, r.reason) for r in results.values())
-    assert decided == [(False, "denied in the dialog"), (False, "gui-approver quit"),
-                       (True, "approved in the dialog")]
+    assert decided == [
+        (False, "denied in the dialog"),
+        (False, "gui-approver quit"),
+        (True, "approved in the dialog"),
+    ]
 
 
 def test_timeout_denies_and_closes_the_dialog(qtbot):
@@ -241,14 +254,24 @@ def test_non_spontaneous_events_do_not_approve(dialog, qtbot):
     qtbot.keyClick(dialog, Qt.Key.Key_Tab)
     assert b.hasFocus()
     for t in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
-        QCoreApplication.sendEvent(b, QKeyEvent(t, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier,
-                                                " "))
+        QCoreApplication.sendEvent(
+            b, QKeyEvent(t, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ")
+        )
     centre = QPointF(b.rect().center())
     for t in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease):
-        QCoreApplication.sendEvent(b, QMouseEvent(
-            t, centre, b.mapToGlobal(centre), Qt.MouseButton.LeftButton,
-            Qt.MouseButton.LeftButton if t == QEvent.Type.MouseButtonPress
-            else Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+        QCoreApplication.sendEvent(
+            b,
+            QMouseEvent(
+                t,
+                centre,
+                b.mapToGlobal(centre),
+                Qt.MouseButton.LeftButton,
+                Qt.MouseButton.LeftButton
+                if t == QEvent.Type.MouseButtonPress
+                else Qt.MouseButton.NoButton,
+                Qt.KeyboardModifier.NoModifier,
+            ),
+        )
     assert dialog.decisions == []
 
 
@@ -290,12 +313,15 @@ def test_paranoid_accessibility_points_qt_at_no_bus():
     import subprocess
     import sys
 
-    code = ("import os; from gui_approver.ui.a11y import prepare_accessibility as p; "
-            "p(False); print(os.environ.get('AT_SPI_BUS_ADDRESS')); p(True); "
-            "print(os.environ['AT_SPI_BUS_ADDRESS'])")
+    code = (
+        "import os; from gui_approver.ui.a11y import prepare_accessibility as p; "
+        "p(False); print(os.environ.get('AT_SPI_BUS_ADDRESS')); p(True); "
+        "print(os.environ['AT_SPI_BUS_ADDRESS'])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "AT_SPI_BUS_ADDRESS"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
     assert out == ["None", "unix:path=/dev/null"]
 
 
@@ -305,28 +331,66 @@ XI = 131
 REAL_MOUSE, REAL_KBD, XTEST_MOUSE, XTEST_KBD, MASTER = 6, 7, 4, 5, 2
 
 
-def xi_event(evtype, time, source, *, detail=1, window=0x400001, synthetic=False,
-             device=MASTER):
-    head = struct.pack("=BBHIHHIIIII", 35 | (0x80 if synthetic else 0), XI, 0, 12, evtype,
-                       device, time, detail, 0x1, window, 0)
+def xi_event(evtype, time, source, *, detail=1, window=0x400001, synthetic=False, device=MASTER):
+    head = struct.pack(
+        "=BBHIHHIIIII",
+        35 | (0x80 if synthetic else 0),
+        XI,
+        0,
+        12,
+        evtype,
+        device,
+        time,
+        detail,
+        0x1,
+        window,
+        0,
+    )
     body = bytearray(4 + 48)  # full_sequence, then the rest of the XI2 device event
     if evtype in xg.XI_CROSSING_EVENTS:
-        head = struct.pack("=BBHIHHIHBBIII", 35 | (0x80 if synthetic else 0), XI, 0, 12,
-                           evtype, device, time, source, 0, 0, 0x1, window, 0)
+        head = struct.pack(
+            "=BBHIHHIHBBIII",
+            35 | (0x80 if synthetic else 0),
+            XI,
+            0,
+            12,
+            evtype,
+            device,
+            time,
+            source,
+            0,
+            0,
+            0x1,
+            window,
+            0,
+        )
     else:
         struct.pack_into("=H", body, 56 - 32, source)
     return head + bytes(body)
 
 
 def raw_event(evtype, time, source, detail=1):
-    head = struct.pack("=BBHIHHIIHHI4x", 35, XI, 0, 2, evtype, MASTER, time, detail, source,
-                       0, 0)
+    head = struct.pack("=BBHIHHIIHHI4x", 35, XI, 0, 2, evtype, MASTER, time, detail, source, 0, 0)
     return head + bytes(12)
 
 
 def core_event(code, time, detail, *, synthetic=False, window=0x400001):
-    return struct.pack("=BBHIIIIhhhhHB1x", code | (0x80 if synthetic else 0), detail, 0,
-                       time, 0x1, window, 0, 0, 0, 0, 0, 0, 1)
+    return struct.pack(
+        "=BBHIIIIhhhhHB1x",
+        code | (0x80 if synthetic else 0),
+        detail,
+        0,
+        time,
+        0x1,
+        window,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+    )
 
 
 @pytest.fixture
@@ -335,10 +399,12 @@ def guard(qtbot):
     g.xi_opcode = XI
     g.devices = {
         MASTER: xg.Device(MASTER, xg.XI_MASTER_POINTER, "Virtual core pointer", False, True),
-        XTEST_MOUSE: xg.Device(XTEST_MOUSE, xg.XI_SLAVE_POINTER, "Virtual core XTEST pointer",
-                               True, True),
-        XTEST_KBD: xg.Device(XTEST_KBD, xg.XI_SLAVE_KEYBOARD, "Virtual core XTEST keyboard",
-                             True, True),
+        XTEST_MOUSE: xg.Device(
+            XTEST_MOUSE, xg.XI_SLAVE_POINTER, "Virtual core XTEST pointer", True, True
+        ),
+        XTEST_KBD: xg.Device(
+            XTEST_KBD, xg.XI_SLAVE_KEYBOARD, "Virtual core XTEST keyboard", True, True
+        ),
         REAL_MOUSE: xg.Device(REAL_MOUSE, xg.XI_SLAVE_POINTER, "Xvfb mouse", False, True),
         REAL_KBD: xg.Device(REAL_KBD, xg.XI_SLAVE_KEYBOARD, "Xvfb keyboard", False, True),
     }
@@ -359,9 +425,14 @@ def mouse_release(time):
     from PySide6.QtCore import QEvent, QPointF
     from PySide6.QtGui import QMouseEvent
 
-    e = QMouseEvent(QEvent.Type.MouseButtonRelease, QPointF(1, 1), QPointF(1, 1),
-                    Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton,
-                    Qt.KeyboardModifier.NoModifier)
+    e = QMouseEvent(
+        QEvent.Type.MouseButtonRelease,
+        QPointF(1, 1),
+        QPointF(1, 1),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     e.setTimestamp(time)
     return e
 
@@ -489,14 +560,28 @@ _INVISIBLE = ("\u202e", "\u202d", "\u2066", "\u200b", "\x1b", "\r", "\u2028")
 def _hostile_approval(*, key: bool = True, **kw):
     from gui_approver.core.keys.store import KeyRecord
 
-    obj = cargo_request("publish", name="foo", vers="1.2.4", cksum="0123456789abcdef" * 4,
-                        index_url=LOCAL + "\u202e", registry=HOSTILE_NAME)
-    record = KeyRecord(registry="local", index_url=LOCAL, public="k3.public.x",
-                       kip="k3.pid.x", subject=None, created="2026-11-30T00:00:00+00:00")
-    return ApprovalRequest(request=parse_request(json.dumps(obj)),
-                           provenance=Provenance(pid=42, ppid=41,
-                                                 cwd="/home/u/src/\u202efoo\nbar"),
-                           key=record if key else None, **kw)
+    obj = cargo_request(
+        "publish",
+        name="foo",
+        vers="1.2.4",
+        cksum="0123456789abcdef" * 4,
+        index_url=LOCAL + "\u202e",
+        registry=HOSTILE_NAME,
+    )
+    record = KeyRecord(
+        registry="local",
+        index_url=LOCAL,
+        public="k3.public.x",
+        kip="k3.pid.x",
+        subject=None,
+        created="2026-11-30T00:00:00+00:00",
+    )
+    return ApprovalRequest(
+        request=parse_request(json.dumps(obj)),
+        provenance=Provenance(pid=42, ppid=41, cwd="/home/u/src/\u202efoo\nbar"),
+        key=record if key else None,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("action", ["sign", "logout"])

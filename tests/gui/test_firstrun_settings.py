@@ -40,8 +40,9 @@ def make_app(gui_app, tmp_path, store=None, **kw):
 # -- first run --------------------------------------------------------------------------------
 
 
-def test_first_run_window_appears_without_keys_and_opens_the_wizard(qtbot, gui_app, tmp_path,
-                                                                    cargo_home):
+def test_first_run_window_appears_without_keys_and_opens_the_wizard(
+    qtbot, gui_app, tmp_path, cargo_home
+):
     gui, _ = make_app(gui_app, tmp_path, cargo_home=cargo_home)
     win = gui.first_run_window
     assert isinstance(win, FirstRunWindow) and win.isVisible()
@@ -68,10 +69,10 @@ def test_first_run_window_skipped_when_started_by_the_bridge(gui_app, tmp_path, 
 def test_cargo_offer_hidden_when_a_registry_uses_the_bridge(qtbot, tmp_path, cargo_home):
     (cargo_home / "config.toml").write_text(
         '[registries.local]\nindex = "sparse+http://127.0.0.1:8765/index/"\n'
-        'credential-provider = ["/opt/x/cargo-credential-gui-approver"]\n')
+        'credential-provider = ["/opt/x/cargo-credential-gui-approver"]\n'
+    )
     assert cargo_uses_bridge(cargo_home)
-    win = FirstRunWindow(KeyStore(MemoryKeychain(), tmp_path / "k.json"),
-                         cargo_home=cargo_home)
+    win = FirstRunWindow(KeyStore(MemoryKeychain(), tmp_path / "k.json"), cargo_home=cargo_home)
     qtbot.addWidget(win)
     assert not win.needs_cargo and win.configure_button.isHidden()
 
@@ -79,12 +80,12 @@ def test_cargo_offer_hidden_when_a_registry_uses_the_bridge(qtbot, tmp_path, car
 def test_crates_io_registry_provider_counts_as_configured(cargo_home):
     assert not cargo_uses_bridge(cargo_home)
     (cargo_home / "config.toml").write_text(
-        '[registry]\ncredential-provider = "/usr/bin/cargo-credential-gui-approver"\n')
+        '[registry]\ncredential-provider = "/usr/bin/cargo-credential-gui-approver"\n'
+    )
     assert cargo_uses_bridge(cargo_home)
 
 
-def test_first_run_cargo_preview_writes_only_on_apply(qtbot, tmp_path, cargo_home,
-                                                      monkeypatch):
+def test_first_run_cargo_preview_writes_only_on_apply(qtbot, tmp_path, cargo_home, monkeypatch):
     bridge = tmp_path / "bin" / "cargo-credential-gui-approver"
     monkeypatch.setattr("gui_approver.core.cargo_config.bridge_path", lambda: str(bridge))
     store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
@@ -95,8 +96,7 @@ def test_first_run_cargo_preview_writes_only_on_apply(qtbot, tmp_path, cargo_hom
     win.preview_cargo()
     assert "crates.io does not accept asymmetric tokens" in win.cargo_view.status.text()
     assert not win.cargo_view.apply_button.isEnabled()
-    flows.add_token(store, Secret("cioFirstRunToken123"), registry="crates-io",
-                    origin="dialog")
+    flows.add_token(store, Secret("cioFirstRunToken123"), registry="crates-io", origin="dialog")
     win.preview_cargo()
     assert "credential-provider" in win.cargo_view.diff.toPlainText()
     assert not (cargo_home / "config.toml").exists()
@@ -151,8 +151,7 @@ def test_saved_settings_apply_to_the_running_app(gui_app, tmp_path, cargo_home):
     assert gui.approver.settings.approval_timeout == 42.0
 
 
-def test_invalid_settings_file_shows_the_line_in_the_status_window(gui_app, tmp_path,
-                                                                   cargo_home):
+def test_invalid_settings_file_shows_the_line_in_the_status_window(gui_app, tmp_path, cargo_home):
     path = tmp_path / "settings.toml"
     path.write_text("approval_timeout = 60\narming_delay = = 2\n")
     loaded, problems = settings_mod.load(path)
@@ -171,11 +170,13 @@ def test_invalid_settings_file_shows_the_line_in_the_status_window(gui_app, tmp_
 # -- tray re-check ----------------------------------------------------------------------------
 
 
-def test_tray_is_created_when_a_tray_host_appears(qtbot, gui_app, tmp_path, cargo_home,
-                                                  monkeypatch):
+def test_tray_is_created_when_a_tray_host_appears(
+    qtbot, gui_app, tmp_path, cargo_home, monkeypatch
+):
     available = [False]
-    monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable",
-                        staticmethod(lambda: available[0]))
+    monkeypatch.setattr(
+        QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: available[0])
+    )
     monkeypatch.setattr(app_mod, "TRAY_RECHECK_MS", 20)
     gui, _ = make_app(gui_app, tmp_path, cargo_home=cargo_home)
     assert gui.tray is None and gui.status_window is not None
@@ -195,37 +196,41 @@ def test_tray_is_created_when_a_tray_host_appears(qtbot, gui_app, tmp_path, carg
 # -- expiry warnings --------------------------------------------------------------------------
 
 
-def test_expiry_warning_at_start_for_a_key_expiring_in_5_days(gui_app, tmp_path, cargo_home,
-                                                             monkeypatch):
+def test_expiry_warning_at_start_for_a_key_expiring_in_5_days(
+    gui_app, tmp_path, cargo_home, monkeypatch
+):
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
     soon = (datetime.now(UTC) + timedelta(days=5)).date().isoformat()
     later = (datetime.now(UTC) + timedelta(days=60)).date().isoformat()
     store.create(registry="soon", index_url=LOCAL, expires=soon)
-    store.create(registry="later", index_url="sparse+http://127.0.0.1:9999/index/",
-                 expires=later)
+    store.create(registry="later", index_url="sparse+http://127.0.0.1:9999/index/", expires=later)
     calls: list[tuple[str, str, bool]] = []
-    monkeypatch.setattr(GuiApp, "notify", lambda self, t, m, *, warning=False:
-                        calls.append((t, m, warning)))
+    monkeypatch.setattr(
+        GuiApp, "notify", lambda self, t, m, *, warning=False: calls.append((t, m, warning))
+    )
     gui, _ = make_app(gui_app, tmp_path, store=store, cargo_home=cargo_home)
     expiry = [c for c in calls if c[0] == "Key expiry"]
-    assert expiry == [("Key expiry", "The key for soon expires in 5 days; rotate it.",
-                       True)]
+    assert expiry == [("Key expiry", "The key for soon expires in 5 days; rotate it.", True)]
     assert gui._expiry_timer.isActive()  # and again once a day
 
 
 def test_expired_key_warning(gui_app, tmp_path, cargo_home):
     gui, store = make_app(gui_app, tmp_path, first_run=False, cargo_home=cargo_home)
-    rec = store.create(registry="old", index_url=LOCAL,
-                       expires=(datetime.now(UTC) + timedelta(days=3)).date().isoformat())
+    rec = store.create(
+        registry="old",
+        index_url=LOCAL,
+        expires=(datetime.now(UTC) + timedelta(days=3)).date().isoformat(),
+    )
     # The store refuses to create an already-expired key: age the record instead.
     past = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
     aged = type(rec)(**{**rec.to_json(), "expires": past})
     real_list = store.list
-    store.list = lambda **kw: [aged if r.kip == rec.kip else r
-                               for r in real_list(**kw)]
+    store.list = lambda **kw: [aged if r.kip == rec.kip else r for r in real_list(**kw)]
     texts = gui.check_expiry()
-    assert texts == [f"The key for old expired on {past}; it is no longer used. "
-                     "Rotate it (Keys…) to keep publishing."]
+    assert texts == [
+        f"The key for old expired on {past}; it is no longer used. "
+        "Rotate it (Keys…) to keep publishing."
+    ]
 
 
 def test_settings_refuse_a_5_second_timeout_and_explain_accessibility(qtbot, tmp_path):

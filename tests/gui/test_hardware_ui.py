@@ -65,8 +65,9 @@ def test_wizard_generates_a_key_on_the_token(qtbot, app_env, softhsm):
 
 def test_wizard_adopts_an_existing_key(qtbot, app_env, softhsm):
     softhsm.init_token("gat-token")
-    info = pkcs11.backend().generate(softhsm.module, "pkcs11:token=gat-token;id=%09",
-                                     Secret(PIN), label="made-elsewhere")
+    info = pkcs11.backend().generate(
+        softhsm.module, "pkcs11:token=gat-token;id=%09", Secret(PIN), label="made-elsewhere"
+    )
     pkcs11.backend().logout_all()
     store = KeyStore(KeyringKeychain())
     wizard = open_wizard(qtbot, store)
@@ -80,14 +81,17 @@ def test_wizard_adopts_an_existing_key(qtbot, app_env, softhsm):
     qtbot.keyClicks(opts.hardware.pin, PIN)
     click(qtbot, wizard_button(wizard, "CommitButton"))
     assert wizard.currentId() == NewKeyWizard.PAGE_RESULT, opts.error.text()
-    assert present(wizard.record).public == "k3.public." + base64.urlsafe_b64encode(
-        info.point).rstrip(b"=").decode()
+    assert (
+        present(wizard.record).public
+        == "k3.public." + base64.urlsafe_b64encode(info.point).rstrip(b"=").decode()
+    )
 
 
 def test_pin_prompt_and_touch_prompt(qtbot, app_env, softhsm):
     softhsm.init_token("gat-token")
-    info = pkcs11.backend().generate(softhsm.module, "pkcs11:token=gat-token;id=%01",
-                                     Secret(PIN), label="x")
+    info = pkcs11.backend().generate(
+        softhsm.module, "pkcs11:token=gat-token;id=%01", Secret(PIN), label="x"
+    )
     pkcs11.backend().logout_all()
     store = KeyStore(KeyringKeychain())
     rec = store.add_hardware(info, registry="hw", index_url=LOCAL, subject=None)

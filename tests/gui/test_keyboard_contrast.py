@@ -22,15 +22,15 @@ LOCAL = "sparse+http://127.0.0.1:8765/index/"
 def test_contrast_ratio_matches_wcag_examples():
     assert style.contrast_ratio(QColor("#000000"), QColor("#ffffff")) == pytest.approx(21.0)
     # The grey on the dialog background: ~3.5:1, below AA.
-    assert style.contrast_ratio(QColor("#7f7f7f"), QColor("#efefef")) == pytest.approx(
-        3.5, abs=0.1)
+    assert style.contrast_ratio(QColor("#7f7f7f"), QColor("#efefef")) == pytest.approx(3.5, abs=0.1)
 
 
 @pytest.fixture
 def dialog(qtbot):
     req = request("publish", name="foo", vers="1.2.3", cksum="ab" * 32, index_url=LOCAL)
-    d = ApprovalDialog(ApprovalRequest(request=req, provenance=Provenance(pid=1), key=None,
-                                       timeout=120))
+    d = ApprovalDialog(
+        ApprovalRequest(request=req, provenance=Provenance(pid=1), key=None, timeout=120)
+    )
     qtbot.addWidget(d)
     d.show()
     d.activateWindow()
@@ -48,9 +48,15 @@ def _background(widget: QWidget) -> QColor:
 
 
 def test_grey_text_reaches_aa(dialog):
-    labels = [dialog.findChild(QWidget, "intro"), dialog.status_label,
-              *[lbl for lbl in dialog.findChildren(QWidget)
-                if lbl.foregroundRole() == QPalette.ColorRole.PlaceholderText]]
+    labels = [
+        dialog.findChild(QWidget, "intro"),
+        dialog.status_label,
+        *[
+            lbl
+            for lbl in dialog.findChildren(QWidget)
+            if lbl.foregroundRole() == QPalette.ColorRole.PlaceholderText
+        ],
+    ]
     assert len(labels) >= 5  # the intro, the status line and the field names
     for label in labels:
         fg = label.palette().color(QPalette.ColorGroup.Active, label.foregroundRole())
@@ -59,8 +65,12 @@ def test_grey_text_reaches_aa(dialog):
         assert ratio >= style.AA_CONTRAST, (label.objectName(), fg.name(), bg.name(), ratio)
     # The palette the app starts with really was below AA (what the fix is for).
     plain = QApplication.style().standardPalette()
-    assert style.contrast_ratio(plain.color(QPalette.ColorRole.PlaceholderText),
-                                plain.color(QPalette.ColorRole.Window)) < style.AA_CONTRAST
+    assert (
+        style.contrast_ratio(
+            plain.color(QPalette.ColorRole.PlaceholderText), plain.color(QPalette.ColorRole.Window)
+        )
+        < style.AA_CONTRAST
+    )
 
 
 def _ring_pixels(button: QPushButton) -> int:
@@ -70,8 +80,11 @@ def _ring_pixels(button: QPushButton) -> int:
     for x in range(img.width()):
         for y in (0, 1, 2, img.height() - 3, img.height() - 2, img.height() - 1):
             c = QColor(img.pixel(x, y))
-            if (abs(c.red() - ring.red()) + abs(c.green() - ring.green())
-                    + abs(c.blue() - ring.blue())) < 24:
+            if (
+                abs(c.red() - ring.red())
+                + abs(c.green() - ring.green())
+                + abs(c.blue() - ring.blue())
+            ) < 24:
                 n += 1
     return n
 
@@ -79,12 +92,16 @@ def _ring_pixels(button: QPushButton) -> int:
 def test_a_focused_button_shows_a_ring(dialog, qtbot):
     qtbot.waitUntil(dialog.approve_button.isEnabled, timeout=3000)
     assert dialog.deny_button.hasFocus()
-    deny_focused, approve_unfocused = (_ring_pixels(dialog.deny_button),
-                                       _ring_pixels(dialog.approve_button))
+    deny_focused, approve_unfocused = (
+        _ring_pixels(dialog.deny_button),
+        _ring_pixels(dialog.approve_button),
+    )
     qtbot.keyClick(dialog, Qt.Key.Key_Tab)
     assert dialog.approve_button.hasFocus()
-    approve_focused, deny_unfocused = (_ring_pixels(dialog.approve_button),
-                                       _ring_pixels(dialog.deny_button))
+    approve_focused, deny_unfocused = (
+        _ring_pixels(dialog.approve_button),
+        _ring_pixels(dialog.deny_button),
+    )
     width = dialog.approve_button.width()
     assert approve_focused > width and deny_focused > width  # top and bottom edges
     assert approve_unfocused < width // 4 and deny_unfocused < width // 4
@@ -97,7 +114,9 @@ def test_tab_stops_only_on_usable_things(dialog, qtbot):
         w = present(QApplication.focusWidget())
         seen.append(w)
         assert isinstance(w, QPushButton) and w.isEnabled() and w.isVisible(), (
-            type(w).__name__, w.objectName())
+            type(w).__name__,
+            w.objectName(),
+        )
         qtbot.keyClick(w, Qt.Key.Key_Tab)
     assert {w.objectName() for w in seen} == {"denyButton", "approveButton"}
 
@@ -108,8 +127,10 @@ def test_review_scroll_area_is_a_tab_stop_only_when_it_scrolls(qtbot):
     d = show(qtbot, review_for(contents(files={"src/lib.rs": b"pub fn a() {}\n"})))
     scroll = present(d.findChild(QScrollArea, "reviewScroll"))
     bar = scroll.verticalScrollBar()
-    qtbot.waitUntil(lambda: (bar.maximum() > 0) == bool(
-        scroll.focusPolicy() & Qt.FocusPolicy.TabFocus), timeout=3000)
+    qtbot.waitUntil(
+        lambda: (bar.maximum() > 0) == bool(scroll.focusPolicy() & Qt.FocusPolicy.TabFocus),
+        timeout=3000,
+    )
     scroll.setMinimumHeight(60)
     d.resize(d.width(), 300)  # now the review must scroll: Tab may stop there
     qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=3000)

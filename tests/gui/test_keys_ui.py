@@ -67,7 +67,8 @@ def all_labels_plain(widget):
 
 
 def test_wizard_creates_a_keychain_key_shows_it_and_configures_cargo(
-        qtbot, store, cargo_home, tmp_path):
+    qtbot, store, cargo_home, tmp_path
+):
     config = cargo_home / "config.toml"
     config.write_text(f'# my settings\n[registries.mine]\nindex = "{LOCAL}"\n')
     data_dir = tmp_path / "demo-data"
@@ -229,8 +230,7 @@ def test_wizard_checks_the_registry_and_handles_crates_io(qtbot, store, cargo_ho
     assert "Backup" not in view.status.text()  # there was no file to back up
 
 
-def test_configure_preview_shows_warnings_and_refuses_a_stale_preview(
-        qtbot, store, cargo_home):
+def test_configure_preview_shows_warnings_and_refuses_a_stale_preview(qtbot, store, cargo_home):
     config = cargo_home / "config.toml"
     config.write_text(f'[registries.mine]\nindex = "{LOCAL}"\ntoken = "plaintext"\n')
     wizard = open_wizard(qtbot, store)
@@ -263,8 +263,7 @@ def open_manager(qtbot, store, **kw):
 
 def test_manager_lists_keys_with_their_columns_and_last_use(qtbot, store):
     hostile = "sparse+http://127.0.0.1:1/<b>bold</b>/"
-    a = store.create(registry="alpha", index_url=LOCAL, subject="<i>me</i>",
-                     expires="2099-01-01")
+    a = store.create(registry="alpha", index_url=LOCAL, subject="<i>me</i>", expires="2099-01-01")
     b = store.create(registry="beta", index_url=hostile, passphrase=Secret("pw"))
     store.signing_key(a)  # a real use: recorded in usage.json
     used = store.last_used()
@@ -272,8 +271,17 @@ def test_manager_lists_keys_with_their_columns_and_last_use(qtbot, store):
 
     window = open_manager(qtbot, store)
     headers = [window.table.horizontalHeaderItem(i).text() for i in range(len(COLUMNS))]
-    assert headers == ["Registry", "Kind", "Key id", "Subject", "Created", "Expires",
-                       "Protection", "Last used", "Status"]
+    assert headers == [
+        "Registry",
+        "Kind",
+        "Key id",
+        "Subject",
+        "Created",
+        "Expires",
+        "Protection",
+        "Last used",
+        "Status",
+    ]
     assert window.table.rowCount() == 2
     ra, rb = window.row_of(a.kip), window.row_of(b.kip)
     assert window.cell_text(ra, "Registry") == "alpha"
@@ -334,8 +342,7 @@ def test_manager_rotate_then_confirm(qtbot, store, tmp_path):
     click(qtbot, dialog.later_button)
     qtbot.waitUntil(lambda: window.dialog is None)
     statuses = {window.cell_text(window.row_of(r.kip), "Status") for r in (old, pending)}
-    assert statuses == {"active (successor pending)",
-                        "pending successor (confirm when registered)"}
+    assert statuses == {"active (successor pending)", "pending successor (confirm when registered)"}
 
     # reopening goes straight to the confirmation step
     window.select(old.kip)
@@ -667,11 +674,16 @@ def test_manager_configures_cargo_for_an_existing_key(qtbot, store, cargo_home):
 
 
 def test_passphrase_prompt_never_wraps_the_url_or_key_id(qtbot, store):
-    rec = store.create(registry="company-registry",
-                       index_url="sparse+https://crates.company.example/index/",
-                       passphrase=Secret("correct horse battery staple"))
-    d = PassphraseDialog(rec, "unlock the key to sign the read of the registry's index that "
-                              "cargo makes before a publish, yank or owner change")
+    rec = store.create(
+        registry="company-registry",
+        index_url="sparse+https://crates.company.example/index/",
+        passphrase=Secret("correct horse battery staple"),
+    )
+    d = PassphraseDialog(
+        rec,
+        "unlock the key to sign the read of the registry's index that "
+        "cargo makes before a publish, yank or owner change",
+    )
     qtbot.addWidget(d)
     d.show()
     qtbot.waitExposed(d)

@@ -57,7 +57,8 @@ def test_verified_contents_show_the_file_list(qtbot):
     assert WHO in d.field_labels["Requested by"].text()
     assert "verified by the kernel" in d.field_labels["Requested by"].text()
     assert d.review_labels["contentsVerified"].text() == (
-        "Contents verified: this is exactly what will be published")
+        "Contents verified: this is exactly what will be published"
+    )
     details = d.review_labels["contentsDetails"].text()
     assert "3 files" in details and "License: MIT" in details
     assert "Description: a test crate" in details and "https://example.com/repo" in details
@@ -74,8 +75,9 @@ def test_verified_contents_show_the_file_list(qtbot):
 
 def test_unverified_contents_warn_and_list_nothing(qtbot):
     c0 = contents()
-    c = CrateContents(c0.name, c0.vers, c0.cksum, False,
-                      "no .crate file with this sha256 was found")
+    c = CrateContents(
+        c0.name, c0.vers, c0.cksum, False, "no .crate file with this sha256 was found"
+    )
     d = show(qtbot, review_for(c))
     warning = d.review_labels["contentsWarning"].text()
     assert "CONTENTS NOT VERIFIED" in warning and "no .crate file with this sha256" in warning
@@ -92,10 +94,16 @@ def test_archive_outside_cargos_subset_is_never_called_verified(qtbot):
     unpacks src/lib.rs): the dialog says so prominently and never says verified."""
     name, vers = "foo", "0.2.0"
     p = f"{name}-{vers}"
-    data = h.raw_crate(name, vers, h.pax_record({"path": f"{p}/src/unused.rs"})
-                       + h.gnu_longname(f"{p}/src/lib.rs") + h.raw_entry("x", h.EVIL))
-    c = inspect_crate_bytes(data, name=name, vers=vers, cksum=sha(data),
-                            path=f"/tmp/target/package/{p}.crate")
+    data = h.raw_crate(
+        name,
+        vers,
+        h.pax_record({"path": f"{p}/src/unused.rs"})
+        + h.gnu_longname(f"{p}/src/lib.rs")
+        + h.raw_entry("x", h.EVIL),
+    )
+    c = inspect_crate_bytes(
+        data, name=name, vers=vers, cksum=sha(data), path=f"/tmp/target/package/{p}.crate"
+    )
     d = show(qtbot, review_for(c))
     assert "contentsVerified" not in d.review_labels
     warning = d.review_labels["contentsUnsupported"]
@@ -169,9 +177,19 @@ def test_approver_resolves_approve_all(qtbot):
     approver = QtApprover(Settings(arming_delay=1.0))
     review = batch_review()
     out: list[Decision] = []
-    t = threading.Thread(target=lambda: out.append(approver.decide(ApprovalRequest(
-        request=review.request, key=None, review=review, provenance=Provenance(),
-        timeout=30.0))))
+    t = threading.Thread(
+        target=lambda: out.append(
+            approver.decide(
+                ApprovalRequest(
+                    request=review.request,
+                    key=None,
+                    review=review,
+                    provenance=Provenance(),
+                    timeout=30.0,
+                )
+            )
+        )
+    )
     t.start()
     try:
         qtbot.waitUntil(lambda: approver.dialog is not None, timeout=5000)
@@ -196,22 +214,27 @@ def test_real_cargo_workspace_approve_all_and_changes(harness):
     ws = harness.tmp / "ws"
     ws.mkdir()
     names = ["base", "mid", "top"]
-    (ws / "Cargo.toml").write_text(
-        f"[workspace]\nmembers = {json.dumps(names)}\nresolver = \"2\"\n")
+    (ws / "Cargo.toml").write_text(f'[workspace]\nmembers = {json.dumps(names)}\nresolver = "2"\n')
     for n in names:
         write_crate(ws, n)
     seen: list[dict[str, object]] = []
 
     def answer(proc, click: str) -> dict[str, object]:
-        qtbot.waitUntil(lambda: gui.approver.dialog is not None or proc.poll() is not None,
-                        timeout=60_000)
+        qtbot.waitUntil(
+            lambda: gui.approver.dialog is not None or proc.poll() is not None, timeout=60_000
+        )
         d = gui.approver.dialog
         assert d is not None, proc.communicate()
-        shown = {"review": d.approval.review,
-                 "labels": {k: v.text() for k, v in d.review_labels.items()},
-                 "batch": [d.batch_list.topLevelItem(i).text(0)
-                           for i in range(d.batch_list.topLevelItemCount())]
-                 if d.batch_list is not None else []}
+        shown = {
+            "review": d.approval.review,
+            "labels": {k: v.text() for k, v in d.review_labels.items()},
+            "batch": [
+                d.batch_list.topLevelItem(i).text(0)
+                for i in range(d.batch_list.topLevelItemCount())
+            ]
+            if d.batch_list is not None
+            else [],
+        }
         seen.append(shown)
         d.activateWindow()
         button = getattr(d, click)
@@ -229,8 +252,9 @@ def test_real_cargo_workspace_approve_all_and_changes(harness):
     assert review.contents.verified, review.contents.reason
     assert sorted(c.name for c in review.batch) == names
     assert sorted(str(t).split()[0] for t in first["batch"]) == names  # type: ignore[attr-defined]
-    qtbot.waitUntil(lambda: proc.poll() is not None or gui.approver.dialog is not None,
-                    timeout=120_000)
+    qtbot.waitUntil(
+        lambda: proc.poll() is not None or gui.approver.dialog is not None, timeout=120_000
+    )
     assert gui.approver.dialog is None, "a second dialog appeared"
     _out, err = proc.communicate()
     assert proc.returncode == 0, err.decode()
@@ -251,8 +275,9 @@ def test_real_cargo_workspace_approve_all_and_changes(harness):
     (crate / "Cargo.toml").write_text(toml)
     (crate / "src" / "lib.rs").write_text("pub fn mid() -> u32 { 43 }\n")
     assert inspector.history is not None
-    qtbot.waitUntil(lambda: inspector.history.previous(registry.index_url, "mid") is not None,
-                    timeout=5000)
+    qtbot.waitUntil(
+        lambda: inspector.history.previous(registry.index_url, "mid") is not None, timeout=5000
+    )
     proc = cargo(PUBLISH, crate, harness.env)
     shown = answer(proc, "approve_button")
     qtbot.waitUntil(lambda: proc.poll() is not None, timeout=60_000)
@@ -261,8 +286,7 @@ def test_real_cargo_workspace_approve_all_and_changes(harness):
     assert isinstance(r, RequestReview) and r.changes is not None
     assert "src/lib.rs" in r.changes.changed_paths
     assert "src/lib.rs" in shown["labels"]["changes"]  # type: ignore[index]
-    assert any(p == "src/lib.rs" and "+pub fn mid() -> u32 { 43 }" in diff
-               for p, diff in r.diffs)
+    assert any(p == "src/lib.rs" and "+pub fn mid() -> u32 { 43 }" in diff for p, diff in r.diffs)
 
 
 # -- the service: who gets inspected, the batch ------------------------------------------------
@@ -309,8 +333,9 @@ def test_service_inspects_only_mutations_for_the_approver(tmp_path):
     assert spy.calls == ["yank"] and approver.seen[0].review is not None
     # auto-approved loopback mutations: no inspection either
     spy2 = SpyInspector()
-    svc2, approver2 = service_with(tmp_path / "2", spy2, Decision.deny("x"),
-                                   auto_approve_loopback=True)
+    svc2, approver2 = service_with(
+        tmp_path / "2", spy2, Decision.deny("x"), auto_approve_loopback=True
+    )
     assert "Ok" in svc2.handle(yank, Provenance()).response
     assert spy2.calls == [] and approver2.seen == []
     # no inspector: the approver gets no review
@@ -356,11 +381,13 @@ def flagged_batch_review(tmp_path: Path, monkeypatch) -> RequestReview:
     for n in "bcde":
         hist.record_approved(LOCAL, contents(n, "0.1.0", lib), registry_name="local")
     first = contents("a", "0.2.0", lib)
-    now = [first,
-           contents("b", "0.2.0", lib),
-           contents("c", "0.2.0", {"src/lib.rs": b"pub fn f() { evil() }\n"}),
-           contents("d", "0.2.0", {**lib, "build.rs": b"fn main() {}\n"}, build="build.rs"),
-           contents("e", "0.2.0", lib, proc_macro=True)]
+    now = [
+        first,
+        contents("b", "0.2.0", lib),
+        contents("c", "0.2.0", {"src/lib.rs": b"pub fn f() { evil() }\n"}),
+        contents("d", "0.2.0", {**lib, "build.rs": b"fn main() {}\n"}, build="build.rs"),
+        contents("e", "0.2.0", lib, proc_macro=True),
+    ]
     batch = tuple(Candidate(c.name, c.vers, c.cksum, c.path or "", c) for c in now)
     monkeypatch.setattr(review_mod, "inspect_publish", lambda *a, **kw: first)
     monkeypatch.setattr(WorkspaceReview, "candidates", lambda self, *a, **kw: batch)
@@ -413,8 +440,12 @@ def test_dialog_shows_each_crates_flags(qtbot, tmp_path, monkeypatch):
     heading = d.review_labels["batchHeading"].text()
     assert "the 1 unflagged other," in heading and "3 flagged crates" in heading
     # when every other crate is flagged there is nothing to approve "all": no such button
-    only_flagged = RequestReview(review.request, review.requester, review.contents,
-                                 batch=(review.batch[0], *review.batch[2:]))
+    only_flagged = RequestReview(
+        review.request,
+        review.requester,
+        review.contents,
+        batch=(review.batch[0], *review.batch[2:]),
+    )
     d2 = show(qtbot, only_flagged)
     assert d2.approve_all_button is None and d2.batch_list is not None
     assert "gets its own dialog" in d2.review_labels["batchHeading"].text()
@@ -427,9 +458,12 @@ def unverified(review: RequestReview) -> RequestReview:
     from dataclasses import replace
 
     who = RequesterInfo(
-        verified=False, pid=4242, pid_source="kernel",
+        verified=False,
+        pid=4242,
+        pid_source="kernel",
         summary="requester could not be verified: the credential provider was started by "
-                "timeout (pid 4241), not by cargo")
+        "timeout (pid 4241), not by cargo",
+    )
     return replace(review, requester=who)
 
 

@@ -35,8 +35,10 @@ class SoftwareGuard(InputGuard):
 @pytest.fixture
 def dialog(qtbot):
     req = request("publish", name="foo", vers="1.2.3", cksum="ab" * 32, index_url=LOCAL)
-    d = RecordingDialog(ApprovalRequest(request=req, provenance=Provenance(), key=None,
-                                        timeout=120), guard=SoftwareGuard())
+    d = RecordingDialog(
+        ApprovalRequest(request=req, provenance=Provenance(), key=None, timeout=120),
+        guard=SoftwareGuard(),
+    )
     qtbot.addWidget(d)
     d.show()
     d.activateWindow()
@@ -65,14 +67,18 @@ def test_software_click_on_approve_says_why_and_takes_the_focus_away(dialog, qtb
     assert dialog.decisions == []
     assert dialog.refused_label.isVisible()
     assert dialog.refused_label.text() == SOFTWARE_INPUT_NOTE
-    assert "that input came from software, not from your mouse or keyboard, so it cannot " \
+    assert (
+        "that input came from software, not from your mouse or keyboard, so it cannot "
         "approve" in SOFTWARE_INPUT_NOTE
+    )
     assert not dialog.approve_button.hasFocus()
     # The dialog grows by the message, with no empty band above the buttons.
     from PySide6.QtCore import QPoint
 
-    gap = (dialog.deny_button.mapTo(dialog, QPoint(0, 0)).y()
-           - dialog.refused_label.mapTo(dialog, QPoint(0, dialog.refused_label.height())).y())
+    gap = (
+        dialog.deny_button.mapTo(dialog, QPoint(0, 0)).y()
+        - dialog.refused_label.mapTo(dialog, QPoint(0, dialog.refused_label.height())).y()
+    )
     assert 0 <= gap <= 40, gap
     dialog.guard.software = False
     qtbot.keyClick(dialog.focusWidget(), Qt.Key.Key_Space)  # Space now means Deny
@@ -119,8 +125,12 @@ def test_software_input_opens_and_closes_the_diff_window(qtbot, tmp_path):
 
     review = changed_review(tmp_path)
     guard = SoftwareGuard()
-    d = RecordingDialog(ApprovalRequest(request=review.request, key=None, review=review,
-                                        provenance=Provenance(pid=1)), guard=guard)
+    d = RecordingDialog(
+        ApprovalRequest(
+            request=review.request, key=None, review=review, provenance=Provenance(pid=1)
+        ),
+        guard=guard,
+    )
     qtbot.addWidget(d)
     d.show()
     d.activateWindow()

@@ -34,8 +34,12 @@ sys.stdin.read()
 
 def test_a_writer_killed_mid_record_loses_only_that_record(tmp_path):
     path = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert present(proc.stdout).readline().strip() == "half-written"
         os.kill(proc.pid, signal.SIGKILL)
@@ -67,8 +71,9 @@ while True:
 
 def test_sigkill_at_any_moment_leaves_earlier_records_intact(tmp_path):
     path = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", _LOOPING_WRITER, str(path)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOOPING_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert present(proc.stdout).readline().strip() == "running"
         os.kill(proc.pid, signal.SIGKILL)
@@ -102,7 +107,12 @@ except AuditError as exc:
 def test_a_file_size_limit_is_a_refusal_without_a_partial_line(tmp_path):
     """A real kernel write failure (EFBIG from RLIMIT_FSIZE) that needs no root."""
     path = tmp_path / "audit.jsonl"
-    out = subprocess.run([sys.executable, "-c", _FSIZE_WRITER, str(path)], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _FSIZE_WRITER, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     assert out.startswith("refused: cannot write the audit log") and "too large" in out
     assert path.read_bytes().endswith(b"\n") and len(lines(path)) == 1

@@ -27,7 +27,8 @@ BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 LOCAL = "sparse+http://127.0.0.1:8765/index/"
 READ = json.dumps(cargo_request(index_url=LOCAL))
 PUBLISH = json.dumps(
-    cargo_request("publish", name="foo", vers="1.2.3", cksum="cd" * 32, index_url=LOCAL))
+    cargo_request("publish", name="foo", vers="1.2.3", cksum="cd" * 32, index_url=LOCAL)
+)
 
 
 @pytest.fixture
@@ -45,8 +46,13 @@ def bridge_env(runtime, **extra):
 
 
 def run_bridge(runtime, stdin: str, *, args=("--cargo-plugin",), timeout=30, **extra):
-    return subprocess.run([BRIDGE, *args], input=stdin.encode(), capture_output=True,
-                          env=bridge_env(runtime, **extra), timeout=timeout)
+    return subprocess.run(
+        [BRIDGE, *args],
+        input=stdin.encode(),
+        capture_output=True,
+        env=bridge_env(runtime, **extra),
+        timeout=timeout,
+    )
 
 
 class Approve:
@@ -93,18 +99,24 @@ def test_publish_approved_and_denied(runtime, app):
     app.approver = Approve(False)
     proc = run_bridge(runtime, PUBLISH + "\n")
     err = json.loads(lines(proc)[1])["Err"]
-    assert err == {"kind": "other", "message":
-                   "publish of foo 1.2.3 was denied in gui-approver (denied in the dialog)"}
+    assert err == {
+        "kind": "other",
+        "message": "publish of foo 1.2.3 was denied in gui-approver (denied in the dialog)",
+    }
 
 
 @pytest.mark.parametrize(
     ("stdin", "needle"),
     [
         ("garbage\n", "not valid JSON"),
-        ('{"v":2,"registry":{"index-url":"x"},"kind":"get","operation":"read"}\n',
-         "unsupported credential protocol version 2"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"fly"}\n',
-         "unsupported operation"),
+        (
+            '{"v":2,"registry":{"index-url":"x"},"kind":"get","operation":"read"}\n',
+            "unsupported credential protocol version 2",
+        ),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"fly"}\n',
+            "unsupported operation",
+        ),
         ("", "closed stdin"),
         ("\xff\xfe\n", "not valid"),
     ],
@@ -168,8 +180,7 @@ def test_refuses_a_shared_socket_dir(runtime):
 
 def test_login_notice_goes_to_stderr_only(runtime, app):
     other = "sparse+http://127.0.0.1:9999/index/"
-    login = json.dumps({"v": 1, "registry": {"index-url": other, "name": "other"},
-                        "kind": "login"})
+    login = json.dumps({"v": 1, "registry": {"index-url": other, "name": "other"}, "kind": "login"})
     proc = run_bridge(runtime, login + "\n")
     out = lines(proc)
     assert out == ['{"v":[1]}', '{"Ok":{"kind":"login"}}']
@@ -188,7 +199,8 @@ def test_usage_without_cargo_plugin_flag(runtime):
     assert proc.returncode == 2 and proc.stdout == b""
     assert b"credential provider" in proc.stderr
     assert run_bridge(runtime, "", args=("--version",)).stdout.startswith(
-        b"cargo-credential-gui-approver ")
+        b"cargo-credential-gui-approver "
+    )
 
 
 def test_second_server_instance_is_refused(runtime, app):
@@ -218,15 +230,31 @@ def test_stale_socket_is_replaced(runtime, tmp_path):
 def test_auto_started_app_does_not_inherit_code_loading_variables():
     from gui_approver.client.bridge import app_environment
 
-    env = app_environment({
-        "DISPLAY": ":5", "WAYLAND_DISPLAY": "w", "XDG_RUNTIME_DIR": "/run/u",
-        "DBUS_SESSION_BUS_ADDRESS": "unix:x", "QT_QPA_PLATFORM": "xcb", "HOME": "/h",
-        "LD_PRELOAD": "/tmp/evil.so", "LD_LIBRARY_PATH": "/tmp", "PYTHONPATH": "/tmp/evil",
-        "PYTHONSTARTUP": "/tmp/x.py", "QT_PLUGIN_PATH": "/tmp/plugins",
-        "QT_QPA_PLATFORM_PLUGIN_PATH": "/tmp/p", "GTK_MODULES": "evil",
-    })
-    assert env == {"DISPLAY": ":5", "WAYLAND_DISPLAY": "w", "XDG_RUNTIME_DIR": "/run/u",
-                   "DBUS_SESSION_BUS_ADDRESS": "unix:x", "QT_QPA_PLATFORM": "xcb", "HOME": "/h"}
+    env = app_environment(
+        {
+            "DISPLAY": ":5",
+            "WAYLAND_DISPLAY": "w",
+            "XDG_RUNTIME_DIR": "/run/u",
+            "DBUS_SESSION_BUS_ADDRESS": "unix:x",
+            "QT_QPA_PLATFORM": "xcb",
+            "HOME": "/h",
+            "LD_PRELOAD": "/tmp/evil.so",
+            "LD_LIBRARY_PATH": "/tmp",
+            "PYTHONPATH": "/tmp/evil",
+            "PYTHONSTARTUP": "/tmp/x.py",
+            "QT_PLUGIN_PATH": "/tmp/plugins",
+            "QT_QPA_PLATFORM_PLUGIN_PATH": "/tmp/p",
+            "GTK_MODULES": "evil",
+        }
+    )
+    assert env == {
+        "DISPLAY": ":5",
+        "WAYLAND_DISPLAY": "w",
+        "XDG_RUNTIME_DIR": "/run/u",
+        "DBUS_SESSION_BUS_ADDRESS": "unix:x",
+        "QT_QPA_PLATFORM": "xcb",
+        "HOME": "/h",
+    }
 
 
 def test_the_installed_bridge_starts_isolated_from_cargos_python_environment(runtime, tmp_path):
@@ -235,13 +263,17 @@ def test_the_installed_bridge_starts_isolated_from_cargos_python_environment(run
     evil = tmp_path / "evil"
     (evil / "gui_approver").mkdir(parents=True)
     marker = tmp_path / "ran"
-    (evil / "gui_approver" / "__init__.py").write_text(
-        f"open({str(marker)!r}, 'w').write('x')\n")
+    (evil / "gui_approver" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
     (evil / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('s')\n")
     first_line = Path(BRIDGE).read_text().splitlines()[0]
     assert first_line.endswith(" -IS"), first_line
-    result = run_bridge(runtime, READ + "\n", PYTHONPATH=str(evil), PYTHONSTARTUP=str(evil),
-                        GUI_APPROVER_NO_AUTOSTART="1")
+    result = run_bridge(
+        runtime,
+        READ + "\n",
+        PYTHONPATH=str(evil),
+        PYTHONSTARTUP=str(evil),
+        GUI_APPROVER_NO_AUTOSTART="1",
+    )
     hello, answer = result.stdout.decode().splitlines()
     assert hello == protocol.HELLO
     assert "is not running" in json.loads(answer)["Err"]["message"]
@@ -253,15 +285,18 @@ def test_the_installed_bridge_starts_isolated_from_cargos_python_environment(run
 
 @pytest.mark.parametrize(
     ("token", "command"),
-    [("k3.secret.SHOULDNOTAPPEARxyz", "gui-approver key import-cargo"),
-     ("cio-SHOULDNOTAPPEAR-bearer", "gui-approver token add --registry other")],
+    [
+        ("k3.secret.SHOULDNOTAPPEARxyz", "gui-approver key import-cargo"),
+        ("cio-SHOULDNOTAPPEAR-bearer", "gui-approver token add --registry other"),
+    ],
 )
 def test_login_with_a_secret_says_how_to_store_it_without_the_socket(runtime, token, command):
     """No check of the peer can stop a same-user process that bound the socket first, so the
     bridge tells the user, on stderr, the way that does not pass the secret through it. The
     app need not be running: the note comes from the bridge itself."""
-    login = json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "other"},
-                        "kind": "login", "token": token})
+    login = json.dumps(
+        {"v": 1, "registry": {"index-url": LOCAL, "name": "other"}, "kind": "login", "token": token}
+    )
     proc = run_bridge(runtime, login + "\n", GUI_APPROVER_NO_AUTOSTART="1")
     err = proc.stderr.decode()
     assert "socket" in err and command in err
@@ -270,8 +305,9 @@ def test_login_with_a_secret_says_how_to_store_it_without_the_socket(runtime, to
 
 
 def test_no_socket_note_without_a_secret(runtime, app):
-    login = json.dumps({"v": 1, "registry": {"index-url": LOCAL + "x/", "name": "x"},
-                        "kind": "login"})
+    login = json.dumps(
+        {"v": 1, "registry": {"index-url": LOCAL + "x/", "name": "x"}, "kind": "login"}
+    )
     for request in (login, READ):
         proc = run_bridge(runtime, request + "\n")
         assert "import-cargo" not in proc.stderr.decode()

@@ -18,12 +18,18 @@ BRIDGE = str(Path(sys.executable).parent / "cargo-credential-gui-approver")
 
 def test_protocol_and_bridge_import_no_heavy_modules() -> None:
     """What keeps the bridge fast: no json/re/enum/typing/dataclasses/socket.py at start."""
-    code = ("import sys; before = set(sys.modules); import gui_approver.client.bridge; "
-            "print(' '.join(sorted(set(sys.modules) - before)))")
-    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
-                         check=True, cwd=str(Path(__file__).parents[2])).stdout.split()
-    for heavy in ("json", "re", "enum", "typing", "dataclasses", "inspect", "socket",
-                  "selectors"):
+    code = (
+        "import sys; before = set(sys.modules); import gui_approver.client.bridge; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(Path(__file__).parents[2]),
+    ).stdout.split()
+    for heavy in ("json", "re", "enum", "typing", "dataclasses", "inspect", "socket", "selectors"):
         assert heavy not in out, (heavy, out)
 
 
@@ -33,10 +39,14 @@ SUBPROCESS_CASES = [
     (b"[" * 30_000 + b"\n", "nested too deeply"),
     (b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":["read"]}\n', "string"),
     (b'{"v":1,"registry":{"index-url":"x"},"kind":"sign"}\n', "unsupported request kind"),
-    (b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"delete"}\n',
-     "unsupported operation"),
-    (b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"x"}\n',
-     "missing the field 'vers'"),
+    (
+        b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"delete"}\n',
+        "unsupported operation",
+    ),
+    (
+        b'{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"x"}\n',
+        "missing the field 'vers'",
+    ),
     (b"x" * (protocol.MAX_REQUEST_BYTES + 10), "too large"),  # no newline at all
     (b"", "closed stdin"),
 ]
@@ -46,8 +56,9 @@ SUBPROCESS_CASES = [
 def test_real_bridge_subprocess_answers_once(tmp_path: Path, stdin: bytes, needle: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
     env.update(GUI_APPROVER_NO_AUTOSTART="1", GUI_APPROVER_RUNTIME_DIR=str(tmp_path / "run"))
-    proc = subprocess.run([BRIDGE, "--cargo-plugin"], input=stdin, capture_output=True,
-                          env=env, timeout=30)
+    proc = subprocess.run(
+        [BRIDGE, "--cargo-plugin"], input=stdin, capture_output=True, env=env, timeout=30
+    )
     lines = proc.stdout.decode().split("\n")
     answer = assert_one_answer(proc.returncode, lines)
     assert needle in answer["Err"]["message"]

@@ -42,9 +42,9 @@ def test_a_backup_never_holds_a_secret(app_env):
     (home / "config.toml").write_text(
         "# my settings\n[registries.local]\n"
         f'index = "{LOCAL}"\nsecret-key = "{secret}"\n\n'
-        f'[registry]\ntoken = "{TOKEN}"\n[net]\nretry = 3\n')
-    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge",
-            BRIDGE)
+        f'[registry]\ntoken = "{TOKEN}"\n[net]\nretry = 3\n'
+    )
+    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge", BRIDGE)
     assert r.returncode == 0, r.stderr
     backups = list(home.glob("config.toml.bak-*"))
     assert len(backups) == 1
@@ -62,7 +62,8 @@ def test_import_cargo_takes_the_secret_out_of_older_backups(app_env):
     # what an older gui-approver (or the user) left behind
     (home / "config.toml.bak-20261101-101010").write_text(body)
     (home / "credentials.toml.bak-20261101-101011").write_text(
-        f'[registries.local]\nsecret-key = "{secret}"\n')
+        f'[registries.local]\nsecret-key = "{secret}"\n'
+    )
     r = cli(app_env, "key", "import-cargo", "--registry", "local")
     assert r.returncode == 0, r.stderr
     assert "only in the keychain" in r.stdout
@@ -76,8 +77,7 @@ def test_old_backups_holding_a_secret_are_warned_about(app_env):
     home = Path(app_env["CARGO_HOME"])
     old = home / "credentials.toml.bak-20261101-101011"
     old.write_text(f'[registry]\ntoken = "{TOKEN}"\n')
-    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge",
-            BRIDGE)
+    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge", BRIDGE)
     assert r.returncode == 0, r.stderr
     assert str(old) in r.stderr and "token" in r.stderr
     assert TOKEN not in r.stderr + r.stdout
@@ -94,8 +94,7 @@ def test_a_symlinked_config_stays_a_symlink(app_env, tmp_path):
     target.write_text("[net]\nretry = 3\n")
     target.chmod(0o640)
     (home / "config.toml").symlink_to(target)
-    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge",
-            BRIDGE)
+    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge", BRIDGE)
     assert r.returncode == 0, r.stderr
     link = home / "config.toml"
     assert link.is_symlink() and os.readlink(link) == str(target)
@@ -182,8 +181,7 @@ def test_a_new_file_holding_a_secret_is_private_and_a_readable_one_is_warned_abo
     config = home / "config.toml"
     config.write_text(f'[registry]\ntoken = "{TOKEN}"\n')
     config.chmod(0o644)
-    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge",
-            BRIDGE)
+    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge", BRIDGE)
     assert r.returncode == 0, r.stderr
     assert "readable by other users" in r.stderr and TOKEN not in r.stderr
 
@@ -192,8 +190,9 @@ def test_backups_made_in_the_same_second_both_survive(app_env, monkeypatch):
     home = Path(app_env["CARGO_HOME"])
     config = home / "config.toml"
     config.write_text("[net]\nretry = 1\n")
-    monkeypatch.setattr("gui_approver.core.cargo_config.time.strftime",
-                        lambda fmt, *a: "20261130-111111")
+    monkeypatch.setattr(
+        "gui_approver.core.cargo_config.time.strftime", lambda fmt, *a: "20261130-111111"
+    )
     first = cargo_config.plan_configure("one", LOCAL, bridge=BRIDGE, home=home)
     b1 = cargo_config.apply(first)
     second = cargo_config.plan_configure("two", LOCAL + "2", bridge=BRIDGE, home=home)

@@ -68,8 +68,10 @@ def test_no_keychain_is_a_clear_error_never_a_file(no_keychain):
     r = cli(no_keychain, "key", "new", "--registry", "local", "--index", LOCAL)
     assert r.returncode == 1
     assert "no system keychain" in r.stderr and "never falls back to a file" in r.stderr
-    assert not any(p.is_file() and p.name == "keys.json"
-                   for p in Path(no_keychain["XDG_CONFIG_HOME"]).rglob("*"))
+    assert not any(
+        p.is_file() and p.name == "keys.json"
+        for p in Path(no_keychain["XDG_CONFIG_HOME"]).rglob("*")
+    )
     with pytest.raises(KeychainUnavailable):
         KeyStore(KeyringKeychain()).create(registry="x", index_url=LOCAL)
 
@@ -89,23 +91,43 @@ def test_configure_cargo_changes_only_the_intended_lines(app_env, tmp_path):
     home = Path(app_env["CARGO_HOME"])
     (home / "config.toml").write_text((GOLDEN / "before.toml").read_text())
     bridge = "/opt/ga/bin/cargo-credential-gui-approver"
-    dry = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL,
-              "--bridge", bridge, "--dry-run")
+    dry = cli(
+        app_env,
+        "configure-cargo",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--bridge",
+        bridge,
+        "--dry-run",
+    )
     assert dry.returncode == 0 and "+credential-provider" in dry.stdout
     assert (home / "config.toml").read_text() == (GOLDEN / "before.toml").read_text()
     # The golden file gives "local" another index: changing it needs confirmation (#14).
-    refused = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL,
-                  "--bridge", bridge)
+    refused = cli(
+        app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge", bridge
+    )
     assert refused.returncode == 1 and "already has the index" in refused.stderr
     assert (home / "config.toml").read_text() == (GOLDEN / "before.toml").read_text()
-    r = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL,
-            "--bridge", bridge, "--yes")
+    r = cli(
+        app_env,
+        "configure-cargo",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--bridge",
+        bridge,
+        "--yes",
+    )
     assert r.returncode == 0, r.stderr
     assert (home / "config.toml").read_text() == (GOLDEN / "after.toml").read_text()
     backups = list(home.glob("config.toml.bak-*"))
     assert len(backups) == 1 and backups[0].read_text() == (GOLDEN / "before.toml").read_text()
-    again = cli(app_env, "configure-cargo", "--registry", "local", "--index", LOCAL,
-                "--bridge", bridge)
+    again = cli(
+        app_env, "configure-cargo", "--registry", "local", "--index", LOCAL, "--bridge", bridge
+    )
     assert "already uses gui-approver" in again.stdout
     assert (home / "config.toml").read_text() == (GOLDEN / "after.toml").read_text()
 
@@ -124,14 +146,21 @@ def test_bridge_starts_the_real_app_when_it_is_not_running(app_env):
     rec = store.create(registry="local", index_url=LOCAL)
     request = json.dumps(cargo_request(index_url=LOCAL))
     assert ipc.ping() is None
-    proc = subprocess.run([BRIDGE, "--cargo-plugin"], input=request + "\n", env=app_env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [BRIDGE, "--cargo-plugin"],
+        input=request + "\n",
+        env=app_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     try:
         lines = proc.stdout.splitlines()
         assert lines[0] == '{"v":[1]}', proc.stderr
         token = json.loads(lines[1])["Ok"]["token"]
-        claims = verify_token(token, index_url=LOCAL, keys=[RegisteredKey(public=rec.public)],
-                              expected=Expected(None))
+        claims = verify_token(
+            token, index_url=LOCAL, keys=[RegisteredKey(public=rec.public)], expected=Expected(None)
+        )
         assert set(claims) == {"iat"}
         assert "starting it" in proc.stderr
         pong = ipc.ping()
@@ -151,6 +180,9 @@ def test_bridge_starts_the_real_app_when_it_is_not_running(app_env):
 
     wait_for(lambda: ipc.ping() is None, timeout=10, what="the app to quit on SIGTERM")
     # the listener closes before the file is unlinked: wait for the clean-up, then check it
-    wait_for(lambda: not os.path.exists(paths.socket_path()), timeout=10,
-             what="the app to remove its socket")
+    wait_for(
+        lambda: not os.path.exists(paths.socket_path()),
+        timeout=10,
+        what="the app to remove its socket",
+    )
     assert not os.path.exists(paths.socket_path())

@@ -24,13 +24,16 @@ def keys(env):
     return json.loads(cli(env, "key", "list", "--json").stdout)
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--registry", "bad name", "--index", LOCAL], "may contain only letters"),
-    (["--registry", "x" * 65, "--index", LOCAL], "longer than 64 characters"),
-    (["--registry", "ok", "--index", "ftp://x/index/"], "is not an index URL"),
-    (["--registry", "ok", "--index", "notaurl"], "is not an index URL"),
-    (["--registry", "ok", "--index", "sparse+ssh://x/index/"], "sparse index"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--registry", "bad name", "--index", LOCAL], "may contain only letters"),
+        (["--registry", "x" * 65, "--index", LOCAL], "longer than 64 characters"),
+        (["--registry", "ok", "--index", "ftp://x/index/"], "is not an index URL"),
+        (["--registry", "ok", "--index", "notaurl"], "is not an index URL"),
+        (["--registry", "ok", "--index", "sparse+ssh://x/index/"], "sparse index"),
+    ],
+)
 def test_key_new_refuses_what_the_gui_refuses(app_env, args, needle):
     r = cli(app_env, "key", "new", *args)
     assert r.returncode == 1 and needle in r.stderr, r.stderr
@@ -89,8 +92,9 @@ def test_rotate_confirm_asks_the_registry_first(app_env, tmp_path):
     registry.start()
     try:
         index = registry.index_url
-        first = json.loads(cli(app_env, "key", "new", "--registry", "demo", "--index", index,
-                               "--json").stdout)
+        first = json.loads(
+            cli(app_env, "key", "new", "--registry", "demo", "--index", index, "--json").stdout
+        )
         registry.add_key(RegisteredKey(public=first["public"]))
         rot = json.loads(cli(app_env, "key", "rotate", "--registry", "demo", "--json").stdout)
         # Not registered yet: refused, the old key stays.
@@ -99,14 +103,15 @@ def test_rotate_confirm_asks_the_registry_first(app_env, tmp_path):
         assert "refused a read signed with the new key (HTTP 401)" in r.stderr
         assert first["kip"] in r.stderr and "--no-check" in r.stderr
         assert {k["kip"]: k["status"] for k in keys(app_env)} == {
-            first["kip"]: "active", rot["new"]["kip"]: "pending"}
+            first["kip"]: "active",
+            rot["new"]["kip"]: "pending",
+        }
         # Registered: the registry accepts it, and the switch happens.
         registry.add_key(RegisteredKey(public=rot["new"]["public"]))
         r = cli(app_env, "key", "rotate", "--registry", "demo", "--confirm")
         assert r.returncode == 0, r.stderr
         assert "accepted a read signed with the new key" in r.stderr
-        assert [(k["kip"], k["status"]) for k in keys(app_env)] == [
-            (rot["new"]["kip"], "active")]
+        assert [(k["kip"], k["status"]) for k in keys(app_env)] == [(rot["new"]["kip"], "active")]
     finally:
         registry.stop()
 
@@ -127,14 +132,32 @@ def test_key_list_aligns_columns_on_a_tty_and_keeps_tabs_in_a_pipe(app_env):
     import pty
 
     assert cli(app_env, "key", "new", "--registry", "a", "--index", LOCAL).returncode == 0
-    assert cli(app_env, "key", "new", "--registry", "long-registry-name",
-               "--index", LOCAL + "x/", "--subject", "alice").returncode == 0
+    assert (
+        cli(
+            app_env,
+            "key",
+            "new",
+            "--registry",
+            "long-registry-name",
+            "--index",
+            LOCAL + "x/",
+            "--subject",
+            "alice",
+        ).returncode
+        == 0
+    )
     piped = cli(app_env, "key", "list").stdout.splitlines()
     assert all(line.count("\t") == 8 for line in piped)
     leader, follower = pty.openpty()
     try:
-        proc = subprocess.run([CLI, "key", "list"], env=app_env, stdout=follower,
-                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=60)
+        proc = subprocess.run(
+            [CLI, "key", "list"],
+            env=app_env,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         os.close(follower)
         follower = -1
@@ -156,5 +179,5 @@ def test_key_list_aligns_columns_on_a_tty_and_keeps_tabs_in_a_pipe(app_env):
     # Every column starts at the same offset on every line.
     starts = [lines[0].index(h) for h in ("KIND", "KEY ID", "SUBJECT", "CREATED")]
     for line in lines[1:]:
-        assert line[starts[0]:].startswith("asymmetric")
-        assert line[starts[1]:].startswith("k3.pid.")
+        assert line[starts[0] :].startswith("asymmetric")
+        assert line[starts[1] :].startswith("k3.pid.")

@@ -51,8 +51,12 @@ class Job:
 
 def make_request(i: int) -> dict[str, Any]:
     op = OPS[i % len(OPS)]
-    req: dict[str, Any] = {"v": 1, "registry": {"index-url": LOCAL, "name": "local"},
-                           "kind": "get", "operation": op}
+    req: dict[str, Any] = {
+        "v": 1,
+        "registry": {"index-url": LOCAL, "name": "local"},
+        "kind": "get",
+        "operation": op,
+    }
     if op != "read":
         req["name"] = f"crate-{i}"
     if op in ("publish", "yank", "unyank"):
@@ -128,9 +132,14 @@ def spawn_bridges(jobs: list[Job], env: dict[str, str]) -> None:
     """Start every bridge first, then feed each its request: they all run at once."""
     for job in jobs:
         job.cwd.mkdir(parents=True, exist_ok=True)
-        job.proc = subprocess.Popen([BRIDGE, "--cargo-plugin"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                    cwd=job.cwd)
+        job.proc = subprocess.Popen(
+            [BRIDGE, "--cargo-plugin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=job.cwd,
+        )
     for job in jobs:
         assert job.proc is not None and job.proc.stdin is not None
         job.proc.stdin.write((json.dumps(job.request) + "\n").encode())
@@ -177,7 +186,8 @@ def test_fifty_bridges_at_once_each_get_their_own_answer(app_env, keyed_store, t
     # all mutation approvals were pending at the same moment: real concurrency
     assert approver.peak == len(mutations)
     assert sorted(as_get(a.request).name or "" for a in approver.seen) == sorted(
-        j.request["name"] for j in mutations)
+        j.request["name"] for j in mutations
+    )
 
     public = pyseto.Key.from_paserk(key.public_paserk)
     released: dict[str, Job] = {}
@@ -185,9 +195,16 @@ def test_fifty_bridges_at_once_each_get_their_own_answer(app_env, keyed_store, t
         answer = answer_of(job)
         req = job.request
         if job.op != "read" and not approved_by_rule(req["name"]):
-            assert answer == {"Err": {"kind": "other", "message": (
-                f"{job.op} of {req['name']}" + (f" {req['vers']}" if "vers" in req else "")
-                + f" was denied in gui-approver (denied by the test rule for {req['name']})")}}
+            assert answer == {
+                "Err": {
+                    "kind": "other",
+                    "message": (
+                        f"{job.op} of {req['name']}"
+                        + (f" {req['vers']}" if "vers" in req else "")
+                        + f" was denied in gui-approver (denied by the test rule for {req['name']})"
+                    ),
+                }
+            }
             continue
         ok = answer["Ok"]
         assert ok["operation_independent"] is False
@@ -222,8 +239,11 @@ def test_fifty_bridges_at_once_each_get_their_own_answer(app_env, keyed_store, t
             assert rec["decision"] == "denied" and rec["token_sha256"] is None
     assert sum(r["decision"] == "signed" for r in records) == len(released)
 
-    leaks = scan(key, paths=[app_env.dirs.root, app_env.dirs.runtime_dir],
-                 texts=[t for j in jobs for t in (j.stdout, j.stderr)])
+    leaks = scan(
+        key,
+        paths=[app_env.dirs.root, app_env.dirs.runtime_dir],
+        texts=[t for j in jobs for t in (j.stdout, j.stderr)],
+    )
     assert leaks == []
 
 
@@ -232,14 +252,19 @@ def test_pending_cap_denies_the_surplus_with_a_clear_reason(app_env, keyed_store
     cap, surplus = 4, 6
     approver = GateApprover()
     _service, server = start_app(store, approver, Settings(max_pending=cap))
-    jobs = [Job(i, make_request(i * len(OPS) + 1), tmp_path / f"ws-{i}")  # publishes
-            for i in range(cap + surplus)]
+    jobs = [
+        Job(i, make_request(i * len(OPS) + 1), tmp_path / f"ws-{i}")  # publishes
+        for i in range(cap + surplus)
+    ]
     try:
         spawn_bridges(jobs, bridge_env(app_env))
         # The cap is reached and every surplus bridge has its answer while the gate is shut.
         wait_for(lambda: approver.entered == cap, 30, what=f"{cap} pending approvals")
-        wait_for(lambda: sum(present(j.proc).poll() is not None for j in jobs) == surplus, 30,
-                 what="the surplus bridges to be answered")
+        wait_for(
+            lambda: sum(present(j.proc).poll() is not None for j in jobs) == surplus,
+            30,
+            what="the surplus bridges to be answered",
+        )
         assert approver.entered == cap
         approver.open.set()
         collect(jobs)
@@ -251,12 +276,16 @@ def test_pending_cap_denies_the_surplus_with_a_clear_reason(app_env, keyed_store
     assert len(denied) == surplus and sum("Ok" in a for a in answers) == cap
     for message in denied:
         assert message.startswith("publish of crate-")
-        assert (f"too many requests are waiting for approval ({cap}); this one was denied to "
-                "stop prompt flooding") in message
+        assert (
+            f"too many requests are waiting for approval ({cap}); this one was denied to "
+            "stop prompt flooding"
+        ) in message
     records = audit.read_recent(100)
     assert sorted(r["decision"] for r in records) == ["denied"] * surplus + ["signed"] * cap
-    assert scan(key, paths=[app_env.dirs.root],
-                texts=[t for j in jobs for t in (j.stdout, j.stderr)]) == []
+    assert (
+        scan(key, paths=[app_env.dirs.root], texts=[t for j in jobs for t in (j.stdout, j.stderr)])
+        == []
+    )
 
 
 def test_two_hundred_reads_in_process_all_answered(app_env, keyed_store):
@@ -278,8 +307,9 @@ def test_two_hundred_reads_in_process_all_answered(app_env, keyed_store):
         with socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM) as s:
             s.settimeout(30)
             s.connect(server.path)
-            s.sendall(framing.credential_ipc_message(
-                make_request(0), framing.Provenance(pid=os.getpid())))
+            s.sendall(
+                framing.credential_ipc_message(make_request(0), framing.Provenance(pid=os.getpid()))
+            )
             buf = b""
             while True:
                 chunk = s.recv(65536)

@@ -26,14 +26,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def tool(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is missing: install the Debian package {package} "
-                    "(packaging/bootstrap.sh test does)")
+        pytest.fail(
+            f"{name} is missing: install the Debian package {package} "
+            "(packaging/bootstrap.sh test does)"
+        )
     return path
 
 
 def desktop_file_validate(path: Path) -> None:
-    result = subprocess.run([tool("desktop-file-validate", "desktop-file-utils"), str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("desktop-file-validate", "desktop-file-utils"), str(path)],
+        capture_output=True,
+        text=True,
+    )
     # It prints hints too; only errors and warnings count (and make the exit status non-zero).
     assert result.returncode == 0, result.stdout + result.stderr
     bad = [ln for ln in result.stdout.splitlines() if ": error:" in ln or ": warning:" in ln]
@@ -43,7 +48,8 @@ def desktop_file_validate(path: Path) -> None:
 def appstream_validate(path: Path) -> None:
     result = subprocess.run(
         [tool("appstreamcli", "appstream"), "validate", "--no-net", "--no-color", str(path)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     bad = [ln for ln in result.stdout.splitlines() if ln.startswith(("E:", "W:"))]
@@ -116,33 +122,39 @@ def test_icon_path_rejects_unknown_state_and_size():
 
 
 def test_committed_icons_match_the_generator():
-    result = subprocess.run([sys.executable, str(REPO / "packaging" / "make_icons.py"),
-                             "--check"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "packaging" / "make_icons.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     for name in desktop.ICON_NAMES:
-        assert (RESOURCES / "icons" / f"{name}.svg").read_bytes() == \
-            desktop.icon_path(name).read_bytes()
+        assert (RESOURCES / "icons" / f"{name}.svg").read_bytes() == desktop.icon_path(
+            name
+        ).read_bytes()
     hicolor = RESOURCES / "icons" / "hicolor"
     for size in desktop.APP_ICON_SIZES:
         theme_png = hicolor / f"{size}x{size}" / "apps" / f"{desktop.APP_ID}.png"
         assert theme_png.read_bytes() == desktop.icon_path("app", size).read_bytes()
-    assert (hicolor / "scalable" / "apps" / f"{desktop.APP_ID}.svg").read_bytes() == \
-        desktop.icon_path("app").read_bytes()
+    assert (
+        hicolor / "scalable" / "apps" / f"{desktop.APP_ID}.svg"
+    ).read_bytes() == desktop.icon_path("app").read_bytes()
 
 
 def _luma_image(state: str, size: int, background: tuple[int, int, int]) -> list[float]:
     """The icon composited on ``background``, as grey levels (colour thrown away)."""
     from PySide6.QtGui import QImage
 
-    img = QImage(str(desktop.icon_path(state, size))).convertToFormat(
-        QImage.Format.Format_ARGB32)
+    img = QImage(str(desktop.icon_path(state, size))).convertToFormat(QImage.Format.Format_ARGB32)
     out = []
     for y in range(size):
         for x in range(size):
             c = img.pixelColor(x, y)
             a = c.alphaF()
-            rgb = [a * v + (1 - a) * b for v, b in zip((c.red(), c.green(), c.blue()),
-                                                        background, strict=True)]
+            rgb = [
+                a * v + (1 - a) * b
+                for v, b in zip((c.red(), c.green(), c.blue()), background, strict=True)
+            ]
             out.append(0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2])
     return out
 
@@ -154,7 +166,7 @@ def test_tray_states_differ_by_shape_not_only_colour(qapp, size):
     states = desktop.TRAY_STATES
     grey = {s: _luma_image(s, size, (128, 128, 128)) for s in states}
     for i, a in enumerate(states):
-        for b in states[i + 1:]:
+        for b in states[i + 1 :]:
             # A pixel counts as different only when its grey level differs a lot.
             differing = sum(abs(p - q) > 60 for p, q in zip(grey[a], grey[b], strict=True))
             assert differing >= 0.08 * size * size, (a, b, differing)
@@ -166,12 +178,10 @@ def test_tray_icons_stand_out_on_light_and_dark_panels(qapp, state, panel):
     from PySide6.QtGui import QImage
 
     size = 22
-    img = QImage(str(desktop.icon_path(state, size))).convertToFormat(
-        QImage.Format.Format_ARGB32)
+    img = QImage(str(desktop.icon_path(state, size))).convertToFormat(QImage.Format.Format_ARGB32)
     pixels = _luma_image(state, size, panel)
     panel_luma = 0.2126 * panel[0] + 0.7152 * panel[1] + 0.0722 * panel[2]
-    opaque = [p for i, p in enumerate(pixels)
-              if img.pixelColor(i % size, i // size).alpha() > 200]
+    opaque = [p for i, p in enumerate(pixels) if img.pixelColor(i % size, i // size).alpha() > 200]
     # Enough of the icon contrasts strongly with the panel behind it (its outline/glyph).
     contrasting = sum(abs(p - panel_luma) > 100 for p in opaque)
     assert contrasting >= 0.15 * len(opaque), (state, contrasting, len(opaque))
@@ -205,11 +215,14 @@ def test_metainfo_validates_and_is_consistent():
     assert f'<release version="{__version__}"' in text
 
 
-@pytest.mark.parametrize("path", [
-    "/opt/gui approver/bin/gui-approver",
-    '/opt/we"ird/$HOME/`x`/back\\slash/100%/gui-approver',
-    "/usr/bin/gui-approver",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/opt/gui approver/bin/gui-approver",
+        '/opt/we"ird/$HOME/`x`/back\\slash/100%/gui-approver',
+        "/usr/bin/gui-approver",
+    ],
+)
 def test_exec_quoting_round_trips(path, tmp_path):
     text = desktop.desktop_entry(path, icon="/x/app.svg", autostart=True)
     values = entry_values(text)
@@ -230,8 +243,7 @@ def test_autostart_enable_status_disable(tmp_path):
     target = config / "autostart" / "gui-approver.desktop"
 
     st = run_cli("autostart", "status", "--json", env=env)
-    assert st.returncode == 0 and json.loads(st.stdout) == {"enabled": False,
-                                                            "path": str(target)}
+    assert st.returncode == 0 and json.loads(st.stdout) == {"enabled": False, "path": str(target)}
     on = run_cli("autostart", "enable", env=env)
     assert on.returncode == 0, on.stderr
     assert str(target) in on.stdout

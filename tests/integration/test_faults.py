@@ -61,7 +61,7 @@ class App:
         wait_for(ready, 20, what="the app to answer ping")
 
     def text(self) -> str:
-        return self.log.read_bytes()[self.offset:].decode(errors="replace")
+        return self.log.read_bytes()[self.offset :].decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -73,8 +73,14 @@ def bridge_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def run_bridge(env: dict[str, str], request: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([BRIDGE, "--cargo-plugin"], input=json.dumps(request) + "\n",
-                          capture_output=True, text=True, env=bridge_env(env), timeout=60)
+    return subprocess.run(
+        [BRIDGE, "--cargo-plugin"],
+        input=json.dumps(request) + "\n",
+        capture_output=True,
+        text=True,
+        env=bridge_env(env),
+        timeout=60,
+    )
 
 
 def answer(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -104,14 +110,22 @@ def test_sigkill_while_a_bridge_waits_then_restart(app_env, key, tmp_path):
     outputs: list[str] = []
     try:
         app.wait_ready()
-        bridge = subprocess.Popen([BRIDGE, "--cargo-plugin"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=bridge_env(app_env))
+        bridge = subprocess.Popen(
+            [BRIDGE, "--cargo-plugin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=bridge_env(app_env),
+        )
         assert bridge.stdin is not None
         bridge.stdin.write(json.dumps(PUBLISH) + "\n")
         bridge.stdin.flush()
-        wait_for(lambda: "test hold: holding request" in app.text(), 20,
-                 what="the app to hold the publish request")
+        wait_for(
+            lambda: "test hold: holding request" in app.text(),
+            20,
+            what="the app to hold the publish request",
+        )
         assert bridge.poll() is None  # the bridge is waiting for the decision
         killed_at = time.monotonic()
         os.kill(app.proc.pid, signal.SIGKILL)
@@ -205,8 +219,9 @@ def test_a_live_socket_is_never_unlinked(app_env, key, tmp_path):
         server.stop()
 
 
-def test_locked_keychain_is_a_clear_error_and_nothing_is_signed(app_env, key, secret_service,
-                                                                 tmp_path):
+def test_locked_keychain_is_a_clear_error_and_nothing_is_signed(
+    app_env, key, secret_service, tmp_path
+):
     secret_service.lock()
     app = App(app_env, tmp_path / "app.log")
     try:
@@ -224,8 +239,9 @@ def test_locked_keychain_is_a_clear_error_and_nothing_is_signed(app_env, key, se
         assert "Ok" in answer(run_bridge(app_env, READ))
     finally:
         app.stop()
-    assert scan(key, paths=[app_env.dirs.root], texts=[result.stdout, result.stderr,
-                                                       app.text()]) == []
+    assert (
+        scan(key, paths=[app_env.dirs.root], texts=[result.stdout, result.stderr, app.text()]) == []
+    )
 
 
 def test_no_keychain_is_a_clear_error_and_nothing_is_signed(no_keychain, tmp_path):
@@ -264,8 +280,10 @@ def test_full_disk_under_the_audit_log_denies_instead_of_signing(app_env, key, t
             assert "could not be recorded" in err["message"] or "denied" in err["message"]
             assert "v3.public" not in result.stdout
         err = answer(run_bridge(app_env, READ))["Err"]
-        assert err["message"].startswith("gui-approver: read was denied because the decision "
-                                          "could not be recorded: cannot write the audit log")
+        assert err["message"].startswith(
+            "gui-approver: read was denied because the decision "
+            "could not be recorded: cannot write the audit log"
+        )
         assert "No space left on device" in err["message"]
         assert "releases no token it cannot record" in err["message"]
         filler.unlink()

@@ -49,7 +49,7 @@ class Yes:
 
 def iterations_of(wrapped: str) -> int:
     """The PBKDF2 count a ``k3.secret-pw`` PASERK records (PASERK PBKW: salt 32, then i)."""
-    body = wrapped[len("k3.secret-pw."):]
+    body = wrapped[len("k3.secret-pw.") :]
     raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     return int.from_bytes(raw[32:36], "big")
 
@@ -82,8 +82,9 @@ def test_the_app_process_is_not_dumpable(app_env, tmp_path):
     """Another same-user process must not read the unlocked key from /proc/PID/mem, and a
     crash must not write it to a core file: the app's own entry point (``gui-approver app``)
     makes the process non-dumpable before anything else."""
-    out = subprocess.run([sys.executable, "-c", APP_PROBE], env=app_env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", APP_PROBE], env=app_env, capture_output=True, text=True, timeout=60
+    )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     assert lines, out.stderr
     assert json.loads(lines[-1]) == {"dumpable": 0, "core": [0, 0]}, out.stderr
@@ -91,10 +92,11 @@ def test_the_app_process_is_not_dumpable(app_env, tmp_path):
 
 def test_the_bridge_stays_dumpable():
     """Only the process that holds keys is hardened; the stdlib-only bridge is not touched."""
-    code = ("import gui_approver.client.bridge, ctypes; "
-            "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))")  # PR_GET_DUMPABLE
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import gui_approver.client.bridge, ctypes; "
+        "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"
+    )  # PR_GET_DUMPABLE
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
 
 
@@ -148,8 +150,9 @@ def test_silent_reads_do_not_keep_a_passphrase_key_unlocked(app_env):
 def test_keys_json_cannot_switch_off_locking(app_env):
     """A same-user write of ``"protection": "keychain"`` into keys.json must not keep a
     passphrase-protected key unlocked for ever."""
-    created = KeyStore(KeyringKeychain()).create(registry="local", index_url=LOCAL,
-                                                 passphrase=Secret(STRONG))
+    created = KeyStore(KeyringKeychain()).create(
+        registry="local", index_url=LOCAL, passphrase=Secret(STRONG)
+    )
     index = store_mod.default_index_path()
     data = json.loads(index.read_text())
     assert data["keys"][0]["protection"] == "passphrase"
@@ -172,8 +175,18 @@ def test_keys_json_cannot_switch_off_locking(app_env):
 
 @pytest.mark.parametrize("weak", ["a", "pw2", "hunter2", "password1"])
 def test_cli_refuses_a_weak_passphrase(app_env, weak):
-    r = cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL,
-            "--passphrase-file", "-", input=weak + "\n")
+    r = cli(
+        app_env,
+        "key",
+        "new",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--passphrase-file",
+        "-",
+        input=weak + "\n",
+    )
     assert r.returncode == 1
     assert "too weak" in r.stderr and "nothing was created" in r.stderr.lower()
     if len(weak) > 3:  # never echoed
@@ -182,8 +195,19 @@ def test_cli_refuses_a_weak_passphrase(app_env, weak):
 
 
 def test_cli_accepts_a_strong_passphrase_and_wraps_with_many_iterations(app_env):
-    r = cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL,
-            "--passphrase-file", "-", "--json", input=STRONG + "\n")
+    r = cli(
+        app_env,
+        "key",
+        "new",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--passphrase-file",
+        "-",
+        "--json",
+        input=STRONG + "\n",
+    )
     assert r.returncode == 0, r.stderr
     item = present(KeyringKeychain().get(json.loads(r.stdout)["kip"])).expose()
     assert iterations_of(item) == store_mod.WRAP_ITERATIONS >= 300_000
@@ -192,10 +216,10 @@ def test_cli_accepts_a_strong_passphrase_and_wraps_with_many_iterations(app_env)
 def test_old_100k_key_unlocks_and_is_rewrapped(app_env):
     key = SigningKey.generate()
     store = KeyStore(KeyringKeychain())
-    rec = store.add(key, registry="local", index_url=LOCAL, subject=None,
-                    passphrase=Secret(STRONG))
+    rec = store.add(key, registry="local", index_url=LOCAL, subject=None, passphrase=Secret(STRONG))
     old = pyseto.Key.from_paserk(key.secret_paserk().expose()).to_paserk(
-        password=STRONG, iteration=100_000)
+        password=STRONG, iteration=100_000
+    )
     KeyringKeychain().set(rec.kip, Secret(old))
     assert iterations_of(present(KeyringKeychain().get(rec.kip)).expose()) == 100_000
 

@@ -63,8 +63,13 @@ def new_store(tmp_path, unlocker=None) -> KeyStore:
 
 
 def make_key(token, tmp_path, *, always_authenticate=False, unlocker=None, key_id="%01"):
-    info = pkcs11.backend().generate(token.module, token_uri(key_id=key_id), Secret(PIN),
-                                     label="gat", always_authenticate=always_authenticate)
+    info = pkcs11.backend().generate(
+        token.module,
+        token_uri(key_id=key_id),
+        Secret(PIN),
+        label="gat",
+        always_authenticate=always_authenticate,
+    )
     pkcs11.backend().logout_all()  # the CLI process that created it has exited
     store = new_store(tmp_path, unlocker)
     rec = store.add_hardware(info, registry="local", index_url=INDEX, subject=None)
@@ -72,41 +77,57 @@ def make_key(token, tmp_path, *, always_authenticate=False, unlocker=None, key_i
 
 
 def pem_of(public: str) -> str:
-    return parse_public_paserk(public).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        parse_public_paserk(public)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 # -- URIs and points ----------------------------------------------------------------------------
 
 
 def test_uri_parsing_roundtrip_and_refusals():
-    u = pkcs11.parse_uri("pkcs11:token=YubiKey%20PIV%20%2312345678;id=%01;type=private"
-                         "?module-path=/usr/lib/x86_64-linux-gnu/libykcs11.so")
+    u = pkcs11.parse_uri(
+        "pkcs11:token=YubiKey%20PIV%20%2312345678;id=%01;type=private"
+        "?module-path=/usr/lib/x86_64-linux-gnu/libykcs11.so"
+    )
     assert (u.token, u.id, u.type) == ("YubiKey PIV #12345678", b"\x01", "private")
     assert u.module_path == "/usr/lib/x86_64-linux-gnu/libykcs11.so"
     assert pkcs11.parse_uri(str(u)) == u
-    for bad in ("pkcs11:token=a;id=%01?pin-value=1234", "pkcs11:token=a;pin-value=1234",
-                "pkcs11:token=a?pin-source=file:/tmp/pin"):
+    for bad in (
+        "pkcs11:token=a;id=%01?pin-value=1234",
+        "pkcs11:token=a;pin-value=1234",
+        "pkcs11:token=a?pin-source=file:/tmp/pin",
+    ):
         with pytest.raises(pkcs11.UnsafeUri) as exc:
             pkcs11.parse_uri(bad)
         assert "1234" not in str(exc.value) and "/tmp/pin" not in str(exc.value)
-    for bad in ("http://x", "pkcs11:token=a;bogus=1", "pkcs11:type=secret-key",
-                "pkcs11:token=a;token=b", "pkcs11:slot-id=x"):
+    for bad in (
+        "http://x",
+        "pkcs11:token=a;bogus=1",
+        "pkcs11:type=secret-key",
+        "pkcs11:token=a;token=b",
+        "pkcs11:slot-id=x",
+    ):
         with pytest.raises(pkcs11.BadUri):
             pkcs11.parse_uri(bad)
 
 
 def test_ec_point_der_wrapped_or_raw():
     pub = ec.generate_private_key(ec.SECP384R1()).public_key()
-    raw = pub.public_bytes(serialization.Encoding.X962,
-                           serialization.PublicFormat.UncompressedPoint)
-    comp = pub.public_bytes(serialization.Encoding.X962,
-                            serialization.PublicFormat.CompressedPoint)
+    raw = pub.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    comp = pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
     assert pkcs11.compress_point(b"\x04\x61" + raw) == comp
     assert pkcs11.compress_point(raw) == comp
     assert pkcs11.compress_point(comp) == comp
-    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    p256 = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
     with pytest.raises(pkcs11.HardwareKeyError):
         pkcs11.compress_point(b"\x04\x41" + p256)
 
@@ -164,13 +185,21 @@ def test_generate_refuses_existing_id_and_adopt_refuses_other_curves(token, tmp_
     try:
         with lib.get_token(token_label="gat-token").open(rw=True, user_pin=PIN) as s:
             s.generate_keypair(
-                p11.KeyType.EC, capabilities=p11.MechanismFlag.SIGN | p11.MechanismFlag.VERIFY,
-                public_template={p11.Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107"),
-                                 p11.Attribute.ID: b"\x07", p11.Attribute.TOKEN: True},
-                private_template={p11.Attribute.ID: b"\x07", p11.Attribute.TOKEN: True,
-                                  p11.Attribute.SENSITIVE: True,
-                                  p11.Attribute.EXTRACTABLE: False},
-                store=True)
+                p11.KeyType.EC,
+                capabilities=p11.MechanismFlag.SIGN | p11.MechanismFlag.VERIFY,
+                public_template={
+                    p11.Attribute.EC_PARAMS: bytes.fromhex("06082a8648ce3d030107"),
+                    p11.Attribute.ID: b"\x07",
+                    p11.Attribute.TOKEN: True,
+                },
+                private_template={
+                    p11.Attribute.ID: b"\x07",
+                    p11.Attribute.TOKEN: True,
+                    p11.Attribute.SENSITIVE: True,
+                    p11.Attribute.EXTRACTABLE: False,
+                },
+                store=True,
+            )
     finally:
         p11.unload(token.module)
     with pytest.raises(pkcs11.HardwareKeyError, match="P-384"):
@@ -190,16 +219,17 @@ def test_sign_after_pin_verifies_with_pyseto_and_node(token, tmp_path, node_veri
     assert repr(key) == f"HardwareSigningKey(kip={rec.kip!r})"
     decoded = pyseto.decode(pyseto.Key.from_paserk(rec.public), token_text)
     claims = json_of(decoded.payload)
-    assert (claims["mutation"], claims["name"], claims["cksum"]) == ("publish", "alpha",
-                                                                      "ab" * 32)
+    assert (claims["mutation"], claims["name"], claims["cksum"]) == ("publish", "alpha", "ab" * 32)
     assert json_of(decoded.footer) == {"url": INDEX, "kip": rec.kip}
     node = node_verifier(token_text, pem_of(rec.public))
     assert json.loads(node["payload_raw"]) == claims
     # Tampered: rejected.
     head, body, foot = token_text.rsplit(".", 2)
     with pytest.raises(pyseto.VerifyError):
-        pyseto.decode(pyseto.Key.from_paserk(rec.public),
-                      f"{head}.{body[:-2]}{'A' if body[-2] != 'A' else 'B'}{body[-1]}.{foot}")
+        pyseto.decode(
+            pyseto.Key.from_paserk(rec.public),
+            f"{head}.{body[:-2]}{'A' if body[-2] != 'A' else 'B'}{body[-1]}.{foot}",
+        )
     # Logged in now: the next signature asks nothing.
     assert store.is_unlocked(rec) and not store.needs_login(rec)
     paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
@@ -216,8 +246,10 @@ def test_wrong_pin_is_not_retried_and_recovers(token, tmp_path):
     assert "Few tries left" in str(exc.value) or "tries" not in str(exc.value)
     assert not store.is_unlocked(rec)
     key = store.signing_key(rec)  # the next request asks again and works
-    pyseto.decode(pyseto.Key.from_paserk(rec.public),
-                  paseto.sign_request(key, publish_request(), subject=None))
+    pyseto.decode(
+        pyseto.Key.from_paserk(rec.public),
+        paseto.sign_request(key, publish_request(), subject=None),
+    )
 
 
 def test_cancelled_pin_or_no_unlocker_signs_nothing(token, tmp_path):
@@ -287,10 +319,14 @@ def test_token_key_no_longer_matching_the_record_is_refused(token, tmp_path):
     b = pkcs11.backend()
     b.login(token.module, rec.hardware.uri, Secret(PIN))
     with pytest.raises(pkcs11.KeyMismatch):
-        b.sign_digest(token.module, rec.hardware.uri, b"\0" * 48,
-                      expected_point=parse_public_paserk(rec.public).public_bytes(
-                          serialization.Encoding.X962,
-                          serialization.PublicFormat.CompressedPoint))
+        b.sign_digest(
+            token.module,
+            rec.hardware.uri,
+            b"\0" * 48,
+            expected_point=parse_public_paserk(rec.public).public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+            ),
+        )
 
 
 def test_lock_and_idle_lock_close_the_login(token, tmp_path):
@@ -355,24 +391,22 @@ def test_always_authenticate_key_needs_the_pin_per_signature(token, tmp_path):
     assert info.always_authenticate and rec.hardware.always_authenticate
     pub = pyseto.Key.from_paserk(rec.public)
     # First use: one PIN logs in and authorises this signature.
-    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(),
-                                           subject=None))
+    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(), subject=None))
     assert len(asker.asked) == 1
     # Logged in, yet the next signature asks again.
-    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(),
-                                           subject=None))
+    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(), subject=None))
     assert asker.asked[1] == "this key asks for its PIN for every signature"
     # A wrong per-signature PIN fails that signature only...
     with pytest.raises(pkcs11.WrongPin):
         paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
     # ...and the next one recovers (a fresh session; the stuck one was thrown away).
-    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(),
-                                           subject=None))
+    pyseto.decode(pub, paseto.sign_request(store.signing_key(rec), publish_request(), subject=None))
     assert len(asker.asked) == 4
     # Without the per-signature PIN the token refuses.
     b = pkcs11.backend()
     point = parse_public_paserk(rec.public).public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
     with pytest.raises(KeyLocked, match="every signature"):
         b.sign_digest(token.module, rec.hardware.uri, b"\0" * 48, expected_point=point)
 
@@ -408,8 +442,9 @@ def test_all_pkcs11_calls_on_one_thread(token, tmp_path, monkeypatch):
 
     monkeypatch.setattr(p11, "lib", spy)
     _info, store, rec = make_key(token, tmp_path, unlocker=Asker(PIN))
-    t = threading.Thread(target=lambda: paseto.sign_request(store.signing_key(rec),
-                                                            publish_request(), subject=None))
+    t = threading.Thread(
+        target=lambda: paseto.sign_request(store.signing_key(rec), publish_request(), subject=None)
+    )
     t.start()
     t.join()
     assert threads == {"pkcs11"}
@@ -436,8 +471,14 @@ def test_rotation_never_moves_a_hardware_key_into_the_keychain(token, tmp_path):
 
 
 def test_errors_are_gui_approver_errors_with_hints():
-    for cls in (pkcs11.ModuleMissing, pkcs11.TokenMissing, pkcs11.TokenRemoved,
-                pkcs11.KeyMismatch, pkcs11.PinBlocked, pkcs11.TouchTimeout):
+    for cls in (
+        pkcs11.ModuleMissing,
+        pkcs11.TokenMissing,
+        pkcs11.TokenRemoved,
+        pkcs11.KeyMismatch,
+        pkcs11.PinBlocked,
+        pkcs11.TouchTimeout,
+    ):
         assert issubclass(cls, GuiApproverError) and cls.hint
 
 
@@ -445,8 +486,13 @@ def test_touch_policy_from_the_yubico_vendor_attribute(token, tmp_path):
     info, _store, _rec = make_key(token, tmp_path)
     assert info.touch_policy is None  # SoftHSM2 has no such attribute: unknown, not an error
     # What ykcs11 returns for CKA_YUBICO_TOUCH_POLICY (a one-byte policy):
-    for raw, want in ((b"\x01", "never"), (b"\x02", "always"), (b"\x03", "cached"),
-                      (b"\x00", None), (b"", None)):
+    for raw, want in (
+        (b"\x01", "never"),
+        (b"\x02", "always"),
+        (b"\x03", "cached"),
+        (b"\x00", None),
+        (b"", None),
+    ):
         assert pkcs11._touch_policy({pkcs11.CKA_YUBICO_TOUCH_POLICY: raw}) == want
 
 
@@ -466,8 +512,9 @@ def test_touch_hint_appears_after_half_a_second_when_the_token_blocks(token, tmp
     release = threading.Event()
     pkcs11.backend()._worker.submit(lambda: release.wait(30))  # the "token" blocks
     result: list[str] = []
-    t = threading.Thread(target=lambda: result.append(
-        paseto.sign_request(key, publish_request(), subject=None)))
+    t = threading.Thread(
+        target=lambda: result.append(paseto.sign_request(key, publish_request(), subject=None))
+    )
     t.start()
     assert shown.wait(10)  # shown while blocked...
     assert not down.is_set() and not result

@@ -48,20 +48,63 @@ def test_tpm_key_adopted_and_signing(tpm, app_env, tmp_path, node_verifier, monk
     env = {**app_env, **tpm.env}
     for k, v in tpm.env.items():  # after app_env: tpm2-abrmd's bus, not the keychain's
         monkeypatch.setenv(k, v)
-    listed = json.loads(subprocess.run(
-        [CLI, "hardware", "list", "--module", tpm.module, "--json"], env=env,
-        capture_output=True, text=True, timeout=60, check=True).stdout)
+    listed = json.loads(
+        subprocess.run(
+            [CLI, "hardware", "list", "--module", tpm.module, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
     (tok,) = listed["modules"][0]["tokens"]
     (key,) = tok["keys"]
     assert tok["label"] == "tpm" and key["label"] == "tpm-key"
     # tpm2-pkcs11 cannot generate with our template (it ties SIGN to ENCRYPT): a clear error.
-    gen = subprocess.run([CLI, "key", "new", "--registry", "tpm", "--index", INDEX, "--pkcs11",
-                          "pkcs11:token=tpm;id=%09", "--module", tpm.module],
-                         env=env, input=PIN + "\n", capture_output=True, text=True, timeout=60)
+    gen = subprocess.run(
+        [
+            CLI,
+            "key",
+            "new",
+            "--registry",
+            "tpm",
+            "--index",
+            INDEX,
+            "--pkcs11",
+            "pkcs11:token=tpm;id=%09",
+            "--module",
+            tpm.module,
+        ],
+        env=env,
+        input=PIN + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert gen.returncode == 1 and "--use-existing" in gen.stderr
-    new = subprocess.run([CLI, "key", "new", "--registry", "tpm", "--index", INDEX, "--pkcs11",
-                          key["uri"], "--module", tpm.module, "--use-existing", "--json"],
-                         env=env, input=PIN + "\n", capture_output=True, text=True, timeout=60)
+    new = subprocess.run(
+        [
+            CLI,
+            "key",
+            "new",
+            "--registry",
+            "tpm",
+            "--index",
+            INDEX,
+            "--pkcs11",
+            key["uri"],
+            "--module",
+            tpm.module,
+            "--use-existing",
+            "--json",
+        ],
+        env=env,
+        input=PIN + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert new.returncode == 0, new.stderr
     rec_json = json.loads(new.stdout)
     assert rec_json["public"] == key["public"]
@@ -71,8 +114,7 @@ def test_tpm_key_adopted_and_signing(tpm, app_env, tmp_path, node_verifier, monk
     # Signing in process through the same path as any token.
     info = pkcs11.backend().adopt(tpm.module, key["uri"], Secret(PIN))
     pkcs11.backend().logout_all()
-    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json",
-                     unlocker=lambda _r, _w: Secret(PIN))
+    store = KeyStore(MemoryKeychain(), tmp_path / "keys.json", unlocker=lambda _r, _w: Secret(PIN))
     rec = store.add_hardware(info, registry="tpm", index_url=INDEX, subject=None)
     request = Get(RegistryInfo(index_url=INDEX, name="tpm"), Publish("t", "1.0.0", "cd" * 32))
     token = paseto.sign_request(store.signing_key(rec), request, subject=None)
@@ -82,8 +124,11 @@ def test_tpm_key_adopted_and_signing(tpm, app_env, tmp_path, node_verifier, monk
 
     from gui_approver.core.keys.store import parse_public_paserk
 
-    pem = parse_public_paserk(rec.public).public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        parse_public_paserk(rec.public)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     assert json.loads(node_verifier(token, pem)["payload_raw"]) == claims
     store.lock()
     assert not store.is_unlocked(rec)

@@ -23,21 +23,32 @@ def imported_after(module: str) -> set[str]:
         "import sys, json; before = set(sys.modules); import " + module + "; "
         "print(json.dumps(sorted(set(sys.modules) - before)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(json.loads(out.stdout))
 
 
 def test_bridge_imports_only_stdlib_and_protocol():
     loaded = imported_after("gui_approver.client.bridge")
     ours = {m for m in loaded if m.startswith("gui_approver")}
-    assert ours == {"gui_approver", "gui_approver.client", "gui_approver.client.bridge",
-                    "gui_approver.client.protocol", "gui_approver.client.records",
-                    "gui_approver.client.framing", "gui_approver.client.paths",
-                    "gui_approver.secret", "gui_approver.errors"}
+    assert ours == {
+        "gui_approver",
+        "gui_approver.client",
+        "gui_approver.client.bridge",
+        "gui_approver.client.protocol",
+        "gui_approver.client.records",
+        "gui_approver.client.framing",
+        "gui_approver.client.paths",
+        "gui_approver.secret",
+        "gui_approver.errors",
+    }
     stdlib = set(sys.stdlib_module_names)
-    third_party = {m for m in loaded if m.split(".")[0] not in stdlib and
-                   not m.startswith("gui_approver") and not m.startswith("_")}
+    third_party = {
+        m
+        for m in loaded
+        if m.split(".")[0] not in stdlib
+        and not m.startswith("gui_approver")
+        and not m.startswith("_")
+    }
     assert third_party == set(), third_party
     for heavy in ("cryptography", "keyring", "pyseto", "PySide6", "subprocess"):
         assert heavy not in loaded
@@ -47,11 +58,14 @@ def test_the_bridge_started_as_cargo_starts_it_skips_os_struct_and_typing():
     """Started `python -IS` (the launcher bootstrap writes), the bridge's hot path imports
     neither ``os`` (with posixpath and collections.abc) nor ``struct``, ``typing``, ``json``
     or ``re``: each is a measurable part of the start-up cargo waits for."""
-    code = ("import sys; sys.path.insert(0, " + repr(str(ROOT)) + "); before = set(sys.modules);"
-            " import gui_approver.client.bridge;"
-            " print(' '.join(sorted(set(sys.modules) - before)))")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True)
+    code = (
+        "import sys; sys.path.insert(0, " + repr(str(ROOT)) + "); before = set(sys.modules);"
+        " import gui_approver.client.bridge;"
+        " print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    )
     loaded = set(out.stdout.split())
     assert "gui_approver.client.bridge" in loaded
     assert not loaded & {"os", "struct", "typing", "json", "re", "enum", "dataclasses"}, loaded
@@ -62,37 +76,54 @@ def test_cli_imports_ui_only_inside_handlers():
         tree = ast.parse(path.read_text())
         for node in tree.body:  # module level only
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                    "gui_approver.ui"):
+                "gui_approver.ui"
+            ):
                 pytest.fail(f"{path.name}:{node.lineno} imports ui at module level")
             if isinstance(node, ast.Import) and any(
-                    a.name.startswith(("gui_approver.ui", "PySide6")) for a in node.names):
+                a.name.startswith(("gui_approver.ui", "PySide6")) for a in node.names
+            ):
                 pytest.fail(f"{path.name}:{node.lineno} imports ui/Qt at module level")
 
 
 def _lint_copy(tmp_path: Path) -> Path:
     """A copy of the package and its contracts, for planting a forbidden import."""
-    shutil.copytree(PKG, tmp_path / "gui_approver",
-                    ignore=shutil.ignore_patterns("__pycache__", "icons"))
+    shutil.copytree(
+        PKG, tmp_path / "gui_approver", ignore=shutil.ignore_patterns("__pycache__", "icons")
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 
 
 def _lint(where: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=where, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(where), "PATH": "/usr/bin:/bin"},
-                          timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(where), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize(("module", "line", "contract"), [
-    ("client/bridge.py", "import keyring", "client (what cargo starts)"),
-    ("core/audit.py", "import PySide6.QtCore", "only ui imports Qt"),
-    ("registry/verify.py", "from gui_approver.core import tokens",
-     "registry (the verifier) is independent of the signer"),
-    ("review/contents.py", "from gui_approver.core.keys import store",
-     "review shows, grants nothing"),
-    ("ui/activity.py", "from gui_approver.registry import verify", "ui never imports"),
-    ("core/settings.py", "from gui_approver.ui import guard", "layers"),
-])
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("client/bridge.py", "import keyring", "client (what cargo starts)"),
+        ("core/audit.py", "import PySide6.QtCore", "only ui imports Qt"),
+        (
+            "registry/verify.py",
+            "from gui_approver.core import tokens",
+            "registry (the verifier) is independent of the signer",
+        ),
+        (
+            "review/contents.py",
+            "from gui_approver.core.keys import store",
+            "review shows, grants nothing",
+        ),
+        ("ui/activity.py", "from gui_approver.registry import verify", "ui never imports"),
+        ("core/settings.py", "from gui_approver.ui import guard", "layers"),
+    ],
+)
 def test_the_contracts_fail_on_a_forbidden_import(tmp_path, module, line, contract):
     where = _lint_copy(tmp_path)
     clean = _lint(where)

@@ -75,9 +75,19 @@ def other_user() -> Iterator[pwd.struct_passwd]:
     try:
         pw = pwd.getpwnam(OTHER_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--user-group",
-                        "--shell", "/usr/sbin/nologin", OTHER_USER], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+                OTHER_USER,
+            ],
+            check=True,
+            capture_output=True,
+        )
         created = True
         pw = pwd.getpwnam(OTHER_USER)
     try:
@@ -90,7 +100,13 @@ def other_user() -> Iterator[pwd.struct_passwd]:
 def as_user(pw: pwd.struct_passwd, *argv: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv],
-        capture_output=True, text=True, timeout=30, check=False, cwd="/", **kw)
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd="/",
+        **kw,
+    )
 
 
 class Recorder:
@@ -184,18 +200,28 @@ def test_startup_refuses_a_dir_owned_by_someone_else(shared_tmp, other_user):
     # the bridge refuses it too, before connecting
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
     env.update(GUI_APPROVER_RUNTIME_DIR=str(d), GUI_APPROVER_NO_AUTOSTART="1")
-    out = subprocess.run([BRIDGE, "--cargo-plugin"], input=json.dumps(READ) + "\n",
-                         capture_output=True, text=True, env=env, timeout=30).stdout
-    assert f"owned by uid {other_user.pw_uid}" in json.loads(out.splitlines()[1])["Err"][
-        "message"]
+    out = subprocess.run(
+        [BRIDGE, "--cargo-plugin"],
+        input=json.dumps(READ) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    ).stdout
+    assert f"owned by uid {other_user.pw_uid}" in json.loads(out.splitlines()[1])["Err"]["message"]
 
 
 def test_the_app_refuses_an_unsafe_dir_at_startup(app_env, tmp_path):
     d = Path(paths.socket_dir(app_env))
     d.mkdir(mode=0o700, exist_ok=True)
     d.chmod(0o755)
-    proc = subprocess.run([str(Path(sys.executable).parent / "gui-approver"), "app",
-                           "--no-gui"], env=app_env, capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "gui-approver"), "app", "--no-gui"],
+        env=app_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 1
     assert "refusing to use the socket directory" in proc.stderr
     assert "accessible by other users (mode 755)" in proc.stderr
@@ -207,15 +233,17 @@ def test_the_app_refuses_an_unsafe_dir_at_startup(app_env, tmp_path):
 
 def test_another_user_cannot_reach_the_socket(server, other_user):
     srv, handler = server
-    result = as_user(other_user, present(SYSTEM_PYTHON), "-I", "-c", CLIENT, srv.path,
-                     credential_line())
+    result = as_user(
+        other_user, present(SYSTEM_PYTHON), "-I", "-c", CLIENT, srv.path, credential_line()
+    )
     assert json.loads(result.stdout) == {"connect": "PermissionError"}, result.stderr
     assert handler.calls == 0
     assert ipc.ping(srv.directory) is not None  # we still can
 
 
-def test_another_user_is_refused_even_if_the_permissions_break(server, other_user, shared_tmp,
-                                                               caplog):
+def test_another_user_is_refused_even_if_the_permissions_break(
+    server, other_user, shared_tmp, caplog
+):
     """Defense in depth: with the directory and socket opened up (a broken permission layer),
     the SO_PEERCRED check still refuses the other uid without acting on its request."""
     srv, handler = server
@@ -223,8 +251,9 @@ def test_another_user_is_refused_even_if_the_permissions_break(server, other_use
     os.chmod(srv.directory, 0o711)
     os.chmod(srv.path, 0o666)
     caplog.set_level(logging.WARNING, logger="gui_approver.core.ipc")
-    result = as_user(other_user, present(SYSTEM_PYTHON), "-I", "-c", CLIENT, srv.path,
-                     credential_line())
+    result = as_user(
+        other_user, present(SYSTEM_PYTHON), "-I", "-c", CLIENT, srv.path, credential_line()
+    )
     got = json.loads(result.stdout)
     assert got["connect"] == "ok" and got["received"] == "", (got, result.stderr)
     assert got.get("error") in (None, "BrokenPipeError", "ConnectionResetError")
@@ -263,17 +292,36 @@ def test_the_bridge_refuses_an_app_run_by_another_user(shared_tmp, other_user):
     fd = sock.fileno()
     os.set_inheritable(fd, True)
     listener = subprocess.Popen(  # ... but the listening process is another user
-        ["setpriv", f"--reuid={other_user.pw_uid}", f"--regid={other_user.pw_gid}",
-         "--clear-groups", present(SYSTEM_PYTHON), "-I", "-c", LISTENER, str(fd)],
-        pass_fds=(fd,), stdout=subprocess.PIPE, text=True, cwd="/")
+        [
+            "setpriv",
+            f"--reuid={other_user.pw_uid}",
+            f"--regid={other_user.pw_gid}",
+            "--clear-groups",
+            present(SYSTEM_PYTHON),
+            "-I",
+            "-c",
+            LISTENER,
+            str(fd),
+        ],
+        pass_fds=(fd,),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
     try:
         assert listener.stdout is not None
         assert listener.stdout.readline().strip() == "listening"
         sock.close()
         env = {k: v for k, v in os.environ.items() if not k.startswith("GUI_APPROVER")}
         env.update(GUI_APPROVER_RUNTIME_DIR=str(d), GUI_APPROVER_NO_AUTOSTART="1")
-        out = subprocess.run([BRIDGE, "--cargo-plugin"], input=json.dumps(READ) + "\n",
-                             capture_output=True, text=True, env=env, timeout=30).stdout
+        out = subprocess.run(
+            [BRIDGE, "--cargo-plugin"],
+            input=json.dumps(READ) + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        ).stdout
         message = json.loads(out.splitlines()[1])["Err"]["message"]
         assert f"belongs to another user (uid {other_user.pw_uid}); refusing it" in message
         assert listener.stdout.readline().strip() == "0"  # the request was never sent
@@ -322,8 +370,11 @@ def test_slow_connections_cannot_make_a_real_request_busy(server, monkeypatch):
                         s.sendall(b" ")
 
         threading.Thread(target=trickle, daemon=True).start()
-        wait_for(lambda: srv.unread_connections() >= ipc.MAX_CONNECTIONS // 4, 10,
-                 what="the slow connections to be accepted")
+        wait_for(
+            lambda: srv.unread_connections() >= ipc.MAX_CONNECTIONS // 4,
+            10,
+            what="the slow connections to be accepted",
+        )
         wait_for(lambda: srv.stale_readers() > 0, 10, what="the slow readers to age")
         t0 = time.monotonic()
         replies = _ask(srv.path, credential_line().encode(), timeout=10)
@@ -345,8 +396,9 @@ def test_slow_connections_cannot_make_a_real_request_busy(server, monkeypatch):
             except OSError:
                 return True
 
-        wait_for(lambda: all(closed(s) for s in slow), 10,
-                 what="every slow connection to be dropped")
+        wait_for(
+            lambda: all(closed(s) for s in slow), 10, what="every slow connection to be dropped"
+        )
         assert time.monotonic() - t0 < 2.0 + 3.0
     finally:
         stop.set()
@@ -411,15 +463,32 @@ def test_pid_zero_from_another_pid_namespace_is_not_trusted(shared_tmp):
     unshare = shutil.which("unshare")
     if unshare is None:
         pytest.skip("unshare (util-linux) is not installed")
-    probe = subprocess.run([unshare, "--user", "--map-root-user", "--pid", "--fork", "true"],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        [unshare, "--user", "--map-root-user", "--pid", "--fork", "true"],
+        capture_output=True,
+        check=False,
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot create a PID namespace here: {probe.stderr.decode().strip()}")
     directory = str(shared_tmp / "gui-approver")
     proc = subprocess.Popen(
-        [unshare, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc",
-         sys.executable, "-c", NS_SERVER, directory],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            unshare,
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            NS_SERVER,
+            directory,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         claimed = framing.Provenance(pid=os.getpid(), ppid=os.getppid(), cwd=os.getcwd())

@@ -42,19 +42,38 @@ class Yes:
 def test_passphrase_key_is_wrapped_in_the_keychain(app_env, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("correct horse\n")
-    r = cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL,
-            "--passphrase-file", str(pw), "--json")
+    r = cli(
+        app_env,
+        "key",
+        "new",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--passphrase-file",
+        str(pw),
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert rec["protection"] == "passphrase"
     item = present(KeyringKeychain().get(rec["kip"])).expose()
     assert item.startswith("k3.secret-pw.") and "k3.secret." not in item
     # stdin works too, and a non-tty without a passphrase source never prompts
-    r2 = cli(app_env, "key", "new", "--registry", "two", "--index", LOCAL + "2",
-             "--passphrase-file", "-", input="quiet orbit pepper tundra\n")
+    r2 = cli(
+        app_env,
+        "key",
+        "new",
+        "--registry",
+        "two",
+        "--index",
+        LOCAL + "2",
+        "--passphrase-file",
+        "-",
+        input="quiet orbit pepper tundra\n",
+    )
     assert r2.returncode == 0, r2.stderr
-    r3 = cli(app_env, "key", "new", "--registry", "three", "--index", LOCAL + "3",
-             "--passphrase")
+    r3 = cli(app_env, "key", "new", "--registry", "three", "--index", LOCAL + "3", "--passphrase")
     assert r3.returncode == 1 and "--passphrase-file" in r3.stderr
 
 
@@ -105,23 +124,36 @@ def test_expired_key_never_signs(app_env):
     store = KeyStore(KeyringKeychain())
     from gui_approver.core.keys.store import SigningKey
 
-    store.add(SigningKey.generate(), registry="local", index_url=LOCAL, subject=None,
-              expires="2000-01-01")
+    store.add(
+        SigningKey.generate(), registry="local", index_url=LOCAL, subject=None, expires="2000-01-01"
+    )
     out = SigningService(store, Yes()).handle(read_req(), Provenance())
     msg = out.response["Err"]["message"]
     assert "expired on 2000-01-01" in msg and "nothing was signed" in msg
     assert "key rotate --registry local" in json.dumps(out.response)
-    bad = cli(app_env, "key", "new", "--registry", "x", "--index", LOCAL + "x",
-              "--expires", "1999-01-01")
+    bad = cli(
+        app_env, "key", "new", "--registry", "x", "--index", LOCAL + "x", "--expires", "1999-01-01"
+    )
     assert bad.returncode == 1 and "not in the future" in bad.stderr
-    ok = cli(app_env, "key", "new", "--registry", "x", "--index", LOCAL + "x",
-             "--expires", "90d", "--json")
+    ok = cli(
+        app_env,
+        "key",
+        "new",
+        "--registry",
+        "x",
+        "--index",
+        LOCAL + "x",
+        "--expires",
+        "90d",
+        "--json",
+    )
     assert json.loads(ok.stdout)["expires"]
 
 
 def test_rotate_keeps_old_until_confirmed(app_env):
-    first = json.loads(cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL,
-                           "--json").stdout)
+    first = json.loads(
+        cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL, "--json").stdout
+    )
     r = cli(app_env, "key", "rotate", "--registry", "local", "--json")
     assert r.returncode == 0, r.stderr
     rot = json.loads(r.stdout)
@@ -136,7 +168,8 @@ def test_rotate_keeps_old_until_confirmed(app_env):
     assert present(store.find(LOCAL)).kip == rot["new"]["kip"]
     assert KeyringKeychain().get(first["kip"]) is None
     assert [r["status"] for r in json.loads(cli(app_env, "key", "list", "--json").stdout)] == [
-        "active"]
+        "active"
+    ]
 
 
 @pytest.mark.e2e
@@ -151,15 +184,20 @@ def test_import_from_real_cargo_login_then_publish_through_the_bridge(app_env, t
     env = dict(app_env, RUSTC_BOOTSTRAP="1", CARGO_TERM_COLOR="never")
     app = None
     try:
-        login = subprocess.run(["cargo", "-Z", "asymmetric-token", "login", "--registry",
-                                "local"], env=env, capture_output=True, text=True, timeout=60,
-                               input="")
+        login = subprocess.run(
+            ["cargo", "-Z", "asymmetric-token", "login", "--registry", "local"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            input="",
+        )
         assert login.returncode == 0, login.stderr
         public = present(re.search(r"k3\.public\.[A-Za-z0-9_-]+", login.stderr)).group(0)
         creds = home / "credentials.toml"
         before = creds.read_text()
         assert "secret-key" in before
-        creds.write_text("# my credentials\n" + before + "\n[registries.other]\ntoken = \"t\"\n")
+        creds.write_text("# my credentials\n" + before + '\n[registries.other]\ntoken = "t"\n')
         os.chmod(creds, 0o600)
         original = creds.read_text()
         registry.add_key(RegisteredKey(public=public))
@@ -169,33 +207,50 @@ def test_import_from_real_cargo_login_then_publish_through_the_bridge(app_env, t
         assert public in imp.stdout and "nothing to re-register" in imp.stdout
         after = creds.read_text()
         assert "secret-key" not in after and "k3.secret" not in after
-        expected = "\n".join(line for line in original.splitlines()
-                             if not line.startswith("secret-key")) + "\n"
+        expected = (
+            "\n".join(line for line in original.splitlines() if not line.startswith("secret-key"))
+            + "\n"
+        )
         assert after == expected
         assert (os.stat(creds).st_mode & 0o777) == 0o600
         assert present(KeyStore(KeyringKeychain()).find(registry.index_url)).public == public
         assert "cargo-credential-gui-approver" in (home / "config.toml").read_text()
         assert "# keep me" in (home / "config.toml").read_text()
 
-        app = subprocess.Popen([CLI, "app", "--no-gui", "--auto-approve-loopback"], env=app_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        app = subprocess.Popen(
+            [CLI, "app", "--no-gui", "--auto-approve-loopback"],
+            env=app_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         wait_for(lambda: ipc.ping() is not None, timeout=10, what="the headless app")
         crate = tmp_path / "imported"
         (crate / "src").mkdir(parents=True)
-        (crate / "Cargo.toml").write_text('[package]\nname = "imported"\nversion = "0.1.0"\n'
-                                          'edition = "2021"\nlicense = "MIT"\n'
-                                          'description = "x"\n')
+        (crate / "Cargo.toml").write_text(
+            '[package]\nname = "imported"\nversion = "0.1.0"\n'
+            'edition = "2021"\nlicense = "MIT"\n'
+            'description = "x"\n'
+        )
         (crate / "src" / "lib.rs").write_text("")
-        pub = subprocess.run(["cargo", "publish", "--registry", "local", "--no-verify",
-                              "--allow-dirty"], cwd=crate, env=app_env, capture_output=True,
-                             text=True, timeout=120)
+        pub = subprocess.run(
+            ["cargo", "publish", "--registry", "local", "--no-verify", "--allow-dirty"],
+            cwd=crate,
+            env=app_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert pub.returncode == 0, pub.stderr
         assert "imported" in registry.crates()
         token = registry.accepted_tokens[-1]
-        claims = verify_token(token, index_url=registry.index_url,
-                              keys=[RegisteredKey(public=public)],
-                              expected=Expected("publish", "imported", "0.1.0",
-                                                registry.crates()["imported"][0]["cksum"]))
+        claims = verify_token(
+            token,
+            index_url=registry.index_url,
+            keys=[RegisteredKey(public=public)],
+            expected=Expected(
+                "publish", "imported", "0.1.0", registry.crates()["imported"][0]["cksum"]
+            ),
+        )
         assert claims["name"] == "imported"
     finally:
         if app is not None:

@@ -17,13 +17,24 @@ from gui_approver.client.display import NO_DISPLAY, display_problem
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-PUBLISH = json.dumps(cargo_request("publish", name="foo", vers="1.0.0", cksum="cd" * 32, index_url="sparse+http://127.0.0.1:8765/index/"))
+PUBLISH = json.dumps(
+    cargo_request(
+        "publish",
+        name="foo",
+        vers="1.0.0",
+        cksum="cd" * 32,
+        index_url="sparse+http://127.0.0.1:8765/index/",
+    )
+)
 
 
 def headless_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
-           and not k.startswith("GUI_APPROVER")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+        and not k.startswith("GUI_APPROVER")
+    }
     env.update(extra)
     return env
 
@@ -31,8 +42,9 @@ def headless_env(**extra: str) -> dict[str, str]:
 @pytest.mark.parametrize("display", [None, ":93"], ids=["unset", "unreachable"])
 def test_app_without_a_display_exits_1_with_the_sentence(display):
     env = headless_env(**({"DISPLAY": display} if display else {}))
-    proc = subprocess.run([str(BIN / "gui-approver")], env=env, capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run(
+        [str(BIN / "gui-approver")], env=env, capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 1, proc.stderr  # not -6 (SIGABRT)
     assert NO_DISPLAY in proc.stderr
     assert "gui-approver demo --unattended" in proc.stderr
@@ -43,8 +55,10 @@ def test_display_problem_sees_a_real_x_server(xvfb_display):
     assert display_problem({"DISPLAY": xvfb_display.display}) is None
     assert display_problem({"DISPLAY": xvfb_display.display, "QT_QPA_PLATFORM": "xcb"}) is None
     assert display_problem({"DISPLAY": ":93"}) == NO_DISPLAY
-    assert display_problem({"WAYLAND_DISPLAY": "wayland-93", "XDG_RUNTIME_DIR": "/nonexistent"}
-                           ) == NO_DISPLAY
+    assert (
+        display_problem({"WAYLAND_DISPLAY": "wayland-93", "XDG_RUNTIME_DIR": "/nonexistent"})
+        == NO_DISPLAY
+    )
     assert display_problem({"QT_QPA_PLATFORM": "offscreen"}) is None
 
 
@@ -52,9 +66,14 @@ def test_bridge_passes_the_sentence_to_cargo(tmp_path):
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     env = headless_env(XDG_RUNTIME_DIR=str(runtime))
-    proc = subprocess.run([str(BIN / "cargo-credential-gui-approver"), "--cargo-plugin"],
-                          input=PUBLISH + "\n", env=env, capture_output=True, text=True,
-                          timeout=30)
+    proc = subprocess.run(
+        [str(BIN / "cargo-credential-gui-approver"), "--cargo-plugin"],
+        input=PUBLISH + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0
     answer = json.loads(proc.stdout.splitlines()[1])
     message = answer["Err"]["message"]
@@ -65,10 +84,14 @@ def test_bridge_passes_the_sentence_to_cargo(tmp_path):
 
 def test_make_run_headless_says_what_to_do():
     # -o bootstrap-run: the venv this test runs in is the one `make run` would make.
-    proc = subprocess.run(["make", "-s", "-o", "bootstrap-run", "run",
-                           f"VENV={Path(sys.executable).parent.parent}"],
-                          cwd=REPO, env=headless_env(), capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        ["make", "-s", "-o", "bootstrap-run", "run", f"VENV={Path(sys.executable).parent.parent}"],
+        cwd=REPO,
+        env=headless_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert NO_DISPLAY in out
@@ -81,8 +104,13 @@ def test_a_66_character_crate_name_says_longer_than_64(tmp_path):
     runtime.mkdir(mode=0o700)
     line = PUBLISH.replace('"name": "foo"', '"name": "' + "a" * 66 + '"')
     assert "a" * 66 in line
-    proc = subprocess.run([str(BIN / "cargo-credential-gui-approver"), "--cargo-plugin"],
-                          input=line + "\n", env=headless_env(XDG_RUNTIME_DIR=str(runtime)),
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [str(BIN / "cargo-credential-gui-approver"), "--cargo-plugin"],
+        input=line + "\n",
+        env=headless_env(XDG_RUNTIME_DIR=str(runtime)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     message = json.loads(proc.stdout.splitlines()[1])["Err"]["message"]
     assert "longer than 64 characters" in message, message

@@ -46,8 +46,14 @@ FAKE_CARGO = (
 class Tree:
     """bash -> cargo (stand-in) -> bridge (stand-in), all blocked until ``close()``."""
 
-    def __init__(self, tmp: Path, *, via_cargo: bool = True, orphan: bool = False,
-                 terminal: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        via_cargo: bool = True,
+        orphan: bool = False,
+        terminal: str | None = None,
+    ) -> None:
         self.crate = tmp / "src" / "foo"
         self.crate.mkdir(parents=True)
         bindir = tmp / "bin"
@@ -56,8 +62,14 @@ class Tree:
         script = tmp / "fake_cargo.py"
         script.write_text(FAKE_CARGO)
         r, self._w = os.pipe()
-        env = dict(os.environ, HOLD_FD=str(r), BRIDGE_CODE=BRIDGE, CRATE=str(self.crate),
-                   FAKE=str(bindir / "cargo"), SCRIPT=str(script))
+        env = dict(
+            os.environ,
+            HOLD_FD=str(r),
+            BRIDGE_CODE=BRIDGE,
+            CRATE=str(self.crate),
+            FAKE=str(bindir / "cargo"),
+            SCRIPT=str(script),
+        )
         if orphan:
             env["ORPHAN"] = "1"
         if via_cargo:
@@ -93,7 +105,8 @@ def tree(tmp_path):
 def test_chain_bridge_cargo_shell(tree, tmp_path):
     info = resolve_requester(
         Provenance(pid=tree.bridge_pid, ppid=None, cwd=str(tree.crate)),
-        peer_pid=tree.bridge_pid, home=str(tmp_path),
+        peer_pid=tree.bridge_pid,
+        home=str(tmp_path),
     )
     assert info.verified, info.lines()
     assert info.pid_source == "kernel" and info.warnings == ()
@@ -117,8 +130,9 @@ def test_chain_bridge_cargo_shell(tree, tmp_path):
 def test_chain_up_to_the_terminal(tmp_path):
     t = Tree(tmp_path, terminal="xterm")
     try:
-        info = resolve_requester(Provenance(pid=t.bridge_pid), peer_pid=t.bridge_pid,
-                                 home=str(tmp_path))
+        info = resolve_requester(
+            Provenance(pid=t.bridge_pid), peer_pid=t.bridge_pid, home=str(tmp_path)
+        )
     finally:
         t.close()
     assert info.summary == "cargo publish in ~/src/foo, started from bash (-c) in xterm"
@@ -126,8 +140,11 @@ def test_chain_up_to_the_terminal(tmp_path):
 
 
 def test_kernel_pid_wins_and_a_mismatch_is_flagged(tree, tmp_path):
-    info = resolve_requester(Provenance(pid=tree.bridge_pid + 1000, cwd="/elsewhere"),
-                             peer_pid=tree.bridge_pid, home=str(tmp_path))
+    info = resolve_requester(
+        Provenance(pid=tree.bridge_pid + 1000, cwd="/elsewhere"),
+        peer_pid=tree.bridge_pid,
+        home=str(tmp_path),
+    )
     assert info.pid == tree.bridge_pid and not info.verified
     assert any(f"said it is pid {tree.bridge_pid + 1000}" in w for w in info.warnings)
     assert any("said its directory is /elsewhere" in w for w in info.warnings)
@@ -147,11 +164,11 @@ def test_exited_process_cannot_be_verified():
     info = resolve_requester(Provenance(pid=p.pid), peer_pid=p.pid)
     assert not info.verified
     assert info.summary == (
-        f"requester could not be verified: the requesting process (pid {p.pid}) has already "
-        "exited"
+        f"requester could not be verified: the requesting process (pid {p.pid}) has already exited"
     )
     assert resolve_requester(Provenance()).summary == (
-        "requester could not be verified: the requesting process is unknown (no pid)")
+        "requester could not be verified: the requesting process is unknown (no pid)"
+    )
 
 
 def test_bridge_not_started_by_cargo(tmp_path):
@@ -162,7 +179,8 @@ def test_bridge_not_started_by_cargo(tmp_path):
         t.close()
     assert not info.verified
     assert info.summary.startswith(
-        "requester could not be verified: the credential provider was started by bash")
+        "requester could not be verified: the credential provider was started by bash"
+    )
     assert info.summary.endswith("not by cargo")
     assert info.cargo is not None and info.cargo.role == "parent"
 
@@ -186,7 +204,21 @@ def test_a_process_that_is_no_bridge_is_flagged():
 
 def test_cargo_subcommand():
     assert cargo_subcommand(("cargo", "publish")) == "publish"
-    assert cargo_subcommand(("/x/cargo", "+nightly", "-v", "--config", "a=1", "-Z",
-                             "asymmetric-token", "publish", "--workspace")) == "publish"
+    assert (
+        cargo_subcommand(
+            (
+                "/x/cargo",
+                "+nightly",
+                "-v",
+                "--config",
+                "a=1",
+                "-Z",
+                "asymmetric-token",
+                "publish",
+                "--workspace",
+            )
+        )
+        == "publish"
+    )
     assert cargo_subcommand(("cargo", "--locked")) is None
     assert cargo_subcommand(()) is None

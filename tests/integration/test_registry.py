@@ -28,7 +28,6 @@ from gui_approver.registry.server import (
 # ----------------------------------------------------------------------------- helpers
 
 
-
 @pytest.fixture(scope="module")
 def kp() -> KeyPair:
     return KeyPair()
@@ -491,5 +490,3 @@ class _Remote:
     api_url: str
     index_url: str
     data_dir: Path
-
-

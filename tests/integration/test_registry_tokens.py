@@ -212,4 +212,3 @@ def test_cli_auth_required_needs_token_mode(
 
 
 # ------------------------------------------------------------------ the real cargo (e2e)
-

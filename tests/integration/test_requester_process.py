@@ -38,9 +38,18 @@ def _not_cargo(cwd: Path, *extra: str):
     import psutil
 
     proc = subprocess.Popen(
-        ["timeout", "60", sys.executable, "-c", "import sys; sys.stdin.read()",
-         "--cargo-plugin", *extra],
-        cwd=cwd, stdin=subprocess.PIPE)
+        [
+            "timeout",
+            "60",
+            sys.executable,
+            "-c",
+            "import sys; sys.stdin.read()",
+            "--cargo-plugin",
+            *extra,
+        ],
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+    )
     child = None
 
     def found():
@@ -64,8 +73,7 @@ def test_an_unverified_requester_gets_no_stale_crate_and_no_batch(tmp_path):
     try:
         insp = Inspector(History(tmp_path / "h"), WorkspaceReview())
         publish = request("publish", name="one", vers="0.1.0", cksum=sha(data))
-        review = insp.review(publish, Provenance(pid=bridge),
-                             bridge)
+        review = insp.review(publish, Provenance(pid=bridge), bridge)
     finally:
         proc.kill()
         proc.wait()
@@ -83,8 +91,7 @@ def test_an_unverified_requester_still_sees_a_crate_written_during_its_run(tmp_p
         p, data = files["one"]
         insp = Inspector(History(tmp_path / "h"), WorkspaceReview())
         publish = request("publish", name="one", vers="0.1.0", cksum=sha(data))
-        review = insp.review(publish, Provenance(pid=bridge),
-                             bridge)
+        review = insp.review(publish, Provenance(pid=bridge), bridge)
     finally:
         proc.kill()
         proc.wait()

@@ -91,8 +91,14 @@ def req(url, op="publish", name="reg", headers=None):
 
 def token_service(tmp_path, url, approver, **kw):
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
-    bearer_store(store).add(Secret(TOKEN), registry="reg", index_url=url,
-                            scopes="publish-update", expires="2099-01-01", origin="cli")
+    bearer_store(store).add(
+        Secret(TOKEN),
+        registry="reg",
+        index_url=url,
+        scopes="publish-update",
+        expires="2099-01-01",
+        origin="cli",
+    )
     audit = AuditLog(tmp_path / "audit.jsonl")
     return SigningService(store, approver, audit=audit, inspector=None, **kw), audit
 
@@ -102,10 +108,18 @@ def test_every_mutation_asks_releases_the_token_and_is_never_cached(tmp_path, op
     svc, audit = token_service(tmp_path, open_index.index_url, approver)
     for op in ("publish", "yank", "unyank", "owners"):
         ok = svc.handle(req(open_index.index_url, op), Provenance()).response["Ok"]
-        assert ok == {"kind": "get", "token": TOKEN, "cache": "never",
-                      "operation_independent": False}
-    assert [a.request.operation.op for a in approver.seen] == ["publish", "yank", "unyank",
-                                                            "owners"]
+        assert ok == {
+            "kind": "get",
+            "token": TOKEN,
+            "cache": "never",
+            "operation_independent": False,
+        }
+    assert [a.request.operation.op for a in approver.seen] == [
+        "publish",
+        "yank",
+        "unyank",
+        "owners",
+    ]
     shown = approver.seen[0]
     assert shown.bearer is not None and shown.bearer.scopes == "publish-update"
     assert shown.bearer.expires == "2099-01-01"
@@ -134,8 +148,10 @@ def test_read_of_an_open_registry_gets_the_placeholder_without_asking(tmp_path, 
 
 @pytest.mark.parametrize("shape", ["auth-required", "401", "headers"])
 def test_read_of_an_auth_required_registry_asks_and_says_it_can_publish(tmp_path, shape):
-    server = ConfigServer({"auth-required": True} if shape == "auth-required" else {},
-                          status=401 if shape == "401" else 200)
+    server = ConfigServer(
+        {"auth-required": True} if shape == "auth-required" else {},
+        status=401 if shape == "401" else 200,
+    )
     try:
         url = server.index_url
         headers = ["WWW-Authenticate: Cargo"] if shape == "headers" else None
@@ -169,8 +185,9 @@ def test_unreachable_index_fails_closed_with_the_placeholder(tmp_path):
 
 
 def test_auto_approve_loopback_rule_is_the_same_for_tokens(tmp_path, open_index):
-    svc, _ = token_service(tmp_path, open_index.index_url, Recorder(Decision.deny("x")),
-                           auto_approve_loopback=True)
+    svc, _ = token_service(
+        tmp_path, open_index.index_url, Recorder(Decision.deny("x")), auto_approve_loopback=True
+    )
     ok = svc.handle(req(open_index.index_url), Provenance()).response["Ok"]
     assert ok["token"] == TOKEN and ok["cache"] == "never"
 
@@ -202,8 +219,12 @@ def socket_app(secret_service, tmp_path):
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     store = KeyStore(KeyringKeychain(), tmp_path / "cfg" / "keys.json")
-    svc = SigningService(store, DenyAll("no dialog is available"),
-                         audit=AuditLog(tmp_path / "audit.jsonl"), inspector=None)
+    svc = SigningService(
+        store,
+        DenyAll("no dialog is available"),
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        inspector=None,
+    )
     server = ipc.UnixSocketServer(ipc_handler(svc), str(runtime / "gui-approver"))
     server.start()
     yield svc, runtime / "gui-approver"
@@ -236,8 +257,11 @@ def test_a_raw_socket_login_stores_only_after_an_approval(socket_app, given):
     assert "nothing was stored" in out["response"]["Err"]["message"] and stored() == []
     asked = svc.approver.seen[0]
     assert asked.action == "login" and "local" in asked.detail
-    assert {"key": "import the asymmetric key", "token": "store the bearer token",
-            "generate": "generate a new asymmetric key"}[given] in asked.detail
+    assert {
+        "key": "import the asymmetric key",
+        "token": "store the bearer token",
+        "generate": "generate a new asymmetric key",
+    }[given] in asked.detail
     # The user approves: stored, with its origin.
     svc.approver = Recorder(Decision.approve())
     out = raw_socket_request(sock, login)
@@ -280,8 +304,14 @@ def test_a_key_of_unknown_origin_is_never_offered_as_already_there(socket_app):
 def test_cargo_login_for_crates_io_refuses_a_key(socket_app):
     svc, sock = socket_app
     svc.approver = Recorder(Decision.approve())
-    login = {"v": 1, "registry": {"index-url": "https://github.com/rust-lang/crates.io-index",
-                                  "name": "crates-io"}, "kind": "login"}
+    login = {
+        "v": 1,
+        "registry": {
+            "index-url": "https://github.com/rust-lang/crates.io-index",
+            "name": "crates-io",
+        },
+        "kind": "login",
+    }
     out = raw_socket_request(sock, login)
     assert "crates.io does not accept asymmetric tokens" in out["response"]["Err"]["message"]
     assert svc.store.list() == [] and svc.approver.seen == []

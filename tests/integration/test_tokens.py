@@ -27,8 +27,20 @@ OTHER = "ciozzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"
 
 
 def test_token_add_list_show_delete_in_the_real_keychain(app_env):
-    r = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL,
-            "--expires", "90d", "--scopes", "publish-update; crates: foo", input=TOKEN + "\n")
+    r = cli(
+        app_env,
+        "token",
+        "add",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--expires",
+        "90d",
+        "--scopes",
+        "publish-update; crates: foo",
+        input=TOKEN + "\n",
+    )
     assert r.returncode == 0, r.stderr
     assert f"sha256:{fingerprint(Secret(TOKEN))}" in r.stdout
     shown = json.loads(cli(app_env, "token", "show", "--registry", "local", "--json").stdout)
@@ -47,8 +59,7 @@ def test_token_add_list_show_delete_in_the_real_keychain(app_env):
     # One kind per registry: no asymmetric key beside the token, no second token.
     key = cli(app_env, "key", "new", "--registry", "local", "--index", LOCAL)
     assert key.returncode == 1 and "already has a bearer token" in key.stderr
-    dup = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL,
-              input=OTHER + "\n")
+    dup = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL, input=OTHER + "\n")
     assert dup.returncode == 1 and "already has a bearer token" in dup.stderr
     rot = cli(app_env, "token", "rotate", "--registry", "local", input=OTHER + "\n")
     assert rot.returncode == 0, rot.stderr
@@ -67,8 +78,7 @@ def test_token_add_list_show_delete_in_the_real_keychain(app_env):
 
 def test_bad_tokens_are_refused_without_being_repeated(app_env):
     for bad in ("two words here", "k3.secret.AAAA", "tab\there"):
-        r = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL,
-                input=bad + "\n")
+        r = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL, input=bad + "\n")
         assert r.returncode == 1 and "nothing was stored" in r.stderr.lower()
         assert bad not in r.stderr + r.stdout
     empty = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL, input="\n")
@@ -79,8 +89,18 @@ def test_bad_tokens_are_refused_without_being_repeated(app_env):
 def test_passphrase_token_unlock_backoff_and_idle_lock(app_env, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("correct horse battery staple\n")
-    r = cli(app_env, "token", "add", "--registry", "local", "--index", LOCAL,
-            "--passphrase-file", str(pw), input=TOKEN + "\n")
+    r = cli(
+        app_env,
+        "token",
+        "add",
+        "--registry",
+        "local",
+        "--index",
+        LOCAL,
+        "--passphrase-file",
+        str(pw),
+        input=TOKEN + "\n",
+    )
     assert r.returncode == 0, r.stderr
     answers: list[Secret | None] = []
     store = KeyStore(KeyringKeychain(), unlocker=lambda rec, why: answers.pop(0))
@@ -90,7 +110,8 @@ def test_passphrase_token_unlock_backoff_and_idle_lock(app_env, tmp_path):
     stored = present(KeyringKeychain().get(rec.account))
     assert TOKEN not in stored.expose()  # only the wrapped form is in the keychain
     assert unwrap_token(stored, Secret("correct horse battery staple"), rec.account) == Secret(
-        TOKEN)
+        TOKEN
+    )
     answers.append(Secret("wrong"))
     with pytest.raises(WrongPassphrase):
         tokens.token(rec)
@@ -137,7 +158,8 @@ def test_import_cargo_moves_both_tokens_and_keeps_every_other_byte(app_env):
     r = cli(app_env, "token", "import-cargo")
     assert r.returncode == 0, r.stderr
     assert creds.read_text() == CREDENTIALS.replace(f'token = "{TOKEN}"\n', "").replace(
-        f'token = "{OTHER}"\n', "")
+        f'token = "{OTHER}"\n', ""
+    )
     assert (os.stat(creds).st_mode & 0o777) == 0o640
     tokens = bearer_store(KeyStore(KeyringKeychain()))
     crates = present(tokens.find_by_registry("crates-io"))
@@ -154,8 +176,7 @@ def test_import_cargo_moves_both_tokens_and_keeps_every_other_byte(app_env):
     assert again.returncode == 1 and "no token found" in again.stderr
 
 
-def test_import_cargo_scrubs_a_token_from_the_config_backup_and_reads_old_credentials(
-        app_env):
+def test_import_cargo_scrubs_a_token_from_the_config_backup_and_reads_old_credentials(app_env):
     home = Path(app_env["CARGO_HOME"])
     legacy = home / "credentials"  # older cargo: no extension
     legacy.write_text(f'[registries.local]\ntoken = "{TOKEN}"\n')
@@ -176,13 +197,19 @@ def test_crates_io_takes_only_a_bearer_token(app_env):
     key = cli(app_env, "key", "new", "--registry", "crates-io")
     assert key.returncode == 1 and "crates.io does not accept asymmetric tokens" in key.stderr
     assert "token import-cargo" in key.stderr
-    by_url = cli(app_env, "key", "new", "--registry", "cio", "--index",
-                 "https://github.com/rust-lang/crates.io-index")
+    by_url = cli(
+        app_env,
+        "key",
+        "new",
+        "--registry",
+        "cio",
+        "--index",
+        "https://github.com/rust-lang/crates.io-index",
+    )
     assert by_url.returncode == 1 and "crates.io does not accept" in by_url.stderr
     store = KeyStore(KeyringKeychain())
     with pytest.raises(ConfigError, match=r"crates\.io does not accept"):
-        store.create(registry="crates-io",
-                     index_url="https://github.com/rust-lang/crates.io-index")
+        store.create(registry="crates-io", index_url="https://github.com/rust-lang/crates.io-index")
     # Pointing crates.io at the bridge before its token is in the keychain would break the
     # user's publishing: refused, nothing written.
     cc = cli(app_env, "configure-cargo", "--registry", "crates-io")

@@ -33,7 +33,11 @@ from gui_approver.secret import Secret
 
 def test_index_path_and_fetch_base(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [index_path(n) for n in ("a", "ab", "abc", "Abcd", "serde")] == [
-        "1/a", "2/ab", "3/a/abc", "ab/cd/abcd", "se/rd/serde",
+        "1/a",
+        "2/ab",
+        "3/a/abc",
+        "ab/cd/abcd",
+        "se/rd/serde",
     ]
     monkeypatch.delenv("GUI_APPROVER_CRATES_IO_INDEX", raising=False)
     gh = "https://github.com/rust-lang/crates.io-index"
@@ -57,8 +61,15 @@ def test_one_spelling_per_registry(tmp_path: Path) -> None:
     assert canonical_index("sparse+http://h/index//") == "sparse+http://h/index/"
     watch = Watch(tmp_path / "state")
     AuditLog(tmp_path / "state" / "audit.jsonl").record(
-        event="get", registry="local", index_url="sparse+http://127.0.0.1:9/index/",
-        operation="publish", crate="a1", version="1.0.0", cksum="0" * 64, decision="signed")
+        event="get",
+        registry="local",
+        index_url="sparse+http://127.0.0.1:9/index/",
+        operation="publish",
+        crate="a1",
+        version="1.0.0",
+        cksum="0" * 64,
+        decision="signed",
+    )
     watch.add("local", ["b2"], "sparse+http://127.0.0.1:9/index")
     (w,) = watch.watched()
     assert (w.index_url, w.crates) == ("sparse+http://127.0.0.1:9/index/", ("a1", "b2"))
@@ -226,8 +237,7 @@ def _one_shot_server(responses: list[bytes]) -> tuple[socket.socket, int, list[b
 
 def _http(body: bytes, *headers: str) -> bytes:
     head = "".join(f"{h}\r\n" for h in headers)
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), head.encode(),
-                                                                    body)
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), head.encode(), body)
 
 
 def test_gzip_index_files_are_read_and_bombs_refused(tmp_path: Path) -> None:
@@ -237,11 +247,13 @@ def test_gzip_index_files_are_read_and_bombs_refused(tmp_path: Path) -> None:
 
     line = b'{"name":"gz","vers":"1.0.0","cksum":"' + b"c" * 64 + b'","yanked":false}\n'
     bomb = gzip.compress(b"\n" * (MAX_INDEX_BYTES + 10))
-    listener, port, seen = _one_shot_server([
-        _http(gzip.compress(line), "Content-Encoding: gzip"),
-        _http(bomb, "Content-Encoding: gzip"),
-        _http(b"x", "Content-Encoding: br"),
-    ])
+    listener, port, seen = _one_shot_server(
+        [
+            _http(gzip.compress(line), "Content-Encoding: gzip"),
+            _http(bomb, "Content-Encoding: gzip"),
+            _http(b"x", "Content-Encoding: br"),
+        ]
+    )
     try:
         with Fetcher(timeout=5.0) as fetcher:
             url = f"http://127.0.0.1:{port}/index/2/gz"
@@ -286,8 +298,7 @@ def test_a_kept_alive_connection_closed_by_the_server_is_reopened_once(tmp_path:
                         break
                     data += chunk
                 body = b'{"dl":"x"}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body),
-                                                                                   body))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -306,30 +317,51 @@ def test_cli_watch_revoke_with_the_token_from_the_real_keychain(
 ) -> None:
     with DemoRegistry(tmp_path / "registry", token_mode=True) as reg:
         token = reg.issue_token("me")
-        add = subprocess.run([CLI, "token", "add", "--registry", "local", "--index",
-                              reg.index_url], input=token + "\n", env=app_env,
-                             capture_output=True, text=True, timeout=60, check=False)
+        add = subprocess.run(
+            [CLI, "token", "add", "--registry", "local", "--index", reg.index_url],
+            input=token + "\n",
+            env=app_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert add.returncode == 0, add.stderr
         assert run_cli(app_env, "watch", "add", "--registry", "local", "wa-rv").returncode == 0
         unconfirmed = run_cli(app_env, "watch", "revoke", "--registry", "local")
         assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
-        assert call(reg, "DELETE", "/api/v1/tokens/current",
-                    headers={"Authorization": reg.issue_token()}).status == 204  # registry ok
+        assert (
+            call(
+                reg,
+                "DELETE",
+                "/api/v1/tokens/current",
+                headers={"Authorization": reg.issue_token()},
+            ).status
+            == 204
+        )  # registry ok
         revoked = run_cli(app_env, "watch", "revoke", "--registry", "local", "--yes")
         assert revoked.returncode == 0, revoked.stderr
         assert "Revoked the bearer token sha256:" in revoked.stdout
         assert token not in revoked.stdout + revoked.stderr
-        assert call(reg, "DELETE", "/api/v1/tokens/current",
-                    headers={"Authorization": token}).status == 403
+        assert (
+            call(reg, "DELETE", "/api/v1/tokens/current", headers={"Authorization": token}).status
+            == 403
+        )
         listed = json.loads(run_cli(app_env, "token", "list", "--json").stdout)
         assert listed == []
         (entry,) = json.loads(run_cli(app_env, "watch", "list", "--json").stdout)
         assert entry["needs_new_token"] is True
         again = run_cli(app_env, "watch", "revoke", "--registry", "local", "--yes")
         assert again.returncode == 1 and "keeps no bearer token" in again.stderr
-        add2 = subprocess.run([CLI, "token", "add", "--registry", "local", "--index",
-                               reg.index_url], input=reg.issue_token("me") + "\n", env=app_env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        add2 = subprocess.run(
+            [CLI, "token", "add", "--registry", "local", "--index", reg.index_url],
+            input=reg.issue_token("me") + "\n",
+            env=app_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert add2.returncode == 0, add2.stderr
         (entry,) = json.loads(run_cli(app_env, "watch", "list", "--json").stdout)
         assert entry["needs_new_token"] is False

@@ -26,8 +26,7 @@ ATTACKS = ["dup_dot", "dup_empty", "pax_then_gnu"]  # the three reproduced in is
 
 def review(shape: str) -> CrateContents:
     name, data = CORPUS[shape]
-    return inspect_crate_bytes(data, name=name, vers=VERS,
-                               cksum=hashlib.sha256(data).hexdigest())
+    return inspect_crate_bytes(data, name=name, vers=VERS, cksum=hashlib.sha256(data).hexdigest())
 
 
 @pytest.mark.parametrize("shape", ATTACKS)
@@ -83,8 +82,9 @@ def test_history_does_not_record_an_unverified_listing(tmp_path: Path) -> None:
         History(tmp_path).record_approved("sparse+http://x/", review("dup_dot"))
 
 
-def test_inspect_cli_text_json_and_exit_status(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_cli_text_json_and_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name, data = CORPUS["dup_dot"]
     bad = tmp_path / f"{name}-{VERS}.crate"
     bad.write_bytes(data)
@@ -121,15 +121,25 @@ def test_mutated_archives_never_raise_and_faithful_means_one_reading() -> None:
         for _ in range(rnd.randint(1, 4)):
             buf[rnd.randrange(min(len(buf), 4096))] = rnd.randrange(256)
         check = check_subset(bytes(buf), f"{name}-{VERS}")
-        lst = inspect_crate_bytes(h.gz(bytes(buf)), name=name, vers=VERS,
-                                  cksum=hashlib.sha256(h.gz(bytes(buf))).hexdigest()).listing
+        lst = inspect_crate_bytes(
+            h.gz(bytes(buf)),
+            name=name,
+            vers=VERS,
+            cksum=hashlib.sha256(h.gz(bytes(buf))).hexdigest(),
+        ).listing
         assert lst is not None
         if lst.faithful:
             faithful += 1
             assert check.ok
-            walked = sorted((escape_text(m.path.decode().rstrip("/")), m.size)
-                            for m in check.members)
-            listed = sorted((f"{name}-{VERS}/{f.path}".rstrip("/") if f.path != f"{name}-{VERS}"
-                             else f.path, f.size) for f in lst.files)
+            walked = sorted(
+                (escape_text(m.path.decode().rstrip("/")), m.size) for m in check.members
+            )
+            listed = sorted(
+                (
+                    f"{name}-{VERS}/{f.path}".rstrip("/") if f.path != f"{name}-{VERS}" else f.path,
+                    f.size,
+                )
+                for f in lst.files
+            )
             assert walked == listed
     assert faithful > 0  # flips in file data keep an archive inside the subset

@@ -36,8 +36,11 @@ class Fixed:
         self.approved = approved
 
     def decide(self, request):
-        return Decision.approve("approved in the test") if self.approved else Decision.deny(
-            "denied in the test")
+        return (
+            Decision.approve("approved in the test")
+            if self.approved
+            else Decision.deny("denied in the test")
+        )
 
 
 @pytest.fixture
@@ -61,8 +64,14 @@ def test_default_path_is_in_the_user_state_dir(monkeypatch, tmp_path):
 
 def test_records_are_one_json_line_each_with_every_field(tmp_path):
     log = AuditLog(tmp_path / "a" / "audit.jsonl")
-    log.record(event="get", operation="read", decision="signed", reason="read",
-               requester={"pid": 1, "ppid": 2, "cwd": "/x"}, key_id="k3.pid.abc")
+    log.record(
+        event="get",
+        operation="read",
+        decision="signed",
+        reason="read",
+        requester={"pid": 1, "ppid": 2, "cwd": "/x"},
+        key_id="k3.pid.abc",
+    )
     log.record(event="get", operation="publish", crate="foo", decision="denied", reason="no")
     raw = lines(log.path)
     assert len(raw) == 2
@@ -192,10 +201,14 @@ def test_every_decision_is_recorded_with_its_details(store, tmp_path):
     svc.approver = Fixed(False)
     assert "Err" in svc.handle(req("yank", vers="0.1.0"), prov).response
     assert svc.handle(req("read", url="sparse+http://127.0.0.1:1/x/"), prov).response == {
-        "Err": {"kind": "not-found"}}
+        "Err": {"kind": "not-found"}
+    }
     recs = read_recent(10, log.path)
     assert [(r["operation"], r["decision"]) for r in recs] == [
-        ("publish", "signed"), ("read", "signed"), ("yank", "denied")]
+        ("publish", "signed"),
+        ("read", "signed"),
+        ("yank", "denied"),
+    ]
     pub = recs[0]
     kip = store.find(LOCAL).kip
     assert pub["registry"] == "local" and pub["index_url"] == LOCAL
@@ -264,8 +277,16 @@ def test_default_audit_log_is_used_and_no_secret_reaches_it(tmp_path):
     store = KeyStore(MemoryKeychain(), tmp_path / "keys.json")
     svc = SigningService(store, Fixed(True))  # the default: the user's state dir
     key = SigningKey.generate()
-    login = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "l"},
-                                      "kind": "login", "token": key.secret_paserk().expose()}))
+    login = parse_request(
+        json.dumps(
+            {
+                "v": 1,
+                "registry": {"index-url": LOCAL, "name": "l"},
+                "kind": "login",
+                "token": key.secret_paserk().expose(),
+            }
+        )
+    )
     assert svc.handle(login, Provenance()).response == {"Ok": {"kind": "login"}}
     assert "Ok" in svc.handle(req("publish"), Provenance()).response
     path = audit.default_path()

@@ -60,7 +60,10 @@ def test_verified_crate_lists_files_sizes_hashes_and_manifest():
     m = c.manifest
     assert m is not None
     assert (m.description, m.license, m.repository) == (
-        "a test crate", "MIT", "https://example.com/repo")
+        "a test crate",
+        "MIT",
+        "https://example.com/repo",
+    )
     assert m.build is None and m.proc_macro is False
     assert c.listing.total_size == sum(f.size for f in c.files)
     text = "\n".join(c.lines())
@@ -89,9 +92,13 @@ def test_manifest_build_script_and_proc_macro():
 
 
 def test_read_member_returns_only_regular_files_within_bound():
-    data = h.with_members("foo", "0.1.0", [
-        h.member("foo-0.1.0/link", type=tarfile.SYMTYPE, linkname="/etc/passwd"),
-    ])
+    data = h.with_members(
+        "foo",
+        "0.1.0",
+        [
+            h.member("foo-0.1.0/link", type=tarfile.SYMTYPE, linkname="/etc/passwd"),
+        ],
+    )
     assert read_member(data, "src/lib.rs", name="foo", vers="0.1.0") == b"pub fn f() {}\n"
     assert read_member(data, "link", name="foo", vers="0.1.0") is None
     assert read_member(data, "missing", name="foo", vers="0.1.0") is None
@@ -103,11 +110,15 @@ def test_read_member_returns_only_regular_files_within_bound():
 
 
 def test_absolute_paths_dotdot_and_outside_prefix_are_reported():
-    data = h.with_members("foo", "0.1.0", [
-        h.member("/etc/cron.d/evil", b"x"),
-        h.member("foo-0.1.0/../../.bashrc", b"y"),
-        h.member("bar-9.9.9/src/lib.rs", b"z"),
-    ])
+    data = h.with_members(
+        "foo",
+        "0.1.0",
+        [
+            h.member("/etc/cron.d/evil", b"x"),
+            h.member("foo-0.1.0/../../.bashrc", b"y"),
+            h.member("bar-9.9.9/src/lib.rs", b"z"),
+        ],
+    )
     lst = listing(data)
     notes = {f.path: f.note for f in lst.files}
     assert "absolute path" in notes["/etc/cron.d/evil"]
@@ -119,13 +130,17 @@ def test_absolute_paths_dotdot_and_outside_prefix_are_reported():
 def test_links_devices_and_fifos_are_reported_not_followed(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("do not read me")
-    data = h.with_members("foo", "0.1.0", [
-        h.member("foo-0.1.0/src/sym.rs", type=tarfile.SYMTYPE, linkname=str(secret)),
-        h.member("foo-0.1.0/src/hard.rs", type=tarfile.LNKTYPE, linkname=str(secret)),
-        h.member("foo-0.1.0/dev", type=tarfile.CHRTYPE),
-        h.member("foo-0.1.0/pipe", type=tarfile.FIFOTYPE),
-        h.member("foo-0.1.0/suid", b"#!/bin/sh\n", mode=0o4755),
-    ])
+    data = h.with_members(
+        "foo",
+        "0.1.0",
+        [
+            h.member("foo-0.1.0/src/sym.rs", type=tarfile.SYMTYPE, linkname=str(secret)),
+            h.member("foo-0.1.0/src/hard.rs", type=tarfile.LNKTYPE, linkname=str(secret)),
+            h.member("foo-0.1.0/dev", type=tarfile.CHRTYPE),
+            h.member("foo-0.1.0/pipe", type=tarfile.FIFOTYPE),
+            h.member("foo-0.1.0/suid", b"#!/bin/sh\n", mode=0o4755),
+        ],
+    )
     lst = listing(data)
     by = {f.path: f for f in lst.files}
     assert by["src/sym.rs"].kind == "symlink" and by["src/sym.rs"].sha256 is None
@@ -289,11 +304,18 @@ def test_target_dir_sources_in_order(tmp_path):
     )
     dirs = target_dirs(ctx)
     assert dirs[:4] == [
-        str(tmp_path / "ws" / "cli-target"), "/abs/env-target",
-        str(tmp_path / "ws" / "tgt"), str(tmp_path / "ws" / "target"),
+        str(tmp_path / "ws" / "cli-target"),
+        "/abs/env-target",
+        str(tmp_path / "ws" / "tgt"),
+        str(tmp_path / "ws" / "target"),
     ]
-    paths = candidate_paths("foo", "0.1.0", CargoContext(
-        cwd=str(member), open_crates=("/x/held/foo-0.1.0.crate", "/x/held/bar-1.0.0.crate")))
+    paths = candidate_paths(
+        "foo",
+        "0.1.0",
+        CargoContext(
+            cwd=str(member), open_crates=("/x/held/foo-0.1.0.crate", "/x/held/bar-1.0.0.crate")
+        ),
+    )
     assert paths[0] == "/x/held/foo-0.1.0.crate"
     assert "/x/held/bar-1.0.0.crate" not in paths
     assert str(tmp_path / "ws/target/package/tmp-crate/foo-0.1.0.crate") in paths
@@ -323,8 +345,7 @@ def test_matching_file_wins_over_a_tampered_one(tmp_path):
 def test_tampered_crate_shows_mismatch_and_no_files(tmp_path):
     pkg = make_pkg(tmp_path / "foo")
     signed = h.crate()
-    tampered = put(pkg / "target/package/foo-0.1.0.crate",
-                   h.crate(files={"src/lib.rs": b"evil"}))
+    tampered = put(pkg / "target/package/foo-0.1.0.crate", h.crate(files={"src/lib.rs": b"evil"}))
     c = inspect_publish("foo", "0.1.0", sha(signed), CargoContext(cwd=str(pkg)))
     assert not c.verified and c.files == () and c.listing is None
     assert c.path == str(tampered) and c.actual_sha256 == sha(tampered.read_bytes())
@@ -361,6 +382,7 @@ def test_oversized_crate_is_not_read(tmp_path):
     pkg = make_pkg(tmp_path / "foo")
     data = h.crate()
     put(pkg / "target/package/foo-0.1.0.crate", data)
-    c = inspect_publish("foo", "0.1.0", sha(data), CargoContext(cwd=str(pkg)),
-                        limits=Limits(max_crate_bytes=100))
+    c = inspect_publish(
+        "foo", "0.1.0", sha(data), CargoContext(cwd=str(pkg)), limits=Limits(max_crate_bytes=100)
+    )
     assert not c.verified and "larger than" in c.reason

@@ -16,8 +16,11 @@ from gui_approver.client import protocol
 
 
 def _all_modules() -> list[str]:
-    return [m.name for m in pkgutil.walk_packages(gui_approver.__path__, "gui_approver.")
-            if not m.name.endswith("__main__")]
+    return [
+        m.name
+        for m in pkgutil.walk_packages(gui_approver.__path__, "gui_approver.")
+        if not m.name.endswith("__main__")
+    ]
 
 
 def test_every_public_exception_is_in_the_one_hierarchy() -> None:
@@ -25,9 +28,13 @@ def test_every_public_exception_is_in_the_one_hierarchy() -> None:
     for name in _all_modules():
         module = importlib.import_module(name)
         for attr, obj in vars(module).items():
-            if (inspect.isclass(obj) and issubclass(obj, BaseException)
-                    and obj.__module__ == name and not attr.startswith("_")
-                    and not issubclass(obj, errors.GuiApproverError)):
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == name
+                and not attr.startswith("_")
+                and not issubclass(obj, errors.GuiApproverError)
+            ):
                 strays.append(f"{name}.{attr}")
     assert strays == []
 
@@ -42,11 +49,14 @@ def test_cargo_error_puts_the_hint_in_the_message_not_in_caused_by() -> None:
     assert protocol.validate_response(protocol.cargo_error(errors.BridgeError("x")))
 
 
-@pytest.mark.parametrize(("exc", "code"), [
-    (errors.ConfigError("bad config"), 1),
-    (errors.UsageError("bad usage"), 2),
-    (errors.AlreadyRunning("already running"), 0),
-])
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (errors.ConfigError("bad config"), 1),
+        (errors.UsageError("bad usage"), 2),
+        (errors.AlreadyRunning("already running"), 0),
+    ],
+)
 def test_cli_main_maps_errors_to_exit_codes(monkeypatch, capsys, exc, code) -> None:
     def boom(_args: object) -> int:
         raise exc

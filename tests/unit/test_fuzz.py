@@ -62,8 +62,11 @@ FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,
     database=None,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.function_scoped_fixture],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 
 GOLDEN = Path(__file__).parents[1] / "golden"
@@ -73,12 +76,60 @@ RESPONSES = [json.loads(x) for x in (GOLDEN / "responses.jsonl").read_text().spl
 # ----------------------------------------------------------------------------- strategies
 
 SPECIAL = [
-    None, True, False, 0, 1, -1, 2, 1.0, 1.5, -0.0, 2**31, 2**63, 10**30, float("inf"),
-    float("nan"), "", " ", "1", "get", "login", "logout", "read", "publish", "yank", "unyank",
-    "owners", "credential", "ping", "ack", "response", "pong", "Ok", "Err", "other",
-    "never", "session", "expires", "foo", "0.6.0", "a" * 65, "../etc", "ab" * 32, "AB" * 32,
-    "\x00", "\ud800", "\u202e", "é", "sparse+http://127.0.0.1:1/index/", [], {}, [1], ["x"],
-    {"kind": "get"}, {"index-url": "x"},
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    2,
+    1.0,
+    1.5,
+    -0.0,
+    2**31,
+    2**63,
+    10**30,
+    float("inf"),
+    float("nan"),
+    "",
+    " ",
+    "1",
+    "get",
+    "login",
+    "logout",
+    "read",
+    "publish",
+    "yank",
+    "unyank",
+    "owners",
+    "credential",
+    "ping",
+    "ack",
+    "response",
+    "pong",
+    "Ok",
+    "Err",
+    "other",
+    "never",
+    "session",
+    "expires",
+    "foo",
+    "0.6.0",
+    "a" * 65,
+    "../etc",
+    "ab" * 32,
+    "AB" * 32,
+    "\x00",
+    "\ud800",
+    "\u202e",
+    "é",
+    "sparse+http://127.0.0.1:1/index/",
+    [],
+    {},
+    [1],
+    ["x"],
+    {"kind": "get"},
+    {"index-url": "x"},
 ]
 
 leaf = st.one_of(
@@ -88,13 +139,25 @@ leaf = st.one_of(
 )
 json_value = st.recursive(
     leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=5,
 )
 
-REQUEST_KEYS = ["v", "registry", "kind", "operation", "name", "vers", "cksum", "args", "token",
-                "login-url", "unknown"]
+REQUEST_KEYS = [
+    "v",
+    "registry",
+    "kind",
+    "operation",
+    "name",
+    "vers",
+    "cksum",
+    "args",
+    "token",
+    "login-url",
+    "unknown",
+]
 REGISTRY_KEYS = ["index-url", "name", "headers", "unknown"]
 
 
@@ -158,10 +221,23 @@ def _frame(obj: Any, how: str, junk: bytes, cut: int) -> bytes:
 def framed(objects: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     """JSON-encoded objects, sometimes truncated, padded or followed by junk."""
     return st.builds(
-        _frame, objects,
-        st.sampled_from(["plain", "plain", "plain", "cut", "junk-after", "junk-before",
-                         "newlines", "bom", "spaces"]),
-        st.binary(max_size=8), st.integers(min_value=0, max_value=10_000),
+        _frame,
+        objects,
+        st.sampled_from(
+            [
+                "plain",
+                "plain",
+                "plain",
+                "cut",
+                "junk-after",
+                "junk-before",
+                "newlines",
+                "bom",
+                "spaces",
+            ]
+        ),
+        st.binary(max_size=8),
+        st.integers(min_value=0, max_value=10_000),
     )
 
 
@@ -170,7 +246,9 @@ arbitrary_text = st.text(max_size=120).map(lambda s: s.encode("utf-8", "surrogat
 arbitrary_json = json_value.map(_dumps)
 
 CARGO_PATHS: list[tuple[str, ...]] = [
-    *[(k,) for k in REQUEST_KEYS], *[("registry", k) for k in REGISTRY_KEYS]]
+    *[(k,) for k in REQUEST_KEYS],
+    *[("registry", k) for k in REGISTRY_KEYS],
+]
 
 #: The passphrase/PIN in the "unlock" template: it must never show in a parse error or repr.
 UNLOCK_SECRET = "pin-S3cr3t-7731"
@@ -179,13 +257,30 @@ IPC_REQUESTS = [
     {"ipc": 1, "type": "ping"},
     {"ipc": 1, "type": "lock"},
     {"ipc": 1, "type": "show"},
-    *({"ipc": 1, "type": "credential", "request": r,
-       "provenance": {"pid": 10, "ppid": 9, "cwd": "/src"}} for r in REQUESTS),
+    *(
+        {
+            "ipc": 1,
+            "type": "credential",
+            "request": r,
+            "provenance": {"pid": 10, "ppid": 9, "cwd": "/src"},
+        }
+        for r in REQUESTS
+    ),
     {"ipc": 1, "type": "unlock", "registry": "local", "secret": UNLOCK_SECRET},
 ]
 IPC_REQUEST_PATHS = (
-    [("ipc",), ("type",), ("request",), ("provenance",), ("provenance", "pid"),
-     ("provenance", "ppid"), ("provenance", "cwd"), ("unknown",), ("registry",), ("secret",)]
+    [
+        ("ipc",),
+        ("type",),
+        ("request",),
+        ("provenance",),
+        ("provenance", "pid"),
+        ("provenance", "ppid"),
+        ("provenance", "cwd"),
+        ("unknown",),
+        ("registry",),
+        ("secret",),
+    ]
     + [("request", k) for k in REQUEST_KEYS]
     + [("request", "registry", k) for k in REGISTRY_KEYS]
 )
@@ -201,26 +296,61 @@ IPC_REPLIES = [
     {"ipc": 1, "type": "unlocked", "ok": False, "message": "wrong PIN"},
 ]
 IPC_REPLY_PATHS = [
-    ("ipc",), ("type",), ("timeout",), ("response",), ("notice",), ("unknown",), ("ok",),
-    ("message",), ("count",),
-    ("response", "Ok"), ("response", "Err"),
-    *(("response", tag, k) for tag in ("Ok", "Err") for k in
-      ("kind", "token", "cache", "expiration", "operation_independent", "message", "caused-by")),
+    ("ipc",),
+    ("type",),
+    ("timeout",),
+    ("response",),
+    ("notice",),
+    ("unknown",),
+    ("ok",),
+    ("message",),
+    ("count",),
+    ("response", "Ok"),
+    ("response", "Err"),
+    *(
+        ("response", tag, k)
+        for tag in ("Ok", "Err")
+        for k in (
+            "kind",
+            "token",
+            "cache",
+            "expiration",
+            "operation_independent",
+            "message",
+            "caused-by",
+        )
+    ),
 ]
 
 
 def rich_inputs(templates: list[Any], paths: list[tuple[str, ...]]) -> st.SearchStrategy[bytes]:
     """Fully hypothesis-generated (and shrinkable) inputs; ~3 ms an example."""
     objects = mutated(templates, paths)
-    return st.one_of(arbitrary_bytes, arbitrary_text, arbitrary_json, framed(objects),
-                     framed(objects), framed(objects))
+    return st.one_of(
+        arbitrary_bytes,
+        arbitrary_text,
+        arbitrary_json,
+        framed(objects),
+        framed(objects),
+        framed(objects),
+    )
 
 
 # Cheap structured inputs: hypothesis draws a template and a seed, this builds the input.
 
-_ALPHABET = "abcxyz019.-_+/:@ \"\\{}[],\x00\x1f\x7fé\u202e\ud800\U0001f600"
-_HOWS = ["plain", "plain", "plain", "plain", "cut", "junk-after", "junk-before", "newlines",
-         "bom", "spaces"]
+_ALPHABET = 'abcxyz019.-_+/:@ "\\{}[],\x00\x1f\x7fé\u202e\ud800\U0001f600'
+_HOWS = [
+    "plain",
+    "plain",
+    "plain",
+    "plain",
+    "cut",
+    "junk-after",
+    "junk-before",
+    "newlines",
+    "bom",
+    "spaces",
+]
 
 
 def _random_json(rng: random.Random, depth: int) -> Any:
@@ -234,18 +364,20 @@ def _random_json(rng: random.Random, depth: int) -> Any:
         return "".join(rng.choice(_ALPHABET) for _ in range(rng.randint(0, 12)))
     if roll < 0.8:
         return [_random_json(rng, depth - 1) for _ in range(rng.randint(0, 3))]
-    return {rng.choice([*REQUEST_KEYS, "x", ""]): _random_json(rng, depth - 1)
-            for _ in range(rng.randint(0, 3))}
+    return {
+        rng.choice([*REQUEST_KEYS, "x", ""]): _random_json(rng, depth - 1)
+        for _ in range(rng.randint(0, 3))
+    }
 
 
 def seeded_mutation(template: Any, seed: int, paths: list[tuple[str, ...]]) -> bytes:
     rng = random.Random(seed)
     obj = template
     for _ in range(rng.choice((0, 1, 1, 1, 2, 2, 3))):
-        obj = _set_path(obj, rng.choice(paths), rng.choice(ACTIONS),
-                        _random_json(rng, rng.randint(0, 3)))
-    return _frame(obj, rng.choice(_HOWS), rng.randbytes(rng.randint(0, 8)),
-                  rng.randint(0, 10_000))
+        obj = _set_path(
+            obj, rng.choice(paths), rng.choice(ACTIONS), _random_json(rng, rng.randint(0, 3))
+        )
+    return _frame(obj, rng.choice(_HOWS), rng.randbytes(rng.randint(0, 8)), rng.randint(0, 10_000))
 
 
 _JSONISH = b'{}[]",:0123456789.-+eE \\/ntrufalse\x00\xff\xc3\xa9\n'
@@ -265,9 +397,7 @@ def seeded_input(templates: list[Any], paths: list[tuple[str, ...]], seed: int) 
 
 def cheap_inputs(templates: list[Any], paths: list[tuple[str, ...]]) -> st.SearchStrategy[bytes]:
     """One hypothesis draw (a seed) per example: ~0.45 ms an example instead of ~3 ms."""
-    return st.integers().map(
-        lambda seed: seeded_input(templates, paths, seed)
-    )
+    return st.integers().map(lambda seed: seeded_input(templates, paths, seed))
 
 
 # ----------------------------------------------------------------------------- invariants
@@ -419,10 +549,31 @@ _FIELDISH = st.text(alphabet="09az AZ_-.+\n\t\u0661\uff11é", max_size=20)
 
 
 @PARITY
-@given(st.one_of(_FIELDISH, st.sampled_from(
-    ["1.0.0", "1.0.0-alpha.1+build-5", "01.2.3", "1.2", "1.2.3.4", "1.2.3-", "1.2.3+",
-     "1.2.3+a+b", "1.2.3-a-b", "1.2.3\n", "foo\n", "a" * 64, "a" * 65, "ab" * 32,
-     "AB" * 32, "\u0661.2.3"])))
+@given(
+    st.one_of(
+        _FIELDISH,
+        st.sampled_from(
+            [
+                "1.0.0",
+                "1.0.0-alpha.1+build-5",
+                "01.2.3",
+                "1.2",
+                "1.2.3.4",
+                "1.2.3-",
+                "1.2.3+",
+                "1.2.3+a+b",
+                "1.2.3-a-b",
+                "1.2.3\n",
+                "foo\n",
+                "a" * 64,
+                "a" * 65,
+                "ab" * 32,
+                "AB" * 32,
+                "\u0661.2.3",
+            ]
+        ),
+    )
+)
 def test_field_checks_match_the_regular_expressions(text: str) -> None:
     assert protocol.valid_crate_name(text) == bool(CRATE_NAME_RE.fullmatch(text))
     assert protocol.valid_cksum(text) == bool(CKSUM_RE.fullmatch(text))
@@ -442,12 +593,17 @@ def _same_json(a: Any, b: Any) -> bool:
 
 
 @PARITY
-@given(st.one_of(
-    arbitrary_text.map(lambda b: b.decode("utf-8", "replace")),
-    json_value.map(lambda v: json.dumps(v, ensure_ascii=False)),
-    st.builds(lambda v, pad: pad + json.dumps(v) + pad[::-1], json_value,
-              st.sampled_from(["", " ", "\t\n", "\r ", "\u00a0", "\ufeff", "x"])),
-))
+@given(
+    st.one_of(
+        arbitrary_text.map(lambda b: b.decode("utf-8", "replace")),
+        json_value.map(lambda v: json.dumps(v, ensure_ascii=False)),
+        st.builds(
+            lambda v, pad: pad + json.dumps(v) + pad[::-1],
+            json_value,
+            st.sampled_from(["", " ", "\t\n", "\r ", "\u00a0", "\ufeff", "x"]),
+        ),
+    )
+)
 def test_json_loads_matches_the_json_module(text: str) -> None:
     try:
         want: Any = json.loads(text)
@@ -473,8 +629,7 @@ def test_json_shim_errors_and_types() -> None:
         loop: list[Any] = []
         loop.append(loop)
         records.json_dumps(loop, ensure_ascii=True)
-    assert records.json_dumps("é\n", ensure_ascii=False) == json.dumps("é\n",
-                                                                          ensure_ascii=False)
+    assert records.json_dumps("é\n", ensure_ascii=False) == json.dumps("é\n", ensure_ascii=False)
     with pytest.raises(ValueError, match="4300"):
         records.json_loads("1" * 5000)
     with pytest.raises(RecursionError):
@@ -530,10 +685,12 @@ def _nested_documents(depth: int) -> Iterator[bytes]:
     yield ("[" * depth).encode()  # unterminated
     for key in ("v", "registry", "operation", "args", "type", "request", "timeout"):
         yield (req + f',"{key}":' + arr + "}").encode()
-        yield ('{"ipc":1,"type":"credential","request":' + req + "}," + f'"{key}":'
-               + arr + "}").encode()
-        yield ('{"ipc":1,"type":"response","response":{"Err":{"kind":"other","message":'
-               + arr + "}}}").encode()
+        yield (
+            '{"ipc":1,"type":"credential","request":' + req + "}," + f'"{key}":' + arr + "}"
+        ).encode()
+        yield (
+            '{"ipc":1,"type":"response","response":{"Err":{"kind":"other","message":' + arr + "}}}"
+        ).encode()
 
 
 def test_deep_nesting_at_every_depth_and_stack_position() -> None:
@@ -653,8 +810,11 @@ class FakeApp:
 
 replies = st.one_of(
     cheap_inputs(IPC_REPLIES, IPC_REPLY_PATHS),
-    st.builds(lambda a, b: a + b, st.just(_frame(IPC_REPLIES[0], "plain", b"", 0)),
-              cheap_inputs(IPC_REPLIES, IPC_REPLY_PATHS)),  # an ack first, then anything
+    st.builds(
+        lambda a, b: a + b,
+        st.just(_frame(IPC_REPLIES[0], "plain", b"", 0)),
+        cheap_inputs(IPC_REPLIES, IPC_REPLY_PATHS),
+    ),  # an ack first, then anything
 )
 
 
@@ -688,5 +848,3 @@ def test_fuzz_bridge_run_with_app_replies(tmp_path: Path) -> None:
             one()
     finally:
         app.close()
-
-

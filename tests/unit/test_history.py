@@ -51,8 +51,7 @@ def test_record_and_previous(hist, tmp_path):
     entry = hist.record_approved(REG, first, registry_name="local", now=1000.0)
     assert (entry.name, entry.vers, entry.cksum) == ("foo", "0.1.0", first.cksum)
     assert entry.registry == REG and entry.registry_name == "local"
-    assert {f.path: f.sha256 for f in entry.files}["src/lib.rs"] == hashlib.sha256(
-        LIB1).hexdigest()
+    assert {f.path: f.sha256 for f in entry.files}["src/lib.rs"] == hashlib.sha256(LIB1).hexdigest()
     assert entry.crate_bytes() == first.data
     assert (tmp_path / "history").stat().st_mode & 0o077 == 0
     prev = hist.previous(REG, "foo")
@@ -117,21 +116,26 @@ def test_added_and_removed_files(hist):
     assert [f.path for f in changes.removed] == ["src/old.rs"]
     assert changes.changed == ()
     assert unified_diff(prev, current, "src/new.rs").splitlines()[:3] == [
-        "--- /dev/null (0.1.0)", "+++ b/src/new.rs (0.1.1)", "@@ -0,0 +1 @@"]
+        "--- /dev/null (0.1.0)",
+        "+++ b/src/new.rs (0.1.1)",
+        "@@ -0,0 +1 @@",
+    ]
 
 
 def test_new_build_script_is_flagged(hist):
     hist.record_approved(REG, contents("0.1.0"))
-    current = contents("0.2.0", {"src/lib.rs": LIB1, "build.rs": b"fn main() {}\n"},
-                       build="build.rs")
+    current = contents(
+        "0.2.0", {"src/lib.rs": LIB1, "build.rs": b"fn main() {}\n"}, build="build.rs"
+    )
     changes = compare(hist.previous(REG, "foo"), current)
     assert changes.new_build_script
     assert changes.flags[0].startswith("NEW build script (build.rs)")
     assert [f.path for f in changes.added] == ["build.rs"]
     # a build script that was already there is not new; a changed one is mentioned
     hist.record_approved(REG, current)
-    again = contents("0.3.0", {"src/lib.rs": LIB1, "build.rs": b"fn main() { evil() }\n"},
-                     build="build.rs")
+    again = contents(
+        "0.3.0", {"src/lib.rs": LIB1, "build.rs": b"fn main() { evil() }\n"}, build="build.rs"
+    )
     changes = compare(hist.previous(REG, "foo"), again)
     assert not changes.new_build_script
     assert changes.flags == ("the build script (build.rs) changed",)
@@ -139,8 +143,9 @@ def test_new_build_script_is_flagged(hist):
 
 def test_build_key_in_manifest_alone_is_a_new_build_script(hist):
     hist.record_approved(REG, contents("0.1.0"))
-    current = contents("0.2.0", {"src/lib.rs": LIB1, "tools/gen.rs": b"fn main() {}\n"},
-                       build="tools/gen.rs")
+    current = contents(
+        "0.2.0", {"src/lib.rs": LIB1, "tools/gen.rs": b"fn main() {}\n"}, build="tools/gen.rs"
+    )
     assert compare(hist.previous(REG, "foo"), current).new_build_script
 
 
@@ -153,26 +158,42 @@ def test_becoming_a_proc_macro_is_flagged(hist):
 
 def test_repository_change_is_flagged(hist):
     hist.record_approved(REG, contents("0.1.0"))
-    changes = compare(hist.previous(REG, "foo"),
-                      contents("0.2.0", repository="https://evil.example/foo"))
-    assert ("the repository changed from https://example.com/repo to "
-            "https://evil.example/foo") in changes.flags
+    changes = compare(
+        hist.previous(REG, "foo"), contents("0.2.0", repository="https://evil.example/foo")
+    )
+    assert (
+        "the repository changed from https://example.com/repo to https://evil.example/foo"
+    ) in changes.flags
 
 
 def test_binary_large_and_long_diffs_are_bounded(hist):
     big_old = b"".join(b"line %d\n" % i for i in range(2000))
     big_new = b"".join(b"LINE %d\n" % i for i in range(2000))
-    hist.record_approved(REG, contents("0.1.0", {
-        "src/lib.rs": LIB1, "logo.png": b"\x89PNG\0\0\x01", "gen.rs": big_old,
-        "esc.rs": b"a\n",
-    }))
-    current = contents("0.2.0", {
-        "src/lib.rs": LIB1, "logo.png": b"\x89PNG\0\0\x02", "gen.rs": big_new,
-        "esc.rs": b"a\n\x1b]0;pwned\x07\n",
-    })
+    hist.record_approved(
+        REG,
+        contents(
+            "0.1.0",
+            {
+                "src/lib.rs": LIB1,
+                "logo.png": b"\x89PNG\0\0\x01",
+                "gen.rs": big_old,
+                "esc.rs": b"a\n",
+            },
+        ),
+    )
+    current = contents(
+        "0.2.0",
+        {
+            "src/lib.rs": LIB1,
+            "logo.png": b"\x89PNG\0\0\x02",
+            "gen.rs": big_new,
+            "esc.rs": b"a\n\x1b]0;pwned\x07\n",
+        },
+    )
     prev = hist.previous(REG, "foo")
     assert unified_diff(prev, current, "logo.png") == (
-        "Binary files a/logo.png and b/logo.png differ")
+        "Binary files a/logo.png and b/logo.png differ"
+    )
     long = unified_diff(prev, current, "gen.rs", max_lines=50)
     assert len(long.splitlines()) == 51 and "diff truncated" in long.splitlines()[-1]
     assert "too large to diff" in unified_diff(prev, current, "gen.rs", max_bytes=100)
@@ -197,8 +218,9 @@ def test_size_bound_evicts_superseded_then_oldest(tmp_path):
     hist = History(tmp_path / "h", max_bytes=10_000)
     noise = os.urandom(1500)  # incompressible, so each copy is ~2 KB
     for i in range(6):
-        hist.record_approved(REG, contents(f"0.{i}.0", {"src/lib.rs": LIB1, "n.bin": noise}),
-                             now=float(i))
+        hist.record_approved(
+            REG, contents(f"0.{i}.0", {"src/lib.rs": LIB1, "n.bin": noise}), now=float(i)
+        )
     hist.record_approved(REG, contents("1.0.0", name="bar"), now=10.0)
     assert hist.total_bytes() <= 10_000
     kept = hist.entries()
@@ -265,7 +287,8 @@ def test_forged_history_entry_is_ignored_and_noted(tmp_path, monkeypatch):
     keychain = MemoryKeychain()
     root = tmp_path / "history"
     genuine = History(root, mac=HistoryMac(keychain)).record_approved(
-        REG, contents("1.0.0"), registry_name="local")
+        REG, contents("1.0.0"), registry_name="local"
+    )
     secret = keychain.get(HISTORY_MAC_ACCOUNT)
     assert secret is not None
     assert secret.expose() not in Path(present(genuine.entry_path)).read_text()
@@ -334,8 +357,9 @@ def test_a_version_going_backwards_is_flagged(hist):
 
     hist.record_approved(REG, contents("0.2.0"))
     changes = compare(hist.previous(REG, "foo"), contents("0.1.9"))
-    assert any(f.startswith("the version GOES BACKWARDS: 0.1.9 is older than 0.2.0")
-               for f in changes.flags)
+    assert any(
+        f.startswith("the version GOES BACKWARDS: 0.1.9 is older than 0.2.0") for f in changes.flags
+    )
     forward = compare(hist.previous(REG, "foo"), contents("0.10.0"))
     assert not any("BACKWARDS" in f for f in forward.flags)  # 0.10.0 > 0.2.0 (not text)
     assert version_key("1.0.0-alpha") < version_key("1.0.0") < version_key("1.0.1")

@@ -58,8 +58,7 @@ def test_a_different_key_already_stored_is_refused_and_nothing_changes(tmp_path)
     key = SigningKey.generate()
     home, item = _cargo_home(tmp_path, key)
     store = KeyStore(MemoryKeychain(), index_path=tmp_path / "keys.json")
-    store.add(SigningKey.generate(), registry="local", index_url=INDEX, subject=None,
-              origin="cli")
+    store.add(SigningKey.generate(), registry="local", index_url=INDEX, subject=None, origin="cli")
     before = {p.name: p.read_bytes() for p in home.iterdir()}
     with pytest.raises(KeyExists, match="already has a different key"):
         flows.import_cargo_key(store, item, key, INDEX, origin="cli", home=home)

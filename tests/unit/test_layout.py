@@ -28,15 +28,20 @@ def collect(pytestconfig: pytest.Config, *items: FakeItem) -> None:
 
 
 def test_e2e_and_gui_are_marked_by_directory(pytestconfig):
-    items = [FakeItem("e2e/test_a.py"), FakeItem("gui/test_b.py", ("qtbot",)),
-             FakeItem("integration/test_c.py", ("secret_service",)),
-             FakeItem("unit/test_d.py", ("tmp_path",))]
+    items = [
+        FakeItem("e2e/test_a.py"),
+        FakeItem("gui/test_b.py", ("qtbot",)),
+        FakeItem("integration/test_c.py", ("secret_service",)),
+        FakeItem("unit/test_d.py", ("tmp_path",)),
+    ]
     collect(pytestconfig, *items)
     assert [i.markers for i in items] == [["e2e"], ["gui"], [], []]
 
 
-@pytest.mark.parametrize("fixture", ["secret_service", "app_env", "xvfb_display", "softhsm",
-                                     "harness", "qtbot", "gui_app"])
+@pytest.mark.parametrize(
+    "fixture",
+    ["secret_service", "app_env", "xvfb_display", "softhsm", "harness", "qtbot", "gui_app"],
+)
 def test_a_unit_test_cannot_start_a_real_component(pytestconfig, fixture):
     with pytest.raises(pytest.UsageError, match=f"tests/unit/test_d.py::test_x uses {fixture}"):
         collect(pytestconfig, FakeItem("unit/test_d.py", ("tmp_path", fixture)))

@@ -14,10 +14,13 @@ from gui_approver.core.keys.store import SigningKey
 def test_planted_secret_is_found(tmp_path, form):
     key = SigningKey.generate()
     paserk = key.secret_paserk().expose()
-    raw = base64.urlsafe_b64decode(paserk[len("k3.secret."):] + "==")
+    raw = base64.urlsafe_b64decode(paserk[len("k3.secret.") :] + "==")
     data = {
-        "paserk": paserk.encode(), "raw": raw, "hex": raw.hex().encode(),
-        "HEX": raw.hex().upper().encode(), "b64": base64.b64encode(raw),
+        "paserk": paserk.encode(),
+        "raw": raw,
+        "hex": raw.hex().encode(),
+        "HEX": raw.hex().upper().encode(),
+        "b64": base64.b64encode(raw),
         "b64url": base64.urlsafe_b64encode(raw).rstrip(b"="),
     }[form]
     (tmp_path / "sub").mkdir()
@@ -40,8 +43,12 @@ def test_planted_pin_is_found(tmp_path, encoding):
     from leakscan import scan_pin
 
     pin = "gat-Pin-7f3a9c"
-    data = {"utf-8": pin.encode(), "utf-16-le": pin.encode("utf-16-le"),
-            "hex": pin.encode().hex().encode(), "b64": base64.b64encode(pin.encode())}[encoding]
+    data = {
+        "utf-8": pin.encode(),
+        "utf-16-le": pin.encode("utf-16-le"),
+        "hex": pin.encode().hex().encode(),
+        "b64": base64.b64encode(pin.encode()),
+    }[encoding]
     (tmp_path / "state.bin").write_bytes(b"\x00prefix" + data + b"suffix")
     hits = scan_pin(pin, paths=[tmp_path])
     assert hits and all(pin not in repr(h) for h in hits)

@@ -42,8 +42,10 @@ def test_request_fields():
 
 
 def test_login_token_is_secret_and_never_printed():
-    line = ('{"v":1,"registry":{"index-url":"sparse+http://h/index/"},"kind":"login",'
-            '"token":"k3.secret.SHOULDNOTAPPEAR"}')
+    line = (
+        '{"v":1,"registry":{"index-url":"sparse+http://h/index/"},"kind":"login",'
+        '"token":"k3.secret.SHOULDNOTAPPEAR"}'
+    )
     req = as_login(parse_request(line))
     assert req.token is not None and req.token.expose() == "k3.secret.SHOULDNOTAPPEAR"
     assert "SHOULDNOTAPPEAR" not in repr(req)
@@ -69,15 +71,21 @@ def test_every_response_shape_is_valid_and_compact(line):
 def test_response_builders_match_golden():
     assert protocol.encode(protocol.ok_get("v3.public.TOKEN", "never")) == RESPONSES[0]
     assert protocol.encode(protocol.ok_get("v3.public.TOKEN", "session")) == RESPONSES[1]
-    assert protocol.encode(
-        protocol.ok_get("v3.public.TOKEN", "expires", expiration=1795000000)) == RESPONSES[2]
+    assert (
+        protocol.encode(protocol.ok_get("v3.public.TOKEN", "expires", expiration=1795000000))
+        == RESPONSES[2]
+    )
     assert protocol.encode(protocol.ok_login()) == RESPONSES[3]
     assert protocol.encode(protocol.ok_logout()) == RESPONSES[4]
     assert protocol.encode(protocol.err_not_found()) == RESPONSES[5]
     assert protocol.encode(protocol.err_url_not_supported()) == RESPONSES[6]
     assert protocol.encode(protocol.err_operation_not_supported()) == RESPONSES[7]
-    assert protocol.encode(protocol.err_other(
-        "publish of foo 1.2.3 was denied in gui-approver", ["a", "b"])) == RESPONSES[8]
+    assert (
+        protocol.encode(
+            protocol.err_other("publish of foo 1.2.3 was denied in gui-approver", ["a", "b"])
+        )
+        == RESPONSES[8]
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,18 +97,34 @@ def test_response_builders_match_golden():
         ('{"registry":{"index-url":"x"},"kind":"get","operation":"read"}', "protocol version"),
         ('{"v":1,"kind":"get","operation":"read"}', "registry"),
         ('{"v":1,"registry":{"index-url":"x"},"kind":"steal"}', "unsupported request kind"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"delete"}',
-         "unsupported operation"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"foo",'
-         '"vers":"1.0.0"}', "cksum"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"foo",'
-         '"vers":"1.0.0","cksum":"ABC"}', "cksum"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"yank","name":"../x",'
-         '"vers":"1.0.0"}', "crate name"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"yank","name":"foo",'
-         '"vers":"one"}', "version"),
-        ('{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"yank","vers":"1.0.0"}',
-         "name"),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"delete"}',
+            "unsupported operation",
+        ),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"foo",'
+            '"vers":"1.0.0"}',
+            "cksum",
+        ),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"publish","name":"foo",'
+            '"vers":"1.0.0","cksum":"ABC"}',
+            "cksum",
+        ),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"yank","name":"../x",'
+            '"vers":"1.0.0"}',
+            "crate name",
+        ),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"yank","name":"foo",'
+            '"vers":"one"}',
+            "version",
+        ),
+        (
+            '{"v":1,"registry":{"index-url":"x"},"kind":"get","operation":"yank","vers":"1.0.0"}',
+            "name",
+        ),
         ('{"v":1,"registry":{"index-url":5},"kind":"get","operation":"read"}', "string"),
         ("[1,2]", "JSON object"),
         ("not json", "not valid JSON"),
@@ -158,8 +182,14 @@ def test_ipc_malformed_messages_are_refused(payload):
 
 
 def test_ipc_provenance_garbage_is_dropped_not_trusted():
-    msg = _ipc({"ipc": 1, "type": "credential", "request": json.loads(REQUESTS[0]),
-                "provenance": {"pid": "1", "ppid": -5, "cwd": 7}})
+    msg = _ipc(
+        {
+            "ipc": 1,
+            "type": "credential",
+            "request": json.loads(REQUESTS[0]),
+            "provenance": {"pid": "1", "ppid": -5, "cwd": 7},
+        }
+    )
     assert framing.parse_ipc_request(msg).provenance == framing.Provenance(None, None, None)
 
 
@@ -169,13 +199,17 @@ def test_ipc_oversized_is_refused():
 
 
 def test_ipc_replies():
-    ok = framing.parse_ipc_reply(_ipc({"ipc": 1, "type": "response",
-                                        "response": json.loads(RESPONSES[0])}))
+    ok = framing.parse_ipc_reply(
+        _ipc({"ipc": 1, "type": "response", "response": json.loads(RESPONSES[0])})
+    )
     assert ok["response"]["Ok"]["token"] == "v3.public.TOKEN"
     assert framing.parse_ipc_reply(_ipc({"ipc": 1, "type": "ack", "timeout": 125}))["timeout"]
     for bad in (
-        {"ipc": 1, "type": "response", "response": {"Ok": {"kind": "get", "token": "t",
-                                                           "cache": "never"}}},
+        {
+            "ipc": 1,
+            "type": "response",
+            "response": {"Ok": {"kind": "get", "token": "t", "cache": "never"}},
+        },
         {"ipc": 1, "type": "response", "response": {"Maybe": {"kind": "get"}}},
         {"ipc": 1, "type": "ack", "timeout": -1},
         {"ipc": 1, "type": "ack", "timeout": True},

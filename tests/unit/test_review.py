@@ -50,8 +50,7 @@ def publish_req(name="foo", vers="0.1.0", cksum="a" * 64, url=REG):
 
 
 def req(op, name="foo"):
-    obj = {"v": 1, "registry": {"index-url": REG}, "kind": "get", "operation": op,
-           "name": name}
+    obj = {"v": 1, "registry": {"index-url": REG}, "kind": "get", "operation": op, "name": name}
     if op in ("yank", "unyank"):
         obj["vers"] = "0.1.0"
     return parse_request(json.dumps(obj))
@@ -75,8 +74,9 @@ def test_batch_matches_exact_tuples_once():
     assert not batch.matches(publish_req("foo", "0.1.0", "c" * 64))  # other cksum
     assert not batch.matches(publish_req("foo", "0.1.1", "a" * 64))  # other version
     assert not batch.matches(publish_req("baz", "0.1.0", "a" * 64))  # other crate
-    assert not batch.matches(publish_req("foo", "0.1.0", "a" * 64,
-                                         url="sparse+https://x.example/index/"))
+    assert not batch.matches(
+        publish_req("foo", "0.1.0", "a" * 64, url="sparse+https://x.example/index/")
+    )
     assert not batch.matches(req("yank"))
     assert len(batch.pending()) == 2  # misses consume nothing
     assert batch.matches(publish_req("foo", "0.1.0", "a" * 64))
@@ -131,13 +131,13 @@ def test_workspace_review_lists_fresh_crates_once_per_run(tmp_path):
     (files["two"][0].parent / "liar-0.1.0.crate").write_bytes(h.crate("other", "9.9.9"))
     ws = WorkspaceReview()
     p, data = files["one"]
-    cands = ws.candidates(publish_req("one", "0.1.0", sha(data)), None,
-                          first_contents(p, data, "one"))
+    cands = ws.candidates(
+        publish_req("one", "0.1.0", sha(data)), None, first_contents(p, data, "one")
+    )
     assert [c.name for c in cands] == ["one", "three", "two"]
     for c in cands:
         assert c.cksum == sha(files[c.name][1]) and c.contents.verified
-        assert [f.path for f in c.contents.files] == ["Cargo.toml", "Cargo.toml.orig",
-                                                       "src/lib.rs"]
+        assert [f.path for f in c.contents.files] == ["Cargo.toml", "Cargo.toml.orig", "src/lib.rs"]
     # unverified first crate: no batch
     bad = inspect_crate_bytes(data, name="one", vers="0.1.0", cksum="0" * 64, path=str(p))
     assert ws.candidates(publish_req("one", "0.1.0", "0" * 64), None, bad) == ()
@@ -148,8 +148,7 @@ def test_workspace_review_prefers_the_files_cargo_holds_open(tmp_path):
     from gui_approver.review.requester import ProcessInfo, RequesterInfo
 
     files = packaged(tmp_path, ["one", "two", "three"])
-    ctx = CargoContext(cwd=str(tmp_path), open_crates=(str(files["one"][0]),
-                                                       str(files["two"][0])))
+    ctx = CargoContext(cwd=str(tmp_path), open_crates=(str(files["one"][0]), str(files["two"][0])))
     cargo = ProcessInfo(pid=4242, name="cargo", role="cargo", started=77.0)
     requester = RequesterInfo(True, "cargo publish", 4243, "kernel", cargo=cargo, context=ctx)
     ws = WorkspaceReview()
@@ -162,8 +161,9 @@ def test_workspace_review_prefers_the_files_cargo_holds_open(tmp_path):
     keys = ws.approve_all(request, cands, requester)
     assert [(k.name, k.cksum) for k in keys] == [("two", sha(files["two"][1]))]
     assert not ws.batch.matches(publish_req("two", "0.1.0", sha(files["two"][1])))  # no run
-    assert ws.batch.matches(publish_req("two", "0.1.0", sha(files["two"][1])),
-                            run=run_key(requester))
+    assert ws.batch.matches(
+        publish_req("two", "0.1.0", sha(files["two"][1])), run=run_key(requester)
+    )
 
 
 # -- Inspector ---------------------------------------------------------------------------------
@@ -239,5 +239,3 @@ def test_candidate_describe():
     c = inspect_crate_bytes(data, name="foo", vers="0.1.0", cksum=sha(data))
     cand = Candidate("foo", "0.1.0", sha(data), "/x", c)
     assert cand.describe().startswith(f"foo 0.1.0  sha256 {sha(data)}  — verified: 3 files")
-
-

@@ -167,8 +167,12 @@ def test_pending_cap_denies_the_surplus(store):
 
     svc = SigningService(store, Slow(), Settings(max_pending=2))
     results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        svc.handle(req("publish"), Provenance()).response)) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(svc.handle(req("publish"), Provenance()).response)
+        )
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for _ in range(2):
@@ -185,8 +189,16 @@ def test_login_generates_key_and_prints_public(tmp_path):
     store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
     approver = Recorder(Decision.approve())  # every login is approved in a dialog (issue 12)
     svc = SigningService(store, approver)
-    login = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL, "name": "new"},
-                                      "kind": "login", "args": ["--key-subject", "sub1"]}))
+    login = parse_request(
+        json.dumps(
+            {
+                "v": 1,
+                "registry": {"index-url": LOCAL, "name": "new"},
+                "kind": "login",
+                "args": ["--key-subject", "sub1"],
+            }
+        )
+    )
     out = svc.handle(login, Provenance())
     assert out.response == protocol.ok_login()
     assert [a.action for a in approver.seen] == ["login"]
@@ -202,25 +214,45 @@ def test_login_imports_a_given_secret(tmp_path):
     store = KeyStore(MemoryKeychain(), tmp_path / "k.json")
     svc = SigningService(store, Recorder(Decision.approve()))
     key = SigningKey.generate()
-    login = parse_request(json.dumps({"v": 1, "registry": {"index-url": LOCAL}, "kind": "login",
-                                      "token": key.secret_paserk().expose()}))
+    login = parse_request(
+        json.dumps(
+            {
+                "v": 1,
+                "registry": {"index-url": LOCAL},
+                "kind": "login",
+                "token": key.secret_paserk().expose(),
+            }
+        )
+    )
     out = svc.handle(login, Provenance())
     assert out.response == protocol.ok_login()
     assert present(store.find(LOCAL)).kip == key.kip
-    bad = parse_request(json.dumps({"v": 1, "registry": {"index-url": REMOTE}, "kind": "login",
-                                    "token": "k3.secret.not-a-key-at-all"}))
+    bad = parse_request(
+        json.dumps(
+            {
+                "v": 1,
+                "registry": {"index-url": REMOTE},
+                "kind": "login",
+                "token": "k3.secret.not-a-key-at-all",
+            }
+        )
+    )
     out = svc.handle(bad, Provenance())
     assert "not a usable key" in out.response["Err"]["message"]
     assert "not-a-key-at-all" not in json.dumps(out.response)
     assert store.find(REMOTE) is None
     # Anything else is a bearer token (issue 11): stored as one, after the approval.
-    plain = parse_request(json.dumps({"v": 1, "registry": {"index-url": REMOTE},
-                                      "kind": "login", "token": "plain-old-token"}))
+    plain = parse_request(
+        json.dumps(
+            {"v": 1, "registry": {"index-url": REMOTE}, "kind": "login", "token": "plain-old-token"}
+        )
+    )
     out = svc.handle(plain, Provenance())
     assert out.response == protocol.ok_login()
     assert "plain-old-token" not in json.dumps(out.response) + (out.notice or "")
     assert store.find(REMOTE) is None
     from gui_approver.core.keys.bearer import bearer_store
+
     assert present(bearer_store(store).find(REMOTE)).origin == "dialog"
 
 
@@ -239,6 +271,7 @@ def test_keychain_failure_is_a_clear_error_and_nothing_signed(store):
     class Broken(MemoryKeychain):
         def get(self, account):
             from gui_approver.errors import KeychainLocked
+
             raise KeychainLocked("the keychain is locked; cannot read a key")
 
     locked = KeyStore(Broken(), store.index_path)

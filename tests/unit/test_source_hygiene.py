@@ -11,7 +11,10 @@ CITES = re.compile(r"\bissue #?\d+|\(#\d+\)|\.\./shared/|\bshared/docs/")
 
 
 def test_no_comment_cites_an_issue_or_a_file_outside_the_repository():
-    found = [f"{p.relative_to(PKG)}:{n}: {line.strip()}"
-             for p in sorted(PKG.rglob("*.py"))
-             for n, line in enumerate(p.read_text().splitlines(), 1) if CITES.search(line)]
+    found = [
+        f"{p.relative_to(PKG)}:{n}: {line.strip()}"
+        for p in sorted(PKG.rglob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if CITES.search(line)
+    ]
     assert found == []

@@ -34,7 +34,6 @@ READ = Expected(None)
 CKSUM = "e54a35351a7caaa0f53e1fa510d840328aa986070ee9adcd81511611200d2ced"
 
 
-
 def rfc3339(dt: datetime, nanos: int | None = None) -> str:
     """Format like cargo: UTC ``Z``, fraction trimmed of trailing zeros, none when zero."""
     dt = dt.astimezone(UTC)
