@@ -21,6 +21,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -460,11 +461,10 @@ def _secret_table(doc: Any, registry: str) -> Any:
     return table if isinstance(table, dict) else None
 
 
-def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
-    """Every ``secret-key`` in ``credentials.toml`` and ``config.toml`` under CARGO_HOME."""
-    home = home or cargo_home()
-    found: list[CargoSecret] = []
-    for path in (home / "credentials.toml", home / "credentials", config_path(home)):
+def _secrets_in(paths: tuple[Path, ...], field: str) -> Iterator[tuple[Path, str, Any]]:
+    """(file, registry, table) for every registry table holding a string ``field``:
+    ``[registry]`` (crates.io) and ``[registries.NAME]``."""
+    for path in paths:
         if not path.exists():
             continue
         _, doc = _load(path)
@@ -474,17 +474,25 @@ def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
             names += [str(n) for n in regs]
         for name in names:
             table = _secret_table(doc, name)
-            if table is None or not isinstance(table.get("secret-key"), str):
-                continue
-            sub = table.get("secret-key-subject")
-            found.append(
-                CargoSecret(
-                    registry=name,
-                    path=path,
-                    secret=Secret(str(table["secret-key"])),
-                    subject=str(sub) if isinstance(sub, str) else None,
-                )
+            if table is not None and isinstance(table.get(field), str):
+                yield path, name, table
+
+
+def find_cargo_secrets(home: Path | None = None) -> list[CargoSecret]:
+    """Every ``secret-key`` in ``credentials.toml`` and ``config.toml`` under CARGO_HOME."""
+    home = home or cargo_home()
+    found: list[CargoSecret] = []
+    files = (home / "credentials.toml", home / "credentials", config_path(home))
+    for path, name, table in _secrets_in(files, "secret-key"):
+        sub = table.get("secret-key-subject")
+        found.append(
+            CargoSecret(
+                registry=name,
+                path=path,
+                secret=Secret(str(table["secret-key"])),
+                subject=str(sub) if isinstance(sub, str) else None,
             )
+        )
     return found
 
 
@@ -514,25 +522,11 @@ def find_cargo_tokens(home: Path | None = None) -> list[CargoSecret]:
     """Every ``token`` in ``credentials.toml`` and ``credentials`` (older cargo) under
     CARGO_HOME: ``[registry]`` (crates.io) and ``[registries.NAME]``."""
     home = home or cargo_home()
-    found: list[CargoSecret] = []
-    for path in (home / "credentials.toml", home / "credentials"):
-        if not path.exists():
-            continue
-        _, doc = _load(path)
-        names = [CRATES_IO] if isinstance(doc.get("registry"), dict) else []
-        regs = doc.get("registries")
-        if isinstance(regs, dict):
-            names += [str(n) for n in regs]
-        for name in names:
-            table = _secret_table(doc, name)
-            if table is None or not isinstance(table.get("token"), str):
-                continue
-            found.append(
-                CargoSecret(
-                    registry=name, path=path, secret=Secret(str(table["token"])), subject=None
-                )
-            )
-    return found
+    files = (home / "credentials.toml", home / "credentials")
+    return [
+        CargoSecret(registry=name, path=path, secret=Secret(str(table["token"])), subject=None)
+        for path, name, table in _secrets_in(files, "token")
+    ]
 
 
 def remove_cargo_token(found: CargoSecret) -> None:
