@@ -159,10 +159,15 @@ def _software_input_dialog(app: object, path: Path) -> Path:
         )
     )
     dialog.show()
+    # Wait for the arming timer (event-driven), at most 10 s.
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    dialog._arm_timer.timeout.connect(loop.quit)
+    QTimer.singleShot(10_000, loop.quit)
     deadline = time.monotonic() + 10
     while not dialog.approve_button.armed and time.monotonic() < deadline:
-        app.processEvents()  # type: ignore[attr-defined]
-        time.sleep(0.02)
+        loop.exec()
     dialog._say_refused(dialog.approve_button, FROM_SOFTWARE)
     dialog.approve_button.setFocus(Qt.FocusReason.TabFocusReason)
     _settle(app)

@@ -58,15 +58,22 @@ def iterations_of(wrapped: str) -> int:
 
 
 APP_PROBE = """
-import ctypes, json, os, resource, signal, sys, threading, time
+import ctypes, json, os, resource, signal, sys, threading
 from gui_approver.cli.main import main
 from gui_approver.core import ipc
 
+listening = threading.Event()
+_start = ipc.UnixSocketServer.start
+
+def start(self):  # the app has hardened itself before it listens: probe once it does
+    _start(self)
+    listening.set()
+
+ipc.UnixSocketServer.start = start
+
 def probe():
     try:
-        deadline = time.monotonic() + 20
-        while ipc.ping(timeout=0.5) is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling the app's socket with a deadline
+        listening.wait(20)
         libc = ctypes.CDLL(None, use_errno=True)
         print(json.dumps({"dumpable": libc.prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE
                           "core": list(resource.getrlimit(resource.RLIMIT_CORE))}), flush=True)
